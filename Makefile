@@ -1,0 +1,32 @@
+# mininova: two commands for a fresh Debian 12 / Ubuntu host (root, or sudo).
+#   make run   - install and start everything, boot a first VM
+#   make test  - the same set-up, then the whole test suite
+SHELL := /bin/bash
+VENV  ?= $(CURDIR)/.venv
+STATE ?= $(CURDIR)/.state
+SUDO  := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+PYTEST_ARGS ?=
+
+.PHONY: setup run test unit stop status
+
+setup:
+	$(SUDO) bash deploy/install-host.sh
+	$(SUDO) bash deploy/start-libvirt.sh
+	$(SUDO) bash deploy/start-controller-services.sh
+	VENV=$(VENV) bash deploy/setup-venv.sh
+
+run: setup
+	STATE=$(STATE) VENV=$(VENV) bash deploy/run-stack.sh
+
+# Tests of the real path must fail, not skip, when a real service is missing.
+test: setup
+	MININOVA_REQUIRE_RABBIT=1 MININOVA_REQUIRE_LIBVIRT=1 $(VENV)/bin/python -m pytest -ra $(PYTEST_ARGS) tests
+
+unit:
+	$(VENV)/bin/python -m pytest -q tests/unit
+
+stop:
+	bash deploy/daemons.sh stop $(STATE) $(VENV)
+
+status:
+	bash deploy/daemons.sh status $(STATE) $(VENV)

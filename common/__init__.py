@@ -1,0 +1,1 @@
+"""Pieces shared by the three mininova daemons: config, context, errors, DB, RPC."""

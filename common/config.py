@@ -1,0 +1,126 @@
+"""oslo.config options of mininova, grouped as in the config file.
+
+Every daemon and ``mininova-manage`` parse the same options; ``list_opts`` is
+the entry point for ``oslo-config-generator`` (namespace ``mininova``).
+"""
+import os
+import socket
+
+from oslo_config import cfg
+
+CONF = cfg.CONF
+
+default_opts = [
+    cfg.StrOpt("host", default=socket.gethostname(), sample_default="<hostname>",
+               help="Name of this host; compute listens on queue compute.<host>."),
+    cfg.StrOpt("state_path", default="/var/lib/mininova",
+               help="Top directory for mininova's state (embedded DB, image store)."),
+    cfg.StrOpt("transport_url", default="rabbit://guest:guest@127.0.0.1:5672/", secret=True,
+               help="Message bus: rabbit://user:pass@host:port/vhost, or memory:// (tests)."),
+    cfg.IntOpt("rpc_response_timeout", default=30, min=1,
+               help="Seconds to wait for the reply of an RPC call."),
+    cfg.IntOpt("rpc_workers", default=16, min=1,
+               help="Threads that handle RPC messages concurrently in one daemon."),
+]
+
+# Also on the command line of every daemon.
+cli_opts = [
+    cfg.StrOpt("log-file", dest="log_file", help="Log to this file instead of stderr."),
+    cfg.BoolOpt("debug", default=False, help="Log at DEBUG level."),
+]
+
+api_opts = [
+    cfg.HostAddressOpt("listen", default="127.0.0.1", help="Address the API binds to."),
+    cfg.PortOpt("port", default=8774, help="Port the API listens on."),
+    cfg.IntOpt("threads", default=16, min=1, help="WSGI worker threads."),
+    cfg.IntOpt("max_body_bytes", default=1024 * 1024, min=1024,
+               help="Largest JSON request body accepted."),
+]
+
+database_opts = [
+    cfg.StrOpt("connection", secret=True,
+               help="SQLAlchemy URL. Default: a SQLite file in state_path "
+                    "(for trying things; use PostgreSQL for real)."),
+    cfg.IntOpt("pool_size", default=10, min=1, help="Connections kept per process."),
+]
+
+scheduler_opts = [
+    cfg.IntOpt("service_down_time", default=60, min=1,
+               help="A compute host whose last heartbeat is older than this is down."),
+    cfg.FloatOpt("cpu_allocation_ratio", default=16.0, min=0.0,
+                 help="Virtual CPUs per physical CPU the scheduler may hand out."),
+    cfg.FloatOpt("ram_allocation_ratio", default=1.5, min=0.0,
+                 help="Virtual RAM per physical RAM the scheduler may hand out."),
+    cfg.FloatOpt("disk_allocation_ratio", default=1.0, min=0.0,
+                 help="Virtual disk per physical disk the scheduler may hand out."),
+]
+
+compute_opts = [
+    cfg.StrOpt("instances_path", default="/var/lib/mininova/instances",
+               help="Directory holding one sub-directory (overlay disk) per VM."),
+    cfg.StrOpt("image_cache_path", default="/var/lib/mininova/_base",
+               help="Directory of cached base images shared by the overlays."),
+    cfg.IntOpt("heartbeat_interval", default=10, min=1,
+               help="Seconds between two heartbeats of a compute service."),
+    cfg.IntOpt("reserved_host_memory_mb", default=512, min=0,
+               help="RAM kept for the host itself, not offered to VMs."),
+    cfg.IntOpt("reserved_host_disk_gb", default=0, min=0,
+               help="Disk kept for the host itself, not offered to VMs."),
+    cfg.StrOpt("compute_driver", default="libvirt",
+               choices=["libvirt", "fake"],
+               help="libvirt: real guests; fake: libvirt's test driver (no guests)."),
+    cfg.IntOpt("spawn_timeout", default=60, min=1,
+               help="Seconds a started domain may take to report RUNNING."),
+]
+
+libvirt_opts = [
+    cfg.StrOpt("connection_uri", default="qemu:///system",
+               help="libvirt URI of this host's hypervisor."),
+    cfg.StrOpt("virt_type", default="auto", choices=["auto", "kvm", "qemu"],
+               help="Domain type; auto = kvm only where the CPU flags show vmx/svm."),
+]
+
+OPT_GROUPS = {
+    "DEFAULT": default_opts,
+    "api": api_opts,
+    "database": database_opts,
+    "scheduler": scheduler_opts,
+    "compute": compute_opts,
+    "libvirt": libvirt_opts,
+}
+
+
+def register_opts(conf):
+    conf.register_cli_opts(cli_opts)
+    for group, opts in OPT_GROUPS.items():
+        conf.register_opts(opts, group=None if group == "DEFAULT" else group)
+
+
+register_opts(CONF)
+
+
+def list_opts():
+    """For oslo-config-generator."""
+    groups = [(None if g == "DEFAULT" else g, opts) for g, opts in OPT_GROUPS.items()]
+    groups[0] = (None, cli_opts + default_opts)
+    return groups
+
+
+def parse_args(argv, conf=CONF, prog=None, default_config_files=None):
+    """Parse the command line and config files into ``conf``.
+
+    ``MININOVA_CONFIG`` names a config file when none is given on the command line.
+    """
+    if default_config_files is None:
+        env = os.environ.get("MININOVA_CONFIG")
+        candidates = [env] if env else ["/etc/mininova/mininova.conf"]
+        default_config_files = [p for p in candidates if p and os.path.exists(p)]
+    conf(argv, project="mininova", prog=prog,
+         default_config_files=default_config_files)
+    return conf
+
+
+def database_url(conf=CONF):
+    if conf.database.connection:
+        return conf.database.connection
+    return "sqlite:///" + os.path.join(conf.state_path, "mininova.sqlite")

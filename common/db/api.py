@@ -1,0 +1,246 @@
+"""Queries and atomic state changes, each a function of an open session.
+
+Conditional UPDATEs (``... WHERE task_state = expected``) are how concurrent
+daemons agree on a VM's state without locks held across RPC: whoever's UPDATE
+matches wins, the loser sees rowcount 0 and backs off.
+"""
+import uuid
+
+import sqlalchemy as sa
+from sqlalchemy import exc
+
+from common import exception, states
+from common.db import models
+from common.db.models import Claim, ComputeNode, Flavor, Image, Instance, Service, utcnow
+
+
+def is_uuid(value):
+    try:
+        uuid.UUID(str(value))
+        return True
+    except ValueError:
+        return False
+
+
+# -- flavors -----------------------------------------------------------------
+
+def flavor_list(s):
+    return s.scalars(sa.select(Flavor).order_by(Flavor.memory_mb, Flavor.name)).all()
+
+
+def flavor_get(s, name_or_id):
+    flavor = s.get(Flavor, str(name_or_id))
+    if flavor is None:
+        flavor = s.scalars(sa.select(Flavor).where(Flavor.name == str(name_or_id))).first()
+    if flavor is None:
+        raise exception.FlavorNotFound(flavor=name_or_id)
+    return flavor
+
+
+def flavor_create(s, name, vcpus, memory_mb, root_gb, flavor_id=None):
+    flavor = Flavor(id=flavor_id or str(uuid.uuid4()), name=name, vcpus=vcpus,
+                    memory_mb=memory_mb, root_gb=root_gb)
+    s.add(flavor)
+    try:
+        s.flush()
+    except exc.IntegrityError as e:
+        raise exception.DuplicateName(kind="flavor", name=name) from e
+    return flavor
+
+
+# -- images ------------------------------------------------------------------
+
+def image_list(s):
+    return s.scalars(sa.select(Image).where(Image.deleted_at.is_(None))
+                     .order_by(Image.created_at)).all()
+
+
+def image_get(s, name_or_id):
+    query = sa.select(Image).where(Image.deleted_at.is_(None))
+    image = None
+    if is_uuid(name_or_id):
+        image = s.scalars(query.where(Image.id == str(name_or_id))).first()
+    if image is None:
+        image = s.scalars(query.where(Image.name == str(name_or_id))).first()
+    if image is None:
+        raise exception.ImageNotFound(image=name_or_id)
+    return image
+
+
+def image_create(s, **values):
+    image = Image(id=values.pop("id", None) or str(uuid.uuid4()), **values)
+    s.add(image)
+    try:
+        s.flush()
+    except exc.IntegrityError as e:
+        raise exception.DuplicateName(kind="image", name=values.get("name")) from e
+    return image
+
+
+# -- instances ---------------------------------------------------------------
+
+def instance_create(s, **values):
+    now = utcnow()
+    inst = Instance(id=str(uuid.uuid4()), created_at=now, updated_at=now,
+                    power_state=states.NOSTATE, **values)
+    s.add(inst)
+    try:
+        s.flush()
+    except exc.IntegrityError as e:
+        raise exception.DuplicateName(kind="VM", name=values.get("name")) from e
+    return inst
+
+
+def _live_instances():
+    return sa.select(Instance).where(Instance.deleted_at.is_(None))
+
+
+def instance_get(s, instance_id):
+    """A live VM by id (any project: for daemons)."""
+    inst = s.scalars(_live_instances().where(Instance.id == instance_id)).first()
+    if inst is None:
+        raise exception.InstanceNotFound(instance=instance_id)
+    return inst
+
+
+def instance_get_by_ref(s, project_id, ref):
+    """A project's live VM by id or by name."""
+    query = _live_instances().where(Instance.project_id == project_id)
+    inst = None
+    if is_uuid(ref):
+        inst = s.scalars(query.where(Instance.id == str(ref))).first()
+    if inst is None:
+        inst = s.scalars(query.where(Instance.name == str(ref))).first()
+    if inst is None:
+        raise exception.InstanceNotFound(instance=ref)
+    return inst
+
+
+def instance_list(s, project_id=None, host=None):
+    query = _live_instances().order_by(Instance.created_at, Instance.id)
+    if project_id is not None:
+        query = query.where(Instance.project_id == project_id)
+    if host is not None:
+        query = query.where(Instance.host == host)
+    return s.scalars(query).all()
+
+
+_UNSET = object()
+
+
+def instance_update_if(s, instance_id, values, expected_task_state=_UNSET,
+                       expected_host=_UNSET, expected_vm_state=_UNSET):
+    """Update a live VM only if it is still in the expected state.
+
+    ``expected_task_state`` may be a value or a tuple of values (None allowed).
+    Returns True when the row was updated."""
+    cond = [Instance.id == instance_id, Instance.deleted_at.is_(None)]
+    for column, expected in ((Instance.task_state, expected_task_state),
+                             (Instance.host, expected_host),
+                             (Instance.vm_state, expected_vm_state)):
+        if expected is _UNSET:
+            continue
+        options = expected if isinstance(expected, (tuple, list)) else (expected,)
+        parts = [column.is_(None) if o is None else column == o for o in options]
+        cond.append(sa.or_(*parts))
+    values = dict(values, updated_at=utcnow())
+    result = s.execute(sa.update(Instance).where(*cond).values(**values)
+                       .execution_options(synchronize_session=False))
+    return result.rowcount == 1
+
+
+def instance_soft_delete(s, instance_id, **conditions):
+    """Mark a VM deleted (its name becomes free again); releases its claim."""
+    now = utcnow()
+    done = instance_update_if(s, instance_id, {
+        "vm_state": states.DELETED, "task_state": None, "deleted_at": now,
+        "power_state": states.NOSTATE}, **conditions)
+    if done:
+        claim_release(s, instance_id)
+    return done
+
+
+# -- services and compute nodes ---------------------------------------------
+
+def service_heartbeat(s, host, binary, resources=None):
+    """Record that a service is alive; for compute also its capacity."""
+    now = utcnow()
+    svc = s.scalars(sa.select(Service).where(Service.host == host,
+                                             Service.binary == binary)).first()
+    if svc is None:
+        svc = Service(host=host, binary=binary, disabled=False, created_at=now)
+        s.add(svc)
+    svc.last_heartbeat = now
+    if resources is not None:
+        node = s.get(ComputeNode, host)
+        if node is None:
+            node = ComputeNode(host=host, vcpus_used=0, memory_mb_used=0, local_gb_used=0)
+            s.add(node)
+        node.vcpus = int(resources["vcpus"])
+        node.memory_mb = int(resources["memory_mb"])
+        node.local_gb = int(resources["local_gb"])
+        node.hypervisor_type = resources.get("hypervisor_type")
+        node.updated_at = now
+    s.flush()
+    return svc
+
+
+def service_list(s):
+    return s.scalars(sa.select(Service).order_by(Service.binary, Service.host)).all()
+
+
+def compute_hosts(s):
+    """(service, node) for every compute service that reported capacity."""
+    rows = s.execute(sa.select(Service, ComputeNode)
+                     .join(ComputeNode, ComputeNode.host == Service.host)
+                     .where(Service.binary == "mininova-compute")).all()
+    return [(svc, node) for svc, node in rows]
+
+
+# -- claims ------------------------------------------------------------------
+
+def claim(s, instance_id, host, vcpus, memory_mb, disk_gb, ratios):
+    """Atomically claim resources on ``host`` for a VM; True if it fit.
+
+    One conditional UPDATE checks and adds in a single statement, so two
+    schedulers racing for the last slot cannot both win (PostgreSQL re-checks
+    the WHERE after the row lock; SQLite serializes writers)."""
+    cpu_ratio, ram_ratio, disk_ratio = ratios
+    result = s.execute(
+        sa.update(ComputeNode)
+        .where(ComputeNode.host == host,
+               ComputeNode.vcpus_used + vcpus <= ComputeNode.vcpus * cpu_ratio,
+               ComputeNode.memory_mb_used + memory_mb <= ComputeNode.memory_mb * ram_ratio,
+               ComputeNode.local_gb_used + disk_gb <= ComputeNode.local_gb * disk_ratio)
+        .values(vcpus_used=ComputeNode.vcpus_used + vcpus,
+                memory_mb_used=ComputeNode.memory_mb_used + memory_mb,
+                local_gb_used=ComputeNode.local_gb_used + disk_gb)
+        .execution_options(synchronize_session=False))
+    if result.rowcount != 1:
+        return False
+    s.add(Claim(instance_id=instance_id, host=host, vcpus=vcpus,
+                memory_mb=memory_mb, disk_gb=disk_gb, created_at=utcnow()))
+    s.flush()
+    return True
+
+
+def claim_get(s, instance_id):
+    return s.get(Claim, instance_id)
+
+
+def claim_release(s, instance_id):
+    """Free a VM's claim, if it has one. Idempotent."""
+    row = s.execute(sa.delete(Claim).where(Claim.instance_id == instance_id)
+                    .returning(Claim.host, Claim.vcpus, Claim.memory_mb, Claim.disk_gb)
+                    ).first()
+    if row is None:
+        return False
+    host, vcpus, memory_mb, disk_gb = row
+    s.execute(sa.update(ComputeNode).where(ComputeNode.host == host)
+              .values(vcpus_used=ComputeNode.vcpus_used - vcpus,
+                      memory_mb_used=ComputeNode.memory_mb_used - memory_mb,
+                      local_gb_used=ComputeNode.local_gb_used - disk_gb)
+              .execution_options(synchronize_session=False))
+    return True
+
+

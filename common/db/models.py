@@ -1,0 +1,121 @@
+"""SQLAlchemy 2 models. The schema itself is owned by the Alembic migrations in
+``common/db/migrations``; a test checks that both agree."""
+import datetime
+
+from sqlalchemy import (BigInteger, Boolean, DateTime, Index, Integer, String, Text,
+                        UniqueConstraint, text)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+def utcnow():
+    """Naive UTC: SQLite keeps no time zone, so every timestamp is UTC by rule."""
+    return datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Flavor(Base):
+    __tablename__ = "flavors"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    vcpus: Mapped[int] = mapped_column(Integer)
+    memory_mb: Mapped[int] = mapped_column(Integer)
+    root_gb: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class Image(Base):
+    __tablename__ = "images"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    name: Mapped[str] = mapped_column(String(255))
+    disk_format: Mapped[str] = mapped_column(String(16), default="qcow2")
+    size: Mapped[int] = mapped_column(BigInteger)
+    checksum: Mapped[str] = mapped_column(String(64))  # sha256, hex
+    min_ram: Mapped[int] = mapped_column(Integer, default=0)
+    min_disk: Mapped[int] = mapped_column(Integer, default=0)
+    location: Mapped[str] = mapped_column(Text)  # path in the image store
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    created_at: Mapped[datetime.datetime] = mapped_column(DateTime, default=utcnow)
+    deleted_at: Mapped[datetime.datetime | None] = mapped_column(DateTime, nullable=True)
+    __table_args__ = (
+        Index("uniq_images_name_live", "name", unique=True,
+              postgresql_where=text("deleted_at IS NULL"),
+              sqlite_where=text("deleted_at IS NULL")),
+    )
+
+
+class Instance(Base):
+    __tablename__ = "instances"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    name: Mapped[str] = mapped_column(String(63))
+    project_id: Mapped[str] = mapped_column(String(64))
+    user_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    image_id: Mapped[str] = mapped_column(String(36))
+    flavor_id: Mapped[str] = mapped_column(String(36))
+    # The flavor's sizes are copied: a VM keeps what it was built with.
+    vcpus: Mapped[int] = mapped_column(Integer)
+    memory_mb: Mapped[int] = mapped_column(Integer)
+    root_gb: Mapped[int] = mapped_column(Integer)
+    host: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    vm_state: Mapped[str] = mapped_column(String(16))
+    task_state: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    power_state: Mapped[str] = mapped_column(String(16), default="nostate")
+    fault: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime.datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[datetime.datetime] = mapped_column(DateTime, default=utcnow)
+    launched_at: Mapped[datetime.datetime | None] = mapped_column(DateTime, nullable=True)
+    deleted_at: Mapped[datetime.datetime | None] = mapped_column(DateTime, nullable=True)
+    __table_args__ = (
+        # Names are unique among a project's live VMs, enforced here and not by
+        # read-then-write, so concurrent creates of one name cannot both win.
+        Index("uniq_instances_project_name_live", "project_id", "name", unique=True,
+              postgresql_where=text("deleted_at IS NULL"),
+              sqlite_where=text("deleted_at IS NULL")),
+        Index("ix_instances_host", "host"),
+        Index("ix_instances_deleted_at", "deleted_at"),
+    )
+
+
+class Service(Base):
+    """A running daemon; compute services heartbeat through the conductor."""
+    __tablename__ = "services"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    host: Mapped[str] = mapped_column(String(255))
+    binary: Mapped[str] = mapped_column(String(64))
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    disabled_reason: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    last_heartbeat: Mapped[datetime.datetime | None] = mapped_column(DateTime, nullable=True)
+    created_at: Mapped[datetime.datetime] = mapped_column(DateTime, default=utcnow)
+    __table_args__ = (UniqueConstraint("host", "binary", name="uniq_services_host_binary"),)
+
+
+class ComputeNode(Base):
+    """A hypervisor's capacity (reported) and what the scheduler has claimed on it.
+
+    ``*_used`` are the sums of the claims on this node, changed only in the
+    same transaction that adds or removes a claim, by conditional UPDATEs that
+    cannot over-commit (see ``common.db.claims``)."""
+    __tablename__ = "compute_nodes"
+    host: Mapped[str] = mapped_column(String(255), primary_key=True)
+    vcpus: Mapped[int] = mapped_column(Integer, default=0)
+    memory_mb: Mapped[int] = mapped_column(Integer, default=0)
+    local_gb: Mapped[int] = mapped_column(Integer, default=0)
+    vcpus_used: Mapped[int] = mapped_column(Integer, default=0)
+    memory_mb_used: Mapped[int] = mapped_column(Integer, default=0)
+    local_gb_used: Mapped[int] = mapped_column(Integer, default=0)
+    hypervisor_type: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    updated_at: Mapped[datetime.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class Claim(Base):
+    """Resources held by one VM on one host; at most one claim per VM."""
+    __tablename__ = "claims"
+    instance_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    host: Mapped[str] = mapped_column(String(255))
+    vcpus: Mapped[int] = mapped_column(Integer)
+    memory_mb: Mapped[int] = mapped_column(Integer)
+    disk_gb: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime.datetime] = mapped_column(DateTime, default=utcnow)
+    __table_args__ = (Index("ix_claims_host", "host"),)

@@ -1,0 +1,105 @@
+"""``mininova-manage``: database, images and flavors, for the operator."""
+import argparse
+import json
+import sys
+
+from oslo_config import cfg
+
+from common import config, exception, imagestore
+from common.db import api as db_api
+from common.db import migration
+from common.db.session import Database
+
+
+def _db(conf):
+    return Database(config.database_url(conf))
+
+
+def db_sync(conf, args):
+    migration.db_sync(config.database_url(conf))
+    print("database at revision %s" % migration.db_version(config.database_url(conf)))
+
+
+def image_add(conf, args):
+    image_id, path, size, checksum = imagestore.import_file(conf, args.path)
+    try:
+        with _db(conf).transaction() as s:
+            image = db_api.image_create(s, id=image_id, name=args.name, disk_format="qcow2",
+                                        size=size, checksum=checksum, min_ram=args.min_ram,
+                                        min_disk=args.min_disk, location=path, status="active")
+    except Exception:
+        imagestore.remove(path)  # nothing left behind
+        raise
+    print(json.dumps({"id": image.id, "name": image.name, "size": size,
+                      "checksum": checksum}))
+
+
+def image_list(conf, args):
+    with _db(conf).transaction() as s:
+        for image in db_api.image_list(s):
+            print("%s  %-20s %10d  %s" % (image.id, image.name, image.size, image.checksum))
+
+
+def flavor_create(conf, args):
+    with _db(conf).transaction() as s:
+        flavor = db_api.flavor_create(s, args.name, args.vcpus, args.ram, args.disk)
+    print(json.dumps({"id": flavor.id, "name": flavor.name}))
+
+
+def flavor_list(conf, args):
+    with _db(conf).transaction() as s:
+        for f in db_api.flavor_list(s):
+            print("%-36s %-12s vcpus=%d ram=%dMB disk=%dGB" % (f.id, f.name, f.vcpus,
+                                                            f.memory_mb, f.root_gb))
+
+
+def _positive(text):
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be >= 1")
+    return value
+
+
+def _parser():
+    p = argparse.ArgumentParser(prog="mininova-manage")
+    p.add_argument("--config-file", action="append", default=[])
+    sub = p.add_subparsers(dest="group", required=True)
+    db = sub.add_parser("db").add_subparsers(dest="cmd", required=True)
+    db.add_parser("sync").set_defaults(fn=db_sync)
+    image = sub.add_parser("image").add_subparsers(dest="cmd", required=True)
+    add = image.add_parser("add")
+    add.add_argument("name")
+    add.add_argument("path")
+    add.add_argument("--min-ram", type=int, default=0)
+    add.add_argument("--min-disk", type=int, default=0)
+    add.set_defaults(fn=image_add)
+    image.add_parser("list").set_defaults(fn=image_list)
+    flavor = sub.add_parser("flavor").add_subparsers(dest="cmd", required=True)
+    create = flavor.add_parser("create")
+    create.add_argument("name")
+    create.add_argument("--vcpus", type=_positive, required=True)
+    create.add_argument("--ram", type=_positive, required=True, help="MB")
+    create.add_argument("--disk", type=_positive, required=True, help="GB")
+    create.set_defaults(fn=flavor_create)
+    flavor.add_parser("list").set_defaults(fn=flavor_list)
+    return p
+
+
+def main(argv=None):
+    args = _parser().parse_args(sys.argv[1:] if argv is None else argv)
+    conf = cfg.ConfigOpts()
+    config.register_opts(conf)
+    cli = []
+    for path in args.config_file:
+        cli += ["--config-file", path]
+    config.parse_args(cli, conf=conf, prog="mininova-manage")
+    try:
+        args.fn(conf, args)
+    except exception.MininovaException as e:
+        print("error: %s" % e.message, file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

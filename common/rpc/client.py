@@ -1,0 +1,61 @@
+"""RPCClient: cast (fire and forget) and call (wait for the reply)."""
+import logging
+
+from common import exception
+from common.rpc import protocol
+
+LOG = logging.getLogger(__name__)
+
+
+class RPCClient:
+    """Sends requests to ``target``; cheap to create and thread-safe.
+
+    All state that matters (connections, reply queue) lives in the transport,
+    so make one client per target, or ``prepare()`` a copy per host.
+    """
+
+    def __init__(self, transport, target, timeout=30):
+        self.transport = transport
+        self.target = target
+        self.timeout = timeout
+
+    def prepare(self, server=None, timeout=None, version=None):
+        """A copy with overrides; ``None`` keeps this client's value."""
+        changes = {}
+        if server is not None:
+            changes["server"] = server
+        if version is not None:
+            changes["version"] = version
+        target = self.target.replace(**changes) if changes else self.target
+        return RPCClient(self.transport, target,
+                         self.timeout if timeout is None else timeout)
+
+    def cast(self, ctxt, method, /, **kwargs):
+        """Queue ``method(ctxt, **kwargs)`` on the target and return at once.
+
+        Raises TypeError for arguments that are not plain JSON, and
+        ServiceUnavailable if the broker cannot take the message within the
+        transport's publish retry time. Once this returns the message is
+        persisted by the broker (publisher confirms).
+        """
+        body = protocol.encode_request(ctxt, method, kwargs, self.target.version)
+        LOG.debug("cast %s to %s (request %s)", method, self.target.queue, ctxt.request_id)
+        self.transport.send(self.target, body)
+
+    def call(self, ctxt, method, /, **kwargs):
+        """Run ``method`` remotely and return its result.
+
+        Remote MininovaExceptions are re-raised with their class; other
+        remote errors as RemoteError; no reply within ``timeout`` seconds as
+        MessagingTimeout (the request may still run later: handlers must be
+        idempotent).
+        """
+        body = protocol.encode_request(ctxt, method, kwargs, self.target.version)
+        LOG.debug("call %s on %s (request %s)", method, self.target.queue, ctxt.request_id)
+        try:
+            reply = self.transport.send(self.target, body, wait_for_reply=True,
+                                        timeout=self.timeout)
+        except TimeoutError:
+            raise exception.MessagingTimeout(method=method, topic=self.target.queue,
+                                             timeout=self.timeout) from None
+        return protocol.decode_reply(reply)

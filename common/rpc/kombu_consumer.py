@@ -1,0 +1,254 @@
+"""Consumer threads of the RabbitMQ transport.
+
+Each consumer owns one connection that no other thread touches: py-amqp
+channels are not thread-safe. Worker threads therefore never ack a message
+themselves; they queue the ack (``call_soon``) and the consumer thread runs
+it between two ``drain_events(timeout=poll_interval)`` calls. Replies are
+published through the transport's locked publisher connection instead, so a
+call's round trip does not wait for the next poll.
+
+When the broker goes away the consumer reconnects with backoff (0.5, 1, 2, 4,
+5, 5 ... s) and declares its topology again. Acks queued for a channel that
+died are dropped: RabbitMQ redelivers those messages anyway.
+"""
+import logging
+import queue
+import socket
+import threading
+import uuid
+
+import amqp.exceptions
+import kombu
+import kombu.exceptions
+
+from common.rpc import transport as base
+
+LOG = logging.getLogger(__name__)
+
+RECOVERABLE = (amqp.exceptions.AMQPError, amqp.exceptions.MessageNacked,
+               kombu.exceptions.KombuError, OSError)
+_MAX_BACKOFF = 5.0
+
+
+class _ConsumerLoop:
+    """Connect, consume, drain, run queued operations; reconnect on failure."""
+
+    def __init__(self, transport, queue_name):
+        self.transport = transport
+        self.queue_name = queue_name
+        self.ready = threading.Event()  # set while consuming
+        self._finish = threading.Event()
+        self._ops = queue.SimpleQueue()
+        self._channel = None
+        self._thread = threading.Thread(target=self._run, daemon=True,
+                                        name="rpc-consumer-%s" % queue_name)
+
+    def call_soon(self, fn):
+        """Run ``fn()`` on the consumer thread (the only one using the channel)."""
+        self._ops.put(fn)
+
+    def start(self):
+        self._thread.start()
+
+    def wait(self):
+        """Flush queued operations, close the connection, end the thread."""
+        self._finish.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    # -- overridden by the two kinds of consumer ----------------------------
+    def _consume(self, channel):
+        raise NotImplementedError
+
+    def _should_connect(self):
+        return True
+
+    def _before_drain(self):
+        pass
+
+    # -- the thread ------------------------------------------------------------
+    def _run(self):
+        delay, lost = 0.5, False
+        while not self._finish.is_set() and self._should_connect():
+            conn, failed = None, True
+            try:
+                conn = self.transport.connect(consumer=True, name="consumer of %s" % self.queue_name)
+                self._channel = conn.channel()
+                self._consume(self._channel)
+                self.ready.set()
+                if lost:
+                    LOG.info("Reconnected to the message broker; consuming %s again",
+                             self.queue_name)
+                delay, lost = 0.5, False
+                self._loop(conn)
+                failed = False
+            except Exception as exc:
+                self.ready.clear()
+                if self._finish.is_set():
+                    break
+                if isinstance(exc, RECOVERABLE):
+                    LOG.warning("Consumer of %s lost the message broker (%s); "
+                                "reconnecting in %.1f s", self.queue_name, exc, delay)
+                else:
+                    LOG.exception("Unexpected error in consumer of %s; reconnecting in %.1f s",
+                                  self.queue_name, delay)
+                lost = True
+                self._finish.wait(delay)
+                delay = min(delay * 2, _MAX_BACKOFF)
+            finally:
+                self._channel = None
+                self.ready.clear()
+                if conn is not None:
+                    self._close(conn, graceful=not failed)
+
+    def _loop(self, conn):
+        while True:
+            self._run_ops()
+            if self._finish.is_set():
+                return
+            self._before_drain()
+            try:
+                conn.drain_events(timeout=self.transport.poll_interval)
+            except socket.timeout:
+                pass
+            conn.heartbeat_check()
+
+    def _run_ops(self):
+        while True:
+            try:
+                fn = self._ops.get_nowait()
+            except queue.Empty:
+                return
+            fn()
+
+    @staticmethod
+    def _close(conn, graceful):
+        try:
+            if graceful:
+                conn.release()
+            else:
+                conn.collect()  # broken: drop the socket, no close handshake
+        except Exception:
+            LOG.debug("Error closing consumer connection", exc_info=True)
+
+
+class _KombuIncoming(base.Incoming):
+    def __init__(self, listener, message):
+        self._listener = listener
+        self._message = message
+        props = message.properties
+        self.body = message.body
+        self.message_id = props.get("message_id")
+        self.correlation_id = props.get("correlation_id")
+        self.reply_to = props.get("reply_to")
+        self.redelivered = bool(message.delivery_info.get("redelivered"))
+
+    def ack(self):
+        self._listener.call_soon(lambda: self._listener.settle(self._message, ack=True))
+
+    def reject(self):
+        self._listener.call_soon(lambda: self._listener.settle(self._message, ack=False))
+
+    def reply(self, body):
+        if not self.reply_to or not self.correlation_id:
+            return
+        self._listener.transport.publish_reply(self.reply_to, self.correlation_id, body)
+
+
+class ServerListener(_ConsumerLoop, base.Listener):
+    """Consumes a Target's queue for an RPCServer, ``prefetch`` unacked at most."""
+
+    def __init__(self, transport, queue_name, prefetch, declare_queue):
+        super().__init__(transport, queue_name)
+        self.prefetch = prefetch
+        self._declare_queue = declare_queue
+        self._on_message = None
+        self._consumer = None
+        self._stopping = threading.Event()
+
+    def start(self, on_message):
+        self._on_message = on_message
+        super().start()
+
+    def stop(self):
+        self._stopping.set()
+
+    def _should_connect(self):
+        return not self._stopping.is_set()
+
+    def _consume(self, channel):
+        self._declare_queue(channel, self.queue_name)
+        channel.basic_qos(prefetch_size=0, prefetch_count=self.prefetch, a_global=False)
+        self._consumer = kombu.Consumer(channel, queues=[kombu.Queue(self.queue_name)],
+                                        on_message=self._deliver, no_ack=False,
+                                        auto_declare=False)
+        self._consumer.consume()
+
+    def _before_drain(self):
+        if self._stopping.is_set() and self._consumer is not None:
+            consumer, self._consumer = self._consumer, None
+            consumer.cancel()  # no new deliveries; unacked ones stay ours
+
+    def _deliver(self, message):
+        self._on_message(_KombuIncoming(self, message))
+
+    def settle(self, message, ack):
+        """Ack or dead-letter ``message``; on the consumer thread only."""
+        if message.channel is not self._channel:
+            LOG.debug("Not settling a message of a lost connection; RabbitMQ redelivers it")
+            return
+        if message.acknowledged:
+            return
+        if ack:
+            message.ack()
+        else:
+            message.reject(requeue=False)
+
+
+class _Waiter:
+    def __init__(self):
+        self.event = threading.Event()
+        self.body = None
+
+    def wait(self, timeout):
+        if not self.event.wait(timeout):
+            raise TimeoutError()
+        return self.body
+
+
+class ReplyListener(_ConsumerLoop):
+    """The transport's reply queue; wakes the caller waiting on a correlation id."""
+
+    def __init__(self, transport):
+        super().__init__(transport, "mininova.reply." + uuid.uuid4().hex)
+        self._waiters = {}
+        self._lock = threading.Lock()
+
+    def expect(self, correlation_id):
+        waiter = _Waiter()
+        with self._lock:
+            self._waiters[correlation_id] = waiter
+        return waiter
+
+    def forget(self, correlation_id):
+        with self._lock:
+            self._waiters.pop(correlation_id, None)
+
+    def _consume(self, channel):
+        # Exclusive: deleted by RabbitMQ with our connection; re-declared on reconnect.
+        reply_queue = kombu.Queue(self.queue_name, exclusive=True, auto_delete=True,
+                                  durable=False)
+        reply_queue(channel).declare()
+        consumer = kombu.Consumer(channel, queues=[reply_queue], on_message=self._deliver,
+                                  no_ack=True, auto_declare=False)
+        consumer.consume()
+
+    def _deliver(self, message):
+        correlation_id = message.properties.get("correlation_id")
+        with self._lock:
+            waiter = self._waiters.get(correlation_id)
+        if waiter is None:
+            LOG.debug("Dropping reply %s: nobody waits for it (timed out?)", correlation_id)
+            return
+        waiter.body = message.body
+        waiter.event.set()

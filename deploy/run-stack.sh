@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# Bring up a one-host mininova in this checkout: config, schema, a base image,
+# the three daemons; then boot a first VM and follow it to ACTIVE.
+# Expects install-host.sh, start-libvirt.sh, start-controller-services.sh and
+# setup-venv.sh to have run (the Makefile's `run` target does that).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+STATE=${STATE:-$PWD/.state}
+VENV=${VENV:-$PWD/.venv}
+API=http://127.0.0.1:8774
+mkdir -p "$STATE"
+CONF=$STATE/mininova.conf
+if [[ ! -e $CONF ]]; then
+    cat > "$CONF" <<CONF
+[DEFAULT]
+state_path = $STATE
+transport_url = rabbit://guest:guest@127.0.0.1:5672/
+
+[database]
+connection = postgresql+psycopg2://mininova:mininova@127.0.0.1/mininova
+
+[compute]
+instances_path = $STATE/instances
+image_cache_path = $STATE/_base
+
+[libvirt]
+connection_uri = qemu:///system
+virt_type = auto
+CONF
+    echo "run-stack.sh: wrote $CONF"
+fi
+manage() { "$VENV/bin/mininova-manage" --config-file "$CONF" "$@"; }
+manage db sync
+
+# A blank disk is enough for a guest that reaches RUNNING; a bootable tiny
+# image comes with the real-guest work.
+if ! manage image list | grep -q ' blank '; then
+    mkdir -p "$STATE/seed"
+    [[ -e $STATE/seed/blank.qcow2 ]] || qemu-img create -q -f qcow2 "$STATE/seed/blank.qcow2" 1G
+    manage image add blank "$STATE/seed/blank.qcow2"
+fi
+
+bash deploy/daemons.sh start "$STATE" "$VENV"
+
+"$VENV/bin/python" - "$API" <<'PY'
+import json, sys, time, urllib.request, urllib.error
+
+api = sys.argv[1]
+
+def req(method, path, body=None):
+    data = json.dumps(body).encode() if body is not None else None
+    r = urllib.request.Request(api + path, data=data, method=method,
+                               headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(r, timeout=10) as resp:
+        raw = resp.read()
+        return resp.status, (json.loads(raw) if raw else None)
+
+def wait(what, fn, timeout):
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            result = fn()
+            if result:
+                return result
+        except (urllib.error.URLError, ConnectionError):
+            pass
+        if time.monotonic() > deadline:
+            sys.exit("run-stack: timed out waiting for %s" % what)
+        time.sleep(0.2)
+
+wait("the API", lambda: req("GET", "/v1")[0] == 200, 30)
+print("run-stack: API up at", api)
+def compute_up():
+    return any(s["binary"] == "mininova-compute" and s["state"] == "up"
+               for s in req("GET", "/v1/services")[1]["services"])
+wait("a compute service", compute_up, 60)
+name = "first-vm"
+vms = req("GET", "/v1/vms")[1]["vms"]
+if not any(v["name"] == name for v in vms):
+    status, body = req("POST", "/v1/vms", {"name": name, "image": "blank", "flavor": "m1.tiny"})
+    print("run-stack: POST /v1/vms ->", status, body["vm"]["id"])
+last = None
+def poll():
+    global last
+    vm = req("GET", "/v1/vms/" + name)[1]["vm"]
+    if vm["status"] != last:
+        last = vm["status"]
+        print("run-stack:   %-8s task=%s host=%s" % (vm["status"], vm["task_state"], vm["host"]))
+    if vm["status"] == "ERROR":
+        sys.exit("run-stack: first VM failed: %s" % vm["fault"])
+    return vm if vm["status"] == "ACTIVE" else None
+vm = wait("the first VM", poll, 120)
+print("run-stack: %s is ACTIVE on %s (power %s)" % (vm["name"], vm["host"], vm["power_state"]))
+print("run-stack: try  curl -s %s/v1/vms | python3 -m json.tool" % api)
+PY

@@ -1,0 +1,1 @@
+"""mininova REST API: validates, writes the DB, casts long work to the scheduler."""

@@ -1,0 +1,66 @@
+"""What the API does for VMs, apart from HTTP: the DB writes and the casts.
+
+Long work is never done here: create writes a BUILD row and casts to the
+scheduler; delete marks the row and casts to the owning compute host."""
+import logging
+
+from common import exception, states
+from common.db import api as db_api
+
+LOG = logging.getLogger(__name__)
+
+
+class ComputeAPI:
+    def __init__(self, db, scheduler_rpcapi, compute_rpcapi):
+        self.db = db
+        self.scheduler_rpcapi = scheduler_rpcapi
+        self.compute_rpcapi = compute_rpcapi
+
+    def create(self, ctxt, name, image_ref, flavor_ref):
+        with self.db.transaction() as s:
+            image = db_api.image_get(s, image_ref)
+            flavor = db_api.flavor_get(s, flavor_ref)
+            if flavor.memory_mb < image.min_ram:
+                raise exception.Invalid(reason="flavor %s has %d MB RAM; image %s needs %d MB"
+                                        % (flavor.name, flavor.memory_mb, image.name, image.min_ram))
+            if flavor.root_gb < image.min_disk:
+                raise exception.Invalid(reason="flavor %s has a %d GB disk; image %s needs %d GB"
+                                        % (flavor.name, flavor.root_gb, image.name, image.min_disk))
+            inst = db_api.instance_create(
+                s, name=name, project_id=ctxt.project_id, user_id=ctxt.user_id,
+                image_id=image.id, flavor_id=flavor.id, vcpus=flavor.vcpus,
+                memory_mb=flavor.memory_mb, root_gb=flavor.root_gb,
+                vm_state=states.BUILDING, task_state=states.SCHEDULING)
+        LOG.info("VM %s (%s) accepted, scheduling", inst.id, name)
+        try:
+            self.scheduler_rpcapi.schedule_instance(ctxt, inst.id)
+        except exception.ServiceUnavailable:
+            # Nothing may be left behind: the row goes, the user gets the 503.
+            with self.db.transaction() as s:
+                db_api.instance_soft_delete(s, inst.id)
+            raise
+        return inst, image, flavor
+
+    def get(self, ctxt, ref):
+        with self.db.transaction() as s:
+            return db_api.instance_get_by_ref(s, ctxt.project_id, ref)
+
+    def list(self, ctxt):
+        with self.db.transaction() as s:
+            return db_api.instance_list(s, project_id=ctxt.project_id)
+
+    def delete(self, ctxt, ref):
+        """Delete wins over any task in progress; deleting twice is harmless."""
+        with self.db.transaction() as s:
+            inst = db_api.instance_get_by_ref(s, ctxt.project_id, ref)
+            if inst.host is None and db_api.instance_soft_delete(
+                    s, inst.id, expected_host=None):
+                LOG.info("VM %s never reached a host; deleted by the API", inst.id)
+                return
+        with self.db.transaction() as s:
+            # Re-read: the scheduler may have placed it meanwhile.
+            inst = db_api.instance_get(s, inst.id)
+            db_api.instance_update_if(s, inst.id, {"task_state": states.DELETING})
+            host = inst.host
+        LOG.info("VM %s: delete cast to compute.%s", inst.id, host)
+        self.compute_rpcapi.terminate_instance(ctxt, host, inst.id)

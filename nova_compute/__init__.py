@@ -1,0 +1,1 @@
+"""mininova compute daemon: one per hypervisor host."""

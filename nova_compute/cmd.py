@@ -1,0 +1,34 @@
+"""``mininova-compute``: one per hypervisor host, consuming ``compute.<host>``."""
+import os
+import sys
+
+from common import config, log, rpc, service
+from nova_compute import rpcapi
+from nova_compute.imagecache import ImageCache
+from nova_compute.manager import ComputeManager
+from nova_compute.virt import get_driver
+from nova_scheduler.rpcapi import ConductorAPI
+
+
+def main(argv=None):
+    conf = config.parse_args(sys.argv[1:] if argv is None else argv, prog="mininova-compute")
+    log.setup(conf, "mininova-compute")
+    for path in (conf.compute.instances_path, conf.compute.image_cache_path):
+        os.makedirs(path, exist_ok=True)
+    transport = rpc.get_transport(conf.transport_url)
+    driver = get_driver(conf)
+    driver.init_host(conf.host)
+    manager = ComputeManager(driver, ConductorAPI(transport, timeout=conf.rpc_response_timeout),
+                             ImageCache(conf.compute.image_cache_path), conf)
+    svc = service.Service("mininova-compute", servers=[
+        rpc.RPCServer(transport, rpc.Target(rpcapi.TOPIC, server=conf.host,
+                                            version=rpcapi.VERSION),
+                      [manager], workers=conf.rpc_workers),
+    ], tasks=[service.PeriodicTask("heartbeat", manager.heartbeat,
+                                   conf.compute.heartbeat_interval)],
+        on_stop=driver.cleanup_host)
+    svc.run()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,100 @@
+"""Compute endpoint: builds and deletes this host's VMs, reports to the conductor.
+
+Handlers are idempotent (RPC is at-least-once) and serialized per VM. Before
+building, compute asks the conductor whether the VM is still meant for this
+host and still spawning, so a redelivered or overtaken build does nothing."""
+import logging
+import time
+
+from common import exception, states
+from nova_compute.locks import KeyedLocks
+from nova_compute.virt.driver import InstanceSpec
+
+LOG = logging.getLogger(__name__)
+
+
+class ComputeManager:
+    def __init__(self, driver, conductor_api, image_cache, conf):
+        self.driver = driver
+        self.conductor = conductor_api
+        self.image_cache = image_cache
+        self.conf = conf
+        self.host = conf.host
+        self.locks = KeyedLocks()
+
+    # -- RPC endpoints ------------------------------------------------------
+
+    def build_instance(self, ctxt, instance, image):
+        instance_id = instance["id"]
+        with self.locks.lock(instance_id):
+            current = self._report(self.conductor.instance_get, ctxt, instance_id)
+            if (current is None or current["host"] != self.host
+                    or current["task_state"] != states.SPAWNING):
+                LOG.info("VM %s: build skipped (now %s)", instance_id,
+                         "gone" if current is None else
+                         "%s/%s on %s" % (current["vm_state"], current["task_state"],
+                                          current["host"]))
+                return
+            started = time.monotonic()
+            try:
+                spec = InstanceSpec(id=instance_id, name=instance["name"],
+                                    vcpus=instance["vcpus"], memory_mb=instance["memory_mb"],
+                                    root_gb=instance["root_gb"], image_id=image["id"],
+                                    project_id=instance["project_id"])
+                base = self.image_cache.fetch(image["id"], image["location"], image["checksum"])
+                self.driver.spawn(spec, base)
+                power_state = self.driver.get_info(instance_id)["power_state"]
+            except Exception as e:  # any failure: roll back, VM to ERROR with why
+                reason = e.message if isinstance(e, exception.MininovaException) else (
+                    "%s: %s" % (type(e).__name__, e))
+                LOG.warning("VM %s: spawn failed, rolling back: %s", instance_id, reason,
+                            exc_info=not isinstance(e, exception.MininovaException))
+                self._destroy_quietly(instance_id)
+                self._report(self.conductor.instance_build_failed, ctxt, instance_id,
+                             self.host, reason)
+                return
+            LOG.info("VM %s: running after %.0f ms", instance_id,
+                     (time.monotonic() - started) * 1000)
+            self._report(self.conductor.instance_spawned, ctxt, instance_id, self.host,
+                         power_state)
+
+    def terminate_instance(self, ctxt, instance_id):
+        with self.locks.lock(instance_id):
+            self.driver.destroy(instance_id)
+            LOG.info("VM %s: domain and disk removed", instance_id)
+            self._report(self.conductor.instance_terminated, ctxt, instance_id, self.host)
+
+    # -- periodic -----------------------------------------------------------
+
+    def heartbeat(self, ctxt):
+        res = self.driver.get_host_resources()
+        comp = self.conf.compute
+        resources = {
+            "vcpus": res["vcpus"],
+            "memory_mb": max(0, res["memory_mb"] - comp.reserved_host_memory_mb),
+            "local_gb": max(0, res["local_gb"] - comp.reserved_host_disk_gb),
+            "hypervisor_type": res.get("hypervisor_type"),
+        }
+        self.conductor.service_heartbeat(ctxt, self.host, "mininova-compute", resources)
+
+    # -- helpers ------------------------------------------------------------
+
+    def _destroy_quietly(self, instance_id):
+        try:
+            self.driver.destroy(instance_id)
+        except Exception:
+            LOG.exception("VM %s: clean-up after a failed spawn failed", instance_id)
+
+    def _report(self, method, *args, deadline=120.0):
+        """Report to the conductor, retrying while it (or its DB) is away: a
+        state change compute has made must not be lost."""
+        delay, give_up = 0.5, time.monotonic() + deadline
+        while True:
+            try:
+                return method(*args)
+            except exception.ServiceUnavailable as e:
+                if time.monotonic() > give_up:
+                    raise
+                LOG.warning("conductor unavailable (%s); retrying in %.1f s", e.message, delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)

@@ -1,0 +1,128 @@
+"""The contract between the compute manager and a hypervisor driver.
+
+A driver owns the domains whose mininova metadata names its host, and nothing
+else: it never lists, changes or deletes a domain another host (or a human)
+defined. Every method is safe to call from several threads; calls for the same
+instance are serialised by the driver.
+"""
+import abc
+import dataclasses
+import uuid
+
+from common import exception
+
+# Power states as plain strings so callers need no libvirt import.
+RUNNING = "running"
+PAUSED = "paused"
+SHUTDOWN = "shutdown"
+CRASHED = "crashed"
+SUSPENDED = "suspended"
+NOSTATE = "nostate"
+POWER_STATES = (RUNNING, PAUSED, SHUTDOWN, CRASHED, SUSPENDED, NOSTATE)
+
+
+def validate_instance_id(instance_id):
+    """Return ``instance_id`` if it is a canonical UUID string, else raise Invalid.
+
+    The id becomes a directory name that destroy() removes, so nothing but a
+    canonical UUID (no '/', no '..') is accepted.
+    """
+    try:
+        canonical = str(uuid.UUID(instance_id))
+    except (TypeError, ValueError, AttributeError):
+        canonical = None
+    if canonical != instance_id:
+        raise exception.Invalid(reason="instance id %r is not a canonical UUID" % (instance_id,))
+    return instance_id
+
+
+@dataclasses.dataclass(frozen=True)
+class InstanceSpec:
+    """What a driver needs to build one VM; the manager makes it from the DB row."""
+
+    id: str           # canonical lowercase UUID; also the libvirt domain UUID
+    name: str         # the user's VM name: free text, only ever stored as XML text
+    vcpus: int
+    memory_mb: int
+    root_gb: int      # 0 = the base image's virtual size
+    image_id: str
+    project_id: str
+
+    def __post_init__(self):
+        validate_instance_id(self.id)
+        for field, low in (("vcpus", 1), ("memory_mb", 1), ("root_gb", 0)):
+            value = getattr(self, field)
+            if not isinstance(value, int) or isinstance(value, bool) or value < low:
+                raise exception.Invalid(reason="%s must be an integer >= %d, not %r"
+                                        % (field, low, value))
+        if not isinstance(self.name, str):
+            raise exception.Invalid(reason="name must be a string")
+
+
+class ComputeDriver(abc.ABC):
+    """A hypervisor as the compute manager sees it.
+
+    Errors: hypervisor trouble surfaces as ``HypervisorError``, a failed build
+    as ``BuildFailed``, an unknown or foreign instance as ``InstanceNotFound``;
+    no hypervisor library exception ever escapes a driver.
+    """
+
+    @abc.abstractmethod
+    def init_host(self, host):
+        """Connect to the hypervisor and remember ``host``, the name written into
+        (and later required from) the metadata of every domain this driver owns.
+
+        Post: the driver is usable; raises HypervisorError if the hypervisor
+        cannot be reached. Must be called once before any other method.
+        """
+
+    @abc.abstractmethod
+    def get_host_resources(self):
+        """Totals of the hypervisor host, not what is free.
+
+        Returns ``dict(vcpus, memory_mb, local_gb, hypervisor_type,
+        hypervisor_version, cpu_info)``: vCPUs and memory as the hypervisor
+        reports them, ``local_gb`` the size of the filesystem holding
+        instances_path. Reservations and allocation ratios are the caller's job.
+        """
+
+    @abc.abstractmethod
+    def spawn(self, instance, base_image_path):
+        """Create and boot ``instance`` (an InstanceSpec) on a copy-on-write
+        overlay of the cached base image at ``base_image_path``.
+
+        Post on success: the domain exists, is RUNNING and carries this host's
+        metadata. Post on failure: nothing of the instance is left (no domain,
+        no instance directory) and BuildFailed is raised with the reason; if
+        even the clean-up failed, HypervisorError says what may be left.
+        Idempotent: a domain of this instance that already runs is a success
+        without any change; one that is defined but not running is started.
+        """
+
+    @abc.abstractmethod
+    def destroy(self, instance_id):
+        """Power off and delete the instance.
+
+        Post: no domain (not even its managed-save image or snapshot metadata)
+        and no instance directory. Idempotent: a missing domain or directory is
+        not an error. A domain with this id owned by another host is not
+        touched: HypervisorError is raised instead.
+        """
+
+    @abc.abstractmethod
+    def get_info(self, instance_id):
+        """Return ``dict(power_state=...)`` (one of POWER_STATES, plus extra keys).
+
+        Raises InstanceNotFound when this host owns no domain with that id.
+        """
+
+    @abc.abstractmethod
+    def list_instances(self):
+        """Return ``[dict(id, name, power_state)]`` for the domains this host
+        owns (``name`` is the user's VM name from the metadata). Domains without
+        mininova metadata or of another host are left out.
+        """
+
+    @abc.abstractmethod
+    def cleanup_host(self):
+        """Close the hypervisor connections. Safe to call more than once."""

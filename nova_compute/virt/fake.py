@@ -1,0 +1,62 @@
+"""FakeDriver: the libvirt driver on libvirt's own test driver (no QEMU).
+
+Everything but the hypervisor is real: domain XML, metadata, ownership,
+define/start/destroy/undefine, clean-up. Domains are type 'test' and the
+overlay is a placeholder file. Failures are injected by the small subclasses
+below (each replaces one spawn step), never by patching.
+
+``test:///default`` is one in-memory host shared by every connection of the
+process while at least one is open (it starts with a running domain named
+"test" that is not ours). ``test:///<abs path to node XML>`` gives a private one.
+"""
+import threading
+
+import libvirt
+
+from nova_compute.virt.libvirt.driver import LibvirtDriver
+
+DEFAULT_URI = "test:///default"
+
+
+class FakeDriver(LibvirtDriver):
+    def _connection_uri(self, conf):
+        uri = conf.libvirt.connection_uri
+        return uri if uri.startswith("test://") else DEFAULT_URI
+
+    def _detect_virt_type(self):
+        return "test"
+
+    def _create_overlay(self, instance, base_image_path, overlay_path):
+        # No qemu-img: a placeholder naming its base is enough for the test driver.
+        with open(overlay_path, "w", encoding="utf-8") as f:
+            f.write("mininova fake overlay of %s, %d GiB\n" % (base_image_path, instance.root_gb))
+
+
+class FailingSpawnDriver(FakeDriver):
+    """The domain is defined and even started, then libvirt 'fails': spawn must
+    destroy and undefine it and remove the instance directory."""
+
+    def _launch_domain(self, dom):
+        super()._launch_domain(dom)
+        raise libvirt.libvirtError("injected failure after the domain started")
+
+
+class SlowSpawnDriver(FakeDriver):
+    """The domain starts but stays paused, as a guest that never gets CPU: spawn
+    must give up at spawn_timeout and clean up."""
+
+    def _launch_domain(self, dom):
+        super()._launch_domain(dom)
+        dom.suspend()
+
+
+class HangingStartDriver(FakeDriver):
+    """Starting never returns (as with type='kvm' where KVM cannot run guests)
+    until ``release`` is set: spawn must still end at spawn_timeout."""
+
+    def __init__(self, conf, **kwargs):
+        super().__init__(conf, **kwargs)
+        self.release = threading.Event()
+
+    def _launch_domain(self, dom):
+        self.release.wait(timeout=300)

@@ -1,0 +1,197 @@
+"""The libvirt connection of one compute host, and the process's event loop.
+
+One connection per Host, opened lazily under a lock and reopened when it died
+(libvirtd restarted). libvirt connections may be used from many threads at
+once, so callers share it; only opening and closing are serialised.
+
+libvirt's default event loop runs in a daemon thread: it drives keepalive
+(which notices a hung or restarted libvirtd) and domain events. A lifecycle
+callback can be given to Host; it runs IN the event thread and must only queue
+the event for another thread (calling libvirt from it can deadlock).
+"""
+import logging
+import os
+import threading
+
+import libvirt
+
+from common import exception
+
+LOG = logging.getLogger(__name__)
+
+# libvirt-python prints every error to stderr unless a handler is set; errors
+# reach us as libvirtError anyway.
+libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
+
+KEEPALIVE_INTERVAL = 5   # seconds between keepalive probes
+KEEPALIVE_COUNT = 3      # unanswered probes before the connection is closed
+
+LIFECYCLE_EVENTS = {
+    libvirt.VIR_DOMAIN_EVENT_DEFINED: "defined",
+    libvirt.VIR_DOMAIN_EVENT_UNDEFINED: "undefined",
+    libvirt.VIR_DOMAIN_EVENT_STARTED: "started",
+    libvirt.VIR_DOMAIN_EVENT_SUSPENDED: "suspended",
+    libvirt.VIR_DOMAIN_EVENT_RESUMED: "resumed",
+    libvirt.VIR_DOMAIN_EVENT_STOPPED: "stopped",
+    libvirt.VIR_DOMAIN_EVENT_SHUTDOWN: "shutdown",
+    libvirt.VIR_DOMAIN_EVENT_PMSUSPENDED: "pmsuspended",
+    libvirt.VIR_DOMAIN_EVENT_CRASHED: "crashed",
+}
+
+_event_loop_lock = threading.Lock()
+_event_loop_thread = None
+
+
+def start_event_loop():
+    """Start libvirt's default event loop once per process. It must be
+    registered before the first connection is opened, hence Host calls it."""
+    global _event_loop_thread
+    with _event_loop_lock:
+        if _event_loop_thread is not None:
+            return
+        libvirt.virEventRegisterDefaultImpl()
+        _event_loop_thread = threading.Thread(target=_run_event_loop,
+                                              name="libvirt-event-loop", daemon=True)
+        _event_loop_thread.start()
+
+
+def _run_event_loop():
+    while True:
+        if libvirt.virEventRunDefaultImpl() < 0:
+            LOG.error("libvirt event loop iteration failed")
+
+
+def error_code(exc):
+    return exc.get_error_code() if isinstance(exc, libvirt.libvirtError) else None
+
+
+def cpu_flags(cpuinfo_path="/proc/cpuinfo"):
+    try:
+        with open(cpuinfo_path, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() == "flags":
+                    return set(value.split())
+    except OSError:
+        pass
+    return set()
+
+
+def detect_virt_type(configured, cpuinfo_path="/proc/cpuinfo", kvm_device="/dev/kvm"):
+    """``auto`` means kvm only where the CPU shows vmx/svm AND /dev/kvm exists.
+
+    A /dev/kvm alone proves nothing (nested set-ups expose one that cannot run
+    guests, and type='kvm' then hangs), so the CPU flags decide.
+    """
+    flags = cpu_flags(cpuinfo_path)
+    hw_virt = bool(flags & {"vmx", "svm"}) and os.path.exists(kvm_device)
+    if configured == "auto":
+        return "kvm" if hw_virt else "qemu"
+    if configured == "kvm" and not hw_virt:
+        LOG.warning("virt_type=kvm configured but the CPU shows no vmx/svm or %s is "
+                    "missing; guests may fail to start or hang", kvm_device)
+    return configured
+
+
+class Host:
+    def __init__(self, uri, lifecycle_callback=None):
+        """``lifecycle_callback(domain_uuid, event_name)``, if given, is called
+        from the event thread for every domain lifecycle event of the connection
+        (all domains, owned or not: the receiver filters)."""
+        self.uri = uri
+        self._lifecycle_callback = lifecycle_callback
+        self._lock = threading.Lock()
+        self._conn = None
+        start_event_loop()
+
+    def get_connection(self):
+        """The live connection, (re)opened if needed. Raises HypervisorError."""
+        with self._lock:
+            conn = self._conn
+            if conn is not None and self._is_alive(conn):
+                return conn
+            if conn is not None:
+                LOG.warning("libvirt connection to %s is dead; reconnecting", self.uri)
+                self._conn = None
+                self._close_quietly(conn)
+            self._conn = self._open()
+            return self._conn
+
+    def close(self):
+        with self._lock:
+            conn, self._conn = self._conn, None
+        if conn is not None:
+            self._close_quietly(conn)
+
+    @staticmethod
+    def _is_alive(conn):
+        try:
+            return conn.isAlive() == 1
+        except libvirt.libvirtError:
+            return False
+
+    def _open(self):
+        try:
+            conn = libvirt.open(self.uri)
+        except libvirt.libvirtError as exc:
+            raise exception.HypervisorError(
+                reason="cannot connect to libvirt at %s: %s" % (self.uri, exc))
+        try:
+            conn.setKeepAlive(KEEPALIVE_INTERVAL, KEEPALIVE_COUNT)
+        except libvirt.libvirtError:
+            pass  # local drivers (test://) have no keepalive; nothing to detect there
+        try:
+            conn.registerCloseCallback(self._on_close, None)
+        except libvirt.libvirtError:
+            pass  # not every driver supports it; isAlive() still tells
+        if self._lifecycle_callback is not None:
+            conn.domainEventRegisterAny(None, libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE,
+                                        self._on_lifecycle, None)
+        LOG.info("connected to libvirt at %s", self.uri)
+        return conn
+
+    @staticmethod
+    def _close_quietly(conn):
+        try:
+            conn.unregisterCloseCallback()
+        except libvirt.libvirtError:
+            pass
+        try:
+            conn.close()
+        except libvirt.libvirtError:
+            pass
+
+    def _on_close(self, _conn, reason, _opaque):
+        # Event thread: only log; get_connection() notices via isAlive().
+        LOG.warning("libvirt connection to %s closed (reason %s)", self.uri, reason)
+
+    def _on_lifecycle(self, _conn, dom, event, _detail, _opaque):
+        try:
+            self._lifecycle_callback(dom.UUIDString(), LIFECYCLE_EVENTS.get(event, "unknown"))
+        except Exception:  # an exception must not reach libvirt's C loop
+            LOG.exception("lifecycle callback failed")
+
+    # -- small helpers the driver uses -------------------------------------
+
+    def lookup_domain(self, uuid):
+        """The domain with this UUID, or None."""
+        try:
+            return self.get_connection().lookupByUUIDString(uuid)
+        except libvirt.libvirtError as exc:
+            if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+                return None
+            raise
+
+    def list_domains(self):
+        return self.get_connection().listAllDomains(0)
+
+    @staticmethod
+    def domain_metadata(dom, namespace):
+        """The metadata element of ``namespace`` as XML text, or None."""
+        try:
+            return dom.metadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, namespace, 0)
+        except libvirt.libvirtError as exc:
+            if exc.get_error_code() in (libvirt.VIR_ERR_NO_DOMAIN_METADATA,
+                                        libvirt.VIR_ERR_NO_DOMAIN):
+                return None
+            raise

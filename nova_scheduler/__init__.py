@@ -1,0 +1,2 @@
+"""mininova scheduler daemon: places VMs on compute hosts; also hosts the
+conductor, through which compute hosts report state without DB credentials."""

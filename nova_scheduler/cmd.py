@@ -1,0 +1,33 @@
+"""``mininova-scheduler``: the scheduler and conductor endpoints of this daemon."""
+import sys
+
+from common import config, log, rpc, service
+from common.db.session import Database
+from nova_compute.rpcapi import ComputeAPI
+from nova_scheduler import rpcapi
+from nova_scheduler.conductor import ConductorManager
+from nova_scheduler.manager import SchedulerManager
+
+
+def main(argv=None):
+    conf = config.parse_args(sys.argv[1:] if argv is None else argv, prog="mininova-scheduler")
+    log.setup(conf, "mininova-scheduler")
+    db = Database(config.database_url(conf), pool_size=conf.database.pool_size)
+    transport = rpc.get_transport(conf.transport_url)
+    scheduler = SchedulerManager(db, ComputeAPI(transport), conf)
+    conductor = ConductorManager(db)
+    workers = conf.rpc_workers
+    svc = service.Service("mininova-scheduler", servers=[
+        rpc.RPCServer(transport, rpc.Target(rpcapi.SCHEDULER_TOPIC, version=rpcapi.VERSION),
+                      [scheduler], workers=workers),
+        rpc.RPCServer(transport, rpc.Target(rpcapi.CONDUCTOR_TOPIC, version=rpcapi.VERSION),
+                      [conductor], workers=workers),
+    ], tasks=[service.PeriodicTask(
+        "scheduler-heartbeat",
+        lambda ctxt: conductor.service_heartbeat(ctxt, conf.host, "mininova-scheduler"),
+        conf.compute.heartbeat_interval)])
+    svc.run()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,86 @@
+"""Scheduler endpoint: filter, weigh, claim atomically, cast the build.
+
+Handlers are idempotent because RPC is at-least-once: a redelivered request for
+a VM that already has a host and a claim re-casts the build (compute's build
+is idempotent too) instead of claiming twice."""
+import logging
+
+from common import exception, payloads, states
+from common.db import api as db_api
+from nova_scheduler import filters
+
+LOG = logging.getLogger(__name__)
+
+
+
+class SchedulerManager:
+    def __init__(self, db, compute_rpcapi, conf):
+        self.db = db
+        self.compute_rpcapi = compute_rpcapi
+        self.conf = conf
+
+    def _ratios(self):
+        sch = self.conf.scheduler
+        return sch.cpu_allocation_ratio, sch.ram_allocation_ratio, sch.disk_allocation_ratio
+
+    def schedule_instance(self, ctxt, instance_id):
+        with self.db.transaction() as s:
+            try:
+                inst = db_api.instance_get(s, instance_id)
+            except exception.InstanceNotFound:
+                LOG.info("VM %s is gone; nothing to schedule", instance_id)
+                return
+            image = payloads.image(db_api.image_get(s, inst.image_id))
+            if inst.task_state == states.SPAWNING and db_api.claim_get(s, instance_id):
+                LOG.info("VM %s already placed on %s; re-casting the build", instance_id, inst.host)
+                return self._cast_build(ctxt, inst, image)
+            if inst.task_state != states.SCHEDULING:
+                LOG.info("VM %s is %s/%s; not scheduling", instance_id, inst.vm_state, inst.task_state)
+                return
+            spec = filters.RequestSpec(inst.id, inst.vcpus, inst.memory_mb, inst.root_gb)
+            hosts = [filters.HostState(svc, node) for svc, node in db_api.compute_hosts(s)]
+
+        candidates, explanation = filters.filter_hosts(self.conf, hosts, spec)
+        for host in filters.weigh_hosts(self.conf, candidates):
+            placed = self._claim(instance_id, host.host, spec)
+            if placed is None:
+                return  # the VM left 'scheduling' meanwhile (deleted)
+            if placed:
+                with self.db.transaction() as s:
+                    inst = db_api.instance_get(s, instance_id)
+                LOG.info("VM %s placed on %s", instance_id, host.host)
+                return self._cast_build(ctxt, inst, image)
+            explanation += "; claim on %s lost to a concurrent request" % host.host
+        self._no_valid_host(instance_id, explanation)
+
+    def _claim(self, instance_id, host, spec):
+        """True: claimed and VM moved to spawning on host. False: no room.
+        None: the VM is no longer waiting for a host."""
+        try:
+            with self.db.transaction() as s:
+                if not db_api.claim(s, instance_id, host, spec.vcpus, spec.memory_mb,
+                                    spec.root_gb, self._ratios()):
+                    return False
+                if not db_api.instance_update_if(
+                        s, instance_id, {"host": host, "task_state": states.SPAWNING},
+                        expected_task_state=states.SCHEDULING):
+                    raise _Gone()
+                return True
+        except _Gone:
+            return None
+
+    def _no_valid_host(self, instance_id, explanation):
+        LOG.warning("VM %s: no valid host: %s", instance_id, explanation)
+        with self.db.transaction() as s:
+            db_api.instance_update_if(
+                s, instance_id,
+                {"vm_state": states.ERROR, "task_state": None,
+                 "fault": "No valid host was found. " + explanation},
+                expected_task_state=states.SCHEDULING)
+
+    def _cast_build(self, ctxt, inst, image):
+        self.compute_rpcapi.build_instance(ctxt, inst.host, payloads.instance(inst), image)
+
+
+class _Gone(Exception):
+    """Rolls back a claim whose VM left 'scheduling' meanwhile."""

@@ -1,0 +1,178 @@
+"""A real mininova stack for end-to-end tests: the three daemons as processes,
+against the real RabbitMQ (a private vhost), PostgreSQL (a private database)
+and libvirtd. Several stacks can run at once without seeing each other."""
+import os
+import socket
+import subprocess
+import sys
+import uuid
+
+import requests
+
+from tests.waiting import wait_for
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+PG_ADMIN = ["runuser", "-u", "postgres", "--", "psql", "-v", "ON_ERROR_STOP=1", "-qtA",
+            "-d", "postgres", "-c"]
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Stack:
+    def __init__(self, workdir, compute_driver="libvirt", extra_conf=""):
+        self.tag = "e2e" + uuid.uuid4().hex[:8]
+        self.workdir = str(workdir)
+        self.host = "host-" + self.tag
+        self.port = free_port()
+        self.url = "http://127.0.0.1:%d" % self.port
+        self.db_name = "mininova_" + self.tag
+        self.vhost = "mininova-" + self.tag
+        self.instances_path = os.path.join(self.workdir, "instances")
+        self.cache_path = os.path.join(self.workdir, "_base")
+        self.conf_path = os.path.join(self.workdir, "mininova.conf")
+        self.logs = os.path.join(self.workdir, "logs")
+        self.compute_driver = compute_driver
+        self.extra_conf = extra_conf
+        self.procs = {}
+        self.http = requests.Session()
+
+    # -- set-up -----------------------------------------------------------
+    def start(self):
+        os.makedirs(self.logs, exist_ok=True)
+        subprocess.run(PG_ADMIN + ['CREATE DATABASE "%s"' % self.db_name], check=True)
+        subprocess.run(["rabbitmqctl", "-q", "add_vhost", self.vhost], check=True,
+                       stdout=subprocess.DEVNULL)
+        subprocess.run(["rabbitmqctl", "-q", "set_permissions", "-p", self.vhost, "guest",
+                        ".*", ".*", ".*"], check=True, stdout=subprocess.DEVNULL)
+        with open(self.conf_path, "w") as f:
+            f.write(f"""[DEFAULT]
+host = {self.host}
+state_path = {self.workdir}
+transport_url = rabbit://guest:guest@127.0.0.1:5672/{self.vhost}
+debug = true
+
+[api]
+port = {self.port}
+
+[database]
+connection = postgresql+psycopg2://postgres@127.0.0.1/{self.db_name}
+
+[compute]
+instances_path = {self.instances_path}
+image_cache_path = {self.cache_path}
+compute_driver = {self.compute_driver}
+heartbeat_interval = 2
+
+[libvirt]
+virt_type = auto
+{self.extra_conf}
+""")
+        self.manage("db", "sync")
+        for name in ("api", "scheduler", "compute"):
+            self.start_daemon(name)
+        wait_for(self._api_up, 30, what="the API")
+        wait_for(self._compute_up, 30, what="compute heartbeat")
+        return self
+
+    def start_daemon(self, name):
+        log = open(os.path.join(self.logs, name + ".out"), "ab")
+        self.procs[name] = subprocess.Popen(
+            [sys.executable, "-m", "nova_%s.cmd" % name, "--config-file", self.conf_path,
+             "--log-file", os.path.join(self.logs, name + ".log")],
+            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+
+    def stop_daemon(self, name, kill=False):
+        proc = self.procs.pop(name, None)
+        if proc is None:
+            return
+        proc.kill() if kill else proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+    def _api_up(self):
+        try:
+            return self.http.get(self.url + "/v1", timeout=2).status_code == 200
+        except requests.ConnectionError:
+            return False
+
+    def _compute_up(self):
+        services = self.get("/v1/services").json()["services"]
+        return any(s["host"] == self.host and s["binary"] == "mininova-compute"
+                   and s["state"] == "up" for s in services)
+
+    def manage(self, *args):
+        return subprocess.run([sys.executable, "-m", "common.manage", "--config-file",
+                               self.conf_path, *args], cwd=ROOT, check=True,
+                              capture_output=True, text=True).stdout
+
+    def add_image(self, name, path):
+        import json
+        return json.loads(self.manage("image", "add", name, path))
+
+    # -- HTTP -------------------------------------------------------------
+    def get(self, path, **kw):
+        return self.http.get(self.url + path, timeout=10, **kw)
+
+    def post(self, path, body=None, **kw):
+        return self.http.post(self.url + path, json=body, timeout=10, **kw)
+
+    def delete(self, path, **kw):
+        return self.http.delete(self.url + path, timeout=10, **kw)
+
+    def vm(self, ref):
+        r = self.get("/v1/vms/" + ref)
+        return r.json()["vm"] if r.status_code == 200 else None
+
+    def wait_status(self, ref, status, timeout=60):
+        def check():
+            vm = self.vm(ref)
+            assert vm is not None, "VM %s vanished" % ref
+            if vm["status"] == "ERROR" and status != "ERROR":
+                raise AssertionError("VM %s went ERROR: %s" % (ref, vm["fault"]))
+            return vm if vm["status"] == status else None
+        return wait_for(check, timeout, what="VM %s to be %s" % (ref, status))
+
+    def wait_gone(self, ref, timeout=60):
+        wait_for(lambda: self.get("/v1/vms/" + ref).status_code == 404, timeout,
+                 what="VM %s to be gone" % ref)
+
+    # -- tear-down --------------------------------------------------------
+    def stop(self):
+        for name in list(self.procs):
+            self.stop_daemon(name)
+        self.http.close()
+        subprocess.run(PG_ADMIN + ['DROP DATABASE IF EXISTS "%s" WITH (FORCE)' % self.db_name],
+                       check=False)
+        subprocess.run(["rabbitmqctl", "-q", "delete_vhost", self.vhost], check=False,
+                       stdout=subprocess.DEVNULL)
+
+    def logs_text(self):
+        out = []
+        for name in ("api", "scheduler", "compute"):
+            path = os.path.join(self.logs, name + ".log")
+            if os.path.exists(path):
+                with open(path) as f:
+                    out.append(f.read())
+        return "\n".join(out)
+
+
+def virsh(*args, uri="qemu:///system"):
+    return subprocess.run(["virsh", "-c", uri, *args], capture_output=True, text=True)
+
+
+def domain_names(uri="qemu:///system"):
+    out = virsh("list", "--all", "--name", uri=uri).stdout
+    return {line.strip() for line in out.splitlines() if line.strip()}
+
+
+def qemu_img_create(path, size="1G"):
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", path, size], check=True)
+
+

@@ -1,0 +1,156 @@
+import concurrent.futures
+import os
+
+import pytest
+
+from common import exception, imagestore
+from common.db import api as db_api
+from nova_api.app import create_app
+
+
+@pytest.fixture
+def image(conf, db, tmp_path):
+    path = tmp_path / "base.qcow2"
+    path.write_bytes(b"QFI\xfb" + b"\0" * 1020)
+    image_id, location, size, checksum = imagestore.import_file(conf, str(path))
+    with db.transaction() as s:
+        db_api.image_create(s, id=image_id, name="blank", size=size, checksum=checksum,
+                            min_ram=0, min_disk=0, location=location, disk_format="qcow2",
+                            status="active")
+    return image_id
+
+
+@pytest.fixture
+def api(conf, db, image, recorder):
+    scheduler, compute = recorder(), recorder()
+    app = create_app(conf, db, scheduler, compute)
+    client = app.test_client()
+    client.scheduler, client.compute = scheduler, compute
+    return client
+
+
+def create(api, name="web1", **kw):
+    return api.post("/v1/vms", json=dict({"name": name, "image": "blank", "flavor": "m1.tiny"}, **kw))
+
+
+def test_create_casts_to_scheduler(api):
+    r = create(api)
+    assert r.status_code == 202
+    vm = r.get_json()["vm"]
+    assert vm["status"] == "BUILD" and vm["task_state"] == "scheduling"
+    assert r.headers["Location"] == "/v1/vms/" + vm["id"]
+    assert api.scheduler.calls == [("schedule_instance", (vm["id"],), {})]
+    assert vm["flavor"] == {"id": "1", "name": "m1.tiny", "vcpus": 1, "ram": 128, "disk": 1}
+    assert vm["image"]["name"] == "blank"
+
+
+def test_show_by_id_and_name_and_list(api):
+    vm = create(api).get_json()["vm"]
+    assert api.get("/v1/vms/" + vm["id"]).get_json()["vm"]["name"] == "web1"
+    assert api.get("/v1/vms/web1").get_json()["vm"]["id"] == vm["id"]
+    assert [v["id"] for v in api.get("/v1/vms").get_json()["vms"]] == [vm["id"]]
+
+
+def test_projects_are_isolated(api):
+    vm = create(api).get_json()["vm"]
+    r = api.get("/v1/vms/" + vm["id"], headers={"X-Project-Id": "other"})
+    assert r.status_code == 404
+    assert api.get("/v1/vms", headers={"X-Project-Id": "other"}).get_json()["vms"] == []
+
+
+def test_delete_without_host_is_done_by_api(api):
+    vm = create(api).get_json()["vm"]
+    assert api.delete("/v1/vms/web1").status_code == 202
+    assert api.get("/v1/vms/web1").status_code == 404
+    assert api.compute.calls == []
+    assert api.delete("/v1/vms/web1").status_code == 404
+    # The name is free again.
+    assert create(api).status_code == 202
+    assert vm
+
+
+def test_delete_with_host_casts_to_compute(api, db):
+    vm = create(api).get_json()["vm"]
+    with db.transaction() as s:
+        db_api.instance_update_if(s, vm["id"], {"host": "h1", "task_state": "spawning"})
+    assert api.delete("/v1/vms/web1").status_code == 202
+    assert api.compute.calls == [("terminate_instance", ("h1", vm["id"]), {})]
+    shown = api.get("/v1/vms/web1").get_json()["vm"]
+    assert shown["status"] == "DELETING"
+    assert api.delete("/v1/vms/web1").status_code == 202  # twice: harmless
+
+
+def test_duplicate_names_conflict(api):
+    assert create(api).status_code == 202
+    r = create(api)
+    assert r.status_code == 409
+    assert "web1" in r.get_json()["error"]["message"]
+
+
+def test_concurrent_duplicate_names_one_wins(api):
+    with concurrent.futures.ThreadPoolExecutor(10) as pool:
+        codes = list(pool.map(lambda _: create(api, "dup").status_code, range(10)))
+    assert sorted(codes) == [202] + [409] * 9
+
+
+@pytest.mark.parametrize("body,code,needle", [
+    ({"image": "blank", "flavor": "m1.tiny"}, 400, "'name'"),
+    ({"name": 1, "image": "blank", "flavor": "m1.tiny"}, 400, "'name'"),
+    ({"name": "bad/name", "image": "blank", "flavor": "m1.tiny"}, 400, "'name'"),
+    ({"name": "", "image": "blank", "flavor": "m1.tiny"}, 400, "'name'"),
+    ({"name": "ok", "image": "blank"}, 400, "'flavor'"),
+    ({"name": "ok", "image": "blank", "flavor": "m1.tiny", "typo": 1}, 400, "typo"),
+    ({"name": "ok", "image": "missing", "flavor": "m1.tiny"}, 404, "missing"),
+    ({"name": "ok", "image": "blank", "flavor": "missing"}, 404, "missing"),
+    (["not", "an", "object"], 400, "object"),
+])
+def test_bad_bodies(api, body, code, needle):
+    r = api.post("/v1/vms", json=body)
+    assert r.status_code == code, r.get_json()
+    assert needle in r.get_json()["error"]["message"]
+    assert api.scheduler.calls == []
+
+
+def test_malformed_json_and_content_type(api):
+    r = api.post("/v1/vms", data=b"{nope", content_type="application/json")
+    assert r.status_code == 400 and "malformed JSON" in r.get_json()["error"]["message"]
+    r = api.post("/v1/vms", data=b"name=x", content_type="application/x-www-form-urlencoded")
+    assert r.status_code == 415
+
+
+def test_body_too_large(api):
+    r = api.post("/v1/vms", data=b"{" + b" " * (2 * 1024 * 1024) + b"}",
+                 content_type="application/json")
+    assert r.status_code == 413
+
+
+def test_broker_down_leaves_nothing(conf, db, image, recorder):
+    app = create_app(conf, db, recorder(fail_with=exception.ServiceUnavailable(
+        reason="message broker unreachable")), recorder())
+    api = app.test_client()
+    r = create(api)
+    assert r.status_code == 503
+    assert "broker" in r.get_json()["error"]["message"]
+    assert api.get("/v1/vms").get_json()["vms"] == []
+    assert create(api).status_code == 503  # and the name is not held
+
+
+def test_flavor_smaller_than_image_minimum(api, db, image):
+    with db.transaction() as s:
+        db_api.image_get(s, image).min_disk = 5
+    r = create(api)
+    assert r.status_code == 400 and "5 GB" in r.get_json()["error"]["message"]
+
+
+def test_request_id_header_and_versions(api):
+    r = api.get("/")
+    assert r.status_code == 200 and r.headers["X-Request-Id"].startswith("req-")
+    assert api.get("/v1").get_json()["version"]["id"] == "v1"
+    assert api.get("/v1/flavors").get_json()["flavors"][0]["name"] == "m1.tiny"
+    assert api.put("/v1/vms").status_code == 405
+    assert api.get("/v1/nope").status_code == 404
+    assert api.get("/v1/vms", headers={"X-Project-Id": "bad project!"}).status_code == 400
+
+
+def test_image_store_file_is_sane(conf, image):
+    assert os.path.exists(os.path.join(imagestore.store_path(conf), image))

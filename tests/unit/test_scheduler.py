@@ -1,0 +1,150 @@
+import concurrent.futures
+import datetime
+
+import pytest
+
+from common import context, states
+from common.db import api as db_api
+from common.db.models import utcnow
+from nova_scheduler.conductor import ConductorManager
+from nova_scheduler.manager import SchedulerManager
+
+CTXT = context.RequestContext(project_id="p")
+RATIOS = (16.0, 1.5, 1.0)
+
+
+def add_host(db, host, vcpus=4, memory_mb=4096, local_gb=100, age=0, disabled=False):
+    ConductorManager(db).service_heartbeat(CTXT, host, "mininova-compute", {
+        "vcpus": vcpus, "memory_mb": memory_mb, "local_gb": local_gb})
+    with db.transaction() as s:
+        svc = [x for x in db_api.service_list(s) if x.host == host][0]
+        svc.last_heartbeat = utcnow() - datetime.timedelta(seconds=age)
+        svc.disabled = disabled
+
+
+def add_vm(db, name="vm", memory_mb=128, vcpus=1, root_gb=1):
+    with db.transaction() as s:
+        image = db_api.image_create(s, name="img-" + name, size=1, checksum="0" * 64, min_ram=0,
+                                    min_disk=0, location="/nowhere", disk_format="qcow2",
+                                    status="active")
+        inst = db_api.instance_create(s, name=name, project_id="p", image_id=image.id,
+                                      flavor_id="1", vcpus=vcpus, memory_mb=memory_mb,
+                                      root_gb=root_gb, vm_state=states.BUILDING,
+                                      task_state=states.SCHEDULING)
+    return inst.id
+
+
+def get(db, instance_id):
+    with db.transaction() as s:
+        return db_api.instance_get(s, instance_id)
+
+
+@pytest.fixture
+def scheduler(conf, db, recorder):
+    return SchedulerManager(db, recorder(), conf)
+
+
+def test_places_on_host_with_most_free_ram_and_claims(scheduler, db):
+    add_host(db, "small", memory_mb=1024)
+    add_host(db, "big", memory_mb=8192)
+    vm = add_vm(db)
+    scheduler.schedule_instance(CTXT, vm)
+    inst = get(db, vm)
+    assert inst.host == "big" and inst.task_state == states.SPAWNING
+    (method, args, _), = scheduler.compute_rpcapi.calls
+    assert method == "build_instance" and args[0] == "big" and args[1]["id"] == vm
+    with db.transaction() as s:
+        assert db_api.claim_get(s, vm).memory_mb == 128
+
+
+def test_redelivered_request_does_not_claim_twice(scheduler, db):
+    add_host(db, "h1")
+    vm = add_vm(db)
+    scheduler.schedule_instance(CTXT, vm)
+    scheduler.schedule_instance(CTXT, vm)  # at-least-once: the same message again
+    assert [c[0] for c in scheduler.compute_rpcapi.calls] == ["build_instance"] * 2
+    with db.transaction() as s:
+        node = [n for _, n in db_api.compute_hosts(s)][0]
+        assert node.memory_mb_used == 128
+
+
+def test_no_valid_host_explains_each_filter(scheduler, db):
+    add_host(db, "down", age=3600)
+    add_host(db, "off", disabled=True)
+    add_host(db, "tiny", memory_mb=1024)
+    vm = add_vm(db, memory_mb=4096)
+    scheduler.schedule_instance(CTXT, vm)
+    inst = get(db, vm)
+    assert inst.vm_state == states.ERROR and inst.task_state is None
+    assert inst.fault.startswith("No valid host was found. 3 hosts: ")
+    assert "ComputeFilter removed 2 (disabled, down)" in inst.fault
+    assert "RamFilter removed 1 (need 4096 MB, max free 1536 MB)" in inst.fault
+    assert scheduler.compute_rpcapi.calls == []
+
+
+def test_no_hosts_at_all(scheduler, db):
+    vm = add_vm(db)
+    scheduler.schedule_instance(CTXT, vm)
+    assert "0 hosts" in get(db, vm).fault
+
+
+def test_deleted_vm_is_not_scheduled(scheduler, db):
+    add_host(db, "h1")
+    vm = add_vm(db)
+    with db.transaction() as s:
+        db_api.instance_soft_delete(s, vm)
+    scheduler.schedule_instance(CTXT, vm)
+    assert scheduler.compute_rpcapi.calls == []
+
+
+def test_concurrent_claims_never_overcommit(db):
+    add_host(db, "h1", vcpus=1, memory_mb=1000, local_gb=100)
+    # 1000 MB * 1.5 = 1500 MB: room for exactly eleven 128 MB VMs.
+    def claim(i):
+        with db.transaction() as s:
+            return db_api.claim(s, "vm-%d" % i, "h1", 1, 128, 1, RATIOS)
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(claim, range(30)))
+    assert results.count(True) == 11
+    with db.transaction() as s:
+        node = [n for _, n in db_api.compute_hosts(s)][0]
+        assert node.memory_mb_used == 11 * 128
+        for i in range(30):
+            db_api.claim_release(s, "vm-%d" % i)
+    with db.transaction() as s:
+        node = [n for _, n in db_api.compute_hosts(s)][0]
+        assert (node.vcpus_used, node.memory_mb_used, node.local_gb_used) == (0, 0, 0)
+
+
+def test_conductor_reports_are_conditional(db):
+    add_host(db, "h1")
+    vm = add_vm(db)
+    conductor = ConductorManager(db)
+    with db.transaction() as s:
+        assert db_api.claim(s, vm, "h1", 1, 128, 1, RATIOS)
+        db_api.instance_update_if(s, vm, {"host": "h1", "task_state": states.SPAWNING})
+    # A report from a host that does not own the VM changes nothing.
+    assert not conductor.instance_spawned(CTXT, vm, "other", "running")
+    assert conductor.instance_spawned(CTXT, vm, "h1", "running")
+    assert get(db, vm).vm_state == states.ACTIVE
+    # A late duplicate of a failure report cannot undo ACTIVE.
+    assert not conductor.instance_build_failed(CTXT, vm, "h1", "boom")
+    assert get(db, vm).vm_state == states.ACTIVE
+    assert conductor.instance_get(CTXT, vm)["host"] == "h1"
+    assert conductor.instance_terminated(CTXT, vm, "h1")
+    assert conductor.instance_get(CTXT, vm) is None
+    with db.transaction() as s:
+        assert db_api.claim_get(s, vm) is None
+
+
+def test_build_failure_releases_claim(db):
+    add_host(db, "h1")
+    vm = add_vm(db)
+    with db.transaction() as s:
+        db_api.claim(s, vm, "h1", 1, 128, 1, RATIOS)
+        db_api.instance_update_if(s, vm, {"host": "h1", "task_state": states.SPAWNING})
+    assert ConductorManager(db).instance_build_failed(CTXT, vm, "h1", "disk exploded")
+    inst = get(db, vm)
+    assert inst.vm_state == states.ERROR and inst.fault == "disk exploded"
+    with db.transaction() as s:
+        assert db_api.claim_get(s, vm) is None
