@@ -26,7 +26,7 @@ def main(argv=None):
                       [manager], workers=conf.rpc_workers),
     ], tasks=[service.PeriodicTask("heartbeat", manager.heartbeat,
                                    conf.compute.heartbeat_interval)],
-        on_stop=driver.cleanup_host)
+        on_stop=lambda: (driver.cleanup_host(), transport.cleanup()))
     svc.run()
 
 

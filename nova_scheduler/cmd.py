@@ -25,7 +25,7 @@ def main(argv=None):
     ], tasks=[service.PeriodicTask(
         "scheduler-heartbeat",
         lambda ctxt: conductor.service_heartbeat(ctxt, conf.host, "mininova-scheduler"),
-        conf.compute.heartbeat_interval)])
+        conf.compute.heartbeat_interval)], on_stop=transport.cleanup)
     svc.run()
 
 
