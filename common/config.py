@@ -35,6 +35,8 @@ api_opts = [
     cfg.IntOpt("threads", default=16, min=1, help="WSGI worker threads."),
     cfg.IntOpt("max_body_bytes", default=1024 * 1024, min=1024,
                help="Largest JSON request body accepted."),
+    cfg.IntOpt("max_image_bytes", default=20 * 1024 ** 3, min=1024,
+               help="Largest image upload accepted by POST /v1/images."),
 ]
 
 database_opts = [
@@ -71,6 +73,22 @@ compute_opts = [
                help="libvirt: real guests; fake: libvirt's test driver (no guests)."),
     cfg.IntOpt("spawn_timeout", default=60, min=1,
                help="Seconds a started domain may take to report RUNNING."),
+    cfg.StrOpt("network_name", default="mininova",
+               help="libvirt network each VM's NIC joins (NAT with DHCP); empty: no NIC."),
+    cfg.StrOpt("image_api_url", default="http://127.0.0.1:8774",
+               help="Where compute downloads images it lacks: GET <url>/v1/images/<id>/file."),
+    cfg.IntOpt("shutdown_timeout", default=60, min=0,
+               help="Seconds a guest gets to power off after an ACPI request before "
+                    "it is forced off (soft stop and soft reboot)."),
+    cfg.FloatOpt("stop_event_debounce", default=0.3, min=0.0,
+                 help="Seconds a stop event waits before the state is read back, so a "
+                      "reboot does not show a stray SHUTOFF."),
+    cfg.IntOpt("sync_interval", default=30, min=1,
+               help="Seconds between two reconciliations of the DB with the hypervisor."),
+    cfg.BoolOpt("reap_orphans", default=False,
+                help="Destroy domains with this host's metadata but no live VM row."),
+    cfg.FloatOpt("address_poll_interval", default=1.0, min=0.1,
+                 help="Seconds between two looks at DHCP leases while a VM awaits its IP."),
 ]
 
 libvirt_opts = [

@@ -1,4 +1,7 @@
-"""The API side's image store: registered images are copied in and summed."""
+"""The API side's image store: registered images are copied in and summed.
+
+Files are named by image id under ``<state_path>/images``; compute hosts fetch
+them over HTTP (``GET /v1/images/<id>/file``) and verify the sha256."""
 import hashlib
 import os
 import uuid
@@ -13,30 +16,48 @@ def store_path(conf):
     return os.path.join(conf.state_path, "images")
 
 
+def import_stream(conf, stream, max_bytes=None):
+    """Copy a qcow2 image from a binary ``stream`` into the store.
+
+    Returns (image_id, path, size, sha256). Nothing is left on failure."""
+    image_id = str(uuid.uuid4())
+    directory = store_path(conf)
+    os.makedirs(directory, exist_ok=True)
+    final = os.path.join(directory, image_id)
+    tmp = final + ".part"
+    digest, size = hashlib.sha256(), 0
+    try:
+        with open(tmp, "wb") as dst:
+            while True:
+                chunk = stream.read(CHUNK)
+                if not chunk:
+                    break
+                if size == 0 and not chunk.startswith(QCOW2_MAGIC):
+                    raise exception.Invalid(reason="the image is not in qcow2 format")
+                size += len(chunk)
+                if max_bytes is not None and size > max_bytes:
+                    raise exception.PayloadTooLarge(limit=max_bytes)
+                digest.update(chunk)
+                dst.write(chunk)
+            if size == 0:
+                raise exception.Invalid(reason="the image is empty")
+            dst.flush()
+            os.fsync(dst.fileno())
+        os.rename(tmp, final)
+    except BaseException:
+        remove(tmp)
+        raise
+    return image_id, final, size, digest.hexdigest()
+
+
 def import_file(conf, source_path):
-    """Copy ``source_path`` into the store. Returns (image_id, path, size, sha256)."""
     try:
         with open(source_path, "rb") as src:
-            if src.read(4) != QCOW2_MAGIC:
-                raise exception.Invalid(reason="%s is not a qcow2 image" % source_path)
-            src.seek(0)
-            image_id = str(uuid.uuid4())
-            directory = store_path(conf)
-            os.makedirs(directory, exist_ok=True)
-            final = os.path.join(directory, image_id)
-            tmp = final + ".part"
-            digest, size = hashlib.sha256(), 0
-            with open(tmp, "wb") as dst:
-                for chunk in iter(lambda: src.read(CHUNK), b""):
-                    digest.update(chunk)
-                    dst.write(chunk)
-                    size += len(chunk)
-                dst.flush()
-                os.fsync(dst.fileno())
-            os.rename(tmp, final)
+            return import_stream(conf, src)
     except FileNotFoundError as e:
         raise exception.Invalid(reason="no such file: %s" % source_path) from e
-    return image_id, final, size, digest.hexdigest()
+    except IsADirectoryError as e:
+        raise exception.Invalid(reason="%s is a directory" % source_path) from e
 
 
 def remove(path):
@@ -44,5 +65,3 @@ def remove(path):
         os.unlink(path)
     except FileNotFoundError:
         pass
-
-

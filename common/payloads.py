@@ -7,10 +7,12 @@ def instance(inst):
         "image_id": inst.image_id, "flavor_id": inst.flavor_id, "vcpus": inst.vcpus,
         "memory_mb": inst.memory_mb, "root_gb": inst.root_gb, "host": inst.host,
         "vm_state": inst.vm_state, "task_state": inst.task_state,
-        "power_state": inst.power_state,
+        "power_state": inst.power_state, "mac_address": inst.mac_address,
+        "ip_address": inst.ip_address,
     }
 
 
 def image(img):
-    return {"id": img.id, "name": img.name, "location": img.location,
+    # No location: compute hosts fetch images over HTTP, not from the API's disk.
+    return {"id": img.id, "name": img.name,
             "checksum": img.checksum, "size": img.size, "disk_format": img.disk_format}

@@ -10,10 +10,11 @@ LOG = logging.getLogger(__name__)
 
 class PeriodicTask:
     """Calls ``fn(ctxt)`` every ``interval`` seconds in its own thread; the
-    first call happens at once (e.g. a compute host reports in at start)."""
+    first call happens after ``delay`` (default at once: e.g. a compute host
+    reports in at start)."""
 
-    def __init__(self, name, fn, interval):
-        self.name, self.fn, self.interval = name, fn, interval
+    def __init__(self, name, fn, interval, delay=0):
+        self.name, self.fn, self.interval, self.delay = name, fn, interval, delay
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
@@ -21,6 +22,8 @@ class PeriodicTask:
         self._thread.start()
 
     def _run(self):
+        if self.delay:
+            self._stop.wait(self.delay)
         while not self._stop.is_set():
             ctxt = context.get_admin_context()
             token = context.set_current(ctxt)

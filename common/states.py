@@ -54,3 +54,38 @@ def status(vm_state, task_state):
     if task_state in _STATUS_BY_TASK:
         return _STATUS_BY_TASK[task_state]
     return _STATUS_BY_VM_STATE.get(vm_state, "UNKNOWN")
+
+
+# Guards of user actions: from which vm_states each may start (only when no
+# task is in progress), and the task it sets.
+ACTION_GUARDS = {
+    "stop": ((ACTIVE, PAUSED, SUSPENDED), POWERING_OFF),
+    "start": ((STOPPED,), POWERING_ON),
+    "reboot": ((ACTIVE,), REBOOTING),
+    "reboot_hard": ((ACTIVE, STOPPED, PAUSED, SUSPENDED), REBOOTING_HARD),
+    "pause": ((ACTIVE,), PAUSING),
+    "unpause": ((PAUSED,), UNPAUSING),
+    "suspend": ((ACTIVE,), SUSPENDING),
+    "resume": ((SUSPENDED,), RESUMING),
+}
+
+# Where each task ends when it succeeds.
+TASK_RESULT = {
+    POWERING_OFF: STOPPED, POWERING_ON: ACTIVE, REBOOTING: ACTIVE, REBOOTING_HARD: ACTIVE,
+    PAUSING: PAUSED, UNPAUSING: ACTIVE, SUSPENDING: SUSPENDED, RESUMING: ACTIVE,
+}
+
+_VM_STATE_BY_POWER = {
+    RUNNING: ACTIVE, SHUTDOWN: STOPPED, CRASHED: STOPPED, PAUSED_POWER: PAUSED,
+    SUSPENDED_POWER: SUSPENDED,
+}
+
+
+def vm_state_for_power(vm_state, power_state):
+    """The vm_state a resting VM takes when the hypervisor reports
+    ``power_state`` (Nova's power-state sync, without its delays): a VM that
+    stopped behind our back becomes SHUTOFF, one started outside ACTIVE.
+    VMs that are building, in error or deleted keep their vm_state."""
+    if vm_state not in (ACTIVE, STOPPED, PAUSED, SUSPENDED):
+        return vm_state
+    return _VM_STATE_BY_POWER.get(power_state, vm_state)

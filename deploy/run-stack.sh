@@ -22,6 +22,7 @@ connection = postgresql+psycopg2://mininova:mininova@127.0.0.1/mininova
 [compute]
 instances_path = $STATE/instances
 image_cache_path = $STATE/_base
+network_name =
 
 [libvirt]
 connection_uri = qemu:///system

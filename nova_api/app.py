@@ -37,6 +37,8 @@ def create_app(conf, db, scheduler_rpcapi, compute_rpcapi):
     errors.register(app)
     for bp in (versions.bp, vms.bp, flavors.bp, images.bp, services.bp):
         app.register_blueprint(bp)
+    from nova_api.blueprints import actions as actions_bp
+    app.register_blueprint(actions_bp.bp)
 
     @app.before_request
     def _start():

@@ -3,11 +3,17 @@
 Long work is never done here: create writes a BUILD row and casts to the
 scheduler; delete marks the row and casts to the owning compute host."""
 import logging
+import secrets
 
 from common import exception, states
 from common.db import api as db_api
 
 LOG = logging.getLogger(__name__)
+
+
+def random_mac():
+    """A locally administered MAC in QEMU's 52:54:00 range."""
+    return "52:54:00:%02x:%02x:%02x" % tuple(secrets.token_bytes(3))
 
 
 class ComputeAPI:
@@ -30,7 +36,8 @@ class ComputeAPI:
                 s, name=name, project_id=ctxt.project_id, user_id=ctxt.user_id,
                 image_id=image.id, flavor_id=flavor.id, vcpus=flavor.vcpus,
                 memory_mb=flavor.memory_mb, root_gb=flavor.root_gb,
-                vm_state=states.BUILDING, task_state=states.SCHEDULING)
+                vm_state=states.BUILDING, task_state=states.SCHEDULING,
+                mac_address=random_mac())
         LOG.info("VM %s (%s) accepted, scheduling", inst.id, name)
         try:
             self.scheduler_rpcapi.schedule_instance(ctxt, inst.id)
@@ -40,6 +47,42 @@ class ComputeAPI:
                 db_api.instance_soft_delete(s, inst.id)
             raise
         return inst, image, flavor
+
+    def action(self, ctxt, ref, name, hard=False):
+        """Start a power action: an atomic guarded move to its task state
+        (409 naming the state if not allowed now), then a cast to the host."""
+        guard = "reboot_hard" if name == "reboot" and hard else name
+        allowed, task = states.ACTION_GUARDS[guard]
+        with self.db.transaction() as s:
+            inst = db_api.instance_get_by_ref(s, ctxt.project_id, ref)
+            moved = inst.host is not None and db_api.instance_update_if(
+                s, inst.id, {"task_state": task, "fault": None},
+                expected_task_state=None, expected_vm_state=tuple(allowed))
+        if not moved:
+            status = states.status(inst.vm_state, inst.task_state)
+            why = ("while task %s is in progress" % inst.task_state if inst.task_state
+                   else "while it is %s" % status)
+            raise exception.Conflict(reason="cannot %s VM %s %s" % (
+                name.replace("_", " "), inst.name, why))
+        LOG.info("VM %s: %s accepted (task %s)", inst.id, name, task)
+        rpc_method = getattr(self.compute_rpcapi, "%s_instance" % name)
+        try:
+            if name == "reboot":
+                rpc_method(ctxt, inst.host, inst.id, hard)
+            else:
+                rpc_method(ctxt, inst.host, inst.id)
+        except exception.ServiceUnavailable:
+            with self.db.transaction() as s:  # undo the task: nothing will carry it out
+                db_api.instance_update_if(s, inst.id, {"task_state": None},
+                                          expected_task_state=task)
+            raise
+
+    def get_console_output(self, ctxt, ref, lines):
+        inst = self.get(ctxt, ref)
+        if inst.host is None:
+            raise exception.Conflict(reason="VM %s is not on a host yet (status %s)"
+                                     % (inst.name, states.status(inst.vm_state, inst.task_state)))
+        return self.compute_rpcapi.get_console_output(ctxt, inst.host, inst.id, lines)
 
     def get(self, ctxt, ref):
         with self.db.transaction() as s:

@@ -24,6 +24,8 @@ def vm(inst, images=None, flavors=None):
         "created_at": isotime(inst.created_at),
         "updated_at": isotime(inst.updated_at),
         "launched_at": isotime(inst.launched_at),
+        "addresses": [{"mac": inst.mac_address, "ip": inst.ip_address}]
+        if inst.mac_address else [],
         "fault": {"message": inst.fault} if inst.fault else None,
     }
     return body
@@ -46,3 +48,31 @@ def service(svc, now, down_after):
             "state": "up" if up else "down",
             "last_heartbeat": isotime(svc.last_heartbeat),
             "disabled_reason": svc.disabled_reason}
+
+
+def duration_ms(start, finish):
+    """Milliseconds from start to finish; None while still running."""
+    if start is None or finish is None:
+        return None
+    return int(round((finish - start).total_seconds() * 1000))
+
+
+def instance_action(a):
+    return {"instance_id": a.instance_id, "request_id": a.request_id, "action": a.action,
+            "start_time": isotime(a.start_time), "finish_time": isotime(a.finish_time),
+            "result": a.result, "message": a.message,
+            "user_id": a.user_id, "project_id": a.project_id}
+
+
+def instance_action_event(e):
+    return {"event": e.event, "host": e.host,
+            "start_time": isotime(e.start_time), "finish_time": isotime(e.finish_time),
+            "duration_ms": duration_ms(e.start_time, e.finish_time),
+            "result": e.result, "details": e.details}
+
+
+def instance_action_detail(a, events):
+    body = instance_action(a)
+    body["duration_ms"] = duration_ms(a.start_time, a.finish_time)
+    body["events"] = [instance_action_event(e) for e in events]
+    return body

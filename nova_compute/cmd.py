@@ -2,9 +2,10 @@
 import os
 import sys
 
-from common import config, log, rpc, service
+from common import config, context, log, rpc, service
 from nova_compute import rpcapi
-from nova_compute.imagecache import ImageCache
+from nova_compute.events import PowerEventSync
+from nova_compute.imagecache import HttpFetcher, ImageCache
 from nova_compute.manager import ComputeManager
 from nova_compute.virt import get_driver
 from nova_scheduler.rpcapi import ConductorAPI
@@ -16,17 +17,24 @@ def main(argv=None):
     for path in (conf.compute.instances_path, conf.compute.image_cache_path):
         os.makedirs(path, exist_ok=True)
     transport = rpc.get_transport(conf.transport_url)
-    driver = get_driver(conf)
+    events = PowerEventSync(conf.compute.stop_event_debounce)
+    driver = get_driver(conf, lifecycle_callback=events.on_event)
     driver.init_host(conf.host)
     manager = ComputeManager(driver, ConductorAPI(transport, timeout=conf.rpc_response_timeout),
-                             ImageCache(conf.compute.image_cache_path), conf)
+                             ImageCache(conf.compute.image_cache_path, fetcher=HttpFetcher()), conf)
+    manager.init_host(context.get_admin_context())
+    events.start(manager.sync_power_state)
     svc = service.Service("mininova-compute", servers=[
         rpc.RPCServer(transport, rpc.Target(rpcapi.TOPIC, server=conf.host,
                                             version=rpcapi.VERSION),
                       [manager], workers=conf.rpc_workers),
     ], tasks=[service.PeriodicTask("heartbeat", manager.heartbeat,
-                                   conf.compute.heartbeat_interval)],
-        on_stop=lambda: (driver.cleanup_host(), transport.cleanup()))
+                                   conf.compute.heartbeat_interval),
+              service.PeriodicTask("addresses", manager.addresses.poll,
+                                   conf.compute.address_poll_interval),
+              service.PeriodicTask("reconcile", manager.reconcile, conf.compute.sync_interval,
+                                   delay=conf.compute.sync_interval)],
+        on_stop=lambda: (events.stop(), driver.cleanup_host(), transport.cleanup()))
     svc.run()
 
 

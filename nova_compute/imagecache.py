@@ -2,11 +2,15 @@
 
 ``fetch`` returns the absolute path of ``<cache_dir>/<image_id>``, bringing the
 image in first when it is not cached: read from the source in chunks by a
-*fetcher* (today: a local file; later: HTTP from the image service), hashed
-while written to a temp file, fsynced, then renamed into place, so the cache
-never shows a partial or unverified image. One fetch per image at a time (a
-thread lock plus a flock for other processes): concurrent first builds of one
-image copy it once. A cached file is trusted (re-verification comes later).
+*fetcher* (compute uses HTTP from the API's image store; tests a local file),
+hashed while written to a temp file, fsynced, then renamed into place, so the
+cache never shows a partial or unverified image. One fetch per image at a time
+(a thread lock plus a flock for other processes): concurrent first builds of
+one image download it once.
+
+A cached file is verified against its sha256 once per process and again
+whenever its inode, size or mtime change; a corrupt one is fetched anew,
+never booted.
 """
 import fcntl
 import hashlib
@@ -15,6 +19,7 @@ import os
 import re
 import tempfile
 import threading
+import urllib.request
 import weakref
 
 from common import exception
@@ -37,6 +42,29 @@ def read_file_chunks(source_path):
             yield chunk
 
 
+class HttpFetcher:
+    """Yields the bytes at a URL (the API's ``GET /v1/images/<id>/file``)."""
+
+    def __init__(self, timeout=30):
+        self.timeout = timeout
+
+    def __call__(self, url):
+        with urllib.request.urlopen(url, timeout=self.timeout) as response:
+            while True:
+                chunk = response.read(CHUNK_SIZE)
+                if not chunk:
+                    return
+                yield chunk
+
+
+def file_sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(CHUNK_SIZE), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 class ImageCache:
     def __init__(self, cache_dir, fetcher=read_file_chunks):
         """``fetcher(source)`` yields the image's bytes; OSError means the
@@ -45,6 +73,7 @@ class ImageCache:
         self._fetcher = fetcher
         self._locks = weakref.WeakValueDictionary()
         self._locks_lock = threading.Lock()
+        self._verified = {}  # path -> (inode, size, mtime_ns, sha256) last checked good
 
     def path_of(self, image_id):
         if not isinstance(image_id, str) or not _IMAGE_ID.match(image_id):
@@ -57,7 +86,8 @@ class ImageCache:
         path = self.path_of(image_id)
         if not isinstance(sha256, str) or not _SHA256.match(sha256):
             raise exception.ImageUnavailable(image=image_id, reason="no valid sha256 given")
-        if os.path.exists(path):
+        sha256 = sha256.lower()
+        if self._known_good(path, sha256):
             return path
         try:
             os.makedirs(self.cache_dir, exist_ok=True)
@@ -65,9 +95,38 @@ class ImageCache:
             raise exception.ImageUnavailable(
                 image=image_id, reason="cannot create the cache: %s" % exc) from exc
         with self._image_lock(image_id), self._file_lock(image_id):
-            if not os.path.exists(path):  # another thread/process may have done it
-                self._copy_in(image_id, source_path, sha256.lower(), path)
+            # Another thread or process may have fetched it meanwhile.
+            if os.path.exists(path) and not self._verify(image_id, path, sha256):
+                self._remove(path)
+            if not os.path.exists(path):
+                self._copy_in(image_id, source_path, sha256, path)
+                self._remember(path, sha256)
         return path
+
+    def _stat_key(self, path, sha256):
+        st = os.stat(path)
+        return (st.st_ino, st.st_size, st.st_mtime_ns, sha256)
+
+    def _known_good(self, path, sha256):
+        try:
+            return self._verified.get(path) == self._stat_key(path, sha256)
+        except FileNotFoundError:
+            return False
+
+    def _remember(self, path, sha256):
+        self._verified[path] = self._stat_key(path, sha256)
+
+    def _verify(self, image_id, path, sha256):
+        """True if the cached file still has the image's checksum."""
+        if self._known_good(path, sha256):
+            return True
+        actual = file_sha256(path)
+        if actual != sha256:
+            LOG.warning("cached image %s is corrupt (sha256 %s, expected %s); fetching it "
+                        "again", image_id, actual, sha256)
+            return False
+        self._remember(path, sha256)
+        return True
 
     def _copy_in(self, image_id, source, sha256, path):
         try:

@@ -4,16 +4,20 @@ Handlers are idempotent (RPC is at-least-once) and serialized per VM. Before
 building, compute asks the conductor whether the VM is still meant for this
 host and still spawning, so a redelivered or overtaken build does nothing."""
 import logging
+import threading
 import time
 
 from common import exception, states
+from nova_compute.addresses import AddressWatcher
 from nova_compute.locks import KeyedLocks
+from nova_compute.power import PowerActionsMixin
+from nova_compute.sync import SyncMixin
 from nova_compute.virt.driver import InstanceSpec
 
 LOG = logging.getLogger(__name__)
 
 
-class ComputeManager:
+class ComputeManager(PowerActionsMixin, SyncMixin):
     def __init__(self, driver, conductor_api, image_cache, conf):
         self.driver = driver
         self.conductor = conductor_api
@@ -21,6 +25,22 @@ class ComputeManager:
         self.conf = conf
         self.host = conf.host
         self.locks = KeyedLocks()
+        self._cancels = {}
+        self._cancels_lock = threading.Lock()
+        self.addresses = AddressWatcher(driver, self._report_address)
+
+    def init_host(self, ctxt):
+        """At start: settle interrupted tasks, reconcile with the hypervisor,
+        and pick up the VMs of this host that still await an IP."""
+        self.settle_interrupted(ctxt)
+        self.reconcile(ctxt)
+        for inst in self._report(self.conductor.instance_list_for_host, ctxt, self.host):
+            if inst["vm_state"] == states.ACTIVE and inst["mac_address"] and not inst["ip_address"]:
+                self.addresses.expect(inst["id"], inst["mac_address"])
+
+    def _report_address(self, ctxt, instance_id, ip_address):
+        self._report(self.conductor.instance_set_address, ctxt, instance_id, self.host,
+                     ip_address)
 
     # -- RPC endpoints ------------------------------------------------------
 
@@ -40,8 +60,10 @@ class ComputeManager:
                 spec = InstanceSpec(id=instance_id, name=instance["name"],
                                     vcpus=instance["vcpus"], memory_mb=instance["memory_mb"],
                                     root_gb=instance["root_gb"], image_id=image["id"],
-                                    project_id=instance["project_id"])
-                base = self.image_cache.fetch(image["id"], image["location"], image["checksum"])
+                                    project_id=instance["project_id"],
+                                    mac_address=instance.get("mac_address"))
+                base = self.image_cache.fetch(image["id"], self._image_url(image["id"]),
+                                              image["checksum"])
                 self.driver.spawn(spec, base)
                 power_state = self.driver.get_info(instance_id)["power_state"]
             except Exception as e:  # any failure: roll back, VM to ERROR with why
@@ -57,12 +79,21 @@ class ComputeManager:
                      (time.monotonic() - started) * 1000)
             self._report(self.conductor.instance_spawned, ctxt, instance_id, self.host,
                          power_state)
+            if spec.mac_address:
+                self.addresses.expect(instance_id, spec.mac_address)
 
     def terminate_instance(self, ctxt, instance_id):
+        self.addresses.forget(instance_id)
+        self._cancel_event(instance_id).set()  # delete wins over a task in progress
         with self.locks.lock(instance_id):
             self.driver.destroy(instance_id)
             LOG.info("VM %s: domain and disk removed", instance_id)
             self._report(self.conductor.instance_terminated, ctxt, instance_id, self.host)
+        with self._cancels_lock:
+            self._cancels.pop(instance_id, None)
+
+    def get_console_output(self, ctxt, instance_id, lines):
+        return self.driver.get_console_output(instance_id, lines)
 
     # -- periodic -----------------------------------------------------------
 
@@ -78,6 +109,9 @@ class ComputeManager:
         self.conductor.service_heartbeat(ctxt, self.host, "mininova-compute", resources)
 
     # -- helpers ------------------------------------------------------------
+
+    def _image_url(self, image_id):
+        return "%s/v1/images/%s/file" % (self.conf.compute.image_api_url.rstrip("/"), image_id)
 
     def _destroy_quietly(self, instance_id):
         try:

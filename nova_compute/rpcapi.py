@@ -11,9 +11,35 @@ class ComputeAPI:
                                     timeout=timeout)
 
     def build_instance(self, ctxt, host, instance, image):
-        self.client.prepare(server=host).cast(ctxt, "build_instance", instance=instance,
-                                              image=image)
+        self._cast(ctxt, host, "build_instance", instance=instance, image=image)
 
     def terminate_instance(self, ctxt, host, instance_id):
-        self.client.prepare(server=host).cast(ctxt, "terminate_instance",
-                                              instance_id=instance_id)
+        self._cast(ctxt, host, "terminate_instance", instance_id=instance_id)
+
+    def _cast(self, ctxt, host, method, **kwargs):
+        self.client.prepare(server=host).cast(ctxt, method, **kwargs)
+
+    def stop_instance(self, ctxt, host, instance_id):
+        self._cast(ctxt, host, "stop_instance", instance_id=instance_id)
+
+    def start_instance(self, ctxt, host, instance_id):
+        self._cast(ctxt, host, "start_instance", instance_id=instance_id)
+
+    def reboot_instance(self, ctxt, host, instance_id, hard):
+        self._cast(ctxt, host, "reboot_instance", instance_id=instance_id, hard=hard)
+
+    def pause_instance(self, ctxt, host, instance_id):
+        self._cast(ctxt, host, "pause_instance", instance_id=instance_id)
+
+    def unpause_instance(self, ctxt, host, instance_id):
+        self._cast(ctxt, host, "unpause_instance", instance_id=instance_id)
+
+    def suspend_instance(self, ctxt, host, instance_id):
+        self._cast(ctxt, host, "suspend_instance", instance_id=instance_id)
+
+    def resume_instance(self, ctxt, host, instance_id):
+        self._cast(ctxt, host, "resume_instance", instance_id=instance_id)
+
+    def get_console_output(self, ctxt, host, instance_id, lines):
+        return self.client.prepare(server=host, timeout=10).call(
+            ctxt, "get_console_output", instance_id=instance_id, lines=lines)

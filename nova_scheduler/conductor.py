@@ -29,6 +29,68 @@ class ConductorManager:
                 return None
             return payloads.instance(inst)
 
+    def instance_list_for_host(self, ctxt, host):
+        with self.db.transaction() as s:
+            return [payloads.instance(i) for i in db_api.instance_list(s, host=host)]
+
+    def instance_set_address(self, ctxt, instance_id, host, ip_address):
+        with self.db.transaction() as s:
+            return db_api.instance_update_if(s, instance_id, {"ip_address": ip_address},
+                                             expected_host=host)
+
+    def instance_task_done(self, ctxt, instance_id, host, task_state, power_state):
+        """A power action finished: the VM rests in the task's end state."""
+        with self.db.transaction() as s:
+            return db_api.instance_update_if(
+                s, instance_id, {"vm_state": states.TASK_RESULT[task_state], "task_state": None,
+                                 "power_state": power_state, "fault": None},
+                expected_task_state=task_state, expected_host=host)
+
+    def instance_task_failed(self, ctxt, instance_id, host, task_state, power_state, message):
+        """A power action failed: the VM keeps the state the hypervisor shows."""
+        LOG.warning("VM %s: %s failed on %s: %s", instance_id, task_state, host, message)
+        with self.db.transaction() as s:
+            inst = db_api.instance_get(s, instance_id)
+            return db_api.instance_update_if(
+                s, instance_id,
+                {"task_state": None, "power_state": power_state, "fault": message,
+                 "vm_state": states.vm_state_for_power(inst.vm_state, power_state)},
+                expected_task_state=task_state, expected_host=host)
+
+    def instance_power_sync(self, ctxt, instance_id, host, power_state):
+        """The hypervisor shows ``power_state`` for a resting VM (an event or
+        the reconcile loop saw it): adopt it. A VM with a task in progress is
+        left to that task, which reports its own end state."""
+        with self.db.transaction() as s:
+            try:
+                inst = db_api.instance_get(s, instance_id)
+            except exception.InstanceNotFound:
+                return False
+            if inst.host != host or inst.task_state is not None:
+                return False
+            vm_state = states.vm_state_for_power(inst.vm_state, power_state)
+            if (vm_state, power_state) == (inst.vm_state, inst.power_state):
+                return False
+            done = db_api.instance_update_if(
+                s, instance_id, {"vm_state": vm_state, "power_state": power_state},
+                expected_task_state=None, expected_host=host, expected_vm_state=inst.vm_state)
+        if done:
+            LOG.info("VM %s is %s on %s: vm_state %s -> %s", instance_id, power_state, host,
+                     inst.vm_state, vm_state)
+        return done
+
+    def instance_vanished(self, ctxt, instance_id, host):
+        """The VM's domain is gone from its host without mininova deleting it."""
+        with self.db.transaction() as s:
+            done = db_api.instance_update_if(
+                s, instance_id,
+                {"vm_state": states.ERROR, "power_state": states.NOSTATE,
+                 "fault": "The VM's domain vanished from host %s outside mininova." % host},
+                expected_task_state=None, expected_host=host)
+        if done:
+            LOG.warning("VM %s: domain vanished from %s; VM in ERROR", instance_id, host)
+        return done
+
     def instance_spawned(self, ctxt, instance_id, host, power_state):
         with self.db.transaction() as s:
             done = db_api.instance_update_if(
@@ -56,3 +118,26 @@ class ConductorManager:
             done = db_api.instance_soft_delete(s, instance_id, expected_host=host)
         LOG.info("VM %s deleted from %s", instance_id, host)
         return done
+
+    # -- action timeline (casts from compute; see common.timeline) -----------
+
+    def action_event(self, ctxt, instance_id, event, host, start_time, finish_time, result,
+                     details=None):
+        """Store one step of the action ``ctxt.request_id`` on a VM (times are
+        ISO 8601 strings). Idempotent: a redelivered event is stored once."""
+        from common.db import actions
+        with self.db.transaction() as s:
+            actions.event_record(s, instance_id, ctxt.request_id, event, host=host,
+                                 start_time=actions.parse_time(start_time),
+                                 finish_time=actions.parse_time(finish_time),
+                                 result=result, details=details,
+                                 project_id=ctxt.project_id, user_id=ctxt.user_id)
+
+    def action_finish(self, ctxt, instance_id, result, message=None):
+        """Record the outcome ("success"/"error") of the action ``ctxt.request_id``."""
+        from common.db import actions
+        with self.db.transaction() as s:
+            actions.action_finish(s, instance_id, ctxt.request_id, result, message,
+                                  project_id=ctxt.project_id, user_id=ctxt.user_id)
+        LOG.info("VM %s: action %s finished: %s%s", instance_id, ctxt.request_id, result,
+                 ": %s" % message if message else "")

@@ -32,6 +32,29 @@ class ConductorAPI:
         """The live VM as a dict, or None when it is gone."""
         return self.client.call(ctxt, "instance_get", instance_id=instance_id)
 
+    def instance_list_for_host(self, ctxt, host):
+        return self.client.call(ctxt, "instance_list_for_host", host=host)
+
+    def instance_set_address(self, ctxt, instance_id, host, ip_address):
+        self.client.call(ctxt, "instance_set_address", instance_id=instance_id, host=host,
+                         ip_address=ip_address)
+
+    def instance_task_done(self, ctxt, instance_id, host, task_state, power_state):
+        return self.client.call(ctxt, "instance_task_done", instance_id=instance_id, host=host,
+                                task_state=task_state, power_state=power_state)
+
+    def instance_task_failed(self, ctxt, instance_id, host, task_state, power_state, message):
+        return self.client.call(ctxt, "instance_task_failed", instance_id=instance_id,
+                                host=host, task_state=task_state, power_state=power_state,
+                                message=message)
+
+    def instance_power_sync(self, ctxt, instance_id, host, power_state):
+        return self.client.call(ctxt, "instance_power_sync", instance_id=instance_id,
+                                host=host, power_state=power_state)
+
+    def instance_vanished(self, ctxt, instance_id, host):
+        return self.client.call(ctxt, "instance_vanished", instance_id=instance_id, host=host)
+
     def instance_spawned(self, ctxt, instance_id, host, power_state):
         self.client.call(ctxt, "instance_spawned", instance_id=instance_id, host=host,
                          power_state=power_state)
@@ -42,3 +65,17 @@ class ConductorAPI:
 
     def instance_terminated(self, ctxt, instance_id, host):
         self.client.call(ctxt, "instance_terminated", instance_id=instance_id, host=host)
+
+    # Action timeline: casts, fire and forget (recording must never slow or
+    # fail the real work); callers go through common.timeline.Timeline, which
+    # also swallows a broker error.
+    def action_event(self, ctxt, instance_id, event, host, start_time, finish_time, result,
+                     details=None):
+        """One step of the action ``ctxt.request_id``; times as ISO 8601 strings."""
+        self.client.cast(ctxt, "action_event", instance_id=instance_id, event=event, host=host,
+                         start_time=start_time, finish_time=finish_time, result=result,
+                         details=details)
+
+    def action_finish(self, ctxt, instance_id, result, message=None):
+        self.client.cast(ctxt, "action_finish", instance_id=instance_id, result=result,
+                         message=message)

@@ -63,6 +63,8 @@ class Instance(Base):
     task_state: Mapped[str | None] = mapped_column(String(16), nullable=True)
     power_state: Mapped[str] = mapped_column(String(16), default="nostate")
     fault: Mapped[str | None] = mapped_column(Text, nullable=True)
+    mac_address: Mapped[str | None] = mapped_column(String(17), nullable=True)
+    ip_address: Mapped[str | None] = mapped_column(String(45), nullable=True)
     created_at: Mapped[datetime.datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[datetime.datetime] = mapped_column(DateTime, default=utcnow)
     launched_at: Mapped[datetime.datetime | None] = mapped_column(DateTime, nullable=True)
@@ -119,3 +121,44 @@ class Claim(Base):
     disk_gb: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime.datetime] = mapped_column(DateTime, default=utcnow)
     __table_args__ = (Index("ix_claims_host", "host"),)
+
+
+from sqlalchemy import ForeignKey  # noqa: E402  (appended with the action models)
+
+
+class InstanceAction(Base):
+    """One user action on a VM (create, delete, stop, ...), keyed by the
+    request id that started it; outlives the VM (see ``common.db.actions``).
+    ``result`` is None while it runs, then "success" or "error"."""
+    __tablename__ = "instance_actions"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    instance_id: Mapped[str] = mapped_column(String(36))
+    request_id: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(32))
+    project_id: Mapped[str] = mapped_column(String(64))
+    user_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    start_time: Mapped[datetime.datetime] = mapped_column(DateTime, default=utcnow)
+    finish_time: Mapped[datetime.datetime | None] = mapped_column(DateTime, nullable=True)
+    result: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    message: Mapped[str | None] = mapped_column(Text, nullable=True)
+    __table_args__ = (
+        UniqueConstraint("instance_id", "request_id",
+                         name="uniq_instance_actions_instance_request"),
+        Index("ix_instance_actions_instance_id", "instance_id"),
+    )
+
+
+class InstanceActionEvent(Base):
+    """One step of an action, recorded by the daemon that did it."""
+    __tablename__ = "instance_action_events"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    action_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("instance_actions.id", ondelete="CASCADE",
+                            name="fk_instance_action_events_action_id"))
+    event: Mapped[str] = mapped_column(String(64))
+    host: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    start_time: Mapped[datetime.datetime] = mapped_column(DateTime, default=utcnow)
+    finish_time: Mapped[datetime.datetime | None] = mapped_column(DateTime, nullable=True)
+    result: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    details: Mapped[str | None] = mapped_column(Text, nullable=True)
+    __table_args__ = (Index("ix_instance_action_events_action_id", "action_id"),)

@@ -1,18 +1,78 @@
-from flask import Blueprint, current_app, jsonify
+import os
 
+from flask import Blueprint, current_app, jsonify, request, send_file
+
+from common import exception, imagestore
 from common.db import api as db_api
-from nova_api import views
+from nova_api import validation, views
 
 bp = Blueprint("images", __name__, url_prefix="/v1/images")
+
+UPLOAD_PARAMS = {
+    "type": "object",
+    "properties": {
+        "name": {"type": "string", "pattern": "^[A-Za-z0-9._-]{1,255}$"},
+        "min_ram": {"type": "integer", "minimum": 0, "maximum": 16 * 1024 * 1024},
+        "min_disk": {"type": "integer", "minimum": 0, "maximum": 64 * 1024},
+    },
+    "required": ["name"],
+    "additionalProperties": False,
+}
+
+
+def _db():
+    return current_app.extensions["mininova"]["db"]
 
 
 @bp.get("")
 def index():
-    with current_app.extensions["mininova"]["db"].transaction() as s:
+    with _db().transaction() as s:
         return jsonify({"images": [views.image(i) for i in db_api.image_list(s)]})
 
 
 @bp.get("/<ref>")
 def show(ref):
-    with current_app.extensions["mininova"]["db"].transaction() as s:
+    with _db().transaction() as s:
         return jsonify({"image": views.image(db_api.image_get(s, ref))})
+
+
+@bp.get("/<ref>/file")
+def download(ref):
+    """The image's bytes, for compute hosts filling their image cache."""
+    with _db().transaction() as s:
+        image = db_api.image_get(s, ref)
+    if not os.path.exists(image.location):
+        raise exception.ImageUnavailable(image=image.id, reason="its file is missing "
+                                         "from the image store")
+    response = send_file(image.location, mimetype="application/octet-stream",
+                         conditional=False, etag=False, max_age=0)
+    response.headers["X-Image-Sha256"] = image.checksum
+    return response
+
+
+@bp.post("")
+def upload():
+    """``POST /v1/images?name=N[&min_ram=MB][&min_disk=GB]`` with the qcow2
+    file as an application/octet-stream body."""
+    if request.mimetype != "application/octet-stream":
+        raise exception.UnsupportedMediaType(content_type=request.mimetype or "(none)")
+    params = {}
+    for key, value in request.args.items():
+        params[key] = int(value) if key in ("min_ram", "min_disk") and value.isdigit() else value
+    validation.validate(params, UPLOAD_PARAMS)
+    conf = current_app.extensions["mininova"]["conf"]
+    image_id, path, size, checksum = imagestore.import_stream(
+        conf, request.stream, max_bytes=conf.api.max_image_bytes)
+    try:
+        with _db().transaction() as s:
+            image = db_api.image_create(
+                s, id=image_id, name=params["name"], disk_format="qcow2", size=size,
+                checksum=checksum, min_ram=params.get("min_ram", 0),
+                min_disk=params.get("min_disk", 0), location=path, status="active")
+    except BaseException:
+        imagestore.remove(path)
+        raise
+    response = jsonify({"image": views.image(image)})
+    response.status_code = 201
+    response.headers["Location"] = "/v1/images/%s" % image.id
+    return response

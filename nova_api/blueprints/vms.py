@@ -1,6 +1,7 @@
-from flask import Blueprint, current_app, g, jsonify
+from flask import Blueprint, current_app, g, jsonify, request
 
 from common.db import api as db_api
+from common import exception
 from nova_api import validation, views
 
 bp = Blueprint("vms", __name__, url_prefix="/v1/vms")
@@ -15,6 +16,16 @@ CREATE_SCHEMA = {
     "required": ["name", "image", "flavor"],
     "additionalProperties": False,
 }
+
+
+_NO_ARGS = {"type": "object", "additionalProperties": False}
+ACTION_ARGS = {
+    "stop": _NO_ARGS, "start": _NO_ARGS, "pause": _NO_ARGS, "unpause": _NO_ARGS,
+    "suspend": _NO_ARGS, "resume": _NO_ARGS,
+    "reboot": {"type": "object", "additionalProperties": False,
+               "properties": {"type": {"enum": ["soft", "hard", "SOFT", "HARD"]}}},
+}
+ACTIONS = tuple(ACTION_ARGS)
 
 
 def _compute_api():
@@ -58,3 +69,27 @@ def show(ref):
 def delete(ref):
     _compute_api().delete(g.context, ref)
     return "", 202
+
+
+@bp.post("/<ref>/action")
+def action(ref):
+    body = validation.json_body({"type": "object"})
+    if len(body) != 1 or next(iter(body)) not in ACTIONS:
+        raise exception.ValidationError(
+            field="(body)", reason="must be exactly one of %s" % ", ".join(
+                '{"%s": {}}' % a for a in ACTIONS))
+    name = next(iter(body))
+    validation.validate(body, {"type": "object", "properties": {name: ACTION_ARGS[name]}})
+    hard = name == "reboot" and body["reboot"].get("type", "soft").lower() == "hard"
+    _compute_api().action(g.context, ref, name, hard=hard)
+    return "", 202
+
+
+@bp.get("/<ref>/console")
+def console(ref):
+    """The tail of the VM's serial console (like Nova's os-getConsoleOutput)."""
+    lines = request.args.get("lines", "100")
+    if not lines.isdigit() or not 1 <= int(lines) <= 10000:
+        raise exception.ValidationError(field="lines", reason="must be an integer 1-10000")
+    output = _compute_api().get_console_output(g.context, ref, int(lines))
+    return jsonify({"output": output})

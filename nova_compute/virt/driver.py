@@ -7,6 +7,7 @@ instance are serialised by the driver.
 """
 import abc
 import dataclasses
+import re
 import uuid
 
 from common import exception
@@ -19,6 +20,7 @@ CRASHED = "crashed"
 SUSPENDED = "suspended"
 NOSTATE = "nostate"
 POWER_STATES = (RUNNING, PAUSED, SHUTDOWN, CRASHED, SUSPENDED, NOSTATE)
+_MAC = re.compile(r"^([0-9a-f]{2}:){5}[0-9a-f]{2}$")
 
 
 def validate_instance_id(instance_id):
@@ -47,6 +49,7 @@ class InstanceSpec:
     root_gb: int      # 0 = the base image's virtual size
     image_id: str
     project_id: str
+    mac_address: str | None = None   # the NIC's MAC; None: no NIC
 
     def __post_init__(self):
         validate_instance_id(self.id)
@@ -57,6 +60,8 @@ class InstanceSpec:
                                         % (field, low, value))
         if not isinstance(self.name, str):
             raise exception.Invalid(reason="name must be a string")
+        if self.mac_address is not None and not _MAC.match(self.mac_address):
+            raise exception.Invalid(reason="mac_address %r is not a MAC" % (self.mac_address,))
 
 
 class ComputeDriver(abc.ABC):
@@ -122,6 +127,55 @@ class ComputeDriver(abc.ABC):
         owns (``name`` is the user's VM name from the metadata). Domains without
         mininova metadata or of another host are left out.
         """
+
+    # -- power operations: each acts on a domain this host owns (else
+    # InstanceNotFound), is idempotent, and raises HypervisorError if the
+    # promised state was not reached.
+
+    @abc.abstractmethod
+    def power_off(self, instance_id, timeout=0, cancel=None):
+        """Post: the domain is shut off (still defined). With ``timeout`` > 0
+        the guest is first asked to power off (ACPI) and given that long; then
+        it is forced, like Nova's clean shutdown. ``cancel`` (an Event) cuts
+        the wait short."""
+
+    @abc.abstractmethod
+    def power_on(self, instance_id):
+        """Post: the domain runs (from its managed-save image if it has one)."""
+
+    @abc.abstractmethod
+    def reboot(self, instance_id, hard=False, timeout=0, cancel=None):
+        """Post: the domain runs again after a restart. Soft: ACPI shutdown
+        within ``timeout`` then start, falling back to hard; hard: forced
+        power-off then start."""
+
+    @abc.abstractmethod
+    def pause(self, instance_id):
+        """Post: the domain is paused (vCPUs stopped, memory kept in RAM)."""
+
+    @abc.abstractmethod
+    def unpause(self, instance_id):
+        """Post: a paused domain runs again."""
+
+    @abc.abstractmethod
+    def suspend(self, instance_id):
+        """Post: the guest's memory is saved to disk and the domain is shut
+        off; get_info() reports it 'suspended'."""
+
+    @abc.abstractmethod
+    def resume(self, instance_id):
+        """Post: a suspended domain runs again from where it was saved."""
+
+    @abc.abstractmethod
+    def get_console_output(self, instance_id, lines):
+        """The last ``lines`` lines of the instance's serial console log, as
+        text. The log survives restarts of the domain (it is appended to) and
+        goes with destroy(). Raises InstanceNotFound for a domain not ours."""
+
+    @abc.abstractmethod
+    def get_addresses(self, macs):
+        """``{mac: ip}`` for those of ``macs`` that hold a DHCP lease now.
+        One look at the hypervisor's network, however many MACs are asked."""
 
     @abc.abstractmethod
     def cleanup_host(self):

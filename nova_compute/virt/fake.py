@@ -10,6 +10,7 @@ process while at least one is open (it starts with a running domain named
 "test" that is not ours). ``test:///<abs path to node XML>`` gives a private one.
 """
 import threading
+import xml.etree.ElementTree as ET
 
 import libvirt
 
@@ -30,6 +31,20 @@ class FakeDriver(LibvirtDriver):
         # No qemu-img: a placeholder naming its base is enough for the test driver.
         with open(overlay_path, "w", encoding="utf-8") as f:
             f.write("mininova fake overlay of %s, %d GiB\n" % (base_image_path, instance.root_gb))
+
+
+    def _dhcp_leases(self):
+        """The test driver has no DHCP: every NIC of a running domain of ours
+        'holds' an address in TEST-NET-2, derived from its MAC."""
+        leases = []
+        for dom in self._connection().listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE):
+            meta = self._metadata(dom)
+            if meta is None or meta.host != self.host_name:
+                continue
+            for mac in ET.fromstring(dom.XMLDesc(0)).iterfind("devices/interface/mac"):
+                address = mac.get("address").lower()
+                leases.append((address, "198.51.100.%d" % (int(address[-2:], 16) % 250 + 2)))
+        return leases
 
 
 class FailingSpawnDriver(FakeDriver):

@@ -16,6 +16,10 @@ PG_ADMIN = ["runuser", "-u", "postgres", "--", "psql", "-v", "ON_ERROR_STOP=1", 
             "-d", "postgres", "-c"]
 
 
+class VMError(Exception):
+    """A VM ended in ERROR while a test waited for another status: fail now."""
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -23,7 +27,7 @@ def free_port():
 
 
 class Stack:
-    def __init__(self, workdir, compute_driver="libvirt", extra_conf=""):
+    def __init__(self, workdir, compute_driver="libvirt", extra_conf="", network=os.environ.get("MININOVA_TEST_NETWORK", "")):
         self.tag = "e2e" + uuid.uuid4().hex[:8]
         self.workdir = str(workdir)
         self.host = "host-" + self.tag
@@ -36,6 +40,7 @@ class Stack:
         self.conf_path = os.path.join(self.workdir, "mininova.conf")
         self.logs = os.path.join(self.workdir, "logs")
         self.compute_driver = compute_driver
+        self.network = network
         self.extra_conf = extra_conf
         self.procs = {}
         self.http = requests.Session()
@@ -66,6 +71,10 @@ instances_path = {self.instances_path}
 image_cache_path = {self.cache_path}
 compute_driver = {self.compute_driver}
 heartbeat_interval = 2
+shutdown_timeout = 5
+sync_interval = 5
+image_api_url = {self.url}
+network_name = {self.network}
 
 [libvirt]
 virt_type = auto
@@ -135,9 +144,18 @@ virt_type = auto
             vm = self.vm(ref)
             assert vm is not None, "VM %s vanished" % ref
             if vm["status"] == "ERROR" and status != "ERROR":
-                raise AssertionError("VM %s went ERROR: %s" % (ref, vm["fault"]))
+                raise VMError("VM %s went ERROR: %s" % (ref, vm["fault"]))
             return vm if vm["status"] == status else None
         return wait_for(check, timeout, what="VM %s to be %s" % (ref, status))
+
+    def action(self, ref, body, expect=202):
+        r = self.post("/v1/vms/%s/action" % ref, body)
+        assert r.status_code == expect, r.text
+        return r
+
+    def compute_log(self):
+        with open(os.path.join(self.logs, "compute.log")) as f:
+            return f.read()
 
     def wait_gone(self, ref, timeout=60):
         wait_for(lambda: self.get("/v1/vms/" + ref).status_code == 404, timeout,

@@ -118,14 +118,36 @@ class DiskConfig:
 
 @dataclasses.dataclass
 class SerialConsoleConfig:
-    """A pty serial port plus the console on it (for `virsh console`, later logs)."""
+    """A pty serial port (for `virsh console`) whose output is also logged to
+    ``log_path``; append='on' because libvirt truncates the log at each start
+    otherwise, and a restart must not lose earlier output."""
+
+    log_path: str | None = None
 
     def to_elements(self):
         serial = ET.Element("serial", type="pty")
+        if self.log_path:
+            _sub(serial, "log", file=self.log_path, append="on")
         _sub(serial, "target", port=0)
         console = ET.Element("console", type="pty")
         _sub(console, "target", type="serial", port=0)
         return [serial, console]
+
+
+@dataclasses.dataclass
+class InterfaceConfig:
+    """A virtio NIC on a libvirt network, with the MAC recorded in the DB."""
+
+    mac_address: str
+    network: str
+    model: str = "virtio"
+
+    def to_element(self):
+        iface = ET.Element("interface", type="network")
+        _sub(iface, "mac", address=self.mac_address)
+        _sub(iface, "source", network=self.network)
+        _sub(iface, "model", type=self.model)
+        return iface
 
 
 @dataclasses.dataclass

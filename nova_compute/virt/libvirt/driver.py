@@ -21,6 +21,7 @@ from nova_compute.virt.libvirt import config as vconfig
 from nova_compute.virt.libvirt import guest
 from nova_compute.virt.libvirt import host as vhost
 from nova_compute.virt.libvirt import imagebackend
+from nova_compute.virt.libvirt import power
 
 LOG = logging.getLogger(__name__)
 
@@ -41,6 +42,20 @@ def _total_memory_mb(conn, fallback_mb):
         return fallback_mb
 
 
+def tail_lines(path, lines, max_bytes=1024 * 1024):
+    """The last ``lines`` lines of a text file (reading at most max_bytes)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(0, size - max_bytes))
+            data = f.read()
+    except FileNotFoundError:
+        return ""
+    kept = data.decode("utf-8", errors="replace").splitlines()[-lines:]
+    return "".join(line + "\n" for line in kept)
+
+
 def _reason(exc):
     if isinstance(exc, exception.MininovaException):
         return exc.message
@@ -49,11 +64,12 @@ def _reason(exc):
     return "%s: %s" % (type(exc).__name__, exc)
 
 
-class LibvirtDriver(driver.ComputeDriver):
+class LibvirtDriver(power.PowerOpsMixin, driver.ComputeDriver):
     def __init__(self, conf, lifecycle_callback=None):
         self.uri = self._connection_uri(conf)
         self.instances_path = os.path.abspath(conf.compute.instances_path)
         self.spawn_timeout = conf.compute.spawn_timeout
+        self.network_name = conf.compute.network_name
         self._configured_virt_type = conf.libvirt.virt_type
         self._lifecycle_callback = lifecycle_callback
         self._host = None
@@ -77,9 +93,19 @@ class LibvirtDriver(driver.ComputeDriver):
         imagebackend.create_overlay(base_image_path, overlay_path, size)
 
     def _guest_devices(self, instance, disk_path):
-        # A NIC joins this list later.
-        return [vconfig.DiskConfig(disk_path, cache=self._disk_cache),
-                vconfig.SerialConsoleConfig()]
+        devices = [vconfig.DiskConfig(disk_path, cache=self._disk_cache),
+                   vconfig.SerialConsoleConfig(self._console_log(instance.id))]
+        if instance.mac_address and self.network_name:
+            devices.append(vconfig.InterfaceConfig(instance.mac_address, self.network_name))
+        return devices
+
+    def _dhcp_leases(self):
+        """[(mac, ip)] of the network's current DHCP leases."""
+        if not self.network_name:
+            return []
+        net = self._connection().networkLookupByName(self.network_name)
+        return [(lease["mac"].lower(), lease["ipaddr"]) for lease in net.DHCPLeases()
+                if lease.get("type") == libvirt.VIR_IP_ADDR_TYPE_IPV4]
 
     def _define_domain(self, xml):
         return self._host.get_connection().defineXML(xml)
@@ -173,7 +199,7 @@ class LibvirtDriver(driver.ComputeDriver):
             if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
                 raise exception.InstanceNotFound(instance=instance_id) from exc
             raise exception.HypervisorError(reason="info of %s: %s" % (instance_id, exc)) from exc
-        return {"power_state": guest.power_state(state),
+        return {"power_state": guest.domain_power_state(dom),
                 "vcpus": vcpus, "memory_mb": max_mem_kib // 1024, "cpu_time_ns": cpu_time}
 
     def list_instances(self):
@@ -189,12 +215,30 @@ class LibvirtDriver(driver.ComputeDriver):
                 if meta is None or meta.host != self.host_name:
                     continue
                 result.append({"id": dom.UUIDString(), "name": meta.name,
-                               "power_state": guest.power_state(dom.state()[0])})
+                               "power_state": guest.domain_power_state(dom)})
             except libvirt.libvirtError as exc:
                 if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
                     continue  # undefined between list and look
                 raise exception.HypervisorError(reason="listing domains: %s" % exc) from exc
         return result
+
+    def get_console_output(self, instance_id, lines):
+        dom, owner = self._lookup(instance_id)
+        if dom is None or owner != self.host_name:
+            raise exception.InstanceNotFound(instance=instance_id)
+        return tail_lines(self._console_log(instance_id), lines)
+
+    def get_addresses(self, macs):
+        wanted = {m.lower() for m in macs}
+        if not wanted:
+            return {}
+        try:
+            leases = self._dhcp_leases()
+        except libvirt.libvirtError as exc:
+            raise exception.HypervisorError(reason="DHCP leases: %s" % exc) from exc
+        # A lease of a deleted domain can linger with a reused address; the
+        # MAC is what identifies our NIC, and the newest lease wins.
+        return {mac: ip for mac, ip in leases if mac in wanted}
 
     # -- spawn steps -----------------------------------------------------------
 
@@ -276,6 +320,9 @@ class LibvirtDriver(driver.ComputeDriver):
         if self._host is None:
             raise exception.HypervisorError(reason="driver used before init_host()")
         return self._host.get_connection()
+
+    def _console_log(self, instance_id):
+        return os.path.join(self._instance_dir(instance_id), "console.log")
 
     def _instance_dir(self, instance_id):
         return os.path.join(self.instances_path, driver.validate_instance_id(instance_id))

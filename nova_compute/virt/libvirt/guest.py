@@ -20,7 +20,7 @@ POWER_STATES = {
     libvirt.VIR_DOMAIN_PMSUSPENDED: driver.SUSPENDED,
 }
 RUNNING_STATES = (libvirt.VIR_DOMAIN_RUNNING, libvirt.VIR_DOMAIN_BLOCKED)
-_STOPPED_STATES = (libvirt.VIR_DOMAIN_SHUTOFF, libvirt.VIR_DOMAIN_CRASHED)
+STOPPED_STATES = (libvirt.VIR_DOMAIN_SHUTOFF, libvirt.VIR_DOMAIN_CRASHED)
 
 # Tried in order: drivers reject flags they do not know (the test driver knows
 # no NVRAM/checkpoints) with INVALID_ARG or NO_SUPPORT.
@@ -36,6 +36,19 @@ _POWER_OFF_ATTEMPTS = 3
 
 def power_state(state):
     return POWER_STATES.get(state, driver.NOSTATE)
+
+
+def domain_power_state(dom):
+    """The power state of a domain; a shut-off domain with a managed-save
+    image is 'suspended' (its memory waits on disk)."""
+    state = dom.state()[0]
+    if state == libvirt.VIR_DOMAIN_SHUTOFF:
+        try:
+            if dom.hasManagedSaveImage(0):
+                return driver.SUSPENDED
+        except libvirt.libvirtError:
+            pass
+    return power_state(state)
 
 
 def run_before(deadline, timeout, func, what):
@@ -70,7 +83,7 @@ def wait_until_running(dom, deadline, timeout):
         state, reason = dom.state()
         if state in RUNNING_STATES:
             return
-        if state in _STOPPED_STATES:
+        if state in STOPPED_STATES:
             raise exception.HypervisorError(
                 reason="domain stopped while starting (state %s, reason %d)"
                 % (power_state(state), reason))

@@ -1,0 +1,143 @@
+"""ComputeManager with libvirt's test driver and the real conductor over SQLite."""
+import os
+
+import pytest
+
+from common import context, payloads, states
+from common.db import api as db_api
+from nova_compute.imagecache import ImageCache, read_file_chunks
+from nova_compute.manager import ComputeManager
+from nova_compute.virt import fake
+from nova_scheduler.conductor import ConductorManager
+
+CTXT = context.RequestContext(project_id="p")
+RATIOS = (16.0, 1.5, 1.0)
+
+
+@pytest.fixture
+def base_image(tmp_path):
+    src = tmp_path / "store" / "img"
+    src.parent.mkdir()
+    src.write_bytes(b"QFI\xfb" + b"\0" * 4092)
+    import hashlib
+    return str(src), hashlib.sha256(src.read_bytes()).hexdigest()
+
+
+def make_manager(conf, db, driver_cls=fake.FakeDriver):
+    """A manager whose image 'downloads' read local files: ``manager.sources``
+    maps image id -> path (a missing id reads a path that does not exist)."""
+    conf.set_override("compute_driver", "fake", group="compute")
+    driver = driver_cls(conf)
+    driver.init_host(conf.host)
+    sources = {}
+
+    def fetch_local(url):  # url: <image_api_url>/v1/images/<id>/file
+        return read_file_chunks(sources.get(url.split("/")[-2], "/no/such/file"))
+    manager = ComputeManager(driver, ConductorManager(db),
+                             ImageCache(conf.compute.image_cache_path, fetcher=fetch_local), conf)
+    manager.sources = sources
+    return manager
+
+
+def placed_vm(db, conf, image_path, checksum, name="vm1"):
+    """A VM row as the scheduler leaves it: claimed on this host, spawning."""
+    ConductorManager(db).service_heartbeat(CTXT, conf.host, "mininova-compute",
+                                           {"vcpus": 4, "memory_mb": 4096, "local_gb": 50})
+    with db.transaction() as s:
+        image = db_api.image_create(s, name="img-" + name, size=4096, checksum=checksum,
+                                    min_ram=0, min_disk=0, location=image_path,
+                                    disk_format="qcow2", status="active")
+        inst = db_api.instance_create(s, name=name, project_id="p", image_id=image.id,
+                                      flavor_id="1", vcpus=1, memory_mb=128, root_gb=1,
+                                      vm_state=states.BUILDING, task_state=states.SPAWNING,
+                                      host=conf.host, mac_address="52:54:00:00:00:2a")
+        db_api.claim(s, inst.id, conf.host, 1, 128, 1, RATIOS)
+        return payloads.instance(inst), payloads.image(image)
+
+
+@pytest.fixture
+def manager(conf, db):
+    m = make_manager(conf, db)
+    yield m
+    for inst in m.driver.list_instances():
+        m.driver.destroy(inst["id"])
+    m.driver.cleanup_host()
+
+
+def row(db, instance_id):
+    with db.transaction() as s:
+        try:
+            return db_api.instance_get(s, instance_id)
+        except Exception:
+            return None
+
+
+def test_build_then_address_then_delete(manager, db, conf, base_image):
+    instance, image = placed_vm(db, conf, *base_image)
+    manager.sources[image["id"]] = base_image[0]
+    manager.build_instance(CTXT, instance, image)
+    inst = row(db, instance["id"])
+    assert (inst.vm_state, inst.task_state, inst.power_state) == ("active", None, "running")
+    assert [i["id"] for i in manager.driver.list_instances()] == [instance["id"]]
+
+    assert manager.addresses.waiting()
+    manager.addresses.poll(CTXT)
+    assert row(db, instance["id"]).ip_address == "198.51.100.44"
+    assert not manager.addresses.waiting()
+
+    manager.build_instance(CTXT, instance, image)  # redelivered: no change
+    assert len(manager.driver.list_instances()) == 1
+
+    manager.terminate_instance(CTXT, instance["id"])
+    assert row(db, instance["id"]) is None
+    assert manager.driver.list_instances() == []
+    assert not os.path.exists(os.path.join(conf.compute.instances_path, instance["id"]))
+    manager.terminate_instance(CTXT, instance["id"])  # twice: harmless
+
+
+def test_failed_spawn_rolls_back(conf, db, base_image):
+    manager = make_manager(conf, db, fake.FailingSpawnDriver)
+    try:
+        instance, image = placed_vm(db, conf, *base_image)
+        manager.sources[image["id"]] = base_image[0]
+        manager.build_instance(CTXT, instance, image)
+        inst = row(db, instance["id"])
+        assert inst.vm_state == states.ERROR and "injected failure" in inst.fault
+        assert manager.driver.list_instances() == []
+        with db.transaction() as s:
+            assert db_api.claim_get(s, instance["id"]) is None
+    finally:
+        manager.driver.cleanup_host()
+
+
+def test_missing_image_source_rolls_back(manager, db, conf, base_image):
+    instance, image = placed_vm(db, conf, *base_image)
+    manager.build_instance(CTXT, instance, image)
+    inst = row(db, instance["id"])
+    assert inst.vm_state == states.ERROR and image["id"] in inst.fault
+    assert manager.driver.list_instances() == []
+
+
+def test_build_of_deleted_vm_does_nothing(manager, db, conf, base_image):
+    instance, image = placed_vm(db, conf, *base_image)
+    manager.sources[image["id"]] = base_image[0]
+    with db.transaction() as s:
+        db_api.instance_soft_delete(s, instance["id"])
+    manager.build_instance(CTXT, instance, image)
+    assert manager.driver.list_instances() == []
+
+
+def test_init_host_resumes_waiting_for_addresses(manager, db, conf, base_image):
+    instance, image = placed_vm(db, conf, *base_image)
+    manager.sources[image["id"]] = base_image[0]
+    manager.build_instance(CTXT, instance, image)
+    manager.addresses.forget(instance["id"])  # as after a restart
+    manager.init_host(CTXT)
+    assert instance["id"] in manager.addresses.waiting()
+
+
+def test_heartbeat_reports_capacity(manager, db, conf):
+    manager.heartbeat(CTXT)
+    with db.transaction() as s:
+        (svc, node), = db_api.compute_hosts(s)
+    assert svc.host == conf.host and node.vcpus > 0 and node.memory_mb > 0
