@@ -8,7 +8,7 @@ from flask import Flask, g, request
 from common import context
 from common import exception
 from nova_api import compute_api, errors
-from nova_api.blueprints import flavors, images, services, versions, vms
+from nova_api.blueprints import actions, flavors, images, services, versions, vms
 
 LOG = logging.getLogger(__name__)
 
@@ -32,13 +32,12 @@ def create_app(conf, db, scheduler_rpcapi, compute_rpcapi):
     app.extensions["mininova"] = {
         "conf": conf,
         "db": db,
-        "compute_api": compute_api.ComputeAPI(db, scheduler_rpcapi, compute_rpcapi),
+        "compute_api": compute_api.ComputeAPI(db, scheduler_rpcapi, compute_rpcapi,
+                                              host=conf.host),
     }
     errors.register(app)
-    for bp in (versions.bp, vms.bp, flavors.bp, images.bp, services.bp):
+    for bp in (versions.bp, vms.bp, actions.bp, flavors.bp, images.bp, services.bp):
         app.register_blueprint(bp)
-    from nova_api.blueprints import actions as actions_bp
-    app.register_blueprint(actions_bp.bp)
 
     @app.before_request
     def _start():

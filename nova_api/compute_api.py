@@ -7,6 +7,7 @@ import secrets
 
 from common import exception, states
 from common.db import api as db_api
+from common.timeline import DbSink, Timeline
 
 LOG = logging.getLogger(__name__)
 
@@ -17,8 +18,9 @@ def random_mac():
 
 
 class ComputeAPI:
-    def __init__(self, db, scheduler_rpcapi, compute_rpcapi):
+    def __init__(self, db, scheduler_rpcapi, compute_rpcapi, host="api"):
         self.db = db
+        self.timeline = Timeline(DbSink(db), host)
         self.scheduler_rpcapi = scheduler_rpcapi
         self.compute_rpcapi = compute_rpcapi
 
@@ -39,13 +41,16 @@ class ComputeAPI:
                 vm_state=states.BUILDING, task_state=states.SCHEDULING,
                 mac_address=random_mac())
         LOG.info("VM %s (%s) accepted, scheduling", inst.id, name)
+        self.timeline.start_action(ctxt, inst.id, "create")
         try:
             self.scheduler_rpcapi.schedule_instance(ctxt, inst.id)
-        except exception.ServiceUnavailable:
+        except exception.ServiceUnavailable as e:
             # Nothing may be left behind: the row goes, the user gets the 503.
             with self.db.transaction() as s:
                 db_api.instance_soft_delete(s, inst.id)
+            self.timeline.finish(ctxt, inst.id, "error", e.message)
             raise
+        self.timeline.record(ctxt, inst.id, "accepted", details="cast to the scheduler")
         return inst, image, flavor
 
     def action(self, ctxt, ref, name, hard=False):
@@ -65,17 +70,20 @@ class ComputeAPI:
             raise exception.Conflict(reason="cannot %s VM %s %s" % (
                 name.replace("_", " "), inst.name, why))
         LOG.info("VM %s: %s accepted (task %s)", inst.id, name, task)
+        self.timeline.start_action(ctxt, inst.id, guard)
         rpc_method = getattr(self.compute_rpcapi, "%s_instance" % name)
         try:
             if name == "reboot":
                 rpc_method(ctxt, inst.host, inst.id, hard)
             else:
                 rpc_method(ctxt, inst.host, inst.id)
-        except exception.ServiceUnavailable:
+        except exception.ServiceUnavailable as e:
             with self.db.transaction() as s:  # undo the task: nothing will carry it out
                 db_api.instance_update_if(s, inst.id, {"task_state": None},
                                           expected_task_state=task)
+            self.timeline.finish(ctxt, inst.id, "error", e.message)
             raise
+        self.timeline.record(ctxt, inst.id, "accepted", details="cast to compute.%s" % inst.host)
 
     def get_console_output(self, ctxt, ref, lines):
         inst = self.get(ctxt, ref)
@@ -96,9 +104,14 @@ class ComputeAPI:
         """Delete wins over any task in progress; deleting twice is harmless."""
         with self.db.transaction() as s:
             inst = db_api.instance_get_by_ref(s, ctxt.project_id, ref)
-            if inst.host is None and db_api.instance_soft_delete(
-                    s, inst.id, expected_host=None):
+        self.timeline.start_action(ctxt, inst.id, "delete")
+        if inst.host is None:
+            with self.db.transaction() as s:
+                deleted = db_api.instance_soft_delete(s, inst.id, expected_host=None)
+            if deleted:
                 LOG.info("VM %s never reached a host; deleted by the API", inst.id)
+                self.timeline.record(ctxt, inst.id, "deleted", details="never reached a host")
+                self.timeline.finish(ctxt, inst.id, "success")
                 return
         with self.db.transaction() as s:
             # Re-read: the scheduler may have placed it meanwhile.
@@ -107,3 +120,4 @@ class ComputeAPI:
             host = inst.host
         LOG.info("VM %s: delete cast to compute.%s", inst.id, host)
         self.compute_rpcapi.terminate_instance(ctxt, host, inst.id)
+        self.timeline.record(ctxt, inst.id, "accepted", details="cast to compute.%s" % host)

@@ -3,11 +3,13 @@
 Handlers are idempotent (RPC is at-least-once) and serialized per VM. Before
 building, compute asks the conductor whether the VM is still meant for this
 host and still spawning, so a redelivered or overtaken build does nothing."""
+import functools
 import logging
 import threading
 import time
 
 from common import exception, states
+from common.timeline import Timeline
 from nova_compute.addresses import AddressWatcher
 from nova_compute.locks import KeyedLocks
 from nova_compute.power import PowerActionsMixin
@@ -25,6 +27,7 @@ class ComputeManager(PowerActionsMixin, SyncMixin):
         self.conf = conf
         self.host = conf.host
         self.locks = KeyedLocks()
+        self.timeline = Timeline(conductor_api, self.host)
         self._cancels = {}
         self._cancels_lock = threading.Lock()
         self.addresses = AddressWatcher(driver, self._report_address)
@@ -54,6 +57,9 @@ class ComputeManager(PowerActionsMixin, SyncMixin):
                          "gone" if current is None else
                          "%s/%s on %s" % (current["vm_state"], current["task_state"],
                                           current["host"]))
+                if current is None or current["task_state"] == states.DELETING:
+                    self.timeline.finish(ctxt, instance_id, "error",
+                                         "VM was deleted before it was built")
                 return
             started = time.monotonic()
             try:
@@ -62,9 +68,11 @@ class ComputeManager(PowerActionsMixin, SyncMixin):
                                     root_gb=instance["root_gb"], image_id=image["id"],
                                     project_id=instance["project_id"],
                                     mac_address=instance.get("mac_address"))
-                base = self.image_cache.fetch(image["id"], self._image_url(image["id"]),
-                                              image["checksum"])
-                self.driver.spawn(spec, base)
+                with self.timeline.step(ctxt, instance_id, "image fetched"):
+                    base = self.image_cache.fetch(image["id"], self._image_url(image["id"]),
+                                                  image["checksum"])
+                self.driver.spawn(spec, base,
+                                  step=functools.partial(self.timeline.step, ctxt, instance_id))
                 power_state = self.driver.get_info(instance_id)["power_state"]
             except Exception as e:  # any failure: roll back, VM to ERROR with why
                 reason = e.message if isinstance(e, exception.MininovaException) else (
@@ -74,11 +82,14 @@ class ComputeManager(PowerActionsMixin, SyncMixin):
                 self._destroy_quietly(instance_id)
                 self._report(self.conductor.instance_build_failed, ctxt, instance_id,
                              self.host, reason)
+                self.timeline.finish(ctxt, instance_id, "error", reason)
                 return
             LOG.info("VM %s: running after %.0f ms", instance_id,
                      (time.monotonic() - started) * 1000)
             self._report(self.conductor.instance_spawned, ctxt, instance_id, self.host,
                          power_state)
+            self.timeline.record(ctxt, instance_id, "reported", details="power %s" % power_state)
+            self.timeline.finish(ctxt, instance_id, "success")
             if spec.mac_address:
                 self.addresses.expect(instance_id, spec.mac_address)
 
@@ -86,9 +97,16 @@ class ComputeManager(PowerActionsMixin, SyncMixin):
         self.addresses.forget(instance_id)
         self._cancel_event(instance_id).set()  # delete wins over a task in progress
         with self.locks.lock(instance_id):
-            self.driver.destroy(instance_id)
+            try:
+                with self.timeline.step(ctxt, instance_id, "domain destroyed"):
+                    self.driver.destroy(instance_id)
+            except exception.MininovaException as e:
+                self.timeline.finish(ctxt, instance_id, "error", e.message)
+                raise
             LOG.info("VM %s: domain and disk removed", instance_id)
             self._report(self.conductor.instance_terminated, ctxt, instance_id, self.host)
+            self.timeline.record(ctxt, instance_id, "reported")
+            self.timeline.finish(ctxt, instance_id, "success")
         with self._cancels_lock:
             self._cancels.pop(instance_id, None)
 

@@ -57,19 +57,24 @@ class PowerActionsMixin:
                     or current["task_state"] != task_state):
                 LOG.info("VM %s: %s skipped (now %s)", instance_id, task_state,
                          "gone" if current is None else current["task_state"])
+                if current is None or current["task_state"] == states.DELETING:
+                    self.timeline.finish(ctxt, instance_id, "error", "overtaken by a delete")
                 return
             try:
-                operation(cancel)
+                with self.timeline.step(ctxt, instance_id, task_state):
+                    operation(cancel)
             except Exception as e:
                 message = e.message if isinstance(e, exception.MininovaException) else str(e)
                 LOG.warning("VM %s: %s failed: %s", instance_id, task_state, message)
                 self._report(self.conductor.instance_task_failed, ctxt, instance_id, self.host,
                              task_state, self._power_state(instance_id), message)
+                self.timeline.finish(ctxt, instance_id, "error", message)
                 return
             power_state = self._power_state(instance_id)
             LOG.info("VM %s: %s done, power %s", instance_id, task_state, power_state)
             self._report(self.conductor.instance_task_done, ctxt, instance_id, self.host,
                          task_state, power_state)
+            self.timeline.finish(ctxt, instance_id, "success")
 
     def _power_state(self, instance_id):
         try:

@@ -4,9 +4,11 @@ Handlers are idempotent because RPC is at-least-once: a redelivered request for
 a VM that already has a host and a claim re-casts the build (compute's build
 is idempotent too) instead of claiming twice."""
 import logging
+import time
 
 from common import exception, payloads, states
 from common.db import api as db_api
+from common.timeline import DbSink, Timeline
 from nova_scheduler import filters
 
 LOG = logging.getLogger(__name__)
@@ -18,18 +20,25 @@ class SchedulerManager:
         self.db = db
         self.compute_rpcapi = compute_rpcapi
         self.conf = conf
+        self.timeline = Timeline(DbSink(db), conf.host)
 
     def _ratios(self):
         sch = self.conf.scheduler
         return sch.cpu_allocation_ratio, sch.ram_allocation_ratio, sch.disk_allocation_ratio
 
     def schedule_instance(self, ctxt, instance_id):
+        try:
+            self._schedule(ctxt, instance_id)
+        except exception.InstanceNotFound:
+            LOG.info("VM %s is gone; nothing to schedule", instance_id)
+            self.timeline.finish(ctxt, instance_id, "error",
+                                 "VM was deleted before it was scheduled")
+        except exception.ImageNotFound as e:
+            self._fail(ctxt, instance_id, "image unavailable", e.message)
+
+    def _schedule(self, ctxt, instance_id):
         with self.db.transaction() as s:
-            try:
-                inst = db_api.instance_get(s, instance_id)
-            except exception.InstanceNotFound:
-                LOG.info("VM %s is gone; nothing to schedule", instance_id)
-                return
+            inst = db_api.instance_get(s, instance_id)
             image = payloads.image(db_api.image_get(s, inst.image_id))
             if inst.task_state == states.SPAWNING and db_api.claim_get(s, instance_id):
                 LOG.info("VM %s already placed on %s; re-casting the build", instance_id, inst.host)
@@ -40,6 +49,7 @@ class SchedulerManager:
             spec = filters.RequestSpec(inst.id, inst.vcpus, inst.memory_mb, inst.root_gb)
             hosts = [filters.HostState(svc, node) for svc, node in db_api.compute_hosts(s)]
 
+        started = time.monotonic()
         candidates, explanation = filters.filter_hosts(self.conf, hosts, spec)
         for host in filters.weigh_hosts(self.conf, candidates):
             placed = self._claim(instance_id, host.host, spec)
@@ -49,9 +59,12 @@ class SchedulerManager:
                 with self.db.transaction() as s:
                     inst = db_api.instance_get(s, instance_id)
                 LOG.info("VM %s placed on %s", instance_id, host.host)
+                self.timeline.record(ctxt, instance_id, "scheduled", details="on host %s (%d "
+                                     "candidates, %.1f ms)" % (host.host, len(candidates),
+                                                               (time.monotonic() - started) * 1000))
                 return self._cast_build(ctxt, inst, image)
             explanation += "; claim on %s lost to a concurrent request" % host.host
-        self._no_valid_host(instance_id, explanation)
+        self._no_valid_host(ctxt, instance_id, explanation)
 
     def _claim(self, instance_id, host, spec):
         """True: claimed and VM moved to spawning on host. False: no room.
@@ -69,14 +82,17 @@ class SchedulerManager:
         except _Gone:
             return None
 
-    def _no_valid_host(self, instance_id, explanation):
+    def _no_valid_host(self, ctxt, instance_id, explanation):
         LOG.warning("VM %s: no valid host: %s", instance_id, explanation)
+        self._fail(ctxt, instance_id, "no valid host", "No valid host was found. " + explanation)
+
+    def _fail(self, ctxt, instance_id, event, fault):
         with self.db.transaction() as s:
             db_api.instance_update_if(
-                s, instance_id,
-                {"vm_state": states.ERROR, "task_state": None,
-                 "fault": "No valid host was found. " + explanation},
+                s, instance_id, {"vm_state": states.ERROR, "task_state": None, "fault": fault},
                 expected_task_state=states.SCHEDULING)
+        self.timeline.record(ctxt, instance_id, event, result="error", details=fault)
+        self.timeline.finish(ctxt, instance_id, "error", fault)
 
     def _cast_build(self, ctxt, inst, image):
         self.compute_rpcapi.build_instance(ctxt, inst.host, payloads.instance(inst), image)

@@ -92,9 +92,13 @@ class ComputeDriver(abc.ABC):
         """
 
     @abc.abstractmethod
-    def spawn(self, instance, base_image_path):
+    def spawn(self, instance, base_image_path, step=None):
         """Create and boot ``instance`` (an InstanceSpec) on a copy-on-write
         overlay of the cached base image at ``base_image_path``.
+
+        ``step(event)``, if given, returns a context manager the driver wraps
+        around each stage ("disk cloned", "domain defined", "domain started")
+        so the caller can time them for the VM's action timeline.
 
         Post on success: the domain exists, is RUNNING and carries this host's
         metadata. Post on failure: nothing of the instance is left (no domain,

@@ -185,3 +185,31 @@ def test_flavors_and_images(stack):
     assert {"m1.small", "m1.medium", "m1.large"} <= set(flavors)
     images = {i["name"]: i for i in stack.get("/v1/images").json()["images"]}
     assert images["blank"]["checksum"] == stack.image["checksum"]
+
+
+def test_action_timeline_of_create_and_delete(stack):
+    r = _create(stack, "timeline1")
+    vm, request_id = r.json()["vm"], r.headers["X-Request-Id"]
+    stack.wait_status(vm["id"], "ACTIVE")
+
+    def finished():
+        action = stack.get("/v1/vms/%s/actions/%s" % (vm["id"], request_id)).json()["action"]
+        return action if action["result"] == "success" else None
+    action = wait_for(finished, 10, what="the create action to finish")
+    assert action["action"] == "create"
+    events = [(e["event"], e["host"]) for e in action["events"]]
+    for expected in ("accepted", "scheduled", "image fetched", "disk cloned", "domain defined",
+                     "domain started", "reported"):
+        assert expected in [e for e, _ in events], events
+    assert {e["host"] for e in action["events"]} == {stack.host}  # a one-host stack
+    assert all(e["duration_ms"] is not None for e in action["events"])
+    print("\ncreate timeline: " + ", ".join("%s %s ms" % (e["event"], e["duration_ms"])
+                                            for e in action["events"]))
+
+    r = stack.delete("/v1/vms/" + vm["id"])
+    delete_id = r.headers["X-Request-Id"]
+    stack.wait_gone(vm["id"])
+    actions = wait_for(lambda: [a for a in stack.get("/v1/vms/%s/actions" % vm["id"]).json()[
+        "actions"] if a["result"]], 10, what="both actions finished")
+    assert {a["request_id"] for a in actions} >= {request_id, delete_id}
+    assert actions[0]["action"] == "delete"  # newest first; readable after the delete

@@ -5,6 +5,7 @@ method looks that up first and leaves any other domain alone. Spawn steps are
 small methods (_create_overlay, _define_domain, _launch_domain) so the fake
 driver and its failure-injecting subclasses can replace one step each.
 """
+import contextlib
 import datetime
 import logging
 import os
@@ -40,6 +41,10 @@ def _total_memory_mb(conn, fallback_mb):
         return conn.getMemoryStats(libvirt.VIR_NODE_MEMORY_STATS_ALL_CELLS)["total"] // 1024
     except libvirt.libvirtError:
         return fallback_mb
+
+
+def _no_step(_event):
+    return contextlib.nullcontext()
 
 
 def tail_lines(path, lines, max_bytes=1024 * 1024):
@@ -153,7 +158,8 @@ class LibvirtDriver(power.PowerOpsMixin, driver.ComputeDriver):
                          "sockets": sockets, "cores": cores, "threads": threads},
         }
 
-    def spawn(self, instance, base_image_path):
+    def spawn(self, instance, base_image_path, step=None):
+        step = step or _no_step
         self._connection()
         with self._instance_lock(instance.id):
             try:
@@ -167,8 +173,9 @@ class LibvirtDriver(power.PowerOpsMixin, driver.ComputeDriver):
             started = time.monotonic()
             try:
                 if dom is None:
-                    dom = self._build(instance, base_image_path)
-                self._ensure_running(dom)
+                    dom = self._build(instance, base_image_path, step)
+                with step("domain started"):
+                    self._ensure_running(dom)
             except BaseException as exc:
                 self._clean_up_failed_spawn(instance.id, exc)
             LOG.info("spawned %s (%s) in %.2f s", instance.id, domain_name(instance.id),
@@ -242,7 +249,7 @@ class LibvirtDriver(power.PowerOpsMixin, driver.ComputeDriver):
 
     # -- spawn steps -----------------------------------------------------------
 
-    def _build(self, instance, base_image_path):
+    def _build(self, instance, base_image_path, step):
         if not os.path.isabs(base_image_path):
             raise exception.Invalid(reason="base image path must be absolute, not %r"
                                     % base_image_path)
@@ -255,13 +262,15 @@ class LibvirtDriver(power.PowerOpsMixin, driver.ComputeDriver):
         shutil.rmtree(instance_dir, ignore_errors=True)
         os.makedirs(instance_dir)
         disk_path = os.path.join(instance_dir, "disk")
-        self._create_overlay(instance, base_image_path, disk_path)
+        with step("disk cloned"):
+            self._create_overlay(instance, base_image_path, disk_path)
         guest_config = vconfig.GuestConfig(
             virt_type=self.virt_type, uuid=instance.id, name=domain_name(instance.id),
             memory_mb=instance.memory_mb, vcpus=instance.vcpus,
             metadata=self._instance_metadata(instance),
             devices=self._guest_devices(instance, disk_path))
-        return self._define_domain(guest_config.to_xml())
+        with step("domain defined"):
+            return self._define_domain(guest_config.to_xml())
 
     def _instance_metadata(self, instance):
         created = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
