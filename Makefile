@@ -6,13 +6,18 @@ VENV  ?= $(CURDIR)/.venv
 STATE ?= $(CURDIR)/.state
 SUDO  := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
+# The bootable test guest, built once from Debian packages.
+TINY_IMAGE ?= /var/cache/mininova/tiny.qcow2
+export MININOVA_TINY_IMAGE := $(TINY_IMAGE)
 
 .PHONY: setup run test unit stop status
 
 setup:
 	$(SUDO) bash deploy/install-host.sh
 	$(SUDO) bash deploy/start-libvirt.sh
+	$(SUDO) bash deploy/setup-network.sh
 	$(SUDO) bash deploy/start-controller-services.sh
+	$(SUDO) bash deploy/build-tiny-image.sh $(TINY_IMAGE)
 	VENV=$(VENV) bash deploy/setup-venv.sh
 
 run: setup

@@ -144,11 +144,17 @@ i=0
 while [ ! -e /dev/input/event0 ] && [ $i -lt 50 ]; do usleep 100000; i=$((i + 1)); done
 acpid -l /dev/console || echo "init: acpid failed to start"
 
-echo "MININOVA-GUEST-BOOTED hostname=$(hostname) kernel=$(uname -r)"
+echo "MININOVA-GUEST-BOOTED hostname=$(hostname) kernel=$(uname -r) uptime=$(cut -d' ' -f1 /proc/uptime)"
 
 ip link set lo up
 if [ -e /sys/class/net/eth0 ]; then
     ip link set eth0 up
+    # Until virtio_net reports carrier the device sits on the noop qdisc and
+    # drops what udhcpc sends (each lost discover costs -T seconds).
+    i=0
+    while [ "$(cat /sys/class/net/eth0/carrier 2>/dev/null)" != 1 ] && [ $i -lt 50 ]; do
+        usleep 20000; i=$((i + 1))
+    done
     # The bound event prints "MININOVA-GUEST-UP ip=..."; udhcpc keeps running in
     # the background to renew the lease (or to keep trying if it got none).
     udhcpc -i eth0 -s /usr/share/udhcpc/default.script -p /run/udhcpc.eth0.pid \
@@ -189,7 +195,7 @@ bound|renew)
     [ -n "$domain" ] && echo "search $domain" >> /etc/resolv.conf
     for d in $dns; do echo "nameserver $d" >> /etc/resolv.conf; done
     if [ -n "$hostname" ] && [ "$(hostname)" = mininova ]; then hostname "$hostname"; fi
-    [ "$1" = bound ] && echo "MININOVA-GUEST-UP ip=$ip" > /dev/console
+    [ "$1" = bound ] && echo "MININOVA-GUEST-UP ip=$ip uptime=$(cut -d' ' -f1 /proc/uptime)" > /dev/console
     ;;
 leasefail|nak)
     echo "udhcpc: $1 on $interface" > /dev/console

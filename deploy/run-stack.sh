@@ -22,7 +22,8 @@ connection = postgresql+psycopg2://mininova:mininova@127.0.0.1/mininova
 [compute]
 instances_path = $STATE/instances
 image_cache_path = $STATE/_base
-network_name =
+network_name = mininova
+image_api_url = http://127.0.0.1:8774
 
 [libvirt]
 connection_uri = qemu:///system
@@ -33,13 +34,10 @@ fi
 manage() { "$VENV/bin/mininova-manage" --config-file "$CONF" "$@"; }
 manage db sync
 
-# A blank disk is enough for a guest that reaches RUNNING; a bootable tiny
-# image comes with the real-guest work.
-if ! manage image list | grep -q ' blank '; then
-    mkdir -p "$STATE/seed"
-    [[ -e $STATE/seed/blank.qcow2 ]] || qemu-img create -q -f qcow2 "$STATE/seed/blank.qcow2" 1G
-    manage image add blank "$STATE/seed/blank.qcow2"
-fi
+# "tiny": the bootable test guest built by deploy/build-tiny-image.sh.
+TINY=${MININOVA_TINY_IMAGE:-/var/cache/mininova/tiny.qcow2}
+[[ -e $TINY ]] || bash deploy/build-tiny-image.sh "$TINY"
+manage image list | grep -q ' tiny ' || manage image add tiny "$TINY"
 
 bash deploy/daemons.sh start "$STATE" "$VENV"
 
@@ -77,8 +75,9 @@ def compute_up():
 wait("a compute service", compute_up, 60)
 name = "first-vm"
 vms = req("GET", "/v1/vms")[1]["vms"]
+t0 = time.monotonic()
 if not any(v["name"] == name for v in vms):
-    status, body = req("POST", "/v1/vms", {"name": name, "image": "blank", "flavor": "m1.tiny"})
+    status, body = req("POST", "/v1/vms", {"name": name, "image": "tiny", "flavor": "m1.tiny"})
     print("run-stack: POST /v1/vms ->", status, body["vm"]["id"])
 last = None
 def poll():
@@ -92,5 +91,15 @@ def poll():
     return vm if vm["status"] == "ACTIVE" else None
 vm = wait("the first VM", poll, 120)
 print("run-stack: %s is ACTIVE on %s (power %s)" % (vm["name"], vm["host"], vm["power_state"]))
+
+def booted():
+    out = req("GET", "/v1/vms/%s/console?lines=200" % name)[1]["output"]
+    marker = [l for l in out.splitlines() if "MININOVA-GUEST-UP" in l]
+    vm = req("GET", "/v1/vms/" + name)[1]["vm"]
+    ip = vm["addresses"][0]["ip"] if vm["addresses"] else None
+    return (marker[-1].strip(), ip) if marker and ip else None
+marker, ip = wait("the guest's boot marker and IP", booted, 180)
+print("run-stack: console: %s" % marker)
+print("run-stack: %s has IP %s (%.1f s after the POST)" % (name, ip, time.monotonic() - t0))
 print("run-stack: try  curl -s %s/v1/vms | python3 -m json.tool" % api)
 PY

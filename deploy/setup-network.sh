@@ -19,7 +19,7 @@ if ! virsh_ net-info "$NET" >/dev/null 2>&1; then
 <network>
   <name>$NET</name>
   <forward mode='nat'/>
-  <bridge name='$BRIDGE' stp='on' delay='0'/>
+  <bridge name='$BRIDGE' stp='off' delay='0'/>
   <ip address='192.168.123.1' netmask='255.255.255.0'>
     <dhcp>
       <range start='192.168.123.10' end='192.168.123.250'/>
@@ -29,6 +29,14 @@ if ! virsh_ net-info "$NET" >/dev/null 2>&1; then
 XML
     virsh_ net-define "$xml" >/dev/null
     log "defined network $NET"
+fi
+
+# stp='off': with STP on, the kernel clamps forward_delay to >= 2 s, so every
+# new guest port spends ~4 s in listening/learning and drops the first DHCP
+# discovers. A network defined earlier with other settings is not rewritten:
+if ! virsh_ net-dumpxml --inactive "$NET" | grep -q "<bridge name='$BRIDGE' stp='off'"; then
+    log "warning: network $NET exists with a different bridge definition;" \
+        "to recreate it: virsh net-destroy $NET; virsh net-undefine $NET; $0" >&2
 fi
 
 # A bridge of that name that is not ours (e.g. left over) would make net-start fail.

@@ -19,6 +19,11 @@ def stack(tmp_path_factory):
     base = os.path.join(s.workdir, "blank.qcow2")
     qemu_img_create(base, "1G")
     s.image = s.add_image("blank", base)
+    tiny = os.environ.get("MININOVA_TINY_IMAGE", "/var/cache/mininova/tiny.qcow2")
+    if not os.path.exists(tiny):
+        pytest.fail("%s is missing: run `make test`, which builds it "
+                    "(deploy/build-tiny-image.sh)" % tiny)
+    s.tiny = s.add_image("tiny", tiny)
     try:
         yield s
     finally:

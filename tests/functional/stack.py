@@ -27,7 +27,7 @@ def free_port():
 
 
 class Stack:
-    def __init__(self, workdir, compute_driver="libvirt", extra_conf="", network=os.environ.get("MININOVA_TEST_NETWORK", "")):
+    def __init__(self, workdir, compute_driver="libvirt", extra_conf="", network="mininova"):
         self.tag = "e2e" + uuid.uuid4().hex[:8]
         self.workdir = str(workdir)
         self.host = "host-" + self.tag
@@ -87,12 +87,38 @@ virt_type = auto
         wait_for(self._compute_up, 30, what="compute heartbeat")
         return self
 
-    def start_daemon(self, name):
+    def start_daemon(self, name, module=None, extra_args=()):
+        """Start ``name`` (api, scheduler, compute or e.g. compute2 with
+        module="compute" and its own --config-file in extra_args)."""
         log = open(os.path.join(self.logs, name + ".out"), "ab")
         self.procs[name] = subprocess.Popen(
-            [sys.executable, "-m", "nova_%s.cmd" % name, "--config-file", self.conf_path,
+            [sys.executable, "-m", "nova_%s.cmd" % (module or name),
+             "--config-file", self.conf_path, *extra_args,
              "--log-file", os.path.join(self.logs, name + ".log")],
             cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+
+    def start_extra_compute(self, host):
+        """A second compute host on the same libvirtd, with its own instances
+        directory and an empty image cache of its own."""
+        workdir = os.path.join(self.workdir, host)
+        conf = os.path.join(workdir, "compute.conf")
+        os.makedirs(workdir, exist_ok=True)
+        with open(conf, "w") as f:
+            f.write("[DEFAULT]\nhost = %s\n\n[compute]\ninstances_path = %s\n"
+                    "image_cache_path = %s\n" % (host, os.path.join(workdir, "instances"),
+                                                  os.path.join(workdir, "_base")))
+        self.start_daemon("compute-" + host, module="compute", extra_args=("--config-file", conf))
+        wait_for(lambda: self._compute_up(host), 30, what="compute %s heartbeat" % host)
+        return workdir
+
+    def set_disabled(self, host, disabled):
+        """Keep the scheduler away from a host (until the services API exists)."""
+        import sqlalchemy as sa
+        engine = sa.create_engine("postgresql+psycopg2://postgres@127.0.0.1/" + self.db_name)
+        with engine.begin() as c:
+            c.execute(sa.text("UPDATE services SET disabled = :d WHERE host = :h"),
+                      {"d": disabled, "h": host})
+        engine.dispose()
 
     def stop_daemon(self, name, kill=False):
         proc = self.procs.pop(name, None)
@@ -111,9 +137,9 @@ virt_type = auto
         except requests.ConnectionError:
             return False
 
-    def _compute_up(self):
+    def _compute_up(self, host=None):
         services = self.get("/v1/services").json()["services"]
-        return any(s["host"] == self.host and s["binary"] == "mininova-compute"
+        return any(s["host"] == (host or self.host) and s["binary"] == "mininova-compute"
                    and s["state"] == "up" for s in services)
 
     def manage(self, *args):
@@ -173,7 +199,7 @@ virt_type = auto
 
     def logs_text(self):
         out = []
-        for name in ("api", "scheduler", "compute"):
+        for name in sorted(n[:-4] for n in os.listdir(self.logs) if n.endswith(".log")):
             path = os.path.join(self.logs, name + ".log")
             if os.path.exists(path):
                 with open(path) as f:
