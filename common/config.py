@@ -55,6 +55,15 @@ scheduler_opts = [
                  help="Virtual RAM per physical RAM the scheduler may hand out."),
     cfg.FloatOpt("disk_allocation_ratio", default=1.0, min=0.0,
                  help="Virtual disk per physical disk the scheduler may hand out."),
+    cfg.FloatOpt("ram_weight_multiplier", default=1.0,
+                 help="Weight of free RAM: positive spreads VMs over hosts, negative "
+                      "packs them onto the fullest host that fits."),
+    cfg.FloatOpt("cpu_weight_multiplier", default=0.0,
+                 help="Weight of free vCPUs (positive spreads, negative packs)."),
+    cfg.FloatOpt("disk_weight_multiplier", default=0.0,
+                 help="Weight of free disk (positive spreads, negative packs)."),
+    cfg.IntOpt("max_attempts", default=3, min=1,
+               help="Hosts a build is tried on before the VM goes to ERROR."),
 ]
 
 compute_opts = [

@@ -144,7 +144,8 @@ i=0
 while [ ! -e /dev/input/event0 ] && [ $i -lt 50 ]; do usleep 100000; i=$((i + 1)); done
 acpid -l /dev/console || echo "init: acpid failed to start"
 
-echo "MININOVA-GUEST-BOOTED hostname=$(hostname) kernel=$(uname -r) uptime=$(cut -d' ' -f1 /proc/uptime)"
+echo "mininova: hostname $(hostname), kernel $(uname -r), $(cut -d' ' -f1 /proc/uptime) s since kernel start"
+echo "MININOVA-GUEST-BOOTED"
 
 ip link set lo up
 if [ -e /sys/class/net/eth0 ]; then
@@ -195,7 +196,10 @@ bound|renew)
     [ -n "$domain" ] && echo "search $domain" >> /etc/resolv.conf
     for d in $dns; do echo "nameserver $d" >> /etc/resolv.conf; done
     if [ -n "$hostname" ] && [ "$(hostname)" = mininova ]; then hostname "$hostname"; fi
-    [ "$1" = bound ] && echo "MININOVA-GUEST-UP ip=$ip uptime=$(cut -d' ' -f1 /proc/uptime)" > /dev/console
+    if [ "$1" = bound ]; then
+        echo "mininova: lease $ip/${mask:-?} on $interface, $(cut -d' ' -f1 /proc/uptime) s since kernel start"
+        echo "MININOVA-GUEST-UP ip=$ip"
+    fi > /dev/console
     ;;
 leasefail|nak)
     echo "udhcpc: $1 on $interface" > /dev/console

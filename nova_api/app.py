@@ -8,7 +8,8 @@ from flask import Flask, g, request
 from common import context
 from common import exception
 from nova_api import compute_api, errors
-from nova_api.blueprints import actions, flavors, images, services, versions, vms
+from nova_api.blueprints import (actions, flavors, images, server_groups, services, versions,
+                                  vms)
 
 LOG = logging.getLogger(__name__)
 
@@ -36,7 +37,8 @@ def create_app(conf, db, scheduler_rpcapi, compute_rpcapi):
                                               host=conf.host),
     }
     errors.register(app)
-    for bp in (versions.bp, vms.bp, actions.bp, flavors.bp, images.bp, services.bp):
+    for bp in (versions.bp, vms.bp, actions.bp, flavors.bp, images.bp, services.bp,
+               server_groups.bp):
         app.register_blueprint(bp)
 
     @app.before_request

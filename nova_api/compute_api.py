@@ -7,6 +7,7 @@ import secrets
 
 from common import exception, states
 from common.db import api as db_api
+from common.db import hosts as db_hosts
 from common.timeline import DbSink, Timeline
 
 LOG = logging.getLogger(__name__)
@@ -24,10 +25,11 @@ class ComputeAPI:
         self.scheduler_rpcapi = scheduler_rpcapi
         self.compute_rpcapi = compute_rpcapi
 
-    def create(self, ctxt, name, image_ref, flavor_ref):
+    def create(self, ctxt, name, image_ref, flavor_ref, group_ref=None):
         with self.db.transaction() as s:
             image = db_api.image_get(s, image_ref)
             flavor = db_api.flavor_get(s, flavor_ref)
+            group = db_hosts.group_get(s, ctxt.project_id, group_ref) if group_ref else None
             if flavor.memory_mb < image.min_ram:
                 raise exception.Invalid(reason="flavor %s has %d MB RAM; image %s needs %d MB"
                                         % (flavor.name, flavor.memory_mb, image.name, image.min_ram))
@@ -39,7 +41,7 @@ class ComputeAPI:
                 image_id=image.id, flavor_id=flavor.id, vcpus=flavor.vcpus,
                 memory_mb=flavor.memory_mb, root_gb=flavor.root_gb,
                 vm_state=states.BUILDING, task_state=states.SCHEDULING,
-                mac_address=random_mac())
+                mac_address=random_mac(), group_id=group.id if group else None)
         LOG.info("VM %s (%s) accepted, scheduling", inst.id, name)
         self.timeline.start_action(ctxt, inst.id, "create")
         try:

@@ -18,6 +18,7 @@ def vm(inst, images=None, flavors=None):
         "power_state": inst.power_state,
         "host": inst.host,
         "project_id": inst.project_id,
+        "server_group": inst.group_id,
         "image": {"id": inst.image_id, "name": image.name if image else None},
         "flavor": {"id": inst.flavor_id, "name": flavor.name if flavor else None,
                    "vcpus": inst.vcpus, "ram": inst.memory_mb, "disk": inst.root_gb},
@@ -76,3 +77,27 @@ def instance_action_detail(a, events):
     body["duration_ms"] = duration_ms(a.start_time, a.finish_time)
     body["events"] = [instance_action_event(e) for e in events]
     return body
+
+
+def host(svc, node, conf, now, down_after, vms):
+    sch = conf.scheduler
+
+    def resource(total, used, ratio):
+        capacity = int(total * ratio)
+        return {"total": total, "allocation_ratio": ratio, "capacity": capacity,
+                "used": used, "free": capacity - used}
+    state = service(svc, now, down_after)
+    return {
+        "name": node.host, "state": state["state"], "status": state["status"],
+        "hypervisor_type": node.hypervisor_type,
+        "vcpus": resource(node.vcpus, node.vcpus_used, sch.cpu_allocation_ratio),
+        "memory_mb": resource(node.memory_mb, node.memory_mb_used, sch.ram_allocation_ratio),
+        "disk_gb": resource(node.local_gb, node.local_gb_used, sch.disk_allocation_ratio),
+        "vms": vms,
+    }
+
+
+def server_group(group, members):
+    return {"id": group.id, "name": group.name, "policy": group.policy,
+            "project_id": group.project_id, "created_at": isotime(group.created_at),
+            "members": [m.id for m in members]}

@@ -80,9 +80,10 @@ class ComputeManager(PowerActionsMixin, SyncMixin):
                 LOG.warning("VM %s: spawn failed, rolling back: %s", instance_id, reason,
                             exc_info=not isinstance(e, exception.MininovaException))
                 self._destroy_quietly(instance_id)
+                # The conductor decides: another host, or ERROR (and it
+                # finishes the action then).
                 self._report(self.conductor.instance_build_failed, ctxt, instance_id,
                              self.host, reason)
-                self.timeline.finish(ctxt, instance_id, "error", reason)
                 return
             LOG.info("VM %s: running after %.0f ms", instance_id,
                      (time.monotonic() - started) * 1000)

@@ -15,7 +15,8 @@ def main(argv=None):
     db = Database(config.database_url(conf), pool_size=conf.database.pool_size)
     transport = rpc.get_transport(conf.transport_url)
     scheduler = SchedulerManager(db, ComputeAPI(transport), conf)
-    conductor = ConductorManager(db)
+    conductor = ConductorManager(db, rpcapi.SchedulerAPI(transport),
+                                 max_attempts=conf.scheduler.max_attempts, host=conf.host)
     workers = conf.rpc_workers
     svc = service.Service("mininova-scheduler", servers=[
         rpc.RPCServer(transport, rpc.Target(rpcapi.SCHEDULER_TOPIC, version=rpcapi.VERSION),

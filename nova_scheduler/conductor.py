@@ -3,19 +3,27 @@
 Every report is a conditional update, so a late or repeated report (RPC is
 at-least-once) cannot undo a newer state: e.g. "spawned" after the user asked
 for a delete leaves the VM DELETING."""
+import json
 import logging
 
 from common import exception, payloads, states
 from common.db import api as db_api
 from common.db.models import utcnow
+from common.timeline import DbSink, Timeline
+from nova_scheduler.manager import attempts
 
 LOG = logging.getLogger(__name__)
 
 
 
 class ConductorManager:
-    def __init__(self, db):
+    def __init__(self, db, scheduler_rpcapi=None, max_attempts=1, host="conductor"):
+        """``max_attempts`` > 1 (with a ``scheduler_rpcapi``) hands a VM
+        whose build failed back to the scheduler for another host."""
         self.db = db
+        self.scheduler_rpcapi = scheduler_rpcapi
+        self.max_attempts = max_attempts if scheduler_rpcapi is not None else 1
+        self.timeline = Timeline(DbSink(db), host)
 
     def service_heartbeat(self, ctxt, host, binary, resources=None):
         with self.db.transaction() as s:
@@ -102,16 +110,41 @@ class ConductorManager:
         return done
 
     def instance_build_failed(self, ctxt, instance_id, host, reason):
+        """Compute cleaned up after a failed spawn. Free the claim; then try
+        another host, or after ``max_attempts`` hosts give up with a fault
+        listing each host tried and its error."""
         with self.db.transaction() as s:
-            done = db_api.instance_update_if(
-                s, instance_id,
-                {"vm_state": states.ERROR, "task_state": None, "power_state": states.NOSTATE,
-                 "fault": reason},
-                expected_task_state=states.SPAWNING, expected_host=host)
+            try:
+                inst = db_api.instance_get(s, instance_id)
+            except exception.InstanceNotFound:
+                return False
+            tried = attempts(inst) + [{"host": host, "error": reason}]
+            retry = len(tried) < self.max_attempts
+            if retry:
+                values = {"host": None, "task_state": states.SCHEDULING,
+                          "sched_attempts": json.dumps(tried)}
+            else:
+                fault = reason if len(tried) == 1 else "Build failed on %d hosts: %s" % (
+                    len(tried), "; ".join("%s: %s" % (t["host"], t["error"]) for t in tried))
+                values = {"vm_state": states.ERROR, "task_state": None,
+                          "power_state": states.NOSTATE, "fault": fault,
+                          "sched_attempts": json.dumps(tried)}
+            done = db_api.instance_update_if(s, instance_id, values,
+                                             expected_task_state=states.SPAWNING,
+                                             expected_host=host)
             if done:
                 db_api.claim_release(s, instance_id)
-        LOG.warning("VM %s build failed on %s: %s", instance_id, host, reason)
-        return done
+        if not done:
+            return False
+        LOG.warning("VM %s build failed on %s (attempt %d of %d): %s", instance_id, host,
+                    len(tried), self.max_attempts, reason)
+        if retry:
+            self.timeline.record(ctxt, instance_id, "rescheduled", result="error",
+                                 details="%s failed: %s" % (host, reason))
+            self.scheduler_rpcapi.schedule_instance(ctxt, instance_id)
+        else:
+            self.timeline.finish(ctxt, instance_id, "error", values["fault"])
+        return True
 
     def instance_terminated(self, ctxt, instance_id, host):
         with self.db.transaction() as s:

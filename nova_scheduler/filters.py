@@ -1,5 +1,8 @@
-"""Host filters and the weigher. Each filter says why it removed a host, so a
-"no valid host" fault explains itself filter by filter."""
+"""Host filters and weighers. Each filter says why it removed a host, so a
+"no valid host" fault explains itself filter by filter, e.g.
+``3 hosts: ComputeFilter removed 1 (down); RamFilter removed 2 (need 4096 MB,
+max free 2048 MB)``."""
+import dataclasses
 import datetime
 
 from common.db.models import utcnow
@@ -21,10 +24,16 @@ class HostState:
         return int(total * ratio) - used
 
 
+@dataclasses.dataclass
 class RequestSpec:
-    def __init__(self, instance_id, vcpus, memory_mb, root_gb):
-        self.instance_id = instance_id
-        self.vcpus, self.memory_mb, self.root_gb = vcpus, memory_mb, root_gb
+    instance_id: str
+    vcpus: int
+    memory_mb: int
+    root_gb: int
+    group_id: str | None = None
+    group_policy: str | None = None
+    group_hosts: frozenset = frozenset()   # hosts other members of the group are on
+    tried_hosts: frozenset = frozenset()   # hosts a build of this VM already failed on
 
 
 class ComputeFilter:
@@ -41,6 +50,16 @@ class ComputeFilter:
         return True, None
 
 
+class RetryFilter:
+    """Not a host this VM's build already failed on."""
+
+    def __init__(self, conf):
+        pass
+
+    def host_passes(self, host, spec):
+        return host.host not in spec.tried_hosts, "already tried"
+
+
 class _ResourceFilter:
     unit = ""
     ratio_opt = ""
@@ -52,10 +71,7 @@ class _ResourceFilter:
     def host_passes(self, host, spec):
         total, used, need = self.fields
         free = host.free(getattr(host, total), getattr(host, used), self.ratio)
-        needed = getattr(spec, need)
-        if needed > free:
-            return False, free
-        return True, None
+        return getattr(spec, need) <= free, free
 
     def explain(self, spec, frees):
         return "need %d %s, max free %d %s" % (getattr(spec, self.fields[2]), self.unit,
@@ -77,7 +93,42 @@ class DiskFilter(_ResourceFilter):
     fields = ("local_gb", "local_gb_used", "root_gb")
 
 
-FILTERS = (ComputeFilter, RamFilter, CoreFilter, DiskFilter)
+class ServerGroupAntiAffinityFilter:
+    """Members of an anti-affinity group never share a host."""
+
+    def __init__(self, conf):
+        pass
+
+    def host_passes(self, host, spec):
+        if spec.group_policy != "anti-affinity":
+            return True, None
+        return host.host not in spec.group_hosts, "has a member of group %s" % spec.group_id
+
+
+class ServerGroupAffinityFilter:
+    """Members of an affinity group all go where the first one went."""
+
+    def __init__(self, conf):
+        pass
+
+    def host_passes(self, host, spec):
+        if spec.group_policy != "affinity" or not spec.group_hosts:
+            return True, None
+        return host.host in spec.group_hosts, "not the host of group %s (%s)" % (
+            spec.group_id, ", ".join(sorted(spec.group_hosts)))
+
+
+FILTERS = (ComputeFilter, RetryFilter, RamFilter, CoreFilter, DiskFilter,
+           ServerGroupAntiAffinityFilter, ServerGroupAffinityFilter)
+
+
+def host_passes_group_policy(spec, host_name, group_hosts):
+    """Re-check of the group filters at claim time, against fresh data."""
+    if spec.group_policy == "anti-affinity":
+        return host_name not in group_hosts
+    if spec.group_policy == "affinity":
+        return not group_hosts or host_name in group_hosts
+    return True
 
 
 def filter_hosts(conf, hosts, spec):
@@ -94,8 +145,7 @@ def filter_hosts(conf, hosts, spec):
             if hasattr(flt, "explain"):
                 detail = flt.explain(spec, [why for _, why in removed])
             else:
-                reasons = sorted({why for _, why in removed})
-                detail = ", ".join(reasons)
+                detail = ", ".join(sorted({why for _, why in removed}))
             notes.append("%s removed %d (%s)" % (cls.__name__, len(removed), detail))
         remaining = [h for h, _ in kept]
         if not remaining:
@@ -105,6 +155,26 @@ def filter_hosts(conf, hosts, spec):
 
 
 def weigh_hosts(conf, hosts):
-    """Spread: most free RAM first (ties by host name, for determinism)."""
-    ratio = conf.scheduler.ram_allocation_ratio
-    return sorted(hosts, key=lambda h: (-h.free(h.memory_mb, h.memory_mb_used, ratio), h.host))
+    """Order hosts best first. Each weigher's raw value (free RAM, vCPUs,
+    disk) is normalized to 0..1 across the candidates, times its multiplier
+    from config, and summed, as in Nova: positive multipliers spread VMs over
+    hosts, negative ones pack them. Ties go by host name, for determinism."""
+    sch = conf.scheduler
+    weighers = (
+        (sch.ram_weight_multiplier,
+         lambda h: h.free(h.memory_mb, h.memory_mb_used, sch.ram_allocation_ratio)),
+        (sch.cpu_weight_multiplier,
+         lambda h: h.free(h.vcpus, h.vcpus_used, sch.cpu_allocation_ratio)),
+        (sch.disk_weight_multiplier,
+         lambda h: h.free(h.local_gb, h.local_gb_used, sch.disk_allocation_ratio)),
+    )
+    totals = {h.host: 0.0 for h in hosts}
+    for multiplier, raw in weighers:
+        if not multiplier or not hosts:
+            continue
+        values = {h.host: raw(h) for h in hosts}
+        low, high = min(values.values()), max(values.values())
+        for name, value in values.items():
+            norm = (value - low) / (high - low) if high > low else 0.0
+            totals[name] += multiplier * norm
+    return sorted(hosts, key=lambda h: (-totals[h.host], h.host))

@@ -3,11 +3,13 @@
 Handlers are idempotent because RPC is at-least-once: a redelivered request for
 a VM that already has a host and a claim re-casts the build (compute's build
 is idempotent too) instead of claiming twice."""
+import json
 import logging
 import time
 
 from common import exception, payloads, states
 from common.db import api as db_api
+from common.db import hosts as db_hosts
 from common.timeline import DbSink, Timeline
 from nova_scheduler import filters
 
@@ -46,7 +48,7 @@ class SchedulerManager:
             if inst.task_state != states.SCHEDULING:
                 LOG.info("VM %s is %s/%s; not scheduling", instance_id, inst.vm_state, inst.task_state)
                 return
-            spec = filters.RequestSpec(inst.id, inst.vcpus, inst.memory_mb, inst.root_gb)
+            spec = self._request_spec(s, inst)
             hosts = [filters.HostState(svc, node) for svc, node in db_api.compute_hosts(s)]
 
         started = time.monotonic()
@@ -64,13 +66,38 @@ class SchedulerManager:
                                                                (time.monotonic() - started) * 1000))
                 return self._cast_build(ctxt, inst, image)
             explanation += "; claim on %s lost to a concurrent request" % host.host
+            if spec.group_policy:
+                with self.db.transaction() as s:  # refresh what the group occupies
+                    spec.group_hosts = frozenset(db_hosts.group_hosts(s, spec.group_id,
+                                                                      instance_id))
         self._no_valid_host(ctxt, instance_id, explanation)
 
+    def _request_spec(self, s, inst):
+        spec = filters.RequestSpec(inst.id, inst.vcpus, inst.memory_mb, inst.root_gb,
+                                   tried_hosts=frozenset(a["host"] for a in attempts(inst)))
+        if inst.group_id:
+            try:
+                group = db_hosts.group_get(s, inst.project_id, inst.group_id)
+            except db_hosts.ServerGroupNotFound:
+                return spec  # the group was deleted: no constraint left
+            spec.group_id, spec.group_policy = group.id, group.policy
+            spec.group_hosts = frozenset(db_hosts.group_hosts(s, group.id, inst.id))
+        return spec
+
     def _claim(self, instance_id, host, spec):
-        """True: claimed and VM moved to spawning on host. False: no room.
-        None: the VM is no longer waiting for a host."""
+        """True: claimed and VM moved to spawning on host. False: no room (or
+        the group's policy no longer allows the host). None: the VM is no
+        longer waiting for a host."""
         try:
             with self.db.transaction() as s:
+                if spec.group_policy:
+                    # Lock the group, then re-check against the members placed
+                    # by concurrent requests since the filters ran.
+                    inst = db_api.instance_get(s, instance_id)
+                    db_hosts.group_get(s, inst.project_id, spec.group_id, lock=True)
+                    if not filters.host_passes_group_policy(
+                            spec, host, db_hosts.group_hosts(s, spec.group_id, instance_id)):
+                        return False
                 if not db_api.claim(s, instance_id, host, spec.vcpus, spec.memory_mb,
                                     spec.root_gb, self._ratios()):
                     return False
@@ -96,6 +123,11 @@ class SchedulerManager:
 
     def _cast_build(self, ctxt, inst, image):
         self.compute_rpcapi.build_instance(ctxt, inst.host, payloads.instance(inst), image)
+
+
+def attempts(inst):
+    """The hosts (and errors) a VM's build already failed on."""
+    return json.loads(inst.sched_attempts) if inst.sched_attempts else []
 
 
 class _Gone(Exception):

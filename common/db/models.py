@@ -2,7 +2,7 @@
 ``common/db/migrations``; a test checks that both agree."""
 import datetime
 
-from sqlalchemy import (BigInteger, Boolean, DateTime, Index, Integer, String, Text,
+from sqlalchemy import (BigInteger, Boolean, DateTime, ForeignKey, Index, Integer, String, Text,
                         UniqueConstraint, text)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -63,6 +63,9 @@ class Instance(Base):
     task_state: Mapped[str | None] = mapped_column(String(16), nullable=True)
     power_state: Mapped[str] = mapped_column(String(16), default="nostate")
     fault: Mapped[str | None] = mapped_column(Text, nullable=True)
+    group_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    # JSON list of {"host", "error"}: the hosts a build already failed on.
+    sched_attempts: Mapped[str | None] = mapped_column(Text, nullable=True)
     mac_address: Mapped[str | None] = mapped_column(String(17), nullable=True)
     ip_address: Mapped[str | None] = mapped_column(String(45), nullable=True)
     created_at: Mapped[datetime.datetime] = mapped_column(DateTime, default=utcnow)
@@ -77,7 +80,20 @@ class Instance(Base):
               sqlite_where=text("deleted_at IS NULL")),
         Index("ix_instances_host", "host"),
         Index("ix_instances_deleted_at", "deleted_at"),
+        Index("ix_instances_group_id", "group_id"),
     )
+
+
+class ServerGroup(Base):
+    """VMs whose placement is related: together (affinity) or apart
+    (anti-affinity). Members are the live instances with this group_id."""
+    __tablename__ = "server_groups"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    name: Mapped[str] = mapped_column(String(255))
+    policy: Mapped[str] = mapped_column(String(32))
+    project_id: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime.datetime] = mapped_column(DateTime, default=utcnow)
+    deleted_at: Mapped[datetime.datetime | None] = mapped_column(DateTime, nullable=True)
 
 
 class Service(Base):
@@ -123,7 +139,6 @@ class Claim(Base):
     __table_args__ = (Index("ix_claims_host", "host"),)
 
 
-from sqlalchemy import ForeignKey  # noqa: E402  (appended with the action models)
 
 
 class InstanceAction(Base):

@@ -16,6 +16,9 @@ LOG = logging.getLogger(__name__)
 
 
 def _sqlite_pragmas(dbapi_conn, _record):
+    # Take transaction control from pysqlite (which would BEGIN only before
+    # the first write, leaving earlier reads outside the transaction).
+    dbapi_conn.isolation_level = None
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA busy_timeout=10000")
@@ -35,6 +38,11 @@ class Database:
         self.engine = sa.create_engine(url, **kwargs)
         if url.startswith("sqlite"):
             event.listen(self.engine, "connect", _sqlite_pragmas)
+            # The embedded DB is for trying things: one writer at a time, with
+            # its reads inside its transaction, is what keeps claims and group
+            # placement race-free there (PostgreSQL uses row locks instead).
+            event.listen(self.engine, "begin",
+                         lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
         self._sessionmaker = orm.sessionmaker(self.engine, expire_on_commit=False)
 
     @property

@@ -12,6 +12,7 @@ CREATE_SCHEMA = {
         "name": validation.NAME,
         "image": validation.REF,
         "flavor": validation.REF,
+        "group": validation.REF,
     },
     "required": ["name", "image", "flavor"],
     "additionalProperties": False,
@@ -44,7 +45,7 @@ def _lookup_tables():
 def create():
     body = validation.json_body(CREATE_SCHEMA)
     inst, image, flavor = _compute_api().create(g.context, body["name"], body["image"],
-                                                body["flavor"])
+                                                body["flavor"], group_ref=body.get("group"))
     response = jsonify({"vm": views.vm(inst, {image.id: image}, {flavor.id: flavor})})
     response.status_code = 202
     response.headers["Location"] = "/v1/vms/%s" % inst.id

@@ -119,3 +119,10 @@ def test_image_reaches_a_host_with_an_empty_cache_and_corruption_is_refetched(st
             assert "is corrupt" in f.read()
     finally:
         stack.set_disabled(stack.host, False)
+        for i in cleanup:  # gone before host2 goes
+            stack.delete("/v1/vms/" + i)
+        for i in cleanup:
+            stack.wait_gone(i)
+        cleanup.clear()
+        stack.set_disabled(host2, True)  # later tests must not land there
+        stack.stop_daemon("compute-" + host2)

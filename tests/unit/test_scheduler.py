@@ -148,3 +148,90 @@ def test_build_failure_releases_claim(db):
     assert inst.vm_state == states.ERROR and inst.fault == "disk exploded"
     with db.transaction() as s:
         assert db_api.claim_get(s, vm) is None
+
+
+def group(db, policy):
+    from common.db import hosts as db_hosts
+    with db.transaction() as s:
+        return db_hosts.group_create(s, "p", "g-" + policy, policy).id
+
+
+def add_member(db, name, group_id):
+    vm = add_vm(db, name)
+    with db.transaction() as s:
+        db_api.instance_update_if(s, vm, {"group_id": group_id})
+    return vm
+
+
+def test_pack_weigher(conf, db, recorder):
+    conf.set_override("ram_weight_multiplier", -1.0, group="scheduler")
+    add_host(db, "small", memory_mb=2048)
+    add_host(db, "big", memory_mb=8192)
+    sched = SchedulerManager(db, recorder(), conf)
+    vm = add_vm(db)
+    sched.schedule_instance(CTXT, vm)
+    assert get(db, vm).host == "small"
+
+
+def test_anti_affinity_sequential_and_exhausted(scheduler, db):
+    for h in ("h1", "h2"):
+        add_host(db, h)
+    gid = group(db, "anti-affinity")
+    vms = [add_member(db, "m%d" % i, gid) for i in range(3)]
+    for vm in vms:
+        scheduler.schedule_instance(CTXT, vm)
+    hosts = [get(db, vm).host for vm in vms[:2]]
+    assert sorted(hosts) == ["h1", "h2"]
+    third = get(db, vms[2])
+    assert third.vm_state == states.ERROR
+    assert "ServerGroupAntiAffinityFilter removed 2" in third.fault
+
+
+def test_anti_affinity_concurrent_burst_lands_on_distinct_hosts(conf, db, recorder):
+    for i in range(4):
+        add_host(db, "h%d" % i)
+    gid = group(db, "anti-affinity")
+    vms = [add_member(db, "b%d" % i, gid) for i in range(4)]
+    schedulers = [SchedulerManager(db, recorder(), conf) for _ in range(2)]
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda i: schedulers[i % 2].schedule_instance(CTXT, vms[i]), range(4)))
+    hosts = [get(db, vm).host for vm in vms]
+    assert None not in hosts and len(set(hosts)) == 4, hosts
+
+
+def test_affinity_keeps_members_together(scheduler, db):
+    for h in ("h1", "h2", "h3"):
+        add_host(db, h)
+    gid = group(db, "affinity")
+    vms = [add_member(db, "a%d" % i, gid) for i in range(3)]
+    for vm in vms:
+        scheduler.schedule_instance(CTXT, vm)
+    assert len({get(db, vm).host for vm in vms}) == 1
+
+
+def test_reschedule_then_fault_lists_every_host(conf, db, recorder):
+    for h in ("h1", "h2", "h3"):
+        add_host(db, h)
+    compute = recorder()
+    sched = SchedulerManager(db, compute, conf)
+
+    class SchedulerRPC:  # the conductor's cast back to the scheduler, in-process
+        def schedule_instance(self, ctxt, instance_id):
+            sched.schedule_instance(ctxt, instance_id)
+    conductor = ConductorManager(db, SchedulerRPC(), max_attempts=3)
+    vm = add_vm(db)
+    sched.schedule_instance(CTXT, vm)
+    tried = []
+    for _ in range(3):
+        host = get(db, vm).host
+        tried.append(host)
+        assert conductor.instance_build_failed(CTXT, vm, host, "boom on %s" % host)
+    assert sorted(tried) == ["h1", "h2", "h3"]
+    inst = get(db, vm)
+    assert inst.vm_state == states.ERROR
+    assert inst.fault.startswith("Build failed on 3 hosts: ")
+    for h in tried:
+        assert "%s: boom on %s" % (h, h) in inst.fault
+    with db.transaction() as s:
+        assert db_api.claim_get(s, vm) is None
+        assert all(n.memory_mb_used == 0 for _, n in db_api.compute_hosts(s))

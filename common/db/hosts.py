@@ -1,0 +1,106 @@
+"""Services, compute hosts and server groups: what the scheduler places on."""
+import uuid
+
+import sqlalchemy as sa
+
+from common import exception
+from common.db.models import ComputeNode, Instance, ServerGroup, Service, utcnow
+
+POLICIES = ("affinity", "anti-affinity")
+
+
+class ServiceNotFound(exception.NotFound):
+    msg_fmt = "Service %(service)s could not be found."
+
+
+class ServerGroupNotFound(exception.NotFound):
+    msg_fmt = "Server group %(group)s could not be found."
+
+
+def service_get(s, service_id):
+    svc = s.get(Service, service_id)
+    if svc is None:
+        raise ServiceNotFound(service=service_id)
+    return svc
+
+
+def service_set_disabled(s, service_id, disabled, reason=None):
+    svc = service_get(s, service_id)
+    svc.disabled = disabled
+    svc.disabled_reason = reason if disabled else None
+    s.flush()
+    return svc
+
+
+def host_get(s, host):
+    """(service, node) of a compute host."""
+    row = s.execute(sa.select(Service, ComputeNode)
+                    .join(ComputeNode, ComputeNode.host == Service.host)
+                    .where(Service.binary == "mininova-compute", Service.host == host)).first()
+    if row is None:
+        raise exception.HostNotFound(host=host)
+    return row
+
+
+def instances_by_host(s):
+    """{host: [(id, name, vm_state)]} of the live VMs placed on a host."""
+    result = {}
+    rows = s.execute(sa.select(Instance.host, Instance.id, Instance.name, Instance.vm_state)
+                     .where(Instance.deleted_at.is_(None), Instance.host.is_not(None))
+                     .order_by(Instance.created_at))
+    for host, instance_id, name, vm_state in rows:
+        result.setdefault(host, []).append({"id": instance_id, "name": name,
+                                            "vm_state": vm_state})
+    return result
+
+
+# -- server groups -------------------------------------------------------------
+
+def group_create(s, project_id, name, policy):
+    group = ServerGroup(id=str(uuid.uuid4()), name=name, policy=policy,
+                        project_id=project_id, created_at=utcnow())
+    s.add(group)
+    s.flush()
+    return group
+
+
+def _live_groups(project_id):
+    return sa.select(ServerGroup).where(ServerGroup.deleted_at.is_(None),
+                                        ServerGroup.project_id == project_id)
+
+
+def group_list(s, project_id):
+    return s.scalars(_live_groups(project_id).order_by(ServerGroup.created_at)).all()
+
+
+def group_get(s, project_id, ref, lock=False):
+    query = _live_groups(project_id).where(
+        sa.or_(ServerGroup.id == str(ref), ServerGroup.name == str(ref)))
+    if lock:
+        # Serializes the placement of a group's members: two schedulers
+        # cannot both put anti-affine VMs on one host in a burst.
+        query = query.with_for_update()
+    group = s.scalars(query).first()
+    if group is None:
+        raise ServerGroupNotFound(group=ref)
+    return group
+
+
+def group_delete(s, project_id, ref):
+    group_get(s, project_id, ref).deleted_at = utcnow()
+
+
+def group_members(s, group_id):
+    return s.scalars(sa.select(Instance).where(Instance.group_id == group_id,
+                                               Instance.deleted_at.is_(None))
+                     .order_by(Instance.created_at)).all()
+
+
+def group_hosts(s, group_id, exclude_instance=None):
+    """Hosts that live members of the group occupy (or have claimed)."""
+    query = sa.select(Instance.host).where(
+        Instance.group_id == group_id, Instance.deleted_at.is_(None),
+        Instance.host.is_not(None))
+    if exclude_instance:
+        query = query.where(Instance.id != exclude_instance)
+    return set(s.scalars(query).all())
