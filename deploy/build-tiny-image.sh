@@ -79,7 +79,7 @@ if [[ -z $KPKG ]]; then apt_update; KPKG=$(kernel_pkg); fi
 mkdir debs
 # apt drops privileges to _apt for downloads; it must be able to write here
 # (otherwise: "Download is performed unsandboxed as root" warning).
-getent passwd _apt >/dev/null && chown _apt debs
+chown _apt debs 2>/dev/null || true
 download() { (cd debs && apt-get download -q "$KPKG" busybox-static >&2); }
 # Stale package lists point at versions the mirror no longer has: update once.
 if ! download; then apt_update; KPKG=${MININOVA_TINY_KERNEL_PKG:-$(kernel_pkg)}; download; fi

@@ -70,6 +70,11 @@ class SchedulerManager:
                 with self.db.transaction() as s:  # refresh what the group occupies
                     spec.group_hosts = frozenset(db_hosts.group_hosts(s, spec.group_id,
                                                                       instance_id))
+        if spec.tried_hosts:
+            with self.db.transaction() as s:
+                tried = attempts(db_api.instance_get(s, instance_id))
+            explanation += ". Earlier attempts: " + "; ".join(
+                "%s: %s" % (t["host"], t["error"]) for t in tried)
         self._no_valid_host(ctxt, instance_id, explanation)
 
     def _request_spec(self, s, inst):

@@ -46,7 +46,7 @@ class Stack:
         self.http = requests.Session()
 
     # -- set-up -----------------------------------------------------------
-    def start(self):
+    def start(self, schedulers=1, compute=True):
         os.makedirs(self.logs, exist_ok=True)
         subprocess.run(PG_ADMIN + ['CREATE DATABASE "%s"' % self.db_name], check=True)
         subprocess.run(["rabbitmqctl", "-q", "add_vhost", self.vhost], check=True,
@@ -81,10 +81,14 @@ virt_type = auto
 {self.extra_conf}
 """)
         self.manage("db", "sync")
-        for name in ("api", "scheduler", "compute"):
-            self.start_daemon(name)
+        self.start_daemon("api")
+        for i in range(schedulers):
+            self.start_daemon("scheduler" if i == 0 else "scheduler%d" % i, module="scheduler")
+        if compute:
+            self.start_daemon("compute")
         wait_for(self._api_up, 30, what="the API")
-        wait_for(self._compute_up, 30, what="compute heartbeat")
+        if compute:
+            wait_for(self._compute_up, 30, what="compute heartbeat")
         return self
 
     def start_daemon(self, name, module=None, extra_args=()):
@@ -97,19 +101,25 @@ virt_type = auto
              "--log-file", os.path.join(self.logs, name + ".log")],
             cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
 
-    def start_extra_compute(self, host):
-        """A second compute host on the same libvirtd, with its own instances
-        directory and an empty image cache of its own."""
+    def start_extra_compute(self, host, extra_conf="", wait=True):
+        """Another compute host (on the same libvirtd unless ``extra_conf``
+        says otherwise), with its own instances directory and an empty image
+        cache of its own. ``extra_conf``: more config lines, after [compute]."""
         workdir = os.path.join(self.workdir, host)
         conf = os.path.join(workdir, "compute.conf")
         os.makedirs(workdir, exist_ok=True)
         with open(conf, "w") as f:
             f.write("[DEFAULT]\nhost = %s\n\n[compute]\ninstances_path = %s\n"
-                    "image_cache_path = %s\n" % (host, os.path.join(workdir, "instances"),
-                                                  os.path.join(workdir, "_base")))
+                    "image_cache_path = %s\n%s\n" % (host, os.path.join(workdir, "instances"),
+                                                      os.path.join(workdir, "_base"), extra_conf))
         self.start_daemon("compute-" + host, module="compute", extra_args=("--config-file", conf))
-        wait_for(lambda: self._compute_up(host), 30, what="compute %s heartbeat" % host)
+        if wait:
+            wait_for(lambda: self._compute_up(host), 30, what="compute %s heartbeat" % host)
         return workdir
+
+    def computes_up(self):
+        return {s["host"] for s in self.get("/v1/services").json()["services"]
+                if s["binary"] == "mininova-compute" and s["state"] == "up"}
 
     def set_disabled(self, host, disabled):
         """Keep the scheduler away from a host (until the services API exists)."""

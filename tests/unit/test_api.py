@@ -154,3 +154,42 @@ def test_request_id_header_and_versions(api):
 
 def test_image_store_file_is_sane(conf, image):
     assert os.path.exists(os.path.join(imagestore.store_path(conf), image))
+
+
+def test_services_disable_enable_and_hosts(api, db):
+    from nova_scheduler.conductor import ConductorManager
+    from common import context
+    ConductorManager(db).service_heartbeat(context.get_admin_context(), "h1", "mininova-compute",
+                                           {"vcpus": 2, "memory_mb": 1000, "local_gb": 10})
+    svc, = api.get("/v1/services").get_json()["services"]
+    assert (svc["host"], svc["state"], svc["status"]) == ("h1", "up", "enabled")
+    r = api.put("/v1/services/%d" % svc["id"], json={"status": "disabled",
+                                                     "disabled_reason": "maintenance"})
+    assert r.status_code == 200
+    assert r.get_json()["service"]["disabled_reason"] == "maintenance"
+    assert api.put("/v1/services/%d" % svc["id"], json={"status": "off"}).status_code == 400
+    assert api.put("/v1/services/999", json={"status": "enabled"}).status_code == 404
+    host = api.get("/v1/hosts/h1").get_json()["host"]
+    assert host["status"] == "disabled"
+    assert host["memory_mb"] == {"total": 1000, "allocation_ratio": 1.5, "capacity": 1500,
+                                 "used": 0, "free": 1500}
+    assert [h["name"] for h in api.get("/v1/hosts").get_json()["hosts"]] == ["h1"]
+    assert api.get("/v1/hosts/nope").status_code == 404
+
+
+def test_server_groups(api):
+    r = api.post("/v1/server-groups", json={"name": "web", "policy": "anti-affinity"})
+    assert r.status_code == 201
+    group = r.get_json()["server_group"]
+    assert api.post("/v1/server-groups", json={"name": "x", "policy": "sometimes"}).status_code == 400
+    vm = create(api, group=group["id"]).get_json()["vm"]
+    assert vm["server_group"] == group["id"]
+    shown = api.get("/v1/server-groups/" + group["id"]).get_json()["server_group"]
+    assert shown["members"] == [vm["id"]]
+    assert api.get("/v1/server-groups", headers={"X-Project-Id": "other"}).get_json()[
+        "server_groups"] == []
+    assert api.get("/v1/server-groups/" + group["id"],
+                   headers={"X-Project-Id": "other"}).status_code == 404
+    assert create(api, "web2", group="no-such-group").status_code == 404
+    assert api.delete("/v1/server-groups/" + group["id"]).status_code == 204
+    assert api.get("/v1/server-groups/" + group["id"]).status_code == 404

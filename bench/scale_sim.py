@@ -1,0 +1,134 @@
+"""Scale simulation: many compute hosts on libvirt's test driver, two
+schedulers, one burst of VM creates; reports how fast VMs reach ACTIVE, the
+scheduling latency and whether any host was over-committed.
+
+    python -m bench.scale_sim --hosts 50 --vms 1000        # full size, by hand
+    python -m bench.scale_sim --hosts 10 --vms 200         # the CI size
+
+Everything but the hypervisor is real: the API on waitress, RabbitMQ (a
+private vhost), PostgreSQL (a private database), the scheduler and conductor
+daemons and one compute daemon process per simulated host.
+"""
+import argparse
+import concurrent.futures
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+
+import requests
+import sqlalchemy as sa
+
+from tests.functional.stack import Stack, qemu_img_create
+from tests.waiting import wait_for
+
+
+def percentile(values, p):
+    values = sorted(values)
+    if not values:
+        return None
+    k = min(len(values) - 1, max(0, round(p / 100.0 * (len(values) - 1))))
+    return values[k]
+
+
+def run(hosts, vms, schedulers, workdir, threads):
+    stack = Stack(workdir, compute_driver="fake", network="",
+                  extra_conf="[DEFAULT]\ndebug = false\n")
+    # Sim hosts: no memory reserved, slow periodic work (they have no guests).
+    sim_conf = ("reserved_host_memory_mb = 0\nsync_interval = 300\n"
+                "address_poll_interval = 5\nheartbeat_interval = 5\n")
+    try:
+        stack.start(schedulers=schedulers, compute=False)
+        base = os.path.join(workdir, "blank.qcow2")
+        qemu_img_create(base, "1G")
+        stack.add_image("blank", base)
+        names = ["sim%03d" % i for i in range(hosts)]
+        t0 = time.monotonic()
+        for name in names:
+            stack.start_extra_compute(name, extra_conf=sim_conf, wait=False)
+        wait_for(lambda: set(names) <= stack.computes_up(), 120, interval=0.5,
+                 what="%d simulated hosts to report" % hosts)
+        print("%d simulated hosts up in %.1f s" % (hosts, time.monotonic() - t0))
+
+        session = requests.Session()
+        adapter = requests.adapters.HTTPAdapter(pool_maxsize=threads)
+        session.mount("http://", adapter)
+
+        def post(i):
+            t = time.monotonic()
+            r = session.post(stack.url + "/v1/vms", json={
+                "name": "vm%05d" % i, "image": "blank", "flavor": "m1.tiny"}, timeout=60)
+            return r.status_code, time.monotonic() - t
+
+        engine = sa.create_engine("postgresql+psycopg2://postgres@127.0.0.1/" + stack.db_name)
+        burst_start = time.monotonic()
+        with concurrent.futures.ThreadPoolExecutor(threads) as pool:
+            results = list(pool.map(post, range(vms)))
+        post_done = time.monotonic() - burst_start
+        accepted = sum(1 for code, _ in results if code == 202)
+
+        def settled():
+            with engine.connect() as c:
+                rows = dict(c.execute(sa.text(
+                    "SELECT vm_state, count(*) FROM instances WHERE deleted_at IS NULL "
+                    "GROUP BY vm_state")).all())
+            return rows if rows.get("building", 0) == 0 else None
+        states = wait_for(settled, 600, interval=0.2, what="every VM ACTIVE or ERROR")
+        wall = time.monotonic() - burst_start
+
+        with engine.connect() as c:
+            overcommit = c.execute(sa.text(
+                "SELECT count(*) FROM compute_nodes WHERE "
+                "memory_mb_used > memory_mb * 1.5 OR vcpus_used > vcpus * 16 "
+                "OR local_gb_used > local_gb")).scalar()
+            # Claims must add up to what each host holds.
+            mismatched = c.execute(sa.text(
+                "SELECT count(*) FROM compute_nodes n LEFT JOIN (SELECT host, sum(memory_mb) m "
+                "FROM claims GROUP BY host) c ON c.host = n.host "
+                "WHERE n.memory_mb_used <> coalesce(c.m, 0)")).scalar()
+            sched = [float(r[0]) for r in c.execute(sa.text(
+                "SELECT extract(epoch FROM s.finish_time - a.start_time) FROM instance_actions a "
+                "JOIN instance_action_events s ON s.action_id = a.id AND s.event = 'scheduled' "
+                "WHERE a.action = 'create'"))]
+            last_active = float(c.execute(sa.text(
+                "SELECT extract(epoch FROM max(launched_at) - min(created_at)) FROM instances "
+                "WHERE vm_state = 'active'")).scalar() or 0)
+        engine.dispose()
+        active = states.get("active", 0)
+        result = {
+            "hosts": hosts, "vms": vms, "schedulers": schedulers,
+            "accepted": accepted, "active": active, "error": states.get("error", 0),
+            "post_burst_s": round(post_done, 2),
+            "post_p50_ms": round(percentile([d for _, d in results], 50) * 1000, 1),
+            "wall_s": round(wall, 2),
+            "vms_per_s": round(active / (last_active or wall), 1),
+            "sched_p50_ms": round(percentile(sched, 50) * 1000, 1) if sched else None,
+            "sched_p95_ms": round(percentile(sched, 95) * 1000, 1) if sched else None,
+            "overcommit": overcommit, "claim_mismatch": mismatched,
+        }
+        return result
+    finally:
+        stack.stop()
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--hosts", type=int, default=50)
+    p.add_argument("--vms", type=int, default=1000)
+    p.add_argument("--schedulers", type=int, default=2)
+    p.add_argument("--threads", type=int, default=32, help="concurrent POSTs")
+    p.add_argument("--json", help="also write the result here")
+    args = p.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="mininova-sim-") as workdir:
+        result = run(args.hosts, args.vms, args.schedulers, workdir, args.threads)
+    print(json.dumps(result, indent=2))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=2)
+    return 0 if result["overcommit"] == 0 and result["claim_mismatch"] == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
