@@ -92,6 +92,8 @@ def run(hosts, vms, schedulers, workdir, threads):
                 "SELECT extract(epoch FROM s.finish_time - a.start_time) FROM instance_actions a "
                 "JOIN instance_action_events s ON s.action_id = a.id AND s.event = 'scheduled' "
                 "WHERE a.action = 'create'"))]
+            faults = [r[0] for r in c.execute(sa.text(
+                "SELECT fault FROM instances WHERE vm_state = 'error'"))]
             last_active = float(c.execute(sa.text(
                 "SELECT extract(epoch FROM max(launched_at) - min(created_at)) FROM instances "
                 "WHERE vm_state = 'active'")).scalar() or 0)
@@ -107,6 +109,7 @@ def run(hosts, vms, schedulers, workdir, threads):
             "sched_p50_ms": round(percentile(sched, 50) * 1000, 1) if sched else None,
             "sched_p95_ms": round(percentile(sched, 95) * 1000, 1) if sched else None,
             "overcommit": overcommit, "claim_mismatch": mismatched,
+            "no_valid_host": sum(1 for f in faults if f.startswith("No valid host")),
         }
         return result
     finally:

@@ -6,6 +6,7 @@ import logging
 import secrets
 
 from common import exception, states
+from common.db import actions
 from common.db import api as db_api
 from common.db import hosts as db_hosts
 from common.timeline import DbSink, Timeline
@@ -21,6 +22,7 @@ def random_mac():
 class ComputeAPI:
     def __init__(self, db, scheduler_rpcapi, compute_rpcapi, host="api"):
         self.db = db
+        self.host = host
         self.timeline = Timeline(DbSink(db), host)
         self.scheduler_rpcapi = scheduler_rpcapi
         self.compute_rpcapi = compute_rpcapi
@@ -42,8 +44,9 @@ class ComputeAPI:
                 memory_mb=flavor.memory_mb, root_gb=flavor.root_gb,
                 vm_state=states.BUILDING, task_state=states.SCHEDULING,
                 mac_address=random_mac(), group_id=group.id if group else None)
+            # In the same transaction: a create costs one commit, not three.
+            self._action_accepted(s, ctxt, inst.id, "create", "stored; cast to the scheduler")
         LOG.info("VM %s (%s) accepted, scheduling", inst.id, name)
-        self.timeline.start_action(ctxt, inst.id, "create")
         try:
             self.scheduler_rpcapi.schedule_instance(ctxt, inst.id)
         except exception.ServiceUnavailable as e:
@@ -52,8 +55,11 @@ class ComputeAPI:
                 db_api.instance_soft_delete(s, inst.id)
             self.timeline.finish(ctxt, inst.id, "error", e.message)
             raise
-        self.timeline.record(ctxt, inst.id, "accepted", details="cast to the scheduler")
         return inst, image, flavor
+
+    def _action_accepted(self, s, ctxt, instance_id, action, details):
+        actions.action_begin(s, instance_id, ctxt.request_id, action, ctxt.project_id,
+                             ctxt.user_id, "accepted", self.host, details)
 
     def action(self, ctxt, ref, name, hard=False):
         """Start a power action: an atomic guarded move to its task state

@@ -187,3 +187,21 @@ def action_get(s, instance_id, request_id):
                        .order_by(InstanceActionEvent.start_time,
                                  InstanceActionEvent.id)).all()
     return action, events
+
+
+def action_begin(s, instance_id, request_id, action, project_id, user_id, event, host,
+                 details=None):
+    """A new action with its first, instantaneous event, in the caller's
+    transaction: two INSERTs, for the API's hot path (a create or a user
+    action that it has just guarded in the same transaction)."""
+    now = utcnow()
+    row = InstanceAction(instance_id=instance_id, request_id=_cut("request_id", request_id),
+                         action=_cut("action", action), project_id=_cut("project_id", project_id),
+                         user_id=_cut("user_id", user_id), start_time=now)
+    s.add(row)
+    s.flush()
+    s.add(InstanceActionEvent(action_id=row.id, event=_cut("event", event),
+                              host=_cut("host", host), start_time=now, finish_time=now,
+                              result=SUCCESS, details=details))
+    s.flush()
+    return row

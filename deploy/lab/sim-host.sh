@@ -23,14 +23,15 @@
 #   GATEWAY_IP=10.77.INDEX.1
 #   plus INDEX=, LAB_DIR=, LIBVIRT_SOCKET=, FORWARDS= (ports forwarded to loopback)
 #
-# How it works (see README.md in this directory for the pitfalls):
+# How it works (README.md in this directory has the pitfalls):
 #  - per-host dirs BASE_DIR/NAME/{etc,run,lib,log,cache} are bind-mounted over
 #    /etc/libvirt, /run/libvirt, /var/lib/libvirt, /var/log/libvirt and
-#    /var/cache/libvirt inside a private mount namespace (unshare --mount
-#    --propagation private), entered with the host's network namespace
-#    (nsenter --net: unlike `ip netns exec` it does not remount /sys, so the
-#    cgroup mounts stay visible to libvirtd). virtlogd and `tini -s -- libvirtd`
-#    are started there with setsid and keep the namespace alive.
+#    /var/cache/libvirt in a private mount + UTS namespace (unshare --mount
+#    --uts --propagation private; hostname NAME) entered inside the host's
+#    network namespace (nsenter --net), with a sysfs of that netns mounted on
+#    /sys (the cgroup mounts moved over). virtlogd and `tini -s -- libvirtd` are
+#    started there with setsid and keep the namespaces alive; BASE_DIR/NAME/mntns
+#    records the mount namespace, so `down` also finds leftover QEMU/dnsmasq.
 #  - the daemons run through symlinks named virtlogd-lab / libvirtd-lab, so that
 #    `pgrep -x libvirtd` (deploy/start-libvirt.sh) never mistakes them for the
 #    host's daemons, and with -p pid files of their own (the defaults,
@@ -40,6 +41,11 @@
 #    "5672"; entries PORT or PORT:TARGET_PORT).
 #
 # env: SIM_HOST_TIMEOUT (seconds, default 30) bounds every wait.
+#      SIM_HOST_FORWARD  ports forwarded by `up` (default "5672"; "" for none).
+#      SIM_HOST_GUEST_NET=1  `up` also runs deploy/setup-network.sh against the
+#                        host's libvirtd: its own virbr-mn/192.168.123.0/24 NAT
+#                        network and dnsmasq, inside its netns (guests with NICs).
+# Exit status: 0 ok, 1 failure, 2 usage, 3 INDEX used by another sim host.
 set -euo pipefail
 
 LAB=$(dirname "$(realpath "${BASH_SOURCE[0]}")")
@@ -48,6 +54,7 @@ TIMEOUT=${SIM_HOST_TIMEOUT:-30}
 PROG=sim-host.sh
 
 die() { echo "$PROG: $*" >&2; exit 1; }
+conflict() { echo "$PROG: $*" >&2; exit 3; }   # INDEX taken: a caller may pick another
 log() { echo "$PROG: $*" >&2; }
 usage() { sed -n '2,12p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 now_ms() { echo $(( ${EPOCHREALTIME/./} / 1000 )); }
@@ -204,10 +211,11 @@ seed_etc() {
 setup_net() {
     [[ -e /run/netns/$NETNS ]] || ip netns add "$NETNS"
     if ! ip link show "$HOSTIF" >/dev/null 2>&1; then
-        ip link add "$HOSTIF" type veth peer name "$PEERIF" netns "$NETNS"
+        # (fails when another `up` with this INDEX won the race: checked below)
+        ip link add "$HOSTIF" type veth peer name "$PEERIF" netns "$NETNS" 2>/dev/null || true
     fi
     ip -n "$NETNS" link show "$PEERIF" >/dev/null 2>&1 ||
-        die "$HOSTIF exists but its peer $PEERIF is not in $NETNS: INDEX $INDEX belongs to another sim host"
+        conflict "$HOSTIF exists but its peer $PEERIF is not in $NETNS: INDEX $INDEX belongs to another sim host"
     # Only the addresses of this INDEX; no IPv6 on the link (no DAD/RS noise).
     sysctl -qw "net.ipv6.conf.$HOSTIF.disable_ipv6=1" 2>/dev/null || true
     ip netns exec "$NETNS" sysctl -qw "net.ipv6.conf.$PEERIF.disable_ipv6=1" 2>/dev/null || true
@@ -236,7 +244,12 @@ start_forward() {  # PORT[:TARGET_PORT]
 
 # The script run inside the (new or existing) private mount namespace: mount
 # (when new), then start whichever daemon is missing, detached (setsid).
-# Args: D NEW START_VIRTLOGD START_LIBVIRTD HOSTNAME
+# Args: D NEW START_VIRTLOGD START_LIBVIRTD HOSTNAME CPU
+# libvirtd runs pinned to one CPU (taskset; QEMU processes are not: libvirt
+# gives each domain all host CPUs): libvirt checks its QEMU capabilities cache
+# against the host's CPUID, and on these VMs CPUID leaf 0x1f reports the x2APIC
+# id of the CPU that asked, so an unpinned libvirtd re-probes QEMU (~1.5 s) at
+# about every other start.
 read -r -d '' INNER <<'EOS' || true
 set -euo pipefail
 D=$1 new=$2
@@ -267,14 +280,15 @@ if [[ $3 == 1 ]]; then
         </dev/null >>"$D/logs/virtlogd.log" 2>&1 &
 fi
 if [[ $4 == 1 ]]; then
-    setsid taskset -c 0 tini -s -- "$D/bin/libvirtd-lab" -p "$D/pids/libvirtd.pid" \
+    setsid taskset -c "$6" tini -s -- "$D/bin/libvirtd-lab" -p "$D/pids/libvirtd.pid" \
         </dev/null >>"$D/logs/libvirtd.log" 2>&1 &
     echo $! > "$D/pids/tini.pid"
 fi
 EOS
 
 start_daemons() {
-    local vl=1 ld=1 anchor
+    local vl=1 ld=1 anchor CPU
+    CPU=$(awk '/^Cpus_allowed_list:/ {split($2, a, /[,-]/); print a[1]}' /proc/self/status)
     virtlogd_pid >/dev/null && vl=0
     libvirtd_pid >/dev/null && ld=0
     tini_pid >/dev/null && ld=0          # libvirtd is starting, pid file not yet written
@@ -283,14 +297,14 @@ start_daemons() {
     if [[ -n $anchor ]]; then
         # Part of the host still runs (e.g. domains whose libvirtd died): restart
         # the missing daemon in the same namespace; libvirtd reconnects to them.
-        log "$NAME: restarting $( ((vl)) && echo virtlogd) $( ((ld)) && echo libvirtd) in its namespace"
+        log "$NAME: restarting$( ((vl)) && echo " virtlogd")$( ((ld)) && echo " libvirtd") in its namespace"
         nsenter --mount="/proc/$anchor/ns/mnt" --uts="/proc/$anchor/ns/uts" \
             --net="/run/netns/$NETNS" -- \
-            bash -c "$INNER" inner "$D" 0 "$vl" "$ld" "$NAME" </dev/null 9>&-
+            bash -c "$INNER" inner "$D" 0 "$vl" "$ld" "$NAME" "$CPU" </dev/null 9>&-
     else
         rm -f "$D/mntns" "$SOCK" "$D/run/virtlogd-sock"
         nsenter --net="/run/netns/$NETNS" -- unshare --mount --uts --propagation private -- \
-            bash -c "$INNER" inner "$D" 1 "$vl" "$ld" "$NAME" </dev/null 9>&-
+            bash -c "$INNER" inner "$D" 1 "$vl" "$ld" "$NAME" "$CPU" </dev/null 9>&-
     fi
 }
 
@@ -330,6 +344,9 @@ do_up() {
     if [[ -s $D/index && $(<"$D/index") != "$INDEX" ]]; then
         die "$NAME already exists with INDEX $(<"$D/index") (down it first)"
     fi
+    if ip link show "$HOSTIF" >/dev/null 2>&1 && ! ip -n "$NETNS" link show "$PEERIF" >/dev/null 2>&1; then
+        conflict "$HOSTIF exists but its peer $PEERIF is not in $NETNS: INDEX $INDEX belongs to another sim host"
+    fi
     make_dirs
     seed_etc
     setup_net
@@ -343,6 +360,11 @@ do_up() {
     fi
     record_mntns
     save_caps
+    if [[ -n ${SIM_HOST_GUEST_NET:-} ]]; then
+        # The "mininova" NAT network (deploy/setup-network.sh) on this libvirtd:
+        # bridge, dnsmasq and iptables rules all live in the host's netns.
+        MININOVA_LIBVIRT_URI=$URI bash "$LAB/../setup-network.sh" >&2 9>&-
+    fi
     facts
     log "$NAME up in $(( $(now_ms) - t0 )) ms ($URI, $IP in $NETNS)"
 }
