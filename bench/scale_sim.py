@@ -33,9 +33,22 @@ def percentile(values, p):
     return values[k]
 
 
+def cpu_seconds(procs):
+    """CPU time (user + system) each daemon process has used so far."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    result = {}
+    for name, proc in procs.items():
+        try:
+            with open("/proc/%d/stat" % proc.pid) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            result[name] = round((int(fields[11]) + int(fields[12])) / ticks, 2)
+        except OSError:
+            pass
+    return result
+
+
 def run(hosts, vms, schedulers, workdir, threads):
-    stack = Stack(workdir, compute_driver="fake", network="",
-                  extra_conf="[DEFAULT]\ndebug = false\n")
+    stack = Stack(workdir, compute_driver="fake", network="", debug=False)
     # Sim hosts: no memory reserved, slow periodic work (they have no guests).
     sim_conf = ("reserved_host_memory_mb = 0\nsync_interval = 300\n"
                 "address_poll_interval = 5\nheartbeat_interval = 5\n")
@@ -63,6 +76,7 @@ def run(hosts, vms, schedulers, workdir, threads):
             return r.status_code, time.monotonic() - t
 
         engine = sa.create_engine("postgresql+psycopg2://postgres@127.0.0.1/" + stack.db_name)
+        cpu_before = cpu_seconds(stack.procs)
         burst_start = time.monotonic()
         with concurrent.futures.ThreadPoolExecutor(threads) as pool:
             results = list(pool.map(post, range(vms)))
@@ -98,6 +112,7 @@ def run(hosts, vms, schedulers, workdir, threads):
                 "SELECT extract(epoch FROM max(launched_at) - min(created_at)) FROM instances "
                 "WHERE vm_state = 'active'")).scalar() or 0)
         engine.dispose()
+        cpu = {k: v - cpu_before.get(k, 0) for k, v in cpu_seconds(stack.procs).items()}
         active = states.get("active", 0)
         result = {
             "hosts": hosts, "vms": vms, "schedulers": schedulers,
@@ -110,6 +125,10 @@ def run(hosts, vms, schedulers, workdir, threads):
             "sched_p95_ms": round(percentile(sched, 95) * 1000, 1) if sched else None,
             "overcommit": overcommit, "claim_mismatch": mismatched,
             "no_valid_host": sum(1 for f in faults if f.startswith("No valid host")),
+            # CPU seconds each kind of daemon spent from the burst to the end
+            "cpu_s": {"api": round(cpu.get("api", 0), 2),
+                      "schedulers": round(sum(v for k, v in cpu.items() if k.startswith("sched")), 2),
+                      "computes": round(sum(v for k, v in cpu.items() if k.startswith("compute")), 2)},
         }
         return result
     finally:

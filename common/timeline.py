@@ -59,6 +59,20 @@ class DbSink:
                                   project_id=ctxt.project_id, user_id=ctxt.user_id)
 
 
+class EventBuffer:
+    """A sink that keeps events instead of sending them, so that a whole
+    build's steps travel with its one state report (a build then costs the
+    conductor one transaction, not one per step)."""
+
+    def __init__(self):
+        self.events = []
+
+    def action_event(self, ctxt, instance_id, event, host, start_time, finish_time, result,
+                     details=None):
+        self.events.append({"event": event, "host": host, "start_time": start_time,
+                            "finish_time": finish_time, "result": result, "details": details})
+
+
 class Step:
     """What the body of ``Timeline.step`` may adjust before the step is recorded."""
 

@@ -9,7 +9,7 @@ import threading
 import time
 
 from common import exception, states
-from common.timeline import Timeline
+from common.timeline import EventBuffer, Timeline
 from nova_compute.addresses import AddressWatcher
 from nova_compute.locks import KeyedLocks
 from nova_compute.power import PowerActionsMixin
@@ -62,17 +62,19 @@ class ComputeManager(PowerActionsMixin, SyncMixin):
                                          "VM was deleted before it was built")
                 return
             started = time.monotonic()
+            steps = EventBuffer()  # sent with the outcome, in one message
+            timeline = Timeline(steps, self.host)
             try:
                 spec = InstanceSpec(id=instance_id, name=instance["name"],
                                     vcpus=instance["vcpus"], memory_mb=instance["memory_mb"],
                                     root_gb=instance["root_gb"], image_id=image["id"],
                                     project_id=instance["project_id"],
                                     mac_address=instance.get("mac_address"))
-                with self.timeline.step(ctxt, instance_id, "image fetched"):
+                with timeline.step(ctxt, instance_id, "image fetched"):
                     base = self.image_cache.fetch(image["id"], self._image_url(image["id"]),
                                                   image["checksum"])
                 self.driver.spawn(spec, base,
-                                  step=functools.partial(self.timeline.step, ctxt, instance_id))
+                                  step=functools.partial(timeline.step, ctxt, instance_id))
                 power_state = self.driver.get_info(instance_id)["power_state"]
             except Exception as e:  # any failure: roll back, VM to ERROR with why
                 reason = e.message if isinstance(e, exception.MininovaException) else (
@@ -83,14 +85,12 @@ class ComputeManager(PowerActionsMixin, SyncMixin):
                 # The conductor decides: another host, or ERROR (and it
                 # finishes the action then).
                 self._report(self.conductor.instance_build_failed, ctxt, instance_id,
-                             self.host, reason)
+                             self.host, reason, steps.events)
                 return
             LOG.info("VM %s: running after %.0f ms", instance_id,
                      (time.monotonic() - started) * 1000)
             self._report(self.conductor.instance_spawned, ctxt, instance_id, self.host,
-                         power_state)
-            self.timeline.record(ctxt, instance_id, "reported", details="power %s" % power_state)
-            self.timeline.finish(ctxt, instance_id, "success")
+                         power_state, steps.events)
             if spec.mac_address:
                 self.addresses.expect(instance_id, spec.mac_address)
 

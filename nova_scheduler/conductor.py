@@ -7,6 +7,7 @@ import json
 import logging
 
 from common import exception, payloads, states
+from common.db import actions
 from common.db import api as db_api
 from common.db.models import utcnow
 from common.timeline import DbSink, Timeline
@@ -99,17 +100,24 @@ class ConductorManager:
             LOG.warning("VM %s: domain vanished from %s; VM in ERROR", instance_id, host)
         return done
 
-    def instance_spawned(self, ctxt, instance_id, host, power_state):
+    def instance_spawned(self, ctxt, instance_id, host, power_state, events=()):
         with self.db.transaction() as s:
             done = db_api.instance_update_if(
                 s, instance_id,
                 {"vm_state": states.ACTIVE, "task_state": None, "power_state": power_state,
                  "launched_at": utcnow(), "fault": None},
                 expected_task_state=states.SPAWNING, expected_host=host)
+            if done:  # the build's steps, its report and its outcome: one commit
+                now = actions.format_time(utcnow())
+                actions.events_add(s, instance_id, ctxt.request_id, list(events) + [{
+                    "event": "reported", "host": host, "start_time": now,
+                    "finish_time": now, "result": "success",
+                    "details": "power %s" % power_state}])
+                actions.action_finish(s, instance_id, ctxt.request_id, "success")
         LOG.info("VM %s ACTIVE on %s%s", instance_id, host, "" if done else " (ignored: state moved on)")
         return done
 
-    def instance_build_failed(self, ctxt, instance_id, host, reason):
+    def instance_build_failed(self, ctxt, instance_id, host, reason, events=()):
         """Compute cleaned up after a failed spawn. Free the claim; then try
         another host, or after ``max_attempts`` hosts give up with a fault
         listing each host tried and its error."""
@@ -134,6 +142,7 @@ class ConductorManager:
                                              expected_host=host)
             if done:
                 db_api.claim_release(s, instance_id)
+                actions.events_add(s, instance_id, ctxt.request_id, events)
         if not done:
             return False
         LOG.warning("VM %s build failed on %s (attempt %d of %d): %s", instance_id, host,

@@ -8,8 +8,10 @@ import logging
 import time
 
 from common import exception, payloads, states
+from common.db import actions
 from common.db import api as db_api
 from common.db import hosts as db_hosts
+from common.db.models import utcnow
 from common.timeline import DbSink, Timeline
 from nova_scheduler import filters
 
@@ -54,16 +56,14 @@ class SchedulerManager:
         started = time.monotonic()
         candidates, explanation = filters.filter_hosts(self.conf, hosts, spec)
         for host in filters.weigh_hosts(self.conf, candidates):
-            placed = self._claim(instance_id, host.host, spec)
+            placed = self._claim(ctxt, instance_id, host.host, spec)
             if placed is None:
                 return  # the VM left 'scheduling' meanwhile (deleted)
             if placed:
                 with self.db.transaction() as s:
                     inst = db_api.instance_get(s, instance_id)
-                LOG.info("VM %s placed on %s", instance_id, host.host)
-                self.timeline.record(ctxt, instance_id, "scheduled", details="on host %s (%d "
-                                     "candidates, %.1f ms)" % (host.host, len(candidates),
-                                                               (time.monotonic() - started) * 1000))
+                LOG.info("VM %s placed on %s (%d candidates, %.1f ms)", instance_id, host.host,
+                         len(candidates), (time.monotonic() - started) * 1000)
                 return self._cast_build(ctxt, inst, image)
             explanation += "; claim on %s lost to a concurrent request" % host.host
             if spec.group_policy:
@@ -89,7 +89,7 @@ class SchedulerManager:
             spec.group_hosts = frozenset(db_hosts.group_hosts(s, group.id, inst.id))
         return spec
 
-    def _claim(self, instance_id, host, spec):
+    def _claim(self, ctxt, instance_id, host, spec):
         """True: claimed and VM moved to spawning on host. False: no room (or
         the group's policy no longer allows the host). None: the VM is no
         longer waiting for a host."""
@@ -110,6 +110,10 @@ class SchedulerManager:
                         s, instance_id, {"host": host, "task_state": states.SPAWNING},
                         expected_task_state=states.SCHEDULING):
                     raise _Gone()
+                now = actions.format_time(utcnow())
+                actions.events_add(s, instance_id, ctxt.request_id, [{
+                    "event": "scheduled", "host": self.conf.host, "start_time": now,
+                    "finish_time": now, "result": "success", "details": "on host %s" % host}])
                 return True
         except _Gone:
             return None

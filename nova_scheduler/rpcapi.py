@@ -55,13 +55,14 @@ class ConductorAPI:
     def instance_vanished(self, ctxt, instance_id, host):
         return self.client.call(ctxt, "instance_vanished", instance_id=instance_id, host=host)
 
-    def instance_spawned(self, ctxt, instance_id, host, power_state):
+    def instance_spawned(self, ctxt, instance_id, host, power_state, events=()):
+        """``events``: the build's timed steps, recorded with the new state."""
         self.client.call(ctxt, "instance_spawned", instance_id=instance_id, host=host,
-                         power_state=power_state)
+                         power_state=power_state, events=list(events))
 
-    def instance_build_failed(self, ctxt, instance_id, host, reason):
+    def instance_build_failed(self, ctxt, instance_id, host, reason, events=()):
         self.client.call(ctxt, "instance_build_failed", instance_id=instance_id, host=host,
-                         reason=reason)
+                         reason=reason, events=list(events))
 
     def instance_terminated(self, ctxt, instance_id, host):
         self.client.call(ctxt, "instance_terminated", instance_id=instance_id, host=host)

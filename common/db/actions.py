@@ -205,3 +205,20 @@ def action_begin(s, instance_id, request_id, action, project_id, user_id, event,
                               result=SUCCESS, details=details))
     s.flush()
     return row
+
+
+def events_add(s, instance_id, request_id, events):
+    """Add several events (dicts with event, host, start_time, finish_time,
+    result, details; times as ISO text or datetimes) in one INSERT, in the
+    caller's transaction. The caller guarantees they are new (e.g. it made a
+    conditional state change in the same transaction)."""
+    if not events:
+        return
+    action, _ = _get_or_create(s, instance_id, request_id, UNKNOWN_ACTION)
+    s.execute(sa.insert(InstanceActionEvent), [{
+        "action_id": action.id, "event": _cut("event", e["event"]),
+        "host": _cut("host", e.get("host")),
+        "start_time": parse_time(e.get("start_time")) or utcnow(),
+        "finish_time": parse_time(e.get("finish_time")),
+        "result": _cut("result", e.get("result")), "details": e.get("details"),
+    } for e in events])

@@ -45,12 +45,16 @@
 #      SIM_HOST_GUEST_NET=1  `up` also runs deploy/setup-network.sh against the
 #                        host's libvirtd: its own virbr-mn/192.168.123.0/24 NAT
 #                        network and dnsmasq, inside its netns (guests with NICs).
+#      SIM_HOST_CAPS_CACHE  seed of the QEMU capabilities cache, shared by all
+#                        sim hosts (default /var/cache/mininova-lab/qemu-capabilities)
 # Exit status: 0 ok, 1 failure, 2 usage, 3 INDEX used by another sim host.
 set -euo pipefail
 
 LAB=$(dirname "$(realpath "${BASH_SOURCE[0]}")")
 DEFAULT_BASE=/var/lib/mininova-lab
 TIMEOUT=${SIM_HOST_TIMEOUT:-30}
+# Shared by all sim hosts of all BASE_DIRs: only a seed, libvirt validates it.
+CAPS_SEED=${SIM_HOST_CAPS_CACHE:-/var/cache/mininova-lab/qemu-capabilities}
 PROG=sim-host.sh
 
 die() { echo "$PROG: $*" >&2; exit 1; }
@@ -199,11 +203,11 @@ seed_etc() {
     done
     # QEMU capabilities as probed by an earlier sim host (libvirt validates the
     # cache and re-probes when it does not match): saves ~1.5 s of probing per
-    # host. The host's own cache is not accepted by a sim host's libvirtd (it
-    # re-probes; the results differ in hostCPUSignature), so it is not used.
-    if [[ -d $BASE/.qemu-capabilities ]]; then
+    # host. The host libvirtd's own cache is not accepted (CPUID differs, see
+    # the taskset note below), so it is not used.
+    if [[ -d $CAPS_SEED ]]; then
         mkdir -p "$D/cache/qemu/capabilities"
-        cp -a "$BASE/.qemu-capabilities/." "$D/cache/qemu/capabilities/" 2>/dev/null || true
+        cp -a "$CAPS_SEED/." "$D/cache/qemu/capabilities/" 2>/dev/null || true
     fi
     touch "$D/etc/.mininova-lab-seeded"
 }
@@ -320,11 +324,12 @@ save_caps() {  # keep this host's QEMU capabilities cache as the seed of later h
     local tmp
     compgen -G "$D/cache/qemu/capabilities/*.xml" >/dev/null || return 0
     # (re-probed here: libvirt or QEMU changed since the seed was taken)
-    diff -rq "$D/cache/qemu/capabilities" "$BASE/.qemu-capabilities" >/dev/null 2>&1 && return 0
-    tmp=$(mktemp -d "$BASE/.qemu-capabilities.XXXXXX")
+    diff -rq "$D/cache/qemu/capabilities" "$CAPS_SEED" >/dev/null 2>&1 && return 0
+    mkdir -p "${CAPS_SEED%/*}"
+    tmp=$(mktemp -d "$CAPS_SEED.XXXXXX")
     cp -a "$D/cache/qemu/capabilities/." "$tmp/"
-    rm -rf "$BASE/.qemu-capabilities"
-    mv -T "$tmp" "$BASE/.qemu-capabilities" 2>/dev/null || rm -rf "$tmp"
+    rm -rf "$CAPS_SEED"
+    mv -T "$tmp" "$CAPS_SEED" 2>/dev/null || rm -rf "$tmp"
 }
 
 facts() {

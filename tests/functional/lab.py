@@ -22,6 +22,7 @@ Needs root.
 import os
 import random
 import subprocess
+import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SCRIPT = os.path.join(ROOT, "deploy", "lab", "sim-host.sh")
@@ -66,7 +67,7 @@ class SimHost:
         self.libvirt_uri = self.netns = self.host_ip = self.gateway_ip = None
         self.lab_dir = os.path.join(self.base_dir, name)
         self.facts = {}
-        self.up_seconds = None
+        self.up_seconds = None   # how long the last up() took
 
     # -- the script ---------------------------------------------------------
     def _script(self, *args, env=None, check=True):
@@ -92,10 +93,12 @@ class SimHost:
         if self.guest_network:
             env["SIM_HOST_GUEST_NET"] = "1"
         candidates = [self.index] if self.index is not None else _free_indexes()[:10]
+        t0 = time.monotonic()
         for index in candidates:
             proc = self._script("up", self.name, str(index), self.base_dir, env=env, check=False)
             if proc.returncode == 0:
                 self._set_facts(parse_facts(proc.stdout))
+                self.up_seconds = time.monotonic() - t0
                 return self
             if proc.returncode == EXIT_INDEX_TAKEN and self.index is None:
                 self._script("down", self.name, self.base_dir, check=False)

@@ -27,7 +27,7 @@ def free_port():
 
 
 class Stack:
-    def __init__(self, workdir, compute_driver="libvirt", extra_conf="", network="mininova"):
+    def __init__(self, workdir, compute_driver="libvirt", extra_conf="", network="mininova", debug=True):
         self.tag = "e2e" + uuid.uuid4().hex[:8]
         self.workdir = str(workdir)
         self.host = "host-" + self.tag
@@ -41,6 +41,7 @@ class Stack:
         self.logs = os.path.join(self.workdir, "logs")
         self.compute_driver = compute_driver
         self.network = network
+        self.debug = debug
         self.extra_conf = extra_conf
         self.procs = {}
         self.http = requests.Session()
@@ -58,7 +59,7 @@ class Stack:
 host = {self.host}
 state_path = {self.workdir}
 transport_url = rabbit://guest:guest@127.0.0.1:5672/{self.vhost}
-debug = true
+debug = {str(self.debug).lower()}
 
 [api]
 port = {self.port}
