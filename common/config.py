@@ -78,8 +78,10 @@ compute_opts = [
     cfg.IntOpt("reserved_host_disk_gb", default=0, min=0,
                help="Disk kept for the host itself, not offered to VMs."),
     cfg.StrOpt("compute_driver", default="libvirt",
-               choices=["libvirt", "fake"],
-               help="libvirt: real guests; fake: libvirt's test driver (no guests)."),
+               choices=["libvirt", "fake", "fake-failing"],
+               help="libvirt: real guests; fake: libvirt's test driver (no guests); "
+                    "fake-failing: the test driver with every spawn failing (for "
+                    "testing reschedules)."),
     cfg.IntOpt("spawn_timeout", default=60, min=1,
                help="Seconds a started domain may take to report RUNNING."),
     cfg.StrOpt("network_name", default="mininova",

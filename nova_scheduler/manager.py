@@ -5,6 +5,7 @@ a VM that already has a host and a claim re-casts the build (compute's build
 is idempotent too) instead of claiming twice."""
 import json
 import logging
+import threading
 import time
 
 from common import exception, payloads, states
@@ -25,6 +26,7 @@ class SchedulerManager:
         self.compute_rpcapi = compute_rpcapi
         self.conf = conf
         self.timeline = Timeline(DbSink(db), conf.host)
+        self._placement_lock = threading.Lock()
 
     def _ratios(self):
         sch = self.conf.scheduler
@@ -51,20 +53,30 @@ class SchedulerManager:
                 LOG.info("VM %s is %s/%s; not scheduling", instance_id, inst.vm_state, inst.task_state)
                 return
             spec = self._request_spec(s, inst)
-            hosts = [filters.HostState(svc, node) for svc, node in db_api.compute_hosts(s)]
+        # One placement at a time per scheduler process: each decision sees the
+        # claims of the one before, so a burst spreads instead of piling onto
+        # the host that looked emptiest to all of them at once. (Claims stay
+        # atomic in the DB for several schedulers.)
+        with self._placement_lock:
+            host = self._place(ctxt, instance_id, spec)
+        if host is not None:
+            inst.host, inst.task_state = host, states.SPAWNING
+            self._cast_build(ctxt, inst, image)
 
+    def _place(self, ctxt, instance_id, spec):
+        """Claim a host for the VM; its name, or None (VM gone or in ERROR)."""
+        with self.db.transaction() as s:
+            hosts = [filters.HostState(svc, node) for svc, node in db_api.compute_hosts(s)]
         started = time.monotonic()
         candidates, explanation = filters.filter_hosts(self.conf, hosts, spec)
         for host in filters.weigh_hosts(self.conf, candidates):
             placed = self._claim(ctxt, instance_id, host.host, spec)
             if placed is None:
-                return  # the VM left 'scheduling' meanwhile (deleted)
+                return None  # the VM left 'scheduling' meanwhile (deleted)
             if placed:
-                with self.db.transaction() as s:
-                    inst = db_api.instance_get(s, instance_id)
                 LOG.info("VM %s placed on %s (%d candidates, %.1f ms)", instance_id, host.host,
                          len(candidates), (time.monotonic() - started) * 1000)
-                return self._cast_build(ctxt, inst, image)
+                return host.host
             explanation += "; claim on %s lost to a concurrent request" % host.host
             if spec.group_policy:
                 with self.db.transaction() as s:  # refresh what the group occupies
@@ -76,6 +88,7 @@ class SchedulerManager:
             explanation += ". Earlier attempts: " + "; ".join(
                 "%s: %s" % (t["host"], t["error"]) for t in tried)
         self._no_valid_host(ctxt, instance_id, explanation)
+        return None
 
     def _request_spec(self, s, inst):
         spec = filters.RequestSpec(inst.id, inst.vcpus, inst.memory_mb, inst.root_gb,

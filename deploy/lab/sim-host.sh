@@ -66,7 +66,7 @@ now_ms() { echo $(( ${EPOCHREALTIME/./} / 1000 )); }
 [[ $(id -u) -eq 0 ]] || die "must run as root"
 (($# >= 2)) || usage
 CMD=$1 NAME=$2
-INDEX= PORTSPEC= LINK=
+INDEX='' PORTSPEC='' LINK=''
 case $CMD in
 up)      (($# >= 3 && $# <= 4)) || usage; INDEX=$3; BASE=${4:-$DEFAULT_BASE} ;;
 down|status) (($# <= 3)) || usage; BASE=${3:-$DEFAULT_BASE} ;;
@@ -179,8 +179,9 @@ make_dirs() {
     chmod 755 "$D/run" "$D/lib" "$D/log"
     chmod 711 "$D/cache" "$D/cache/qemu" "$D/lib/images" "$D/lib/boot"
     chmod 751 "$D/lib/qemu"
-    ln -sfn "$(command -v libvirtd)" "$LDPATH"
-    ln -sfn "$(command -v virtlogd)" "$VLPATH"
+    ln -sfn "$(PATH=$PATH:/usr/sbin:/sbin command -v libvirtd)" "$LDPATH"
+    ln -sfn "$(PATH=$PATH:/usr/sbin:/sbin command -v virtlogd)" "$VLPATH"
+    [[ -x $LDPATH && -x $VLPATH ]] || die "libvirtd/virtlogd not installed (deploy/install-host.sh)"
     echo "$INDEX" > "$D/index"
 }
 
@@ -188,12 +189,19 @@ make_dirs() {
 # autostart links or anything else that would make this libvirtd start things.
 seed_etc() {
     [[ -e $D/etc/.mininova-lab-seeded ]] && return 0
-    rm -rf "$D/etc" && mkdir -p "$D/etc"
-    cp -a /etc/libvirt/. "$D/etc/"
-    # The host's persistent domains would be defined here too, and autostarted
-    # ones started a second time on the same disks.
-    find "$D/etc/qemu" -maxdepth 1 -name '*.xml' -delete 2>/dev/null || true
+    rm -rf "${D:?}/etc" && mkdir -p "$D/etc/qemu/networks"
+    # Not /etc/libvirt/qemu/*.xml: the host's persistent domains would be
+    # defined here too, and autostarted ones started a second time on the same
+    # disks. (Nor a plain `cp -a` of the whole dir: the host's libvirtd writes
+    # and deletes those files all the time, a vanishing file fails the copy.)
+    local f
+    for f in /etc/libvirt/*; do
+        [[ ${f##*/} == qemu ]] || cp -a "$f" "$D/etc/" 2>/dev/null || true
+    done
+    cp -a /etc/libvirt/qemu/networks/*.xml "$D/etc/qemu/networks/" 2>/dev/null || true
     find "$D/etc" -type d -name autostart -prune -exec rm -rf {} +
+    [[ -s $D/etc/libvirtd.conf && -s $D/etc/qemu.conf ]] ||
+        die "could not copy /etc/libvirt (libvirtd.conf, qemu.conf) to $D/etc"
     local conf=$D/etc/qemu.conf kv key
     touch "$conf"
     for kv in 'user = "root"' 'group = "root"' 'dynamic_ownership = 0' 'security_driver = "none"'; do

@@ -12,4 +12,7 @@ def get_driver(conf, **kwargs):
     if name == "fake":
         from nova_compute.virt.fake import FakeDriver
         return FakeDriver(conf, **kwargs)
+    if name == "fake-failing":
+        from nova_compute.virt.fake import FailingSpawnDriver
+        return FailingSpawnDriver(conf, **kwargs)
     raise ValueError("unknown compute_driver %r" % (name,))
