@@ -193,3 +193,32 @@ def test_server_groups(api):
     assert create(api, "web2", group="no-such-group").status_code == 404
     assert api.delete("/v1/server-groups/" + group["id"]).status_code == 204
     assert api.get("/v1/server-groups/" + group["id"]).status_code == 404
+
+
+def test_image_upload_and_download(api, conf):
+    data = b"QFI\xfb" + bytes(range(256)) * 40
+    r = api.post("/v1/images?name=uploaded&min_ram=64&min_disk=1", data=data,
+                 content_type="application/octet-stream")
+    assert r.status_code == 201, r.get_json()
+    image = r.get_json()["image"]
+    import hashlib
+    assert image["checksum"] == hashlib.sha256(data).hexdigest()
+    assert (image["size"], image["min_ram"], image["min_disk"]) == (len(data), 64, 1)
+    got = api.get("/v1/images/%s/file" % image["id"])
+    assert got.status_code == 200 and got.data == data
+    assert got.headers["X-Image-Sha256"] == image["checksum"]
+    # Duplicate name, not qcow2, bad parameters, wrong content type: 4xx, nothing stored.
+    before = set(os.listdir(imagestore.store_path(conf)))
+    for query, body, ctype, code in [
+            ("name=uploaded", data, "application/octet-stream", 409),
+            ("name=raw", b"not an image at all", "application/octet-stream", 400),
+            ("name=bad/name", data, "application/octet-stream", 400),
+            ("name=x&min_ram=-1", data, "application/octet-stream", 400),
+            ("name=x&color=red", data, "application/octet-stream", 400),
+            ("", data, "application/octet-stream", 400),
+            ("name=x", data, "application/json", 415),
+            ("name=empty", b"", "application/octet-stream", 400)]:
+        r = api.post("/v1/images?" + query, data=body, content_type=ctype)
+        assert r.status_code == code, (query, r.get_json())
+    assert set(os.listdir(imagestore.store_path(conf))) == before
+    assert api.get("/v1/images/nope/file").status_code == 404
