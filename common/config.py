@@ -64,6 +64,15 @@ scheduler_opts = [
                  help="Weight of free disk (positive spreads, negative packs)."),
     cfg.IntOpt("max_attempts", default=3, min=1,
                help="Hosts a build is tried on before the VM goes to ERROR."),
+    cfg.IntOpt("watchdog_interval", default=10, min=1,
+               help="Seconds between two passes of the scheduler's watchdog, which "
+                    "moves VMs whose request went nowhere: builds past [compute] "
+                    "build_timeout to ERROR, deletes on a down host to a local delete."),
+    cfg.IntOpt("task_resend_after", default=120, min=1,
+               help="Seconds after which the watchdog sends a request that made no "
+                    "progress again (both are idempotent): schedule_instance for a VM "
+                    "still 'scheduling', terminate_instance for a VM 'deleting' on a "
+                    "live host (e.g. its message was lost to a broker outage)."),
 ]
 
 compute_opts = [
@@ -88,6 +97,8 @@ compute_opts = [
                help="libvirt network each VM's NIC joins (NAT with DHCP); empty: no NIC."),
     cfg.StrOpt("image_api_url", default="http://127.0.0.1:8774",
                help="Where compute downloads images it lacks: GET <url>/v1/images/<id>/file."),
+    cfg.StrOpt("image_api_token", secret=True,
+               help="The X-Auth-Token compute sends with those downloads."),
     cfg.IntOpt("shutdown_timeout", default=60, min=0,
                help="Seconds a guest gets to power off after an ACPI request before "
                     "it is forced off (soft stop and soft reboot)."),
@@ -100,6 +111,12 @@ compute_opts = [
                 help="Destroy domains with this host's metadata but no live VM row."),
     cfg.FloatOpt("address_poll_interval", default=1.0, min=0.1,
                  help="Seconds between two looks at DHCP leases while a VM awaits its IP."),
+    cfg.IntOpt("build_timeout", default=300, min=1,
+               help="Seconds a VM may stay building (scheduling or spawning, counted "
+                    "from its last state change) before the scheduler's watchdog puts it "
+                    "in ERROR with a fault naming the host, and frees its claim. A late "
+                    "'spawned' report from that host then loses, and the host destroys "
+                    "what it built."),
 ]
 
 libvirt_opts = [
@@ -109,6 +126,13 @@ libvirt_opts = [
                help="Domain type; auto = kvm only where the CPU flags show vmx/svm."),
 ]
 
+quota_opts = [
+    cfg.IntOpt("instances", default=10, min=-1,
+               help="Default VMs per project (-1: unlimited); admins override per project."),
+    cfg.IntOpt("cores", default=20, min=-1, help="Default vCPUs per project (-1: unlimited)."),
+    cfg.IntOpt("ram", default=51200, min=-1, help="Default MB of RAM per project (-1: unlimited)."),
+]
+
 OPT_GROUPS = {
     "DEFAULT": default_opts,
     "api": api_opts,
@@ -116,6 +140,7 @@ OPT_GROUPS = {
     "scheduler": scheduler_opts,
     "compute": compute_opts,
     "libvirt": libvirt_opts,
+    "quota": quota_opts,
 }
 
 

@@ -5,8 +5,9 @@ import sys
 
 from oslo_config import cfg
 
-from common import config, exception, imagestore
+from common import audit, config, exception, imagestore
 from common.db import api as db_api
+from common.db import auth as db_auth
 from common.db import migration
 from common.db.session import Database
 
@@ -53,6 +54,34 @@ def flavor_list(conf, args):
                                                             f.memory_mb, f.root_gb))
 
 
+def project_create(conf, args):
+    with _db(conf).transaction() as s:
+        project = db_auth.project_create(s, args.name)
+    print(json.dumps({"id": project.id, "name": project.name}))
+
+
+def user_create(conf, args):
+    with _db(conf).transaction() as s:
+        user = db_auth.user_create(s, args.name, args.project, args.role)
+    print(json.dumps({"id": user.id, "name": user.name, "project_id": user.project_id,
+                      "role": user.role}))
+
+
+def token_create(conf, args):
+    """Prints the secret once: only its hash is stored."""
+    with _db(conf).transaction() as s:
+        secret = db_auth.token_create(s, args.user)
+    print(secret)
+
+
+def quota_set(conf, args):
+    limits = {r: getattr(args, r) for r in db_auth.RESOURCES if getattr(args, r) is not None}
+    with _db(conf).transaction() as s:
+        project = db_auth.project_get(s, args.project)
+        db_auth.quota_set(s, project.id, limits)
+    print(json.dumps({"project_id": project.id, "set": limits}))
+
+
 def _positive(text):
     value = int(text)
     if value < 1:
@@ -82,6 +111,34 @@ def _parser():
     create.add_argument("--disk", type=_positive, required=True, help="GB")
     create.set_defaults(fn=flavor_create)
     flavor.add_parser("list").set_defaults(fn=flavor_list)
+    project = sub.add_parser("project").add_subparsers(dest="cmd", required=True)
+    create = project.add_parser("create")
+    create.add_argument("name")
+    create.set_defaults(fn=project_create)
+    user = sub.add_parser("user").add_subparsers(dest="cmd", required=True)
+    create = user.add_parser("create")
+    create.add_argument("name")
+    create.add_argument("--project", required=True)
+    create.add_argument("--role", choices=db_auth.ROLES, default="member")
+    create.set_defaults(fn=user_create)
+    token = sub.add_parser("token").add_subparsers(dest="cmd", required=True)
+    create = token.add_parser("create")
+    create.add_argument("user")
+    create.set_defaults(fn=token_create)
+    quota = sub.add_parser("quota").add_subparsers(dest="cmd", required=True)
+    qset = quota.add_parser("set")
+    qset.add_argument("project")
+    for resource in db_auth.RESOURCES:
+        qset.add_argument("--" + resource, type=int)
+    qset.set_defaults(fn=quota_set)
+    aud = sub.add_parser("audit", help="find (and with --fix remove) orphaned domains, "
+                         "instance directories, claims and rows")
+    aud.add_argument("--fix", action="store_true")
+    aud.add_argument("--json", action="store_true")
+    aud.add_argument("--stuck-after", type=_positive, default=None, help="seconds")
+    aud.add_argument("--timeout", type=_positive, default=None,
+                     help="seconds a compute host gets to answer")
+    aud.set_defaults(fn=audit.audit_command)
     return p
 
 
@@ -94,11 +151,11 @@ def main(argv=None):
         cli += ["--config-file", path]
     config.parse_args(cli, conf=conf, prog="mininova-manage")
     try:
-        args.fn(conf, args)
+        code = args.fn(conf, args)
     except exception.MininovaException as e:
         print("error: %s" % e.message, file=sys.stderr)
         return 1
-    return 0
+    return code or 0
 
 
 if __name__ == "__main__":

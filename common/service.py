@@ -4,6 +4,7 @@ import signal
 import threading
 
 from common import context
+from common import exception
 
 LOG = logging.getLogger(__name__)
 
@@ -29,6 +30,8 @@ class PeriodicTask:
             token = context.set_current(ctxt)
             try:
                 self.fn(ctxt)
+            except exception.ServiceUnavailable as e:  # the next run tries again
+                LOG.warning("periodic task %s: %s", self.name, e.message)
             except Exception:
                 LOG.exception("periodic task %s failed", self.name)
             finally:

@@ -1,29 +1,19 @@
 """Flask application factory."""
 import logging
-import re
 import time
 
 from flask import Flask, g, request
 
 from common import context
-from common import exception
-from nova_api import compute_api, errors
-from nova_api.blueprints import (actions, flavors, images, server_groups, services, versions,
-                                  vms)
+from nova_api import auth, compute_api, errors
+from nova_api.blueprints import (actions, flavors, images, openapi, quotas, server_groups,
+                                  services, versions, vms)
 
 LOG = logging.getLogger(__name__)
 
 
-PROJECT_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-
-
-def _identify(ctxt):
-    """Who is calling. Until token auth lands, the project comes from
-    ``X-Project-Id`` (like Nova's noauth2 mode) and defaults to ``default``."""
-    project = request.headers.get("X-Project-Id", "default")
-    if not PROJECT_RE.match(project):
-        raise exception.Invalid(reason="X-Project-Id must be 1-64 letters, digits, '-' or '_'")
-    ctxt.project_id = project
+def quota_defaults(conf):
+    return {r: getattr(conf.quota, r) for r in ("instances", "cores", "ram")}
 
 
 def create_app(conf, db, scheduler_rpcapi, compute_rpcapi):
@@ -34,11 +24,12 @@ def create_app(conf, db, scheduler_rpcapi, compute_rpcapi):
         "conf": conf,
         "db": db,
         "compute_api": compute_api.ComputeAPI(db, scheduler_rpcapi, compute_rpcapi,
-                                              host=conf.host),
+                                              host=conf.host, quota_defaults=quota_defaults(conf)),
     }
+    tokens = auth.TokenCache(db)
     errors.register(app)
     for bp in (versions.bp, vms.bp, actions.bp, flavors.bp, images.bp, services.bp,
-               server_groups.bp):
+               server_groups.bp, quotas.bp, openapi.bp):
         app.register_blueprint(bp)
 
     @app.before_request
@@ -48,7 +39,7 @@ def create_app(conf, db, scheduler_rpcapi, compute_rpcapi):
         # error raised while identifying the caller is logged under it.
         g.context = context.RequestContext()
         g.ctx_token = context.set_current(g.context)
-        _identify(g.context)
+        auth.authenticate(request, g.context, tokens)
 
     @app.after_request
     def _finish(response):

@@ -8,6 +8,7 @@ import secrets
 from common import exception, states
 from common.db import actions
 from common.db import api as db_api
+from common.db import auth as db_auth
 from common.db import hosts as db_hosts
 from common.timeline import DbSink, Timeline
 
@@ -20,9 +21,10 @@ def random_mac():
 
 
 class ComputeAPI:
-    def __init__(self, db, scheduler_rpcapi, compute_rpcapi, host="api"):
+    def __init__(self, db, scheduler_rpcapi, compute_rpcapi, host="api", quota_defaults=None):
         self.db = db
         self.host = host
+        self.quota_defaults = quota_defaults or {"instances": -1, "cores": -1, "ram": -1}
         self.timeline = Timeline(DbSink(db), host)
         self.scheduler_rpcapi = scheduler_rpcapi
         self.compute_rpcapi = compute_rpcapi
@@ -38,6 +40,10 @@ class ComputeAPI:
             if flavor.root_gb < image.min_disk:
                 raise exception.Invalid(reason="flavor %s has a %d GB disk; image %s needs %d GB"
                                         % (flavor.name, flavor.root_gb, image.name, image.min_disk))
+            # Quota and row in one transaction: a burst cannot overshoot.
+            db_auth.quota_reserve(s, ctxt.project_id,
+                                  db_auth.quota_limits(s, ctxt.project_id, self.quota_defaults),
+                                  flavor.vcpus, flavor.memory_mb)
             inst = db_api.instance_create(
                 s, name=name, project_id=ctxt.project_id, user_id=ctxt.user_id,
                 image_id=image.id, flavor_id=flavor.id, vcpus=flavor.vcpus,

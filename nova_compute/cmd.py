@@ -21,7 +21,8 @@ def main(argv=None):
     driver = get_driver(conf, lifecycle_callback=events.on_event)
     driver.init_host(conf.host)
     manager = ComputeManager(driver, ConductorAPI(transport, timeout=conf.rpc_response_timeout),
-                             ImageCache(conf.compute.image_cache_path, fetcher=HttpFetcher()), conf)
+                             ImageCache(conf.compute.image_cache_path,
+                                        fetcher=HttpFetcher(token=conf.compute.image_api_token)), conf)
     manager.init_host(context.get_admin_context())
     events.start(manager.sync_power_state)
     svc = service.Service("mininova-compute", servers=[
@@ -35,6 +36,10 @@ def main(argv=None):
               service.PeriodicTask("reconcile", manager.reconcile, conf.compute.sync_interval,
                                    delay=conf.compute.sync_interval)],
         on_stop=lambda: (events.stop(), driver.cleanup_host(), transport.cleanup()))
+    # Leftovers of builds the scheduler's watchdog gave up while we were silent.
+    svc.tasks.append(service.PeriodicTask("reap-failed-builds", manager.reap_failed_builds,
+                                          conf.compute.sync_interval,
+                                          delay=conf.compute.sync_interval))
     svc.run()
 
 

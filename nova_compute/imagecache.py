@@ -45,11 +45,13 @@ def read_file_chunks(source_path):
 class HttpFetcher:
     """Yields the bytes at a URL (the API's ``GET /v1/images/<id>/file``)."""
 
-    def __init__(self, timeout=30):
+    def __init__(self, timeout=30, token=None):
         self.timeout = timeout
+        self.headers = {"X-Auth-Token": token} if token else {}
 
     def __call__(self, url):
-        with urllib.request.urlopen(url, timeout=self.timeout) as response:
+        request = urllib.request.Request(url, headers=self.headers)
+        with urllib.request.urlopen(request, timeout=self.timeout) as response:
             while True:
                 chunk = response.read(CHUNK_SIZE)
                 if not chunk:

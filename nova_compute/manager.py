@@ -5,12 +5,14 @@ building, compute asks the conductor whether the VM is still meant for this
 host and still spawning, so a redelivered or overtaken build does nothing."""
 import functools
 import logging
+import os
 import threading
 import time
 
 from common import exception, states
 from common.timeline import EventBuffer, Timeline
 from nova_compute.addresses import AddressWatcher
+from nova_compute.audit import AuditMixin
 from nova_compute.locks import KeyedLocks
 from nova_compute.power import PowerActionsMixin
 from nova_compute.sync import SyncMixin
@@ -19,7 +21,7 @@ from nova_compute.virt.driver import InstanceSpec
 LOG = logging.getLogger(__name__)
 
 
-class ComputeManager(PowerActionsMixin, SyncMixin):
+class ComputeManager(PowerActionsMixin, SyncMixin, AuditMixin):
     def __init__(self, driver, conductor_api, image_cache, conf):
         self.driver = driver
         self.conductor = conductor_api
@@ -36,6 +38,7 @@ class ComputeManager(PowerActionsMixin, SyncMixin):
         """At start: settle interrupted tasks, reconcile with the hypervisor,
         and pick up the VMs of this host that still await an IP."""
         self.settle_interrupted(ctxt)
+        self.reap_failed_builds(ctxt)
         self.reconcile(ctxt)
         for inst in self._report(self.conductor.instance_list_for_host, ctxt, self.host):
             if inst["vm_state"] == states.ACTIVE and inst["mac_address"] and not inst["ip_address"]:
@@ -89,8 +92,10 @@ class ComputeManager(PowerActionsMixin, SyncMixin):
                 return
             LOG.info("VM %s: running after %.0f ms", instance_id,
                      (time.monotonic() - started) * 1000)
-            self._report(self.conductor.instance_spawned, ctxt, instance_id, self.host,
-                         power_state, steps.events)
+            spawned = self._report(self.conductor.instance_spawned, ctxt, instance_id,
+                                   self.host, power_state, steps.events)
+            if spawned is False and self._given_up(ctxt, instance_id):
+                return
             if spec.mac_address:
                 self.addresses.expect(instance_id, spec.mac_address)
 
@@ -113,6 +118,50 @@ class ComputeManager(PowerActionsMixin, SyncMixin):
 
     def get_console_output(self, ctxt, instance_id, lines):
         return self.driver.get_console_output(instance_id, lines)
+
+    # -- builds given up (scheduler watchdog: [compute] build_timeout) --------
+
+    def _given_up(self, ctxt, instance_id):
+        """After a refused "spawned" report, under the VM's lock: True, and
+        the domain destroyed, when the VM is no longer meant to run here (its
+        build was given up - ERROR -, it was deleted or moved); False when the
+        report only repeated one that already made it live here."""
+        current = self._report(self.conductor.instance_get, ctxt, instance_id)
+        if (current is not None and current["host"] == self.host
+                and current["vm_state"] in (states.ACTIVE, states.STOPPED, states.PAUSED,
+                                            states.SUSPENDED)):
+            return False
+        LOG.warning("VM %s: built, but no longer wanted here (now %s); destroying the "
+                    "domain", instance_id, "gone" if current is None else "%s/%s on %s" % (
+                        current["vm_state"], current["task_state"], current["host"]))
+        self._destroy_quietly(instance_id)
+        return True
+
+    def reap_failed_builds(self, ctxt):
+        """Destroy what given-up builds left on this host (a domain, an
+        instance directory): the watchdog put them in ERROR while this host
+        was away or silent, so they never ran. At start-up and periodically."""
+        ids = self._report(self.conductor.instance_failed_builds_for_host, ctxt, self.host)
+        if not ids:
+            return []
+        domains = {i["id"] for i in self.driver.list_instances()}
+        instances_path = os.path.abspath(self.conf.compute.instances_path)
+        reaped = []
+        for instance_id in ids:
+            if (instance_id not in domains
+                    and not os.path.isdir(os.path.join(instances_path, instance_id))):
+                continue
+            with self.locks.lock(instance_id):  # after any build still running here
+                current = self._report(self.conductor.instance_get, ctxt, instance_id)
+                if current is not None and (current["host"] != self.host
+                                            or current["vm_state"] != states.ERROR
+                                            or current["task_state"] is not None):
+                    continue
+                LOG.warning("VM %s: its build was given up; destroying what it left here",
+                            instance_id)
+                self._destroy_quietly(instance_id)
+                reaped.append(instance_id)
+        return reaped
 
     # -- periodic -----------------------------------------------------------
 

@@ -43,3 +43,13 @@ class ComputeAPI:
     def get_console_output(self, ctxt, host, instance_id, lines):
         return self.client.prepare(server=host, timeout=10).call(
             ctxt, "get_console_output", instance_id=instance_id, lines=lines)
+
+    # mininova-manage audit: calls, answered by the host itself.
+    def audit_report(self, ctxt, host, timeout=None):
+        """{"host", "domains": [{id, power_state}], "dirs": [ids], "images": [ids]}."""
+        return self.client.prepare(server=host, timeout=timeout).call(ctxt, "audit_report")
+
+    def audit_fix(self, ctxt, host, instance_ids, timeout=None):
+        """Destroy these orphans on ``host``: {id: "destroyed"|"skipped:..."|"failed:..."}."""
+        return self.client.prepare(server=host, timeout=timeout).call(
+            ctxt, "audit_fix", instance_ids=list(instance_ids))

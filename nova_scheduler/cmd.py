@@ -7,6 +7,7 @@ from nova_compute.rpcapi import ComputeAPI
 from nova_scheduler import rpcapi
 from nova_scheduler.conductor import ConductorManager
 from nova_scheduler.manager import SchedulerManager
+from nova_scheduler.watchdog import Watchdog
 
 
 def main(argv=None):
@@ -27,6 +28,11 @@ def main(argv=None):
         "scheduler-heartbeat",
         lambda ctxt: conductor.service_heartbeat(ctxt, conf.host, "mininova-scheduler"),
         conf.compute.heartbeat_interval)], on_stop=transport.cleanup)
+    # Builds past [compute] build_timeout, deletes on a down host, lost requests.
+    watchdog = Watchdog(db, rpcapi.SchedulerAPI(transport), ComputeAPI(transport), conf)
+    svc.tasks.append(service.PeriodicTask("watchdog", watchdog.run,
+                                          conf.scheduler.watchdog_interval,
+                                          delay=conf.scheduler.watchdog_interval))
     svc.run()
 
 

@@ -6,10 +6,12 @@ for a delete leaves the VM DELETING."""
 import json
 import logging
 
+import sqlalchemy as sa
+
 from common import exception, payloads, states
 from common.db import actions
 from common.db import api as db_api
-from common.db.models import utcnow
+from common.db.models import Instance, utcnow
 from common.timeline import DbSink, Timeline
 from nova_scheduler.manager import attempts
 
@@ -154,6 +156,16 @@ class ConductorManager:
         else:
             self.timeline.finish(ctxt, instance_id, "error", values["fault"])
         return True
+
+    def instance_failed_builds_for_host(self, ctxt, host):
+        """Ids of ``host``'s live VMs in ERROR that never ran (no launch time,
+        no task): builds given up, e.g. by the watchdog while the host was
+        away or silent. Nothing of them may stay on the host."""
+        with self.db.transaction() as s:
+            return list(s.scalars(sa.select(Instance.id).where(
+                Instance.host == host, Instance.deleted_at.is_(None),
+                Instance.vm_state == states.ERROR, Instance.task_state.is_(None),
+                Instance.launched_at.is_(None))).all())
 
     def instance_terminated(self, ctxt, instance_id, host):
         with self.db.transaction() as s:

@@ -56,9 +56,15 @@ class ConductorAPI:
         return self.client.call(ctxt, "instance_vanished", instance_id=instance_id, host=host)
 
     def instance_spawned(self, ctxt, instance_id, host, power_state, events=()):
-        """``events``: the build's timed steps, recorded with the new state."""
-        self.client.call(ctxt, "instance_spawned", instance_id=instance_id, host=host,
-                         power_state=power_state, events=list(events))
+        """``events``: the build's timed steps, recorded with the new state.
+        False when the VM was no longer spawning on ``host`` (given up by the
+        watchdog, deleted, or a repeat of a report that made it)."""
+        return self.client.call(ctxt, "instance_spawned", instance_id=instance_id, host=host,
+                                power_state=power_state, events=list(events))
+
+    def instance_failed_builds_for_host(self, ctxt, host):
+        """Ids of ``host``'s live VMs in ERROR that never ran."""
+        return self.client.call(ctxt, "instance_failed_builds_for_host", host=host)
 
     def instance_build_failed(self, ctxt, instance_id, host, reason, events=()):
         self.client.call(ctxt, "instance_build_failed", instance_id=instance_id, host=host,

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy import exc
 
 from common import exception, states
-from common.db import models
+from common.db import auth, models
 from common.db.models import Claim, ComputeNode, Flavor, Image, Instance, Service, utcnow
 
 
@@ -150,13 +150,18 @@ def instance_update_if(s, instance_id, values, expected_task_state=_UNSET,
 
 
 def instance_soft_delete(s, instance_id, **conditions):
-    """Mark a VM deleted (its name becomes free again); releases its claim."""
+    """Mark a VM deleted (its name becomes free again); releases its claim and
+    gives its quota back to the project. Every delete goes through here."""
     now = utcnow()
     done = instance_update_if(s, instance_id, {
         "vm_state": states.DELETED, "task_state": None, "deleted_at": now,
         "power_state": states.NOSTATE}, **conditions)
     if done:
         claim_release(s, instance_id)
+        project_id, vcpus, memory_mb = s.execute(
+            sa.select(Instance.project_id, Instance.vcpus, Instance.memory_mb)
+            .where(Instance.id == instance_id)).one()
+        auth.quota_release(s, project_id, vcpus, memory_mb)
     return done
 
 

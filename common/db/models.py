@@ -177,3 +177,48 @@ class InstanceActionEvent(Base):
     result: Mapped[str | None] = mapped_column(String(16), nullable=True)
     details: Mapped[str | None] = mapped_column(Text, nullable=True)
     __table_args__ = (Index("ix_instance_action_events_action_id", "action_id"),)
+
+
+class Project(Base):
+    __tablename__ = "projects"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class User(Base):
+    """A user belongs to one project with one role: member or admin."""
+    __tablename__ = "users"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    project_id: Mapped[str] = mapped_column(String(64), ForeignKey("projects.id"))
+    role: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class Token(Base):
+    """An API token: only the sha256 of its secret is stored."""
+    __tablename__ = "tokens"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    secret_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[str] = mapped_column(String(64), ForeignKey("users.id"))
+    created_at: Mapped[datetime.datetime] = mapped_column(DateTime, default=utcnow)
+    expires_at: Mapped[datetime.datetime | None] = mapped_column(DateTime, nullable=True)
+
+
+class QuotaLimit(Base):
+    """An admin's override of a project's limit (defaults come from config)."""
+    __tablename__ = "quota_limits"
+    project_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    resource: Mapped[str] = mapped_column(String(16), primary_key=True)
+    hard_limit: Mapped[int] = mapped_column(Integer)
+
+
+class QuotaUsage(Base):
+    """What a project's live VMs hold, changed only by conditional UPDATEs in
+    the transaction that creates or deletes a VM (see common.db.quotas)."""
+    __tablename__ = "quota_usages"
+    project_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    instances: Mapped[int] = mapped_column(Integer, default=0)
+    cores: Mapped[int] = mapped_column(Integer, default=0)
+    ram: Mapped[int] = mapped_column(Integer, default=0)

@@ -56,13 +56,15 @@ class Database:
         try:
             with session.begin():
                 yield session
-        except exc.OperationalError as e:
-            if _is_disconnect(e):
-                LOG.warning("database unreachable: %s", e.orig)
-                raise exception.ServiceUnavailable(reason="database unreachable") from e
-            raise
         except exc.InterfaceError as e:
             raise exception.ServiceUnavailable(reason="database unreachable") from e
+        except exc.DBAPIError as e:
+            if _is_disconnect(e):
+                LOG.warning("database unreachable: %s", str(e.orig).strip())
+                raise exception.ServiceUnavailable(reason="database unreachable") from e
+            raise
+        except exc.TimeoutError as e:  # no pooled connection free in time
+            raise exception.ServiceUnavailable(reason="database busy: %s" % e) from e
         finally:
             session.close()
 
@@ -70,10 +72,22 @@ class Database:
         self.engine.dispose()
 
 
+# SQLSTATEs of a server going away: class 08 (connection exception),
+# admin_shutdown, crash_shutdown, cannot_connect_now.
+_DISCONNECT_PGCODES = ("57P01", "57P02", "57P03")
+_DISCONNECT_TEXT = (
+    "could not connect", "connection refused", "server closed the connection",
+    "terminating connection", "the database system is", "connection to server",
+    "ssl syscall error", "ssl connection has been closed", "connection already closed",
+    "no connection to the server", "could not receive data", "could not send data",
+    "connection reset by peer", "broken pipe")
+
+
 def _is_disconnect(e):
     if e.connection_invalidated:
         return True
+    code = getattr(e.orig, "pgcode", None)
+    if code and (code.startswith("08") or code in _DISCONNECT_PGCODES):
+        return True
     text = str(e.orig).lower()
-    return any(s in text for s in (
-        "could not connect", "connection refused", "server closed the connection",
-        "terminating connection", "the database system is", "connection to server"))
+    return any(s in text for s in _DISCONNECT_TEXT)

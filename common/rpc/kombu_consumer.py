@@ -149,6 +149,10 @@ class _KombuIncoming(base.Incoming):
     def reject(self):
         self._listener.call_soon(lambda: self._listener.settle(self._message, ack=False))
 
+    def requeue(self):
+        self._listener.call_soon(lambda: self._listener.settle(self._message, ack=False,
+                                                               requeue=True))
+
     def reply(self, body):
         if not self.reply_to or not self.correlation_id:
             return
@@ -190,10 +194,26 @@ class ServerListener(_ConsumerLoop, base.Listener):
             consumer.cancel()  # no new deliveries; unacked ones stay ours
 
     def _deliver(self, message):
-        self._on_message(_KombuIncoming(self, message))
+        try:
+            self._on_message(_KombuIncoming(self, message))
+        except Exception:
+            # Raising here would break drain_events: reconnect, redelivery,
+            # the same error, forever. A message we cannot take is dead-lettered.
+            LOG.exception("Dead-lettering message %s on %s: it could not be dispatched",
+                          message.properties.get("message_id"), self.queue_name)
+            self.settle(message, ack=False)
 
-    def settle(self, message, ack):
-        """Ack or dead-letter ``message``; on the consumer thread only."""
+    def _undecodable(self, message, exc):
+        """kombu could not even build the message (e.g. an unknown
+        ``compression`` header): dead-letter it; never let it loop."""
+        LOG.error("Dead-lettering message %s on %s: undecodable (%s: %s)",
+                  message.properties.get("message_id"), self.queue_name,
+                  type(exc).__name__, exc)
+        self.settle(message, ack=False)
+
+    def settle(self, message, ack, requeue=False):
+        """Ack, dead-letter or (``requeue``) give back ``message``; on the
+        consumer thread only."""
         if message.channel is not self._channel:
             LOG.debug("Not settling a message of a lost connection; RabbitMQ redelivers it")
             return
@@ -202,7 +222,7 @@ class ServerListener(_ConsumerLoop, base.Listener):
         if ack:
             message.ack()
         else:
-            message.reject(requeue=False)
+            message.reject(requeue=requeue)
 
 
 class _Waiter:
@@ -240,8 +260,13 @@ class ReplyListener(_ConsumerLoop):
                                   durable=False)
         reply_queue(channel).declare()
         consumer = kombu.Consumer(channel, queues=[reply_queue], on_message=self._deliver,
-                                  no_ack=True, auto_declare=False)
+                                  no_ack=True, auto_declare=False,
+                                  on_decode_error=self._undecodable)
         consumer.consume()
+
+    def _undecodable(self, message, exc):
+        LOG.error("Dropping an undecodable reply on %s (%s: %s)", self.queue_name,
+                  type(exc).__name__, exc)
 
     def _deliver(self, message):
         correlation_id = message.properties.get("correlation_id")

@@ -104,6 +104,9 @@ class _MemoryIncoming(base.Incoming):
     def reject(self):
         self._listener._settle(self._message, self._listener.queue)
 
+    def requeue(self):
+        self._listener._settle(self._message, None, requeue=True)
+
     def reply(self, body):
         self._listener.transport._reply(self.correlation_id, body)
 
@@ -137,12 +140,15 @@ class _MemoryListener(base.Listener):
                 self._unacked[id(message)] = message
             on_message(_MemoryIncoming(self, message))
 
-    def _settle(self, message, dead_letter_queue):
+    def _settle(self, message, dead_letter_queue, requeue=False):
         with self._lock:
             if self._unacked.pop(id(message), None) is None:
                 return  # already settled, or given back when the listener ended
         self._slots.release()
-        if dead_letter_queue is not None:
+        if requeue:  # like basic.reject(requeue=True): back at the head
+            message.redelivered = True
+            self.transport._put(self.queue, message, front=True)
+        elif dead_letter_queue is not None:
             with self.transport._cond:
                 self.transport.dead_letters.append((dead_letter_queue, message.body))
 

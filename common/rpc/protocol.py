@@ -106,11 +106,26 @@ def decode_request(raw):
         raise MalformedMessage("missing or invalid 'args' (must be an object)")
     if not isinstance(ctxt, dict):
         raise MalformedMessage("missing or invalid 'context' (must be an object)")
+    _check_context(ctxt)
     try:
         parse_version(version)
     except ValueError as exc:
         raise MalformedMessage(str(exc)) from None
     return body
+
+
+def _check_context(ctxt):
+    """The fields ``RequestContext.from_dict`` reads must have its types."""
+    for field in ("request_id", "project_id", "user_id"):
+        value = ctxt.get(field)
+        if value is not None and not isinstance(value, str):
+            raise MalformedMessage("invalid context field %r (must be a string)" % field)
+    roles = ctxt.get("roles")
+    if roles is not None and not (isinstance(roles, list)
+                                  and all(isinstance(r, str) for r in roles)):
+        raise MalformedMessage("invalid context field 'roles' (must be a list of strings)")
+    if ctxt.get("is_admin") is not None and not isinstance(ctxt.get("is_admin"), bool):
+        raise MalformedMessage("invalid context field 'is_admin' (must be a boolean)")
 
 
 def encode_result(result):

@@ -3,8 +3,28 @@
 Delivery is at-least-once: a message is acked only after its handler ended,
 so a server that dies mid-handler gets its message redelivered to the next
 one. Handlers must therefore be idempotent.
+
+What happens to a message whose handler did not succeed:
+
+- it cannot be dispatched (not JSON, bad fields, unknown method, wrong
+  version, arguments that do not fit the method): dead-lettered at once, and
+  a waiting caller is told;
+- a call: the failure goes back to the caller (who decides), the message is
+  acked;
+- a cast whose handler raised ``ServiceUnavailable`` (its database or the
+  broker away): given back to the queue after a delay (1, 2, 4 ... up to
+  ``retry_max_delay`` s), so that the work is done once the service is back
+  instead of being lost; after ``retry_limit`` tries it is dead-lettered
+  (a poison message never loops forever);
+- a cast whose handler raised another ``MininovaException``: an expected
+  outcome the handler reports itself (a VM in ERROR ...): logged and acked;
+- a cast whose handler raised anything else (a bug, a message that fits the
+  signature but not the handler): logged with its traceback and dead-lettered,
+  for a person to look at.
 """
 import functools
+import hashlib
+import inspect
 import logging
 import queue
 import threading
@@ -26,18 +46,26 @@ class RPCServer:
     request context also made current (``common.context.get_current()``).
     """
 
-    def __init__(self, transport, target, endpoints, workers=16):
+    def __init__(self, transport, target, endpoints, workers=16, retry_delay=1.0,
+                 retry_max_delay=15.0, retry_limit=20):
         if workers < 1:
             raise ValueError("workers must be >= 1")
         self.transport = transport
         self.target = target
         self.endpoints = list(endpoints)
         self.workers = workers
+        self.retry_delay = retry_delay
+        self.retry_max_delay = retry_max_delay
+        self.retry_limit = retry_limit
         self._work = queue.SimpleQueue()  # callables; None tells a worker to exit
         self._threads = []
         self._listener = None
         self._stopping = False
         self._lock = threading.Lock()
+        self._signatures = {}
+        self._retries = {}    # message key -> casts tried (ServiceUnavailable)
+        self._timers = set()  # pending delayed requeues
+        self._timers_lock = threading.Lock()
 
     def start(self):
         """Declare the queue, start consuming and the worker threads."""
@@ -56,8 +84,14 @@ class RPCServer:
                  self.target.queue, self.target.version, self.workers)
 
     def stop(self):
-        """Stop taking new messages; returns at once. Handlers in progress go on."""
+        """Stop taking new messages; returns at once. Handlers in progress go on.
+        Messages waiting for a delayed retry stay unacked: they go back to the
+        queue when the connection closes."""
         self._stopping = True
+        with self._timers_lock:
+            timers, self._timers = self._timers, set()
+        for timer in timers:
+            timer.cancel()
         if self._listener is not None:
             self._listener.stop()
 
@@ -92,13 +126,32 @@ class RPCServer:
                     "message version %s not supported by server version %s"
                     % (request["version"], self.target.version))
             handler = self._find(request["method"])
-        except protocol.MalformedMessage as exc:
+            self._check_arguments(request["method"], handler, request["args"])
+        except Exception as exc:  # MalformedMessage, or a bug: never let it loop
+            if not isinstance(exc, protocol.MalformedMessage):
+                LOG.exception("Unexpected error decoding message %s on %s",
+                              incoming.message_id, self.target.queue)
             LOG.error("Dead-lettering message %s on %s: %s; body: %s",
                       incoming.message_id, self.target.queue, exc,
                       protocol.truncate(incoming.body))
             self._work.put(functools.partial(self._refuse, incoming, exc))
             return
         self._work.put(functools.partial(self._dispatch, incoming, request, handler))
+
+    def _check_arguments(self, method, handler, args):
+        """MalformedMessage unless ``handler(ctxt, **args)`` binds."""
+        signature = self._signatures.get(method)
+        if signature is None:
+            try:
+                signature = inspect.signature(handler)
+            except (TypeError, ValueError):
+                return  # not introspectable: let the call itself decide
+            self._signatures[method] = signature
+        try:
+            signature.bind(None, **args)
+        except TypeError as exc:
+            raise protocol.MalformedMessage("arguments do not fit %s(): %s"
+                                            % (method, exc)) from None
 
     def _find(self, method):
         if not method.startswith("_"):
@@ -140,19 +193,82 @@ class RPCServer:
                 reply = protocol.encode_result(result) if incoming.reply_to else None
             except Exception as exc:
                 if not incoming.reply_to:
-                    LOG.exception("Cast %s on %s failed", method, self.target.queue)
-                    reply = None
+                    self._cast_failed(incoming, method, exc)
+                    return
+                if isinstance(exc, exception.MininovaException):
+                    LOG.info("Call %s returns %s: %s", method, type(exc).__name__, exc)
                 else:
-                    if isinstance(exc, exception.MininovaException):
-                        LOG.info("Call %s returns %s: %s", method, type(exc).__name__, exc)
-                    else:
-                        LOG.exception("Call %s on %s failed", method, self.target.queue)
-                    reply = protocol.encode_failure(exc)
+                    LOG.exception("Call %s on %s failed", method, self.target.queue)
+                reply = protocol.encode_failure(exc)
             if reply is not None:
                 self._reply(incoming, reply)
+            self._forget_retries(incoming)
             incoming.ack()
         finally:
             context.reset_current(token)
+
+    # -- casts that did not succeed ------------------------------------------
+
+    def _cast_failed(self, incoming, method, exc):
+        if isinstance(exc, exception.ServiceUnavailable):
+            self._retry_later(incoming, method, exc)
+            return
+        self._forget_retries(incoming)
+        if isinstance(exc, exception.MininovaException):
+            LOG.warning("Cast %s on %s ended with %s: %s", method, self.target.queue,
+                        type(exc).__name__, exc)
+            incoming.ack()
+            return
+        LOG.exception("Cast %s on %s failed; dead-lettering message %s", method,
+                      self.target.queue, incoming.message_id)
+        incoming.reject()
+
+    @staticmethod
+    def _key(incoming):
+        if incoming.message_id:
+            return incoming.message_id
+        body = incoming.body if isinstance(incoming.body, bytes) else \
+            str(incoming.body).encode("utf-8", "replace")
+        return hashlib.sha256(body).hexdigest()
+
+    def _forget_retries(self, incoming):
+        if self._retries:
+            with self._lock:
+                self._retries.pop(self._key(incoming), None)
+
+    def _retry_later(self, incoming, method, exc):
+        key = self._key(incoming)
+        with self._lock:
+            tries = self._retries.get(key, 0) + 1
+            if tries > self.retry_limit:
+                self._retries.pop(key, None)
+            else:
+                if len(self._retries) > 10000:  # keys of messages another server took
+                    self._retries.clear()
+                self._retries[key] = tries
+        if tries > self.retry_limit:
+            LOG.error("Cast %s on %s still failing after %d tries (%s); dead-lettering "
+                      "message %s", method, self.target.queue, self.retry_limit, exc,
+                      incoming.message_id)
+            incoming.reject()
+            return
+        delay = min(self.retry_delay * 2 ** (tries - 1), self.retry_max_delay)
+        LOG.warning("Cast %s on %s: %s; retrying in %.0f s (try %d of %d)", method,
+                    self.target.queue, exc, delay, tries, self.retry_limit)
+        timer = threading.Timer(delay, lambda: self._requeue(incoming, timer))
+        timer.daemon = True
+        with self._timers_lock:
+            if self._stopping:
+                return  # left unacked: back to the queue when we disconnect
+            self._timers.add(timer)
+        timer.start()
+
+    def _requeue(self, incoming, timer):
+        with self._timers_lock:
+            if timer not in self._timers:
+                return  # cancelled by stop(): left for the broker to redeliver
+            self._timers.discard(timer)
+        incoming.requeue()
 
     def _reply(self, incoming, body):
         try:

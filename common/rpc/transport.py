@@ -27,6 +27,12 @@ class Incoming:
         """The request can never be handled: dead-letter it (no requeue)."""
         raise NotImplementedError
 
+    def requeue(self):
+        """Not now: give it back to its queue, to be delivered again (to any
+        server of the queue). Used after a delay for handlers that found a
+        service they need unavailable."""
+        raise NotImplementedError
+
     def reply(self, body):
         """Send a reply text to the caller (only when ``reply_to`` is set)."""
         raise NotImplementedError

@@ -9,9 +9,10 @@ from flask import Blueprint, current_app, g, jsonify
 from common import exception
 from common.db import actions
 from common.db import api as db_api
-from nova_api import views
+from nova_api import validation, views
 
 bp = Blueprint("actions", __name__, url_prefix="/v1/vms")
+bp.before_request(validation.check_path_params)
 
 
 def _db():

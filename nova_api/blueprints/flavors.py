@@ -1,9 +1,10 @@
 from flask import Blueprint, current_app, jsonify
 
 from common.db import api as db_api
-from nova_api import views
+from nova_api import validation, views
 
 bp = Blueprint("flavors", __name__, url_prefix="/v1/flavors")
+bp.before_request(validation.check_path_params)
 
 
 @bp.get("")

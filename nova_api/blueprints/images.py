@@ -4,14 +4,15 @@ from flask import Blueprint, current_app, jsonify, request, send_file
 
 from common import exception, imagestore
 from common.db import api as db_api
-from nova_api import validation, views
+from nova_api import auth, validation, views
 
 bp = Blueprint("images", __name__, url_prefix="/v1/images")
+bp.before_request(validation.check_path_params)
 
 UPLOAD_PARAMS = {
     "type": "object",
     "properties": {
-        "name": {"type": "string", "pattern": "^[A-Za-z0-9._-]{1,255}$"},
+        "name": validation.LONG_NAME,
         "min_ram": {"type": "integer", "minimum": 0, "maximum": 16 * 1024 * 1024},
         "min_disk": {"type": "integer", "minimum": 0, "maximum": 64 * 1024},
     },
@@ -51,15 +52,13 @@ def download(ref):
 
 
 @bp.post("")
+@auth.admin_only
 def upload():
     """``POST /v1/images?name=N[&min_ram=MB][&min_disk=GB]`` with the qcow2
     file as an application/octet-stream body."""
     if request.mimetype != "application/octet-stream":
         raise exception.UnsupportedMediaType(content_type=request.mimetype or "(none)")
-    params = {}
-    for key, value in request.args.items():
-        params[key] = int(value) if key in ("min_ram", "min_disk") and value.isdigit() else value
-    validation.validate(params, UPLOAD_PARAMS)
+    params = validation.query_params(UPLOAD_PARAMS)
     conf = current_app.extensions["mininova"]["conf"]
     image_id, path, size, checksum = imagestore.import_stream(
         conf, request.stream, max_bytes=conf.api.max_image_bytes)

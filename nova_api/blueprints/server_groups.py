@@ -4,11 +4,12 @@ from common.db import hosts as db_hosts
 from nova_api import validation, views
 
 bp = Blueprint("server_groups", __name__, url_prefix="/v1/server-groups")
+bp.before_request(validation.check_path_params)
 
 CREATE_SCHEMA = {
     "type": "object",
     "properties": {
-        "name": {"type": "string", "pattern": "^[A-Za-z0-9._-]{1,255}$"},
+        "name": validation.LONG_NAME,
         "policy": {"enum": list(db_hosts.POLICIES)},
     },
     "required": ["name", "policy"],

@@ -5,15 +5,19 @@ from flask import Blueprint, current_app, jsonify
 from common.db import api as db_api
 from common.db import hosts as db_hosts
 from common.db.models import utcnow
-from nova_api import validation, views
+from nova_api import auth, validation, views
 
 bp = Blueprint("services", __name__)
+bp.before_request(validation.check_path_params)
+# Service ids are SQL integers: a larger number is no route (404), not a DB error.
+MAX_ID = 2 ** 31 - 1
 
 UPDATE_SCHEMA = {
     "type": "object",
     "properties": {
         "status": {"enum": ["enabled", "disabled"]},
-        "disabled_reason": {"type": "string", "maxLength": 255},
+        "disabled_reason": {"type": "string", "maxLength": 255,
+                            "pattern": validation.TEXT_PATTERN},
     },
     "required": ["status"],
     "additionalProperties": False,
@@ -29,6 +33,7 @@ def _down_after():
 
 
 @bp.get("/v1/services")
+@auth.admin_only
 def index():
     with _ext()["db"].transaction() as s:
         services = db_api.service_list(s)
@@ -36,7 +41,8 @@ def index():
     return jsonify({"services": [views.service(svc, now, _down_after()) for svc in services]})
 
 
-@bp.put("/v1/services/<int:service_id>")
+@bp.put("/v1/services/<int(max=%d):service_id>" % MAX_ID)
+@auth.admin_only
 def update(service_id):
     """Disable a host for new VMs (those running there stay), or enable it."""
     body = validation.json_body(UPDATE_SCHEMA)
@@ -47,6 +53,7 @@ def update(service_id):
 
 
 @bp.get("/v1/hosts")
+@auth.admin_only
 def hosts():
     conf = _ext()["conf"]
     with _ext()["db"].transaction() as s:
@@ -59,6 +66,7 @@ def hosts():
 
 
 @bp.get("/v1/hosts/<name>")
+@auth.admin_only
 def host(name):
     conf = _ext()["conf"]
     with _ext()["db"].transaction() as s:

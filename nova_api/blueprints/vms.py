@@ -1,10 +1,11 @@
-from flask import Blueprint, current_app, g, jsonify, request
+from flask import Blueprint, current_app, g, jsonify
 
 from common.db import api as db_api
 from common import exception
 from nova_api import validation, views
 
 bp = Blueprint("vms", __name__, url_prefix="/v1/vms")
+bp.before_request(validation.check_path_params)
 
 CREATE_SCHEMA = {
     "type": "object",
@@ -26,7 +27,22 @@ ACTION_ARGS = {
     "reboot": {"type": "object", "additionalProperties": False,
                "properties": {"type": {"enum": ["soft", "hard", "SOFT", "HARD"]}}},
 }
+# Exactly one action, with its arguments: {"stop": {}}, {"reboot": {"type": "hard"}}.
+ACTION_SCHEMA = {
+    "type": "object",
+    "properties": ACTION_ARGS,
+    "additionalProperties": False,
+    "minProperties": 1,
+    "maxProperties": 1,
+}
 ACTIONS = tuple(ACTION_ARGS)
+# GET /v1/vms/<ref>/console?lines=N
+CONSOLE_PARAMS = {
+    "type": "object",
+    "properties": {"lines": {"type": "integer", "minimum": 1, "maximum": 10000,
+                             "default": 100}},
+    "additionalProperties": True,
+}
 
 
 def _compute_api():
@@ -80,7 +96,7 @@ def action(ref):
             field="(body)", reason="must be exactly one of %s" % ", ".join(
                 '{"%s": {}}' % a for a in ACTIONS))
     name = next(iter(body))
-    validation.validate(body, {"type": "object", "properties": {name: ACTION_ARGS[name]}})
+    validation.validate(body, ACTION_SCHEMA)
     hard = name == "reboot" and body["reboot"].get("type", "soft").lower() == "hard"
     _compute_api().action(g.context, ref, name, hard=hard)
     return "", 202
@@ -89,8 +105,6 @@ def action(ref):
 @bp.get("/<ref>/console")
 def console(ref):
     """The tail of the VM's serial console (like Nova's os-getConsoleOutput)."""
-    lines = request.args.get("lines", "100")
-    if not lines.isdigit() or not 1 <= int(lines) <= 10000:
-        raise exception.ValidationError(field="lines", reason="must be an integer 1-10000")
-    output = _compute_api().get_console_output(g.context, ref, int(lines))
+    lines = validation.query_params(CONSOLE_PARAMS)["lines"]
+    output = _compute_api().get_console_output(g.context, ref, lines)
     return jsonify({"output": output})

@@ -82,6 +82,7 @@ virt_type = auto
 {self.extra_conf}
 """)
         self.manage("db", "sync")
+        self.setup_credentials()
         self.start_daemon("api")
         for i in range(schedulers):
             self.start_daemon("scheduler" if i == 0 else "scheduler%d" % i, module="scheduler")
@@ -91,6 +92,35 @@ virt_type = auto
         if compute:
             wait_for(self._compute_up, 30, what="compute heartbeat")
         return self
+
+    def setup_credentials(self):
+        """An admin (whose token this stack's HTTP session carries), unlimited
+        quotas for its project, and a service token for the computes' image
+        downloads, written into the config."""
+        self.manage("project", "create", "admin")
+        self.manage("quota", "set", "admin", "--instances", "-1", "--cores", "-1", "--ram", "-1")
+        self.manage("user", "create", "admin", "--project", "admin", "--role", "admin")
+        self.http.headers["X-Auth-Token"] = self.manage("token", "create", "admin").strip()
+        self.manage("project", "create", "service")
+        self.manage("user", "create", "compute", "--project", "service")
+        service_token = self.manage("token", "create", "compute").strip()
+        with open(self.conf_path) as f:
+            text = f.read()
+        with open(self.conf_path, "w") as f:
+            f.write(text.replace("[compute]\n", "[compute]\nimage_api_token = %s\n"
+                                 % service_token, 1))
+        self._users = 0
+
+    def token(self, project, role="member"):
+        """A token of a new user in ``project`` (created if missing)."""
+        try:
+            self.manage("project", "create", project)
+        except subprocess.CalledProcessError:
+            pass  # exists
+        self._users += 1
+        user = "%s-user%d" % (project, self._users)
+        self.manage("user", "create", user, "--project", project, "--role", role)
+        return self.manage("token", "create", user).strip()
 
     def start_daemon(self, name, module=None, extra_args=()):
         """Start ``name`` (api, scheduler, compute or e.g. compute2 with
@@ -154,9 +184,18 @@ virt_type = auto
                    and s["state"] == "up" for s in services)
 
     def manage(self, *args):
-        return subprocess.run([sys.executable, "-m", "common.manage", "--config-file",
-                               self.conf_path, *args], cwd=ROOT, check=True,
-                              capture_output=True, text=True).stdout
+        """``mininova-manage --config-file <this stack's> ARGS``, in-process
+        (a subprocess per call would cost a second of imports); its stdout."""
+        import contextlib
+        import io
+        from common import manage
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = manage.main(["--config-file", self.conf_path, *args])
+        if code:
+            raise subprocess.CalledProcessError(code, ["mininova-manage", *args],
+                                                out.getvalue(), err.getvalue())
+        return out.getvalue()
 
     def add_image(self, name, path):
         import json

@@ -136,17 +136,23 @@ def test_duplicate_name_race(stack):
     r = stack.post("/v1/vms", {"name": "same", "image": "blank", "flavor": "m1.tiny"})
     assert r.status_code == 409
     assert "same" in r.json()["error"]["message"]
-    # Another project may use the name.
+    # Another project may use the name, and cannot see ours.
+    other = {"X-Auth-Token": stack.token("other")}
     r = stack.post("/v1/vms", {"name": "same", "image": "blank", "flavor": "m1.tiny"},
-                   headers={"X-Project-Id": "other"})
+                   headers=other)
     assert r.status_code == 202
     other_id = r.json()["vm"]["id"]
-    stack.wait_status("same", "ACTIVE")
+    mine = stack.wait_status("same", "ACTIVE")
+    assert stack.get("/v1/vms/" + mine["id"], headers=other).status_code == 404
     stack.delete("/v1/vms/same")
-    stack.delete("/v1/vms/" + other_id, headers={"X-Project-Id": "other"})
     stack.wait_gone("same")
     # Once deleted, the name is free again.
-    assert stack.get("/v1/vms/" + other_id, headers={"X-Project-Id": "other"}).status_code in (200, 404)
+    again = _create(stack, "same").json()["vm"]["id"]
+    for ref, headers in ((again, None), (other_id, other)):
+        stack.delete("/v1/vms/" + ref, headers=headers)
+    stack.wait_gone(again)
+    wait_for(lambda: stack.get("/v1/vms/" + other_id, headers=other).status_code == 404, 60,
+             what="the other project's VM gone")
 
 
 def test_bad_requests(stack):

@@ -12,3 +12,22 @@ def db(conf):
     database = Database(url)
     yield database
     database.dispose()
+
+
+def token_for(db, project, role="member"):
+    """A fresh token of a new user in ``project`` (created with id = name)."""
+    import uuid
+    from common.db import auth
+    with db.transaction() as s:
+        try:
+            auth.project_get(s, project)
+        except Exception:
+            auth.project_create(s, project, project_id=project)
+    with db.transaction() as s:
+        user = auth.user_create(s, "%s-%s-%s" % (project, role, uuid.uuid4().hex[:6]),
+                                project, role)
+        return auth.token_create(s, user.name)
+
+
+def auth_headers(db, project, role="member"):
+    return {"X-Auth-Token": token_for(db, project, role)}

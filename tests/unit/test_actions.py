@@ -4,6 +4,7 @@ import datetime
 import uuid
 
 import pytest
+
 import sqlalchemy as sa
 
 from common import context, exception, rpc, states
@@ -15,6 +16,7 @@ from common.timeline import DbSink, Timeline
 from nova_api.app import create_app
 from nova_scheduler import rpcapi
 from nova_scheduler.conductor import ConductorManager
+from tests.unit.conftest import auth_headers
 from tests.waiting import wait_for
 
 T0 = datetime.datetime(2024, 5, 1, 12, 0, 0)
@@ -286,7 +288,7 @@ def test_api_list_and_show(api, db):
     _timeline(db, vm, "req-a")
     with db.transaction() as s:
         actions.action_start(s, vm, "req-b", "stop", "p", "u", start_time=T0 + ms(60000))
-    hdr = {"X-Project-Id": "p"}
+    hdr = auth_headers(db, "p")
     r = api.get("/v1/vms/web1/actions", headers=hdr)
     assert r.status_code == 200
     listed = r.get_json()["actions"]
@@ -322,7 +324,7 @@ def test_api_deleted_vm_readable_by_id_only(api, db):
     _timeline(db, vm, "req-a")
     with db.transaction() as s:
         db_api.instance_soft_delete(s, vm)
-    hdr = {"X-Project-Id": "p"}
+    hdr = auth_headers(db, "p")
     assert api.get("/v1/vms/gone/actions", headers=hdr).status_code == 404
     r = api.get("/v1/vms/%s/actions" % vm, headers=hdr)
     assert r.status_code == 200 and [a["request_id"] for a in r.get_json()["actions"]] == ["req-a"]
@@ -333,7 +335,7 @@ def test_api_deleted_vm_readable_by_id_only(api, db):
 def test_api_other_project_gets_404(api, db):
     vm = add_vm(db, "web1", project="p")
     _timeline(db, vm, "req-a")
-    hdr = {"X-Project-Id": "q"}
+    hdr = auth_headers(db, "q")
     assert api.get("/v1/vms/web1/actions", headers=hdr).status_code == 404
     assert api.get("/v1/vms/%s/actions" % vm, headers=hdr).status_code == 404
     assert api.get("/v1/vms/%s/actions/req-a" % vm, headers=hdr).status_code == 404
@@ -343,5 +345,5 @@ def test_api_other_project_gets_404(api, db):
     assert api.get("/v1/vms/%s/actions" % vm, headers=hdr).status_code == 404
     assert api.get("/v1/vms/%s/actions/req-a" % vm, headers=hdr).status_code == 404
     # never-existing VM
-    r = api.get("/v1/vms/%s/actions" % uuid.uuid4(), headers={"X-Project-Id": "p"})
+    r = api.get("/v1/vms/%s/actions" % uuid.uuid4(), headers=auth_headers(db, "p"))
     assert r.status_code == 404 and "could not be found" in r.get_json()["error"]["message"]

@@ -6,6 +6,11 @@ import pytest
 from common import exception, imagestore
 from common.db import api as db_api
 from nova_api.app import create_app
+from tests.unit.conftest import auth_headers, token_for
+
+
+def OTHER(db):
+    return auth_headers(db, "other")
 
 
 @pytest.fixture
@@ -25,6 +30,7 @@ def api(conf, db, image, recorder):
     scheduler, compute = recorder(), recorder()
     app = create_app(conf, db, scheduler, compute)
     client = app.test_client()
+    client.environ_base["HTTP_X_AUTH_TOKEN"] = token_for(db, "default", "admin")
     client.scheduler, client.compute = scheduler, compute
     return client
 
@@ -51,11 +57,11 @@ def test_show_by_id_and_name_and_list(api):
     assert [v["id"] for v in api.get("/v1/vms").get_json()["vms"]] == [vm["id"]]
 
 
-def test_projects_are_isolated(api):
+def test_projects_are_isolated(api, db):
     vm = create(api).get_json()["vm"]
-    r = api.get("/v1/vms/" + vm["id"], headers={"X-Project-Id": "other"})
+    r = api.get("/v1/vms/" + vm["id"], headers=OTHER(db))
     assert r.status_code == 404
-    assert api.get("/v1/vms", headers={"X-Project-Id": "other"}).get_json()["vms"] == []
+    assert api.get("/v1/vms", headers=OTHER(db)).get_json()["vms"] == []
 
 
 def test_delete_without_host_is_done_by_api(api):
@@ -128,6 +134,7 @@ def test_broker_down_leaves_nothing(conf, db, image, recorder):
     app = create_app(conf, db, recorder(fail_with=exception.ServiceUnavailable(
         reason="message broker unreachable")), recorder())
     api = app.test_client()
+    api.environ_base["HTTP_X_AUTH_TOKEN"] = token_for(db, "default")
     r = create(api)
     assert r.status_code == 503
     assert "broker" in r.get_json()["error"]["message"]
@@ -149,7 +156,7 @@ def test_request_id_header_and_versions(api):
     assert api.get("/v1/flavors").get_json()["flavors"][0]["name"] == "m1.tiny"
     assert api.put("/v1/vms").status_code == 405
     assert api.get("/v1/nope").status_code == 404
-    assert api.get("/v1/vms", headers={"X-Project-Id": "bad project!"}).status_code == 400
+    assert api.get("/v1/vms", headers={"X-Auth-Token": "mn-nope"}).status_code == 401
 
 
 def test_image_store_file_is_sane(conf, image):
@@ -177,7 +184,7 @@ def test_services_disable_enable_and_hosts(api, db):
     assert api.get("/v1/hosts/nope").status_code == 404
 
 
-def test_server_groups(api):
+def test_server_groups(api, db):
     r = api.post("/v1/server-groups", json={"name": "web", "policy": "anti-affinity"})
     assert r.status_code == 201
     group = r.get_json()["server_group"]
@@ -186,10 +193,10 @@ def test_server_groups(api):
     assert vm["server_group"] == group["id"]
     shown = api.get("/v1/server-groups/" + group["id"]).get_json()["server_group"]
     assert shown["members"] == [vm["id"]]
-    assert api.get("/v1/server-groups", headers={"X-Project-Id": "other"}).get_json()[
+    assert api.get("/v1/server-groups", headers=OTHER(db)).get_json()[
         "server_groups"] == []
     assert api.get("/v1/server-groups/" + group["id"],
-                   headers={"X-Project-Id": "other"}).status_code == 404
+                   headers=OTHER(db)).status_code == 404
     assert create(api, "web2", group="no-such-group").status_code == 404
     assert api.delete("/v1/server-groups/" + group["id"]).status_code == 204
     assert api.get("/v1/server-groups/" + group["id"]).status_code == 404

@@ -3,11 +3,13 @@ import threading
 
 import pytest
 
+
 from common import context, states
 from common.db import api as db_api
 from nova_compute import events, sync
 from nova_scheduler.conductor import ConductorManager
 from tests.unit.test_compute_manager import make_manager, placed_vm
+from tests.unit.conftest import auth_headers
 from tests.waiting import wait_for
 
 CTXT = context.RequestContext(project_id="p")
@@ -184,19 +186,20 @@ def test_api_action_guards(conf, db, recorder, base_image):
     from nova_api.app import create_app
     scheduler, compute = recorder(), recorder()
     api = create_app(conf, db, scheduler, compute).test_client()
+    hdr_p = auth_headers(db, "p")
     instance, _ = placed_vm(db, conf, *base_image)
     ConductorManager(db).instance_spawned(CTXT, instance["id"], conf.host, "running")
-    r = api.post("/v1/vms/vm1/action", json={"start": {}}, headers={"X-Project-Id": "p"})
+    r = api.post("/v1/vms/vm1/action", json={"start": {}}, headers=hdr_p)
     assert r.status_code == 409 and "while it is ACTIVE" in r.get_json()["error"]["message"]
-    r = api.post("/v1/vms/vm1/action", json={"stop": {}}, headers={"X-Project-Id": "p"})
+    r = api.post("/v1/vms/vm1/action", json={"stop": {}}, headers=hdr_p)
     assert r.status_code == 202
     assert compute.calls == [("stop_instance", (conf.host, instance["id"]), {})]
     r = api.post("/v1/vms/vm1/action", json={"reboot": {"type": "hard"}},
-                 headers={"X-Project-Id": "p"})
+                 headers=hdr_p)
     assert r.status_code == 409 and "powering-off" in r.get_json()["error"]["message"]
     for body in ({"explode": {}}, {"stop": {}, "start": {}}, {"reboot": {"type": "x"}}, []):
-        r = api.post("/v1/vms/vm1/action", json=body, headers={"X-Project-Id": "p"})
+        r = api.post("/v1/vms/vm1/action", json=body, headers=hdr_p)
         assert r.status_code == 400, body
-    assert api.delete("/v1/vms/vm1", headers={"X-Project-Id": "p"}).status_code == 202
-    r = api.post("/v1/vms/vm1/action", json={"pause": {}}, headers={"X-Project-Id": "p"})
+    assert api.delete("/v1/vms/vm1", headers=hdr_p).status_code == 202
+    r = api.post("/v1/vms/vm1/action", json={"pause": {}}, headers=hdr_p)
     assert r.status_code == 409 and "deleting" in r.get_json()["error"]["message"]

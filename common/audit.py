@@ -1,0 +1,478 @@
+"""``mininova-manage audit [--fix]``: what the DB, the claims and the compute
+hosts disagree about, and (with ``--fix``) making them agree again.
+
+Level-based, like ``nova_compute.sync``: observe, ``find_orphans(db_view,
+host_reports)`` (pure), apply.
+
+Observe: the DB (live VM rows, claims, compute services and nodes) in one
+consistent snapshot, then each compute host that is up over RPC
+(``audit_report``: its domains, UUID-named instance directories and cached
+images), then the DB once more. A finding must hold against both snapshots:
+a VM built or deleted while the hosts were being asked is seen in flux in one
+of them and is not taken for an orphan (a build writes its row before its
+directory and domain; a delete removes the domain before the row).
+
+Findings (one line each, ``kind key=value ...``):
+
+- ``orphan-domain``: a domain host H owns with no live row, or with its row
+  on another host.
+- ``orphan-overlay``: an instance directory on H with no domain there and no
+  live row on H (a VM being built on H has its row on H: not an orphan).
+  Like the rest of mininova, this takes ``instances_path`` to be each host's
+  own: on storage shared between hosts, another host's VM would look orphaned.
+- ``orphan-claim``: a claim with no live row, or whose row has no host or is
+  on another host. (A VM in ERROR that still has its host keeps its claim
+  until it is deleted, as Nova keeps the allocations of such a VM.)
+- ``usage-mismatch``: a compute node whose ``*_used`` are not the sums of the
+  claims on it.
+- ``orphan-row``: a live row whose host is not a compute service
+  (``reason=host-gone``), or a resting row (active/stopped/paused/suspended,
+  no task) on an audited host whose domain is missing (``domain-missing``).
+- ``stuck-row``: a row building, or deleting, unchanged for longer than the
+  threshold. Reported only: a human decides.
+
+Fix: orphan domains and overlays are destroyed by their host
+(``audit_fix``), which first re-checks with the conductor, under the VM's
+lock, that there is still no live row for it there; orphan claims are
+released and the nodes' sums recomputed from the claims in one transaction
+that holds the nodes' row locks; an orphan row is soft-deleted (host gone,
+which frees its claim) or put in ERROR with a fault (domain missing), each
+by a conditional update that re-checks the state it was found in.
+"""
+import collections
+import concurrent.futures
+import dataclasses
+import datetime
+import json
+import logging
+
+import sqlalchemy as sa
+from sqlalchemy import exc as sa_exc
+
+from common import config, context, exception, rpc, states
+from common.db import api as db_api
+from common.db.models import Claim, ComputeNode, Instance, Service, utcnow
+from common.db.session import Database
+
+LOG = logging.getLogger(__name__)
+
+COMPUTE_BINARY = "mininova-compute"
+RESTING = (states.ACTIVE, states.STOPPED, states.PAUSED, states.SUSPENDED)
+KINDS = ("orphan-domain", "orphan-overlay", "orphan-claim", "usage-mismatch", "orphan-row",
+         "stuck-row")
+DEFAULT_STUCK_AFTER = 3600   # seconds a row may stay building/deleting
+DEFAULT_HOST_TIMEOUT = 15    # seconds a host gets to answer audit_report
+FIX_TIMEOUT = 120            # seconds a host gets to destroy what it was sent
+
+
+@dataclasses.dataclass
+class Finding:
+    kind: str
+    host: str | None
+    vm: str | None
+    reason: str
+    details: dict = dataclasses.field(default_factory=dict)
+    # With --fix: what was done. "destroyed", "released", "recomputed",
+    # "soft-deleted", "error-marked"; "skipped:<why>" when the re-check found
+    # it is no orphan any more; "failed:<why>"; "none:report-only".
+    fix: str | None = None
+
+    @property
+    def key(self):
+        return (self.kind, self.host, self.vm)
+
+    @property
+    def remaining(self):
+        return self.fix is None or self.fix.startswith(("failed", "none"))
+
+    def to_dict(self):
+        d = {"kind": self.kind, "host": self.host, "vm": self.vm, "reason": self.reason}
+        d.update(self.details)
+        if self.fix is not None:
+            d["fix"] = self.fix
+        return d
+
+    def line(self):
+        fields = [("host", self.host)]
+        if self.vm is not None:
+            fields.append(("vm", self.vm))
+        fields += list(self.details.items()) + [("reason", self.reason)]
+        if self.fix is not None:
+            fields.append(("fix", self.fix))
+        return " ".join([self.kind] + ["%s=%s" % (k, _fmt(v)) for k, v in fields])
+
+
+def _fmt(value):
+    if value is None:
+        return "-"
+    if isinstance(value, datetime.datetime):
+        return value.isoformat(timespec="seconds")
+    text = str(value)
+    if not text or any(c.isspace() or c in "\"'=" for c in text):
+        return json.dumps(text)
+    return text
+
+
+@dataclasses.dataclass
+class DbView:
+    """One consistent look at the DB, as plain dicts keyed by id or host."""
+    now: datetime.datetime
+    instances: dict   # id -> {host, vm_state, task_state, updated_at}  (live rows)
+    claims: dict      # instance id -> {host, vcpus, memory_mb, disk_gb}
+    services: dict    # compute host -> {last_heartbeat, disabled}
+    nodes: dict       # host -> {vcpus_used, memory_mb_used, local_gb_used}
+
+
+# -- the pure part -------------------------------------------------------------
+
+def _not_live_here(row, host):
+    """None when ``row`` is a live row on ``host``; else (reason, details)."""
+    if row is None:
+        return "no-live-row", {}
+    if row["host"] != host:
+        return "row-elsewhere", {"row_host": row["host"], "vm_state": row["vm_state"]}
+    return None
+
+
+def claim_orphan_reason(claim, row):
+    """Why a claim should not exist (None: it should)."""
+    if row is None:
+        return "no-live-row", {}
+    if row["host"] is None:
+        return "row-has-no-host", {"vm_state": row["vm_state"]}
+    if row["host"] != claim["host"]:
+        return "row-elsewhere", {"row_host": row["host"]}
+    return None
+
+
+def find_orphans(db, host_reports, stuck_after=DEFAULT_STUCK_AFTER):
+    """``db``: a DbView; ``host_reports``: {host: {"domains": {id: power},
+    "dirs": [ids], "images": [...]}} of the hosts that answered (a host not
+    in it is judged on the DB alone). Returns a list of Findings, sorted."""
+    rows = db.instances
+    findings = []
+    for host, report in sorted(host_reports.items()):
+        domains = report["domains"]
+        for vm, power in sorted(domains.items()):
+            why = _not_live_here(rows.get(vm), host)
+            if why:
+                findings.append(Finding("orphan-domain", host, vm, why[0],
+                                        dict({"power": power}, **why[1])))
+        for vm in sorted(set(report["dirs"]) - set(domains)):
+            why = _not_live_here(rows.get(vm), host)
+            if why:
+                findings.append(Finding("orphan-overlay", host, vm, why[0], why[1]))
+
+    claimed = collections.defaultdict(lambda: [0, 0, 0])
+    for vm, claim in sorted(db.claims.items()):
+        sums = claimed[claim["host"]]
+        sums[0] += claim["vcpus"]
+        sums[1] += claim["memory_mb"]
+        sums[2] += claim["disk_gb"]
+        why = claim_orphan_reason(claim, rows.get(vm))
+        if why:
+            findings.append(Finding("orphan-claim", claim["host"], vm, why[0], dict(
+                {"vcpus": claim["vcpus"], "memory_mb": claim["memory_mb"],
+                 "disk_gb": claim["disk_gb"]}, **why[1])))
+    for host, node in sorted(db.nodes.items()):
+        used = (node["vcpus_used"], node["memory_mb_used"], node["local_gb_used"])
+        sums = tuple(claimed.get(host, (0, 0, 0)))
+        if used != sums:
+            findings.append(Finding("usage-mismatch", host, None, "used-differs-from-claims", {
+                "vcpus_used": used[0], "vcpus_claimed": sums[0],
+                "memory_mb_used": used[1], "memory_mb_claimed": sums[1],
+                "local_gb_used": used[2], "local_gb_claimed": sums[2]}))
+
+    for vm, row in sorted(rows.items()):
+        host, vm_state, task = row["host"], row["vm_state"], row["task_state"]
+        if host is not None and host not in db.services:
+            findings.append(Finding("orphan-row", host, vm, "host-gone", {
+                "vm_state": vm_state, "task_state": task}))
+            continue
+        report = host_reports.get(host)
+        if (report is not None and vm_state in RESTING and task is None
+                and vm not in report["domains"]):
+            findings.append(Finding("orphan-row", host, vm, "domain-missing",
+                                    {"vm_state": vm_state, "task_state": task}))
+            continue
+        stuck = (states.DELETING if task == states.DELETING else
+                 states.BUILDING if vm_state == states.BUILDING else None)
+        age = (db.now - row["updated_at"]).total_seconds()
+        if stuck and age > stuck_after:
+            findings.append(Finding("stuck-row", host, vm, stuck, {
+                "vm_state": vm_state, "task_state": task, "age_s": int(age)}))
+    findings.sort(key=lambda f: (KINDS.index(f.kind), f.host or "", f.vm or ""))
+    return findings
+
+
+def stable_findings(first, second):
+    """The findings of ``second`` that ``first`` (a look at the DB taken
+    before the hosts were asked) has too: those that held all along."""
+    keys = {f.key for f in first}
+    return [f for f in second if f.key in keys]
+
+
+# -- observe -------------------------------------------------------------------
+
+def observe_db(db):
+    """A DbView from one consistent snapshot (REPEATABLE READ on PostgreSQL;
+    SQLite transactions are serialized anyway)."""
+    with db.transaction() as s:
+        if db.dialect == "postgresql":
+            s.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+        now = utcnow()
+        instances = {r.id: {"host": r.host, "vm_state": r.vm_state, "task_state": r.task_state,
+                            "updated_at": r.updated_at}
+                     for r in s.execute(sa.select(Instance.id, Instance.host, Instance.vm_state,
+                                                  Instance.task_state, Instance.updated_at)
+                                        .where(Instance.deleted_at.is_(None)))}
+        claims = {r.instance_id: {"host": r.host, "vcpus": r.vcpus, "memory_mb": r.memory_mb,
+                                  "disk_gb": r.disk_gb}
+                  for r in s.execute(sa.select(Claim.instance_id, Claim.host, Claim.vcpus,
+                                               Claim.memory_mb, Claim.disk_gb))}
+        services = {r.host: {"last_heartbeat": r.last_heartbeat, "disabled": r.disabled}
+                    for r in s.execute(sa.select(Service.host, Service.last_heartbeat,
+                                                 Service.disabled)
+                                       .where(Service.binary == COMPUTE_BINARY))}
+        nodes = {r.host: {"vcpus_used": r.vcpus_used, "memory_mb_used": r.memory_mb_used,
+                          "local_gb_used": r.local_gb_used}
+                 for r in s.execute(sa.select(ComputeNode.host, ComputeNode.vcpus_used,
+                                              ComputeNode.memory_mb_used,
+                                              ComputeNode.local_gb_used))}
+    return DbView(now, instances, claims, services, nodes)
+
+
+def host_is_up(service, now, down_after):
+    beat = service["last_heartbeat"]
+    return beat is not None and (now - beat).total_seconds() <= down_after
+
+
+def normalize_report(report):
+    return {"domains": {d["id"]: d["power_state"] for d in report.get("domains", [])},
+            "dirs": sorted(report.get("dirs", [])),
+            "images": sorted(report.get("images", []))}
+
+
+def _on_hosts(hosts, fn):
+    """{host: (result, None) or (None, error message)} of ``fn(host)``, run
+    for all hosts at once (a silent host costs one timeout, not one each)."""
+    results = {}
+    if not hosts:
+        return results
+    with concurrent.futures.ThreadPoolExecutor(max_workers=min(16, len(hosts))) as pool:
+        futures = {host: pool.submit(fn, host) for host in hosts}
+        for host, future in futures.items():
+            try:
+                results[host] = (future.result(), None)
+            except Exception as e:  # a host's trouble is reported, never fatal
+                results[host] = (None, e.message if isinstance(e, exception.MininovaException)
+                                 else "%s: %s" % (type(e).__name__, e))
+    return results
+
+
+def observe_hosts(compute_api, ctxt, hosts, timeout):
+    """({host: normalized report}, {host: error}) of the hosts asked."""
+    reports, errors = {}, {}
+    for host, (report, error) in _on_hosts(
+            sorted(hosts), lambda h: compute_api.audit_report(ctxt, h, timeout=timeout)).items():
+        if error is None:
+            reports[host] = normalize_report(report)
+        else:
+            errors[host] = error
+    return reports, errors
+
+
+@dataclasses.dataclass
+class AuditResult:
+    findings: list
+    hosts: dict       # host -> {"status": audited|unreachable|down, ...}
+    fixed: bool = False
+
+    @property
+    def remaining(self):
+        return [f for f in self.findings if f.remaining]
+
+    def summary(self):
+        by_kind = collections.Counter(f.kind for f in self.findings)
+        status = collections.Counter(h["status"] for h in self.hosts.values())
+        summary = {"findings": len(self.findings),
+                   "fixed": (len(self.findings) - len(self.remaining)) if self.fixed else 0,
+                   "remaining": len(self.remaining)}
+        summary.update({k: by_kind[k] for k in KINDS if by_kind[k]})
+        summary.update({"hosts_audited": status["audited"],
+                        "hosts_unreachable": status["unreachable"],
+                        "hosts_down": status["down"]})
+        return summary
+
+
+def run_audit(db, compute_api, down_after, fix=False, stuck_after=DEFAULT_STUCK_AFTER,
+              host_timeout=DEFAULT_HOST_TIMEOUT, ctxt=None):
+    ctxt = ctxt or context.get_admin_context()
+    before = observe_db(db)
+    hosts, up = {}, []
+    for host, svc in sorted(before.services.items()):
+        if host_is_up(svc, before.now, down_after):
+            up.append(host)
+        else:
+            hosts[host] = {"status": "down", "last_heartbeat": svc["last_heartbeat"]}
+    reports, errors = observe_hosts(compute_api, ctxt, up, host_timeout)
+    for host, error in errors.items():
+        hosts[host] = {"status": "unreachable", "error": error}
+    for host, report in reports.items():
+        hosts[host] = {"status": "audited", "domains": len(report["domains"]),
+                       "dirs": len(report["dirs"]), "images": report["images"]}
+    after = observe_db(db)
+    findings = stable_findings(find_orphans(before, reports, stuck_after),
+                               find_orphans(after, reports, stuck_after))
+    result = AuditResult(findings, dict(sorted(hosts.items())))
+    if fix:
+        apply_fixes(db, compute_api, ctxt, findings)
+        result.fixed = True
+    return result
+
+
+# -- apply ---------------------------------------------------------------------
+
+def apply_fixes(db, compute_api, ctxt, findings):
+    """Sets ``fix`` on every finding. Hosts first (domains and overlays), then
+    rows (a soft delete frees its claim), then claims and node sums."""
+    by_host = collections.defaultdict(list)
+    for f in findings:
+        if f.kind in ("orphan-domain", "orphan-overlay"):
+            by_host[f.host].append(f)
+    outcomes = _on_hosts(sorted(by_host), lambda h: compute_api.audit_fix(
+        ctxt, h, sorted({f.vm for f in by_host[h]}), timeout=FIX_TIMEOUT))
+    for host, (results, error) in outcomes.items():
+        for f in by_host[host]:
+            f.fix = ("failed:%s" % error) if error else results.get(
+                f.vm, "failed:the host did not answer for this VM")
+    for f in findings:
+        try:
+            if f.kind == "orphan-row" and f.reason == "host-gone":
+                f.fix = _retry(db, _fix_host_gone, f)
+            elif f.kind == "orphan-row" and f.reason == "domain-missing":
+                f.fix = _retry(db, _fix_domain_missing, f)
+            elif f.kind == "stuck-row":
+                f.fix = "none:report-only"
+        except Exception as e:
+            LOG.exception("fixing %s failed", f.line())
+            f.fix = "failed:%s: %s" % (type(e).__name__, e)
+    claims = [f for f in findings if f.kind in ("orphan-claim", "usage-mismatch")]
+    if claims:
+        try:
+            outcome = _retry(db, _fix_claims, claims)
+        except Exception as e:
+            LOG.exception("releasing claims failed")
+            outcome = {f.key: "failed:%s: %s" % (type(e).__name__, e) for f in claims}
+        for f in claims:
+            f.fix = outcome[f.key]
+
+
+def _retry(db, fn, *args, attempts=3):
+    """``fn(session, *args)`` in a transaction, again after a deadlock (the
+    DB aborted us to let a concurrent claim or delete through)."""
+    for attempt in range(attempts):
+        try:
+            with db.transaction() as s:
+                return fn(s, *args)
+        except sa_exc.DBAPIError as e:
+            if attempt + 1 == attempts or "deadlock" not in str(e.orig).lower():
+                raise
+            LOG.info("deadlock while fixing; trying again")
+
+
+def _fix_host_gone(s, f):
+    if s.scalar(sa.select(Service.id).where(Service.host == f.host,
+                                            Service.binary == COMPUTE_BINARY)) is not None:
+        return "skipped:host %s is a compute service again" % f.host
+    if db_api.instance_soft_delete(s, f.vm, expected_host=f.host):
+        return "soft-deleted"
+    return "skipped:the row changed meanwhile"
+
+
+def _fix_domain_missing(s, f):
+    done = db_api.instance_update_if(
+        s, f.vm, {"vm_state": states.ERROR, "power_state": states.NOSTATE,
+                  "fault": "The VM's domain is missing from host %s (found by "
+                           "mininova-manage audit)." % f.host},
+        expected_task_state=None, expected_host=f.host, expected_vm_state=RESTING)
+    return "error-marked" if done else "skipped:the row changed meanwhile"
+
+
+def _fix_claims(s, findings):
+    """Release the orphan claims (each re-checked) and recompute the sums of
+    the nodes concerned, in one transaction. The nodes' rows are locked first,
+    as claim() does, so no claim on them is added or removed meanwhile; a
+    release already under way (its claim deleted, waiting for the node) is
+    still counted here and subtracts itself after we commit."""
+    hosts = sorted({f.host for f in findings})
+    s.execute(sa.select(ComputeNode.host).where(ComputeNode.host.in_(hosts))
+              .order_by(ComputeNode.host).with_for_update())
+    outcome = {}
+    for f in findings:
+        if f.kind != "orphan-claim":
+            continue
+        claim = s.execute(sa.select(Claim.host).where(Claim.instance_id == f.vm)).first()
+        row = s.execute(sa.select(Instance.host, Instance.vm_state).where(
+            Instance.id == f.vm, Instance.deleted_at.is_(None))).first()
+        if claim is None:
+            outcome[f.key] = "skipped:the claim is gone"
+        elif claim_orphan_reason({"host": claim.host}, row and {
+                "host": row.host, "vm_state": row.vm_state}) is None:
+            outcome[f.key] = "skipped:the claim is its VM's again"
+        else:
+            db_api.claim_release(s, f.vm)
+            outcome[f.key] = "released"
+    for host in hosts:
+        sums = s.execute(sa.select(sa.func.coalesce(sa.func.sum(Claim.vcpus), 0),
+                                   sa.func.coalesce(sa.func.sum(Claim.memory_mb), 0),
+                                   sa.func.coalesce(sa.func.sum(Claim.disk_gb), 0))
+                         .where(Claim.host == host)).one()
+        s.execute(sa.update(ComputeNode).where(ComputeNode.host == host)
+                  .values(vcpus_used=sums[0], memory_mb_used=sums[1], local_gb_used=sums[2])
+                  .execution_options(synchronize_session=False))
+    for f in findings:
+        if f.kind == "usage-mismatch":
+            outcome[f.key] = "recomputed"
+    return outcome
+
+
+# -- output and the command ----------------------------------------------------
+
+def render_text(result):
+    lines = []
+    for host, info in result.hosts.items():
+        if info["status"] == "down":
+            lines.append("down host=%s last_heartbeat=%s" % (host, _fmt(info["last_heartbeat"])))
+        elif info["status"] == "unreachable":
+            lines.append("unreachable host=%s error=%s" % (host, _fmt(info["error"])))
+    lines += [f.line() for f in result.findings]
+    lines.append("summary " + " ".join("%s=%s" % kv for kv in result.summary().items()))
+    return "\n".join(lines)
+
+
+def render_json(result):
+    return json.dumps({"findings": [f.to_dict() for f in result.findings],
+                       "hosts": result.hosts, "summary": result.summary()},
+                      default=_fmt, indent=1)
+
+
+def audit_command(conf, args):
+    """Entry point of ``mininova-manage audit [--fix] [--json]``; returns the
+    exit code: 0 when nothing was found (or everything found was fixed), 1
+    when findings remain. Optional ``args.stuck_after`` and ``args.timeout``
+    (seconds) override the stuck-row threshold and a host's answer time."""
+    from nova_compute import rpcapi as compute_rpcapi  # only the command needs it
+    db = Database(config.database_url(conf))
+    transport = rpc.get_transport(conf.transport_url)
+    try:
+        result = run_audit(
+            db, compute_rpcapi.ComputeAPI(transport, timeout=conf.rpc_response_timeout),
+            conf.scheduler.service_down_time, fix=bool(getattr(args, "fix", False)),
+            stuck_after=getattr(args, "stuck_after", None) or DEFAULT_STUCK_AFTER,
+            host_timeout=getattr(args, "timeout", None) or DEFAULT_HOST_TIMEOUT)
+    finally:
+        transport.cleanup()
+        db.dispose()
+    print(render_json(result) if getattr(args, "json", False) else render_text(result))
+    return 1 if result.remaining else 0

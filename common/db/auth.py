@@ -1,0 +1,157 @@
+"""Projects, users, tokens and quotas.
+
+Tokens: the secret is shown once at creation; only its sha256 is stored.
+Quotas: a project's usage row changes only by conditional UPDATEs inside the
+transaction that creates or deletes a VM, so a concurrent burst cannot
+overshoot a limit (the same pattern as the scheduler's claims)."""
+import hashlib
+import re
+import secrets
+import uuid
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from common import exception
+from common.db.models import Project, QuotaLimit, QuotaUsage, Token, User, utcnow
+
+ROLES = ("member", "admin")
+RESOURCES = ("instances", "cores", "ram")
+NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+
+class Unauthorized(exception.MininovaException):
+    code = 401
+    msg_fmt = "Authentication required: %(reason)s"
+
+
+class QuotaExceeded(exception.Forbidden):
+    msg_fmt = "Quota exceeded for %(resource)s: requested %(requested)d, %(used)d of %(limit)d used."
+
+
+def _check_name(kind, name):
+    if not NAME.match(name or ""):
+        raise exception.Invalid(reason="%s name must be 1-64 letters, digits, '.', '_' or '-'"
+                                % kind)
+
+
+def project_create(s, name, project_id=None):
+    _check_name("project", name)
+    if s.scalars(sa.select(Project).where(Project.name == name)).first():
+        raise exception.DuplicateName(kind="project", name=name)
+    project = Project(id=project_id or uuid.uuid4().hex, name=name, created_at=utcnow())
+    s.add(project)
+    s.flush()
+    return project
+
+
+def project_get(s, ref):
+    project = s.get(Project, ref) or s.scalars(
+        sa.select(Project).where(Project.name == ref)).first()
+    if project is None:
+        raise exception.NotFound("Project %s could not be found." % ref)
+    return project
+
+
+def user_create(s, name, project_ref, role):
+    _check_name("user", name)
+    if role not in ROLES:
+        raise exception.Invalid(reason="role must be one of %s" % ", ".join(ROLES))
+    if s.scalars(sa.select(User).where(User.name == name)).first():
+        raise exception.DuplicateName(kind="user", name=name)
+    user = User(id=uuid.uuid4().hex, name=name, project_id=project_get(s, project_ref).id,
+                role=role, created_at=utcnow())
+    s.add(user)
+    s.flush()
+    return user
+
+
+def token_hash(secret):
+    return hashlib.sha256(secret.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def token_create(s, user_name, expires_at=None):
+    """A new token for a user; returns the secret (never stored)."""
+    user = s.scalars(sa.select(User).where(User.name == user_name)).first()
+    if user is None:
+        raise exception.NotFound("User %s could not be found." % user_name)
+    secret = "mn-" + secrets.token_urlsafe(32)
+    s.add(Token(secret_sha256=token_hash(secret), user_id=user.id, created_at=utcnow(),
+                expires_at=expires_at))
+    s.flush()
+    return secret
+
+
+def token_lookup(s, secret):
+    """(user id, project id, role) of a valid token; Unauthorized otherwise."""
+    row = s.execute(sa.select(User.id, User.project_id, User.role, Token.expires_at)
+                    .join(Token, Token.user_id == User.id)
+                    .where(Token.secret_sha256 == token_hash(secret))).first()
+    if row is None:
+        raise Unauthorized(reason="invalid token")
+    if row.expires_at is not None and row.expires_at < utcnow():
+        raise Unauthorized(reason="token expired")
+    return row.id, row.project_id, row.role
+
+
+# -- quotas ------------------------------------------------------------------
+
+def quota_limits(s, project_id, defaults):
+    """{resource: limit} for a project: its overrides over the defaults."""
+    limits = dict(defaults)
+    for row in s.scalars(sa.select(QuotaLimit).where(QuotaLimit.project_id == project_id)):
+        limits[row.resource] = row.hard_limit
+    return limits
+
+
+def quota_set(s, project_id, limits):
+    for resource, limit in limits.items():
+        if resource not in RESOURCES:
+            raise exception.Invalid(reason="unknown quota resource %s" % resource)
+        row = s.get(QuotaLimit, (project_id, resource))
+        if row is None:
+            s.add(QuotaLimit(project_id=project_id, resource=resource, hard_limit=limit))
+        else:
+            row.hard_limit = limit
+    s.flush()
+
+
+def quota_usage(s, project_id):
+    row = s.get(QuotaUsage, project_id)
+    return {r: getattr(row, r) if row else 0 for r in RESOURCES}
+
+
+def _ensure_usage_row(s, project_id):
+    insert = postgresql.insert if s.get_bind().dialect.name == "postgresql" else sqlite.insert
+    s.execute(insert(QuotaUsage).values(project_id=project_id, instances=0, cores=0, ram=0)
+              .on_conflict_do_nothing(index_elements=["project_id"]))
+
+
+def quota_reserve(s, project_id, limits, cores, ram):
+    """Count one more VM of ``cores`` vCPUs and ``ram`` MB against the
+    project, or raise QuotaExceeded naming what would be exceeded. A limit
+    below 0 means unlimited."""
+    _ensure_usage_row(s, project_id)
+    want = {"instances": 1, "cores": cores, "ram": ram}
+    cond = [QuotaUsage.project_id == project_id]
+    for resource, amount in want.items():
+        if limits[resource] >= 0:
+            cond.append(getattr(QuotaUsage, resource) + amount <= limits[resource])
+    result = s.execute(sa.update(QuotaUsage).where(*cond).values(
+        instances=QuotaUsage.instances + 1, cores=QuotaUsage.cores + cores,
+        ram=QuotaUsage.ram + ram).execution_options(synchronize_session=False))
+    if result.rowcount == 1:
+        return
+    used = quota_usage(s, project_id)
+    for resource, amount in want.items():
+        if 0 <= limits[resource] < used[resource] + amount:
+            raise QuotaExceeded(resource=resource, requested=amount, used=used[resource],
+                                limit=limits[resource])
+    raise QuotaExceeded(resource="instances", requested=1, used=used["instances"],
+                        limit=limits["instances"])
+
+
+def quota_release(s, project_id, cores, ram):
+    s.execute(sa.update(QuotaUsage).where(QuotaUsage.project_id == project_id).values(
+        instances=QuotaUsage.instances - 1, cores=QuotaUsage.cores - cores,
+        ram=QuotaUsage.ram - ram).execution_options(synchronize_session=False))
