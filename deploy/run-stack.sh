@@ -10,14 +10,17 @@ VENV=${VENV:-$PWD/.venv}
 API=http://127.0.0.1:8774
 mkdir -p "$STATE"
 CONF=$STATE/mininova.conf
+# shellcheck disable=SC1090
+. "${MININOVA_CREDENTIALS:-/etc/mininova/credentials}"  # from start-controller-services.sh
 if [[ ! -e $CONF ]]; then
+    umask 077  # it holds passwords and a token
     cat > "$CONF" <<CONF
 [DEFAULT]
 state_path = $STATE
-transport_url = rabbit://guest:guest@127.0.0.1:5672/
+transport_url = rabbit://$RABBIT_USER:$RABBIT_PASSWORD@127.0.0.1:5672/
 
 [database]
-connection = postgresql+psycopg2://mininova:mininova@127.0.0.1/mininova
+connection = postgresql+psycopg2://$DB_USER:$DB_PASSWORD@127.0.0.1/mininova
 
 [compute]
 instances_path = $STATE/instances
@@ -34,6 +37,29 @@ fi
 manage() { "$VENV/bin/mininova-manage" --config-file "$CONF" "$@"; }
 manage db sync
 
+# Credentials, like devstack's openrc: an admin, and a demo project with a
+# member user; a service user whose token compute sends for image downloads.
+CREDS=$STATE/creds
+mkdir -p "$CREDS" && chmod 700 "$CREDS"
+user_token() {  # PROJECT USER ROLE -> token (created once, kept in $CREDS)
+    if [[ ! -s $CREDS/$2.token ]]; then
+        manage project create "$1" >/dev/null 2>&1 || true
+        manage user create "$2" --project "$1" --role "$3" >/dev/null
+        manage token create "$2" > "$CREDS/$2.token"
+    fi
+    cat "$CREDS/$2.token"
+}
+for who in admin:admin:admin demo:demo:member; do
+    IFS=: read -r project user role <<< "$who"
+    token=$(user_token "$project" "$user" "$role")
+    printf 'export MININOVA_URL=%s\nexport MININOVA_TOKEN=%s\n' "$API" "$token" \
+        > "$STATE/${user}rc"
+done
+if ! grep -q '^image_api_token' "$CONF"; then
+    token=$(user_token service compute member)
+    sed -i "s/^\[compute\]$/[compute]\nimage_api_token = $token/" "$CONF"
+fi
+
 # "tiny": the bootable test guest built by deploy/build-tiny-image.sh.
 TINY=${MININOVA_TINY_IMAGE:-/var/cache/mininova/tiny.qcow2}
 [[ -e $TINY ]] || bash deploy/build-tiny-image.sh "$TINY"
@@ -41,15 +67,16 @@ manage image list | grep -q ' tiny ' || manage image add tiny "$TINY"
 
 bash deploy/daemons.sh start "$STATE" "$VENV"
 
-"$VENV/bin/python" - "$API" <<'PY'
+"$VENV/bin/python" - "$API" "$(cat "$CREDS/admin.token")" "$(cat "$CREDS/demo.token")" <<'PY'
 import json, sys, time, urllib.request, urllib.error
 
-api = sys.argv[1]
+api, admin_token, demo_token = sys.argv[1:4]
 
-def req(method, path, body=None):
+def req(method, path, body=None, token=demo_token):
     data = json.dumps(body).encode() if body is not None else None
     r = urllib.request.Request(api + path, data=data, method=method,
-                               headers={"Content-Type": "application/json"})
+                               headers={"Content-Type": "application/json",
+                                        "X-Auth-Token": token})
     with urllib.request.urlopen(r, timeout=10) as resp:
         raw = resp.read()
         return resp.status, (json.loads(raw) if raw else None)
@@ -71,7 +98,7 @@ wait("the API", lambda: req("GET", "/v1")[0] == 200, 30)
 print("run-stack: API up at", api)
 def compute_up():
     return any(s["binary"] == "mininova-compute" and s["state"] == "up"
-               for s in req("GET", "/v1/services")[1]["services"])
+               for s in req("GET", "/v1/services", token=admin_token)[1]["services"])
 wait("a compute service", compute_up, 60)
 name = "first-vm"
 vms = req("GET", "/v1/vms")[1]["vms"]
@@ -101,5 +128,6 @@ def booted():
 marker, ip = wait("the guest's boot marker and IP", booted, 180)
 print("run-stack: console: %s" % marker)
 print("run-stack: %s has IP %s (%.1f s after the POST)" % (name, ip, time.monotonic() - t0))
-print("run-stack: try  curl -s %s/v1/vms | python3 -m json.tool" % api)
 PY
+echo "run-stack: credentials (source one):  $STATE/adminrc  (admin)   $STATE/demorc  (demo project, member)"
+echo "run-stack: try  . $STATE/demorc; curl -s -H \"X-Auth-Token: \$MININOVA_TOKEN\" \$MININOVA_URL/v1/vms"

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Make sure RabbitMQ and PostgreSQL are installed and running (no systemd here:
-# start them directly), and that the role and database $MININOVA_DB exist
-# (password = name; a multi-host deploy sets real credentials).
+# start them directly); create mininova's own credentials: a RabbitMQ user and a
+# PostgreSQL role with generated passwords, kept in $CREDS (root only), so
+# nothing but loopback tests depends on guest/guest or trust auth.
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 DB=${MININOVA_DB:-mininova}
+CREDS=${MININOVA_CREDENTIALS:-/etc/mininova/credentials}
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
@@ -32,11 +34,33 @@ done
 
 # Admin work over the local socket as the postgres user (peer auth on a
 # stock Debian); mininova itself connects over TCP with a password.
+if [[ ! -s $CREDS ]]; then
+    mkdir -p "$(dirname "$CREDS")"
+    umask 077
+    {
+        echo "RABBIT_USER=mininova"
+        echo "RABBIT_PASSWORD=$(head -c 24 /dev/urandom | base64 | tr -dc A-Za-z0-9)"
+        echo "DB_USER=$DB"
+        echo "DB_PASSWORD=$(head -c 24 /dev/urandom | base64 | tr -dc A-Za-z0-9)"
+    } > "$CREDS"
+fi
+# shellcheck disable=SC1090
+. "$CREDS"
+
+if rabbitmqctl -q list_users | grep -q "^$RABBIT_USER\b"; then
+    rabbitmqctl -q change_password "$RABBIT_USER" "$RABBIT_PASSWORD" >/dev/null
+else
+    rabbitmqctl -q add_user "$RABBIT_USER" "$RABBIT_PASSWORD" >/dev/null
+fi
+rabbitmqctl -q set_permissions -p / "$RABBIT_USER" ".*" ".*" ".*" >/dev/null
+
 psql_() { runuser -u postgres -- psql -v ON_ERROR_STOP=1 -qtA -d postgres "$@"; }
-if [[ -z $(psql_ -c "SELECT 1 FROM pg_roles WHERE rolname = '$DB'") ]]; then
-    psql_ -c "CREATE ROLE \"$DB\" LOGIN PASSWORD '$DB' CREATEDB"
+if [[ -z $(psql_ -c "SELECT 1 FROM pg_roles WHERE rolname = '$DB_USER'") ]]; then
+    psql_ -c "CREATE ROLE \"$DB_USER\" LOGIN CREATEDB"
 fi
+psql_ -c "ALTER ROLE \"$DB_USER\" PASSWORD '$DB_PASSWORD'"
 if [[ -z $(psql_ -c "SELECT 1 FROM pg_database WHERE datname = '$DB'") ]]; then
-    psql_ -c "CREATE DATABASE \"$DB\" OWNER \"$DB\""
+    psql_ -c "CREATE DATABASE \"$DB\" OWNER \"$DB_USER\""
 fi
-echo "start-controller-services.sh: RabbitMQ and PostgreSQL (database $DB) ready"
+echo "start-controller-services.sh: RabbitMQ and PostgreSQL (database $DB) ready;" \
+     "credentials in $CREDS"

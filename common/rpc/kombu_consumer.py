@@ -185,7 +185,8 @@ class ServerListener(_ConsumerLoop, base.Listener):
         channel.basic_qos(prefetch_size=0, prefetch_count=self.prefetch, a_global=False)
         self._consumer = kombu.Consumer(channel, queues=[kombu.Queue(self.queue_name)],
                                         on_message=self._deliver, no_ack=False,
-                                        auto_declare=False)
+                                        auto_declare=False,
+                                        on_decode_error=self._undecodable)
         self._consumer.consume()
 
     def _before_drain(self):
