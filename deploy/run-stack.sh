@@ -103,7 +103,8 @@ wait("a compute service", compute_up, 60)
 name = "first-vm"
 vms = req("GET", "/v1/vms")[1]["vms"]
 t0 = time.monotonic()
-if not any(v["name"] == name for v in vms):
+created = not any(v["name"] == name for v in vms)
+if created:
     status, body = req("POST", "/v1/vms", {"name": name, "image": "tiny", "flavor": "m1.tiny"})
     print("run-stack: POST /v1/vms ->", status, body["vm"]["id"])
 last = None
@@ -127,7 +128,8 @@ def booted():
     return (marker[-1].strip(), ip) if marker and ip else None
 marker, ip = wait("the guest's boot marker and IP", booted, 180)
 print("run-stack: console: %s" % marker)
-print("run-stack: %s has IP %s (%.1f s after the POST)" % (name, ip, time.monotonic() - t0))
+print("run-stack: %s has IP %s%s" % (name, ip, " (%.1f s after the POST)" % (
+    time.monotonic() - t0) if created else ""))
 PY
 echo "run-stack: credentials (source one):  $STATE/adminrc  (admin)   $STATE/demorc  (demo project, member)"
 echo "run-stack: try  . $STATE/demorc; curl -s -H \"X-Auth-Token: \$MININOVA_TOKEN\" \$MININOVA_URL/v1/vms"
