@@ -1,5 +1,6 @@
 """Logging set-up: every line carries the request id of the current context."""
 import logging
+import re
 import sys
 
 from common import context
@@ -17,8 +18,21 @@ class RequestIdFilter(logging.Filter):
             except (TypeError, ValueError):
                 pass
         if isinstance(record.msg, str):
-            record.msg = record.msg.replace("\r", "\\r").replace("\n", "\\n")
+            record.msg = _CONTROL.sub(_escape, record.msg)
         return True
+
+
+# Line breaks and every other control character (ESC, VT, FF, NEL, U+2028/9)
+# are written as escapes: user text can neither forge a line nor drive a terminal.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape(match):
+    char = match.group(0)
+    if char in _NAMED:
+        return _NAMED[char]
+    return "\\x%02x" % ord(char) if ord(char) < 0x100 else "\\u%04x" % ord(char)
 
 
 FORMAT = "%(asctime)s %(process)d %(levelname)s %(name)s [%(request_id)s] %(message)s"

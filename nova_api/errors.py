@@ -27,7 +27,12 @@ def register(app):
 
     @app.errorhandler(wexc.HTTPException)
     def _http(e):
-        return _error(e.code, e.description or e.name)
+        response = _error(e.code, e.description or e.name)
+        # Keep the headers the exception carries, e.g. a 405's Allow.
+        for name, value in e.get_headers():
+            if name.lower() != "content-type":
+                response.headers[name] = value
+        return response
 
     @app.errorhandler(Exception)
     def _unexpected(e):

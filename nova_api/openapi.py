@@ -115,7 +115,8 @@ ERRORS = {
          "not allow the action).",
     413: "Request body too large.",
     415: "Wrong Content-Type for the body.",
-    503: "A backend (message broker, compute host) is unavailable or did not answer in time.",
+    503: "A backend is unavailable or did not answer in time: the database (any call "
+         "with a token), the message broker or a compute host.",
 }
 HEADERS = {
     "X-Request-Id": {"description": "The request id, in the logs of every daemon that "
@@ -181,7 +182,8 @@ def _body(schema, example=None):
 def _op(op_id, summary, ok, errors, ok_schema=None, params=(), body=None, public=False,
         headers=None, content=None, admin=False):
     """One operation: ``ok`` its success status, ``errors`` every error
-    status it can answer besides 401 (implied unless ``public``)."""
+    status it can answer besides 401 and 503 (implied unless ``public``: the
+    token is looked up in the database)."""
     success = {"description": summary, "headers": dict(_REQUEST_ID, **{
         h: {"$ref": "#/components/headers/" + h} for h in (headers or ())})}
     if content is not None:
@@ -189,7 +191,7 @@ def _op(op_id, summary, ok, errors, ok_schema=None, params=(), body=None, public
     elif ok_schema is not None:
         success["content"] = _json(ok_schema)
     responses = {str(ok): success}
-    codes = set(errors) | ({403} if admin else set()) | (set() if public else {401})
+    codes = set(errors) | ({403} if admin else set()) | (set() if public else {401, 503})
     for code in sorted(codes):
         responses[str(code)] = {"$ref": "#/components/responses/%d" % code}
     op = {"operationId": op_id, "summary": summary + (" (admin only)" if admin else ""),

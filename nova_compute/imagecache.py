@@ -28,7 +28,7 @@ LOG = logging.getLogger(__name__)
 
 CHUNK_SIZE = 1024 * 1024
 # The id becomes a file name: no '/', no leading dot (temp and lock files use one).
-_IMAGE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$")
+_IMAGE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,254}\Z")
 _SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
 
 

@@ -33,7 +33,7 @@ def validate_instance_id(instance_id):
         canonical = str(uuid.UUID(instance_id))
     except (TypeError, ValueError, AttributeError):
         canonical = None
-    if canonical != instance_id:
+    if canonical is None or canonical != instance_id:
         raise exception.Invalid(reason="instance id %r is not a canonical UUID" % (instance_id,))
     return instance_id
 

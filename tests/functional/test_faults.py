@@ -304,19 +304,29 @@ def pg_start():
 
 def test_compute_killed_while_building(make_stack):
     build_timeout = 10
-    stack = make_stack(fast_conf(build_timeout=build_timeout))
+    # 4 workers (and so 4 unacked builds at most): when compute dies some
+    # builds are done, some under way and the others still queued.
+    stack = make_stack(fast_conf(build_timeout=build_timeout,
+                                 DEFAULT={"rpc_workers": 4}))
+
+    # The image in the host's cache, so that builds run side by side.
+    warm = create(stack, "warm")
+    stack.wait_status(warm, "ACTIVE", timeout=60)
 
     def kill_mid_burst(ids):
+        """SIGKILL compute while some builds are done, some under way."""
         def mid():
             current = vms(stack)
-            return sum(1 for i in ids if current[i]["task_state"] == "spawning") >= 3
-        wait_for(mid, 30, interval=0.02, what="builds under way")
+            spawning = sum(1 for i in ids if current[i]["task_state"] == "spawning")
+            done = sum(1 for i in ids if current[i]["status"] == "ACTIVE")
+            return spawning >= 3 and done >= 1
+        wait_for(mid, 30, interval=0.01, what="builds under way")
         stack.stop_daemon("compute", kill=True)
         return time.monotonic()
 
     # a) killed and restarted at once: start-up settling and the redelivered
     #    builds; every VM ACTIVE or ERROR (with a fault) within build_timeout.
-    ids = create_many(stack, ["a%02d" % i for i in range(10)])
+    ids = first = create_many(stack, ["a%02d" % i for i in range(10)])
     kill_mid_burst(ids)
     stack.start_daemon("compute")
     restarted = time.monotonic()
@@ -351,7 +361,7 @@ def test_compute_killed_while_building(make_stack):
            % len(timed_out), given_up,
            "build_timeout %d s; leftovers gone %.1f s after the restart"
            % (build_timeout, time.monotonic() - restarted))
-    assert max(spawn_counts(stack, list(final)).values()) <= 1
+    assert max(spawn_counts(stack, first + list(final)).values()) <= 1
 
 
 # == 2. scheduler killed mid-burst ====================================================
@@ -404,44 +414,40 @@ def test_rabbitmq_restart_during_burst(make_stack):
         if i % 2:
             ops.append(("delete", keep[i // 2]))
     results = {}
-    lock = threading.Lock()
 
     def run(op):
         kind, ref = op
         t0 = time.monotonic()
         r = (stack.post("/v1/vms", {"name": ref, "image": "blank", "flavor": "m1.tiny"})
              if kind == "create" else stack.delete("/v1/vms/" + ref))
-        with lock:
-            results[op] = (r.status_code, time.monotonic() - t0, r.text)
+        results[op] = (r.status_code, time.monotonic() - t0, r.text)
 
-    outage = {}
+    def burst(part):
+        with concurrent.futures.ThreadPoolExecutor(len(part)) as pool:
+            list(pool.map(run, part))
+
+    half = len(ops) // 2
     try:
-        with concurrent.futures.ThreadPoolExecutor(6) as pool:
-            futures = [pool.submit(run, op) for op in ops]
-            wait_for(lambda: len(results) >= 8, 30, what="the burst to start")
-            stopping = time.monotonic()
-            rabbit_stop()
-            outage["stopped"] = time.monotonic() - stopping
-            concurrent.futures.wait(futures, 60)
-            # While it cannot publish, the API says so at once (no hang),
-            # stores nothing, and still answers what needs only the DB.
-            t0 = time.monotonic()
-            r = stack.post("/v1/vms", {"name": "probe", "image": "blank", "flavor": "m1.tiny"})
-            outage["probe"] = time.monotonic() - t0
-            assert r.status_code == 503, r.text
-            assert "message broker unreachable" in r.json()["error"]["message"]
-            assert outage["probe"] < 5
-            assert stack.get("/v1/vms/probe").status_code == 404
-            assert stack.get("/v1/vms").status_code == 200
+        # The first half is accepted; the daemons work on it as the broker goes.
+        burst(ops[:half])
+        assert {results[op][0] for op in ops[:half]} == {202}, results
+        stopping = time.monotonic()
+        rabbit_stop()
+        stopped = time.monotonic() - stopping
+        # The second half arrives while it is down: refused at once (no hang),
+        # with a clear message; nothing stored; what needs only the DB works.
+        burst(ops[half:])
+        assert stack.get("/v1/vms").status_code == 200
     finally:
         rabbit_start()
     back = time.monotonic()
-
-    codes = {op: code for op, (code, _, _) in results.items()}
-    assert set(codes.values()) <= {202, 503}, results
-    refused = [op for op, code in codes.items() if code == 503]
-    slowest = max(t for code, t, _ in results.values() if code == 503) if refused else 0
-    assert slowest < 5, "a refused request took %.1f s" % slowest
+    refused = ops[half:]
+    for op in refused:
+        code, seconds, text = results[op]
+        assert code == 503, (op, text)
+        assert "message broker unreachable" in json.loads(text)["error"]["message"]
+        assert seconds < 5, "%s answered after %.1f s" % (op, seconds)
+    slowest = max(results[op][1] for op in refused)
     # A refused create stored nothing: the client sends it again.
     for kind, name in refused:
         if kind == "create":
@@ -449,24 +455,24 @@ def test_rabbitmq_restart_during_burst(make_stack):
             wait_for(lambda: stack.post("/v1/vms", {"name": name, "image": "blank",
                                                     "flavor": "m1.tiny"}).status_code == 202,
                      30, interval=0.5, what="create %s accepted again" % name)
-    # A refused delete is not sent again by the client: the VM is marked
-    # deleting and the scheduler's watchdog sends it on.
+    # A refused delete is not sent again by the client: the VM stays marked
+    # deleting and the scheduler's watchdog sends the delete on.
     created = {vm["name"]: vm["id"] for vm in vms(stack).values()}
-    burst = [created["burst%02d" % i] for i in range(20)]
+    burst_ids = [created["burst%02d" % i] for i in range(20)]
     deleted = [ref for kind, ref in ops if kind == "delete"]
-    final = wait_settled(stack, burst, 90, allow_error=False)
+    final = wait_settled(stack, burst_ids, 90, allow_error=False)
     wait_gone(stack, deleted, 60)
     recovered = time.monotonic() - back
     assert all(v["status"] == "ACTIVE" for v in final.values())
     assert sorted(n for n in created if n.startswith("burst")) == sorted(
         "burst%02d" % i for i in range(20))
-    assert spawn_counts(stack, burst) == {i: 1 for i in burst}
+    assert spawn_counts(stack, burst_ids) == {i: 1 for i in burst_ids}
     for daemon in ("scheduler", "compute"):
         assert "Reconnected to the message broker" in log(stack, daemon), daemon
     nothing_orphaned(stack)
     report("RabbitMQ restarted during 20 creates + 10 deletes: all done after it returned in",
-           recovered, "%d requests refused with 503 in <= %.1f s, probe %.1f s; broker stop "
-                      "took %.1f s" % (len(refused), slowest, outage["probe"], outage["stopped"]))
+           recovered, "the %d requests sent while it was down refused with 503 in <= %.1f s; "
+                      "broker stop took %.1f s" % (len(refused), slowest, stopped))
 
 
 # == 4. PostgreSQL restarted ==========================================================
@@ -587,7 +593,8 @@ def test_builds_that_never_finish_and_deletes_on_a_dead_host(make_stack, tmp_pat
         tarpit.release.set()
         wait_for(lambda: "VM %s: built, but no longer wanted here" % hung in log(
             stack, "compute-" + host), 60, what="the late build to be undone")
-        cleaned = nothing_orphaned(stack) + time.monotonic() - released
+        nothing_orphaned(stack)
+        cleaned = time.monotonic() - released
         assert stack.vm(hung)["status"] == "ERROR"
         report("host took a build and went silent: ERROR (claim released) after", to_error,
                "build_timeout %d s; the late spawn destroyed %.1f s after it finished"

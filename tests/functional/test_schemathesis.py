@@ -16,14 +16,14 @@ from tests.functional.conftest import libvirt_available
 from tests.functional.stack import Stack, qemu_img_create
 from tests.waiting import wait_for
 
-# Examples per operation and phase: ~30 s of requests here (4000 at 150, in ~50 s); CI's budget for
-# this test is about three minutes, stack and clean-up included.
+# Examples per operation and generation phase: ~1500 requests in ~25 s here
+# (150: ~4000 in ~55 s). CI's budget for this test is about three minutes,
+# stack start and clean-up included.
 MAX_EXAMPLES = int(os.environ.get("MININOVA_SCHEMATHESIS_EXAMPLES", "50"))
 SEED = os.environ.get("MININOVA_SCHEMATHESIS_SEED")
 VM_CAP = 4
 
 CONFIG = """
-[checks]
 # A qcow2 file cannot be described by a schema: random bytes are a valid
 # octet-stream yet rightly answered 400 ("not in qcow2 format").
 [[operations]]
@@ -52,8 +52,9 @@ def test_schemathesis(tmp_path):
         stack.add_image("blank", base)
         token = stack.http.headers.get("X-Auth-Token")
         assert token, "the stack's session carries no admin token"
-        project = stack.get("/v1/quotas/admin").json()["quota"]["project_id"]
-        stack.manage("quota", "set", project, "--instances", str(VM_CAP))
+        # The stack's admin has no quota; only the example body can boot a VM,
+        # but coverage variants of it can too: a handful at most.
+        stack.manage("quota", "set", "admin", "--instances", str(VM_CAP))
 
         config = tmp_path / "schemathesis.toml"
         config.write_text(CONFIG)
@@ -73,11 +74,11 @@ def test_schemathesis(tmp_path):
                "--no-color"]
         if SEED:
             cmd += ["--seed", SEED]
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240,
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=150,
                               cwd=str(tmp_path))
         output = proc.stdout + proc.stderr
-        print(output[-20000:])
-        assert proc.returncode == 0, "schemathesis found problems:\n" + output[-15000:]
+        assert proc.returncode == 0, "schemathesis found problems:\n" + output[-30000:]
+        print(output[-5000:])
         with open(os.path.join(stack.logs, "api.log")) as f:
             api_log = f.read()
         assert "unexpected error" not in api_log, "the API logged a traceback"

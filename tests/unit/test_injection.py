@@ -301,7 +301,7 @@ def test_lone_surrogate_in_a_member_name(api):
 
 @pytest.mark.parametrize("pattern,text,matches", [
     ("^a$", "a", True), ("^a$", "a\n", False), ("^[$]$", "$", True), ("^\\$$", "$", True),
-    ("^\\$$", "$\n", False), ("^[]$]+$", "]$", True), ("^a$|^b$", "a\n", False),
+    ("^\\$$", "$\n", False), ("^a$|^b$", "a\n", False),
 ])
 def test_patterns_anchor_like_ecma_262(pattern, text, matches):
     from nova_api import validation
@@ -373,8 +373,6 @@ def test_hostile_name_in_a_404_logs_as_one_line(api):
     assert len([line for line in lines if "/v1/server-groups/x" in line]) == 1
 
 
-@pytest.mark.xfail(strict=True, reason="common/log.py RequestIdFilter escapes only CR and LF: "
-                                       "ESC, VT, FF, NEL and U+2028 reach the log raw")
 @pytest.mark.parametrize("char", ["%1B[2J", "%0B", "%0C", "%C2%85", "%E2%80%A8"])
 def test_log_lines_hold_no_raw_control_characters(api, char):
     out = io.StringIO()
@@ -475,10 +473,6 @@ def test_instance_ids_must_be_canonical_uuids(instance_id):
     assert "canonical UUID" in e.value.message
 
 
-@pytest.mark.xfail(strict=True, raises=TypeError,
-                   reason="validate_instance_id(None) returns None: uuid.UUID(None) fails, "
-                          "canonical stays None and None == None passes; callers then fail "
-                          "with a TypeError instead of Invalid")
 def test_none_is_no_instance_id(conf):
     from nova_compute.virt.libvirt.driver import LibvirtDriver
     with pytest.raises(exception.Invalid):
@@ -519,9 +513,6 @@ def test_image_cache_paths_of_good_ids(tmp_path, image_id):
     assert os.path.dirname(path) == cache.cache_dir and os.path.basename(path) == image_id
 
 
-@pytest.mark.xfail(strict=True, reason="imagecache._IMAGE_ID ends in '$', which re.match "
-                                       "lets match before a trailing newline; it stays "
-                                       "inside the cache, but is no valid id")
 def test_image_cache_rejects_a_trailing_newline(tmp_path):
     cache = ImageCache(str(tmp_path / "_base"))
     with pytest.raises(exception.ImageUnavailable):

@@ -1,0 +1,138 @@
+"""``mininova vm ...``: create, list, show, delete, power actions, console
+and the action timeline. Each command is ``f(client, args, out)``."""
+from mininova_client import format as fmt
+from mininova_client.api import quote
+from mininova_client.wait import wait_vm
+
+POWER_ACTIONS = ("start", "stop", "reboot", "pause", "unpause", "suspend", "resume")
+
+
+def _path(ref, *rest):
+    return "/".join(["/v1/vms", quote(ref)] + [quote(r) for r in rest])
+
+
+def _get(client, ref):
+    return client.get(_path(ref))["vm"]
+
+
+def _accepted(out, what, vm, request_id):
+    out.message("Request to %s VM %s accepted (request %s)." % (what, vm["name"], request_id),
+                {"request_id": request_id})
+
+
+def create(client, args, out):
+    body = {"name": args.name, "image": args.image, "flavor": args.flavor}
+    if args.group:
+        body["group"] = args.group
+    resp = client.post("/v1/vms", body)
+    vm = resp.body["vm"]
+    if args.wait:
+        vm = wait_vm(client, vm, "create", resp.request_id, args.timeout)
+        out.show({"vm": vm}, fmt.vm_pairs(vm))
+    else:
+        out.show(resp.body, fmt.vm_pairs(vm))
+
+
+def list_(client, args, out):
+    body = client.get("/v1/vms")
+    out.listing(body, fmt.VM_HEADERS, [fmt.vm_row(vm) for vm in body["vms"]])
+
+
+def show(client, args, out):
+    body = client.get(_path(args.name))
+    out.show(body, fmt.vm_pairs(body["vm"]))
+
+
+def delete(client, args, out):
+    vm = _get(client, args.name)  # its id: the name is free again once it is gone
+    resp = client.delete(_path(vm["id"]))
+    if args.wait:
+        wait_vm(client, vm, "delete", resp.request_id, args.timeout)
+        out.message("VM %s deleted." % vm["name"], {"request_id": resp.request_id})
+    else:
+        _accepted(out, "delete", vm, resp.request_id)
+
+
+def power(client, args, out):
+    """start|stop|reboot [--hard]|pause|unpause|suspend|resume NAME [--wait]."""
+    action = args.action
+    vm = _get(client, args.name)
+    payload = {"type": "HARD" if args.hard else "SOFT"} if action == "reboot" else {}
+    resp = client.post(_path(vm["id"], "action"), {action: payload})
+    if args.wait:
+        vm = wait_vm(client, vm, action, resp.request_id, args.timeout)
+        if out.json:
+            fmt.dump_json({"vm": vm}, out.out)
+        else:
+            out.message("VM %s is %s." % (vm["name"], vm["status"]))
+    else:
+        _accepted(out, action, vm, resp.request_id)
+
+
+def console(client, args, out):
+    body = client.get(_path(args.name, "console"), query={"lines": args.lines})
+    if out.json:
+        fmt.dump_json(body, out.out)
+    else:
+        text = body.get("output") or ""
+        out.out.write(text if text.endswith("\n") or not text else text + "\n")
+
+
+ACTION_HEADERS = ["Request ID", "Action", "Start Time", "Finish Time", "Result", "Message"]
+EVENT_HEADERS = ["Event", "Host", "Start Time", "Duration (ms)", "Result", "Details"]
+
+
+def actions(client, args, out):
+    """The action timeline: all actions, or one with its events."""
+    if not args.request_id:
+        body = client.get(_path(args.name, "actions"))
+        out.listing(body, ACTION_HEADERS, [
+            [a["request_id"], a["action"], a["start_time"], a["finish_time"], a["result"],
+             a["message"]] for a in body["actions"]])
+        return
+    body = client.get(_path(args.name, "actions", args.request_id))
+    if out.json:
+        fmt.dump_json(body, out.out)
+        return
+    action = body["action"]
+    fmt.fields([(k, action.get(k)) for k in (
+        "request_id", "action", "instance_id", "project_id", "user_id", "start_time",
+        "finish_time", "duration_ms", "result", "message")], out.out)
+    print(file=out.out)
+    fmt.table(EVENT_HEADERS, [
+        [e["event"], e["host"], e["start_time"], e["duration_ms"], e["result"], e["details"]]
+        for e in action["events"]], out.out)
+
+
+def add_parsers(sub, common, wait_opts):
+    """The ``vm`` command tree; ``common``/``wait_opts``: parent parsers."""
+    vm = sub.add_parser("vm", help="virtual machines").add_subparsers(
+        dest="command", metavar="COMMAND", required=True)
+    p = vm.add_parser("create", parents=[common, wait_opts], help="boot a VM")
+    p.add_argument("name")
+    p.add_argument("--image", required=True, help="image name or id")
+    p.add_argument("--flavor", required=True, help="flavor name or id")
+    p.add_argument("--group", help="server group name or id")
+    p.set_defaults(func=create)
+    vm.add_parser("list", parents=[common], help="list VMs").set_defaults(func=list_)
+    p = vm.add_parser("show", parents=[common], help="show a VM")
+    p.add_argument("name", help="VM name or id")
+    p.set_defaults(func=show)
+    p = vm.add_parser("delete", parents=[common, wait_opts], help="delete a VM")
+    p.add_argument("name", help="VM name or id")
+    p.set_defaults(func=delete)
+    for action in POWER_ACTIONS:
+        p = vm.add_parser(action, parents=[common, wait_opts], help="%s a VM" % action)
+        p.add_argument("name", help="VM name or id")
+        if action == "reboot":
+            p.add_argument("--hard", action="store_true", help="reset instead of ACPI reboot")
+        p.set_defaults(func=power, action=action, hard=False)
+    p = vm.add_parser("console", parents=[common], help="tail of the serial console")
+    p.add_argument("name", help="VM name or id")
+    p.add_argument("--lines", type=int, default=100, help="how many lines (default 100)")
+    p.set_defaults(func=console)
+    p = vm.add_parser("actions", parents=[common],
+                      help="the VM's action timeline (one action with its events)")
+    p.add_argument("name", help="VM name or id (by id also after deletion)")
+    p.add_argument("request_id", nargs="?", help="one action: its request id")
+    p.set_defaults(func=actions)
