@@ -42,6 +42,7 @@ import sys
 import tempfile
 import threading
 import time
+import traceback
 import uuid
 
 import libvirt
@@ -71,6 +72,11 @@ GOALS = {
     "p5_ms": 1000.0,
     "p6_rss_mb": {"api": 120.0, "scheduler": 120.0, "compute": 80.0},
 }
+
+# Keys the JSON always has (null when their phase failed).
+REQUIRED_KEYS = ("floor_p50_ms", "p1_p50_ms", "p1_overhead_ms", "p2_wall_s", "p2_floor_wall_s",
+                 "p3_vms_per_s", "p3_overcommit", "p4_get_p99_ms", "p4_post_p50_ms",
+                 "p5_p50_ms", "p6_rss_mb")
 
 FULL = dict(samples=20, p2_vms=20, p4_vms=1000, p4_gets=200, p4_idle_posts=50,
             p4_posts=400, p4_concurrency=10, fake_hosts=3, hosts=50, vms=1000)
@@ -567,59 +573,77 @@ class Bench:
 
 # -- the table ------------------------------------------------------------------
 
-def table(r):
+def table(r, sim=True):
+    """The rows (figure, mininova, floor, ratio, goal, met) of the results;
+    a figure whose phase failed shows "failed" (met: "n/a")."""
     g = GOALS
+    v = r.get
 
-    def num(v, unit, fmt="%.0f"):
-        return "" if v is None else (fmt % v) + " " + unit
+    def num(x, unit, fmt="%.0f"):
+        return "failed" if x is None else (fmt % x) + " " + unit
 
     def ratio(a, b):
         return "" if not a or not b else "%.2f×" % (a / b)
 
-    def met(ok):
-        return "yes" if ok else "NO"
+    def met(*values_and_check):
+        *values, check = values_and_check
+        if any(x is None for x in values):
+            return "n/a"
+        return "yes" if check(*values) else "NO"
+
+    def at_most(goal):
+        return lambda x: x <= goal
+    p3 = v("p3") or {}
     rows = [
-        ("floor / P1 POST→ACTIVE p50", num(r["p1_p50_ms"], "ms"), num(r["floor_p50_ms"], "ms"),
-         ratio(r["p1_p50_ms"], r["floor_p50_ms"]), "", ""),
-        ("floor / P1 POST→ACTIVE p95", num(r["p1_p95_ms"], "ms"), num(r["floor_p95_ms"], "ms"),
-         ratio(r["p1_p95_ms"], r["floor_p95_ms"]), "", ""),
-        ("P1 overhead over floor p50", num(r["p1_overhead_ms"], "ms"), "", "",
-         "≤ %.0f ms" % g["p1_overhead_ms"], met(r["p1_overhead_ms"] <= g["p1_overhead_ms"])),
-        ("P2 %d concurrent → all ACTIVE" % r["p2_vms"], num(r["p2_wall_s"], "s", "%.2f"),
-         num(r["p2_floor_wall_s"], "s", "%.2f"), "%.2f×" % r["p2_ratio"],
-         "≤ %.1f× floor" % g["p2_ratio"], met(r["p2_ratio"] <= g["p2_ratio"])),
-        ("P3 VMs/s (%d hosts, %d VMs)" % (r["p3"]["hosts"], r["p3"]["vms"]),
-         num(r["p3_vms_per_s"], "/s", "%.1f"), "", "", "≥ %.0f/s" % g["p3_vms_per_s"],
-         met(r["p3_vms_per_s"] >= g["p3_vms_per_s"])),
-        ("P3 over-commit (hosts; claim mismatch)",
-         "%d; %d" % (r["p3_overcommit"], r["p3_claim_mismatch"]), "", "", "0",
-         met(r["p3_overcommit"] == 0 and r["p3_claim_mismatch"] == 0)),
-        ("P4 GET /v1/vms @%d p50" % r["p4_vms"], num(r["p4_get_p50_ms"], "ms", "%.1f"),
-         num(r["p4_get_sql_p50_ms"], "ms", "%.1f"),
-         ratio(r["p4_get_p50_ms"], r["p4_get_sql_p50_ms"]), "", ""),
-        ("P4 GET /v1/vms @%d p99" % r["p4_vms"], num(r["p4_get_p99_ms"], "ms", "%.1f"),
-         num(r["p4_get_sql_p99_ms"], "ms", "%.1f"),
-         ratio(r["p4_get_p99_ms"], r["p4_get_sql_p99_ms"]),
-         "≤ %.0f ms" % g["p4_get_p99_ms"], met(r["p4_get_p99_ms"] <= g["p4_get_p99_ms"])),
-        ("P4 POST /v1/vms p50, %d clients" % r["p4_post_concurrency"],
-         num(r["p4_post_p50_ms"], "ms", "%.1f"), num(r["p4_post_sql_p50_ms"], "ms", "%.1f"),
-         ratio(r["p4_post_p50_ms"], r["p4_post_sql_p50_ms"]),
-         "≤ %.0f ms" % g["p4_post_p50_ms"], met(r["p4_post_p50_ms"] <= g["p4_post_p50_ms"])),
-        ("P4 POST /v1/vms p99, %d clients" % r["p4_post_concurrency"],
-         num(r["p4_post_p99_ms"], "ms", "%.1f"), num(r["p4_post_sql_p99_ms"], "ms", "%.1f"),
-         ratio(r["p4_post_p99_ms"], r["p4_post_sql_p99_ms"]), "", ""),
-        ("P5 virsh destroy → SHUTOFF p50", num(r["p5_p50_ms"], "ms"),
-         num(r["p5_virsh_p50_ms"], "ms"), ratio(r["p5_p50_ms"], r["p5_virsh_p50_ms"]),
-         "≤ %.0f ms" % g["p5_ms"], met(r["p5_p50_ms"] <= g["p5_ms"])),
-        ("P5 virsh destroy → SHUTOFF max", num(r["p5_max_ms"], "ms"),
-         num(r["p5_virsh_max_ms"], "ms"), ratio(r["p5_max_ms"], r["p5_virsh_max_ms"]),
-         "≤ %.0f ms" % g["p5_ms"], met(r["p5_max_ms"] <= g["p5_ms"])),
+        ("floor / P1 POST→ACTIVE p50", num(v("p1_p50_ms"), "ms"), num(v("floor_p50_ms"), "ms"),
+         ratio(v("p1_p50_ms"), v("floor_p50_ms")), "", ""),
+        ("floor / P1 POST→ACTIVE p95", num(v("p1_p95_ms"), "ms"), num(v("floor_p95_ms"), "ms"),
+         ratio(v("p1_p95_ms"), v("floor_p95_ms")), "", ""),
+        ("P1 overhead over floor p50", num(v("p1_overhead_ms"), "ms"), "", "",
+         "≤ %.0f ms" % g["p1_overhead_ms"],
+         met(v("p1_overhead_ms"), at_most(g["p1_overhead_ms"]))),
+        ("P2 %s concurrent → all ACTIVE" % v("p2_vms", "N"), num(v("p2_wall_s"), "s", "%.2f"),
+         num(v("p2_floor_wall_s"), "s", "%.2f"), ratio(v("p2_wall_s"), v("p2_floor_wall_s")),
+         "≤ %.1f× floor" % g["p2_ratio"], met(v("p2_ratio"), at_most(g["p2_ratio"]))),
+    ]
+    if sim:
+        rows += [
+            ("P3 VMs/s (%s hosts, %s VMs)" % (p3.get("hosts", "?"), p3.get("vms", "?")),
+             num(v("p3_vms_per_s"), "/s", "%.1f"), "", "", "≥ %.0f/s" % g["p3_vms_per_s"],
+             met(v("p3_vms_per_s"), lambda x: x >= g["p3_vms_per_s"])),
+            ("P3 over-commit (hosts; claim mismatch)",
+             "failed" if v("p3_overcommit") is None else "%d; %d" % (
+                 v("p3_overcommit"), v("p3_claim_mismatch")), "", "", "0",
+             met(v("p3_overcommit"), v("p3_claim_mismatch"), lambda a, b: a == b == 0)),
+        ]
+    rows += [
+        ("P4 GET /v1/vms @%s p50" % v("p4_vms", "N"), num(v("p4_get_p50_ms"), "ms", "%.1f"),
+         num(v("p4_get_sql_p50_ms"), "ms", "%.1f"),
+         ratio(v("p4_get_p50_ms"), v("p4_get_sql_p50_ms")), "", ""),
+        ("P4 GET /v1/vms @%s p99" % v("p4_vms", "N"), num(v("p4_get_p99_ms"), "ms", "%.1f"),
+         num(v("p4_get_sql_p99_ms"), "ms", "%.1f"),
+         ratio(v("p4_get_p99_ms"), v("p4_get_sql_p99_ms")),
+         "≤ %.0f ms" % g["p4_get_p99_ms"], met(v("p4_get_p99_ms"), at_most(g["p4_get_p99_ms"]))),
+        ("P4 POST /v1/vms p50, %s clients" % v("p4_post_concurrency", "N"),
+         num(v("p4_post_p50_ms"), "ms", "%.1f"), num(v("p4_post_sql_p50_ms"), "ms", "%.1f"),
+         ratio(v("p4_post_p50_ms"), v("p4_post_sql_p50_ms")),
+         "≤ %.0f ms" % g["p4_post_p50_ms"],
+         met(v("p4_post_p50_ms"), at_most(g["p4_post_p50_ms"]))),
+        ("P4 POST /v1/vms p99, %s clients" % v("p4_post_concurrency", "N"),
+         num(v("p4_post_p99_ms"), "ms", "%.1f"), num(v("p4_post_sql_p99_ms"), "ms", "%.1f"),
+         ratio(v("p4_post_p99_ms"), v("p4_post_sql_p99_ms")), "", ""),
+        ("P5 virsh destroy → SHUTOFF p50", num(v("p5_p50_ms"), "ms"),
+         num(v("p5_virsh_p50_ms"), "ms"), ratio(v("p5_p50_ms"), v("p5_virsh_p50_ms")),
+         "≤ %.0f ms" % g["p5_ms"], met(v("p5_p50_ms"), at_most(g["p5_ms"]))),
+        ("P5 virsh destroy → SHUTOFF max", num(v("p5_max_ms"), "ms"),
+         num(v("p5_virsh_max_ms"), "ms"), ratio(v("p5_max_ms"), v("p5_virsh_max_ms")),
+         "≤ %.0f ms" % g["p5_ms"], met(v("p5_max_ms"), at_most(g["p5_ms"]))),
     ]
     for daemon in ("api", "scheduler", "compute"):
-        v = r["p6_rss_mb"].get(daemon)
+        x = (v("p6_rss_mb") or {}).get(daemon)
         goal = g["p6_rss_mb"][daemon]
-        rows.append(("P6 RSS %s" % daemon, num(v, "MB", "%.1f"), "", "",
-                     "≤ %.0f MB" % goal, met(v is not None and v <= goal)))
+        rows.append(("P6 RSS %s" % daemon, num(x, "MB", "%.1f"), "", "",
+                     "≤ %.0f MB" % goal, met(x, at_most(goal))))
     return [dict(zip(("figure", "mininova", "floor", "ratio", "goal", "met"), row))
             for row in rows]
 
@@ -705,27 +729,42 @@ def main(argv=None):
     env = environment()
     workdir = tempfile.mkdtemp(prefix="mininova-bench-")
     bench = Bench(args, workdir)
+    errors = {}
+
+    def attempt(phase, fn):
+        """Run one phase; a failure is reported and the run goes on (this host
+        is shared: a broker or DB restart must not cost every figure)."""
+        try:
+            fn()
+            return True
+        except Exception as exc:
+            errors[phase] = "%s: %s" % (type(exc).__name__, exc)
+            log("%s FAILED:\n%s", phase, traceback.format_exc())
+            return False
     try:
         try:
-            bench.start()
-            bench.p1_p5()
-            bench.p2()
-            bench.p4()
-            bench.p6()
+            if attempt("start", bench.start):
+                for phase, fn in (("floor+P1+P5", bench.p1_p5), ("P2", bench.p2),
+                                  ("P4", bench.p4), ("P6", bench.p6)):
+                    attempt(phase, fn)
         finally:
             bench.stop()
         if not args.skip_sim:
-            bench.p3()
+            attempt("P3", bench.p3)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     r = bench.results
+    for key in REQUIRED_KEYS:   # every key, null when its phase failed
+        r.setdefault(key, None)
+    r["errors"] = errors
     r["run_time_s"] = round(time.monotonic() - started, 1)
     r["params"] = {k: v for k, v in vars(args).items() if k != "json"}
     r["environment"] = env
     r["goals"] = GOALS
-    rows = table(r) if not args.skip_sim else table_without_sim(r)
+    rows = table(r, sim=not args.skip_sim)
     r["table"] = rows
-    r["goals_met"] = {row["figure"]: row["met"] == "yes" for row in rows if row["met"]}
+    r["goals_met"] = {row["figure"]: row["met"] == "yes" for row in rows
+                      if row["met"] in ("yes", "NO")}
     if bench.profiler.files:
         r["profiles"] = bench.profiler.files
     os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
@@ -733,21 +772,17 @@ def main(argv=None):
         json.dump(r, f, indent=2)
     print()
     print(format_table(rows))
-    print("\nP1 steps, median ms after the API accepted the POST (start → end):")
-    print(format_steps(r["p1_steps"]))
-    print("\nP2 steps, median ms after the API accepted each POST:")
-    print(format_steps(r["p2_steps"]))
+    for key, title in (("p1_steps", "P1 steps, median ms after the API accepted the POST"),
+                       ("p2_steps", "P2 steps, median ms after the API accepted each POST")):
+        if r.get(key):
+            print("\n%s (start → end):" % title)
+            print(format_steps(r[key]))
     print("\n%d CPUs; at start: load average %s, %s other guests running; run time %.0f s; "
           "results in %s" % (env["cpus"], " ".join(env["loadavg_at_start"]),
                              env["other_guests_running_at_start"], r["run_time_s"], args.json))
-    return 0
-
-
-def table_without_sim(r):
-    """The table of a run with --skip-sim: no P3 rows (nor P3 keys)."""
-    sim = dict(r, p3={"hosts": 0, "vms": 0}, p3_vms_per_s=0, p3_overcommit=0,
-               p3_claim_mismatch=0)
-    return [row for row in table(sim) if not row["figure"].startswith("P3")]
+    for phase, error in errors.items():
+        print("FAILED %s: %s" % (phase, error))
+    return 1 if errors else 0
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ import sys
 import time
 
 from mininova_client import WAIT_ERROR, WAIT_TIMEOUT, CLIError
-from mininova_client.api import APIError, quote
+from mininova_client.api import APIError, ConnectError, quote
 from mininova_client.format import fault
 
 # Where each action rests when it succeeded.
@@ -50,15 +50,16 @@ class Progress:
             self.stream.flush()
 
 
-def _step(client, vm_id, request_id):
-    """The name of the last event of the action, or None (not recorded yet)."""
+def _action(client, vm_id, request_id):
+    """(action, name of its last event), or ({}, None) while not recorded
+    (the timeline is best effort: it never fails the wait)."""
     if not request_id:
-        return None
+        return {}, None
     try:
-        action = client.get("/v1/vms/%s/actions/%s" % (quote(vm_id), quote(request_id)))
-    except APIError:
-        return None
-    action = (action or {}).get("action") or {}
+        body = client.get("/v1/vms/%s/actions/%s" % (quote(vm_id), quote(request_id)))
+    except (APIError, ConnectError):
+        return {}, None
+    action = (body or {}).get("action") or {}
     events = action.get("events") or []
     return action, (events[-1].get("event") if events else None)
 
@@ -72,37 +73,48 @@ def wait_vm(client, vm, goal, request_id=None, timeout=300.0, stream=None, tty=N
     """Wait for ``goal`` ("create", "delete" or a power action) on ``vm`` (its
     JSON). Returns the final VM (None after a delete); raises ``CLIError``
     with exit code 3 when it ended in ERROR (or the action failed), 4 on
-    timeout."""
-    vm_id, name = vm["id"], vm["name"]
-    expected = EXPECTED[goal]
+    timeout. An API that is briefly unreachable or answers 5xx (a restart)
+    is retried until the deadline."""
+    name, expected = vm["name"], EXPECTED[goal]
     progress = Progress(name, stream, tty)
     deadline = time.monotonic() + timeout
     interval = FIRST_INTERVAL
     try:
         while True:
             try:
-                vm = client.get("/v1/vms/%s" % quote(vm_id))["vm"]
+                vm = client.get("/v1/vms/%s" % quote(vm["id"]))["vm"]
+                unavailable = None
             except APIError as e:
-                if e.status != 404:
-                    raise
-                if goal == "delete":
+                if e.status == 404 and goal == "delete":
                     progress.update("deleted")
                     return None
-                raise CLIError("error: VM %s was deleted while waiting for it to be %s%s"
-                               % (name, expected, _suffix(request_id)), WAIT_ERROR) from None
-            found = _step(client, vm_id, request_id)
-            action, step = found if found else ({}, None)
-            status, task = vm["status"], vm.get("task_state")
-            progress.update(status, task, step)
-            _check_failed(goal, vm, action, request_id)
-            if goal != "delete" and task is None and status == expected:
-                return vm
-            if time.monotonic() >= deadline:
-                raise CLIError("error: timed out after %g s waiting for VM %s to %s (now %s%s)%s"
-                               % (timeout, name, "be gone" if goal == "delete"
-                                  else "be " + expected, status,
-                                  ", task %s" % task if task else "", _suffix(request_id)),
-                               WAIT_TIMEOUT)
+                if e.status == 404:
+                    raise CLIError("error: VM %s was deleted while waiting for it to be %s%s"
+                                   % (name, expected, _suffix(request_id)), WAIT_ERROR) from None
+                if e.status < 500:
+                    raise
+                unavailable = e
+            except ConnectError as e:
+                unavailable = e
+            if unavailable is not None:
+                progress.update("API unavailable, retrying (%s)"
+                                % unavailable.message.replace("error: ", "", 1))
+                if time.monotonic() >= deadline:
+                    raise unavailable
+            else:
+                action, step = _action(client, vm["id"], request_id)
+                status, task = vm["status"], vm.get("task_state")
+                progress.update(status, task, step)
+                _check_failed(goal, vm, action, request_id)
+                if goal != "delete" and task is None and status == expected:
+                    return vm
+                if time.monotonic() >= deadline:
+                    raise CLIError("error: timed out after %g s waiting for VM %s to %s "
+                                   "(now %s%s)%s" % (
+                                       timeout, name, "be gone" if goal == "delete"
+                                       else "be " + expected, status,
+                                       ", task %s" % task if task else "", _suffix(request_id)),
+                                   WAIT_TIMEOUT)
             sleep(max(0.0, min(interval, deadline - time.monotonic())))
             interval = min(interval * 1.5, MAX_INTERVAL)
     finally:
@@ -121,6 +133,8 @@ def _check_failed(goal, vm, action, request_id):
     # A power action (or a delete) is over once no task is in progress.
     if action.get("result") == "error" or (task is None and (
             goal == "delete" or status != EXPECTED[goal])):
+        if not reason:
+            reason = ("it stopped, the VM is still there" if goal == "delete"
+                      else "it ended %s, not %s" % (status, EXPECTED[goal]))
         raise CLIError("error: %s of VM %s failed: %s (now %s)%s" % (
-            goal, vm["name"], reason or "it ended %s, not %s" % (status, EXPECTED[goal]),
-            status, _suffix(request_id)), WAIT_ERROR)
+            goal, vm["name"], reason, status, _suffix(request_id)), WAIT_ERROR)

@@ -22,6 +22,14 @@ LOG = logging.getLogger(__name__)
 
 
 class ComputeManager(PowerActionsMixin, SyncMixin, AuditMixin):
+    # What other daemons may call over compute.<host>; everything else
+    # (periodic tasks, start-up work) is this daemon's own business.
+    RPC_METHODS = frozenset({
+        "build_instance", "terminate_instance", "get_console_output",
+        "stop_instance", "start_instance", "reboot_instance", "pause_instance",
+        "unpause_instance", "suspend_instance", "resume_instance",
+        "audit_report", "audit_fix"})
+
     def __init__(self, driver, conductor_api, image_cache, conf):
         self.driver = driver
         self.conductor = conductor_api

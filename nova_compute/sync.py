@@ -6,6 +6,7 @@ lock, errors contained per VM). Runs at start-up, after settling interrupted
 tasks, and periodically to catch any event that was missed."""
 import dataclasses
 import logging
+import os
 
 from common import exception, states
 
@@ -89,6 +90,15 @@ class SyncMixin:
                                 "[compute] reap_orphans to destroy such domains",
                                 step.instance_id)
 
+    def _build_started_here(self, instance_id):
+        try:
+            self.driver.get_info(instance_id)
+            return True
+        except exception.InstanceNotFound:
+            pass
+        return os.path.isdir(os.path.join(os.path.abspath(self.conf.compute.instances_path),
+                                          instance_id))
+
     def settle_interrupted(self, ctxt):
         """At start-up (Nova's init_host): finish or undo what a previous run
         of this compute left half done."""
@@ -101,6 +111,14 @@ class SyncMixin:
                     self.terminate_instance(ctxt, instance_id)
                 elif task == states.SPAWNING:
                     with self.locks.lock(instance_id):
+                        if not self._build_started_here(instance_id):
+                            # Its request is still queued (acked only after the
+                            # handler): it will build it; the watchdog covers a
+                            # lost one.
+                            LOG.info("VM %s: its build had not started; its queued request "
+                                     "will build it", instance_id)
+                            continue
+                        # A build that started may be what crashed us: no retry here.
                         self._destroy_quietly(instance_id)
                         self._report(self.conductor.instance_build_failed, ctxt, instance_id,
                                      self.host, "The build was interrupted by a restart of "

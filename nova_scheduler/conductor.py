@@ -145,6 +145,9 @@ class ConductorManager:
             if done:
                 db_api.claim_release(s, instance_id)
                 actions.events_add(s, instance_id, ctxt.request_id, events)
+                if not retry:  # the create ends here, whoever reported it
+                    actions.finish_open_action(s, instance_id, "build failed", host,
+                                               actions.ERROR, values["fault"])
         if not done:
             return False
         LOG.warning("VM %s build failed on %s (attempt %d of %d): %s", instance_id, host,
@@ -153,8 +156,6 @@ class ConductorManager:
             self.timeline.record(ctxt, instance_id, "rescheduled", result="error",
                                  details="%s failed: %s" % (host, reason))
             self.scheduler_rpcapi.schedule_instance(ctxt, instance_id)
-        else:
-            self.timeline.finish(ctxt, instance_id, "error", values["fault"])
         return True
 
     def instance_failed_builds_for_host(self, ctxt, host):

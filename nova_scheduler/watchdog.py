@@ -17,15 +17,19 @@ looks at the VMs with a task in progress:
   report is refused, and at start-up and periodically for the failed builds
   of its host), and a delete still goes there;
 - still ``scheduling`` after ``[scheduler] task_resend_after``: its
-  schedule_instance is sent again (idempotent; in case it was lost);
+  schedule_instance is sent again (idempotent; in case it was lost), at most
+  every ``task_resend_after`` and ``MAX_RESENDS`` times per scheduler;
 - ``deleting`` on a host that is down (no heartbeat for ``[scheduler]
   service_down_time``) or on no host: deleted locally, as Nova's API does:
   row soft-deleted, claim and quota released. The host's queued
   terminate_instance, or its reconcile loop (``[compute] reap_orphans``),
   removes the domain when it comes back;
 - ``deleting`` on a live host after ``task_resend_after``: terminate_instance
-  is sent again (idempotent), e.g. when the API's cast was lost to a broker
-  outage.
+  is sent again (idempotent; same limits), e.g. when the API's cast was lost
+  to a broker outage.
+
+A resend that finds the broker away ends the resends of that pass; the
+database work (timeouts, local deletes) goes on.
 
 Several schedulers may run it at once: every change is conditional, and a
 duplicate resend is harmless.
@@ -38,12 +42,15 @@ import sqlalchemy as sa
 from common import context, exception, states
 from common.db import actions
 from common.db import api as db_api
-from common.db.models import Instance, InstanceAction, Service, utcnow
+from common.db.models import Instance, Service, utcnow
 
 LOG = logging.getLogger(__name__)
 
 COMPUTE_BINARY = "mininova-compute"
 _BUILDING_TASKS = (states.SCHEDULING, states.SPAWNING)
+# A host that heartbeats but is wedged on a VM would otherwise collect a
+# blocked terminate per resend.
+MAX_RESENDS = 3
 
 
 class Watchdog:
@@ -52,7 +59,9 @@ class Watchdog:
         self.scheduler_rpcapi = scheduler_rpcapi
         self.compute_rpcapi = compute_rpcapi
         self.conf = conf
-        self._resent = {}  # (instance id, task) -> time.monotonic() of our last resend
+        # (instance id, task) -> (resends, time.monotonic() of the last one)
+        self._resent = {}
+        self._broker_away = False
 
     # -- the periodic task ---------------------------------------------------
 
@@ -60,6 +69,7 @@ class Watchdog:
         """One pass. Returns what it did: {"expired", "deleted", "resent"} ->
         [instance ids] (for logs and tests)."""
         done = {"expired": [], "deleted": [], "resent": []}
+        self._broker_away = False
         now = utcnow()
         with self.db.transaction() as s:
             rows = s.execute(
@@ -76,8 +86,11 @@ class Watchdog:
                     self._check_delete(row, now, heartbeats, done)
                 elif row.vm_state == states.BUILDING:
                     self._check_build(row, now, done)
-            except exception.ServiceUnavailable:
-                raise  # the database or the broker is away: next pass
+            except exception.ServiceUnavailable as e:
+                if "broker" not in e.message:
+                    raise  # the database is away: next pass
+                LOG.warning("watchdog: %s; no more resends in this pass", e.message)
+                self._broker_away = True
             except Exception:
                 LOG.exception("watchdog: VM %s (%s/%s) could not be checked", row.id,
                               row.vm_state, row.task_state)
@@ -97,10 +110,10 @@ class Watchdog:
                 done["expired"].append(row.id)
         elif (row.task_state == states.SCHEDULING
               and age >= self.conf.scheduler.task_resend_after and self._due(row)):
-            ctxt = self._context(row)
             LOG.warning("VM %s still scheduling after %.0f s; sending schedule_instance "
                         "again", row.id, age)
-            self.scheduler_rpcapi.schedule_instance(ctxt, row.id)
+            self.scheduler_rpcapi.schedule_instance(self._context(row), row.id)
+            self._sent(row)
             done["resent"].append(row.id)
 
     def _expire_build(self, row, now, timeout):
@@ -155,43 +168,36 @@ class Watchdog:
             LOG.warning("VM %s still deleting on %s after %.0f s; sending "
                         "terminate_instance again", row.id, row.host, age)
             self.compute_rpcapi.terminate_instance(self._context(row), row.host, row.id)
+            self._sent(row)
             done["resent"].append(row.id)
 
     # -- helpers -------------------------------------------------------------
 
     def _due(self, row):
-        """At most one resend per task_resend_after (per scheduler)."""
-        key = (row.id, row.task_state)
-        last = self._resent.get(key)
-        now = time.monotonic()
-        if last is not None and now - last < self.conf.scheduler.task_resend_after:
+        """Whether to send this VM's request again now (per scheduler: at most
+        every task_resend_after, MAX_RESENDS times, not while the broker is away)."""
+        if self._broker_away:
             return False
-        self._resent[key] = now
-        return True
+        count, last = self._resent.get((row.id, row.task_state), (0, None))
+        if count >= MAX_RESENDS:
+            if count == MAX_RESENDS:
+                LOG.error("VM %s still %s after %d resends; giving up resending it",
+                          row.id, row.task_state, MAX_RESENDS)
+                self._resent[(row.id, row.task_state)] = (count + 1, last)
+            return False
+        return last is None or time.monotonic() - last >= self.conf.scheduler.task_resend_after
 
-    def _open_action(self, s, instance_id):
-        """The VM's newest unfinished action (the create or delete that stalled)."""
-        return s.scalars(sa.select(InstanceAction)
-                         .where(InstanceAction.instance_id == instance_id,
-                                InstanceAction.result.is_(None))
-                         .order_by(InstanceAction.start_time.desc(),
-                                   InstanceAction.id.desc())).first()
+    def _sent(self, row):
+        count, _ = self._resent.get((row.id, row.task_state), (0, None))
+        self._resent[(row.id, row.task_state)] = (count + 1, time.monotonic())
 
     def _context(self, row):
         with self.db.transaction() as s:
-            action = self._open_action(s, row.id)
+            action = actions.open_action(s, row.id)
             request_id = action.request_id if action is not None else None
         return context.RequestContext(request_id=request_id, project_id=row.project_id,
                                       user_id=row.user_id)
 
     def _finish_action(self, s, instance_id, event, result, details):
         """Record ``event`` on the stalled action and finish it, in ``s``."""
-        action = self._open_action(s, instance_id)
-        if action is None:
-            return
-        now = actions.format_time(utcnow())
-        actions.events_add(s, instance_id, action.request_id, [{
-            "event": event, "host": self.conf.host, "start_time": now, "finish_time": now,
-            "result": result, "details": details}])
-        actions.action_finish(s, instance_id, action.request_id, result,
-                              details if result == actions.ERROR else None)
+        actions.finish_open_action(s, instance_id, event, self.conf.host, result, details)

@@ -222,3 +222,27 @@ def events_add(s, instance_id, request_id, events):
         "finish_time": parse_time(e.get("finish_time")),
         "result": _cut("result", e.get("result")), "details": e.get("details"),
     } for e in events])
+
+
+def open_action(s, instance_id):
+    """The VM's newest unfinished action (e.g. the create that stalled)."""
+    return s.scalars(sa.select(InstanceAction)
+                     .where(InstanceAction.instance_id == instance_id,
+                            InstanceAction.result.is_(None))
+                     .order_by(InstanceAction.start_time.desc(),
+                               InstanceAction.id.desc())).first()
+
+
+def finish_open_action(s, instance_id, event, host, result, details):
+    """Record ``event`` on the VM's open action and finish it, in ``s``: for
+    outcomes decided away from the request that started the action (the
+    watchdog, a compute restart, the last failed build attempt)."""
+    action = open_action(s, instance_id)
+    if action is None:
+        return None
+    now = utcnow()
+    events_add(s, instance_id, action.request_id, [{
+        "event": event, "host": host, "start_time": now, "finish_time": now,
+        "result": result, "details": details}])
+    return action_finish(s, instance_id, action.request_id, result,
+                         details if result == ERROR else None)

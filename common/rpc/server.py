@@ -156,6 +156,11 @@ class RPCServer:
     def _find(self, method):
         if not method.startswith("_"):
             for endpoint in self.endpoints:
+                # An endpoint that lists its RPC_METHODS exposes only those:
+                # a helper that happens to be public is not a remote call.
+                allowed = getattr(endpoint, "RPC_METHODS", None)
+                if allowed is not None and method not in allowed:
+                    continue
                 handler = getattr(endpoint, method, None)
                 if callable(handler):
                     return handler

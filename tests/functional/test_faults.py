@@ -27,11 +27,12 @@ import kombu
 import pytest
 import sqlalchemy as sa
 
-from common import context, states
+from common import context, exception, rpc
 from common.db import actions
 from common.db import api as db_api
 from common.db.models import Claim, Instance, InstanceAction, Service, utcnow
 from nova_scheduler.conductor import ConductorManager
+from nova_scheduler import watchdog
 from nova_scheduler.watchdog import Watchdog
 from tests.functional.stack import Stack, domain_names, qemu_img_create, virsh
 from tests.waiting import wait_for
@@ -704,6 +705,83 @@ def test_watchdog_rules(pg_db, conf, recorder):
                                   Instance.user_id).where(Instance.id == fresh)).one()
         db_api.instance_update_if(s, fresh, {"vm_state": "active", "task_state": None})
     assert dog._expire_build(row, utcnow(), 60) is False
+
+    # The broker away: the resends of the pass stop, the database work goes on.
+    broken = recorder(fail_with=exception.ServiceUnavailable(
+        reason="message broker unreachable: [Errno 111] Connection refused"))
+    stuck = vm("stuck-delete", "active", "deleting", "up", age=21)
+    on_dead_too = vm("on-dead-too", "active", "deleting", "down", age=1)
+    done = Watchdog(pg_db, broken, broken, conf).run()
+    assert done == {"expired": [], "deleted": [on_dead_too], "resent": []}
+    # Resends are limited (a wedged host must not collect blocked requests).
+    compute3 = recorder()
+    dog3 = Watchdog(pg_db, recorder(), compute3, conf)
+    for _ in range(watchdog.MAX_RESENDS + 2):
+        dog3.run()
+        for key, (count, _) in list(dog3._resent.items()):
+            dog3._resent[key] = (count, float("-inf"))  # as if task_resend_after passed
+    assert [a for _, a, _ in compute3.calls].count(("up", stuck)) == watchdog.MAX_RESENDS
+
+
+def test_rpc_cast_failure_policy():
+    """What the RPC server does with a cast whose handler failed (memory bus)."""
+    transport = rpc.get_transport("memory://faults-" + uuid.uuid4().hex)
+    ctxt = context.RequestContext(project_id="p")
+
+    class Endpoint:
+        def __init__(self):
+            self.down, self.tries, self.done = True, [], []
+
+        def work(self, ctxt, n):
+            self.tries.append(n)
+            if self.down:
+                raise exception.ServiceUnavailable(reason="database unreachable")
+            self.done.append(n)
+
+        def bug(self, ctxt):
+            raise KeyError("a bug")
+
+        def expected(self, ctxt):
+            raise exception.InstanceNotFound(instance="x")
+
+    endpoint = Endpoint()
+    server = rpc.RPCServer(transport, rpc.Target("faults"), [endpoint], workers=2,
+                           retry_delay=0.01, retry_max_delay=0.05, retry_limit=5)
+    server.start()
+    client = rpc.RPCClient(transport, rpc.Target("faults"), timeout=5)
+    try:
+        # The service it needs is away: tried again later, done once it is back.
+        client.cast(ctxt, "work", n=1)
+        wait_for(lambda: len(endpoint.tries) >= 3, 5, what="retries")
+        endpoint.down = False
+        wait_for(lambda: endpoint.done == [1], 5, what="the cast done")
+        assert transport.dead_letters == []
+        # ... but never forever: after retry_limit tries it is dead-lettered.
+        endpoint.down, endpoint.tries = True, []
+        client.cast(ctxt, "work", n=2)
+        wait_for(lambda: len(transport.dead_letters) == 1, 5, what="the poison dead-lettered")
+        assert endpoint.tries == [2] * 6
+        # A bug, or arguments that do not fit: dead-lettered at once; an
+        # expected outcome (a MininovaException): acked.
+        client.cast(ctxt, "bug")
+        client.cast(ctxt, "work", m=3)
+        client.cast(ctxt, "expected")
+        wait_for(lambda: len(transport.dead_letters) == 3, 5, what="dead letters")
+        assert ['"bug"' in b or '"m": 3' in b for _, b in transport.dead_letters[1:]] == [True] * 2
+        # A call is answered with the failure and not retried by the server.
+        endpoint.tries = []
+        with pytest.raises(exception.ServiceUnavailable):
+            client.call(ctxt, "work", n=4)
+        assert endpoint.tries == [4]
+        # A server that stops gives back what waits for a retry.
+        server.retry_delay = server.retry_max_delay = 30
+        client.cast(ctxt, "work", n=5)
+        wait_for(lambda: 5 in endpoint.tries, 5, what="the cast tried")
+    finally:
+        server.stop()
+        server.wait(timeout=5)
+    assert transport.queue_length("faults") == 1
+    assert len(transport.dead_letters) == 3
 
 
 # == 6. garbage on every queue ==========================================================

@@ -322,6 +322,51 @@ def test_progress_on_a_terminal_is_one_updating_line():
     assert text.endswith("web1: ACTIVE, step: reported [0s]\n")
 
 
+class ScriptedClient:
+    """Answers GET /v1/vms/<id> from a script: VM dicts, or exceptions to raise."""
+
+    def __init__(self, *script):
+        self.script = list(script)
+
+    def get(self, path):
+        if "/actions/" in path:
+            return {"action": {"result": None, "events": [{"event": "spawned"}]}}
+        item = self.script.pop(0) if len(self.script) > 1 else self.script[0]
+        if isinstance(item, Exception):
+            raise item
+        return {"vm": item}
+
+
+def _vm(status, task=None):
+    return {"id": "i1", "name": "web1", "status": status, "task_state": task, "fault": None}
+
+
+def test_wait_retries_while_the_api_is_unavailable():
+    from mininova_client.api import APIError, ConnectError
+    from mininova_client.wait import wait_vm
+    stream = io.StringIO()
+    client = ScriptedClient(_vm("BUILD", "spawning"), ConnectError("http://x", "refused"),
+                            APIError(503, "database unreachable", "req-1"), _vm("ACTIVE"))
+    vm = wait_vm(client, _vm("BUILD"), "create", "req-0", timeout=5, stream=stream, tty=False,
+                 sleep=lambda s: None)
+    assert vm["status"] == "ACTIVE"
+    lines = [line.split("] ", 1)[1] for line in stream.getvalue().splitlines()]
+    assert lines == [
+        "web1: BUILD (spawning), step: spawned",
+        "web1: API unavailable, retrying (cannot connect to http://x: refused)",
+        "web1: API unavailable, retrying (error 503: database unreachable (request req-1))",
+        "web1: ACTIVE, step: spawned"]
+    # Down until the deadline: its own error (exit 5), not a timeout.
+    with pytest.raises(ConnectError) as e:
+        wait_vm(ScriptedClient(ConnectError("http://x", "refused")), _vm("BUILD"), "create",
+                timeout=0, stream=io.StringIO(), sleep=lambda s: None)
+    assert e.value.code == 5
+    # A 4xx is not retried.
+    with pytest.raises(APIError):
+        wait_vm(ScriptedClient(APIError(403, "no")), _vm("BUILD"), "create", timeout=5,
+                stream=io.StringIO(), sleep=lambda s: None)
+
+
 # -- actions, console -----------------------------------------------------------
 
 def test_actions_and_console(cloud):

@@ -1,4 +1,5 @@
 """Power actions, their guards, event-driven sync and the reconcile plan."""
+import os
 import threading
 
 import pytest
@@ -127,17 +128,24 @@ def test_settle_interrupted_build_and_delete(conf, db, base_image):
     try:
         a, image = placed_vm(db, conf, *base_image, name="a")
         b, _ = placed_vm(db, conf, *base_image, name="b")
+        queued, _ = placed_vm(db, conf, *base_image, name="queued")
         manager.sources[image["id"]] = base_image[0]
         set_task(db, b["id"], states.SPAWNING)
         manager.build_instance(CTXT, b, image)
         set_task(db, b["id"], states.DELETING)  # a delete was under way
+        os.makedirs(os.path.join(conf.compute.instances_path, a["id"]))  # a's build had begun
         manager.settle_interrupted(CTXT)
         inst = row(db, a["id"])
         assert inst.vm_state == states.ERROR and "interrupted" in inst.fault
+        assert not os.path.exists(os.path.join(conf.compute.instances_path, a["id"]))
         with db.transaction() as s:
             assert db_api.claim_get(s, a["id"]) is None
-            assert [i.id for i in db_api.instance_list(s)] == [a["id"]]
+            assert db_api.claim_get(s, queued["id"]) is not None
+            assert sorted(i.id for i in db_api.instance_list(s)) == sorted([a["id"], queued["id"]])
+        assert row(db, queued["id"]).task_state == states.SPAWNING  # its request will build it
         assert manager.driver.list_instances() == []
+        manager.build_instance(CTXT, queued, image)  # the redelivered request
+        assert row(db, queued["id"]).vm_state == states.ACTIVE
     finally:
         manager.driver.cleanup_host()
 
