@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 TINY_IMAGE ?= /var/cache/mininova/tiny.qcow2
 export MININOVA_TINY_IMAGE := $(TINY_IMAGE)
 
-.PHONY: setup run test unit stop status
+.PHONY: setup run test unit stop status sample-config
 
 setup:
 	$(SUDO) bash deploy/install-host.sh
@@ -35,3 +35,7 @@ stop:
 
 status:
 	bash deploy/daemons.sh status $(STATE) $(VENV)
+
+# The sample config is generated from the code's options; a test keeps it current.
+sample-config:
+	$(VENV)/bin/oslo-config-generator --namespace mininova --output-file etc/mininova.conf.sample
