@@ -65,7 +65,7 @@ class MethodNotAllowed(MininovaException):
 
 class Conflict(MininovaException):
     code = 409
-    msg_fmt = "Conflict: %(reason)s"
+    msg_fmt = "%(reason)s"
 
 
 class DuplicateName(Conflict):
