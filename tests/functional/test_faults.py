@@ -239,7 +239,13 @@ def nothing_orphaned(stack, timeout=30):
         wait_for(clean, timeout, interval=0.25, what="nothing orphaned")
     except AssertionError:
         raise AssertionError("left behind after %d s:\n  %s" % (timeout, "\n  ".join(last)))
-    return time.monotonic() - start
+    took = time.monotonic() - start
+    # And mininova's own audit agrees (it exits non-zero on any finding).
+    try:
+        stack.manage("audit")
+    except subprocess.CalledProcessError as e:
+        raise AssertionError("mininova-manage audit found:\n%s" % e.output)
+    return took
 
 
 # -- RabbitMQ and PostgreSQL ---------------------------------------------------------
