@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 TINY_IMAGE ?= /var/cache/mininova/tiny.qcow2
 export MININOVA_TINY_IMAGE := $(TINY_IMAGE)
 
-.PHONY: setup run test unit stop status sample-config
+.PHONY: setup run test unit stop status sample-config bench
 
 setup:
 	$(SUDO) bash deploy/install-host.sh
@@ -26,6 +26,10 @@ run: setup
 # Tests of the real path must fail, not skip, when a real service is missing.
 test: setup
 	MININOVA_REQUIRE_RABBIT=1 MININOVA_REQUIRE_LIBVIRT=1 $(VENV)/bin/python -m pytest -ra $(PYTEST_ARGS) tests
+
+# Benchmarks against the physical floor (table + bench/results/latest.json).
+bench: setup
+	$(VENV)/bin/python -m bench.run $(BENCH_ARGS)
 
 unit:
 	$(VENV)/bin/python -m pytest -q tests/unit

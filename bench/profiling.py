@@ -11,6 +11,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 
 
 def py_spy():
@@ -20,11 +21,17 @@ def py_spy():
 
 
 class Profiler:
-    def __init__(self, outdir, enabled=True, rate=200, idle=False):
+    MODES = {"active": [], "gil": ["--gil"], "idle": ["--idle"]}
+
+    def __init__(self, outdir, enabled=True, rate=200, mode="active"):
+        """``mode``: "active" (py-spy's default: threads not idle, which counts
+        waits inside C calls such as a query in flight), "gil" (only the
+        thread holding the GIL: where the CPU of Python goes) or "idle"
+        (every thread, waiting ones too)."""
         self.outdir = outdir
         self.exe = py_spy() if enabled else None
         self.rate = rate
-        self.idle = idle
+        self.mode_args = self.MODES[mode]
         self.files = []
         if enabled and self.exe is None:
             print("bench: --profile needs py-spy (pip install py-spy); not profiling",
@@ -43,8 +50,7 @@ class Profiler:
             path = os.path.join(self.outdir, "%s-%s.txt" % (name, daemon))
             cmd = [self.exe, "record", "--pid", str(pid), "--rate", str(self.rate),
                    "--format", "raw", "--nonblocking", "--threads", "-o", path]
-            if self.idle:
-                cmd.append("--idle")
+            cmd += self.mode_args
             procs.append((path, subprocess.Popen(cmd, stdout=subprocess.DEVNULL,
                                                  stderr=subprocess.DEVNULL)))
         try:
@@ -61,6 +67,46 @@ class Profiler:
                     proc.wait()
                 if os.path.exists(path):
                     self.files.append(path)
+
+
+class PgActivity:
+    """Samples pg_stat_activity of one database every ``interval`` s while the
+    block runs: what its backends are doing (and waiting for), as counts."""
+
+    def __init__(self, engine, db_name, interval=0.01):
+        self.engine = engine
+        self.db_name = db_name
+        self.interval = interval
+        self.counts = collections.Counter()
+        self.samples = 0
+        self._stop = threading.Event()
+
+    def __enter__(self):
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self):
+        import sqlalchemy as sa
+        query = sa.text(
+            "SELECT state, coalesce(wait_event_type, 'CPU'), coalesce(wait_event, ''), "
+            "regexp_replace(left(query, 70), '\\s+', ' ', 'g') FROM pg_stat_activity "
+            "WHERE datname = :db AND pid <> pg_backend_pid() AND state <> 'idle'")
+        with self.engine.connect() as c:
+            c = c.execution_options(isolation_level="AUTOCOMMIT")
+            while not self._stop.wait(self.interval):
+                self.samples += 1
+                for row in c.execute(query, {"db": self.db_name}):
+                    self.counts[" | ".join(str(x) for x in row)] += 1
+
+    def top(self, n=12):
+        """[(what, mean number of backends doing it)], busiest first."""
+        return [(what, round(count / max(1, self.samples), 2))
+                for what, count in self.counts.most_common(n)]
 
 
 def load_collapsed(path):

@@ -31,6 +31,7 @@ the harness itself).
 """
 import argparse
 import concurrent.futures
+import contextlib
 import datetime
 import json
 import os
@@ -50,6 +51,7 @@ import sqlalchemy as sa
 
 from bench import floor as bfloor
 from bench import load, profiling, scale_sim
+from common import states
 from common.db import models
 from nova_compute.virt.libvirt import host as vhost
 from nova_compute.virt.libvirt import imagebackend
@@ -78,15 +80,20 @@ REQUIRED_KEYS = ("floor_p50_ms", "p1_p50_ms", "p1_overhead_ms", "p2_wall_s", "p2
                  "p3_vms_per_s", "p3_overcommit", "p4_get_p99_ms", "p4_post_p50_ms",
                  "p5_p50_ms", "p6_rss_mb")
 
-FULL = dict(samples=20, p2_vms=20, p4_vms=1000, p4_gets=200, p4_idle_posts=50,
+FULL = dict(samples=20, p2_vms=20, p2_rounds=3, p4_vms=1000, p4_gets=200, p4_idle_posts=50,
             p4_posts=400, p4_concurrency=10, fake_hosts=3, hosts=50, vms=1000)
-QUICK = dict(samples=5, p2_vms=5, p4_vms=1000, p4_gets=50, p4_idle_posts=10,
+QUICK = dict(samples=5, p2_vms=5, p2_rounds=1, p4_vms=1000, p4_gets=50, p4_idle_posts=10,
              p4_posts=100, p4_concurrency=10, fake_hosts=1, hosts=10, vms=200)
 
-POLL = 0.02           # seconds between two looks at a VM in the API (P1, P5): adds
-                      # on average ~half of it plus one GET to P1 and P5, and costs the
-                      # API little CPU while the guest starts
-LIST_POLL = 0.05      # ... at the list of VMs (P2)
+# How the harness sees a VM reach a status (P1, P2, P5) without loading the
+# host it measures (2 CPUs here: an API polled every few ms would take CPU
+# from the QEMU being started): it polls the row's state in PostgreSQL, one
+# primary-key SELECT every DB_POLL s (~0.2 ms of CPU), and once the row has
+# the status it reads the VM through the API; the time that GET answers
+# with the status is the one taken. Resolution: DB_POLL/2 on average, plus
+# one GET.
+DB_POLL = 0.005
+API_POLL = 0.05       # only for the untimed waits (warm-ups)
 NANO_FLAVOR = ("bench.nano", 1, 16, 1)   # name, vcpus, MB, GB: 250 fit one fake host
 
 
@@ -119,7 +126,7 @@ class Bench:
         self.workdir = workdir
         self.results = {}
         self.profiler = profiling.Profiler(os.path.join(RESULTS, "profiles"),
-                                           enabled=args.profile, idle=args.profile_idle)
+                                           enabled=args.profile, mode=args.profile_mode)
         self.stack = None
         self.floor = None
         self.engine = None
@@ -143,8 +150,50 @@ class Bench:
             raise RuntimeError("POST /v1/vms -> %s: %s" % (status, body))
         return seconds, body["vm"]["id"], headers.get("X-Request-Id")
 
-    def wait_status(self, client, vm_id, status, timeout=120, interval=POLL):
-        """Poll GET /v1/vms/<id> until ``status``; the monotonic time it was seen."""
+    def db_statuses(self, cur, ids):
+        """{id: API status} of live VMs, straight from their rows."""
+        cur.execute("SELECT id, vm_state, task_state, fault FROM instances "
+                    "WHERE id = ANY(%s) AND deleted_at IS NULL", (list(ids),))
+        out = {}
+        for vm_id, vm_state, task_state, fault in cur.fetchall():
+            out[vm_id] = states.status(vm_state, task_state)
+            if out[vm_id] == "ERROR":
+                raise RuntimeError("VM %s went ERROR: %s" % (vm_id, fault))
+        return out
+
+    def seen_in_api(self, client, ids, status, timeout=120, list_=False):
+        """Wait until every VM of ``ids`` has ``status`` in its row (DB_POLL),
+        then until the API shows it (GET /v1/vms/<id>, or GET /v1/vms with
+        ``list_``); the monotonic time the API's answer showed it."""
+        ids = set(ids)
+        deadline = time.monotonic() + timeout
+        raw = self.engine.raw_connection()
+        try:
+            raw.autocommit = True
+            cur = raw.cursor()
+            while True:
+                rows = self.db_statuses(cur, ids)
+                if all(rows.get(i) == status for i in ids):
+                    if list_:
+                        _, body, _ = client.request("GET", "/v1/vms")
+                        shown = {v["id"]: v["status"] for v in body["vms"]}
+                    else:
+                        shown = {}
+                        for i in ids:
+                            code, body, _ = client.request("GET", "/v1/vms/" + i)
+                            shown[i] = body["vm"]["status"] if code == 200 else None
+                    seen = time.monotonic()
+                    if all(shown.get(i) == status for i in ids):
+                        return seen
+                if time.monotonic() > deadline:
+                    raise RuntimeError("%d VM(s) not %s after %d s (rows: %s)" % (
+                        len(ids), status, timeout, sorted(set(rows.values()))))
+                time.sleep(DB_POLL)
+        finally:
+            raw.close()
+
+    def wait_status(self, client, vm_id, status, timeout=120, interval=API_POLL):
+        """Poll GET /v1/vms/<id> until ``status`` (untimed waits)."""
         deadline = time.monotonic() + timeout
         while True:
             code, body, _ = client.request("GET", "/v1/vms/" + vm_id)
@@ -225,15 +274,18 @@ class Bench:
         log("floor / P1 / P5: %d samples each, interleaved", n)
         client = self.client()
         floor_s, p1_s, p5_s, virsh_s, post_s, vm_ids = [], [], [], [], [], []
+        floor_steps = []
         with self.profiler.phase("p1", self.daemon_pids()):
             for i in range(n):
-                seconds, floor_id = self.floor.boot()
+                steps = {}
+                seconds, floor_id = self.floor.boot(steps=steps)
                 self.floor.destroy(floor_id)
                 floor_s.append(seconds)
+                floor_steps.append(steps)
 
                 t0 = time.monotonic()
                 post, vm_id, _ = self.post_vm(client, "p1-%03d" % i)
-                p1_s.append(self.wait_status(client, vm_id, "ACTIVE") - t0)
+                p1_s.append(self.seen_in_api(client, [vm_id], "ACTIVE") - t0)
                 post_s.append(post)
                 vm_ids.append(vm_id)
 
@@ -244,7 +296,7 @@ class Bench:
                 virsh_done = time.monotonic()
                 if proc.returncode != 0:
                     raise RuntimeError("virsh destroy failed: %s" % proc.stderr)
-                p5_s.append(self.wait_status(client, vm_id, "SHUTOFF", timeout=30) - t0)
+                p5_s.append(self.seen_in_api(client, [vm_id], "SHUTOFF", timeout=30) - t0)
                 virsh_s.append(virsh_done - t0)
                 self.delete_and_wait([vm_id])
                 log("  sample %d/%d: floor %.0f ms, P1 %.0f ms, P5 %.0f ms", i + 1, n,
@@ -254,6 +306,8 @@ class Bench:
         r["floor_samples_ms"] = [ms(s) for s in floor_s]
         r["floor_p50_ms"] = ms(pct(floor_s, 50))
         r["floor_p95_ms"] = ms(pct(floor_s, 95))
+        r["floor_steps_p50_ms"] = {k: ms(statistics.median(st[k] for st in floor_steps))
+                                   for k in floor_steps[0]}
         r["p1_samples_ms"] = [ms(s) for s in p1_s]
         r["p1_p50_ms"] = ms(pct(p1_s, 50))
         r["p1_p95_ms"] = ms(pct(p1_s, 95))
@@ -299,11 +353,32 @@ class Bench:
     # -- P2 ----------------------------------------------------------------------
 
     def p2(self):
-        n = self.args.p2_vms
-        log("P2: %d boots in parallel, floor (%d threads) then mininova (%d POSTs)", n, n, n)
-        floor_wall, _ = self.floor.parallel(n)
-        log("  floor: all %d RUNNING in %.2f s", n, floor_wall)
+        """Rounds of: N floor boots from N threads, then N concurrent POSTs;
+        the median wall time of each (interleaved, so both see the same host)."""
+        n, rounds = self.args.p2_vms, self.args.p2_rounds
+        log("P2: %d round(s) of %d boots in parallel: floor (%d threads), then mininova "
+            "(%d POSTs)", rounds, n, n, n)
+        floor_walls, walls, posts, all_ids = [], [], [], []
+        for round_ in range(rounds):
+            floor_wall, _ = self.floor.parallel(n)
+            wall, posted, ids = self.p2_round(n, round_)
+            all_ids += ids
+            floor_walls.append(floor_wall)
+            walls.append(wall)
+            posts.append(posted)
+            log("  round %d: floor all %d RUNNING in %.2f s; mininova %d POSTs answered in "
+                "%.2f s, all ACTIVE in %.2f s", round_ + 1, n, floor_wall, n, posted, wall)
+        r = self.results
+        r["p2_vms"] = n
+        r["p2_rounds_s"] = [round(w, 2) for w in walls]
+        r["p2_floor_rounds_s"] = [round(w, 2) for w in floor_walls]
+        r["p2_wall_s"] = round(statistics.median(walls), 2)
+        r["p2_floor_wall_s"] = round(statistics.median(floor_walls), 2)
+        r["p2_posts_s"] = round(statistics.median(posts), 2)
+        r["p2_ratio"] = round(r["p2_wall_s"] / r["p2_floor_wall_s"], 2)
+        r["p2_steps"] = self.breakdown(all_ids)
 
+    def p2_round(self, n, round_):
         ids = [None] * n
         barrier = threading.Barrier(n + 1)
         clients = [self.client() for _ in range(n)]
@@ -312,9 +387,10 @@ class Bench:
 
         def post(i):
             barrier.wait(timeout=60)
-            _, ids[i], _ = self.post_vm(clients[i], "p2-%03d" % i)
+            _, ids[i], _ = self.post_vm(clients[i], "p2-%d-%03d" % (round_, i))
 
-        with self.profiler.phase("p2", self.daemon_pids()):
+        poller = self.client()
+        with self.profiler.phase("p2-%d" % (round_ + 1), self.daemon_pids()):
             with concurrent.futures.ThreadPoolExecutor(n) as pool:
                 futures = [pool.submit(post, i) for i in range(n)]
                 barrier.wait(timeout=60)
@@ -322,28 +398,12 @@ class Bench:
                 for f in futures:
                     f.result()
             posted = time.monotonic() - t0
-            poller = self.client()
 
-            def all_active():
-                _, body, _ = poller.request("GET", "/v1/vms")
-                status = {v["id"]: v["status"] for v in body["vms"]}
-                errors = [i for i in ids if status.get(i) == "ERROR"]
-                if errors:
-                    raise RuntimeError("P2: %d VMs went ERROR" % len(errors))
-                return all(status.get(i) == "ACTIVE" for i in ids)
-            wait_for(all_active, 300, interval=LIST_POLL, what="P2: all VMs ACTIVE")
-            wall = time.monotonic() - t0
-        log("  mininova: %d POSTs answered in %.2f s, all ACTIVE in %.2f s", n, posted, wall)
+            wall = self.seen_in_api(poller, ids, "ACTIVE", timeout=300, list_=True) - t0
         for c in clients + [poller]:
             c.close()
         self.delete_and_wait(ids)
-        r = self.results
-        r["p2_vms"] = n
-        r["p2_wall_s"] = round(wall, 2)
-        r["p2_posts_s"] = round(posted, 2)
-        r["p2_floor_wall_s"] = round(floor_wall, 2)
-        r["p2_ratio"] = round(wall / floor_wall, 2)
-        r["p2_steps"] = self.breakdown(ids)
+        return wall, posted, ids
 
     # -- P4 ----------------------------------------------------------------------
 
@@ -399,11 +459,17 @@ class Bench:
         log("P4: %d POSTs from %d concurrent clients", a.p4_posts, a.p4_concurrency)
         pids = self.pids("api", "scheduler", *[n for n in self.stack.procs if n.startswith(
             "compute-")])
-        with self.profiler.phase("p4-post", pids):
+        pg = (profiling.PgActivity(self.engine, self.stack.db_name) if a.profile
+              else contextlib.nullcontext())
+        with self.profiler.phase("p4-post", pids), pg:
             wall, results = load.closed_loop(
                 self.stack.url, self.stack.http.headers["X-Auth-Token"], a.p4_posts,
                 a.p4_concurrency, lambda i: ("POST", "/v1/vms", {
                     "name": "p4-load-%05d" % i, "image": "blank", "flavor": NANO_FLAVOR[0]}))
+        if a.profile:
+            self.results["p4_post_pg_activity"] = pg.top()
+            log("P4: PostgreSQL backends during the POST load (mean count):\n%s",
+                "\n".join("  %5.2f  %s" % (n, what) for what, n in pg.top()))
         failed = [(s, b) for _, _, s, b in results if s != 202]
         if failed:
             raise RuntimeError("P4: %d POSTs failed, e.g. %s" % (len(failed), failed[0]))
@@ -503,7 +569,7 @@ class Bench:
         ids = [self.post_vm(client, "p4-warm-%d" % i, image="blank",
                             flavor=NANO_FLAVOR[0])[1] for i in range(2 * len(names))]
         for vm_id in ids:
-            self.wait_status(client, vm_id, "ACTIVE", interval=0.05)
+            self.wait_status(client, vm_id, "ACTIVE")
 
     def wait_settled(self, project, timeout=300):
         def settled():
@@ -560,9 +626,13 @@ class Bench:
     def p3(self):
         a = self.args
         log("P3: scale simulation, %d hosts, %d VMs (2 schedulers)", a.hosts, a.vms)
+        observer = _SimProfiler(self.profiler)
         with tempfile.TemporaryDirectory(prefix="mininova-sim-", dir=self.workdir) as wd:
-            sim = scale_sim.run(hosts=a.hosts, vms=a.vms, schedulers=2, workdir=wd,
-                                threads=a.sim_threads)
+            try:
+                sim = scale_sim.run(hosts=a.hosts, vms=a.vms, schedulers=2, workdir=wd,
+                                    threads=a.sim_threads, observer=observer)
+            finally:
+                observer.phases.close()
         self.results["p3"] = sim
         self.results["p3_vms_per_s"] = sim["vms_per_s"]
         self.results["p3_overcommit"] = sim["overcommit"]
@@ -571,16 +641,34 @@ class Bench:
         log("  %s", sim)
 
 
+class _SimProfiler:
+    """With --profile: py-spy on the sim's API, schedulers and two of its
+    computes from the start of its burst of POSTs until every VM settled."""
+
+    def __init__(self, profiler):
+        self.profiler = profiler
+        self.phases = contextlib.ExitStack()
+
+    def burst_started(self, stack):
+        names = ["api"] + sorted(n for n in stack.procs if n.startswith("scheduler"))
+        names += sorted(n for n in stack.procs if n.startswith("compute"))[:2]
+        self.phases.enter_context(self.profiler.phase(
+            "p3", {n: stack.procs[n].pid for n in names}))
+
+    def burst_settled(self, stack):
+        self.phases.close()
+
+
 # -- the table ------------------------------------------------------------------
 
 def table(r, sim=True):
     """The rows (figure, mininova, floor, ratio, goal, met) of the results;
-    a figure whose phase failed shows "failed" (met: "n/a")."""
+    a figure whose phase failed or was skipped shows "—" (met: "n/a")."""
     g = GOALS
     v = r.get
 
     def num(x, unit, fmt="%.0f"):
-        return "failed" if x is None else (fmt % x) + " " + unit
+        return "—" if x is None else (fmt % x) + " " + unit
 
     def ratio(a, b):
         return "" if not a or not b else "%.2f×" % (a / b)
@@ -612,7 +700,7 @@ def table(r, sim=True):
              num(v("p3_vms_per_s"), "/s", "%.1f"), "", "", "≥ %.0f/s" % g["p3_vms_per_s"],
              met(v("p3_vms_per_s"), lambda x: x >= g["p3_vms_per_s"])),
             ("P3 over-commit (hosts; claim mismatch)",
-             "failed" if v("p3_overcommit") is None else "%d; %d" % (
+             "—" if v("p3_overcommit") is None else "%d; %d" % (
                  v("p3_overcommit"), v("p3_claim_mismatch")), "", "", "0",
              met(v("p3_overcommit"), v("p3_claim_mismatch"), lambda a, b: a == b == 0)),
         ]
@@ -693,6 +781,8 @@ def parse_args(argv):
                    help="smoke run: %s" % ", ".join("%s=%s" % kv for kv in QUICK.items()))
     p.add_argument("--samples", type=int, help="floor/P1/P5 samples (default 20)")
     p.add_argument("--p2-vms", type=int, help="concurrent POSTs of P2 (default 20)")
+    p.add_argument("--p2-rounds", type=int, help="P2 rounds, floor and mininova "
+                   "interleaved; the medians are reported (default 3)")
     p.add_argument("--p4-vms", type=int, help="VMs in the DB for GET (default 1000)")
     p.add_argument("--p4-gets", type=int, help="GET /v1/vms samples (default 200)")
     p.add_argument("--p4-idle-posts", type=int, help="POSTs without load (default 50)")
@@ -703,21 +793,29 @@ def parse_args(argv):
     p.add_argument("--vms", type=int, help="P3 VMs (default 1000)")
     p.add_argument("--sim-threads", type=int, default=32, help="P3 concurrent POSTs")
     p.add_argument("--skip-sim", action="store_true", help="no P3")
+    p.add_argument("--only", default="p1,p2,p3,p4,p6",
+                   help="comma-separated phases to run (default: all): p1 (with the floor "
+                   "and P5), p2, p3, p4, p6")
     p.add_argument("--network", default="", help="libvirt network of the VMs' NIC, "
                    "'' (default): no NIC (nor on the floor's domains)")
     p.add_argument("--json", default=os.path.join(RESULTS, "latest.json"),
                    help="where to write the results (default bench/results/latest.json)")
     p.add_argument("--profile", action="store_true",
                    help="py-spy each daemon per phase into bench/results/profiles/")
-    p.add_argument("--profile-idle", action="store_true",
-                   help="with --profile: sample idle (waiting) threads too")
+    p.add_argument("--profile-mode", choices=sorted(profiling.Profiler.MODES),
+                   default="active", help="with --profile: active (default: running "
+                   "threads, waits in C calls included), gil (CPU of Python only) or idle "
+                   "(every thread); --profile also samples pg_stat_activity during P4 POSTs")
     args = p.parse_args(argv)
+    args.only = {x.strip().lower() for x in args.only.split(",") if x.strip()}
+    if args.skip_sim:
+        args.only.discard("p3")
     defaults = QUICK if args.quick else FULL
     for key, value in defaults.items():
         if getattr(args, key) is None:
             setattr(args, key, value)
-    if args.samples < 1 or args.p2_vms < 1:
-        p.error("--samples and --p2-vms must be at least 1")
+    if min(args.samples, args.p2_vms, args.p2_rounds) < 1:
+        p.error("--samples, --p2-vms and --p2-rounds must be at least 1")
     return args
 
 
@@ -743,13 +841,14 @@ def main(argv=None):
             return False
     try:
         try:
-            if attempt("start", bench.start):
-                for phase, fn in (("floor+P1+P5", bench.p1_p5), ("P2", bench.p2),
-                                  ("P4", bench.p4), ("P6", bench.p6)):
-                    attempt(phase, fn)
+            if args.only & {"p1", "p2", "p4", "p6"} and attempt("start", bench.start):
+                for phase, key, fn in (("floor+P1+P5", "p1", bench.p1_p5), ("P2", "p2", bench.p2),
+                                       ("P4", "p4", bench.p4), ("P6", "p6", bench.p6)):
+                    if key in args.only:
+                        attempt(phase, fn)
         finally:
             bench.stop()
-        if not args.skip_sim:
+        if "p3" in args.only:
             attempt("P3", bench.p3)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
@@ -758,10 +857,11 @@ def main(argv=None):
         r.setdefault(key, None)
     r["errors"] = errors
     r["run_time_s"] = round(time.monotonic() - started, 1)
-    r["params"] = {k: v for k, v in vars(args).items() if k != "json"}
+    r["params"] = {k: sorted(v) if isinstance(v, set) else v for k, v in vars(args).items()
+                   if k != "json"}
     r["environment"] = env
     r["goals"] = GOALS
-    rows = table(r, sim=not args.skip_sim)
+    rows = table(r, sim="p3" in args.only)
     r["table"] = rows
     r["goals_met"] = {row["figure"]: row["met"] == "yes" for row in rows
                       if row["met"] in ("yes", "NO")}
@@ -772,6 +872,9 @@ def main(argv=None):
         json.dump(r, f, indent=2)
     print()
     print(format_table(rows))
+    if r.get("floor_steps_p50_ms"):
+        print("\nfloor steps, median ms: %s" % ", ".join(
+            "%s %.0f" % kv for kv in r["floor_steps_p50_ms"].items()))
     for key, title in (("p1_steps", "P1 steps, median ms after the API accepted the POST"),
                        ("p2_steps", "P2 steps, median ms after the API accepted each POST")):
         if r.get(key):

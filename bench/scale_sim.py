@@ -47,7 +47,9 @@ def cpu_seconds(procs):
     return result
 
 
-def run(hosts, vms, schedulers, workdir, threads):
+def run(hosts, vms, schedulers, workdir, threads, observer=None):
+    """``observer`` (optional): burst_started(stack) and burst_settled(stack)
+    are called around the burst (bench.run profiles the daemons there)."""
     stack = Stack(workdir, compute_driver="fake", network="", debug=False)
     # Sim hosts: no memory reserved, slow periodic work (they have no guests).
     sim_conf = ("reserved_host_memory_mb = 0\nsync_interval = 300\n"
@@ -68,6 +70,7 @@ def run(hosts, vms, schedulers, workdir, threads):
         session = requests.Session()
         adapter = requests.adapters.HTTPAdapter(pool_maxsize=threads)
         session.mount("http://", adapter)
+        session.headers["X-Auth-Token"] = stack.http.headers["X-Auth-Token"]  # admin: no quota
 
         def post(i):
             t = time.monotonic()
@@ -77,11 +80,16 @@ def run(hosts, vms, schedulers, workdir, threads):
 
         engine = sa.create_engine("postgresql+psycopg2://postgres@127.0.0.1/" + stack.db_name)
         cpu_before = cpu_seconds(stack.procs)
+        if observer is not None:
+            observer.burst_started(stack)
         burst_start = time.monotonic()
         with concurrent.futures.ThreadPoolExecutor(threads) as pool:
             results = list(pool.map(post, range(vms)))
         post_done = time.monotonic() - burst_start
         accepted = sum(1 for code, _ in results if code == 202)
+        if not accepted:  # else the wait below would never end
+            raise RuntimeError("no POST was accepted (status %s)"
+                               % sorted({code for code, _ in results}))
 
         def settled():
             with engine.connect() as c:
@@ -91,6 +99,8 @@ def run(hosts, vms, schedulers, workdir, threads):
             return rows if rows.get("building", 0) == 0 else None
         states = wait_for(settled, 600, interval=0.2, what="every VM ACTIVE or ERROR")
         wall = time.monotonic() - burst_start
+        if observer is not None:
+            observer.burst_settled(stack)
 
         with engine.connect() as c:
             overcommit = c.execute(sa.text(
