@@ -6,6 +6,21 @@ from common.db.session import Database
 
 
 @pytest.fixture
+def image(conf, db, tmp_path):
+    """A tiny qcow2 registered as image "blank"; its id."""
+    from common import imagestore
+    from common.db import api as db_api
+    path = tmp_path / "base.qcow2"
+    path.write_bytes(b"QFI\xfb" + b"\0" * 1020)
+    image_id, location, size, checksum = imagestore.import_file(conf, str(path))
+    with db.transaction() as s:
+        db_api.image_create(s, id=image_id, name="blank", size=size, checksum=checksum,
+                            min_ram=0, min_disk=0, location=location, disk_format="qcow2",
+                            status="active")
+    return image_id
+
+
+@pytest.fixture
 def db(conf):
     url = config.database_url(conf)
     migration.db_sync(url)

@@ -14,18 +14,6 @@ def OTHER(db):
 
 
 @pytest.fixture
-def image(conf, db, tmp_path):
-    path = tmp_path / "base.qcow2"
-    path.write_bytes(b"QFI\xfb" + b"\0" * 1020)
-    image_id, location, size, checksum = imagestore.import_file(conf, str(path))
-    with db.transaction() as s:
-        db_api.image_create(s, id=image_id, name="blank", size=size, checksum=checksum,
-                            min_ram=0, min_disk=0, location=location, disk_format="qcow2",
-                            status="active")
-    return image_id
-
-
-@pytest.fixture
 def api(conf, db, image, recorder):
     scheduler, compute = recorder(), recorder()
     app = create_app(conf, db, scheduler, compute)

@@ -7,11 +7,10 @@ import sqlalchemy as sa
 from common.db.models import Token
 from nova_api.app import create_app
 from tests.unit.conftest import auth_headers, token_for
-from tests.unit.test_api import image  # noqa: F401  (fixture)
 
 
 @pytest.fixture
-def app(conf, db, image, recorder):  # noqa: F811
+def app(conf, db, image, recorder):
     return create_app(conf, db, recorder(), recorder())
 
 

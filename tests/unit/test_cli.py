@@ -14,7 +14,7 @@ import time
 import pytest
 from werkzeug.serving import make_server
 
-from common import imagestore, states
+from common import states
 from common.db import actions
 from common.db import api as db_api
 from common.db.models import utcnow
@@ -112,14 +112,7 @@ class FakeCloud:
 
 
 @pytest.fixture
-def cloud(conf, db, tmp_path):
-    path = tmp_path / "base.qcow2"
-    path.write_bytes(b"QFI\xfb" + b"\0" * 1020)
-    image_id, location, size, checksum = imagestore.import_file(conf, str(path))
-    with db.transaction() as s:
-        db_api.image_create(s, id=image_id, name="blank", size=size, checksum=checksum,
-                            min_ram=0, min_disk=0, location=location, disk_format="qcow2",
-                            status="active")
+def cloud(conf, db, image):
     fake = FakeCloud(db)
     app = create_app(conf, db, fake, fake)
     server = make_server("127.0.0.1", 0, app, threaded=True)

@@ -5,7 +5,6 @@ import re
 import jsonschema
 import pytest
 
-from common import imagestore
 from common.db import api as db_api
 from nova_api import openapi, validation
 from nova_api.app import create_app
@@ -20,18 +19,6 @@ _PARAM = re.compile(r"<(?:[^<>:]+:)?([^<>]+)>")
 @pytest.fixture
 def app(conf, db, recorder):
     return create_app(conf, db, recorder(), recorder())
-
-
-@pytest.fixture
-def image(conf, db, tmp_path):
-    path = tmp_path / "base.qcow2"
-    path.write_bytes(b"QFI\xfb" + b"\0" * 1020)
-    image_id, location, size, checksum = imagestore.import_file(conf, str(path))
-    with db.transaction() as s:
-        db_api.image_create(s, id=image_id, name="blank", size=size, checksum=checksum,
-                            min_ram=0, min_disk=0, location=location, disk_format="qcow2",
-                            status="active")
-    return image_id
 
 
 class Compute(Recorder):
