@@ -1,8 +1,9 @@
 """Benchmarks against the physical floor, in one run (``make bench``).
 
-    python -m bench.run               # the full run (about 5-10 minutes)
+    python -m bench.run               # the full run (3-5 minutes on 2 CPUs)
     python -m bench.run --quick       # a smoke run: fewer samples, a small simulation
     python -m bench.run --profile     # also py-spy profiles of the daemons, per phase
+    python -m bench.run --only p4 --profile --profile-mode gil   # one phase, CPU profile
 
 Brings up a private stack on the real services (tests.functional.stack.Stack:
 its own RabbitMQ vhost and PostgreSQL database, the compute on the real
@@ -15,7 +16,8 @@ with what the same work costs without mininova:
   overhead over the floor's p50 (floor and P1 samples are interleaved, so
   both see the same host);
 - P2: N concurrent POSTs on one host -> all ACTIVE, against N floor boots
-  from N threads;
+  from N threads (each on its own libvirt connection: libvirtd serves at most
+  5 calls of one connection at a time), median of interleaved rounds;
 - P4: GET /v1/vms with 1000 VMs in the DB (rows inserted directly), p50/p99,
   against the same SELECT in psycopg2; POST /v1/vms latency under a
   concurrent closed-loop load (VMs built on fake-driver hosts, the real host
@@ -23,6 +25,10 @@ with what the same work costs without mininova:
 - P5: external ``virsh destroy`` -> SHUTOFF in the API, against virsh itself;
 - P6: resident memory (VmRSS) of each daemon after all of the above;
 - P3: the scale simulation (bench.scale_sim), after the stack is gone.
+
+A VM's status is watched in its DB row (a cheap primary-key SELECT every
+5 ms, see DB_POLL) and then confirmed through the API, whose answer times
+it: polling the API itself would take CPU from the guests being started.
 
 Prints one table (figure, mininova, floor, ratio, goal, met?) and writes the
 same as JSON to bench/results/latest.json (or --json PATH). Benchmarks
@@ -125,12 +131,13 @@ class Bench:
         self.args = args
         self.workdir = workdir
         self.results = {}
-        self.profiler = profiling.Profiler(os.path.join(RESULTS, "profiles"),
+        self.profiler = profiling.Profiler(args.profile_dir,
                                            enabled=args.profile, mode=args.profile_mode)
         self.stack = None
         self.floor = None
         self.engine = None
         self.conn = None
+        self._poll_conn = None
 
     # -- helpers ---------------------------------------------------------------
 
@@ -167,10 +174,10 @@ class Bench:
         ``list_``); the monotonic time the API's answer showed it."""
         ids = set(ids)
         deadline = time.monotonic() + timeout
-        raw = self.engine.raw_connection()
-        try:
-            raw.autocommit = True
-            cur = raw.cursor()
+        if self._poll_conn is None:  # one connection for the whole run
+            self._poll_conn = self.engine.raw_connection()
+            self._poll_conn.driver_connection.autocommit = True
+        with self._poll_conn.cursor() as cur:
             while True:
                 rows = self.db_statuses(cur, ids)
                 if all(rows.get(i) == status for i in ids):
@@ -189,8 +196,6 @@ class Bench:
                     raise RuntimeError("%d VM(s) not %s after %d s (rows: %s)" % (
                         len(ids), status, timeout, sorted(set(rows.values()))))
                 time.sleep(DB_POLL)
-        finally:
-            raw.close()
 
     def wait_status(self, client, vm_id, status, timeout=120, interval=API_POLL):
         """Poll GET /v1/vms/<id> until ``status`` (untimed waits)."""
@@ -338,6 +343,7 @@ class Bench:
         by_event = {}
         for _, event, start, finish in rows:
             by_event.setdefault(event, []).append((float(start), float(finish or start)))
+        self.last_build_starts = sorted(ms(s) for s, _ in by_event.get("image fetched", []))
         steps = []
         for event, spans in by_event.items():
             steps.append({"event": event,
@@ -377,6 +383,9 @@ class Bench:
         r["p2_posts_s"] = round(statistics.median(posts), 2)
         r["p2_ratio"] = round(r["p2_wall_s"] / r["p2_floor_wall_s"], 2)
         r["p2_steps"] = self.breakdown(all_ids)
+        # When compute started each build (its first step), ms after the POST
+        # was accepted, all rounds: builds beyond [DEFAULT] rpc_workers wait.
+        r["p2_build_starts_ms"] = self.last_build_starts
 
     def p2_round(self, n, round_):
         ids = [None] * n
@@ -441,12 +450,15 @@ class Bench:
         if count != a.p4_vms:
             raise RuntimeError("P4: GET /v1/vms shows %d VMs, not %d" % (count, a.p4_vms))
         gets = []
+        api = {"api": self.stack.procs["api"]}
         with self.profiler.phase("p4-get", self.pids("api")):
+            cpu0 = scale_sim.cpu_seconds(api)["api"]
             for _ in range(a.p4_gets):
                 seconds, status, _, _ = client.timed("GET", "/v1/vms")
                 if status != 200:
                     raise RuntimeError("P4: GET /v1/vms -> %s" % status)
                 gets.append(seconds)
+            get_cpu = (scale_sim.cpu_seconds(api)["api"] - cpu0) / len(gets)
         sql = self.sql_floor_get(project, a.p4_gets)
 
         # POST /v1/vms: onto fake-driver hosts, the real one disabled.
@@ -462,6 +474,7 @@ class Bench:
         pg = (profiling.PgActivity(self.engine, self.stack.db_name) if a.profile
               else contextlib.nullcontext())
         with self.profiler.phase("p4-post", pids), pg:
+            cpu0 = scale_sim.cpu_seconds(api)["api"]
             wall, results = load.closed_loop(
                 self.stack.url, self.stack.http.headers["X-Auth-Token"], a.p4_posts,
                 a.p4_concurrency, lambda i: ("POST", "/v1/vms", {
@@ -470,6 +483,7 @@ class Bench:
             self.results["p4_post_pg_activity"] = pg.top()
             log("P4: PostgreSQL backends during the POST load (mean count):\n%s",
                 "\n".join("  %5.2f  %s" % (n, what) for what, n in pg.top()))
+        post_cpu = (scale_sim.cpu_seconds(api)["api"] - cpu0) / max(1, len(results))
         failed = [(s, b) for _, _, s, b in results if s != 202]
         if failed:
             raise RuntimeError("P4: %d POSTs failed, e.g. %s" % (len(failed), failed[0]))
@@ -482,6 +496,9 @@ class Bench:
             "p4_vms": count,
             "p4_get_p50_ms": ms(pct(gets, 50)), "p4_get_p99_ms": ms(pct(gets, 99)),
             "p4_get_max_ms": ms(max(gets)),
+            # CPU time of the API process per request (user + system, 10 ms
+            # ticks averaged): what no amount of idle host makes faster.
+            "p4_get_api_cpu_ms": ms(get_cpu), "p4_post_api_cpu_ms": ms(post_cpu),
             "p4_get_sql_p50_ms": ms(pct(sql, 50)), "p4_get_sql_p99_ms": ms(pct(sql, 99)),
             "p4_post_concurrency": a.p4_concurrency, "p4_posts": len(posts),
             "p4_post_p50_ms": ms(pct(posts, 50)), "p4_post_p99_ms": ms(pct(posts, 99)),
@@ -612,6 +629,9 @@ class Bench:
         finally:
             if self.floor is not None:
                 self.floor.close()
+            if self._poll_conn is not None:
+                self._poll_conn.driver_connection.autocommit = False
+                self._poll_conn.close()
             stack.stop()
             if self.engine is not None:
                 self.engine.dispose()
@@ -638,6 +658,8 @@ class Bench:
         self.results["p3_overcommit"] = sim["overcommit"]
         self.results["p3_claim_mismatch"] = sim["claim_mismatch"]
         self.results["p3_active"] = sim["active"]
+        self.results["p3_cpu_ms_per_vm"] = {k: round(v * 1000.0 / max(1, sim["active"]), 1)
+                                            for k, v in sim["cpu_s"].items()}
         log("  %s", sim)
 
 
@@ -802,6 +824,8 @@ def parse_args(argv):
                    help="where to write the results (default bench/results/latest.json)")
     p.add_argument("--profile", action="store_true",
                    help="py-spy each daemon per phase into bench/results/profiles/")
+    p.add_argument("--profile-dir", default=os.path.join(RESULTS, "profiles"),
+                   help="where --profile writes (default bench/results/profiles)")
     p.add_argument("--profile-mode", choices=sorted(profiling.Profiler.MODES),
                    default="active", help="with --profile: active (default: running "
                    "threads, waits in C calls included), gil (CPU of Python only) or idle "
@@ -859,6 +883,8 @@ def main(argv=None):
     r["run_time_s"] = round(time.monotonic() - started, 1)
     r["params"] = {k: sorted(v) if isinstance(v, set) else v for k, v in vars(args).items()
                    if k != "json"}
+    with open("/proc/loadavg") as f:
+        env["loadavg_at_end"] = f.read().split()[:3]
     r["environment"] = env
     r["goals"] = GOALS
     rows = table(r, sim="p3" in args.only)
@@ -880,9 +906,16 @@ def main(argv=None):
         if r.get(key):
             print("\n%s (start → end):" % title)
             print(format_steps(r[key]))
-    print("\n%d CPUs; at start: load average %s, %s other guests running; run time %.0f s; "
-          "results in %s" % (env["cpus"], " ".join(env["loadavg_at_start"]),
-                             env["other_guests_running_at_start"], r["run_time_s"], args.json))
+    cpu = [("GET /v1/vms @%s" % r.get("p4_vms"), r.get("p4_get_api_cpu_ms"), "API"),
+           ("POST /v1/vms", r.get("p4_post_api_cpu_ms"), "API")]
+    cpu += [("a VM of the simulation", v, k) for k, v in (r.get("p3_cpu_ms_per_vm") or {}).items()]
+    if any(v is not None for _, v, _ in cpu):
+        print("\nCPU per request / VM: " + "; ".join(
+            "%s %.1f ms (%s)" % (what, v, who) for what, v, who in cpu if v is not None))
+    print("\n%d CPUs; load average at start %s, at end %s; %s other guests running at start; "
+          "run time %.0f s; results in %s" % (
+              env["cpus"], " ".join(env["loadavg_at_start"]), " ".join(env["loadavg_at_end"]),
+              env["other_guests_running_at_start"], r["run_time_s"], args.json))
     for phase, error in errors.items():
         print("FAILED %s: %s" % (phase, error))
     return 1 if errors else 0
