@@ -1,0 +1,206 @@
+"""P4: GET /v1/vms with 1000 VMs in the DB against the same SELECT in
+psycopg2; POST /v1/vms under a concurrent closed-loop load (VMs built on
+fake-driver hosts, the real host disabled meanwhile) against one INSERT +
+COMMIT in psycopg2."""
+import contextlib
+import os
+import time
+import uuid
+
+import sqlalchemy as sa
+
+from bench import load, profiling, scale_sim
+from bench.harness import log, ms, pct
+from common.db import models
+from tests.functional.stack import qemu_img_create
+from tests.waiting import wait_for
+
+NANO_FLAVOR = ("bench.nano", 1, 16, 1)   # name, vcpus, MB, GB: 250 fit one fake host
+
+
+def admin_project_id(bench):
+    with bench.engine.connect() as c:
+        return c.execute(sa.text("SELECT project_id FROM users WHERE name = 'admin'")).scalar()
+
+
+def run(bench):
+    a = bench.args
+    project = admin_project_id(bench)
+    client = bench.client()
+    _, body, _ = client.request("GET", "/v1/vms")
+    live = len(body["vms"])
+    add = max(0, a.p4_vms - live)
+    log("P4: inserting %d VM rows (project %s) into the stack's DB", add, project)
+    now = models.utcnow()
+    rows = [dict(id=str(uuid.uuid4()), name="p4-row-%05d" % i, project_id=project,
+                 user_id=None, image_id=bench.tiny["id"], flavor_id=bench.flavor["id"],
+                 vcpus=bench.flavor["vcpus"], memory_mb=bench.flavor["ram"],
+                 root_gb=bench.flavor["disk"], host="bench-phantom", vm_state="active",
+                 task_state=None, power_state="running",
+                 mac_address="52:54:00:%02x:%02x:%02x" % tuple(os.urandom(3)),
+                 created_at=now, updated_at=now, launched_at=now)
+            for i in range(add)]
+    with bench.engine.begin() as c:
+        if rows:
+            c.execute(sa.insert(models.Instance.__table__), rows)
+    with bench.engine.connect() as c:  # fresh statistics for the planner
+        c.execution_options(isolation_level="AUTOCOMMIT").execute(
+            sa.text("ANALYZE instances"))
+
+    # GET /v1/vms, sequential.
+    _, body, _ = client.request("GET", "/v1/vms")
+    count = len(body["vms"])
+    if count != a.p4_vms:
+        raise RuntimeError("P4: GET /v1/vms shows %d VMs, not %d" % (count, a.p4_vms))
+    gets = []
+    api = {"api": bench.stack.procs["api"]}
+    with bench.profiler.phase("p4-get", bench.pids("api")):
+        cpu0 = scale_sim.cpu_seconds(api)["api"]
+        for _ in range(a.p4_gets):
+            seconds, status, _, _ = client.timed("GET", "/v1/vms")
+            if status != 200:
+                raise RuntimeError("P4: GET /v1/vms -> %s" % status)
+            gets.append(seconds)
+        get_cpu = (scale_sim.cpu_seconds(api)["api"] - cpu0) / len(gets)
+    sql = sql_floor_get(bench, project, a.p4_gets)
+
+    # POST /v1/vms: onto fake-driver hosts, the real one disabled.
+    setup_fake_hosts(bench, client)
+    idle = []
+    for i in range(a.p4_idle_posts):
+        seconds, _, _ = bench.post_vm(client, "p4-idle-%04d" % i, image="blank",
+                                     flavor=NANO_FLAVOR[0])
+        idle.append(seconds)
+    log("P4: %d POSTs from %d concurrent clients", a.p4_posts, a.p4_concurrency)
+    pids = bench.pids("api", "scheduler", *[n for n in bench.stack.procs if n.startswith(
+        "compute-")])
+    pg = (profiling.PgActivity(bench.engine, bench.stack.db_name) if a.profile
+          else contextlib.nullcontext())
+    with bench.profiler.phase("p4-post", pids), pg:
+        cpu0 = scale_sim.cpu_seconds(api)["api"]
+        wall, results = load.closed_loop(
+            bench.stack.url, bench.stack.http.headers["X-Auth-Token"], a.p4_posts,
+            a.p4_concurrency, lambda i: ("POST", "/v1/vms", {
+                "name": "p4-load-%05d" % i, "image": "blank", "flavor": NANO_FLAVOR[0]}))
+    if a.profile:
+        bench.results["p4_post_pg_activity"] = pg.top()
+        log("P4: PostgreSQL backends during the POST load (mean count):\n%s",
+            "\n".join("  %5.2f  %s" % (n, what) for what, n in pg.top()))
+    post_cpu = (scale_sim.cpu_seconds(api)["api"] - cpu0) / max(1, len(results))
+    failed = [(s, b) for _, _, s, b in results if s != 202]
+    if failed:
+        raise RuntimeError("P4: %d POSTs failed, e.g. %s" % (len(failed), failed[0]))
+    posts = [s for _, s, _, _ in results]
+    settled = wait_settled(bench, project)
+    sql_post = sql_floor_post(bench, project, 50 if a.p4_gets >= 50 else a.p4_gets)
+    client.close()
+    r = bench.results
+    r.update({
+        "p4_vms": count,
+        "p4_get_p50_ms": ms(pct(gets, 50)), "p4_get_p99_ms": ms(pct(gets, 99)),
+        "p4_get_max_ms": ms(max(gets)),
+        # CPU time of the API process per request (user + system, 10 ms
+        # ticks averaged): what no amount of idle host makes faster.
+        "p4_get_api_cpu_ms": ms(get_cpu), "p4_post_api_cpu_ms": ms(post_cpu),
+        "p4_get_sql_p50_ms": ms(pct(sql, 50)), "p4_get_sql_p99_ms": ms(pct(sql, 99)),
+        "p4_post_concurrency": a.p4_concurrency, "p4_posts": len(posts),
+        "p4_post_p50_ms": ms(pct(posts, 50)), "p4_post_p99_ms": ms(pct(posts, 99)),
+        "p4_post_rate_per_s": round(len(posts) / wall, 1),
+        "p4_post_idle_p50_ms": ms(pct(idle, 50)) if idle else None,
+        "p4_post_sql_p50_ms": ms(pct(sql_post, 50)),
+        "p4_post_sql_p99_ms": ms(pct(sql_post, 99)),
+        "p4_built": settled,
+    })
+
+
+def sql_floor_get(bench, project, n):
+    """The SELECT behind GET /v1/vms (same filter and order), straight
+    through psycopg2, rows fetched as tuples."""
+    raw = bench.engine.raw_connection()
+    try:
+        cur = raw.cursor()
+        samples = []
+        for _ in range(n):
+            t = time.perf_counter()
+            cur.execute("SELECT * FROM instances WHERE deleted_at IS NULL AND project_id = %s "
+                        "ORDER BY created_at, id", (project,))
+            cur.fetchall()
+            raw.commit()
+            samples.append(time.perf_counter() - t)
+        return samples
+    finally:
+        raw.close()
+
+
+def sql_floor_post(bench, project, n):
+    """One INSERT of a VM row and its COMMIT, straight through psycopg2
+    (the rows are removed after)."""
+    raw = bench.engine.raw_connection()
+    names = []
+    try:
+        cur = raw.cursor()
+        samples = []
+        for i in range(n):
+            name = "p4-sql-%04d" % i
+            names.append(name)
+            t = time.perf_counter()
+            cur.execute(
+                "INSERT INTO instances (id, name, project_id, image_id, flavor_id, vcpus, "
+                "memory_mb, root_gb, vm_state, task_state, power_state, created_at, "
+                "updated_at) VALUES (%s, %s, %s, %s, %s, 1, 16, 1, 'building', "
+                "'scheduling', 'nostate', now(), now())",
+                (str(uuid.uuid4()), name, project, bench.tiny["id"], bench.flavor["id"]))
+            raw.commit()
+            samples.append(time.perf_counter() - t)
+        cur.execute("DELETE FROM instances WHERE name = ANY(%s)", (names,))
+        raw.commit()
+        return samples
+    finally:
+        raw.close()
+
+
+def setup_fake_hosts(bench, client):
+    a = bench.args
+    base = os.path.join(bench.workdir, "blank.qcow2")
+    qemu_img_create(base, "1G")
+    bench.stack.add_image("blank", base)
+    bench.stack.manage("flavor", "create", NANO_FLAVOR[0], "--vcpus", str(NANO_FLAVOR[1]),
+                      "--ram", str(NANO_FLAVOR[2]), "--disk", str(NANO_FLAVOR[3]))
+    conf = ("compute_driver = fake\nreserved_host_memory_mb = 0\nsync_interval = 300\n"
+            "heartbeat_interval = 5\n")
+    names = ["bench-fake%d" % i for i in range(a.fake_hosts)]
+    for name in names:
+        bench.stack.start_extra_compute(name, extra_conf=conf, wait=False)
+    wait_for(lambda: set(names) <= bench.stack.computes_up(), 60, interval=0.2,
+             what="the fake compute hosts")
+    bench.stack.set_disabled(bench.stack.host, True)
+    wait_for(lambda: all(s["status"] == "disabled" for s in
+                         bench.stack.get("/v1/services").json()["services"]
+                         if s["host"] == bench.stack.host
+                         and s["binary"] == "mininova-compute"), 10,
+             what="the real host disabled")
+    hosts = bench.stack.get("/v1/hosts").json()["hosts"]
+    room = sum(min(h["vcpus"]["free"] // NANO_FLAVOR[1],
+                   h["memory_mb"]["free"] // NANO_FLAVOR[2],
+                   h["disk_gb"]["free"] // NANO_FLAVOR[3])
+               for h in hosts if h["name"] in names)
+    need = a.p4_posts + a.p4_idle_posts + 2 * len(names)
+    if room < need:
+        raise RuntimeError("P4: the fake hosts hold %d VMs, the load needs %d: add "
+                           "--fake-hosts" % (room, need))
+    # Warm-up (untimed): each fake host caches the image on its first build.
+    ids = [bench.post_vm(client, "p4-warm-%d" % i, image="blank",
+                        flavor=NANO_FLAVOR[0])[1] for i in range(2 * len(names))]
+    for vm_id in ids:
+        bench.wait_status(client, vm_id, "ACTIVE")
+
+
+def wait_settled(bench, project, timeout=300):
+    def settled():
+        with bench.engine.connect() as c:
+            rows = dict(c.execute(sa.text(
+                "SELECT vm_state, count(*) FROM instances WHERE deleted_at IS NULL "
+                "AND project_id = :p AND name LIKE 'p4-load-%' GROUP BY vm_state"),
+                {"p": project}).all())
+        return rows if rows.get("building", 0) == 0 else None
+    return wait_for(settled, timeout, interval=0.2, what="the P4 VMs to settle")

@@ -1,0 +1,60 @@
+"""floor / P1 / P5, interleaved sample by sample so that both see the same
+host: one floor boot, one POST -> ACTIVE, one external ``virsh destroy`` ->
+SHUTOFF in the API."""
+import statistics
+import subprocess
+import time
+
+from bench.harness import URI, log, ms, pct
+
+
+def run(bench):
+    n = bench.args.samples
+    log("floor / P1 / P5: %d samples each, interleaved", n)
+    client = bench.client()
+    floor_s, p1_s, p5_s, virsh_s, post_s, vm_ids = [], [], [], [], [], []
+    floor_steps = []
+    with bench.profiler.phase("p1", bench.daemon_pids()):
+        for i in range(n):
+            steps = {}
+            seconds, floor_id = bench.floor.boot(steps=steps)
+            bench.floor.destroy(floor_id)
+            floor_s.append(seconds)
+            floor_steps.append(steps)
+
+            t0 = time.monotonic()
+            post, vm_id, _ = bench.post_vm(client, "p1-%03d" % i)
+            p1_s.append(bench.seen_in_api(client, [vm_id], "ACTIVE") - t0)
+            post_s.append(post)
+            vm_ids.append(vm_id)
+
+            # P5: an external destroy, seen in the API as SHUTOFF.
+            t0 = time.monotonic()
+            proc = subprocess.run(["virsh", "-c", URI, "destroy", "mininova-" + vm_id],
+                                  capture_output=True, text=True)
+            virsh_done = time.monotonic()
+            if proc.returncode != 0:
+                raise RuntimeError("virsh destroy failed: %s" % proc.stderr)
+            p5_s.append(bench.seen_in_api(client, [vm_id], "SHUTOFF", timeout=30) - t0)
+            virsh_s.append(virsh_done - t0)
+            bench.delete_and_wait([vm_id])
+            log("  sample %d/%d: floor %.0f ms, P1 %.0f ms, P5 %.0f ms", i + 1, n,
+                floor_s[-1] * 1000, p1_s[-1] * 1000, p5_s[-1] * 1000)
+    client.close()
+    r = bench.results
+    r["floor_samples_ms"] = [ms(s) for s in floor_s]
+    r["floor_p50_ms"] = ms(pct(floor_s, 50))
+    r["floor_p95_ms"] = ms(pct(floor_s, 95))
+    r["floor_steps_p50_ms"] = {k: ms(statistics.median(st[k] for st in floor_steps))
+                               for k in floor_steps[0]}
+    r["p1_samples_ms"] = [ms(s) for s in p1_s]
+    r["p1_p50_ms"] = ms(pct(p1_s, 50))
+    r["p1_p95_ms"] = ms(pct(p1_s, 95))
+    r["p1_overhead_ms"] = round(r["p1_p50_ms"] - r["floor_p50_ms"], 1)
+    r["p1_post_p50_ms"] = ms(pct(post_s, 50))
+    r["p1_steps"] = bench.breakdown(vm_ids)
+    r["p5_samples_ms"] = [ms(s) for s in p5_s]
+    r["p5_p50_ms"] = ms(pct(p5_s, 50))
+    r["p5_max_ms"] = ms(max(p5_s))
+    r["p5_virsh_p50_ms"] = ms(pct(virsh_s, 50))
+    r["p5_virsh_max_ms"] = ms(max(virsh_s))
