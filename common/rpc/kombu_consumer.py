@@ -2,10 +2,11 @@
 
 Each consumer owns one connection that no other thread touches: py-amqp
 channels are not thread-safe. Worker threads therefore never ack a message
-themselves; they queue the ack (``call_soon``) and the consumer thread runs
-it between two ``drain_events(timeout=poll_interval)`` calls. Replies are
+themselves; they queue the ack (``call_soon``) and wake the consumer thread,
+which sleeps in ``select`` on its AMQP socket and a wakeup pipe: an idle
+consumer costs nothing (no polling), a queued ack runs at once. Replies are
 published through the transport's locked publisher connection instead, so a
-call's round trip does not wait for the next poll.
+call's round trip does not wait for the consumer thread.
 
 When the broker goes away the consumer reconnects with backoff (0.5, 1, 2, 4,
 5, 5 ... s) and declares its topology again. Acks queued for a channel that
@@ -13,6 +14,7 @@ died are dropped: RabbitMQ redelivers those messages anyway.
 """
 import logging
 import queue
+import select
 import socket
 import threading
 import uuid
@@ -28,6 +30,9 @@ LOG = logging.getLogger(__name__)
 RECOVERABLE = (amqp.exceptions.AMQPError, amqp.exceptions.MessageNacked,
                kombu.exceptions.KombuError, OSError)
 _MAX_BACKOFF = 5.0
+# An idle consumer still wakes this often, for AMQP heartbeats (sent and
+# checked by heartbeat_check; the broker allows 2 heartbeat intervals).
+_IDLE_WAKEUP = 1.0
 
 
 class _ConsumerLoop:
@@ -39,6 +44,11 @@ class _ConsumerLoop:
         self.ready = threading.Event()  # set while consuming
         self._finish = threading.Event()
         self._ops = queue.SimpleQueue()
+        # A socket pair rather than a pipe: a closed socket object refuses
+        # a late write instead of writing to a reused file descriptor.
+        self._wakeup_r, self._wakeup_w = socket.socketpair()
+        self._wakeup_r.setblocking(False)
+        self._wakeup_w.setblocking(False)
         self._channel = None
         self._thread = threading.Thread(target=self._run, daemon=True,
                                         name="rpc-consumer-%s" % queue_name)
@@ -46,6 +56,16 @@ class _ConsumerLoop:
     def call_soon(self, fn):
         """Run ``fn()`` on the consumer thread (the only one using the channel)."""
         self._ops.put(fn)
+        self.wake()
+
+    def wake(self):
+        """Interrupt the consumer thread's wait for the socket (any thread)."""
+        try:
+            self._wakeup_w.send(b"!")
+        except BlockingIOError:
+            pass  # the buffer is full: a wakeup is pending anyway
+        except OSError:
+            pass  # closed: the thread has ended
 
     def start(self):
         self._thread.start()
@@ -53,8 +73,11 @@ class _ConsumerLoop:
     def wait(self):
         """Flush queued operations, close the connection, end the thread."""
         self._finish.set()
+        self.wake()
         if self._thread.is_alive():
             self._thread.join()
+        self._wakeup_r.close()
+        self._wakeup_w.close()
 
     # -- overridden by the two kinds of consumer ----------------------------
     def _consume(self, channel):
@@ -102,16 +125,32 @@ class _ConsumerLoop:
                     self._close(conn, graceful=not failed)
 
     def _loop(self, conn):
+        sock = conn.connection.sock
         while True:
             self._run_ops()
             if self._finish.is_set():
                 return
             self._before_drain()
-            try:
-                conn.drain_events(timeout=self.transport.poll_interval)
-            except socket.timeout:
-                pass
+            if self._wait_readable(sock):
+                # Data is there: read what completes a message (a partial
+                # frame stays buffered in py-amqp if the rest is late).
+                try:
+                    conn.drain_events(timeout=self.transport.poll_interval)
+                except socket.timeout:
+                    pass
             conn.heartbeat_check()
+
+    def _wait_readable(self, sock):
+        """Sleep until the socket has data (True), or a wakeup or the idle
+        timeout (False)."""
+        readable, _, _ = select.select([sock, self._wakeup_r], [], [], _IDLE_WAKEUP)
+        if self._wakeup_r in readable:
+            try:
+                while self._wakeup_r.recv(4096):
+                    pass
+            except BlockingIOError:
+                pass
+        return sock in readable
 
     def _run_ops(self):
         while True:
@@ -141,6 +180,7 @@ class _KombuIncoming(base.Incoming):
         self.message_id = props.get("message_id")
         self.correlation_id = props.get("correlation_id")
         self.reply_to = props.get("reply_to")
+        self.reply_exchange = (message.headers or {}).get("reply_exchange")
         self.redelivered = bool(message.delivery_info.get("redelivered"))
 
     def ack(self):
@@ -156,7 +196,8 @@ class _KombuIncoming(base.Incoming):
     def reply(self, body):
         if not self.reply_to or not self.correlation_id:
             return
-        self._listener.transport.publish_reply(self.reply_to, self.correlation_id, body)
+        self._listener.transport.publish_reply(self.reply_to, self.correlation_id, body,
+                                               exchange=self.reply_exchange)
 
 
 class ServerListener(_ConsumerLoop, base.Listener):
@@ -176,6 +217,7 @@ class ServerListener(_ConsumerLoop, base.Listener):
 
     def stop(self):
         self._stopping.set()
+        self.wake()  # cancel the consumer now, not at the next idle wakeup
 
     def _should_connect(self):
         return not self._stopping.is_set()
@@ -257,8 +299,10 @@ class ReplyListener(_ConsumerLoop):
 
     def _consume(self, channel):
         # Exclusive: deleted by RabbitMQ with our connection; re-declared on reconnect.
-        reply_queue = kombu.Queue(self.queue_name, exclusive=True, auto_delete=True,
-                                  durable=False)
+        # Bound to the topic exchange too, where replies travel (see kombu_transport).
+        exchange = kombu.Exchange(self.transport.reply_exchange, "topic", durable=True)
+        reply_queue = kombu.Queue(self.queue_name, exchange, routing_key=self.queue_name,
+                                  exclusive=True, auto_delete=True, durable=False)
         reply_queue(channel).declare()
         consumer = kombu.Consumer(channel, queues=[reply_queue], on_message=self._deliver,
                                   no_ack=True, auto_declare=False,

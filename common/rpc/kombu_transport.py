@@ -9,7 +9,11 @@ to a service that has not started yet waits in its queue):
 - fanout exchange ``mininova.dlx`` -> queue ``mininova.dead``, where rejected
   (malformed, unknown method, wrong version) messages end for a person to read;
 - per transport, one exclusive auto-delete ``mininova.reply.<uuid>`` queue
-  for call replies, which are published on the default exchange.
+  for call replies, also bound to ``mininova`` (routing key = its name). A
+  call says so with the header ``reply_exchange: mininova``, and the server
+  publishes its reply there, so that ``mininova trace`` sees replies too; a
+  call without the header (an older caller) gets its reply on the default
+  exchange.
 
 py-amqp connections are not thread-safe, so each one has a single owner:
 the publisher connection is only touched under its lock (by any thread that
@@ -59,9 +63,11 @@ class KombuTransport(base.Transport):
 
     ``publish_retry_timeout``: seconds cast/call keep retrying an unreachable
     broker before raising ServiceUnavailable (callers are HTTP requests: they
-    must not hang). ``poll_interval``: how often consumer threads wake up to
-    flush acks done by workers.
+    must not hang). ``poll_interval``: how long a consumer thread that has data on
+    its socket waits for the rest of a message before it runs queued acks.
     """
+
+    reply_exchange = EXCHANGE  # reply queues are bound to it (see above)
 
     def __init__(self, url, publish_retry_timeout=2.0, connect_timeout=1.0,
                  heartbeat=20, poll_interval=0.05):
@@ -103,13 +109,17 @@ class KombuTransport(base.Transport):
         try:
             self._publisher.publish(body, EXCHANGE, target.queue, declare=target.queue,
                                     correlation_id=correlation_id,
-                                    reply_to=replies.queue_name, **properties)
+                                    reply_to=replies.queue_name,
+                                    headers={"reply_exchange": EXCHANGE}, **properties)
             return waiter.wait(timeout)
         finally:
             replies.forget(correlation_id)
 
-    def publish_reply(self, reply_to, correlation_id, body):
-        self._publisher.publish(body, "", reply_to, correlation_id=correlation_id,
+    def publish_reply(self, reply_to, correlation_id, body, exchange=None):
+        """``exchange``: the caller's ``reply_exchange`` header; only ours
+        is honoured, anything else means the default exchange."""
+        exchange = EXCHANGE if exchange == EXCHANGE else ""
+        self._publisher.publish(body, exchange, reply_to, correlation_id=correlation_id,
                                 message_id=uuid.uuid4().hex, timestamp=_now(),
                                 delivery_mode=1)
 
