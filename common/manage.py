@@ -10,6 +10,7 @@ from common.db import api as db_api
 from common.db import auth as db_auth
 from common.db import migration
 from common.db.session import Database
+from common.doctor import command as doctor_command
 
 
 def _db(conf):
@@ -139,6 +140,8 @@ def _parser():
     aud.add_argument("--timeout", type=_positive, default=None,
                      help="seconds a compute host gets to answer")
     aud.set_defaults(fn=audit.audit_command)
+    doctor_command.add_arguments(sub.add_parser(
+        "doctor", help="check this host: what is wrong and the exact fix"))
     return p
 
 
