@@ -19,6 +19,7 @@ def build_app(conf):
 def main(argv=None):
     conf = config.parse_args(sys.argv[1:] if argv is None else argv, prog="mininova-api")
     log.setup(conf, "mininova-api")
+    rpc.protocol.set_sender("api", conf.host)  # "sender" in its messages
     app = build_app(conf)
     waitress.serve(app, host=conf.api.listen, port=conf.api.port, threads=conf.api.threads,
                    ident="mininova", clear_untrusted_proxy_headers=True)

@@ -14,6 +14,7 @@ from nova_scheduler.rpcapi import ConductorAPI
 def main(argv=None):
     conf = config.parse_args(sys.argv[1:] if argv is None else argv, prog="mininova-compute")
     log.setup(conf, "mininova-compute")
+    rpc.protocol.set_sender("compute", conf.host)  # "sender" in its messages
     for path in (conf.compute.instances_path, conf.compute.image_cache_path):
         os.makedirs(path, exist_ok=True)
     transport = rpc.get_transport(conf.transport_url)

@@ -13,6 +13,7 @@ from nova_scheduler.watchdog import Watchdog
 def main(argv=None):
     conf = config.parse_args(sys.argv[1:] if argv is None else argv, prog="mininova-scheduler")
     log.setup(conf, "mininova-scheduler")
+    rpc.protocol.set_sender("scheduler", conf.host)  # "sender" in its messages
     db = Database(config.database_url(conf), pool_size=conf.database.pool_size)
     transport = rpc.get_transport(conf.transport_url)
     scheduler = SchedulerManager(db, ComputeAPI(transport), conf)

@@ -1,7 +1,13 @@
 """The wire format: JSON text that a person can read in the RabbitMQ UI.
 
-Request: ``{"version": "1.0", "method": "...", "args": {...}, "context": {...}}``.
-Reply:   ``{"result": ...}`` or ``{"failure": {"class", "message", "kwargs"}}``.
+Request: ``{"version": "1.0", "method": "...", "args": {...}, "context": {...},
+"sender": "scheduler@host1"}``.
+Reply:   ``{"result": ...}`` or ``{"failure": {"class", "message", "kwargs"}}``,
+plus ``"sender"``.
+
+``sender`` (service@host, set once per process with ``set_sender``) is for
+people and ``mininova trace``: readers never require it and ignore fields
+they do not know, so old and new daemons mix.
 
 Transports move these texts without looking inside; only this module (used
 by the client and the server) knows the fields, so both transports behave
@@ -17,6 +23,7 @@ from common import exception
 CONTENT_TYPE = "application/json"
 _VERSION_RE = re.compile(r"^(\d+)\.(\d+)$")
 _LOGGED_BODY_CHARS = 500
+_sender = None  # "service@host" of this process, stamped on what it sends
 
 
 class MalformedMessage(Exception):
@@ -74,7 +81,19 @@ def check_serializable(value, path="args"):
                     "int/float/bool/None" % (path, type(value).__name__))
 
 
+def set_sender(service, host):
+    """Name this process in every message it sends from now on: "service@host"."""
+    global _sender
+    _sender = "%s@%s" % (service, host) if service and host else (service or host or None)
+
+
+def get_sender():
+    return _sender
+
+
 def _dumps(obj):
+    if _sender is not None:
+        obj["sender"] = _sender
     return json.dumps(obj, ensure_ascii=False, allow_nan=False)
 
 
