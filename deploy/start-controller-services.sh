@@ -3,10 +3,17 @@
 # start them directly); create mininova's own credentials: a RabbitMQ user and a
 # PostgreSQL role with generated passwords, kept in $CREDS (root only), so
 # nothing but loopback tests depends on guest/guest or trust auth.
+#   env MININOVA_DB            database, also the PostgreSQL role's name (mininova)
+#   env MININOVA_CREDENTIALS   the credentials file (/etc/mininova/credentials)
+#   env MININOVA_RABBIT_USER   RabbitMQ user written to a new credentials file (mininova)
+#   env MININOVA_VHOST         RabbitMQ vhost, created if missing (/)
+#   env MININOVA_RABBIT_MANAGEMENT=1  also enable the management plugin (web UI
+#                              on :15672; the user gets the "management" tag)
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 DB=${MININOVA_DB:-mininova}
 CREDS=${MININOVA_CREDENTIALS:-/etc/mininova/credentials}
+VHOST=${MININOVA_VHOST:-/}
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
@@ -38,7 +45,7 @@ if [[ ! -s $CREDS ]]; then
     mkdir -p "$(dirname "$CREDS")"
     umask 077
     {
-        echo "RABBIT_USER=mininova"
+        echo "RABBIT_USER=${MININOVA_RABBIT_USER:-mininova}"
         echo "RABBIT_PASSWORD=$(head -c 24 /dev/urandom | base64 | tr -dc A-Za-z0-9)"
         echo "DB_USER=$DB"
         echo "DB_PASSWORD=$(head -c 24 /dev/urandom | base64 | tr -dc A-Za-z0-9)"
@@ -47,12 +54,24 @@ fi
 # shellcheck disable=SC1090
 . "$CREDS"
 
-if rabbitmqctl -q list_users | grep -q "^$RABBIT_USER\b"; then
-    rabbitmqctl -q change_password "$RABBIT_USER" "$RABBIT_PASSWORD" >/dev/null
-else
-    rabbitmqctl -q add_user "$RABBIT_USER" "$RABBIT_PASSWORD" >/dev/null
+# Each rabbitmqctl call costs 1-5 s here: check with the fewest calls.
+if ! rabbitmqctl -q authenticate_user "$RABBIT_USER" "$RABBIT_PASSWORD" >/dev/null 2>&1; then
+    if grep -q "^$RABBIT_USER\b" <<<"$(rabbitmqctl -q list_users)"; then
+        rabbitmqctl -q change_password "$RABBIT_USER" "$RABBIT_PASSWORD" >/dev/null
+    else
+        rabbitmqctl -q add_user "$RABBIT_USER" "$RABBIT_PASSWORD" >/dev/null
+    fi
 fi
-rabbitmqctl -q set_permissions -p / "$RABBIT_USER" ".*" ".*" ".*" >/dev/null
+if [[ $VHOST != / ]] && ! grep -qxF "$VHOST" <<<"$(rabbitmqctl -q list_vhosts)"; then
+    rabbitmqctl -q add_vhost "$VHOST" >/dev/null
+fi
+rabbitmqctl -q set_permissions -p "$VHOST" "$RABBIT_USER" ".*" ".*" ".*" >/dev/null
+if [[ -n ${MININOVA_RABBIT_MANAGEMENT:-} ]]; then
+    # (enabled at runtime: the broker is not restarted)
+    grep -qw rabbitmq_management /etc/rabbitmq/enabled_plugins 2>/dev/null ||
+        rabbitmq-plugins enable rabbitmq_management >/dev/null
+    rabbitmqctl -q set_user_tags "$RABBIT_USER" management >/dev/null
+fi
 
 psql_() { runuser -u postgres -- psql -v ON_ERROR_STOP=1 -qtA -d postgres "$@"; }
 if [[ -z $(psql_ -c "SELECT 1 FROM pg_roles WHERE rolname = '$DB_USER'") ]]; then
@@ -62,5 +81,5 @@ psql_ -c "ALTER ROLE \"$DB_USER\" PASSWORD '$DB_PASSWORD'"
 if [[ -z $(psql_ -c "SELECT 1 FROM pg_database WHERE datname = '$DB'") ]]; then
     psql_ -c "CREATE DATABASE \"$DB\" OWNER \"$DB_USER\""
 fi
-echo "start-controller-services.sh: RabbitMQ and PostgreSQL (database $DB) ready;" \
+echo "start-controller-services.sh: RabbitMQ (vhost $VHOST) and PostgreSQL (database $DB) ready;" \
      "credentials in $CREDS"

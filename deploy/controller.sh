@@ -1,0 +1,145 @@
+#!/usr/bin/env bash
+# Make this host a mininova controller: RabbitMQ (+ management plugin) and
+# PostgreSQL with mininova's own credentials, the venv, the config, the schema,
+# the accounts, then mininova-api and mininova-scheduler (systemd units from
+# deploy/systemd/ where systemd is PID 1, else background processes with pid
+# files). Writes compute.env: what deploy/compute.sh needs to join a compute
+# host. Idempotent: a second run changes nothing and leaves one daemon each; a
+# changed config restarts the daemons.
+#
+# Usage: controller.sh --address IP [options]      (as root)
+#   --address IP        the address compute hosts reach this controller at; the
+#                       API listens there (and RabbitMQ must be reachable there)
+#   --credentials FILE  RabbitMQ/PostgreSQL passwords (/etc/mininova/credentials;
+#                       generated when missing, see start-controller-services.sh)
+#   --state-dir DIR     state, logs, tokens (/var/lib/mininova); also holds the
+#                       config when given (default config /etc/mininova/mininova.conf)
+#   --api-port P        (8774)    --api-listen ADDR  (default: the --address)
+#   --db-name NAME      (mininova) --vhost NAME (/) --rabbit-user NAME (mininova)
+#   --host NAME         this host's name in mininova (hostname)
+#   --venv DIR          (/opt/mininova/venv; created from this checkout)
+#   --image NAME=PATH   register an image unless one of that name exists (repeatable)
+#   --compute-env FILE  also copy compute.env there (e.g. a folder the computes see)
+#   --no-packages       no apt (fails later if something is missing)
+#   --no-rabbit-management  leave RabbitMQ's plugins alone
+#   --stop              stop this controller's daemons and exit
+# Prints (last line) the path of compute.env (STATE_DIR/compute.env, 0600).
+set -euo pipefail
+PROG=controller.sh
+# shellcheck source=deploy/role-common.sh
+. "$(dirname "$(realpath "$0")")/role-common.sh"
+
+usage() { sed -n '10,26p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+
+ADDRESS='' CREDS=/etc/mininova/credentials STATE='' API_PORT=8774 API_LISTEN=''
+DB_NAME=mininova VHOST=/ RABBIT_USER=mininova HOST_NAME=$(hostname)
+VENV=/opt/mininova/venv PACKAGES=1 MANAGEMENT=1 STOP=0 IMAGES=() ENV_COPY=''
+while (($#)); do
+    case $1 in
+    --address) ADDRESS=${2:?}; shift ;;
+    --credentials) CREDS=${2:?}; shift ;;
+    --state-dir) STATE=${2:?}; shift ;;
+    --api-port) API_PORT=${2:?}; shift ;;
+    --api-listen) API_LISTEN=${2:?}; shift ;;
+    --db-name) DB_NAME=${2:?}; shift ;;
+    --vhost) VHOST=${2:?}; shift ;;
+    --rabbit-user) RABBIT_USER=${2:?}; shift ;;
+    --host) HOST_NAME=${2:?}; shift ;;
+    --venv) VENV=${2:?}; shift ;;
+    --image) IMAGES+=(--image "${2:?}"); shift ;;
+    --compute-env) ENV_COPY=${2:?}; shift ;;
+    --no-packages) PACKAGES=0 ;;
+    --no-rabbit-management) MANAGEMENT=0 ;;
+    --stop) STOP=1 ;;
+    -h|--help) usage ;;
+    *) echo "$PROG: unknown option $1" >&2; usage ;;
+    esac
+    shift
+done
+[[ $(id -u) -eq 0 ]] || die "must run as root"
+if [[ -n $STATE ]]; then
+    STATE=$(realpath -m "$STATE"); CONF=$STATE/mininova.conf
+else
+    STATE=/var/lib/mininova; CONF=/etc/mininova/mininova.conf
+fi
+VENV=$(realpath -m "$VENV") CREDS=$(realpath -m "$CREDS")
+LOGS=$STATE/logs RUN=$STATE/run
+if ((STOP)); then
+    stop_daemon api; stop_daemon scheduler; exit 0
+fi
+[[ -n $ADDRESS ]] || { echo "$PROG: --address is required" >&2; usage; }
+[[ $ADDRESS =~ ^[0-9a-fA-F.:]+$ ]] || die "bad --address '$ADDRESS' (an IP address)"
+[[ $API_PORT =~ ^[0-9]+$ ]] && ((API_PORT > 0 && API_PORT < 65536)) || die "bad --api-port '$API_PORT'"
+[[ $DB_NAME =~ ^[A-Za-z_][A-Za-z0-9_]{0,62}$ ]] || die "bad --db-name '$DB_NAME' ([A-Za-z0-9_])"
+[[ $VHOST == / || $VHOST =~ ^[A-Za-z0-9_.-]+$ ]] || die "bad --vhost '$VHOST' (/ or [A-Za-z0-9_.-])"
+[[ $RABBIT_USER =~ ^[A-Za-z0-9_.-]+$ ]] || die "bad --rabbit-user '$RABBIT_USER'"
+[[ $HOST_NAME =~ ^[A-Za-z0-9][A-Za-z0-9_.-]*$ ]] || die "bad --host '$HOST_NAME'"
+API_LISTEN=${API_LISTEN:-$ADDRESS}
+API_URL=http://$ADDRESS:$API_PORT
+[[ $ADDRESS == *:* ]] && API_URL="http://[$ADDRESS]:$API_PORT"
+
+# --- packages and services ------------------------------------------------------
+if ((PACKAGES)); then
+    # The venv builds libvirt-python (a dependency of the package) from source.
+    apt_install python3 python3-venv python3-dev gcc libc6-dev pkg-config libvirt-dev
+fi
+MGMT=''; ((MANAGEMENT)) && MGMT=1
+MININOVA_DB=$DB_NAME MININOVA_CREDENTIALS=$CREDS MININOVA_RABBIT_USER=$RABBIT_USER \
+MININOVA_VHOST=$VHOST MININOVA_RABBIT_MANAGEMENT=$MGMT \
+    bash "$DEPLOY/start-controller-services.sh" >&2
+# shellcheck disable=SC1090
+. "$CREDS"   # RABBIT_USER RABBIT_PASSWORD DB_USER DB_PASSWORD
+VENV=$VENV MININOVA_VENV_EXTRAS='' bash "$DEPLOY/setup-venv.sh" >&2
+
+port_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
+port_open "$ADDRESS" 5672 ||
+    log "warning: RabbitMQ does not answer at $ADDRESS:5672; compute hosts need it there" \
+        "(RabbitMQ's listeners.tcp in /etc/rabbitmq/rabbitmq.conf)"
+
+# --- config ---------------------------------------------------------------------
+mkdir -p "$STATE" "$LOGS" "$RUN"
+changed=0
+write_if_changed "$CONF" <<CONF && changed=1 && log "wrote $CONF"
+# Written by deploy/controller.sh; a re-run rewrites it.
+[DEFAULT]
+host = $HOST_NAME
+state_path = $STATE
+transport_url = $(transport_url "$RABBIT_USER" "$RABBIT_PASSWORD" 127.0.0.1 5672 "$VHOST")
+
+[api]
+listen = $API_LISTEN
+port = $API_PORT
+
+[database]
+connection = postgresql+psycopg2://$DB_USER:$(urlencode "$DB_PASSWORD")@127.0.0.1/$DB_NAME
+CONF
+
+"$VENV/bin/python" "$DEPLOY/controller-bootstrap.py" --config-file "$CONF" \
+    --state-dir "$STATE" --api-url "$API_URL" "${IMAGES[@]}" ||
+    die "database bootstrap failed"
+
+# --- daemons --------------------------------------------------------------------
+start_daemon api "$changed"
+start_daemon scheduler "$changed"
+wait_api "$API_URL" 60
+wait_service "$API_URL" "$(<"$STATE/creds/admin.token")" mininova-scheduler "$HOST_NAME" 60
+
+# --- what a compute host needs ----------------------------------------------------
+write_if_changed "$STATE/compute.env" <<ENV && log "wrote $STATE/compute.env" || true
+# For deploy/compute.sh --credentials-file: this controller's address and the
+# secrets a compute host needs (RabbitMQ login, the service token). Keep it 0600.
+CONTROLLER=$ADDRESS
+RABBIT_USER=$RABBIT_USER
+RABBIT_PASSWORD=$RABBIT_PASSWORD
+RABBIT_PORT=5672
+RABBIT_VHOST=$VHOST
+API_PORT=$API_PORT
+TRANSPORT_URL=$(transport_url "$RABBIT_USER" "$RABBIT_PASSWORD" "$ADDRESS" 5672 "$VHOST")
+IMAGE_API_URL=$API_URL
+SERVICE_TOKEN=$(<"$STATE/creds/compute.token")
+ENV
+if [[ -n $ENV_COPY ]]; then
+    write_if_changed "$ENV_COPY" < "$STATE/compute.env" && log "copied compute.env to $ENV_COPY" || true
+fi
+log "controller $HOST_NAME ready: API $API_URL; . $STATE/adminrc or . $STATE/demorc for the CLI"
+echo "$STATE/compute.env"

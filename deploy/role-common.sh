@@ -1,0 +1,140 @@
+# Helpers shared by deploy/controller.sh and deploy/compute.sh (sourced, not run).
+# The caller sets PROG, STATE, CONF, VENV, LOGS and RUN before using them.
+
+log() { echo "$PROG: $*" >&2; }
+die() { echo "$PROG: $*" >&2; exit 1; }
+
+DEPLOY=$(dirname "$(realpath "${BASH_SOURCE[0]}")")
+REPO=$(dirname "$DEPLOY")
+
+# systemd as PID 1 (a real host, the Vagrant VMs) or not (these CI machines,
+# containers): units there, background processes with pid files here.
+have_systemd() { [[ -d /run/systemd/system ]]; }
+
+missing_pkgs() {  # print the packages among "$@" that are not installed
+    local p
+    for p in "$@"; do
+        dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null | grep -qx installed || echo "$p"
+    done
+}
+
+apt_install() {  # install what is missing of "$@" (no apt call when nothing is)
+    local todo
+    mapfile -t todo < <(missing_pkgs "$@")
+    ((${#todo[@]})) || return 0
+    log "installing ${todo[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q
+    apt-get install -y -q --no-install-recommends -o Dpkg::Options::=--force-confold \
+        -o Dpkg::Options::=--force-confdef "${todo[@]}"
+}
+
+# Write stdin to FILE (mode 0600) only when the content differs; returns 0 when
+# it wrote, 1 when FILE already had that content.
+write_if_changed() {
+    local file=$1 tmp
+    mkdir -p "$(dirname "$file")"
+    tmp=$(mktemp "$file.XXXXXX")
+    cat > "$tmp"
+    chmod 600 "$tmp"
+    if [[ -e $file ]] && cmp -s "$tmp" "$file"; then
+        rm -f "$tmp"
+        return 1
+    fi
+    mv -f "$tmp" "$file"
+    return 0
+}
+
+urlencode() { python3 -c 'import sys, urllib.parse; print(urllib.parse.quote(sys.argv[1], safe=""))' "$1"; }
+
+transport_url() {  # USER PASSWORD HOST PORT VHOST
+    local path=/
+    [[ $5 == / ]] || path=/$(urlencode "$5")
+    echo "rabbit://$(urlencode "$1"):$(urlencode "$2")@$3:$4$path"
+}
+
+# --- the daemons ----------------------------------------------------------------
+# The units in deploy/systemd/ name the default paths; rendered with this
+# host's venv and config before they are installed.
+UNIT_DIR=${MININOVA_UNIT_DIR:-/etc/systemd/system}
+render_unit() {  # NAME -> the unit text for this VENV and CONF
+    sed -e "s|/opt/mininova/venv|$VENV|g" -e "s|/etc/mininova/mininova.conf|$CONF|g" \
+        "$DEPLOY/systemd/mininova-$1.service"
+}
+
+alive() {  # PID: exists and is not a zombie
+    local s
+    s=$(sed -n 's/^State:[[:space:]]*\(.\).*/\1/p' "/proc/$1/status" 2>/dev/null) || return 1
+    [[ -n $s && $s != Z ]]
+}
+
+daemon_pid() {  # NAME: the pid of our running mininova-NAME, if any
+    local f=$RUN/$1.pid pid
+    [[ -s $f ]] || return 1
+    pid=$(<"$f")
+    [[ $pid =~ ^[0-9]+$ ]] && alive "$pid" || return 1
+    tr '\0' ' ' < "/proc/$pid/cmdline" | grep -qF -- "mininova-$1 --config-file $CONF " || return 1
+    echo "$pid"
+}
+
+stop_daemon() {  # NAME
+    local pid
+    if have_systemd; then
+        systemctl stop "mininova-$1.service" 2>/dev/null || true
+        return 0
+    fi
+    pid=$(daemon_pid "$1") || { rm -f "$RUN/$1.pid"; return 0; }
+    kill "$pid" 2>/dev/null || true
+    local deadline=$((SECONDS + 20))
+    while alive "$pid"; do
+        if ((SECONDS >= deadline)); then kill -9 "$pid" 2>/dev/null || true; break; fi
+        sleep 0.1
+    done
+    rm -f "$RUN/$1.pid"
+    log "mininova-$1 stopped"
+}
+
+# Start mininova-NAME unless it runs; restart it when RESTART=1 (its config or
+# unit changed). Exactly one process per daemon and state dir.
+start_daemon() {  # NAME RESTART
+    local name=$1 restart=$2 unit pid
+    if have_systemd; then
+        unit=$UNIT_DIR/mininova-$name.service
+        if render_unit "$name" | write_if_changed "$unit"; then
+            chmod 644 "$unit"
+            systemctl daemon-reload
+            restart=1
+        fi
+        systemctl enable -q "mininova-$name.service"
+        if ((restart)); then
+            systemctl restart "mininova-$name.service"
+            log "mininova-$name (re)started by systemd"
+        elif ! systemctl is-active -q "mininova-$name.service"; then
+            systemctl start "mininova-$name.service"
+            log "mininova-$name started by systemd"
+        fi
+        return 0
+    fi
+    if pid=$(daemon_pid "$name"); then
+        ((restart)) || { log "mininova-$name already running (pid $pid)"; return 0; }
+        stop_daemon "$name"
+    fi
+    mkdir -p "$RUN" "$LOGS"
+    # setsid and the redirects: detached from the caller's session and pipes.
+    setsid "$VENV/bin/mininova-$name" --config-file "$CONF" --log-file "$LOGS/$name.log" \
+        </dev/null >>"$LOGS/$name.out" 2>&1 9>&- &
+    echo $! > "$RUN/$name.pid"
+    log "mininova-$name started (pid $!, log $LOGS/$name.log)"
+}
+
+# Wait (with a deadline) until the API answers, or a service of BINARY on HOST
+# heartbeats as up: deploy/wait-service.py, run by the venv's python.
+wait_api() {  # URL TIMEOUT
+    "$VENV/bin/python" "$DEPLOY/wait-service.py" --api "$1" --timeout "$2" ||
+        die "the API at $1 did not answer within $2 s"
+}
+wait_service() {  # URL TOKEN BINARY HOST TIMEOUT
+    MININOVA_TOKEN=$2 "$VENV/bin/python" "$DEPLOY/wait-service.py" --api "$1" \
+        --binary "$3" --host "$4" --timeout "$5" ||
+        die "$3 on $4 did not report as up at $1 within $5 s (logs: $LOGS)"
+}
