@@ -14,6 +14,7 @@ from common.doctor import FAIL, OK, WARN, fail, host_checks, libvirt_checks, \
 
 ROLES = ("compute", "controller", "all")
 DEFAULT_MIN_FREE_GB = 2.0
+COMPUTE_MARKERS = ("mininova-compute", "nova_compute.cmd")
 
 
 def add_arguments(parser):
@@ -23,7 +24,8 @@ def add_arguments(parser):
     parser.add_argument("--controller-url", help="the API to compare clocks with "
                         "(default: [compute] image_api_url)")
     parser.add_argument("--compute-user", default=None,
-                        help="the user mininova-compute runs as (default: the current user)")
+                        help="the user mininova-compute runs as (default: the user of a "
+                        "running mininova-compute, else the current user)")
     parser.add_argument("--min-free-gb", type=float, default=DEFAULT_MIN_FREE_GB,
                         help="free space the instances and image-cache dirs need "
                              "(default %(default)s)")
@@ -31,9 +33,14 @@ def add_arguments(parser):
     parser.set_defaults(fn=doctor_command)
 
 
+def compute_user():
+    """The user of a running mininova-compute, else the one running the doctor."""
+    return userprobe.process_user(COMPUTE_MARKERS) or userprobe.current_user()
+
+
 def compute_checks(conf, args):
     """[(name, thunk)] for a compute host. A thunk returns a list of Result."""
-    user = args.compute_user or userprobe.current_user()
+    user = args.compute_user or compute_user()
     uri = conf.libvirt.connection_uri
     dirs = {"instances": ("[compute] instances_path", conf.compute.instances_path),
             "image cache": ("[compute] image_cache_path", conf.compute.image_cache_path)}

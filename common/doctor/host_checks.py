@@ -162,7 +162,7 @@ def check_dir(label, option, path, user, min_free_gb):
     removed, as that user) with at least ``min_free_gb`` free."""
     name = "dirs"
     existing = _existing_ancestor(path)
-    note = "" if existing == path else " (not created yet: compute creates it under %s)" % existing
+    note = "" if existing == path else " (not created yet; made under %s at first use)" % existing
     try:
         error = userprobe.run_as(user, _write_probe, existing)
     except (userprobe.ProbeError, KeyError) as exc:

@@ -81,7 +81,12 @@ def check_database(url, timeout=3):
             conn.execute(sa.text("SELECT 1"))
             revision = _revision(conn)
     except sa.exc.DBAPIError as exc:
-        return [_database_failure(shown, str(exc.orig).strip().splitlines()[0])]
+        reason = str(exc.orig).strip().splitlines()[0]
+        if url.startswith("sqlite"):
+            return [fail(name, "cannot open %s: %s" % (shown, reason),
+                         "mininova-manage db sync (creates it), or set [database] connection "
+                         "to PostgreSQL")]
+        return [_database_failure(shown, reason)]
     except Exception as exc:
         return [fail(name, "cannot use %s: %s" % (shown, exc), "check [database] connection")]
     finally:

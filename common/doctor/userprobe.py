@@ -36,9 +36,22 @@ def current_user():
         return str(os.geteuid())
 
 
-def is_current(user, group=None):
-    uid, gid, _ = user_ids(user, group)
-    return uid == os.geteuid() and (group is None or gid == os.getegid())
+def process_user(markers, proc_root="/proc"):
+    """The user name of a running process whose command line contains one of
+    ``markers`` (e.g. a running mininova-compute), or None."""
+    for pid in (p for p in os.listdir(proc_root) if p.isdigit()):
+        try:
+            with open(os.path.join(proc_root, pid, "cmdline"), "rb") as f:
+                cmdline = f.read().replace(b"\0", b" ").decode(errors="replace")
+            if pid != str(os.getpid()) and any(m in cmdline for m in markers):
+                uid = os.stat(os.path.join(proc_root, pid)).st_uid
+                try:
+                    return pwd.getpwuid(uid).pw_name
+                except KeyError:
+                    return str(uid)
+        except OSError:
+            continue  # gone meanwhile
+    return None
 
 
 def run_as(user, fn, *args, group=None, timeout=15.0):

@@ -6,6 +6,8 @@ import http.server
 import json
 import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 import types
@@ -15,6 +17,7 @@ import pytest
 
 from common.doctor import FAIL, OK, WARN, command, host_checks, libvirt_checks, \
     service_checks, userprobe
+from tests.waiting import wait_for
 
 
 def one(results):
@@ -356,3 +359,15 @@ def test_manage_parses_doctor():
     args = manage._parser().parse_args(["doctor", "--role", "compute", "--json",
                                         "--min-free-gb", "3"])
     assert args.fn is command.doctor_command and args.role == "compute" and args.min_free_gb == 3
+
+
+def test_compute_user_is_the_running_computes():
+    marker = "mn-doctor-marker-%d" % os.getpid()
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", marker])
+    try:
+        assert wait_for(lambda: userprobe.process_user([marker]), 10,
+                        what="the marked process") == userprobe.current_user()
+    finally:
+        proc.kill()
+        proc.wait()
+    assert userprobe.process_user(["no-such-marker-%d" % os.getpid()]) is None
