@@ -73,6 +73,10 @@ scheduler_opts = [
                     "progress again (both are idempotent): schedule_instance for a VM "
                     "still 'scheduling', terminate_instance for a VM 'deleting' on a "
                     "live host (e.g. its message was lost to a broker outage)."),
+    cfg.HostAddressOpt("metrics_host", default="0.0.0.0",
+                       help="Address of the Prometheus metrics endpoint (GET /metrics)."),
+    cfg.PortOpt("metrics_port", default=9101,
+                help="Port of the Prometheus metrics endpoint; 0 disables it."),
 ]
 
 compute_opts = [
@@ -117,6 +121,10 @@ compute_opts = [
                     "in ERROR with a fault naming the host, and frees its claim. A late "
                     "'spawned' report from that host then loses, and the host destroys "
                     "what it built."),
+    cfg.HostAddressOpt("metrics_host", default="0.0.0.0",
+                       help="Address of the Prometheus metrics endpoint (GET /metrics)."),
+    cfg.PortOpt("metrics_port", default=9102,
+                help="Port of the Prometheus metrics endpoint; 0 disables it."),
 ]
 
 libvirt_opts = [

@@ -2,9 +2,9 @@
 import logging
 import time
 
-from flask import Flask, g, request
+from flask import Flask, Response, g, request
 
-from common import context
+from common import context, metrics
 from nova_api import auth, compute_api, errors
 from nova_api.blueprints import (actions, flavors, images, openapi, quotas, server_groups,
                                   services, versions, vms)
@@ -46,9 +46,18 @@ def create_app(conf, db, scheduler_rpcapi, compute_rpcapi):
         ctxt = context.get_current()
         if ctxt is not None:
             response.headers["X-Request-Id"] = ctxt.request_id
+        started = g.get("started", time.monotonic())
         LOG.info("%s %s -> %s in %.1f ms", request.method, request.path, response.status_code,
-                 (time.monotonic() - g.get("started", time.monotonic())) * 1000)
+                 (time.monotonic() - started) * 1000)
+        metrics.api_request(request.method, request.url_rule, response.status_code, started)
         return response
+
+    # Prometheus scrapes this without a token (see auth.PUBLIC): counters by
+    # route template and outcome only, no ids, names or projects.
+    @app.get("/metrics")
+    def prometheus_metrics():
+        body, content_type = metrics.render()
+        return Response(body, content_type=content_type)
 
     @app.teardown_request
     def _teardown(_exc):

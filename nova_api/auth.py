@@ -12,7 +12,7 @@ from flask import g
 from common import exception
 from common.db import auth as db_auth
 
-PUBLIC = {("GET", "/"), ("GET", "/v1"), ("GET", "/v1/openapi.json")}
+PUBLIC = {("GET", "/"), ("GET", "/v1"), ("GET", "/v1/openapi.json"), ("GET", "/metrics")}
 TOKEN_CACHE_SECONDS = 10.0
 
 

@@ -220,6 +220,9 @@ def _paths():
         "/v1/openapi.json": {"get": _op(
             "openapi", "This API description (OpenAPI 3.1)", 200, (), public=True,
             ok_schema={"type": "object", "required": ["openapi", "paths"]})},
+        "/metrics": {"get": _op(
+            "metrics", "Prometheus metrics of this API process (text format)", 200, (),
+            public=True, content={"text/plain": {"schema": {"type": "string"}}})},
         "/v1/vms": {
             "post": _op("createVM", "Create a VM: stored in BUILD and cast to the scheduler",
                         202, _JSON_BODY_ERRORS + (403, 404, 409, 503), ok_schema=vm_wrap,

@@ -2,7 +2,7 @@
 import os
 import sys
 
-from common import config, context, log, rpc, service
+from common import config, context, log, metrics, rpc, service
 from nova_compute import rpcapi
 from nova_compute.events import PowerEventSync
 from nova_compute.imagecache import HttpFetcher, ImageCache
@@ -41,6 +41,7 @@ def main(argv=None):
     svc.tasks.append(service.PeriodicTask("reap-failed-builds", manager.reap_failed_builds,
                                           conf.compute.sync_interval,
                                           delay=conf.compute.sync_interval))
+    metrics.serve(conf.compute.metrics_host, conf.compute.metrics_port, "mininova-compute")
     svc.run()
 
 

@@ -1,11 +1,12 @@
 """``mininova-scheduler``: the scheduler and conductor endpoints of this daemon."""
 import sys
 
-from common import config, log, rpc, service
+from common import config, log, metrics, rpc, service
 from common.db.session import Database
 from nova_compute.rpcapi import ComputeAPI
 from nova_scheduler import rpcapi
 from nova_scheduler.conductor import ConductorManager
+from nova_scheduler.db_metrics import DatabaseCollector
 from nova_scheduler.manager import SchedulerManager
 from nova_scheduler.watchdog import Watchdog
 
@@ -34,6 +35,8 @@ def main(argv=None):
     svc.tasks.append(service.PeriodicTask("watchdog", watchdog.run,
                                           conf.scheduler.watchdog_interval,
                                           delay=conf.scheduler.watchdog_interval))
+    metrics.REGISTRY.register(DatabaseCollector(db, conf.scheduler.service_down_time))
+    metrics.serve(conf.scheduler.metrics_host, conf.scheduler.metrics_port, "mininova-scheduler")
     svc.run()
 
 

@@ -1,7 +1,8 @@
 """RPCClient: cast (fire and forget) and call (wait for the reply)."""
 import logging
+import time
 
-from common import exception
+from common import exception, metrics
 from common.rpc import protocol
 
 LOG = logging.getLogger(__name__)
@@ -41,6 +42,7 @@ class RPCClient:
         body = protocol.encode_request(ctxt, method, kwargs, self.target.version)
         LOG.debug("cast %s to %s (request %s)", method, self.target.queue, ctxt.request_id)
         self.transport.send(self.target, body)
+        metrics.rpc_sent(self.target, method, "cast")
 
     def call(self, ctxt, method, /, **kwargs):
         """Run ``method`` remotely and return its result.
@@ -52,10 +54,14 @@ class RPCClient:
         """
         body = protocol.encode_request(ctxt, method, kwargs, self.target.version)
         LOG.debug("call %s on %s (request %s)", method, self.target.queue, ctxt.request_id)
+        metrics.rpc_sent(self.target, method, "call")
+        started = time.monotonic()
         try:
             reply = self.transport.send(self.target, body, wait_for_reply=True,
                                         timeout=self.timeout)
         except TimeoutError:
             raise exception.MessagingTimeout(method=method, topic=self.target.queue,
                                              timeout=self.timeout) from None
+        finally:
+            metrics.rpc_call_done(self.target, method, started)
         return protocol.decode_reply(reply)

@@ -32,6 +32,7 @@ import time
 
 from common import context
 from common import exception
+from common import metrics
 from common.rpc import protocol
 
 LOG = logging.getLogger(__name__)
@@ -183,9 +184,11 @@ class RPCServer:
         if incoming.reply_to:
             self._reply(incoming, protocol.encode_failure(exc))
         incoming.reject()
+        metrics.rpc_dead_lettered(self.target)
 
     def _dispatch(self, incoming, request, handler):
         method = request["method"]
+        started = time.monotonic()
         ctxt = context.RequestContext.from_dict(request["context"])
         token = context.set_current(ctxt)
         try:
@@ -211,6 +214,8 @@ class RPCServer:
             incoming.ack()
         finally:
             context.reset_current(token)
+            metrics.rpc_handled(self.target, method, "call" if incoming.reply_to else "cast",
+                                started)
 
     # -- casts that did not succeed ------------------------------------------
 
@@ -227,6 +232,7 @@ class RPCServer:
         LOG.exception("Cast %s on %s failed; dead-lettering message %s", method,
                       self.target.queue, incoming.message_id)
         incoming.reject()
+        metrics.rpc_dead_lettered(self.target)
 
     @staticmethod
     def _key(incoming):
@@ -256,8 +262,10 @@ class RPCServer:
                       "message %s", method, self.target.queue, self.retry_limit, exc,
                       incoming.message_id)
             incoming.reject()
+            metrics.rpc_dead_lettered(self.target)
             return
         delay = min(self.retry_delay * 2 ** (tries - 1), self.retry_max_delay)
+        metrics.rpc_cast_retried(self.target, method)
         LOG.warning("Cast %s on %s: %s; retrying in %.0f s (try %d of %d)", method,
                     self.target.queue, exc, delay, tries, self.retry_limit)
         timer = threading.Timer(delay, lambda: self._requeue(incoming, timer))

@@ -33,6 +33,11 @@ class Stack:
         self.host = "host-" + self.tag
         self.port = free_port()
         self.url = "http://127.0.0.1:%d" % self.port
+        # Prometheus endpoints (GET /metrics) of the first scheduler and compute.
+        self.metrics_urls = {"api": self.url + "/metrics"}
+        self.metrics_ports = {"scheduler": free_port(), "compute": free_port()}
+        for name, port in self.metrics_ports.items():
+            self.metrics_urls[name] = "http://127.0.0.1:%d/metrics" % port
         self.db_name = "mininova_" + self.tag
         self.vhost = "mininova-" + self.tag
         self.instances_path = os.path.join(self.workdir, "instances")
@@ -67,6 +72,10 @@ port = {self.port}
 [database]
 connection = postgresql+psycopg2://postgres@127.0.0.1/{self.db_name}
 
+[scheduler]
+metrics_host = 127.0.0.1
+metrics_port = {self.metrics_ports["scheduler"]}
+
 [compute]
 instances_path = {self.instances_path}
 image_cache_path = {self.cache_path}
@@ -76,6 +85,8 @@ shutdown_timeout = 5
 sync_interval = 5
 image_api_url = {self.url}
 network_name = {self.network}
+metrics_host = 127.0.0.1
+metrics_port = {self.metrics_ports["compute"]}
 
 [libvirt]
 virt_type = auto
@@ -140,7 +151,8 @@ virt_type = auto
         conf = os.path.join(workdir, "compute.conf")
         os.makedirs(workdir, exist_ok=True)
         with open(conf, "w") as f:
-            f.write("[DEFAULT]\nhost = %s\n\n[compute]\ninstances_path = %s\n"
+            # metrics_port = 0: the first compute has the stack's metrics port.
+            f.write("[DEFAULT]\nhost = %s\n\n[compute]\nmetrics_port = 0\ninstances_path = %s\n"
                     "image_cache_path = %s\n%s\n" % (host, os.path.join(workdir, "instances"),
                                                       os.path.join(workdir, "_base"), extra_conf))
         self.start_daemon("compute-" + host, module="compute", extra_args=("--config-file", conf))

@@ -92,7 +92,8 @@ def test_security_is_global_except_discovery(doc):
         "type": "apiKey", "in": "header", "name": "X-Auth-Token"}
     assert doc["security"] == [{"token": []}]
     public = {(p, m) for p, m, op in operations(doc) if op.get("security") == []}
-    assert public == {("/", "get"), ("/v1", "get"), ("/v1/openapi.json", "get")}
+    assert public == {("/", "get"), ("/v1", "get"), ("/v1/openapi.json", "get"),
+                      ("/metrics", "get")}
     for path, method, op in operations(doc):
         for code in ("401", "503"):  # no token / the database holding tokens is down
             assert (code in op["responses"]) == ((path, method) not in public), (path, method)
@@ -210,6 +211,7 @@ def test_real_responses_match_the_document(conf, db, image, doc):
     call("get", "/", 200)
     call("get", "/v1", 200)
     call("get", "/v1/openapi.json", 200)
+    call("get", "/metrics", 200, headers={"X-Auth-Token": ""})  # Prometheus sends none
     call("get", "/v1/vms", 401, headers={"X-Auth-Token": "nope"})
     group = call("post", "/v1/server-groups", 201,
                  json={"name": "g", "policy": "affinity"}).get_json()["server_group"]
