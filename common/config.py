@@ -20,7 +20,8 @@ default_opts = [
     cfg.IntOpt("rpc_response_timeout", default=30, min=1,
                help="Seconds to wait for the reply of an RPC call."),
     cfg.IntOpt("rpc_workers", default=16, min=1,
-               help="Threads that handle RPC messages concurrently in one daemon."),
+               help="Threads that handle RPC messages concurrently in one daemon "
+                    "(mininova-compute has its own: [compute] rpc_workers)."),
 ]
 
 # Also on the command line of every daemon.
@@ -97,6 +98,11 @@ compute_opts = [
                     "testing reschedules)."),
     cfg.IntOpt("spawn_timeout", default=60, min=1,
                help="Seconds a started domain may take to report RUNNING."),
+    cfg.IntOpt("rpc_workers", default=32, min=1,
+               help="Threads of mininova-compute that handle RPC messages at once "
+                    "(in place of [DEFAULT] rpc_workers): a build holds one for seconds, "
+                    "so a burst of N builds on one host runs side by side only with N "
+                    "workers."),
     cfg.StrOpt("network_name", default="mininova",
                help="libvirt network each VM's NIC joins (NAT with DHCP); empty: no NIC."),
     cfg.StrOpt("image_api_url", default="http://127.0.0.1:8774",
@@ -130,6 +136,11 @@ compute_opts = [
 libvirt_opts = [
     cfg.StrOpt("connection_uri", default="qemu:///system",
                help="libvirt URI of this host's hypervisor."),
+    cfg.IntOpt("connection_pool_size", default=32, min=0,
+               help="libvirt connections lent to builds and power actions besides the "
+                    "main one (events, periodic tasks): libvirtd serves at most "
+                    "max_client_requests (5) calls of one connection at a time, and "
+                    "concurrent builds sharing one would queue there. 0: one connection."),
     cfg.StrOpt("virt_type", default="auto", choices=["auto", "kvm", "qemu"],
                help="Domain type; auto = kvm only where the CPU flags show vmx/svm."),
 ]

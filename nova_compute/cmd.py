@@ -29,7 +29,7 @@ def main(argv=None):
     svc = service.Service("mininova-compute", servers=[
         rpc.RPCServer(transport, rpc.Target(rpcapi.TOPIC, server=conf.host,
                                             version=rpcapi.VERSION),
-                      [manager], workers=conf.rpc_workers),
+                      [manager], workers=conf.compute.rpc_workers),
     ], tasks=[service.PeriodicTask("heartbeat", manager.heartbeat,
                                    conf.compute.heartbeat_interval),
               service.PeriodicTask("addresses", manager.addresses.poll,

@@ -24,6 +24,11 @@ class FakeDriver(LibvirtDriver):
         uri = conf.libvirt.connection_uri
         return uri if uri.startswith("test://") else DEFAULT_URI
 
+    def _connection_pool_size(self, conf):
+        # The test driver runs in this process: no per-connection limit to
+        # spread over, and a test:///<file> connection has a host of its own.
+        return 0
+
     def _detect_virt_type(self):
         return "test"
 

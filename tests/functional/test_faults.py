@@ -314,7 +314,8 @@ def test_compute_killed_while_building(make_stack):
     # 4 workers (and so 4 unacked builds at most): when compute dies some
     # builds are done, some under way and the others still queued.
     stack = make_stack(fast_conf(build_timeout=build_timeout,
-                                 DEFAULT={"rpc_workers": 4}))
+                                 DEFAULT={"rpc_workers": 4},
+                                 compute={"rpc_workers": 4}))
 
     # The image in the host's cache, so that builds run side by side.
     warm = create(stack, "warm")

@@ -7,6 +7,7 @@ listed or touched.
 import json
 import os
 import subprocess
+import threading
 import time
 import uuid
 
@@ -28,6 +29,18 @@ class FailAfterStartDriver(LibvirtDriver):
     def _launch_domain(self, dom):
         super()._launch_domain(dom)
         raise RuntimeError("injected failure after QEMU started")
+
+
+class RecordingDriver(LibvirtDriver):
+    """Notes the connection each domain was started on."""
+
+    def __init__(self, conf, **kwargs):
+        super().__init__(conf, **kwargs)
+        self.launched_on = []
+
+    def _launch_domain(self, dom):
+        self.launched_on.append(dom.connect())
+        super()._launch_domain(dom)
 
 
 def run(*cmd):
@@ -144,3 +157,32 @@ def test_base_that_is_not_qcow2_fails_cleanly(make_driver, tmp_path):
         drv.spawn(inst, str(raw))
     assert virsh("domstate", "mininova-" + inst.id).returncode != 0
     assert not os.path.exists(os.path.join(drv.instances_path, inst.id))
+
+
+def test_concurrent_spawns_each_on_a_lent_connection(make_driver, base_image):
+    """Builds side by side do not queue behind each other's create on one
+    connection (libvirtd: 5 calls per connection at a time); qemu-img is asked
+    the base's size once."""
+    drv = make_driver(RecordingDriver)
+    specs = [spec() for _ in range(4)]
+    errors = []
+
+    def build(inst):
+        try:
+            drv.spawn(inst, base_image)
+        except Exception as exc:  # reported below
+            errors.append(exc)
+    threads = [threading.Thread(target=build, args=(inst,)) for inst in specs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert errors == [] and not any(t.is_alive() for t in threads)
+    for inst in specs:
+        assert virsh("domstate", "mininova-" + inst.id).stdout.strip() == "running"
+    main = drv._host.get_connection()
+    assert len(drv.launched_on) == 4 and all(c is not main for c in drv.launched_on)
+    assert len(drv._base_sizes) == 1
+    for inst in specs:
+        drv.destroy(inst.id)
+    assert drv.list_instances() == []

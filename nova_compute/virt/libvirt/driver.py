@@ -76,6 +76,7 @@ class LibvirtDriver(power.PowerOpsMixin, driver.ComputeDriver):
         self.spawn_timeout = conf.compute.spawn_timeout
         self.network_name = conf.compute.network_name
         self._configured_virt_type = conf.libvirt.virt_type
+        self._pool_size = self._connection_pool_size(conf)
         self._lifecycle_callback = lifecycle_callback
         self._host = None
         self.host_name = None
@@ -83,18 +84,21 @@ class LibvirtDriver(power.PowerOpsMixin, driver.ComputeDriver):
         self._disk_cache = "none"
         self._locks = weakref.WeakValueDictionary()
         self._locks_lock = threading.Lock()
+        self._base_sizes = {}  # (path, inode, size, mtime_ns) -> virtual size
 
     # -- overridable choices -------------------------------------------------
 
     def _connection_uri(self, conf):
         return conf.libvirt.connection_uri
 
+    def _connection_pool_size(self, conf):
+        return conf.libvirt.connection_pool_size
+
     def _detect_virt_type(self):
         return vhost.detect_virt_type(self._configured_virt_type)
 
     def _create_overlay(self, instance, base_image_path, overlay_path):
-        size = imagebackend.overlay_size(
-            instance.root_gb, imagebackend.base_virtual_size(base_image_path))
+        size = imagebackend.overlay_size(instance.root_gb, self._base_size(base_image_path))
         imagebackend.create_overlay(base_image_path, overlay_path, size)
 
     def _guest_devices(self, instance, disk_path):
@@ -125,7 +129,7 @@ class LibvirtDriver(power.PowerOpsMixin, driver.ComputeDriver):
             raise exception.Invalid(reason="init_host needs this host's name")
         self.host_name = host
         os.makedirs(self.instances_path, exist_ok=True)
-        self._host = vhost.Host(self.uri, self._lifecycle_callback)
+        self._host = vhost.Host(self.uri, self._lifecycle_callback, pool_size=self._pool_size)
         self._host.get_connection()  # fail at start-up, not at the first build
         self.virt_type = self._detect_virt_type()
         # cache='none' needs O_DIRECT; tmpfs and some others lack it.
@@ -161,7 +165,7 @@ class LibvirtDriver(power.PowerOpsMixin, driver.ComputeDriver):
     def spawn(self, instance, base_image_path, step=None):
         step = step or _no_step
         self._connection()
-        with self._instance_lock(instance.id):
+        with self._host.borrowed_connection(), self._instance_lock(instance.id):
             try:
                 dom, owner = self._lookup(instance.id)
             except libvirt.libvirtError as exc:
@@ -184,7 +188,7 @@ class LibvirtDriver(power.PowerOpsMixin, driver.ComputeDriver):
     def destroy(self, instance_id):
         driver.validate_instance_id(instance_id)
         self._connection()
-        with self._instance_lock(instance_id):
+        with self._host.borrowed_connection(), self._instance_lock(instance_id):
             try:
                 self._delete_domain_and_files(instance_id)
             except (libvirt.libvirtError, OSError) as exc:
@@ -197,16 +201,19 @@ class LibvirtDriver(power.PowerOpsMixin, driver.ComputeDriver):
         except exception.Invalid:
             raise exception.InstanceNotFound(instance=instance_id)
         self._connection()
-        try:
-            dom, owner = self._lookup(instance_id)
-            if dom is None or owner != self.host_name:
-                raise exception.InstanceNotFound(instance=instance_id)
-            state, max_mem_kib, _mem, vcpus, cpu_time = dom.info()[:5]
-        except libvirt.libvirtError as exc:
-            if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
-                raise exception.InstanceNotFound(instance=instance_id) from exc
-            raise exception.HypervisorError(reason="info of %s: %s" % (instance_id, exc)) from exc
-        return {"power_state": guest.domain_power_state(dom),
+        with self._host.borrowed_connection():
+            try:
+                dom, owner = self._lookup(instance_id)
+                if dom is None or owner != self.host_name:
+                    raise exception.InstanceNotFound(instance=instance_id)
+                state, max_mem_kib, _mem, vcpus, cpu_time = dom.info()[:5]
+                power_state = guest.domain_power_state(dom)
+            except libvirt.libvirtError as exc:
+                if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+                    raise exception.InstanceNotFound(instance=instance_id) from exc
+                raise exception.HypervisorError(
+                    reason="info of %s: %s" % (instance_id, exc)) from exc
+        return {"power_state": power_state,
                 "vcpus": vcpus, "memory_mb": max_mem_kib // 1024, "cpu_time_ns": cpu_time}
 
     def list_instances(self):
@@ -335,6 +342,19 @@ class LibvirtDriver(power.PowerOpsMixin, driver.ComputeDriver):
 
     def _instance_dir(self, instance_id):
         return os.path.join(self.instances_path, driver.validate_instance_id(instance_id))
+
+    def _base_size(self, base_image_path):
+        """The base's virtual size, asked of qemu-img once per version of the
+        file (its inode, size and mtime), not once per build."""
+        st = os.stat(base_image_path)
+        key = (base_image_path, st.st_ino, st.st_size, st.st_mtime_ns)
+        size = self._base_sizes.get(key)
+        if size is None:
+            size = imagebackend.base_virtual_size(base_image_path)
+            self._base_sizes = {k: v for k, v in self._base_sizes.items()
+                                if k[0] != base_image_path}  # older versions of it
+            self._base_sizes[key] = size
+        return size
 
     def _instance_lock(self, instance_id):
         # Weak values: a lock lives as long as someone holds or waits for it.

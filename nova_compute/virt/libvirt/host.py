@@ -1,14 +1,22 @@
 """The libvirt connection of one compute host, and the process's event loop.
 
-One connection per Host, opened lazily under a lock and reopened when it died
-(libvirtd restarted). libvirt connections may be used from many threads at
-once, so callers share it; only opening and closing are serialised.
+One main connection per Host, opened lazily under a lock and reopened when it
+died (libvirtd restarted); it carries the lifecycle events and keepalive.
+libvirt connections may be used from many threads at once, but libvirtd
+serves at most ``max_client_requests`` (5) calls of one connection at a time:
+20 builds on one connection queue their short calls (lookup, define, state)
+behind each other's ``create``. So a thread doing a sequence of calls (a
+build, a power action) borrows a connection of its own for it
+(``with host.borrowed_connection():``, during which ``get_connection()`` in
+that thread returns it) from a small pool, up to ``pool_size`` connections;
+when all are lent it shares the main one as before.
 
 libvirt's default event loop runs in a daemon thread: it drives keepalive
 (which notices a hung or restarted libvirtd) and domain events. A lifecycle
 callback can be given to Host; it runs IN the event thread and must only queue
 the event for another thread (calling libvirt from it can deadlock).
 """
+import contextlib
 import logging
 import os
 import threading
@@ -94,18 +102,28 @@ def detect_virt_type(configured, cpuinfo_path="/proc/cpuinfo", kvm_device="/dev/
 
 
 class Host:
-    def __init__(self, uri, lifecycle_callback=None):
+    def __init__(self, uri, lifecycle_callback=None, pool_size=0):
         """``lifecycle_callback(domain_uuid, event_name)``, if given, is called
         from the event thread for every domain lifecycle event of the connection
-        (all domains, owned or not: the receiver filters)."""
+        (all domains, owned or not: the receiver filters). ``pool_size``:
+        connections lent to threads besides the main one (0: everything shares
+        the main connection, as the in-process test:// driver needs)."""
         self.uri = uri
         self._lifecycle_callback = lifecycle_callback
         self._lock = threading.Lock()
         self._conn = None
+        self.pool_size = pool_size
+        self._idle = []     # pooled connections nobody borrows now
+        self._lent = 0      # pooled connections borrowed now
+        self._borrowed = threading.local()  # .conn: this thread's, while borrowed
         start_event_loop()
 
     def get_connection(self):
-        """The live connection, (re)opened if needed. Raises HypervisorError."""
+        """The connection this thread borrowed (borrowed_connection), else the
+        main one, (re)opened if needed. Raises HypervisorError."""
+        conn = getattr(self._borrowed, "conn", None)
+        if conn is not None:
+            return conn
         with self._lock:
             conn = self._conn
             if conn is not None and self._is_alive(conn):
@@ -114,14 +132,68 @@ class Host:
                 LOG.warning("libvirt connection to %s is dead; reconnecting", self.uri)
                 self._conn = None
                 self._close_quietly(conn)
-            self._conn = self._open()
+            self._conn = self._open(main=True)
             return self._conn
+
+    @contextlib.contextmanager
+    def borrowed_connection(self):
+        """For the block, this thread's calls go over a pooled connection no
+        other thread uses (the main one when the pool is exhausted or off).
+        Nested blocks keep the outer one. Yields the connection."""
+        if getattr(self._borrowed, "conn", None) is not None:
+            yield self._borrowed.conn
+            return
+        conn = self._borrow()
+        if conn is None:
+            yield self.get_connection()
+            return
+        self._borrowed.conn = conn
+        try:
+            yield conn
+        finally:
+            self._borrowed.conn = None
+            self._give_back(conn)
+
+    def _borrow(self):
+        """A live pooled connection, or None (pool off or all lent)."""
+        dead = []
+        with self._lock:
+            if self._lent >= self.pool_size:
+                return None
+            self._lent += 1
+            conn = None
+            while self._idle:
+                candidate = self._idle.pop()
+                if self._is_alive(candidate):
+                    conn = candidate
+                    break
+                dead.append(candidate)  # libvirtd restarted since it was used
+        for d in dead:
+            self._close_quietly(d)
+        if conn is not None:
+            return conn
+        try:
+            return self._open(main=False)
+        except BaseException:
+            with self._lock:
+                self._lent -= 1
+            raise
+
+    def _give_back(self, conn):
+        with self._lock:
+            self._lent -= 1
+            if self._is_alive(conn) and len(self._idle) < self.pool_size:
+                self._idle.append(conn)
+                return
+        self._close_quietly(conn)
 
     def close(self):
         with self._lock:
-            conn, self._conn = self._conn, None
-        if conn is not None:
-            self._close_quietly(conn)
+            conns, self._idle = [self._conn] + self._idle, []
+            self._conn = None
+        for conn in conns:
+            if conn is not None:
+                self._close_quietly(conn)
 
     @staticmethod
     def _is_alive(conn):
@@ -130,7 +202,9 @@ class Host:
         except libvirt.libvirtError:
             return False
 
-    def _open(self):
+    def _open(self, main):
+        """A new connection; the main one also gets the close and lifecycle
+        callbacks (pooled ones are only lent for calls)."""
         try:
             conn = libvirt.open(self.uri)
         except libvirt.libvirtError as exc:
@@ -140,6 +214,8 @@ class Host:
             conn.setKeepAlive(KEEPALIVE_INTERVAL, KEEPALIVE_COUNT)
         except libvirt.libvirtError:
             pass  # local drivers (test://) have no keepalive; nothing to detect there
+        if not main:
+            return conn
         try:
             conn.registerCloseCallback(self._on_close, None)
         except libvirt.libvirtError:

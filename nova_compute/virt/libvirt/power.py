@@ -25,7 +25,7 @@ class PowerOpsMixin:
 
     def _power_op(self, instance_id, what, func):
         self._connection()
-        with self._instance_lock(instance_id):
+        with self._host.borrowed_connection(), self._instance_lock(instance_id):
             try:
                 return func(self._owned(instance_id))
             except libvirt.libvirtError as exc:
