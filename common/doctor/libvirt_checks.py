@@ -1,6 +1,8 @@
 """Checks that ask libvirt (through nova_compute/virt/libvirt/diagnose, the
 only place libvirt is imported): KVM or TCG, the connection as compute's
 user, the guests' NAT network."""
+import grp
+
 from common.doctor import fail, ok, userprobe, warn
 
 LIBVIRTD_CONF = "/etc/libvirt/libvirtd.conf"
@@ -62,6 +64,9 @@ def check_libvirt(uri, user):
     root = user in ("root", "0")
     group_fix = ("usermod -aG libvirt %s && restart mininova-compute (a new group applies "
                  "to processes started after it)" % user)
+    if _in_group(user, "libvirt"):
+        group_fix = ("%s is in group libvirt already: restart mininova-compute if it started "
+                     "before it joined" % user)
     if kind == "permission-denied":
         return [fail(name, "permission denied on %s for user %s" % (sock, user),
                      group_fix + '; if the socket\'s group is not libvirt: unix_sock_group = '
@@ -80,6 +85,13 @@ def check_libvirt(uri, user):
             "(stale socket)" % sock, uri), START_LIBVIRT)]
     return [fail(name, "cannot connect to %s as user %s: %s" % (uri, user, message),
                  "check [libvirt] connection_uri; " + START_LIBVIRT)]
+
+
+def _in_group(user, group):
+    try:
+        return grp.getgrnam(group).gr_gid in userprobe.user_ids(user)[2]
+    except KeyError:
+        return False
 
 
 def check_network(uri, name_of_net):
