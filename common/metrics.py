@@ -177,20 +177,20 @@ def scheduling_failed(reason):
     SCHEDULING_FAILURES.labels(reason).inc()
 
 
-_FILTER_NOTE = re.compile(r"\b(\w+Filter) removed \d+")
+_FILTER_NOTE = re.compile(r"\b(\w+Filter) removed (\d+)")
 
 
 def no_valid_host_reason(hosts, candidates, explanation):
-    """Why nothing was placed: 'no hosts' (none known), 'claim lost' (hosts
-    passed the filters but concurrent requests took them), else the filter
-    that removed the last hosts (the last one named in ``explanation``, from
-    ``nova_scheduler.filters.filter_hosts``, which stops at that filter)."""
+    """Why nothing was placed: 'no hosts' (none known), the filter that
+    removed the last hosts (``filter_hosts`` stops there, so it is the last
+    one its ``explanation`` names), or 'claim lost' (some hosts passed the
+    filters but concurrent requests took their room first)."""
     if not hosts:
         return "no hosts"
-    if candidates:
+    removed = [(name, int(count)) for name, count in _FILTER_NOTE.findall(explanation)]
+    if candidates or sum(count for _, count in removed) < len(hosts):
         return "claim lost"
-    removed_by = _FILTER_NOTE.findall(explanation)
-    return removed_by[-1] if removed_by else "unknown"
+    return removed[-1][0]
 
 
 @_safely

@@ -64,6 +64,9 @@ def test_a_broken_hook_never_raises_into_the_work():
      "claim lost"),
     (["h1", "h2"], [], "2 hosts: ComputeFilter removed 1 (down); RamFilter removed 1 "
                        "(need 4096 MB, max free 1536 MB)", "RamFilter"),
+    # Claims lost, then the candidates left out of the list: still 'claim lost'.
+    (["h1", "h2"], [], "2 hosts: ComputeFilter removed 1 (down); claim on h2 lost to a "
+                       "concurrent request", "claim lost"),
 ])
 def test_no_valid_host_reason(hosts, candidates, explanation, reason):
     assert metrics.no_valid_host_reason(hosts, candidates, explanation) == reason
