@@ -85,6 +85,9 @@ if ((PACKAGES)); then
     apt_install python3-dev   # the venv builds libvirt-python
 fi
 if [[ $URI == qemu:///system ]]; then
+    # Under systemd, libvirt's own units run the daemons (start-libvirt.sh then
+    # finds libvirtd running and only waits until it answers).
+    if have_systemd; then systemctl enable -q --now virtlogd.socket libvirtd.service || true; fi
     bash "$DEPLOY/start-libvirt.sh" >&2
 else
     timeout 30 virsh -c "$URI" version >/dev/null || die "libvirt at $URI does not answer"

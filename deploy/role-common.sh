@@ -127,6 +127,10 @@ start_daemon() {  # NAME RESTART
     log "mininova-$name started (pid $!, log $LOGS/$name.log)"
 }
 
+logs_hint() {  # NAME: where mininova-NAME logs
+    if have_systemd; then echo "journalctl -u mininova-$1"; else echo "$LOGS/$1.log"; fi
+}
+
 # Wait (with a deadline) until the API answers, or a service of BINARY on HOST
 # heartbeats as up: deploy/wait-service.py, run by the venv's python.
 wait_api() {  # URL TIMEOUT
@@ -136,5 +140,5 @@ wait_api() {  # URL TIMEOUT
 wait_service() {  # URL TOKEN BINARY HOST TIMEOUT
     MININOVA_TOKEN=$2 "$VENV/bin/python" "$DEPLOY/wait-service.py" --api "$1" \
         --binary "$3" --host "$4" --timeout "$5" ||
-        die "$3 on $4 did not report as up at $1 within $5 s (logs: $LOGS)"
+        die "$3 on $4 did not report as up at $1 within $5 s (logs: $(logs_hint "${3#mininova-}"))"
 }

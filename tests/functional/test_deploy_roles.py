@@ -117,11 +117,12 @@ class Lab:
             return f.read().strip()
 
 
-def run_computes(lab):
+def run_computes(lab, which):
     """Both compute scripts at once, each in its sim host's netns."""
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
-        futures = [pool.submit(run_script, lab.compute_argv(sim), "compute.sh " + sim.name,
-                               netns=sim.netns) for sim in lab.sims]
+        futures = [pool.submit(run_script, lab.compute_argv(sim),
+                               "compute.sh %s (%s run)" % (sim.name, which), netns=sim.netns)
+                   for sim in lab.sims]
         return [f.result() for f in futures]
 
 
@@ -153,7 +154,7 @@ def lab(tmp_path_factory):
         TIMINGS["2 sim hosts up"] = round(time.monotonic() - t0, 1)
         lab.address = lab.sims[0].gateway_ip
         run_script(lab.controller_argv(), "controller.sh (first run)")
-        run_computes(lab)
+        run_computes(lab, "first")
         yield lab
     finally:
         teardown(lab)
@@ -195,7 +196,7 @@ def test_second_runs_change_nothing(lab):
 
     _, err = run_script(lab.controller_argv(), "controller.sh (second run)")
     assert "mininova-api already running" in err and "wrote" not in err and "created" not in err
-    for _, err in run_computes(lab):
+    for _, err in run_computes(lab, "second"):
         assert "already running" in err and "wrote" not in err
 
     assert {f: os.stat(f).st_mtime_ns for f in files} == before
