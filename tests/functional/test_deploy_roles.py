@@ -228,6 +228,25 @@ def test_vm_goes_active_on_a_compute_host_and_is_deleted(lab):
     assert domain not in sim.virsh("list", "--all", "--name").stdout
 
 
+def test_a_changed_config_restarts_the_controller_daemons(lab):
+    conf = os.path.join(lab.controller_state, "mininova.conf")
+    old = {b: processes(b, conf) for b in ("mininova-api", "mininova-scheduler")}
+    _, err = run_script(lab.controller_argv() + ["--api-listen", "0.0.0.0"],
+                        "controller.sh (changed config)")
+    assert "wrote %s" % conf in err and "listen = 0.0.0.0\n" in open(conf).read()
+    new = {b: processes(b, conf) for b in old}
+    assert all(len(p) == 1 for p in new.values()) and all(
+        set(new[b]).isdisjoint(old[b]) for b in old), (old, new)
+    log = os.path.join(lab.controller_state, "logs", "scheduler.log")
+    wait_for(lambda: open(log).read().count("mininova-scheduler started") == 2, 30,
+             what="the new scheduler to start")
+    # the API (new process) answers, the scheduler is up
+    services = requests.get(lab.url + "/v1/services", headers={"X-Auth-Token": lab.token()},
+                            timeout=10).json()["services"]
+    assert {(s["binary"], s["state"]) for s in services if s["host"] == "ctl-" + lab.tag} == {
+        ("mininova-scheduler", "up")}
+
+
 # -- the Vagrantfile and the units (no lab needed) --------------------------------------
 
 def script_options(script):
