@@ -8,6 +8,7 @@ import sys
 
 from mininova_client import USAGE, CLIError, __version__
 from mininova_client import resources as res
+from mininova_client import trace
 from mininova_client import vms
 from mininova_client.api import Client
 from mininova_client.format import Output
@@ -105,6 +106,8 @@ def build_parser():
                 ("project", "project id"))
     for name, unit in (("instances", "N"), ("cores", "N"), ("ram", "MB")):
         p.add_argument("--" + name, type=int, metavar=unit)
+
+    trace.add_parser(sub, common)
     return parser
 
 
