@@ -7,8 +7,9 @@
 #   env MININOVA_CREDENTIALS   the credentials file (/etc/mininova/credentials)
 #   env MININOVA_RABBIT_USER   RabbitMQ user written to a new credentials file (mininova)
 #   env MININOVA_VHOST         RabbitMQ vhost, created if missing (/)
-#   env MININOVA_RABBIT_MANAGEMENT=1  also enable the management plugin (web UI
-#                              on :15672; the user gets the "management" tag)
+#   env MININOVA_RABBIT_MANAGEMENT  1 (default): enable the management plugin (web UI
+#                              on :15672, where the queues and messages can be read;
+#                              the user gets the "management" tag); empty or 0: don't
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 DB=${MININOVA_DB:-mininova}
@@ -60,17 +61,29 @@ if ! rabbitmqctl -q authenticate_user "$RABBIT_USER" "$RABBIT_PASSWORD" >/dev/nu
         rabbitmqctl -q change_password "$RABBIT_USER" "$RABBIT_PASSWORD" >/dev/null
     else
         rabbitmqctl -q add_user "$RABBIT_USER" "$RABBIT_PASSWORD" >/dev/null
+        tag_user=1  # the UI needs the "management" tag
     fi
 fi
 if [[ $VHOST != / ]] && ! grep -qxF "$VHOST" <<<"$(rabbitmqctl -q list_vhosts)"; then
     rabbitmqctl -q add_vhost "$VHOST" >/dev/null
 fi
 rabbitmqctl -q set_permissions -p "$VHOST" "$RABBIT_USER" ".*" ".*" ".*" >/dev/null
-if [[ -n ${MININOVA_RABBIT_MANAGEMENT:-} ]]; then
-    # (enabled at runtime: the broker is not restarted)
-    grep -qw rabbitmq_management /etc/rabbitmq/enabled_plugins 2>/dev/null ||
+if [[ ${MININOVA_RABBIT_MANAGEMENT-1} == 1 ]]; then
+    # rabbitmq-plugins enables it on the running broker (and in enabled_plugins
+    # for the next start): no restart. Its port answering means it runs.
+    if ! port_open 15672; then
+        echo "start-controller-services.sh: enabling the RabbitMQ management plugin"
         rabbitmq-plugins enable rabbitmq_management >/dev/null
-    rabbitmqctl -q set_user_tags "$RABBIT_USER" management >/dev/null
+        deadline=$((SECONDS + 60))
+        until port_open 15672; do
+            ((SECONDS < deadline)) || { echo "management plugin not up after 60 s" >&2; exit 1; }
+            sleep 0.5
+        done
+        tag_user=1  # the UI needs the "management" tag
+    fi
+    if [[ -n ${tag_user:-} ]]; then
+        rabbitmqctl -q set_user_tags "$RABBIT_USER" management >/dev/null
+    fi
 fi
 
 psql_() { runuser -u postgres -- psql -v ON_ERROR_STOP=1 -qtA -d postgres "$@"; }
