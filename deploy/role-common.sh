@@ -45,7 +45,10 @@ write_if_changed() {
     return 0
 }
 
-urlencode() { python3 -c 'import sys, urllib.parse; print(urllib.parse.quote(sys.argv[1], safe=""))' "$1"; }
+urlencode() {  # (most values are plain: no python start-up for them)
+    [[ $1 =~ ^[A-Za-z0-9._~-]*$ ]] && { echo "$1"; return 0; }
+    python3 -c 'import sys, urllib.parse; print(urllib.parse.quote(sys.argv[1], safe=""))' "$1"
+}
 
 transport_url() {  # USER PASSWORD HOST PORT VHOST
     local path=/
