@@ -58,7 +58,9 @@ class ComputeManager(PowerActionsMixin, SyncMixin, AuditMixin):
 
     # -- RPC endpoints ------------------------------------------------------
 
-    def build_instance(self, ctxt, instance, image):
+    def build_instance(self, ctxt, instance, image, action_id=None):
+        """``action_id`` (message 1.1): the create's action, sent back with
+        the report so that the conductor does not look it up."""
         instance_id = instance["id"]
         with self.locks.lock(instance_id):
             current = self._report(self.conductor.instance_get, ctxt, instance_id)
@@ -96,12 +98,12 @@ class ComputeManager(PowerActionsMixin, SyncMixin, AuditMixin):
                 # The conductor decides: another host, or ERROR (and it
                 # finishes the action then).
                 self._report(self.conductor.instance_build_failed, ctxt, instance_id,
-                             self.host, reason, steps.events)
+                             self.host, reason, steps.events, action_id)
                 return
             LOG.info("VM %s: running after %.0f ms", instance_id,
                      (time.monotonic() - started) * 1000)
             spawned = self._report(self.conductor.instance_spawned, ctxt, instance_id,
-                                   self.host, power_state, steps.events)
+                                   self.host, power_state, steps.events, action_id)
             if spawned is False and self._given_up(ctxt, instance_id):
                 return
             if spec.mac_address:

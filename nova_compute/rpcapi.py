@@ -2,16 +2,24 @@
 from common import rpc
 
 TOPIC = "compute"
-VERSION = "1.0"
+# 1.1: build_instance takes an optional ``action_id`` (sent back with the
+# build's report). Sent as 1.1 only with one, so a 1.0 host takes the rest.
+VERSION = "1.1"
+_BASE_VERSION = "1.0"
 
 
 class ComputeAPI:
     def __init__(self, transport, timeout=30):
-        self.client = rpc.RPCClient(transport, rpc.Target(TOPIC, version=VERSION),
+        self.client = rpc.RPCClient(transport, rpc.Target(TOPIC, version=_BASE_VERSION),
                                     timeout=timeout)
 
-    def build_instance(self, ctxt, host, instance, image):
-        self._cast(ctxt, host, "build_instance", instance=instance, image=image)
+    def build_instance(self, ctxt, host, instance, image, action_id=None):
+        """``action_id``: the create's action, for the build's report."""
+        if action_id is None:
+            self._cast(ctxt, host, "build_instance", instance=instance, image=image)
+        else:
+            self.client.prepare(server=host, version="1.1").cast(
+                ctxt, "build_instance", instance=instance, image=image, action_id=action_id)
 
     def terminate_instance(self, ctxt, host, instance_id):
         self._cast(ctxt, host, "terminate_instance", instance_id=instance_id)

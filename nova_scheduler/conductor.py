@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from common import exception, metrics, payloads, states
 from common.db import actions
 from common.db import api as db_api
+from common.db import scheduling as db_scheduling
 from common.db.models import Instance, utcnow
 from common.timeline import DbSink, Timeline
 from nova_scheduler.manager import attempts
@@ -34,11 +35,8 @@ class ConductorManager:
 
     def instance_get(self, ctxt, instance_id):
         with self.db.transaction() as s:
-            try:
-                inst = db_api.instance_get(s, instance_id)
-            except exception.InstanceNotFound:
-                return None
-            return payloads.instance(inst)
+            inst = db_scheduling.instance_row(s, instance_id)
+            return None if inst is None else payloads.instance(inst)
 
     def instance_list_for_host(self, ctxt, host):
         with self.db.transaction() as s:
@@ -73,11 +71,8 @@ class ConductorManager:
         the reconcile loop saw it): adopt it. A VM with a task in progress is
         left to that task, which reports its own end state."""
         with self.db.transaction() as s:
-            try:
-                inst = db_api.instance_get(s, instance_id)
-            except exception.InstanceNotFound:
-                return False
-            if inst.host != host or inst.task_state is not None:
+            inst = db_scheduling.instance_row(s, instance_id)
+            if inst is None or inst.host != host or inst.task_state is not None:
                 return False
             vm_state = states.vm_state_for_power(inst.vm_state, power_state)
             if (vm_state, power_state) == (inst.vm_state, inst.power_state):
@@ -102,26 +97,30 @@ class ConductorManager:
             LOG.warning("VM %s: domain vanished from %s; VM in ERROR", instance_id, host)
         return done
 
-    def instance_spawned(self, ctxt, instance_id, host, power_state, events=()):
+    def instance_spawned(self, ctxt, instance_id, host, power_state, events=(), action_id=None):
+        """``action_id`` (message 1.1): the create's action, which the
+        scheduler passed along with the build: no lookup then."""
         with self.db.transaction() as s:
-            done = db_api.instance_update_if(
-                s, instance_id,
-                {"vm_state": states.ACTIVE, "task_state": None, "power_state": power_state,
-                 "launched_at": utcnow(), "fault": None},
-                expected_task_state=states.SPAWNING, expected_host=host)
+            now = utcnow()
+            done = db_scheduling.instance_spawned(s, instance_id, host, states.SPAWNING,
+                                                  states.ACTIVE, power_state, now)
             if done:  # the build's steps, its report and its outcome: one commit
-                now = actions.format_time(utcnow())
-                actions.events_add(s, instance_id, ctxt.request_id, list(events) + [{
+                steps = list(events) + [{
                     "event": "reported", "host": host, "start_time": now,
                     "finish_time": now, "result": "success",
-                    "details": "power %s" % power_state}])
-                actions.action_finish(s, instance_id, ctxt.request_id, "success")
+                    "details": "power %s" % power_state}]
+                if action_id is not None:
+                    db_scheduling.events_insert(s, action_id, steps)
+                    db_scheduling.action_finish(s, action_id, instance_id, "success", None, now)
+                else:
+                    actions.events_add(s, instance_id, ctxt.request_id, steps)
+                    actions.action_finish(s, instance_id, ctxt.request_id, "success")
         LOG.info("VM %s ACTIVE on %s%s", instance_id, host, "" if done else " (ignored: state moved on)")
         if done:
             metrics.build_finished("success", events)
         return done
 
-    def instance_build_failed(self, ctxt, instance_id, host, reason, events=()):
+    def instance_build_failed(self, ctxt, instance_id, host, reason, events=(), action_id=None):
         """Compute cleaned up after a failed spawn. Free the claim; then try
         another host, or after ``max_attempts`` hosts give up with a fault
         listing each host tried and its error."""
@@ -146,7 +145,10 @@ class ConductorManager:
                                              expected_host=host)
             if done:
                 db_api.claim_release(s, instance_id)
-                actions.events_add(s, instance_id, ctxt.request_id, events)
+                if action_id is not None:
+                    db_scheduling.events_insert(s, action_id, events)
+                else:
+                    actions.events_add(s, instance_id, ctxt.request_id, events)
                 if not retry:  # the create ends here, whoever reported it
                     actions.finish_open_action(s, instance_id, "build failed", host,
                                                actions.ERROR, values["fault"])
@@ -158,7 +160,7 @@ class ConductorManager:
         if retry:
             self.timeline.record(ctxt, instance_id, "rescheduled", result="error",
                                  details="%s failed: %s" % (host, reason))
-            self.scheduler_rpcapi.schedule_instance(ctxt, instance_id)
+            self.scheduler_rpcapi.schedule_instance(ctxt, instance_id, action_id=action_id)
         return True
 
     def instance_failed_builds_for_host(self, ctxt, host):

@@ -9,16 +9,31 @@ from common.db.models import utcnow
 
 
 class HostState:
-    """What the scheduler knows of one compute host, read from the DB."""
+    """What the scheduler knows of one compute host (see host_state)."""
 
-    def __init__(self, service, node):
-        self.host = node.host
-        self.disabled = service.disabled
-        self.disabled_reason = service.disabled_reason
-        self.last_heartbeat = service.last_heartbeat
-        self.vcpus, self.vcpus_used = node.vcpus, node.vcpus_used
-        self.memory_mb, self.memory_mb_used = node.memory_mb, node.memory_mb_used
-        self.local_gb, self.local_gb_used = node.local_gb, node.local_gb_used
+    __slots__ = ("host", "disabled", "disabled_reason", "last_heartbeat", "vcpus",
+                 "vcpus_used", "memory_mb", "memory_mb_used", "local_gb", "local_gb_used")
+
+    def __init__(self, host, disabled, disabled_reason, last_heartbeat, vcpus, vcpus_used,
+                 memory_mb, memory_mb_used, local_gb, local_gb_used):
+        self.host = host
+        self.disabled = disabled
+        self.disabled_reason = disabled_reason
+        self.last_heartbeat = last_heartbeat
+        self.vcpus, self.vcpus_used = vcpus, vcpus_used
+        self.memory_mb, self.memory_mb_used = memory_mb, memory_mb_used
+        self.local_gb, self.local_gb_used = local_gb, local_gb_used
+
+    @classmethod
+    def from_row(cls, row):
+        """From a ``common.db.scheduling.host_rows`` row."""
+        return cls(*row)
+
+    def consume(self, vcpus, memory_mb, disk_gb):
+        """Count a VM placed here that the DB row does not show yet."""
+        self.vcpus_used += vcpus
+        self.memory_mb_used += memory_mb
+        self.local_gb_used += disk_gb
 
     def free(self, total, used, ratio):
         return int(total * ratio) - used

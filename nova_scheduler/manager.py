@@ -5,16 +5,17 @@ a VM that already has a host and a claim re-casts the build (compute's build
 is idempotent too) instead of claiming twice."""
 import json
 import logging
-import threading
 import time
 
 from common import exception, metrics, payloads, states
 from common.db import actions
 from common.db import api as db_api
 from common.db import hosts as db_hosts
+from common.db import scheduling as db_scheduling
 from common.db.models import utcnow
 from common.timeline import DbSink, Timeline
 from nova_scheduler import filters
+from nova_scheduler.host_state import HostStates
 
 LOG = logging.getLogger(__name__)
 
@@ -26,15 +27,16 @@ class SchedulerManager:
         self.compute_rpcapi = compute_rpcapi
         self.conf = conf
         self.timeline = Timeline(DbSink(db), conf.host)
-        self._placement_lock = threading.Lock()
+        self.host_states = HostStates(db)
 
     def _ratios(self):
         sch = self.conf.scheduler
         return sch.cpu_allocation_ratio, sch.ram_allocation_ratio, sch.disk_allocation_ratio
 
-    def schedule_instance(self, ctxt, instance_id):
+    def schedule_instance(self, ctxt, instance_id, action_id=None):
+        """``action_id`` (message 1.1): the create's action, when the API sent it."""
         try:
-            self._schedule(ctxt, instance_id)
+            self._schedule(ctxt, instance_id, action_id)
         except exception.InstanceNotFound:
             LOG.info("VM %s is gone; nothing to schedule", instance_id)
             self.timeline.finish(ctxt, instance_id, "error",
@@ -43,47 +45,71 @@ class SchedulerManager:
             metrics.scheduling_failed("image unavailable")
             self._fail(ctxt, instance_id, "image unavailable", e.message)
 
-    def _schedule(self, ctxt, instance_id):
+    def _schedule(self, ctxt, instance_id, action_id):
         with self.db.transaction() as s:
-            inst = db_api.instance_get(s, instance_id)
-            image = payloads.image(db_api.image_get(s, inst.image_id))
-            if inst.task_state == states.SPAWNING and db_api.claim_get(s, instance_id):
+            inst = db_scheduling.instance_row(s, instance_id)
+            if inst is None:
+                raise exception.InstanceNotFound(instance=instance_id)
+            image_row = db_scheduling.image_row(s, inst.image_id)
+            if image_row is None:
+                raise exception.ImageNotFound(image=inst.image_id)
+            image = payloads.image(image_row)
+            # The create's action: its events (here, on compute, in the
+            # conductor) are then written by id, without a lookup each.
+            if action_id is None:
+                action_id = db_scheduling.action_id(s, instance_id, ctxt.request_id)
+            if inst.task_state == states.SPAWNING and db_scheduling.has_claim(s, instance_id):
                 LOG.info("VM %s already placed on %s; re-casting the build", instance_id, inst.host)
-                return self._cast_build(ctxt, inst, image)
+                return self._cast_build(ctxt, payloads.instance(inst), image, action_id)
             if inst.task_state != states.SCHEDULING:
                 LOG.info("VM %s is %s/%s; not scheduling", instance_id, inst.vm_state, inst.task_state)
                 return
             spec = self._request_spec(s, inst)
-        # One placement at a time per scheduler process: each decision sees the
-        # claims of the one before, so a burst spreads instead of piling onto
-        # the host that looked emptiest to all of them at once. (Claims stay
-        # atomic in the DB for several schedulers.)
-        with self._placement_lock:
-            host = self._place(ctxt, instance_id, spec)
+        host = self._place(ctxt, instance_id, spec, action_id, inst.created_at)
         if host is not None:
-            inst.host, inst.task_state = host, states.SPAWNING
-            self._cast_build(ctxt, inst, image)
+            instance = payloads.instance(inst)
+            instance.update(host=host, task_state=states.SPAWNING)
+            self._cast_build(ctxt, instance, image, action_id)
 
-    def _place(self, ctxt, instance_id, spec):
-        """Claim a host for the VM; its name, or None (VM gone or in ERROR)."""
-        with self.db.transaction() as s:
-            hosts = [filters.HostState(svc, node) for svc, node in db_api.compute_hosts(s)]
+    def _place(self, ctxt, instance_id, spec, action_id, requested_at):
+        """Claim a host for the VM; its name, or None (VM gone or in ERROR).
+
+        The choice is made in memory under the lock, and counted there at
+        once (so that the next choice of this process sees it, as if placed
+        one at a time); the claim in the DB is made outside the lock. A claim
+        the DB refuses (another scheduler used the room) re-reads the hosts
+        and chooses again among the others."""
         started = time.monotonic()
-        candidates, explanation = filters.filter_hosts(self.conf, hosts, spec)
-        for host in filters.weigh_hosts(self.conf, candidates):
-            placed = self._claim(ctxt, instance_id, host.host, spec)
+        self.host_states.refresh_if_needed(requested_at)
+        lost, notes = set(), []
+        while True:
+            with self.host_states.lock:
+                hosts = self.host_states.hosts()
+                candidates, explanation = filters.filter_hosts(self.conf, hosts, spec)
+                candidates = [h for h in candidates if h.host not in lost]
+                chosen = filters.weigh_hosts(self.conf, candidates)[0] if candidates else None
+                if chosen is not None:
+                    reservation = self.host_states.reserve(chosen.host, spec.vcpus,
+                                                           spec.memory_mb, spec.root_gb)
+            if chosen is None:
+                break
+            placed = self._claim(ctxt, instance_id, chosen.host, spec, action_id, reservation)
             if placed is None:
                 return None  # the VM left 'scheduling' meanwhile (deleted)
             if placed:
-                LOG.info("VM %s placed on %s (%d candidates, %.1f ms)", instance_id, host.host,
+                LOG.info("VM %s placed on %s (%d candidates, %.1f ms)", instance_id, chosen.host,
                          len(candidates), (time.monotonic() - started) * 1000)
                 metrics.scheduled(started)
-                return host.host
-            explanation += "; claim on %s lost to a concurrent request" % host.host
+                return chosen.host
+            lost.add(chosen.host)
+            notes.append("claim on %s lost to a concurrent request" % chosen.host)
+            self.host_states.mark_stale()
+            self.host_states.refresh_if_needed()
             if spec.group_policy:
                 with self.db.transaction() as s:  # refresh what the group occupies
                     spec.group_hosts = frozenset(db_hosts.group_hosts(s, spec.group_id,
                                                                       instance_id))
+        explanation = "; ".join([explanation] + notes)
         metrics.no_valid_host(hosts, candidates, explanation)
         if spec.tried_hosts:
             with self.db.transaction() as s:
@@ -105,10 +131,12 @@ class SchedulerManager:
             spec.group_hosts = frozenset(db_hosts.group_hosts(s, group.id, inst.id))
         return spec
 
-    def _claim(self, ctxt, instance_id, host, spec):
+    def _claim(self, ctxt, instance_id, host, spec, action_id, reservation):
         """True: claimed and VM moved to spawning on host. False: no room (or
         the group's policy no longer allows the host). None: the VM is no
-        longer waiting for a host."""
+        longer waiting for a host. Anything but True gives the in-memory
+        reservation back."""
+        done = False
         try:
             with self.db.transaction() as s:
                 if spec.group_policy:
@@ -122,17 +150,26 @@ class SchedulerManager:
                 if not db_api.claim(s, instance_id, host, spec.vcpus, spec.memory_mb,
                                     spec.root_gb, self._ratios()):
                     return False
-                if not db_api.instance_update_if(
-                        s, instance_id, {"host": host, "task_state": states.SPAWNING},
-                        expected_task_state=states.SCHEDULING):
+                now = utcnow()
+                if not db_scheduling.instance_start_spawning(
+                        s, instance_id, host, states.SCHEDULING, states.SPAWNING, now):
                     raise _Gone()
-                now = actions.format_time(utcnow())
-                actions.events_add(s, instance_id, ctxt.request_id, [{
-                    "event": "scheduled", "host": self.conf.host, "start_time": now,
-                    "finish_time": now, "result": "success", "details": "on host %s" % host}])
-                return True
+                event = {"event": "scheduled", "host": self.conf.host, "start_time": now,
+                         "finish_time": now, "result": "success",
+                         "details": "on host %s" % host}
+                if action_id is not None:
+                    db_scheduling.events_insert(s, action_id, [event])
+                else:
+                    actions.events_add(s, instance_id, ctxt.request_id, [event])
+                reservation.committing()  # the COMMIT follows, leaving the block
+            reservation.committed()
+            done = True
+            return True
         except _Gone:
             return None
+        finally:
+            if not done:
+                reservation.cancel()
 
     def _no_valid_host(self, ctxt, instance_id, explanation):
         LOG.warning("VM %s: no valid host: %s", instance_id, explanation)
@@ -146,8 +183,9 @@ class SchedulerManager:
         self.timeline.record(ctxt, instance_id, event, result="error", details=fault)
         self.timeline.finish(ctxt, instance_id, "error", fault)
 
-    def _cast_build(self, ctxt, inst, image):
-        self.compute_rpcapi.build_instance(ctxt, inst.host, payloads.instance(inst), image)
+    def _cast_build(self, ctxt, instance, image, action_id):
+        self.compute_rpcapi.build_instance(ctxt, instance["host"], instance, image,
+                                           action_id=action_id)
 
 
 def attempts(inst):

@@ -7,22 +7,38 @@ from common import rpc
 
 SCHEDULER_TOPIC = "scheduler"
 CONDUCTOR_TOPIC = "conductor"
-VERSION = "1.0"
+# 1.1: optional ``action_id`` (the create's action row) on schedule_instance,
+# instance_spawned and instance_build_failed, so that nobody looks it up per
+# report. Clients send 1.1 only with an action id, so a 1.0 server still
+# takes everything else.
+VERSION = "1.1"
+_BASE_VERSION = "1.0"
 
 
 class SchedulerAPI:
     def __init__(self, transport, timeout=30):
-        self.client = rpc.RPCClient(transport, rpc.Target(SCHEDULER_TOPIC, version=VERSION),
-                                    timeout=timeout)
+        self.client = rpc.RPCClient(
+            transport, rpc.Target(SCHEDULER_TOPIC, version=_BASE_VERSION), timeout=timeout)
 
-    def schedule_instance(self, ctxt, instance_id):
-        self.client.cast(ctxt, "schedule_instance", instance_id=instance_id)
+    def schedule_instance(self, ctxt, instance_id, action_id=None):
+        """``action_id``: the id of the create's action, if the caller has it."""
+        if action_id is None:
+            self.client.cast(ctxt, "schedule_instance", instance_id=instance_id)
+        else:
+            self.client.prepare(version="1.1").cast(ctxt, "schedule_instance",
+                                                    instance_id=instance_id, action_id=action_id)
 
 
 class ConductorAPI:
     def __init__(self, transport, timeout=30):
-        self.client = rpc.RPCClient(transport, rpc.Target(CONDUCTOR_TOPIC, version=VERSION),
-                                    timeout=timeout)
+        self.client = rpc.RPCClient(
+            transport, rpc.Target(CONDUCTOR_TOPIC, version=_BASE_VERSION), timeout=timeout)
+
+    def _call(self, ctxt, method, action_id, **kwargs):
+        if action_id is None:
+            return self.client.call(ctxt, method, **kwargs)
+        return self.client.prepare(version="1.1").call(ctxt, method, action_id=action_id,
+                                                       **kwargs)
 
     def service_heartbeat(self, ctxt, host, binary, resources):
         self.client.cast(ctxt, "service_heartbeat", host=host, binary=binary,
@@ -55,20 +71,21 @@ class ConductorAPI:
     def instance_vanished(self, ctxt, instance_id, host):
         return self.client.call(ctxt, "instance_vanished", instance_id=instance_id, host=host)
 
-    def instance_spawned(self, ctxt, instance_id, host, power_state, events=()):
-        """``events``: the build's timed steps, recorded with the new state.
-        False when the VM was no longer spawning on ``host`` (given up by the
-        watchdog, deleted, or a repeat of a report that made it)."""
-        return self.client.call(ctxt, "instance_spawned", instance_id=instance_id, host=host,
-                                power_state=power_state, events=list(events))
+    def instance_spawned(self, ctxt, instance_id, host, power_state, events=(), action_id=None):
+        """``events``: the build's timed steps, recorded with the new state
+        (in the action ``action_id`` when given). False when the VM was no
+        longer spawning on ``host`` (given up by the watchdog, deleted, or a
+        repeat of a report that made it)."""
+        return self._call(ctxt, "instance_spawned", action_id, instance_id=instance_id,
+                          host=host, power_state=power_state, events=list(events))
 
     def instance_failed_builds_for_host(self, ctxt, host):
         """Ids of ``host``'s live VMs in ERROR that never ran."""
         return self.client.call(ctxt, "instance_failed_builds_for_host", host=host)
 
-    def instance_build_failed(self, ctxt, instance_id, host, reason, events=()):
-        self.client.call(ctxt, "instance_build_failed", instance_id=instance_id, host=host,
-                         reason=reason, events=list(events))
+    def instance_build_failed(self, ctxt, instance_id, host, reason, events=(), action_id=None):
+        self._call(ctxt, "instance_build_failed", action_id, instance_id=instance_id, host=host,
+                   reason=reason, events=list(events))
 
     def instance_terminated(self, ctxt, instance_id, host):
         self.client.call(ctxt, "instance_terminated", instance_id=instance_id, host=host)

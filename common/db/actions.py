@@ -32,11 +32,15 @@ class InstanceActionNotFound(exception.NotFound):
     msg_fmt = "Action %(request_id)s of VM %(instance)s could not be found."
 
 
-def _cut(field, value):
+def cut(field, value):
+    """``value`` as text cut to the column size of ``field`` (None stays None)."""
     if value is None:
         return None
     value = str(value)
     return value[:_LIMITS[field]]
+
+
+_cut = cut
 
 
 def parse_time(value):

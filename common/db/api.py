@@ -204,6 +204,22 @@ def compute_hosts(s):
 
 # -- claims ------------------------------------------------------------------
 
+_NODES = ComputeNode.__table__.c
+# Built once (bound parameters): this runs for every VM placed.
+_CLAIM = (sa.update(ComputeNode.__table__)
+          .where(_NODES.host == sa.bindparam("claim_host"),
+                 _NODES.vcpus_used + sa.bindparam("need_vcpus")
+                 <= _NODES.vcpus * sa.bindparam("cpu_ratio", type_=sa.Float()),
+                 _NODES.memory_mb_used + sa.bindparam("need_memory_mb")
+                 <= _NODES.memory_mb * sa.bindparam("ram_ratio", type_=sa.Float()),
+                 _NODES.local_gb_used + sa.bindparam("need_disk_gb")
+                 <= _NODES.local_gb * sa.bindparam("disk_ratio", type_=sa.Float()))
+          .values(vcpus_used=_NODES.vcpus_used + sa.bindparam("need_vcpus"),
+                  memory_mb_used=_NODES.memory_mb_used + sa.bindparam("need_memory_mb"),
+                  local_gb_used=_NODES.local_gb_used + sa.bindparam("need_disk_gb")))
+_CLAIM_INSERT = sa.insert(Claim.__table__)
+
+
 def claim(s, instance_id, host, vcpus, memory_mb, disk_gb, ratios):
     """Atomically claim resources on ``host`` for a VM; True if it fit.
 
@@ -211,21 +227,15 @@ def claim(s, instance_id, host, vcpus, memory_mb, disk_gb, ratios):
     schedulers racing for the last slot cannot both win (PostgreSQL re-checks
     the WHERE after the row lock; SQLite serializes writers)."""
     cpu_ratio, ram_ratio, disk_ratio = ratios
-    result = s.execute(
-        sa.update(ComputeNode)
-        .where(ComputeNode.host == host,
-               ComputeNode.vcpus_used + vcpus <= ComputeNode.vcpus * cpu_ratio,
-               ComputeNode.memory_mb_used + memory_mb <= ComputeNode.memory_mb * ram_ratio,
-               ComputeNode.local_gb_used + disk_gb <= ComputeNode.local_gb * disk_ratio)
-        .values(vcpus_used=ComputeNode.vcpus_used + vcpus,
-                memory_mb_used=ComputeNode.memory_mb_used + memory_mb,
-                local_gb_used=ComputeNode.local_gb_used + disk_gb)
-        .execution_options(synchronize_session=False))
+    result = s.execute(_CLAIM, {
+        "claim_host": host, "need_vcpus": vcpus, "need_memory_mb": memory_mb,
+        "need_disk_gb": disk_gb, "cpu_ratio": float(cpu_ratio), "ram_ratio": float(ram_ratio),
+        "disk_ratio": float(disk_ratio)})
     if result.rowcount != 1:
         return False
-    s.add(Claim(instance_id=instance_id, host=host, vcpus=vcpus,
-                memory_mb=memory_mb, disk_gb=disk_gb, created_at=utcnow()))
-    s.flush()
+    s.execute(_CLAIM_INSERT, {"instance_id": instance_id, "host": host, "vcpus": vcpus,
+                              "memory_mb": memory_mb, "disk_gb": disk_gb,
+                              "created_at": utcnow()})
     return True
 
 

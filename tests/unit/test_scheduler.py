@@ -216,8 +216,8 @@ def test_reschedule_then_fault_lists_every_host(conf, db, recorder):
     sched = SchedulerManager(db, compute, conf)
 
     class SchedulerRPC:  # the conductor's cast back to the scheduler, in-process
-        def schedule_instance(self, ctxt, instance_id):
-            sched.schedule_instance(ctxt, instance_id)
+        def schedule_instance(self, ctxt, instance_id, action_id=None):
+            sched.schedule_instance(ctxt, instance_id, action_id=action_id)
     conductor = ConductorManager(db, SchedulerRPC(), max_attempts=3)
     vm = add_vm(db)
     sched.schedule_instance(CTXT, vm)
@@ -235,3 +235,44 @@ def test_reschedule_then_fault_lists_every_host(conf, db, recorder):
     with db.transaction() as s:
         assert db_api.claim_get(s, vm) is None
         assert all(n.memory_mb_used == 0 for _, n in db_api.compute_hosts(s))
+
+
+def test_action_id_travels_from_scheduler_to_conductor(scheduler, db):
+    """The scheduler finds the create's action once and sends its id with the
+    build; the report carries it back and the conductor writes by id."""
+    from common.db import actions
+    add_host(db, "h1")
+    vm = add_vm(db)
+    with db.transaction() as s:
+        action_id = actions.action_start(s, vm, CTXT.request_id, "create", "p").id
+    scheduler.schedule_instance(CTXT, vm)
+    (method, args, kwargs), = scheduler.compute_rpcapi.calls
+    assert method == "build_instance" and kwargs["action_id"] == action_id
+    step = {"event": "domain started", "host": "h1", "start_time": "2030-01-01T00:00:00Z",
+            "finish_time": "2030-01-01T00:00:01.5Z", "result": "success", "details": None}
+    conductor = ConductorManager(db)
+    assert conductor.instance_spawned(CTXT, vm, "h1", "running", [step], action_id=action_id)
+    assert not conductor.instance_spawned(CTXT, vm, "h1", "running", [step], action_id=action_id)
+    with db.transaction() as s:
+        action, events = actions.action_get(s, vm, CTXT.request_id)
+        assert action.result == "success" and action.finish_time >= action.start_time
+        assert sorted(e.event for e in events) == ["domain started", "reported", "scheduled"]
+    assert get(db, vm).vm_state == states.ACTIVE
+
+
+def test_burst_in_one_process_spreads_and_stops_at_capacity(conf, db, recorder):
+    """16 concurrent placements in one scheduler: each choice counts the ones
+    before it in memory (no DB round trip under the lock), so the burst
+    spreads evenly, and the DB claim stops it at capacity."""
+    for h in ("h1", "h2"):
+        add_host(db, h, memory_mb=1024)  # * 1.5 = 12 VMs of 128 MB each
+    sched = SchedulerManager(db, recorder(), conf)
+    vms = [add_vm(db, "b%d" % i) for i in range(26)]
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda vm: sched.schedule_instance(CTXT, vm), vms))
+    placed = [get(db, vm) for vm in vms]
+    hosts = [i.host for i in placed if i.vm_state != states.ERROR]
+    assert sorted(hosts.count(h) for h in ("h1", "h2")) == [12, 12]
+    assert sum(1 for i in placed if i.vm_state == states.ERROR) == 2
+    with db.transaction() as s:
+        assert all(n.memory_mb_used == 1536 for _, n in db_api.compute_hosts(s))

@@ -1,0 +1,121 @@
+"""The scheduler's in-memory view of the compute hosts (Nova's HostState and
+consume_from_request).
+
+A snapshot of the hosts' DB rows is shared by the placements of this process
+and read again when it is older than ``max_age``, when a VM asks that was
+created after it was read (so that a host disabled or added before the
+request is seen by it), or after a claim lost in the DB (another scheduler
+used the room). On top of the snapshot go the claims this process made that
+the snapshot cannot contain yet. Choosing a host is then pure Python and
+needs no DB round trip: the lock around it is held for microseconds, and the
+atomic claim in the DB (one conditional UPDATE) stays the arbiter between
+schedulers, so a stale view costs at most a retry on the next host, never an
+over-commit.
+"""
+import threading
+import time
+
+from common.db import scheduling as db_scheduling
+from common.db.models import utcnow
+from nova_scheduler.filters import HostState
+
+MAX_AGE = 1.0  # seconds a snapshot serves before it is read again
+
+
+class _Snapshot:
+    def __init__(self, rows, read_wall, read_start, read_end):
+        self.rows = rows
+        self.read_wall = read_wall    # utcnow() when the read began
+        self.read_start = read_start  # time.monotonic() bounds of the read
+        self.read_end = read_end
+        self.stale = False
+
+
+class Reservation:
+    """Resources this process chose on a host for a VM, from the choice
+    until the snapshot shows the claim. ``committing``/``committed`` bracket
+    the claim's COMMIT, when it becomes visible to other readers."""
+
+    def __init__(self, states, host, vcpus, memory_mb, disk_gb):
+        self._states = states
+        self.host, self.vcpus, self.memory_mb, self.disk_gb = host, vcpus, memory_mb, disk_gb
+        self.commit_started = None
+        self.commit_done = None
+
+    def committing(self):
+        self.commit_started = time.monotonic()
+
+    def committed(self):
+        self.commit_done = time.monotonic()
+
+    def cancel(self):
+        """The claim was not made (no room in the DB, VM gone, error)."""
+        self._states._drop(self)
+
+
+class HostStates:
+    def __init__(self, db, max_age=MAX_AGE):
+        self.db = db
+        self.max_age = max_age
+        self.lock = threading.Lock()  # guards the snapshot and the reservations
+        self._snapshot = None
+        self._reservations = []
+
+    def refresh_if_needed(self, requested_at=None):
+        """Read the hosts again if the snapshot is too old, marked stale, or
+        older than ``requested_at`` (the VM's created_at). Outside the lock."""
+        snap = self._snapshot
+        if (snap is not None and not snap.stale
+                and time.monotonic() - snap.read_start < self.max_age
+                and (requested_at is None or snap.read_wall > requested_at)):
+            return
+        read_wall, read_start = utcnow(), time.monotonic()
+        with self.db.transaction() as s:
+            rows = db_scheduling.host_rows(s)
+        fresh = _Snapshot(rows, read_wall, read_start, time.monotonic())
+        with self.lock:
+            current = self._snapshot
+            if current is None or current.stale or current.read_start < fresh.read_start:
+                self._snapshot = fresh
+
+    def mark_stale(self):
+        """Read the hosts again before the next choice (a claim was lost)."""
+        snap = self._snapshot
+        if snap is not None:
+            snap.stale = True
+
+    def hosts(self):
+        """HostStates: the snapshot plus the reservations it cannot show.
+        Call with ``lock`` held."""
+        snap = self._snapshot
+        if snap is None:
+            return []
+        by_host = {row.host: HostState.from_row(row) for row in snap.rows}
+        kept = []
+        for r in self._reservations:
+            if r.commit_done is not None and r.commit_done < snap.read_start:
+                continue  # in this snapshot and every later one: forget it
+            kept.append(r)
+            # Committed (even partly) before the read ended: maybe in the
+            # snapshot. Not adding it can only under-count, and the claim in
+            # the DB catches that; adding it twice could refuse a host with room.
+            if r.commit_started is not None and r.commit_started <= snap.read_end:
+                continue
+            host = by_host.get(r.host)
+            if host is not None:
+                host.consume(r.vcpus, r.memory_mb, r.disk_gb)
+        self._reservations = kept
+        return list(by_host.values())
+
+    def reserve(self, host, vcpus, memory_mb, disk_gb):
+        """Count a chosen host's resources as used (with ``lock`` held)."""
+        reservation = Reservation(self, host, vcpus, memory_mb, disk_gb)
+        self._reservations.append(reservation)
+        return reservation
+
+    def _drop(self, reservation):
+        with self.lock:
+            try:
+                self._reservations.remove(reservation)
+            except ValueError:
+                pass
