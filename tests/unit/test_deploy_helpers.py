@@ -7,6 +7,7 @@ import importlib.util
 import json
 import os
 import stat
+import subprocess
 import threading
 
 import pytest
@@ -170,3 +171,48 @@ def test_image_argument_is_name_equals_path():
     for bad in ("tiny", "=x", "tiny="):
         with pytest.raises(Exception):
             bootstrap.parse_image(bad)
+
+
+# -- role-common.sh under systemd (none here: a stand-in systemctl records calls) ------
+
+FAKE_SYSTEMCTL = """#!/bin/bash
+echo "$*" >> "$FAKE_SYSTEMD/calls"
+unit=${@: -1}
+case $1 in
+is-active) [[ -e $FAKE_SYSTEMD/active-$unit ]] ;;
+start|restart) touch "$FAKE_SYSTEMD/active-$unit" ;;
+stop) rm -f "$FAKE_SYSTEMD/active-$unit" ;;
+esac
+"""
+
+
+def test_start_daemon_installs_units_and_restarts_only_on_change(tmp_path):
+    fake = tmp_path / "systemd"
+    (fake / "bin").mkdir(parents=True)
+    (fake / "bin" / "systemctl").write_text(FAKE_SYSTEMCTL)
+    (fake / "bin" / "systemctl").chmod(0o755)
+    units = tmp_path / "units"
+    env = dict(os.environ, PATH="%s:%s" % (fake / "bin", os.environ["PATH"]),
+               FAKE_SYSTEMD=str(fake), MININOVA_INIT="systemd", MININOVA_UNIT_DIR=str(units))
+
+    def run(snippet):
+        (fake / "calls").write_text("")
+        subprocess.run(["bash", "-c", 'set -euo pipefail; PROG=test VENV=/srv/venv '
+                        'CONF=/srv/mininova.conf LOGS=/x RUN=/x; . "$0/role-common.sh"; ' + snippet,
+                        DEPLOY], env=env, check=True, capture_output=True)
+        return (fake / "calls").read_text().splitlines()
+
+    assert run("start_daemon compute 0") == [
+        "daemon-reload", "enable -q mininova-compute.service",
+        "restart mininova-compute.service"]
+    unit = (units / "mininova-compute.service").read_text()
+    assert "ExecStart=/srv/venv/bin/mininova-compute --config-file /srv/mininova.conf\n" in unit
+    assert stat.S_IMODE((units / "mininova-compute.service").stat().st_mode) == 0o644
+    # unchanged and running: nothing but enable (idempotent) and the check
+    assert run("start_daemon compute 0") == [
+        "enable -q mininova-compute.service", "is-active -q mininova-compute.service"]
+    # the config changed: restart
+    assert run("start_daemon compute 1")[-1] == "restart mininova-compute.service"
+    assert run("stop_daemon compute") == ["stop mininova-compute.service"]
+    # stopped (e.g. by hand): started again
+    assert run("start_daemon compute 0")[-1] == "start mininova-compute.service"
