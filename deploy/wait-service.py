@@ -45,7 +45,9 @@ def wait(check, timeout, interval=0.2, clock=time.monotonic, sleep=time.sleep):
             reason = "not up yet"
         except urllib.error.HTTPError as e:
             reason = "HTTP %d from %s" % (e.code, e.url)
-            if e.code in (401, 403):  # a wrong token does not get better by waiting
+            # A wrong token, or something else than mininova answering there,
+            # does not get better by waiting.
+            if e.code in (401, 403, 404):
                 return False, reason
         except (OSError, ValueError, KeyError, TypeError) as e:
             reason = "%s: %s" % (type(e).__name__, e)
