@@ -159,8 +159,8 @@ def add_parser(sub, common):
     p.add_argument("--vm", metavar="NAME",
                    help="only messages about this VM (name or id; waits for it to exist)")
     p.add_argument("--until-done", action="store_true",
-                   help="stop when the action (the request, or the VM's first action "
-                        "seen) has ended")
+                   help="stop when the action has ended: the request's, or with --vm "
+                        "the first one the API starts on the VM after the trace began")
     p.add_argument("--timeout", type=float, metavar="S",
                    help="stop after S seconds (exit 4 if --until-done did not end)")
     p.add_argument("--transport-url", metavar="URL",
