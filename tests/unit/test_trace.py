@@ -4,6 +4,7 @@ from; and the ``sender`` field of the wire format."""
 import argparse
 import io
 import json
+import sys
 
 import pytest
 
@@ -274,3 +275,9 @@ def test_usage_errors_exit_2_with_a_clear_message(argv, expected, capsys, monkey
     monkeypatch.delenv("MININOVA_TOKEN", raising=False)
     assert cli.main(argv) == 2
     assert expected in capsys.readouterr().err
+
+
+def test_without_kombu_the_trace_says_what_it_needs(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "kombu", None)  # import kombu -> ImportError
+    assert cli.main(["trace", "--transport-url", "rabbit://guest:guest@127.0.0.1:1/"]) == 1
+    assert "needs the Python package kombu" in capsys.readouterr().err
