@@ -38,6 +38,10 @@ api_opts = [
                help="Largest JSON request body accepted."),
     cfg.IntOpt("max_image_bytes", default=20 * 1024 ** 3, min=1024,
                help="Largest image upload accepted by POST /v1/images."),
+    cfg.IntOpt("max_limit", default=1000, min=1,
+               help="Most items a list (GET /v1/vms) returns in one page, whatever "
+                    "its ?limit= asks; a 'next' link leads to the rest (as Nova's "
+                    "osapi_max_limit)."),
 ]
 
 database_opts = [

@@ -1,5 +1,7 @@
 """``mininova vm ...``: create, list, show, delete, power actions, console
 and the action timeline. Each command is ``f(client, args, out)``."""
+import urllib.parse
+
 from mininova_client import format as fmt
 from mininova_client.api import quote
 from mininova_client.wait import wait_vm
@@ -33,8 +35,24 @@ def create(client, args, out):
         out.show(resp.body, fmt.vm_pairs(vm))
 
 
+def list_all(client):
+    """{"vms": [every VM of the project]}: GET /v1/vms page after page, as
+    long as a page carries a "next" link (the API caps a page at its [api]
+    max_limit). The link's query is sent to our own URL, so that a proxy
+    in front of the API does not matter."""
+    vms, query = [], None
+    while True:
+        body = client.get("/v1/vms", query=query)
+        vms += body["vms"]
+        following = [link["href"] for link in body.get("vms_links", ())
+                     if link.get("rel") == "next"]
+        if not following or not body["vms"]:
+            return {"vms": vms}
+        query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(following[0]).query))
+
+
 def list_(client, args, out):
-    body = client.get("/v1/vms")
+    body = list_all(client)
     out.listing(body, fmt.VM_HEADERS, [fmt.vm_row(vm) for vm in body["vms"]])
 
 

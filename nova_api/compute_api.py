@@ -11,6 +11,7 @@ from common.db import api as db_api
 from common.db import auth as db_auth
 from common.db import hosts as db_hosts
 from common.timeline import DbSink, Timeline
+from nova_api import lookups
 
 LOG = logging.getLogger(__name__)
 
@@ -26,42 +27,46 @@ class ComputeAPI:
         self.host = host
         self.quota_defaults = quota_defaults or {"instances": -1, "cores": -1, "ram": -1}
         self.timeline = Timeline(DbSink(db), host)
+        self.lookups = lookups.Lookups(db)
         self.scheduler_rpcapi = scheduler_rpcapi
         self.compute_rpcapi = compute_rpcapi
 
     def create(self, ctxt, name, image_ref, flavor_ref, group_ref=None):
+        """Store a VM in BUILD and cast it to the scheduler; returns its
+        fields as a dict (``db_api.instance_insert``)."""
+        image = self.lookups.image(image_ref)
+        flavor = self.lookups.flavor(flavor_ref)
+        if flavor.memory_mb < image.min_ram:
+            raise exception.Invalid(reason="flavor %s has %d MB RAM; image %s needs %d MB"
+                                    % (flavor.name, flavor.memory_mb, image.name, image.min_ram))
+        if flavor.root_gb < image.min_disk:
+            raise exception.Invalid(reason="flavor %s has a %d GB disk; image %s needs %d GB"
+                                    % (flavor.name, flavor.root_gb, image.name, image.min_disk))
         with self.db.transaction() as s:
-            image = db_api.image_get(s, image_ref)
-            flavor = db_api.flavor_get(s, flavor_ref)
             group = db_hosts.group_get(s, ctxt.project_id, group_ref) if group_ref else None
-            if flavor.memory_mb < image.min_ram:
-                raise exception.Invalid(reason="flavor %s has %d MB RAM; image %s needs %d MB"
-                                        % (flavor.name, flavor.memory_mb, image.name, image.min_ram))
-            if flavor.root_gb < image.min_disk:
-                raise exception.Invalid(reason="flavor %s has a %d GB disk; image %s needs %d GB"
-                                        % (flavor.name, flavor.root_gb, image.name, image.min_disk))
-            # Quota and row in one transaction: a burst cannot overshoot.
-            db_auth.quota_reserve(s, ctxt.project_id,
-                                  db_auth.quota_limits(s, ctxt.project_id, self.quota_defaults),
-                                  flavor.vcpus, flavor.memory_mb)
-            inst = db_api.instance_create(
+            vm = db_api.instance_insert(
                 s, name=name, project_id=ctxt.project_id, user_id=ctxt.user_id,
                 image_id=image.id, flavor_id=flavor.id, vcpus=flavor.vcpus,
                 memory_mb=flavor.memory_mb, root_gb=flavor.root_gb,
                 vm_state=states.BUILDING, task_state=states.SCHEDULING,
                 mac_address=random_mac(), group_id=group.id if group else None)
             # In the same transaction: a create costs one commit, not three.
-            self._action_accepted(s, ctxt, inst.id, "create", "stored; cast to the scheduler")
-        LOG.info("VM %s (%s) accepted, scheduling", inst.id, name)
+            self._action_accepted(s, ctxt, vm["id"], "create", "stored; cast to the scheduler")
+            # Quota and row in one transaction: a burst cannot overshoot. Last
+            # before the commit: the UPDATE locks the project's usage row,
+            # which every create of the project waits for.
+            db_auth.quota_reserve(s, ctxt.project_id, self.quota_defaults,
+                                  flavor.vcpus, flavor.memory_mb)
+        LOG.info("VM %s (%s) accepted, scheduling", vm["id"], name)
         try:
-            self.scheduler_rpcapi.schedule_instance(ctxt, inst.id)
+            self.scheduler_rpcapi.schedule_instance(ctxt, vm["id"])
         except exception.ServiceUnavailable as e:
             # Nothing may be left behind: the row goes, the user gets the 503.
             with self.db.transaction() as s:
-                db_api.instance_soft_delete(s, inst.id)
-            self.timeline.finish(ctxt, inst.id, "error", e.message)
+                db_api.instance_soft_delete(s, vm["id"])
+            self.timeline.finish(ctxt, vm["id"], "error", e.message)
             raise
-        return inst, image, flavor
+        return vm
 
     def _action_accepted(self, s, ctxt, instance_id, action, details):
         actions.action_begin(s, instance_id, ctxt.request_id, action, ctxt.project_id,
@@ -110,9 +115,13 @@ class ComputeAPI:
         with self.db.transaction() as s:
             return db_api.instance_get_by_ref(s, ctxt.project_id, ref)
 
-    def list(self, ctxt):
+    def list(self, ctxt, columns, limit, marker=None):
+        """(rows, more): a page of up to ``limit`` of the project's VMs as
+        tuples of ``columns`` (see ``db_api.instance_page``), and whether
+        more VMs follow it."""
         with self.db.transaction() as s:
-            return db_api.instance_list(s, project_id=ctxt.project_id)
+            rows = db_api.instance_page(s, ctxt.project_id, columns, limit + 1, marker)
+        return rows[:limit], len(rows) > limit
 
     def delete(self, ctxt, ref):
         """Delete wins over any task in progress; deleting twice is harmless."""

@@ -68,6 +68,9 @@ SCHEMAS = {
         "addresses": {"type": "array", "items": _obj({"mac": _STR, "ip": _NSTR})},
         "fault": {"oneOf": [{"type": "null"}, _obj({"message": _STR})]},
     }),
+    "Link": _obj({"rel": {"enum": ["next"]},
+                  "href": {"type": "string", "description": "The next page: the same "
+                           "request with the marker of this page's last item."}}),
     "Flavor": _obj({"id": _STR, "name": _STR, "vcpus": _INT, "ram": _INT, "disk": _INT}),
     "Image": _obj({"id": _STR, "name": _STR, "disk_format": _STR, "size": _INT,
                    "checksum": _STR, "min_ram": _INT, "min_disk": _INT, "status": _STR,
@@ -210,7 +213,10 @@ _VM = {"$ref": "#/components/parameters/vm"}
 
 
 def _paths():
-    vm_wrap, vms_list = _wrap("vm", _ref("VM")), _list("vms", "VM")
+    vm_wrap = _wrap("vm", _ref("VM"))
+    # "vms_links" only while more VMs follow the page (as Nova's servers_links).
+    vms_list = _obj({"vms": {"type": "array", "items": _ref("VM")},
+                     "vms_links": {"type": "array", "items": _ref("Link")}}, required=["vms"])
     return {
         "/": {"get": _op("listVersions", "API versions", 200, (), public=True,
                          ok_schema=_obj({"versions": {"type": "array",
@@ -229,7 +235,9 @@ def _paths():
                         headers=("Location",), body=_body(
                             vms.CREATE_SCHEMA,
                             {"name": "web1", "image": "blank", "flavor": "m1.tiny"})),
-            "get": _op("listVMs", "The caller's project's VMs", 200, (), ok_schema=vms_list),
+            "get": _op("listVMs", "The caller's project's VMs, oldest first, a page at a "
+                                  "time", 200, (400,), params=_query_params(vms.LIST_PARAMS),
+                       ok_schema=vms_list),
         },
         "/v1/vms/{ref}": {
             "parameters": [_VM],

@@ -6,9 +6,11 @@ so they must mean the same to this module as to an OpenAPI client: patterns
 follow ECMA-262, where ``$`` matches only at the very end of the string (with
 Python's ``re.search`` it would also match before a trailing newline, letting
 ``"web1\\n"`` pass as a name)."""
+import collections
 import functools
 import json
 import re
+import threading
 
 import jsonschema
 from flask import current_app, request
@@ -166,11 +168,34 @@ def _reason(err):
     return err.message
 
 
+_VALIDATORS = collections.OrderedDict()  # id(schema) -> (schema, validator)
+_VALIDATORS_LOCK = threading.Lock()
+
+
+def _validator(schema):
+    """A validator of ``schema``, built once per schema (the blueprints'
+    schemas are constants; building one costs as much as validating). Keyed
+    by identity, holding the schema so that its id cannot be reused while
+    cached; the least recently used go past 128 (schemas made per call)."""
+    key = id(schema)
+    with _VALIDATORS_LOCK:
+        hit = _VALIDATORS.get(key)
+        if hit is not None and hit[0] is schema:
+            _VALIDATORS.move_to_end(key)
+            return hit[1]
+    validator = Validator(schema)
+    with _VALIDATORS_LOCK:
+        _VALIDATORS[key] = (schema, validator)
+        if len(_VALIDATORS) > 128:
+            _VALIDATORS.popitem(last=False)
+    return validator
+
+
 def validate(body, schema, root="(body)"):
     """Raise ValidationError (400) naming the first field of ``body`` that
     ``schema`` rejects (``root`` when it is the whole of it)."""
     try:
-        errors = sorted(Validator(schema).iter_errors(body),
+        errors = sorted(_validator(schema).iter_errors(body),
                         key=lambda e: [str(p) for p in e.absolute_path])
     except RecursionError as e:
         raise exception.Invalid(reason="request nested too deeply") from e

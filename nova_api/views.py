@@ -1,35 +1,93 @@
 """JSON shapes of API resources."""
+import json
+
 from common import states
+
+_STATUS = states.status
 
 
 def isotime(dt):
-    return dt.strftime("%Y-%m-%dT%H:%M:%SZ") if dt else None
+    """Naive UTC datetime -> "YYYY-MM-DDTHH:MM:SSZ" (isoformat: a fifth of
+    strftime's cost, which counted in a list of 1000 VMs)."""
+    return dt.isoformat(timespec="seconds") + "Z" if dt else None
 
 
-def vm(inst, images=None, flavors=None):
-    image = images.get(inst.image_id) if images else None
-    flavor = flavors.get(inst.flavor_id) if flavors else None
-    body = {
-        "id": inst.id,
-        "name": inst.name,
-        "status": states.status(inst.vm_state, inst.task_state),
-        "vm_state": inst.vm_state,
-        "task_state": inst.task_state,
-        "power_state": inst.power_state,
-        "host": inst.host,
-        "project_id": inst.project_id,
-        "server_group": inst.group_id,
-        "image": {"id": inst.image_id, "name": image.name if image else None},
-        "flavor": {"id": inst.flavor_id, "name": flavor.name if flavor else None,
-                   "vcpus": inst.vcpus, "ram": inst.memory_mb, "disk": inst.root_gb},
-        "created_at": isotime(inst.created_at),
-        "updated_at": isotime(inst.updated_at),
-        "launched_at": isotime(inst.launched_at),
-        "addresses": [{"mac": inst.mac_address, "ip": inst.ip_address}]
-        if inst.mac_address else [],
-        "fault": {"message": inst.fault} if inst.fault else None,
+# The columns a VM's view is made of, in the order ``vm_row`` unpacks them:
+# lists select exactly these as plain tuples, no ORM objects.
+VM_FIELDS = ("id", "name", "vm_state", "task_state", "power_state", "host", "project_id",
+             "group_id", "image_id", "flavor_id", "vcpus", "memory_mb", "root_gb",
+             "created_at", "updated_at", "launched_at", "mac_address", "ip_address", "fault")
+VM_ID, VM_IMAGE_ID, VM_FLAVOR_ID = (VM_FIELDS.index(f) for f in ("id", "image_id", "flavor_id"))
+
+
+def vm_row(row, image_names, flavor_names):
+    """A VM from a tuple of VM_FIELDS; ``*_names``: {id: name} maps."""
+    (id_, name, vm_state, task_state, power_state, host, project_id, group_id, image_id,
+     flavor_id, vcpus, memory_mb, root_gb, created_at, updated_at, launched_at, mac, ip,
+     fault) = row
+    return {
+        "id": id_,
+        "name": name,
+        "status": _STATUS(vm_state, task_state),
+        "vm_state": vm_state,
+        "task_state": task_state,
+        "power_state": power_state,
+        "host": host,
+        "project_id": project_id,
+        "server_group": group_id,
+        "image": {"id": image_id, "name": image_names.get(image_id)},
+        "flavor": {"id": flavor_id, "name": flavor_names.get(flavor_id),
+                   "vcpus": vcpus, "ram": memory_mb, "disk": root_gb},
+        "created_at": created_at.isoformat(timespec="seconds") + "Z" if created_at else None,
+        "updated_at": updated_at.isoformat(timespec="seconds") + "Z" if updated_at else None,
+        "launched_at": launched_at.isoformat(timespec="seconds") + "Z" if launched_at else None,
+        "addresses": [{"mac": mac, "ip": ip}] if mac else [],
+        "fault": {"message": fault} if fault else None,
     }
-    return body
+
+
+def vm(inst, image_names, flavor_names):
+    """A VM from anything with its fields as attributes (an ORM object) or
+    items (a dict, as ``db_api.instance_insert`` returns)."""
+    if isinstance(inst, dict):
+        row = tuple(inst[f] for f in VM_FIELDS)
+    else:
+        row = tuple(getattr(inst, f) for f in VM_FIELDS)
+    return vm_row(row, image_names, flavor_names)
+
+
+# One encoder, compact, without the circular-reference bookkeeping (views
+# are trees).
+ENCODER = json.JSONEncoder(separators=(",", ":"), check_circular=False)
+
+
+class VmListEncoder:
+    """JSON text of a list of VMs from their rows, remembering the text of
+    each VM by everything it is made of (the row's values and the image and
+    flavor names): a VM that did not change since the last list costs a
+    dictionary lookup instead of building and encoding its view, which was
+    three quarters of a GET of 1000 VMs. Exact by construction, so nothing
+    ever needs invalidating; stale entries are dropped wholesale when
+    ``max_entries`` is reached. Safe to share between threads."""
+
+    def __init__(self, max_entries=20000):
+        self.max_entries = max_entries
+        self._texts = {}
+
+    def encode(self, rows, image_names, flavor_names):
+        texts = self._texts
+        out = []
+        for row in rows:
+            row = tuple(row)
+            key = (row, image_names.get(row[VM_IMAGE_ID]), flavor_names.get(row[VM_FLAVOR_ID]))
+            text = texts.get(key)
+            if text is None:
+                text = ENCODER.encode(vm_row(row, image_names, flavor_names))
+                if len(texts) >= self.max_entries:
+                    texts.clear()
+                texts[key] = text
+            out.append(text)
+        return "[" + ",".join(out) + "]"
 
 
 def flavor(f):

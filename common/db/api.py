@@ -67,6 +67,13 @@ def image_get(s, name_or_id):
     return image
 
 
+def image_names(s):
+    """{image id: name} of every image, None as the name of deleted ones
+    (a VM keeps showing its image's id; the name goes with the image)."""
+    rows = s.connection().execute(sa.select(Image.id, Image.name, Image.deleted_at))
+    return {i: (None if deleted else name) for i, name, deleted in rows}
+
+
 def image_create(s, **values):
     image = Image(id=values.pop("id", None) or str(uuid.uuid4()), **values)
     s.add(image)
@@ -79,16 +86,32 @@ def image_create(s, **values):
 
 # -- instances ---------------------------------------------------------------
 
-def instance_create(s, **values):
+class MarkerNotFound(exception.Invalid):
+    msg_fmt = "Invalid request: marker %(marker)s not found."
+
+
+_INSERT_INSTANCE = sa.insert(Instance.__table__)  # built once
+
+
+def instance_insert(s, **values):
+    """Add a VM row with one INSERT (no ORM flush) and return all its values
+    as a dict, defaults included: what the API shows of a new VM."""
     now = utcnow()
-    inst = Instance(id=str(uuid.uuid4()), created_at=now, updated_at=now,
-                    power_state=states.NOSTATE, **values)
-    s.add(inst)
+    row = {"id": str(uuid.uuid4()), "created_at": now, "updated_at": now,
+           "power_state": states.NOSTATE, "host": None, "task_state": None, "fault": None,
+           "group_id": None, "sched_attempts": None, "mac_address": None, "ip_address": None,
+           "launched_at": None, "deleted_at": None, "user_id": None}
+    row.update(values)
     try:
-        s.flush()
+        s.connection().execute(_INSERT_INSTANCE, row)
     except exc.IntegrityError as e:
         raise exception.DuplicateName(kind="VM", name=values.get("name")) from e
-    return inst
+    return row
+
+
+def instance_create(s, **values):
+    """``instance_insert``, returning the ORM object (for daemons and tests)."""
+    return s.get(Instance, instance_insert(s, **values)["id"])
 
 
 def _live_instances():
@@ -114,6 +137,26 @@ def instance_get_by_ref(s, project_id, ref):
     if inst is None:
         raise exception.InstanceNotFound(instance=ref)
     return inst
+
+
+def instance_page(s, project_id, columns, limit, marker=None):
+    """Up to ``limit`` of a project's live VMs, oldest first, as plain tuples
+    of ``columns`` (Core rows: no ORM objects to build for a long list).
+    ``marker``: the id of the VM the previous page ended with; it may have
+    been deleted since. MarkerNotFound (400) if the project has no such VM."""
+    table = Instance.__table__
+    query = sa.select(*[table.c[name] for name in columns]).where(
+        table.c.project_id == project_id, table.c.deleted_at.is_(None))
+    if marker is not None:
+        after = s.connection().execute(
+            sa.select(table.c.created_at, table.c.id)
+            .where(table.c.id == marker, table.c.project_id == project_id)
+        ).first() if is_uuid(marker) else None
+        if after is None:
+            raise MarkerNotFound(marker=marker)
+        query = query.where(sa.tuple_(table.c.created_at, table.c.id) > sa.tuple_(*after))
+    return s.connection().execute(
+        query.order_by(table.c.created_at, table.c.id).limit(limit)).all()
 
 
 def instance_list(s, project_id=None, host=None):

@@ -41,6 +41,8 @@ def project_create(s, name, project_id=None):
         raise exception.DuplicateName(kind="project", name=name)
     project = Project(id=project_id or uuid.uuid4().hex, name=name, created_at=utcnow())
     s.add(project)
+    # The usage row exists from the start: creating a VM only updates it.
+    s.add(QuotaUsage(project_id=project.id, instances=0, cores=0, ram=0))
     s.flush()
     return project
 
@@ -127,21 +129,55 @@ def _ensure_usage_row(s, project_id):
               .on_conflict_do_nothing(index_elements=["project_id"]))
 
 
-def quota_reserve(s, project_id, limits, cores, ram):
+# The conditional UPDATE that reserves quota, in plain SQL (PostgreSQL and
+# SQLite): built once, it costs no statement construction per create. The
+# limits are the project's overrides over the defaults, read by the statement
+# itself (nothing cached to go stale, no extra round trip); below 0 means
+# unlimited. One aggregate row even when the project has no override.
+_RESERVE = sa.text("""
+UPDATE quota_usages
+SET instances = quota_usages.instances + 1, cores = quota_usages.cores + :cores,
+    ram = quota_usages.ram + :ram
+FROM (SELECT coalesce(max(CASE WHEN resource = 'instances' THEN hard_limit END),
+                      :default_instances) AS instances,
+             coalesce(max(CASE WHEN resource = 'cores' THEN hard_limit END),
+                      :default_cores) AS cores,
+             coalesce(max(CASE WHEN resource = 'ram' THEN hard_limit END),
+                      :default_ram) AS ram
+      FROM quota_limits WHERE project_id = :project_id) AS lim
+WHERE quota_usages.project_id = :project_id
+  AND (lim.instances < 0 OR quota_usages.instances + 1 <= lim.instances)
+  AND (lim.cores < 0 OR quota_usages.cores + :cores <= lim.cores)
+  AND (lim.ram < 0 OR quota_usages.ram + :ram <= lim.ram)
+""")
+
+
+def _reserve(s, project_id, defaults, cores, ram):
+    """The conditional UPDATE: True if it fit."""
+    result = s.connection().execute(_RESERVE, {
+        "project_id": project_id, "cores": cores, "ram": ram,
+        "default_instances": defaults["instances"], "default_cores": defaults["cores"],
+        "default_ram": defaults["ram"]})
+    return result.rowcount == 1
+
+
+def quota_reserve(s, project_id, defaults, cores, ram):
     """Count one more VM of ``cores`` vCPUs and ``ram`` MB against the
-    project, or raise QuotaExceeded naming what would be exceeded. A limit
-    below 0 means unlimited."""
-    _ensure_usage_row(s, project_id)
-    want = {"instances": 1, "cores": cores, "ram": ram}
-    cond = [QuotaUsage.project_id == project_id]
-    for resource, amount in want.items():
-        if limits[resource] >= 0:
-            cond.append(getattr(QuotaUsage, resource) + amount <= limits[resource])
-    result = s.execute(sa.update(QuotaUsage).where(*cond).values(
-        instances=QuotaUsage.instances + 1, cores=QuotaUsage.cores + cores,
-        ram=QuotaUsage.ram + ram).execution_options(synchronize_session=False))
-    if result.rowcount == 1:
+    project, or raise QuotaExceeded naming what would be exceeded.
+
+    One conditional UPDATE of the project's usage row: it takes the row lock
+    that serializes concurrent creates of the project, so callers make it the
+    last statement before COMMIT (the lock is then held for one round trip
+    and the commit, not for the whole transaction). The row is made with the
+    project; a project without one (older ones) gets it here, once."""
+    if _reserve(s, project_id, defaults, cores, ram):
         return
+    if s.get(QuotaUsage, project_id) is None:
+        _ensure_usage_row(s, project_id)
+        if _reserve(s, project_id, defaults, cores, ram):
+            return
+    want = {"instances": 1, "cores": cores, "ram": ram}
+    limits = quota_limits(s, project_id, defaults)
     used = quota_usage(s, project_id)
     for resource, amount in want.items():
         if 0 <= limits[resource] < used[resource] + amount:

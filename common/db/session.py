@@ -6,6 +6,7 @@ Callers hold an ``Database`` (injected into services) and do their work in
 """
 import contextlib
 import logging
+import select
 
 import sqlalchemy as sa
 from sqlalchemy import event, exc, orm
@@ -13,6 +14,29 @@ from sqlalchemy import event, exc, orm
 from common import exception
 
 LOG = logging.getLogger(__name__)
+
+
+# Recycle connections older than this at checkout (e.g. against idle timeouts
+# of something between us and the server that would cut them silently).
+POOL_RECYCLE_SECONDS = 3600
+
+
+def _dead_at_checkout(dbapi_conn, _record, _proxy):
+    """A pooled connection the server has closed, found without a round trip.
+
+    An idle connection has nothing to read; one whose server went away
+    (restart, shutdown, idle-session timeout) has its FATAL message or EOF
+    waiting on the socket. Raising DisconnectionError makes the pool drop it
+    and check out a fresh one (SQLAlchemy's "pessimistic" handling without
+    pool_pre_ping's SELECT 1 on every checkout)."""
+    try:
+        fd = dbapi_conn.fileno()
+    except Exception as e:  # psycopg2: "connection already closed"
+        raise exc.DisconnectionError("connection closed") from e
+    poller = select.poll()
+    poller.register(fd, select.POLLIN | select.POLLERR | select.POLLHUP)
+    if poller.poll(0):
+        raise exc.DisconnectionError("the server closed the connection")
 
 
 def _sqlite_pragmas(dbapi_conn, _record):
@@ -33,9 +57,15 @@ class Database:
         if url.startswith("sqlite"):
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": 10}
         else:
-            # pre_ping: a restarted PostgreSQL leaves dead pooled connections.
-            kwargs.update(pool_pre_ping=True, pool_size=pool_size, max_overflow=pool_size)
+            kwargs.update(pool_size=pool_size, max_overflow=pool_size,
+                          pool_recycle=POOL_RECYCLE_SECONDS)
         self.engine = sa.create_engine(url, **kwargs)
+        if not url.startswith("sqlite"):
+            # A restarted PostgreSQL leaves dead pooled connections: found at
+            # checkout by a look at the socket. One that dies while in use
+            # fails its statement (503 below); SQLAlchemy then invalidates the
+            # whole pool, so the next request reconnects.
+            event.listen(self.engine, "checkout", _dead_at_checkout)
         if url.startswith("sqlite"):
             event.listen(self.engine, "connect", _sqlite_pragmas)
             # The embedded DB is for trying things: one writer at a time, with

@@ -1,4 +1,6 @@
-from flask import Blueprint, current_app, g, jsonify
+import urllib.parse
+
+from flask import Blueprint, current_app, g, jsonify, request
 
 from common.db import api as db_api
 from common import exception
@@ -36,6 +38,22 @@ ACTION_SCHEMA = {
     "maxProperties": 1,
 }
 ACTIONS = tuple(ACTION_ARGS)
+# GET /v1/vms?limit=N&marker=<id>: pages as in Nova.
+LIST_PARAMS = {
+    "type": "object",
+    "properties": {
+        "limit": {"type": "integer", "minimum": 1, "maximum": 2 ** 31 - 1,
+                  "description": "At most this many VMs (and never more than the "
+                                 "[api] max_limit option); a 'next' link in vms_links "
+                                 "when more remain."},
+        "marker": {"type": "string", "minLength": 1, "maxLength": 255,
+                   "pattern": validation.REF_PATTERN,
+                   "description": "Id of the last VM of the previous page (any of the "
+                                  "project's VMs, also one deleted since); the page "
+                                  "starts after it. 400 if there is no such VM."},
+    },
+    "additionalProperties": True,
+}
 # GET /v1/vms/<ref>/console?lines=N
 CONSOLE_PARAMS = {
     "type": "object",
@@ -45,41 +63,74 @@ CONSOLE_PARAMS = {
 }
 
 
+def _ext():
+    return current_app.extensions["mininova"]
+
+
 def _compute_api():
-    return current_app.extensions["mininova"]["compute_api"]
+    return _ext()["compute_api"]
 
 
-def _lookup_tables():
-    """Image and flavor names for a list of VMs: two queries, not one per VM."""
-    with current_app.extensions["mininova"]["db"].transaction() as s:
-        images = {i.id: i for i in db_api.image_list(s)}
-        flavors = {f.id: f for f in db_api.flavor_list(s)}
-    return images, flavors
+def _lookups():
+    return _ext()["compute_api"].lookups
+
+
+_VM_LIST = views.VmListEncoder()
+
+
+def _response(text, status=200):
+    return current_app.response_class(text + "\n", status=status, mimetype="application/json")
+
+
+def _json_response(body, status=200):
+    return _response(views.ENCODER.encode(body), status)
+
+
+def _vm_body(vm):
+    """{"vm": ...} of an ORM object or a dict of its fields."""
+    lookups = _lookups()
+    image_id, flavor_id = ((vm["image_id"], vm["flavor_id"]) if isinstance(vm, dict)
+                           else (vm.image_id, vm.flavor_id))
+    return {"vm": views.vm(vm, lookups.image_names((image_id,)),
+                           lookups.flavor_names((flavor_id,)))}
 
 
 @bp.post("")
 def create():
     body = validation.json_body(CREATE_SCHEMA)
-    inst, image, flavor = _compute_api().create(g.context, body["name"], body["image"],
-                                                body["flavor"], group_ref=body.get("group"))
-    response = jsonify({"vm": views.vm(inst, {image.id: image}, {flavor.id: flavor})})
-    response.status_code = 202
-    response.headers["Location"] = "/v1/vms/%s" % inst.id
+    vm = _compute_api().create(g.context, body["name"], body["image"], body["flavor"],
+                               group_ref=body.get("group"))
+    response = _json_response(_vm_body(vm), 202)
+    response.headers["Location"] = "/v1/vms/%s" % vm["id"]
     return response
+
+
+def _next_link(last_id):
+    query = {k: v for k, v in request.args.items() if k != "marker"}
+    query["marker"] = last_id
+    return request.url_root + "v1/vms?" + urllib.parse.urlencode(query)
 
 
 @bp.get("")
 def index():
-    instances = _compute_api().list(g.context)
-    images, flavors = _lookup_tables()
-    return jsonify({"vms": [views.vm(i, images, flavors) for i in instances]})
+    params = validation.query_params(LIST_PARAMS)
+    max_limit = _ext()["conf"].api.max_limit
+    limit = min(params.get("limit", max_limit), max_limit)
+    rows, more = _compute_api().list(g.context, views.VM_FIELDS, limit, params.get("marker"))
+    lookups = _lookups()
+    images = lookups.image_names({r[views.VM_IMAGE_ID] for r in rows})
+    flavors = lookups.flavor_names({r[views.VM_FLAVOR_ID] for r in rows})
+    text = '{"vms":' + _VM_LIST.encode(rows, images, flavors)
+    if more:
+        # As Nova: where the next page starts, while more remain.
+        text += ',"vms_links":' + views.ENCODER.encode(
+            [{"rel": "next", "href": _next_link(rows[-1][views.VM_ID])}])
+    return _response(text + "}")
 
 
 @bp.get("/<ref>")
 def show(ref):
-    inst = _compute_api().get(g.context, ref)
-    images, flavors = _lookup_tables()
-    return jsonify({"vm": views.vm(inst, images, flavors)})
+    return _json_response(_vm_body(_compute_api().get(g.context, ref)))
 
 
 @bp.delete("/<ref>")

@@ -219,3 +219,71 @@ def test_action_timeline_of_create_and_delete(stack):
         "actions"] if a["result"]], 10, what="both actions finished")
     assert {a["request_id"] for a in actions} >= {request_id, delete_id}
     assert actions[0]["action"] == "delete"  # newest first; readable after the delete
+
+
+def test_quota_burst_and_paging_on_postgresql(stack):
+    """20 concurrent creates against a limit of 5 on PostgreSQL: exactly 5
+    pass (the usage row's lock, taken last in each create, serializes them);
+    the 5 then page through ?limit=2 in order, following the next links."""
+    headers = {"X-Auth-Token": stack.token("burst5")}
+    stack.manage("quota", "set", "burst5", "--instances", "5")
+    with concurrent.futures.ThreadPoolExecutor(20) as pool:
+        responses = list(pool.map(lambda i: stack.post(
+            "/v1/vms", {"name": "q%02d" % i, "image": "blank", "flavor": "m1.tiny"},
+            headers=headers), range(20)))
+    codes = sorted(r.status_code for r in responses)
+    assert codes == [202] * 5 + [403] * 15, [r.text for r in responses if r.status_code >= 500]
+    created = [r.json()["vm"]["id"] for r in responses if r.status_code == 202]
+    project_id = next(r.json()["vm"]["project_id"] for r in responses if r.status_code == 202)
+    assert all("Quota exceeded for instances" in r.json()["error"]["message"]
+               for r in responses if r.status_code == 403)
+
+    everything = stack.get("/v1/vms", headers=headers).json()
+    assert "vms_links" not in everything
+    pages, url = [], stack.url + "/v1/vms?limit=2"
+    while url:
+        body = stack.http.get(url, headers=headers, timeout=10).json()
+        pages.append([vm["id"] for vm in body["vms"]])
+        url = body["vms_links"][0]["href"] if "vms_links" in body else None
+    assert [len(p) for p in pages] == [2, 2, 1]
+    assert sum(pages, []) == [vm["id"] for vm in everything["vms"]]
+    assert sorted(sum(pages, [])) == sorted(created)
+    r = stack.get("/v1/vms?marker=" + "0" * 8 + "-0000-4000-8000-" + "0" * 12, headers=headers)
+    assert r.status_code == 400 and "marker" in r.json()["error"]["message"]
+
+    for vm_id in created:
+        assert stack.delete("/v1/vms/" + vm_id, headers=headers).status_code == 202
+    for vm_id in created:
+        wait_for(lambda: stack.get("/v1/vms/" + vm_id, headers=headers).status_code == 404,
+                 60, what="VM %s gone" % vm_id)
+    quota = stack.get("/v1/quotas/" + project_id, headers=headers).json()["quota"]
+    assert quota["usage"] == {"instances": 0, "cores": 0, "ram": 0}
+
+
+def test_daemons_reconnect_when_their_db_connections_are_cut(stack):
+    """Every pooled DB connection of the daemons killed by the server (as a
+    PostgreSQL restart does): the next requests find them dead at checkout
+    (no SELECT 1 per checkout any more) and answer from fresh ones; a VM
+    created right after is built as usual."""
+    assert stack.get("/v1/vms").status_code == 200  # the API has pooled connections
+    engine = _db(stack)
+    with engine.connect() as c:
+        killed = c.execute(sa.text(
+            "SELECT array_agg(pid) FROM pg_stat_activity "
+            "WHERE datname = :db AND pid <> pg_backend_pid()"), {"db": stack.db_name}).scalar()
+        assert killed
+        c.execute(sa.text("SELECT pg_terminate_backend(p) FROM unnest(:pids) AS p"),
+                  {"pids": killed})
+
+    def all_exited():  # pg_terminate_backend only signals
+        with engine.connect() as c:
+            return not c.execute(sa.text("SELECT count(*) FROM pg_stat_activity "
+                                         "WHERE pid = ANY(:pids)"), {"pids": killed}).scalar()
+    wait_for(all_exited, 10, what="the terminated backends to exit")
+    for _ in range(3):
+        r = stack.get("/v1/vms")
+        assert r.status_code == 200, r.text
+    vm = _create(stack, "after-cut").json()["vm"]
+    stack.wait_status(vm["id"], "ACTIVE", timeout=60)
+    assert stack.delete("/v1/vms/" + vm["id"]).status_code == 202
+    stack.wait_gone(vm["id"])
