@@ -95,7 +95,7 @@ fi
 if [[ -n $NETWORK ]]; then
     MININOVA_LIBVIRT_URI=$URI MININOVA_NET_NAME=$NETWORK bash "$DEPLOY/setup-network.sh" >/dev/null
 fi
-VENV=$VENV MININOVA_VENV_EXTRAS='' bash "$DEPLOY/setup-venv.sh" >&2
+setup_venv
 
 # Fail early, and say where, when the controller is out of reach.
 port_open() { timeout 5 bash -c 'exec 3<>"/dev/tcp/$1/$2"' _ "$1" "$2" 2>/dev/null; }

@@ -89,7 +89,7 @@ MININOVA_VHOST=$VHOST MININOVA_RABBIT_MANAGEMENT=$MGMT \
     bash "$DEPLOY/start-controller-services.sh" >&2
 # shellcheck disable=SC1090
 . "$CREDS"   # RABBIT_USER RABBIT_PASSWORD DB_USER DB_PASSWORD
-VENV=$VENV MININOVA_VENV_EXTRAS='' bash "$DEPLOY/setup-venv.sh" >&2
+setup_venv
 
 port_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
 port_open "$ADDRESS" 5672 ||

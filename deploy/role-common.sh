@@ -60,6 +60,20 @@ transport_url() {  # USER PASSWORD HOST PORT VHOST
     echo "rabbit://$(urlencode "$1"):$(urlencode "$2")@$3:$4$path"
 }
 
+# The venv: created, or updated by setup-venv.sh, from this checkout. A venv
+# that runs mininova from another checkout (e.g. a developer's, shared) is left
+# alone: re-installing would point it at this one.
+setup_venv() {
+    local src
+    if [[ -x $VENV/bin/python ]] &&
+       src=$("$VENV/bin/python" -I -c 'import common, os; print(os.path.dirname(os.path.dirname(os.path.realpath(common.__file__))))' 2>/dev/null) &&
+       [[ $src != "$(realpath "$REPO")" ]]; then
+        log "the venv $VENV runs mininova from $src, not from $REPO: left as it is"
+        return 0
+    fi
+    VENV=$VENV MININOVA_VENV_EXTRAS='' bash "$DEPLOY/setup-venv.sh" >&2
+}
+
 # --- the daemons ----------------------------------------------------------------
 # The units in deploy/systemd/ name the default paths; rendered with this
 # host's venv and config before they are installed.

@@ -8,7 +8,8 @@ RabbitMQ listens on 127.0.0.1 only here, so sim-host.sh's forwarder makes it
 reachable at that address, as a controller's RabbitMQ would be on a real network.
 
 The controller gets a private database, vhost, RabbitMQ user and API port
-(the machine's RabbitMQ/PostgreSQL are shared), all dropped afterwards. apt is
+(the machine's RabbitMQ/PostgreSQL are shared), all dropped afterwards; the
+management plugin is enabled online if it is not yet (no broker restart). apt is
 not skipped: on a prepared host the package steps make no apt call.
 Also here: the Vagrantfile's syntax (ruby -c) and that it runs only these
 scripts with options they accept; the systemd units (systemd-analyze verify).
@@ -91,9 +92,7 @@ class Lab:
                 "--credentials", self.credentials, "--state-dir", self.controller_state,
                 "--api-port", str(self.api_port), "--db-name", self.db, "--vhost", self.vhost,
                 "--rabbit-user", self.rabbit_user, "--host", "ctl-" + self.tag, "--venv", VENV,
-                "--image", "blank=" + self.image,
-                # the machine's broker is shared: its plugins are left alone
-                "--no-rabbit-management"]
+                "--image", "blank=" + self.image]
 
     def compute_state(self, sim):
         return os.path.join(self.workdir, sim.name)
@@ -180,6 +179,11 @@ def test_controller_and_two_computes_up(lab):
     assert "mininova" in lab.sims[0].virsh("net-list", "--name").stdout
     # compute.env is for root only: it holds the RabbitMQ password and a token.
     assert os.stat(lab.compute_env).st_mode & 0o077 == 0
+    # RabbitMQ's management UI takes mininova's own RabbitMQ login.
+    creds = dict(line.split("=", 1) for line in open(lab.credentials).read().split())
+    r = requests.get("http://127.0.0.1:15672/api/whoami", timeout=10,
+                     auth=(creds["RABBIT_USER"], creds["RABBIT_PASSWORD"]))
+    assert r.status_code == 200 and "management" in r.json()["tags"], r.text
 
 
 def test_second_runs_change_nothing(lab):
