@@ -241,8 +241,11 @@ class Bench:
             if self.floor is not None:
                 self.floor.close()
             if self._poll_conn is not None:
-                self._poll_conn.driver_connection.autocommit = False
-                self._poll_conn.close()
+                try:
+                    self._poll_conn.driver_connection.autocommit = False
+                    self._poll_conn.close()
+                except Exception as exc:  # PostgreSQL restarted under the run:
+                    log("closing the DB poll connection: %s", exc)  # stop the rest anyway
             stack.stop()
             if self.engine is not None:
                 self.engine.dispose()
