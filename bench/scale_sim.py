@@ -46,6 +46,33 @@ def cpu_seconds(procs):
     return result
 
 
+def _proc_cpu(pid, ticks):
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / ticks
+
+
+def service_cpu_seconds(db_name):
+    """CPU seconds used so far by the PostgreSQL backends of ``db_name``
+    ({pid: s}, per backend: they come and go) and by RabbitMQ (beam.smp,
+    shared with whatever else uses the broker: host-wide)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    backends, rabbit = {}, 0.0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open("/proc/%s/cmdline" % entry, "rb") as f:
+                cmdline = f.read().replace(b"\0", b" ")
+            if cmdline.startswith(b"postgres: ") and (" %s " % db_name).encode() in cmdline:
+                backends[int(entry)] = _proc_cpu(int(entry), ticks)
+            elif b"beam.smp" in cmdline and b"rabbit" in cmdline:
+                rabbit += _proc_cpu(int(entry), ticks)
+        except OSError:
+            continue
+    return backends, rabbit
+
+
 def run(hosts, vms, schedulers, workdir, threads, observer=None):
     """``observer`` (optional): burst_started(stack) and burst_settled(stack)
     are called around the burst (bench.run profiles the daemons there)."""
@@ -79,6 +106,7 @@ def run(hosts, vms, schedulers, workdir, threads, observer=None):
 
         engine = sa.create_engine("postgresql+psycopg2://postgres@127.0.0.1/" + stack.db_name)
         cpu_before = cpu_seconds(stack.procs)
+        pg_before, rabbit_before = service_cpu_seconds(stack.db_name)
         if observer is not None:
             observer.burst_started(stack)
         burst_start = time.monotonic()
@@ -98,6 +126,7 @@ def run(hosts, vms, schedulers, workdir, threads, observer=None):
             return rows if rows.get("building", 0) == 0 else None
         states = wait_for(settled, 600, interval=0.2, what="every VM ACTIVE or ERROR")
         wall = time.monotonic() - burst_start
+        pg_after, rabbit_after = service_cpu_seconds(stack.db_name)
         if observer is not None:
             observer.burst_settled(stack)
 
@@ -137,7 +166,12 @@ def run(hosts, vms, schedulers, workdir, threads, observer=None):
             # CPU seconds each kind of daemon spent from the burst to the end
             "cpu_s": {"api": round(cpu.get("api", 0), 2),
                       "schedulers": round(sum(v for k, v in cpu.items() if k.startswith("sched")), 2),
-                      "computes": round(sum(v for k, v in cpu.items() if k.startswith("compute")), 2)},
+                      "computes": round(sum(v for k, v in cpu.items() if k.startswith("compute")), 2),
+                      # backends of the sim's database (ended ones are missed)
+                      "postgres": round(sum(v - pg_before.get(pid, 0.0)
+                                            for pid, v in pg_after.items()), 2),
+                      # the broker is shared with anything else running: host-wide
+                      "rabbitmq_host_wide": round(rabbit_after - rabbit_before, 2)},
         }
         return result
     finally:

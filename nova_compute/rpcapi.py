@@ -12,20 +12,28 @@ class ComputeAPI:
     def __init__(self, transport, timeout=30):
         self.client = rpc.RPCClient(transport, rpc.Target(TOPIC, version=_BASE_VERSION),
                                     timeout=timeout)
+        self._hosts = {}  # (host, version) -> prepared client: casts are per VM
+
+    def _host_client(self, host, version=_BASE_VERSION):
+        client = self._hosts.get((host, version))
+        if client is None:
+            client = self._hosts[(host, version)] = self.client.prepare(server=host,
+                                                                        version=version)
+        return client
 
     def build_instance(self, ctxt, host, instance, image, action_id=None):
         """``action_id``: the create's action, for the build's report."""
         if action_id is None:
             self._cast(ctxt, host, "build_instance", instance=instance, image=image)
         else:
-            self.client.prepare(server=host, version="1.1").cast(
-                ctxt, "build_instance", instance=instance, image=image, action_id=action_id)
+            self._host_client(host, "1.1").cast(ctxt, "build_instance", instance=instance,
+                                                image=image, action_id=action_id)
 
     def terminate_instance(self, ctxt, host, instance_id):
         self._cast(ctxt, host, "terminate_instance", instance_id=instance_id)
 
     def _cast(self, ctxt, host, method, **kwargs):
-        self.client.prepare(server=host).cast(ctxt, method, **kwargs)
+        self._host_client(host).cast(ctxt, method, **kwargs)
 
     def stop_instance(self, ctxt, host, instance_id):
         self._cast(ctxt, host, "stop_instance", instance_id=instance_id)

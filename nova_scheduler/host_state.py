@@ -61,17 +61,25 @@ class HostStates:
         self._snapshot = None
         self._reservations = []
 
-    def refresh_if_needed(self, requested_at=None):
-        """Read the hosts again if the snapshot is too old, marked stale, or
-        older than ``requested_at`` (the VM's created_at). Outside the lock."""
+    def needs_refresh(self, requested_at=None):
+        """True if the snapshot is too old, marked stale, or older than
+        ``requested_at`` (the VM's created_at)."""
         snap = self._snapshot
-        if (snap is not None and not snap.stale
-                and time.monotonic() - snap.read_start < self.max_age
-                and (requested_at is None or snap.read_wall > requested_at)):
+        return (snap is None or snap.stale
+                or time.monotonic() - snap.read_start >= self.max_age
+                or (requested_at is not None and snap.read_wall <= requested_at))
+
+    def refresh_if_needed(self, requested_at=None, session=None):
+        """Read the hosts again if ``needs_refresh``, in ``session`` if
+        given (saves a transaction). Outside the lock."""
+        if not self.needs_refresh(requested_at):
             return
         read_wall, read_start = utcnow(), time.monotonic()
-        with self.db.transaction() as s:
-            rows = db_scheduling.host_rows(s)
+        if session is not None:
+            rows = db_scheduling.host_rows(session)
+        else:
+            with self.db.transaction() as s:
+                rows = db_scheduling.host_rows(s)
         fresh = _Snapshot(rows, read_wall, read_start, time.monotonic())
         with self.lock:
             current = self._snapshot

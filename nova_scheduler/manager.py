@@ -65,6 +65,7 @@ class SchedulerManager:
                 LOG.info("VM %s is %s/%s; not scheduling", instance_id, inst.vm_state, inst.task_state)
                 return
             spec = self._request_spec(s, inst)
+            self.host_states.refresh_if_needed(inst.created_at, session=s)
         host = self._place(ctxt, instance_id, spec, action_id, inst.created_at)
         if host is not None:
             instance = payloads.instance(inst)

@@ -19,26 +19,27 @@ class SchedulerAPI:
     def __init__(self, transport, timeout=30):
         self.client = rpc.RPCClient(
             transport, rpc.Target(SCHEDULER_TOPIC, version=_BASE_VERSION), timeout=timeout)
+        self._client_1_1 = self.client.prepare(version="1.1")
 
     def schedule_instance(self, ctxt, instance_id, action_id=None):
         """``action_id``: the id of the create's action, if the caller has it."""
         if action_id is None:
             self.client.cast(ctxt, "schedule_instance", instance_id=instance_id)
         else:
-            self.client.prepare(version="1.1").cast(ctxt, "schedule_instance",
-                                                    instance_id=instance_id, action_id=action_id)
+            self._client_1_1.cast(ctxt, "schedule_instance", instance_id=instance_id,
+                                  action_id=action_id)
 
 
 class ConductorAPI:
     def __init__(self, transport, timeout=30):
         self.client = rpc.RPCClient(
             transport, rpc.Target(CONDUCTOR_TOPIC, version=_BASE_VERSION), timeout=timeout)
+        self._client_1_1 = self.client.prepare(version="1.1")
 
     def _call(self, ctxt, method, action_id, **kwargs):
         if action_id is None:
             return self.client.call(ctxt, method, **kwargs)
-        return self.client.prepare(version="1.1").call(ctxt, method, action_id=action_id,
-                                                       **kwargs)
+        return self._client_1_1.call(ctxt, method, action_id=action_id, **kwargs)
 
     def service_heartbeat(self, ctxt, host, binary, resources):
         self.client.cast(ctxt, "service_heartbeat", host=host, binary=binary,
