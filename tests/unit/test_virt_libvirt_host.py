@@ -65,6 +65,17 @@ def test_threads_borrow_their_own_and_share_the_main_one_beyond_the_pool(make_ho
     assert host._lent == 0 and len(host._idle) == 2
 
 
+def test_fill_pool_opens_them_all_up_front(make_host):
+    host = make_host(pool_size=3)
+    host.fill_pool()
+    opened = list(host._idle)
+    assert len(opened) == 3 and all(c.isAlive() == 1 for c in opened)
+    with host.borrowed_connection() as conn:
+        assert any(conn is c for c in opened)
+        host.fill_pool()                              # counts the lent one too
+        assert len(host._idle) == 2
+
+
 def test_pool_off_lends_the_main_connection(make_host):
     host = make_host(pool_size=0)
     with host.borrowed_connection() as conn:

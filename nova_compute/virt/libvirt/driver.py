@@ -131,6 +131,7 @@ class LibvirtDriver(power.PowerOpsMixin, driver.ComputeDriver):
         os.makedirs(self.instances_path, exist_ok=True)
         self._host = vhost.Host(self.uri, self._lifecycle_callback, pool_size=self._pool_size)
         self._host.get_connection()  # fail at start-up, not at the first build
+        self._host.fill_pool()
         self.virt_type = self._detect_virt_type()
         # cache='none' needs O_DIRECT; tmpfs and some others lack it.
         if not imagebackend.supports_direct_io(self.instances_path):

@@ -8,8 +8,8 @@ serves at most ``max_client_requests`` (5) calls of one connection at a time:
 behind each other's ``create``. So a thread doing a sequence of calls (a
 build, a power action) borrows a connection of its own for it
 (``with host.borrowed_connection():``, during which ``get_connection()`` in
-that thread returns it) from a small pool, up to ``pool_size`` connections;
-when all are lent it shares the main one as before.
+that thread returns it) from a pool of ``pool_size`` connections, opened at
+start-up; when all are lent it shares the main one as before.
 
 libvirt's default event loop runs in a daemon thread: it drives keepalive
 (which notices a hung or restarted libvirtd) and domain events. A lifecycle
@@ -153,6 +153,17 @@ class Host:
         finally:
             self._borrowed.conn = None
             self._give_back(conn)
+
+    def fill_pool(self):
+        """Open the pool's connections now (at start-up): opened during a
+        burst, each would wait for a libvirtd worker busy starting domains."""
+        while True:
+            with self._lock:
+                if len(self._idle) + self._lent >= self.pool_size:
+                    return
+            conn = self._open(main=False)
+            with self._lock:
+                self._idle.append(conn)
 
     def _borrow(self):
         """A live pooled connection, or None (pool off or all lent)."""
