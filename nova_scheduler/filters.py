@@ -55,12 +55,14 @@ class ComputeFilter:
     """Service up (recent heartbeat) and enabled."""
 
     def __init__(self, conf):
-        self.down_after = datetime.timedelta(seconds=conf.scheduler.service_down_time)
+        # Heartbeats older than this are down (one clock read per placement).
+        self.oldest_alive = utcnow() - datetime.timedelta(
+            seconds=conf.scheduler.service_down_time)
 
     def host_passes(self, host, spec):
         if host.disabled:
             return False, "disabled"
-        if host.last_heartbeat is None or utcnow() - host.last_heartbeat > self.down_after:
+        if host.last_heartbeat is None or host.last_heartbeat < self.oldest_alive:
             return False, "down"
         return True, None
 
@@ -175,13 +177,11 @@ def weigh_hosts(conf, hosts):
     from config, and summed, as in Nova: positive multipliers spread VMs over
     hosts, negative ones pack them. Ties go by host name, for determinism."""
     sch = conf.scheduler
+    ram, cpu, disk = sch.ram_allocation_ratio, sch.cpu_allocation_ratio, sch.disk_allocation_ratio
     weighers = (
-        (sch.ram_weight_multiplier,
-         lambda h: h.free(h.memory_mb, h.memory_mb_used, sch.ram_allocation_ratio)),
-        (sch.cpu_weight_multiplier,
-         lambda h: h.free(h.vcpus, h.vcpus_used, sch.cpu_allocation_ratio)),
-        (sch.disk_weight_multiplier,
-         lambda h: h.free(h.local_gb, h.local_gb_used, sch.disk_allocation_ratio)),
+        (sch.ram_weight_multiplier, lambda h: h.free(h.memory_mb, h.memory_mb_used, ram)),
+        (sch.cpu_weight_multiplier, lambda h: h.free(h.vcpus, h.vcpus_used, cpu)),
+        (sch.disk_weight_multiplier, lambda h: h.free(h.local_gb, h.local_gb_used, disk)),
     )
     totals = {h.host: 0.0 for h in hosts}
     for multiplier, raw in weighers:

@@ -276,3 +276,31 @@ def test_burst_in_one_process_spreads_and_stops_at_capacity(conf, db, recorder):
     assert sum(1 for i in placed if i.vm_state == states.ERROR) == 2
     with db.transaction() as s:
         assert all(n.memory_mb_used == 1536 for _, n in db_api.compute_hosts(s))
+
+
+def test_host_states_count_each_claim_once(db):
+    """A reservation shows on top of a snapshot that cannot contain it, not
+    on one read after its commit (no double count), and a cancelled one
+    gives its room back."""
+    from nova_scheduler.host_state import HostStates
+    add_host(db, "h1")
+    states_ = HostStates(db)
+    states_.refresh_if_needed()
+
+    def used():
+        with states_.lock:
+            return {h.host: h.memory_mb_used for h in states_.hosts()}
+    with states_.lock:
+        kept = states_.reserve("h1", 1, 128, 1)
+        dropped = states_.reserve("h1", 1, 256, 1)
+    assert used() == {"h1": 384}
+    dropped.cancel()
+    assert used() == {"h1": 128}
+    with db.transaction() as s:  # the claim of ``kept``, as the scheduler makes it
+        assert db_api.claim(s, "vm-kept", "h1", 1, 128, 1, RATIOS)
+        kept.committing()
+    kept.committed()
+    assert used() == {"h1": 128}  # the old snapshot, plus the claim
+    states_.mark_stale()
+    states_.refresh_if_needed()
+    assert used() == {"h1": 128}  # the new snapshot has it; not added again
