@@ -26,6 +26,7 @@ import threading
 import time
 import uuid
 
+import amqp
 import kombu
 
 from common import exception
@@ -156,7 +157,7 @@ class _Publisher:
     def __init__(self, transport):
         self._transport = transport
         self._lock = threading.Lock()
-        self._conn = self._channel = self._producer = None
+        self._conn = self._channel = None
         self._declared = set()
 
     def publish(self, body, exchange, routing_key, declare=None, **properties):
@@ -194,18 +195,25 @@ class _Publisher:
             self._conn = self._transport.connect(
                 consumer=False, timeout=min(self._transport.connect_timeout, remaining()))
             self._channel = self._conn.channel()
-            self._producer = kombu.Producer(self._channel, auto_declare=False)
             self._declared = set()
         if declare is not None and declare not in self._declared:
             declare_queue(self._channel, declare)
             self._declared.add(declare)
-        self._producer.publish(body, exchange=exchange, routing_key=routing_key,
+        # py-amqp directly: kombu's Producer adds nothing we use here but
+        # about half the CPU of a publish. The channel is in confirm mode
+        # (confirm_publish), so this returns once the broker has the message.
+        headers = properties.pop("headers", None)
+        if headers:
+            properties["application_headers"] = headers
+        message = amqp.Message(body.encode("utf-8") if isinstance(body, str) else body,
                                content_type=protocol.CONTENT_TYPE, content_encoding="utf-8",
-                               retry=False, confirm_timeout=remaining(), **properties)
+                               **properties)
+        self._channel.basic_publish(message, exchange=exchange, routing_key=routing_key,
+                                    confirm_timeout=remaining())
 
     def _close_locked(self):
         conn, self._conn = self._conn, None
-        self._channel = self._producer = None
+        self._channel = None
         if conn is not None:
             try:
                 conn.collect()  # drop the socket without a close handshake that may hang
@@ -215,7 +223,7 @@ class _Publisher:
     def close(self):
         with self._lock:
             conn, self._conn = self._conn, None
-            self._channel = self._producer = None
+            self._channel = None
         if conn is not None:
             try:
                 conn.release()
