@@ -51,7 +51,8 @@ class ComputeAPI:
                 vm_state=states.BUILDING, task_state=states.SCHEDULING,
                 mac_address=random_mac(), group_id=group.id if group else None)
             # In the same transaction: a create costs one commit, not three.
-            self._action_accepted(s, ctxt, vm["id"], "create", "stored; cast to the scheduler")
+            action_id = self._action_accepted(s, ctxt, vm["id"], "create",
+                                              "stored; cast to the scheduler")
             # Quota and row in one transaction: a burst cannot overshoot. Last
             # before the commit: the UPDATE locks the project's usage row,
             # which every create of the project waits for.
@@ -59,7 +60,8 @@ class ComputeAPI:
                                   flavor.vcpus, flavor.memory_mb)
         LOG.info("VM %s (%s) accepted, scheduling", vm["id"], name)
         try:
-            self.scheduler_rpcapi.schedule_instance(ctxt, vm["id"])
+            # The action id travels with the build: nobody looks it up again.
+            self.scheduler_rpcapi.schedule_instance(ctxt, vm["id"], action_id=action_id)
         except exception.ServiceUnavailable as e:
             # Nothing may be left behind: the row goes, the user gets the 503.
             with self.db.transaction() as s:
@@ -69,7 +71,7 @@ class ComputeAPI:
         return vm
 
     def _action_accepted(self, s, ctxt, instance_id, action, details):
-        actions.action_begin(s, instance_id, ctxt.request_id, action, ctxt.project_id,
+        return actions.action_begin(s, instance_id, ctxt.request_id, action, ctxt.project_id,
                              ctxt.user_id, "accepted", self.host, details)
 
     def action(self, ctxt, ref, name, hard=False):

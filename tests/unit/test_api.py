@@ -33,7 +33,9 @@ def test_create_casts_to_scheduler(api):
     vm = r.get_json()["vm"]
     assert vm["status"] == "BUILD" and vm["task_state"] == "scheduling"
     assert r.headers["Location"] == "/v1/vms/" + vm["id"]
-    assert api.scheduler.calls == [("schedule_instance", (vm["id"],), {})]
+    [(method, args, kwargs)] = api.scheduler.calls
+    assert (method, args) == ("schedule_instance", (vm["id"],))
+    assert isinstance(kwargs["action_id"], int)  # the create's action travels along
     assert vm["flavor"] == {"id": "1", "name": "m1.tiny", "vcpus": 1, "ram": 128, "disk": 1}
     assert vm["image"]["name"] == "blank"
 
