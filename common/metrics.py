@@ -66,17 +66,18 @@ RPC_CAST_RETRIES = Counter(
 
 # -- builds and scheduling ----------------------------------------------------
 
-BUILD_OUTCOMES = ("success", "error", "rescheduled")
+BUILD_OUTCOMES = ("success", "error", "rescheduled", "timed_out")
 BUILDS = Counter(
-    "mininova_builds", "Builds reported by compute hosts, by outcome: success, error "
-    "(the VM went to ERROR) or rescheduled (another host is tried).",
+    "mininova_builds", "Builds by outcome: success, error (the VM went to ERROR), "
+    "rescheduled (another host is tried) or timed_out (the scheduler's watchdog ended a "
+    "build nobody finished within [compute] build_timeout).",
     ["outcome"], registry=REGISTRY)
 BUILD_DURATION = Histogram(
     "mininova_build_duration_seconds",
     "Time a compute host spent on a build, from its first step (image fetch) to its last "
     "(guest running, or the failure), by outcome.",
     ["outcome"], registry=REGISTRY,
-    buckets=(1, 2, 5, 10, 15, 20, 30, 45, 60, 90, 120, 180, 300, 600))
+    buckets=(.25, .5, 1, 2, 5, 10, 15, 20, 30, 45, 60, 90, 120, 180, 300, 600))
 SCHEDULING_FAILURES = Counter(
     "mininova_scheduling_failures",
     "VMs the scheduler could not place, by reason: the filter that removed the last "
@@ -159,7 +160,8 @@ def build_duration(events):
 
 @_safely
 def build_finished(outcome, events=()):
-    """A compute host reported a build: ``outcome`` one of BUILD_OUTCOMES."""
+    """A build ended: ``outcome`` one of BUILD_OUTCOMES; ``events`` its steps
+    (for the duration; none for a timed-out build)."""
     BUILDS.labels(outcome).inc()
     seconds = build_duration(events)
     if seconds is not None:

@@ -39,7 +39,7 @@ import time
 
 import sqlalchemy as sa
 
-from common import context, exception, states
+from common import context, exception, metrics, states
 from common.db import actions
 from common.db import api as db_api
 from common.db.models import Instance, Service, utcnow
@@ -140,6 +140,7 @@ class Watchdog:
             released = db_api.claim_release(s, row.id)
             self._finish_action(s, row.id, "build timed out", actions.ERROR, fault)
         LOG.warning("VM %s: %s%s", row.id, fault, " Claim released." if released else "")
+        metrics.build_finished("timed_out")
         return True
 
     # -- deletes -------------------------------------------------------------

@@ -1,20 +1,24 @@
 """Prometheus metrics: the module's helpers, /metrics on the API, counters
 that move on a request, an RPC message, a build and a scheduling failure,
 the scheduler's database gauges and the daemons' HTTP endpoint."""
+import datetime
 import socket
 import urllib.error
 import urllib.request
 import uuid
 
 import pytest
+import sqlalchemy as sa
 from prometheus_client.parser import text_string_to_metric_families
 
 from common import context, metrics, rpc, states
 from common.db import api as db_api
+from common.db.models import Instance, utcnow
 from nova_api.app import create_app
 from nova_scheduler.conductor import ConductorManager
 from nova_scheduler.db_metrics import DatabaseCollector
 from nova_scheduler.manager import SchedulerManager
+from nova_scheduler.watchdog import Watchdog
 from tests.unit.conftest import token_for
 from tests.unit.test_scheduler import CTXT, RATIOS, add_host, add_vm
 from tests.waiting import wait_for
@@ -259,3 +263,15 @@ def test_serve_on_a_port_disabled_and_taken():
         server.shutdown()
         server.server_close()
     assert metrics.serve("127.0.0.1", 0, "test") is None
+
+
+def test_watchdog_counts_a_timed_out_build(conf, db, recorder):
+    conf.set_override("build_timeout", 1, group="compute")
+    before = value("mininova_builds_total", outcome="timed_out")
+    vm = spawning(db, "h1")
+    with db.transaction() as s:  # the host took the build an hour ago and went silent
+        s.execute(sa.update(Instance).where(Instance.id == vm).values(
+            updated_at=utcnow() - datetime.timedelta(hours=1)))
+    done = Watchdog(db, recorder(), recorder(), conf).run()
+    assert done["expired"] == [vm]
+    assert value("mininova_builds_total", outcome="timed_out") == before + 1
