@@ -429,7 +429,8 @@ def _fix_claims(s, findings):
                                    sa.func.coalesce(sa.func.sum(Claim.disk_gb), 0))
                          .where(Claim.host == host)).one()
         s.execute(sa.update(ComputeNode).where(ComputeNode.host == host)
-                  .values(vcpus_used=sums[0], memory_mb_used=sums[1], local_gb_used=sums[2])
+                  .values(vcpus_used=sums[0], memory_mb_used=sums[1], local_gb_used=sums[2],
+                          generation=ComputeNode.generation + 1)
                   .execution_options(synchronize_session=False))
     for f in findings:
         if f.kind == "usage-mismatch":

@@ -26,8 +26,9 @@ class HostState:
 
     @classmethod
     def from_row(cls, row):
-        """From a ``common.db.scheduling.host_rows`` row."""
-        return cls(*row)
+        """From a ``common.db.scheduling.host_rows`` row (its generation is
+        host_state's business)."""
+        return cls(*row[:10])
 
     def consume(self, vcpus, memory_mb, disk_gb):
         """Count a VM placed here that the DB row does not show yet."""

@@ -10,7 +10,9 @@ the snapshot cannot contain yet. Choosing a host is then pure Python and
 needs no DB round trip: the lock around it is held for microseconds, and the
 atomic claim in the DB (one conditional UPDATE) stays the arbiter between
 schedulers, so a stale view costs at most a retry on the next host, never an
-over-commit.
+over-commit. Each claim bumps its host's ``generation`` (as Placement does
+for a resource provider), which tells exactly whether a snapshot already
+counts one of our claims: never counted twice, never left out.
 """
 import threading
 import time
@@ -23,30 +25,26 @@ MAX_AGE = 1.0  # seconds a snapshot serves before it is read again
 
 
 class _Snapshot:
-    def __init__(self, rows, read_wall, read_start, read_end):
+    def __init__(self, rows, read_wall, read_start):
         self.rows = rows
         self.read_wall = read_wall    # utcnow() when the read began
-        self.read_start = read_start  # time.monotonic() bounds of the read
-        self.read_end = read_end
+        self.read_start = read_start  # time.monotonic() when the read began
         self.stale = False
 
 
 class Reservation:
     """Resources this process chose on a host for a VM, from the choice
-    until the snapshot shows the claim. ``committing``/``committed`` bracket
-    the claim's COMMIT, when it becomes visible to other readers."""
+    until a snapshot shows the claim. ``generation`` is the host's generation
+    that the claim made (set once the claim's UPDATE ran): a snapshot showing
+    that generation or a later one contains the claim."""
 
     def __init__(self, states, host, vcpus, memory_mb, disk_gb):
         self._states = states
         self.host, self.vcpus, self.memory_mb, self.disk_gb = host, vcpus, memory_mb, disk_gb
-        self.commit_started = None
-        self.commit_done = None
+        self.generation = None
 
-    def committing(self):
-        self.commit_started = time.monotonic()
-
-    def committed(self):
-        self.commit_done = time.monotonic()
+    def claimed(self, generation):
+        self.generation = generation
 
     def cancel(self):
         """The claim was not made (no room in the DB, VM gone, error)."""
@@ -80,7 +78,7 @@ class HostStates:
         else:
             with self.db.transaction() as s:
                 rows = db_scheduling.host_rows(s)
-        fresh = _Snapshot(rows, read_wall, read_start, time.monotonic())
+        fresh = _Snapshot(rows, read_wall, read_start)
         with self.lock:
             current = self._snapshot
             if current is None or current.stale or current.read_start < fresh.read_start:
@@ -99,16 +97,12 @@ class HostStates:
         if snap is None:
             return []
         by_host = {row.host: HostState.from_row(row) for row in snap.rows}
+        generations = {row.host: row.generation for row in snap.rows}
         kept = []
         for r in self._reservations:
-            if r.commit_done is not None and r.commit_done < snap.read_start:
-                continue  # in this snapshot and every later one: forget it
+            if r.generation is not None and generations.get(r.host, -1) >= r.generation:
+                continue  # the snapshot (and every later one) has the claim: forget it
             kept.append(r)
-            # Committed (even partly) before the read ended: maybe in the
-            # snapshot. Not adding it can only under-count, and the claim in
-            # the DB catches that; adding it twice could refuse a host with room.
-            if r.commit_started is not None and r.commit_started <= snap.read_end:
-                continue
             host = by_host.get(r.host)
             if host is not None:
                 host.consume(r.vcpus, r.memory_mb, r.disk_gb)

@@ -148,9 +148,13 @@ class SchedulerManager:
                     if not filters.host_passes_group_policy(
                             spec, host, db_hosts.group_hosts(s, spec.group_id, instance_id)):
                         return False
-                if not db_api.claim(s, instance_id, host, spec.vcpus, spec.memory_mb,
-                                    spec.root_gb, self._ratios()):
+                generation = db_api.claim(s, instance_id, host, spec.vcpus, spec.memory_mb,
+                                          spec.root_gb, self._ratios())
+                if not generation:
                     return False
+                # Before the COMMIT: until then no snapshot shows this
+                # generation, so the reservation keeps being counted.
+                reservation.claimed(generation)
                 now = utcnow()
                 if not db_scheduling.instance_start_spawning(
                         s, instance_id, host, states.SCHEDULING, states.SPAWNING, now):
@@ -162,8 +166,6 @@ class SchedulerManager:
                     db_scheduling.events_insert(s, action_id, [event])
                 else:
                     actions.events_add(s, instance_id, ctxt.request_id, [event])
-                reservation.committing()  # the COMMIT follows, leaving the block
-            reservation.committed()
             done = True
             return True
         except _Gone:

@@ -259,7 +259,9 @@ _CLAIM = (sa.update(ComputeNode.__table__)
                  <= _NODES.local_gb * sa.bindparam("disk_ratio", type_=sa.Float()))
           .values(vcpus_used=_NODES.vcpus_used + sa.bindparam("need_vcpus"),
                   memory_mb_used=_NODES.memory_mb_used + sa.bindparam("need_memory_mb"),
-                  local_gb_used=_NODES.local_gb_used + sa.bindparam("need_disk_gb")))
+                  local_gb_used=_NODES.local_gb_used + sa.bindparam("need_disk_gb"),
+                  generation=_NODES.generation + 1)
+          .returning(_NODES.generation))
 _CLAIM_INSERT = sa.insert(Claim.__table__)
 
 
@@ -268,18 +270,21 @@ def claim(s, instance_id, host, vcpus, memory_mb, disk_gb, ratios):
 
     One conditional UPDATE checks and adds in a single statement, so two
     schedulers racing for the last slot cannot both win (PostgreSQL re-checks
-    the WHERE after the row lock; SQLite serializes writers)."""
+    the WHERE after the row lock; SQLite serializes writers).
+
+    Returns the host's new generation (a true value) if it fit, else None."""
     cpu_ratio, ram_ratio, disk_ratio = ratios
     result = s.execute(_CLAIM, {
         "claim_host": host, "need_vcpus": vcpus, "need_memory_mb": memory_mb,
         "need_disk_gb": disk_gb, "cpu_ratio": float(cpu_ratio), "ram_ratio": float(ram_ratio),
         "disk_ratio": float(disk_ratio)})
-    if result.rowcount != 1:
-        return False
+    generation = result.scalar()
+    if generation is None:
+        return None
     s.execute(_CLAIM_INSERT, {"instance_id": instance_id, "host": host, "vcpus": vcpus,
                               "memory_mb": memory_mb, "disk_gb": disk_gb,
                               "created_at": utcnow()})
-    return True
+    return generation
 
 
 def claim_get(s, instance_id):
@@ -297,7 +302,8 @@ def claim_release(s, instance_id):
     s.execute(sa.update(ComputeNode).where(ComputeNode.host == host)
               .values(vcpus_used=ComputeNode.vcpus_used - vcpus,
                       memory_mb_used=ComputeNode.memory_mb_used - memory_mb,
-                      local_gb_used=ComputeNode.local_gb_used - disk_gb)
+                      local_gb_used=ComputeNode.local_gb_used - disk_gb,
+                      generation=ComputeNode.generation + 1)
               .execution_options(synchronize_session=False))
     return True
 

@@ -125,6 +125,9 @@ class ComputeNode(Base):
     local_gb_used: Mapped[int] = mapped_column(Integer, default=0)
     hypervisor_type: Mapped[str | None] = mapped_column(String(32), nullable=True)
     updated_at: Mapped[datetime.datetime] = mapped_column(DateTime, default=utcnow)
+    # Bumped by every claim and release: a reader that saw generation >= g has
+    # seen the claim that made it g (see nova_scheduler/host_state.py).
+    generation: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class Claim(Base):

@@ -26,7 +26,7 @@ _ACTIONS = models.InstanceAction.__table__
 _HOSTS = (sa.select(Service.host, Service.disabled, Service.disabled_reason,
                     Service.last_heartbeat, ComputeNode.vcpus, ComputeNode.vcpus_used,
                     ComputeNode.memory_mb, ComputeNode.memory_mb_used, ComputeNode.local_gb,
-                    ComputeNode.local_gb_used)
+                    ComputeNode.local_gb_used, ComputeNode.generation)
           .join_from(models.Service.__table__, models.ComputeNode.__table__,
                      ComputeNode.host == Service.host)
           .where(Service.binary == "mininova-compute"))
@@ -81,8 +81,8 @@ _ACTION_FINISH = (sa.update(_ACTIONS)
 
 def host_rows(s):
     """One row (host, disabled, disabled_reason, last_heartbeat, vcpus,
-    vcpus_used, memory_mb, memory_mb_used, local_gb, local_gb_used) per
-    compute service that reported capacity."""
+    vcpus_used, memory_mb, memory_mb_used, local_gb, local_gb_used,
+    generation) per compute service that reported capacity."""
     return s.execute(_HOSTS).all()
 
 
