@@ -1,9 +1,9 @@
 """Schemathesis against the live API, driven by its own OpenAPI document.
 
 A stack of its own (real PostgreSQL, RabbitMQ, libvirtd; no network), the
-admin token the stack's HTTP session carries, every check schemathesis has,
-and a bounded number of examples: zero 5xx, zero responses the document does
-not describe. VMs it manages to create (the document's example boots the
+admin token the stack's HTTP session carries, every check schemathesis has but
+use_after_free (deletes are asynchronous), and a bounded number of examples:
+zero 5xx, zero responses the document does not describe. VMs it manages to create (the document's example boots the
 blank image as m1.tiny) are capped by a quota and deleted at the end."""
 import os
 import subprocess
@@ -68,6 +68,10 @@ def test_schemathesis(tmp_path):
         cmd = [sys.executable, "-m", "schemathesis.cli", "--config-file", str(config), "run",
                stack.url + "/v1/openapi.json",
                "--checks", "all",
+               # DELETE /v1/vms/<id> answers 202: the VM shows DELETING until
+               # its host has removed it, then 404, as in Nova. The check wants
+               # 404 at once (a synchronous delete); the end is tested elsewhere.
+               "--exclude-checks", "use_after_free",
                "--max-examples", str(MAX_EXAMPLES),
                "--request-timeout", "15",
                # One worker: with several, hypothesis parses lambda sources in
