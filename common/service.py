@@ -1,4 +1,5 @@
 """Running a daemon: RPC servers, periodic tasks, clean stop on SIGTERM/SIGINT."""
+import gc
 import logging
 import signal
 import threading
@@ -7,6 +8,22 @@ from common import context
 from common import exception
 
 LOG = logging.getLogger(__name__)
+
+# Young-generation collections after this many net allocations (CPython's
+# default is 700). A GET of 1000 VMs allocates tens of thousands of objects,
+# almost all freed by reference counting; at 700 it set off a full
+# collection every few requests: p99 72 ms against p50 20 ms (bench P4).
+GC_GEN0_THRESHOLD = 50000
+
+
+def tune_gc():
+    """Call once the daemon has started: the objects of the start-up
+    (modules, config, app) go to a permanent generation no collection
+    scans again, and young collections run less often."""
+    gc.collect()
+    gc.freeze()
+    _, gen1, gen2 = gc.get_threshold()
+    gc.set_threshold(GC_GEN0_THRESHOLD, gen1, gen2)
 
 
 class PeriodicTask:

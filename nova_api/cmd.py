@@ -3,7 +3,7 @@ import sys
 
 import waitress
 
-from common import config, log, rpc
+from common import config, log, rpc, service
 from common.db.session import Database
 from nova_api.app import create_app
 from nova_compute.rpcapi import ComputeAPI
@@ -21,6 +21,7 @@ def main(argv=None):
     log.setup(conf, "mininova-api")
     rpc.protocol.set_sender("api", conf.host)  # "sender" in its messages
     app = build_app(conf)
+    service.tune_gc()  # the tail of GET /v1/vms was the garbage collector
     waitress.serve(app, host=conf.api.listen, port=conf.api.port, threads=conf.api.threads,
                    ident="mininova", clear_untrusted_proxy_headers=True)
 
