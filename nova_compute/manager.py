@@ -40,6 +40,12 @@ class ComputeManager(PowerActionsMixin, SyncMixin, AuditMixin):
         self.timeline = Timeline(conductor_api, self.host)
         self._cancels = {}
         self._cancels_lock = threading.Lock()
+        # Builds in progress (see SyncMixin.sync_power_state): instance id ->
+        # monotonic time of the build's own read of the domain state (None
+        # before it), and the event syncs that arrived meanwhile.
+        self._building = {}
+        self._deferred_syncs = {}
+        self._building_lock = threading.Lock()
         self.addresses = AddressWatcher(driver, self._report_address)
 
     def init_host(self, ctxt):
@@ -74,40 +80,49 @@ class ComputeManager(PowerActionsMixin, SyncMixin, AuditMixin):
                     self.timeline.finish(ctxt, instance_id, "error",
                                          "VM was deleted before it was built")
                 return
-            started = time.monotonic()
-            steps = EventBuffer()  # sent with the outcome, in one message
-            timeline = Timeline(steps, self.host)
+            self._build_started(instance_id)
             try:
-                spec = InstanceSpec(id=instance_id, name=instance["name"],
-                                    vcpus=instance["vcpus"], memory_mb=instance["memory_mb"],
-                                    root_gb=instance["root_gb"], image_id=image["id"],
-                                    project_id=instance["project_id"],
-                                    mac_address=instance.get("mac_address"))
-                with timeline.step(ctxt, instance_id, "image fetched"):
-                    base = self.image_cache.fetch(image["id"], self._image_url(image["id"]),
-                                                  image["checksum"])
-                self.driver.spawn(spec, base,
-                                  step=functools.partial(timeline.step, ctxt, instance_id))
-                power_state = self.driver.get_info(instance_id)["power_state"]
-            except Exception as e:  # any failure: roll back, VM to ERROR with why
-                reason = e.message if isinstance(e, exception.MininovaException) else (
-                    "%s: %s" % (type(e).__name__, e))
-                LOG.warning("VM %s: spawn failed, rolling back: %s", instance_id, reason,
-                            exc_info=not isinstance(e, exception.MininovaException))
-                self._destroy_quietly(instance_id)
-                # The conductor decides: another host, or ERROR (and it
-                # finishes the action then).
-                self._report(self.conductor.instance_build_failed, ctxt, instance_id,
-                             self.host, reason, steps.events, action_id)
-                return
-            LOG.info("VM %s: running after %.0f ms", instance_id,
-                     (time.monotonic() - started) * 1000)
-            spawned = self._report(self.conductor.instance_spawned, ctxt, instance_id,
-                                   self.host, power_state, steps.events, action_id)
-            if spawned is False and self._given_up(ctxt, instance_id):
-                return
-            if spec.mac_address:
-                self.addresses.expect(instance_id, spec.mac_address)
+                self._build(ctxt, instance, image, action_id)
+            finally:
+                self._build_ended(ctxt, instance_id)
+
+    def _build(self, ctxt, instance, image, action_id):
+        """The build proper, under the VM's lock."""
+        instance_id = instance["id"]
+        started = time.monotonic()
+        steps = EventBuffer()  # sent with the outcome, in one message
+        timeline = Timeline(steps, self.host)
+        try:
+            spec = InstanceSpec(id=instance_id, name=instance["name"],
+                                vcpus=instance["vcpus"], memory_mb=instance["memory_mb"],
+                                root_gb=instance["root_gb"], image_id=image["id"],
+                                project_id=instance["project_id"],
+                                mac_address=instance.get("mac_address"))
+            with timeline.step(ctxt, instance_id, "image fetched"):
+                base = self.image_cache.fetch(image["id"], self._image_url(image["id"]),
+                                              image["checksum"])
+            self.driver.spawn(spec, base,
+                              step=functools.partial(timeline.step, ctxt, instance_id))
+            power_state = self._build_read_state(instance_id)
+        except Exception as e:  # any failure: roll back, VM to ERROR with why
+            reason = e.message if isinstance(e, exception.MininovaException) else (
+                "%s: %s" % (type(e).__name__, e))
+            LOG.warning("VM %s: spawn failed, rolling back: %s", instance_id, reason,
+                        exc_info=not isinstance(e, exception.MininovaException))
+            self._destroy_quietly(instance_id)
+            # The conductor decides: another host, or ERROR (and it
+            # finishes the action then).
+            self._report(self.conductor.instance_build_failed, ctxt, instance_id,
+                         self.host, reason, steps.events, action_id)
+            return
+        LOG.info("VM %s: running after %.0f ms", instance_id,
+                 (time.monotonic() - started) * 1000)
+        spawned = self._report(self.conductor.instance_spawned, ctxt, instance_id,
+                               self.host, power_state, steps.events, action_id)
+        if spawned is False and self._given_up(ctxt, instance_id):
+            return
+        if spec.mac_address:
+            self.addresses.expect(instance_id, spec.mac_address)
 
     def terminate_instance(self, ctxt, instance_id):
         self.addresses.forget(instance_id)

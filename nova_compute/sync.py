@@ -7,6 +7,7 @@ tasks, and periodically to catch any event that was missed."""
 import dataclasses
 import logging
 import os
+import time
 
 from common import exception, states
 
@@ -59,12 +60,52 @@ class SyncMixin:
         return steps
 
     def sync_power_state(self, ctxt, instance_id):
-        """Read one domain's state and report it (after a lifecycle event)."""
+        """Read one domain's state and report it (after a lifecycle event).
+
+        While the VM is being built here, the sync waits for the build's end:
+        the build reports the state it reads itself, so the events of its
+        own start (started, resumed) cost no message at all."""
+        if self._defer_sync_while_building(instance_id):
+            return
         try:
             power = self.driver.get_info(instance_id)["power_state"]
         except (exception.InstanceNotFound, exception.Invalid):
             return  # not ours, or gone: the reconcile loop sees to vanished VMs
         self._report(self.conductor.instance_power_sync, ctxt, instance_id, self.host, power)
+
+    # -- event syncs during a build ---------------------------------------
+
+    def _build_started(self, instance_id):
+        with self._building_lock:
+            self._building[instance_id] = None
+
+    def _build_read_state(self, instance_id):
+        """The build's own read of the domain's state, for its report: any
+        event sync due before this read is covered by it."""
+        read_at = time.monotonic()
+        power_state = self.driver.get_info(instance_id)["power_state"]
+        with self._building_lock:
+            self._building[instance_id] = read_at
+        return power_state
+
+    def _defer_sync_while_building(self, instance_id):
+        with self._building_lock:
+            if instance_id not in self._building:
+                return False
+            self._deferred_syncs[instance_id] = time.monotonic()
+            return True
+
+    def _build_ended(self, ctxt, instance_id):
+        """After the build's report: the syncs that came after its own read
+        of the state (or all of them, if it never read) are done now."""
+        with self._building_lock:
+            read_at = self._building.pop(instance_id, None)
+            deferred_at = self._deferred_syncs.pop(instance_id, None)
+        if deferred_at is not None and (read_at is None or deferred_at >= read_at):
+            try:
+                self.sync_power_state(ctxt, instance_id)
+            except Exception:
+                LOG.exception("VM %s: power sync after its build failed", instance_id)
 
     def _apply(self, ctxt, step):
         with self.locks.lock(step.instance_id):

@@ -141,3 +141,66 @@ def test_heartbeat_reports_capacity(manager, db, conf):
     with db.transaction() as s:
         (svc, node), = db_api.compute_hosts(s)
     assert svc.host == conf.host and node.vcpus > 0 and node.memory_mb > 0
+
+
+# -- lifecycle events during a build --------------------------------------------
+
+class EventsDuringBuildDriver(fake.FakeDriver):
+    """Fires ``on_spawned`` when the domain is up (as libvirt's started and
+    resumed events would) and ``on_read`` when the build reads its state."""
+    on_spawned = on_read = staticmethod(lambda instance_id: None)
+
+    def spawn(self, spec, base_image, step=None):
+        super().spawn(spec, base_image, step=step)
+        self.on_spawned(spec.id)
+
+    def get_info(self, instance_id):
+        info = super().get_info(instance_id)
+        self.on_read(instance_id)
+        return info
+
+
+class RecordingConductor:
+    def __init__(self, conductor):
+        self.conductor, self.calls = conductor, []
+
+    def __getattr__(self, method):
+        def call(*args, **kwargs):
+            self.calls.append(method)
+            return getattr(self.conductor, method)(*args, **kwargs)
+        return call
+
+
+def build_with_events(conf, db, base_image, **hooks):
+    manager = make_manager(conf, db, EventsDuringBuildDriver)
+    manager.conductor = RecordingConductor(manager.conductor)
+    for name, hook in hooks.items():
+        setattr(manager.driver, name, lambda i, hook=hook: hook(manager, i))
+    instance, image = placed_vm(db, conf, *base_image)
+    manager.sources[image["id"]] = base_image[0]
+    manager.build_instance(CTXT, instance, image)
+    for inst in manager.driver.list_instances():
+        manager.driver.destroy(inst["id"])
+    manager.driver.cleanup_host()
+    return manager.conductor.calls
+
+
+def test_events_of_the_build_itself_cost_no_message(conf, db, base_image):
+    """started + resumed arrive before the build reads the state it reports:
+    that report covers them."""
+    def started_and_resumed(manager, instance_id):
+        manager.sync_power_state(CTXT, instance_id)
+        manager.sync_power_state(CTXT, instance_id)
+    calls = build_with_events(conf, db, base_image, on_spawned=started_and_resumed)
+    assert calls == ["instance_get", "instance_spawned"]
+
+
+def test_an_event_after_the_builds_read_is_synced_after_its_report(conf, db, base_image):
+    fired = []
+
+    def stopped_meanwhile(manager, instance_id):
+        if not fired:  # the build's own read: an event may follow it
+            fired.append(instance_id)
+            manager.sync_power_state(CTXT, instance_id)
+    calls = build_with_events(conf, db, base_image, on_read=stopped_meanwhile)
+    assert calls == ["instance_get", "instance_spawned", "instance_power_sync"]
