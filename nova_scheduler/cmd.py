@@ -37,6 +37,7 @@ def main(argv=None):
                                           delay=conf.scheduler.watchdog_interval))
     metrics.REGISTRY.register(DatabaseCollector(db, conf.scheduler.service_down_time))
     metrics.serve(conf.scheduler.metrics_host, conf.scheduler.metrics_port, "mininova-scheduler")
+    service.tune_gc()
     svc.run()
 
 
