@@ -2,6 +2,7 @@
 in a thread (SQLite, fake RPC that plays scheduler and compute in threads).
 The CLI runs as ``python -S -m mininova_client.cli``: a real process with no
 site-packages, which also proves it needs nothing beyond the standard library."""
+import contextlib
 import io
 import json
 import os
@@ -111,8 +112,9 @@ class FakeCloud:
         return "".join("boot line %d\n" % i for i in range(lines))
 
 
-@pytest.fixture
-def cloud(conf, db, image):
+@contextlib.contextmanager
+def served_cloud(conf, db):
+    """The real app over loopback with a FakeCloud behind it (url, token)."""
     fake = FakeCloud(db)
     app = create_app(conf, db, fake, fake)
     server = make_server("127.0.0.1", 0, app, threaded=True)
@@ -120,11 +122,19 @@ def cloud(conf, db, image):
     thread.start()
     fake.url = "http://127.0.0.1:%d" % server.server_port
     fake.token = token_for(db, "default", "admin")
-    yield fake
-    server.shutdown()
-    thread.join(5)
-    for t in fake.threads:
-        t.join(5)
+    try:
+        yield fake
+    finally:
+        server.shutdown()
+        thread.join(5)
+        for t in fake.threads:
+            t.join(5)
+
+
+@pytest.fixture
+def cloud(conf, db, image):
+    with served_cloud(conf, db) as fake:
+        yield fake
 
 
 class Result:

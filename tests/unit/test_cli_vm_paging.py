@@ -2,30 +2,17 @@
 however small the API's [api] max_limit (the CLI runs as a real process
 against the real app served over loopback, as in test_cli)."""
 import json
-import threading
 
 import pytest
-from werkzeug.serving import make_server
 
-from nova_api.app import create_app
-from tests.unit.conftest import token_for
-from tests.unit.test_cli import FakeCloud, run
+from tests.unit.test_cli import run, served_cloud
 
 
 @pytest.fixture
 def cloud(conf, db, image):
     conf.set_override("max_limit", 2, group="api")
-    fake = FakeCloud(db)
-    server = make_server("127.0.0.1", 0, create_app(conf, db, fake, fake), threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    fake.url = "http://127.0.0.1:%d" % server.server_port
-    fake.token = token_for(db, "default", "admin")
-    yield fake
-    server.shutdown()
-    thread.join(5)
-    for t in fake.threads:
-        t.join(5)
+    with served_cloud(conf, db) as fake:
+        yield fake
 
 
 def test_vm_list_follows_next_links(cloud):
