@@ -49,14 +49,7 @@ while (($#)); do
     esac
     shift
 done
-[[ $(id -u) -eq 0 ]] || die "must run as root"
-if [[ -n $STATE ]]; then
-    STATE=$(realpath -m "$STATE"); CONF=$STATE/mininova.conf
-else
-    STATE=/var/lib/mininova; CONF=/etc/mininova/mininova.conf
-fi
-VENV=$(realpath -m "$VENV")
-LOGS=$STATE/logs RUN=$STATE/run
+resolve_paths
 if ((STOP)); then stop_daemon compute; exit 0; fi
 
 [[ -n $ENV_FILE ]] || { echo "$PROG: --credentials-file is required" >&2; usage; }

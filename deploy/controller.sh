@@ -56,14 +56,8 @@ while (($#)); do
     esac
     shift
 done
-[[ $(id -u) -eq 0 ]] || die "must run as root"
-if [[ -n $STATE ]]; then
-    STATE=$(realpath -m "$STATE"); CONF=$STATE/mininova.conf
-else
-    STATE=/var/lib/mininova; CONF=/etc/mininova/mininova.conf
-fi
-VENV=$(realpath -m "$VENV") CREDS=$(realpath -m "$CREDS")
-LOGS=$STATE/logs RUN=$STATE/run
+resolve_paths
+CREDS=$(realpath -m "$CREDS")
 if ((STOP)); then
     stop_daemon api; stop_daemon scheduler; exit 0
 fi

@@ -10,6 +10,17 @@ REPO=$(dirname "$DEPLOY")
 # systemd as PID 1 (a real host, the Vagrant VMs) or not (these CI machines,
 # containers): units there, background processes with pid files here.
 # MININOVA_INIT=systemd|background overrides the guess.
+resolve_paths() {  # after option parsing: STATE, CONF, VENV, LOGS, RUN
+    [[ $(id -u) -eq 0 ]] || die "must run as root"
+    if [[ -n $STATE ]]; then  # --state-dir: the config lives there too
+        STATE=$(realpath -m "$STATE"); CONF=$STATE/mininova.conf
+    else
+        STATE=/var/lib/mininova; CONF=/etc/mininova/mininova.conf
+    fi
+    VENV=$(realpath -m "$VENV")
+    LOGS=$STATE/logs RUN=$STATE/run
+}
+
 have_systemd() {
     case ${MININOVA_INIT:-} in systemd) return 0 ;; background) return 1 ;; esac
     [[ -d /run/systemd/system ]]
