@@ -28,7 +28,7 @@ class HostState:
     def from_row(cls, row):
         """From a ``common.db.scheduling.host_rows`` row (its generation is
         host_state's business)."""
-        return cls(*row[:10])
+        return cls(*row[:len(cls.__slots__)])
 
     def consume(self, vcpus, memory_mb, disk_gb):
         """Count a VM placed here that the DB row does not show yet."""

@@ -48,11 +48,5 @@ def stack(tmp_path_factory):
     try:
         yield s
     finally:
-        for vm in s.get("/v1/vms").json().get("vms", []):
-            s.delete("/v1/vms/" + vm["id"])
-        for vm in s.get("/v1/vms").json().get("vms", []):
-            try:
-                s.wait_gone(vm["id"], timeout=60)
-            except AssertionError:
-                pass
+        s.delete_all_vms()
         s.stop()

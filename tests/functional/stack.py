@@ -250,6 +250,19 @@ virt_type = auto
                  what="VM %s to be gone" % ref)
 
     # -- tear-down --------------------------------------------------------
+    def delete_all_vms(self, timeout=60):
+        """Delete every VM of the admin project and wait until each is gone;
+        True if all went within ``timeout`` each."""
+        for vm in self.get("/v1/vms").json().get("vms", []):
+            self.delete("/v1/vms/" + vm["id"])
+        gone = True
+        for vm in self.get("/v1/vms").json().get("vms", []):
+            try:
+                self.wait_gone(vm["id"], timeout=timeout)
+            except AssertionError:
+                gone = False
+        return gone
+
     def stop(self):
         for name in list(self.procs):
             self.stop_daemon(name)

@@ -39,10 +39,7 @@ def audit_stack(tmp_path):
         yield s
     finally:
         try:
-            for vm in s.get("/v1/vms").json().get("vms", []):
-                s.delete("/v1/vms/" + vm["id"])
-            for vm in s.get("/v1/vms").json().get("vms", []):
-                s.wait_gone(vm["id"], timeout=60)
+            assert s.delete_all_vms(), "VMs left after the audit test"
         finally:
             left = domain_names()
             for vm_id in s.made:

@@ -1,7 +1,6 @@
 """The ``mininova`` CLI end to end: a real stack (API, scheduler and compute
 as processes, RabbitMQ, PostgreSQL, libvirtd with QEMU guests), the CLI as a
 process with no site-packages (``python -S``)."""
-import json
 import os
 import re
 import subprocess
@@ -11,6 +10,7 @@ import pytest
 import sqlalchemy as sa
 
 from tests.functional.stack import ROOT, Stack, domain_names, qemu_img_create
+from tests.unit.test_cli import Result
 
 REQ = r"\(request req-[0-9a-f-]+\)"
 
@@ -21,25 +21,8 @@ def stack(tmp_path_factory):
     try:
         yield s
     finally:
-        for vm in s.get("/v1/vms").json().get("vms", []):
-            s.delete("/v1/vms/" + vm["id"])
-        for vm in s.get("/v1/vms").json().get("vms", []):
-            try:
-                s.wait_gone(vm["id"], timeout=60)
-            except AssertionError:
-                pass
+        s.delete_all_vms()
         s.stop()
-
-
-class Result:
-    def __init__(self, proc):
-        self.code, self.out, self.err = proc.returncode, proc.stdout, proc.stderr
-
-    def json(self):
-        return json.loads(self.out)
-
-    def __repr__(self):
-        return "<exit %d\nstdout: %s\nstderr: %s>" % (self.code, self.out, self.err)
 
 
 def cli(stack, *args, timeout=180):

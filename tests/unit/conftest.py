@@ -5,12 +5,11 @@ from common.db import migration
 from common.db.session import Database
 
 
-@pytest.fixture
-def image(conf, db, tmp_path):
-    """A tiny qcow2 registered as image "blank"; its id."""
+def register_blank_image(conf, db, workdir):
+    """A tiny qcow2 imported into the store and registered as image "blank"; its id."""
     from common import imagestore
     from common.db import api as db_api
-    path = tmp_path / "base.qcow2"
+    path = workdir / "base.qcow2"
     path.write_bytes(b"QFI\xfb" + b"\0" * 1020)
     image_id, location, size, checksum = imagestore.import_file(conf, str(path))
     with db.transaction() as s:
@@ -18,6 +17,12 @@ def image(conf, db, tmp_path):
                             min_ram=0, min_disk=0, location=location, disk_format="qcow2",
                             status="active")
     return image_id
+
+
+@pytest.fixture
+def image(conf, db, tmp_path):
+    """A tiny qcow2 registered as image "blank"; its id."""
+    return register_blank_image(conf, db, tmp_path)
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@ orphans), the compute side on libvirt's test driver, and the whole command on
 SQLite with the in-memory RPC transport."""
 import argparse
 import datetime
-import hashlib
 import json
 import os
 import threading
@@ -18,7 +17,8 @@ from common.db import api as db_api
 from common.db.models import Claim, ComputeNode, Instance
 from nova_compute import rpcapi as compute_rpcapi
 from nova_scheduler.conductor import ConductorManager
-from tests.unit.test_compute_manager import CTXT, make_manager, placed_vm
+from tests.unit.test_compute_manager import (  # noqa: F401 (fixtures)
+    CTXT, base_image, manager, placed_vm)
 
 NOW = datetime.datetime(2024, 5, 1, 12, 0, 0)
 H, G = "h1", "h2"
@@ -284,23 +284,6 @@ def test_output_lines():
 
 
 # -- the compute side, on libvirt's test driver ------------------------------------------
-
-@pytest.fixture
-def base_image(tmp_path):
-    src = tmp_path / "store" / "img"
-    src.parent.mkdir()
-    src.write_bytes(b"QFI\xfb" + b"\0" * 4092)
-    return str(src), hashlib.sha256(src.read_bytes()).hexdigest()
-
-
-@pytest.fixture
-def manager(conf, db):
-    m = make_manager(conf, db)
-    yield m
-    for inst in m.driver.list_instances():
-        m.driver.destroy(inst["id"])
-    m.driver.cleanup_host()
-
 
 def build(manager, db, conf, base_image, name):
     instance, image = placed_vm(db, conf, *base_image, name=name)

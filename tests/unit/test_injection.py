@@ -12,13 +12,12 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from common import exception, imagestore, log
-from common.db import api as db_api
 from nova_api.app import create_app
 from nova_compute.imagecache import ImageCache
 from nova_compute.virt import driver as virt_driver
 from nova_compute.virt.libvirt import config as vconfig
 from tests.conftest import Recorder
-from tests.unit.conftest import token_for
+from tests.unit.conftest import register_blank_image, token_for
 
 UUID = "0b1c2d3e-4f50-4a6b-8c7d-9e0f1a2b3c4d"
 HOSTILE = [
@@ -59,13 +58,7 @@ def env(tmp_path_factory):
     url = config.database_url(conf)
     migration.db_sync(url)
     db = Database(url)
-    path = tmp / "base.qcow2"
-    path.write_bytes(b"QFI\xfb" + b"\0" * 1020)
-    image_id, location, size, checksum = imagestore.import_file(conf, str(path))
-    with db.transaction() as s:
-        db_api.image_create(s, id=image_id, name="blank", size=size, checksum=checksum,
-                            min_ram=0, min_disk=0, location=location, disk_format="qcow2",
-                            status="active")
+    register_blank_image(conf, db, tmp)
     app = create_app(conf, db, Recorder(), Recorder())
     yield conf, db, app, token_for(db, "default", "admin")
     db.dispose()
