@@ -159,8 +159,7 @@ class Bench:
         os.makedirs(self.stack.workdir, exist_ok=True)
         self.stack.start()
         self.results["stack_host"] = self.stack.host
-        self.engine = sa.create_engine("postgresql+psycopg2://postgres@127.0.0.1/"
-                                       + self.stack.db_name)
+        self.engine = sa.create_engine(self.stack.db_url)
         self.tiny = self.stack.add_image("tiny", TINY)
         self.conn = libvirt.open(URI)
         flavors = {f["name"]: f for f in self.stack.get("/v1/flavors").json()["flavors"]}

@@ -104,7 +104,7 @@ def run(hosts, vms, schedulers, workdir, threads, observer=None):
                 "name": "vm%05d" % i, "image": "blank", "flavor": "m1.tiny"}, timeout=60)
             return r.status_code, time.monotonic() - t
 
-        engine = sa.create_engine("postgresql+psycopg2://postgres@127.0.0.1/" + stack.db_name)
+        engine = sa.create_engine(stack.db_url)
         cpu_before = cpu_seconds(stack.procs)
         pg_before, rabbit_before = service_cpu_seconds(stack.db_name)
         client_before = time.process_time()

@@ -82,12 +82,13 @@ MININOVA_DB=$DB_NAME MININOVA_CREDENTIALS=$CREDS MININOVA_RABBIT_USER=$RABBIT_US
 MININOVA_VHOST=$VHOST MININOVA_RABBIT_MANAGEMENT=$MGMT \
     bash "$DEPLOY/start-controller-services.sh" >&2
 # shellcheck disable=SC1090
-. "$CREDS"   # RABBIT_USER RABBIT_PASSWORD DB_USER DB_PASSWORD
+. "$CREDS"   # RABBIT_USER RABBIT_PASSWORD DB_USER DB_PASSWORD, the ports
+RABBIT_PORT=${RABBIT_PORT:-5672} DB_PORT=${DB_PORT:-5432}
 setup_venv
 
 port_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
-port_open "$ADDRESS" 5672 ||
-    log "warning: RabbitMQ does not answer at $ADDRESS:5672; compute hosts need it there" \
+port_open "$ADDRESS" "$RABBIT_PORT" ||
+    log "warning: RabbitMQ does not answer at $ADDRESS:$RABBIT_PORT; compute hosts need it there" \
         "(RabbitMQ's listeners.tcp in /etc/rabbitmq/rabbitmq.conf)"
 
 # --- config ---------------------------------------------------------------------
@@ -98,14 +99,14 @@ write_if_changed "$CONF" <<CONF && changed=1 && log "wrote $CONF"
 [DEFAULT]
 host = $HOST_NAME
 state_path = $STATE
-transport_url = $(transport_url "$RABBIT_USER" "$RABBIT_PASSWORD" 127.0.0.1 5672 "$VHOST")
+transport_url = $(transport_url "$RABBIT_USER" "$RABBIT_PASSWORD" 127.0.0.1 "$RABBIT_PORT" "$VHOST")
 
 [api]
 listen = $API_LISTEN
 port = $API_PORT
 
 [database]
-connection = postgresql+psycopg2://$DB_USER:$(urlencode "$DB_PASSWORD")@127.0.0.1/$DB_NAME
+connection = postgresql+psycopg2://$DB_USER:$(urlencode "$DB_PASSWORD")@127.0.0.1:$DB_PORT/$DB_NAME
 CONF
 
 "$VENV/bin/python" "$DEPLOY/controller-bootstrap.py" --config-file "$CONF" \
@@ -125,10 +126,10 @@ write_if_changed "$STATE/compute.env" <<ENV && log "wrote $STATE/compute.env" ||
 CONTROLLER=$ADDRESS
 RABBIT_USER=$RABBIT_USER
 RABBIT_PASSWORD=$RABBIT_PASSWORD
-RABBIT_PORT=5672
+RABBIT_PORT=$RABBIT_PORT
 RABBIT_VHOST=$VHOST
 API_PORT=$API_PORT
-TRANSPORT_URL=$(transport_url "$RABBIT_USER" "$RABBIT_PASSWORD" "$ADDRESS" 5672 "$VHOST")
+TRANSPORT_URL=$(transport_url "$RABBIT_USER" "$RABBIT_PASSWORD" "$ADDRESS" "$RABBIT_PORT" "$VHOST")
 IMAGE_API_URL=$API_URL
 SERVICE_TOKEN=$(<"$STATE/creds/compute.token")
 ENV

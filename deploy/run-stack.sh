@@ -13,14 +13,15 @@ CONF=$STATE/mininova.conf
 # shellcheck disable=SC1090
 . "${MININOVA_CREDENTIALS:-/etc/mininova/credentials}"  # from start-controller-services.sh
 if [[ ! -e $CONF ]]; then
-    umask 077  # it holds passwords and a token
-    cat > "$CONF" <<CONF
+    # It holds passwords and a token; the umask stays in the subshell, so the
+    # daemons started below create their files with the caller's umask.
+    (umask 077; cat > "$CONF") <<CONF
 [DEFAULT]
 state_path = $STATE
-transport_url = rabbit://$RABBIT_USER:$RABBIT_PASSWORD@127.0.0.1:5672/
+transport_url = rabbit://$RABBIT_USER:$RABBIT_PASSWORD@${RABBIT_HOST:-127.0.0.1}:${RABBIT_PORT:-5672}/
 
 [database]
-connection = postgresql+psycopg2://$DB_USER:$DB_PASSWORD@127.0.0.1/mininova
+connection = postgresql+psycopg2://$DB_USER:$DB_PASSWORD@${DB_HOST:-127.0.0.1}:${DB_PORT:-5432}/${DB_NAME:-mininova}
 
 [compute]
 instances_path = $STATE/instances

@@ -2,21 +2,33 @@
 # Make sure RabbitMQ and PostgreSQL are installed and running (no systemd here:
 # start them directly); create mininova's own credentials: a RabbitMQ user and a
 # PostgreSQL role with generated passwords, kept in $CREDS (root only), so
-# nothing but loopback tests depends on guest/guest or trust auth.
+# nothing depends on guest/guest or trust auth.
 #   env MININOVA_DB            database, also the PostgreSQL role's name (mininova)
 #   env MININOVA_CREDENTIALS   the credentials file (/etc/mininova/credentials)
 #   env MININOVA_RABBIT_USER   RabbitMQ user written to a new credentials file (mininova)
 #   env MININOVA_VHOST         RabbitMQ vhost, created if missing (/)
 #   env MININOVA_RABBIT_MANAGEMENT  1 (default): enable the management plugin (web UI
-#                              on :15672, where the queues and messages can be read;
-#                              the user gets the "management" tag); empty or 0: don't
+#                              where the queues and messages can be read; the user
+#                              gets the "management" tag); empty or 0: don't
+#   env MININOVA_RABBIT_PORT, MININOVA_RABBIT_MANAGEMENT_PORT  (5672, 15672)
+#   env MININOVA_DB_PORT       (5432)
+#   env MININOVA_PG_CLUSTER    "VERSION NAME" of the cluster to start when the port
+#                              is closed (the first version's "main")
+# RabbitMQ's own RABBITMQ_CONF_ENV_FILE selects another broker node: CI runs a
+# node and a PostgreSQL cluster of its own, so that every run takes the paths of
+# a first install (.ci/run).
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 DB=${MININOVA_DB:-mininova}
 CREDS=${MININOVA_CREDENTIALS:-/etc/mininova/credentials}
 VHOST=${MININOVA_VHOST:-/}
+AMQP_PORT=${MININOVA_RABBIT_PORT:-5672}
+MGMT_PORT=${MININOVA_RABBIT_MANAGEMENT_PORT:-15672}
+PG_PORT=${MININOVA_DB_PORT:-5432}
+PROG=start-controller-services.sh
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+random_password() { head -c 24 /dev/urandom | base64 | tr -dc A-Za-z0-9; }
 
 need=()
 command -v rabbitmq-server >/dev/null || need+=(rabbitmq-server)
@@ -26,56 +38,70 @@ if ((${#need[@]})); then
     apt-get install -y -q --no-install-recommends -o Dpkg::Options::=--force-confold "${need[@]}"
 fi
 
-if ! port_open 5672; then
-    echo "start-controller-services.sh: starting RabbitMQ"
+if ! port_open "$AMQP_PORT"; then
+    echo "$PROG: starting RabbitMQ"
     rabbitmq-server -detached
 fi
-if ! port_open 5432; then
-    echo "start-controller-services.sh: starting PostgreSQL"
-    pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main start
+if ! port_open "$PG_PORT"; then
+    # shellcheck disable=SC2086  # "VERSION NAME": two words on purpose
+    cluster=${MININOVA_PG_CLUSTER:-"$(ls /etc/postgresql | head -n1) main"}
+    echo "$PROG: starting PostgreSQL ($cluster)"
+    # shellcheck disable=SC2086
+    pg_ctlcluster --skip-systemctl-redirect $cluster start
 fi
 deadline=$((SECONDS + 60))
-until port_open 5672 && port_open 5432; do
+until port_open "$AMQP_PORT" && port_open "$PG_PORT"; do
     ((SECONDS < deadline)) || { echo "RabbitMQ/PostgreSQL not up after 60 s" >&2; exit 1; }
     sleep 0.5
 done
 
-# Admin work over the local socket as the postgres user (peer auth on a
-# stock Debian); mininova itself connects over TCP with a password.
 if [[ ! -s $CREDS ]]; then
     mkdir -p "$(dirname "$CREDS")"
-    umask 077
-    {
-        echo "RABBIT_USER=${MININOVA_RABBIT_USER:-mininova}"
-        echo "RABBIT_PASSWORD=$(head -c 24 /dev/urandom | base64 | tr -dc A-Za-z0-9)"
-        echo "DB_USER=$DB"
-        echo "DB_PASSWORD=$(head -c 24 /dev/urandom | base64 | tr -dc A-Za-z0-9)"
-    } > "$CREDS"
+    echo "$PROG: writing new credentials to $CREDS"
+    # The umask stays inside the subshell: files written later by this script
+    # (RabbitMQ's enabled_plugins) must stay readable by the broker's user.
+    (
+        umask 077
+        cat > "$CREDS" <<CREDS
+RABBIT_USER=${MININOVA_RABBIT_USER:-mininova}
+RABBIT_PASSWORD=$(random_password)
+RABBIT_PORT=$AMQP_PORT
+RABBIT_MANAGEMENT_PORT=$MGMT_PORT
+RABBIT_VHOST=$VHOST
+DB_USER=$DB
+DB_PASSWORD=$(random_password)
+DB_PORT=$PG_PORT
+CREDS
+    )
 fi
 # shellcheck disable=SC1090
 . "$CREDS"
 
-# Each rabbitmqctl call costs 1-5 s here: check with the fewest calls.
-if ! rabbitmqctl -q authenticate_user "$RABBIT_USER" "$RABBIT_PASSWORD" >/dev/null 2>&1; then
+# Each rabbitmqctl call costs 1-5 s here: check with the fewest calls. Passwords
+# go on stdin, never on a command line (where ps shows them).
+if ! rabbitmqctl -q authenticate_user "$RABBIT_USER" <<<"$RABBIT_PASSWORD" >/dev/null 2>&1; then
     if grep -q "^$RABBIT_USER\b" <<<"$(rabbitmqctl -q list_users)"; then
-        rabbitmqctl -q change_password "$RABBIT_USER" "$RABBIT_PASSWORD" >/dev/null
+        echo "$PROG: setting the password of RabbitMQ user $RABBIT_USER"
+        rabbitmqctl -q change_password "$RABBIT_USER" <<<"$RABBIT_PASSWORD" >/dev/null
     else
-        rabbitmqctl -q add_user "$RABBIT_USER" "$RABBIT_PASSWORD" >/dev/null
+        echo "$PROG: creating RabbitMQ user $RABBIT_USER"
+        rabbitmqctl -q add_user "$RABBIT_USER" <<<"$RABBIT_PASSWORD" >/dev/null
         tag_user=1  # the UI needs the "management" tag
     fi
 fi
 if [[ $VHOST != / ]] && ! grep -qxF "$VHOST" <<<"$(rabbitmqctl -q list_vhosts)"; then
+    echo "$PROG: creating RabbitMQ vhost $VHOST"
     rabbitmqctl -q add_vhost "$VHOST" >/dev/null
 fi
 rabbitmqctl -q set_permissions -p "$VHOST" "$RABBIT_USER" ".*" ".*" ".*" >/dev/null
 if [[ ${MININOVA_RABBIT_MANAGEMENT-1} == 1 ]]; then
     # rabbitmq-plugins enables it on the running broker (and in enabled_plugins
     # for the next start): no restart. Its port answering means it runs.
-    if ! port_open 15672; then
-        echo "start-controller-services.sh: enabling the RabbitMQ management plugin"
-        rabbitmq-plugins enable rabbitmq_management >/dev/null
+    if ! port_open "$MGMT_PORT"; then
+        echo "$PROG: enabling the RabbitMQ management plugin"
+        rabbitmq-plugins -q enable rabbitmq_management >/dev/null
         deadline=$((SECONDS + 60))
-        until port_open 15672; do
+        until port_open "$MGMT_PORT"; do
             ((SECONDS < deadline)) || { echo "management plugin not up after 60 s" >&2; exit 1; }
             sleep 0.5
         done
@@ -86,13 +112,18 @@ if [[ ${MININOVA_RABBIT_MANAGEMENT-1} == 1 ]]; then
     fi
 fi
 
-psql_() { runuser -u postgres -- psql -v ON_ERROR_STOP=1 -qtA -d postgres "$@"; }
+# Admin work over the local socket as the postgres user (peer authentication on
+# a stock Debian); mininova itself connects over TCP with its password.
+psql_() { PGPORT=$PG_PORT runuser -u postgres -- psql -v ON_ERROR_STOP=1 -qtA -d postgres "$@"; }
 if [[ -z $(psql_ -c "SELECT 1 FROM pg_roles WHERE rolname = '$DB_USER'") ]]; then
+    echo "$PROG: creating PostgreSQL role $DB_USER"
     psql_ -c "CREATE ROLE \"$DB_USER\" LOGIN CREATEDB"
 fi
-psql_ -c "ALTER ROLE \"$DB_USER\" PASSWORD '$DB_PASSWORD'"
+# On stdin, not in psql's argument list.
+psql_ <<<"ALTER ROLE \"$DB_USER\" PASSWORD '$DB_PASSWORD'"
 if [[ -z $(psql_ -c "SELECT 1 FROM pg_database WHERE datname = '$DB'") ]]; then
+    echo "$PROG: creating PostgreSQL database $DB"
     psql_ -c "CREATE DATABASE \"$DB\" OWNER \"$DB_USER\""
 fi
-echo "start-controller-services.sh: RabbitMQ (vhost $VHOST) and PostgreSQL (database $DB) ready;" \
-     "credentials in $CREDS"
+echo "$PROG: RabbitMQ (port $AMQP_PORT, vhost $VHOST) and PostgreSQL (port $PG_PORT," \
+     "database $DB) ready; credentials in $CREDS"

@@ -6,15 +6,16 @@ import pytest
 
 from common.db import migration
 from common.db.session import Database
-from tests.functional.stack import PG_ADMIN, Stack, qemu_img_create, virsh
+from tests import services
+from tests.functional.stack import Stack, qemu_img_create, virsh
 
 
 @pytest.fixture
 def pg_db():
     """A private, migrated PostgreSQL database for one test."""
     name = "mininova_t_" + uuid.uuid4().hex[:8]
-    subprocess.run(PG_ADMIN + ['CREATE DATABASE "%s"' % name], check=True)
-    url = "postgresql+psycopg2://postgres@127.0.0.1/" + name
+    services.create_database(name)
+    url = services.db_url(name)
     db = None
     try:
         migration.db_sync(url)
@@ -23,7 +24,7 @@ def pg_db():
     finally:
         if db is not None:
             db.dispose()
-        subprocess.run(PG_ADMIN + ['DROP DATABASE IF EXISTS "%s" WITH (FORCE)' % name], check=True)
+        services.drop_database(name)
 
 
 def libvirt_available():

@@ -12,7 +12,7 @@ RabbitMQ (and any port passed to ``forward``) is reachable.
 
 A compute agent for such a host needs in its config: ``[libvirt]
 connection_uri = <libvirt_uri>`` and ``virt_type = qemu``, ``transport_url =
-rabbit://guest:guest@<gateway_ip>:5672/<vhost>``, ``[compute] image_api_url``
+rabbit://USER:PASSWORD@<gateway_ip>:<RabbitMQ's port>/<vhost>``, ``[compute] image_api_url``
 on an address it can reach (``forward(api_port)`` and ``http://<gateway_ip>:
 <api_port>``), ``network_name = ""`` unless the host was made with
 ``guest_network=True``, and instances/image-cache paths of its own (never under
@@ -23,6 +23,8 @@ import os
 import random
 import subprocess
 import time
+
+from tests import services
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SCRIPT = os.path.join(ROOT, "deploy", "lab", "sim-host.sh")
@@ -56,12 +58,13 @@ class SimHost:
     """One simulated compute host. ``index=None`` picks a free one (100-254;
     retried when another process takes it at the same moment)."""
 
-    def __init__(self, name, index=None, base_dir=DEFAULT_BASE, forward=(5672,),
+    def __init__(self, name, index=None, base_dir=DEFAULT_BASE, forward=None,
                  guest_network=False, timeout=30):
         self.name = name
         self.index = index
         self.base_dir = str(base_dir)
-        self.forward_ports = tuple(forward)
+        # RabbitMQ's port, unless told otherwise.
+        self.forward_ports = tuple((services.rabbit_port(),) if forward is None else forward)
         self.guest_network = guest_network
         self.timeout = timeout
         self.libvirt_uri = self.netns = self.host_ip = self.gateway_ip = None

@@ -1,6 +1,7 @@
 """A real mininova stack for end-to-end tests: the three daemons as processes,
-against the real RabbitMQ (a private vhost), PostgreSQL (a private database)
-and libvirtd. Several stacks can run at once without seeing each other."""
+against the real RabbitMQ (a private vhost), PostgreSQL (a private database),
+both as mininova's own accounts (tests/services.py), and libvirtd. Several
+stacks can run at once without seeing each other."""
 import os
 import socket
 import subprocess
@@ -9,11 +10,10 @@ import uuid
 
 import requests
 
+from tests import services
 from tests.waiting import wait_for
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-PG_ADMIN = ["runuser", "-u", "postgres", "--", "psql", "-v", "ON_ERROR_STOP=1", "-qtA",
-            "-d", "postgres", "-c"]
 
 
 class VMError(Exception):
@@ -27,8 +27,13 @@ def free_port():
 
 
 class Stack:
-    def __init__(self, workdir, compute_driver="libvirt", extra_conf="", network="mininova", debug=True):
+    def __init__(self, workdir, compute_driver="libvirt", extra_conf="", network="mininova",
+                 debug=True, broker=services, database=services):
+        """``broker``/``database``: where the vhost and the database are made
+        (tests/services.py: the shared ones; or a RabbitNode/PgCluster of
+        tests/functional/private_services.py)."""
         self.tag = "e2e" + uuid.uuid4().hex[:8]
+        self.broker, self.database = broker, database
         self.workdir = str(workdir)
         self.host = "host-" + self.tag
         self.port = free_port()
@@ -39,7 +44,9 @@ class Stack:
         for name, port in self.metrics_ports.items():
             self.metrics_urls[name] = "http://127.0.0.1:%d/metrics" % port
         self.db_name = "mininova_" + self.tag
+        self.db_url = database.db_url(self.db_name)
         self.vhost = "mininova-" + self.tag
+        self.transport_url = broker.rabbit_url(self.vhost)
         self.instances_path = os.path.join(self.workdir, "instances")
         self.cache_path = os.path.join(self.workdir, "_base")
         self.conf_path = os.path.join(self.workdir, "mininova.conf")
@@ -54,23 +61,21 @@ class Stack:
     # -- set-up -----------------------------------------------------------
     def start(self, schedulers=1, compute=True):
         os.makedirs(self.logs, exist_ok=True)
-        subprocess.run(PG_ADMIN + ['CREATE DATABASE "%s"' % self.db_name], check=True)
-        subprocess.run(["rabbitmqctl", "-q", "add_vhost", self.vhost], check=True,
-                       stdout=subprocess.DEVNULL)
-        subprocess.run(["rabbitmqctl", "-q", "set_permissions", "-p", self.vhost, "guest",
-                        ".*", ".*", ".*"], check=True, stdout=subprocess.DEVNULL)
-        with open(self.conf_path, "w") as f:
+        self.database.create_database(self.db_name)
+        self.broker.add_vhost(self.vhost)
+        # It holds passwords and tokens: readable by the owner only.
+        with open(os.open(self.conf_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
             f.write(f"""[DEFAULT]
 host = {self.host}
 state_path = {self.workdir}
-transport_url = rabbit://guest:guest@127.0.0.1:5672/{self.vhost}
+transport_url = {self.transport_url}
 debug = {str(self.debug).lower()}
 
 [api]
 port = {self.port}
 
 [database]
-connection = postgresql+psycopg2://postgres@127.0.0.1/{self.db_name}
+connection = {self.db_url}
 
 [scheduler]
 metrics_host = 127.0.0.1
@@ -167,7 +172,7 @@ virt_type = auto
     def set_disabled(self, host, disabled):
         """Keep the scheduler away from a host (until the services API exists)."""
         import sqlalchemy as sa
-        engine = sa.create_engine("postgresql+psycopg2://postgres@127.0.0.1/" + self.db_name)
+        engine = sa.create_engine(self.db_url)
         with engine.begin() as c:
             c.execute(sa.text("UPDATE services SET disabled = :d WHERE host = :h"),
                       {"d": disabled, "h": host})
@@ -267,10 +272,8 @@ virt_type = auto
         for name in list(self.procs):
             self.stop_daemon(name)
         self.http.close()
-        subprocess.run(PG_ADMIN + ['DROP DATABASE IF EXISTS "%s" WITH (FORCE)' % self.db_name],
-                       check=False)
-        subprocess.run(["rabbitmqctl", "-q", "delete_vhost", self.vhost], check=False,
-                       stdout=subprocess.DEVNULL)
+        self.database.drop_database(self.db_name)
+        self.broker.delete_vhost(self.vhost)
 
     def logs_text(self):
         out = []

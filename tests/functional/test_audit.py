@@ -35,7 +35,7 @@ def audit_stack(tmp_path):
         base = os.path.join(s.workdir, "blank.qcow2")
         qemu_img_create(base, "1G")
         s.image = s.add_image("blank", base)
-        s.db = Database("postgresql+psycopg2://postgres@127.0.0.1/" + s.db_name)
+        s.db = Database(s.db_url)
         yield s
     finally:
         try:

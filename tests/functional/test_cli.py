@@ -98,7 +98,7 @@ def test_vm_lifecycle_with_wait(stack):
 
 def test_create_wait_error_exits_3_with_fault(stack):
     image = add_image(stack, "doomed")
-    engine = sa.create_engine("postgresql+psycopg2://postgres@127.0.0.1/" + stack.db_name)
+    engine = sa.create_engine(stack.db_url)
     with engine.connect() as c:
         location = c.execute(sa.text("SELECT location FROM images WHERE id = :i"),
                              {"i": image["id"]}).scalar()

@@ -27,7 +27,8 @@ import pytest
 import requests
 
 from tests.functional.lab import SimHost
-from tests.functional.stack import PG_ADMIN, ROOT, free_port, qemu_img_create
+from tests import services
+from tests.functional.stack import ROOT, free_port, qemu_img_create
 from tests.waiting import wait_for
 
 DEPLOY = os.path.join(ROOT, "deploy")
@@ -82,7 +83,8 @@ class Lab:
         self.api_port = free_port()
         self.controller_state = os.path.join(self.workdir, "controller")
         self.credentials = os.path.join(self.workdir, "credentials")
-        self.sims = [SimHost("c%d-%s" % (i, self.tag), base_dir=os.path.join(self.workdir, "lab"))
+        self.sims = [SimHost("c%d-%s" % (i, self.tag), base_dir=os.path.join(self.workdir, "lab"),
+                             forward=(services.rabbit_port(),))
                      for i in (1, 2)]
         self.image = os.path.join(self.workdir, "blank.qcow2")
         self.address = None
@@ -136,10 +138,10 @@ def teardown(lab):
             sim.down()
         except Exception as e:  # keep tearing down the rest
             print("sim-host down %s: %s" % (sim.name, e))
-    subprocess.run(PG_ADMIN + ['DROP DATABASE IF EXISTS "%s" WITH (FORCE)' % lab.db], check=False)
-    subprocess.run(PG_ADMIN + ['DROP ROLE IF EXISTS "%s"' % lab.db], check=False)
+    services.pg_superuser('DROP DATABASE IF EXISTS "%s" WITH (FORCE)' % lab.db)
+    services.pg_superuser('DROP ROLE IF EXISTS "%s"' % lab.db)
     for args in (["delete_vhost", lab.vhost], ["delete_user", lab.rabbit_user]):
-        subprocess.run(["rabbitmqctl", "-q", *args], check=False, capture_output=True)
+        services.rabbitmqctl(*args, check=False)
 
 
 @pytest.fixture(scope="module")
@@ -172,7 +174,7 @@ def test_controller_and_two_computes_up(lab):
     for sim in lab.sims:
         with open(os.path.join(lab.compute_state(sim), "mininova.conf")) as f:
             conf = f.read()
-        assert "@%s:5672/%s\n" % (lab.address, lab.vhost) in conf
+        assert "@%s:%d/%s\n" % (lab.address, services.rabbit_port(), lab.vhost) in conf
         assert "image_api_url = %s\n" % lab.url in conf
     assert lab.sims[1].gateway_ip != lab.address
     # compute.sh set up the guests' NAT network on the host's own libvirtd.
@@ -181,7 +183,8 @@ def test_controller_and_two_computes_up(lab):
     assert os.stat(lab.compute_env).st_mode & 0o077 == 0
     # RabbitMQ's management UI takes mininova's own RabbitMQ login.
     creds = dict(line.split("=", 1) for line in open(lab.credentials).read().split())
-    r = requests.get("http://127.0.0.1:15672/api/whoami", timeout=10,
+    r = requests.get("http://127.0.0.1:%d/api/whoami" % services.rabbit_management_port(),
+                     timeout=10,
                      auth=(creds["RABBIT_USER"], creds["RABBIT_PASSWORD"]))
     assert r.status_code == 200 and "management" in r.json()["tags"], r.text
 

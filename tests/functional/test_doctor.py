@@ -14,7 +14,8 @@ import uuid
 import pytest
 
 from common.doctor import FAIL, OK, WARN, host_checks, libvirt_checks, service_checks
-from tests.functional.stack import PG_ADMIN, ROOT, Stack, free_port
+from tests import services
+from tests.functional.stack import ROOT, Stack, free_port
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (useradd, setuid)")
 
@@ -27,12 +28,14 @@ def one(results):
 # -- RabbitMQ ----------------------------------------------------------------
 
 def test_rabbitmq_ok_wrong_password_vhost_and_unreachable():
-    r = one(service_checks.check_rabbitmq("rabbit://guest:guest@127.0.0.1:5672/"))
-    assert r.status == OK and "as guest" in r.what
-    r = one(service_checks.check_rabbitmq("rabbit://guest:wrong@127.0.0.1:5672/"))
-    assert r.status == FAIL and r.what == "authentication failed for user guest at 127.0.0.1:5672"
-    assert "rabbitmqctl change_password guest" in r.fix
-    r = one(service_checks.check_rabbitmq("rabbit://guest:guest@127.0.0.1:5672/no-vh-doctor"))
+    user, port = services.rabbit_user(), services.rabbit_port()
+    r = one(service_checks.check_rabbitmq(services.rabbit_url()))
+    assert r.status == OK and "as %s" % user in r.what
+    r = one(service_checks.check_rabbitmq(services.rabbit_url(password="wrong")))
+    assert r.status == FAIL
+    assert r.what == "authentication failed for user %s at 127.0.0.1:%d" % (user, port)
+    assert "rabbitmqctl change_password %s" % user in r.fix
+    r = one(service_checks.check_rabbitmq(services.rabbit_url("no-vh-doctor")))
     assert r.status == FAIL and "may not use vhost no-vh-doctor" in r.what
     assert "rabbitmqctl add_vhost no-vh-doctor" in r.fix
     port = free_port()
@@ -52,32 +55,30 @@ def test_database_ok_and_clock(pg_db):
 
 
 def test_database_unknown_role_missing_db_and_unreachable():
-    # trust auth on 127.0.0.1 here: a wrong password is accepted, an unknown role is not
+    # An unknown role fails under every authentication method (trust included).
     r = one(service_checks.check_database(
         "postgresql+psycopg2://no_such_role_mn:pw@127.0.0.1/postgres"))
     assert r.status == FAIL
     assert r.what.startswith("authentication failed for user no_such_role_mn")
     assert "pw@" not in r.what and "ALTER ROLE no_such_role_mn" in r.fix
-    r = one(service_checks.check_database("postgresql+psycopg2://postgres@127.0.0.1/no_db_mn"))
+    r = one(service_checks.check_database(services.db_url("no_db_mn")))
     assert r.status == FAIL and 'database "no_db_mn" does not exist' in r.what
     assert "mininova-manage db sync" in r.fix
     port = free_port()
     r = one(service_checks.check_database(
-        "postgresql+psycopg2://postgres@127.0.0.1:%d/x" % port))
+        "postgresql+psycopg2://mininova:pw@127.0.0.1:%d/x" % port))
     assert r.status == FAIL and r.what.startswith("unreachable:") and str(port) in r.what
 
 
 def test_database_schema_behind():
     name = "mininova_doc_" + uuid.uuid4().hex[:8]
-    subprocess.run(PG_ADMIN + ['CREATE DATABASE "%s"' % name], check=True)
+    services.create_database(name)
     try:
-        r = one(service_checks.check_database("postgresql+psycopg2://postgres@127.0.0.1/"
-                                              + name))
+        r = one(service_checks.check_database(services.db_url(name)))
         assert r.status == FAIL and r.what.startswith("schema at revision None")
         assert r.fix == "mininova-manage db sync"
     finally:
-        subprocess.run(PG_ADMIN + ['DROP DATABASE IF EXISTS "%s" WITH (FORCE)' % name],
-                       check=True)
+        services.drop_database(name)
 
 
 # -- a non-root compute user -------------------------------------------------

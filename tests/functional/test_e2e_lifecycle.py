@@ -84,7 +84,7 @@ def test_compute_killed_while_vm_stopped_outside(stack, vm):
 def test_reconcile_finds_leftover_domain(stack, vm):
     # The row goes (as if deleted while compute was away); the domain stays.
     import sqlalchemy as sa
-    engine = sa.create_engine("postgresql+psycopg2://postgres@127.0.0.1/" + stack.db_name)
+    engine = sa.create_engine(stack.db_url)
     with engine.begin() as c:
         c.execute(sa.text("UPDATE instances SET deleted_at = now(), vm_state = 'deleted' "
                           "WHERE id = :i"), {"i": vm["id"]})

@@ -7,6 +7,7 @@ import sys
 
 import pytest
 
+from tests import services
 from tests.functional.lab import SimHost
 from tests.functional.stack import ROOT, Stack, qemu_img_create
 from tests.waiting import wait_for
@@ -59,7 +60,7 @@ def start_sim_compute(stack, sim, driver="libvirt"):
     with open(conf, "w") as f:
         f.write(f"""[DEFAULT]
 host = {sim.name}
-transport_url = rabbit://guest:guest@{sim.gateway_ip}:5672/{stack.vhost}
+transport_url = {services.rabbit_url(stack.vhost, host=sim.gateway_ip)}
 
 [compute]
 instances_path = {workdir}/instances

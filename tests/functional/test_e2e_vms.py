@@ -10,7 +10,7 @@ from tests.waiting import wait_for
 
 
 def _db(stack):
-    return sa.create_engine("postgresql+psycopg2://postgres@127.0.0.1/" + stack.db_name)
+    return sa.create_engine(stack.db_url)
 
 
 def _create(stack, name, image="blank", flavor="m1.tiny"):

@@ -7,9 +7,9 @@ ends with ``nothing_orphaned``: every row settled, claims only for live VMs
 on their host (and the hosts' usage equal to their claims), a libvirt domain
 exactly for each live VM at rest, an instance directory only for those.
 
-Restarting RabbitMQ or PostgreSQL disturbs every user of them on this
-machine (CI runs tests one after the other); those tests bring the service
-back in a ``finally``, whatever happens.
+The tests that stop RabbitMQ or PostgreSQL do it to a broker node and a
+database cluster of their own (private_services.py), never to the services
+the machine runs.
 """
 import concurrent.futures
 import datetime
@@ -34,6 +34,7 @@ from common.db.models import Claim, Instance, InstanceAction, Service, utcnow
 from nova_scheduler.conductor import ConductorManager
 from nova_scheduler import watchdog
 from nova_scheduler.watchdog import Watchdog
+from tests.functional.private_services import PgCluster, RabbitNode
 from tests.functional.stack import Stack, domain_names, qemu_img_create, virsh
 from tests.waiting import wait_for
 
@@ -61,13 +62,34 @@ def fast_conf(build_timeout=120, **groups):
 
 
 @pytest.fixture
+def rabbit_node():
+    """A RabbitMQ node of this test's own, to stop and start."""
+    node = RabbitNode()
+    try:
+        yield node.create()
+    finally:
+        node.destroy()
+
+
+@pytest.fixture
+def pg_cluster():
+    """A PostgreSQL cluster of this test's own, to stop and start."""
+    cluster = PgCluster()
+    try:
+        yield cluster.create()
+    finally:
+        cluster.destroy()
+
+
+@pytest.fixture
 def make_stack(tmp_path):
     """Start a stack of our own (with the 'blank' image); at the end make sure
-    RabbitMQ and PostgreSQL run, destroy any domain of its VMs, drop it all."""
+    its RabbitMQ and PostgreSQL run, destroy any domain of its VMs, drop it all."""
     made = []
 
-    def make(extra_conf, compute=True):
-        stack = Stack(tmp_path / ("stack%d" % len(made)), network="", extra_conf=extra_conf)
+    def make(extra_conf, compute=True, broker=None, database=None):
+        kw = {k: v for k, v in (("broker", broker), ("database", database)) if v is not None}
+        stack = Stack(tmp_path / ("stack%d" % len(made)), network="", extra_conf=extra_conf, **kw)
         made.append(stack)
         stack.start(compute=compute)
         base = os.path.join(stack.workdir, "blank.qcow2")
@@ -78,9 +100,11 @@ def make_stack(tmp_path):
         return stack
 
     yield make
-    rabbit_start()
-    pg_start()
     for stack in made:
+        if isinstance(stack.broker, RabbitNode):
+            stack.broker.start()
+        if isinstance(stack.database, PgCluster):
+            stack.database.start()
         for proc in stack.procs.values():
             _signal(proc, signal.SIGCONT)
         ids = []
@@ -106,8 +130,7 @@ _engines = {}
 
 def _engine(stack):
     if stack.db_name not in _engines:
-        _engines[stack.db_name] = sa.create_engine(
-            "postgresql+psycopg2://postgres@127.0.0.1/" + stack.db_name, pool_pre_ping=True)
+        _engines[stack.db_name] = sa.create_engine(stack.db_url, pool_pre_ping=True)
     return _engines[stack.db_name]
 
 
@@ -258,55 +281,6 @@ def _port_open(port):
         return False
 
 
-def _rabbitmqctl(*args, timeout=120):
-    return subprocess.run(["rabbitmqctl", "-q", *args], capture_output=True, text=True,
-                          timeout=timeout)
-
-
-def rabbit_stop():
-    """Stop the node and wait until it is gone."""
-    result = _rabbitmqctl("shutdown")
-    assert result.returncode == 0, result.stderr
-    wait_for(lambda: not _port_open(5672), 30, what="RabbitMQ to stop")
-
-
-def rabbit_start():
-    """Start the node unless it runs; return once it serves."""
-    if _rabbitmqctl("await_startup", "--timeout", "2", timeout=30).returncode == 0:
-        return
-    if not _port_open(5672):
-        subprocess.run(["rabbitmq-server", "-detached"], capture_output=True, timeout=60)
-    wait_for(lambda: _rabbitmqctl("await_startup", "--timeout", "5", timeout=30).returncode == 0,
-             120, interval=0.5, what="RabbitMQ to start")
-
-
-def _pg_version():
-    return sorted(os.listdir("/etc/postgresql"))[0]
-
-
-def _pg_ctl(action):
-    return subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", _pg_version(), "main",
-                           action], capture_output=True, text=True, timeout=120)
-
-
-def _pg_serves():
-    return subprocess.run(["runuser", "-u", "postgres", "--", "psql", "-qtA", "-d", "postgres",
-                           "-c", "SELECT 1"], capture_output=True, timeout=30).returncode == 0
-
-
-def pg_stop():
-    result = _pg_ctl("stop")
-    assert result.returncode == 0, result.stderr
-    wait_for(lambda: not _port_open(5432), 30, what="PostgreSQL to stop")
-
-
-def pg_start():
-    if _port_open(5432) and _pg_serves():
-        return
-    _pg_ctl("start")
-    wait_for(_pg_serves, 120, interval=0.25, what="PostgreSQL to start")
-
-
 # == 1. compute killed while building ================================================
 
 def test_compute_killed_while_building(make_stack):
@@ -411,8 +385,8 @@ def test_scheduler_killed_mid_burst(make_stack):
 
 # == 3. RabbitMQ restarted during a burst ==============================================
 
-def test_rabbitmq_restart_during_burst(make_stack):
-    stack = make_stack(fast_conf())
+def test_rabbitmq_restart_during_burst(rabbit_node, make_stack):  # node outlives the stack
+    stack = make_stack(fast_conf(), broker=rabbit_node)
     keep = create_many(stack, ["keep%02d" % i for i in range(10)])
     wait_settled(stack, keep, 60, allow_error=False)
 
@@ -440,14 +414,15 @@ def test_rabbitmq_restart_during_burst(make_stack):
         burst(ops[:half])
         assert {results[op][0] for op in ops[:half]} == {202}, results
         stopping = time.monotonic()
-        rabbit_stop()
+        rabbit_node.stop()
+        wait_for(lambda: not _port_open(rabbit_node.port), 30, what="RabbitMQ to stop")
         stopped = time.monotonic() - stopping
         # The second half arrives while it is down: refused at once (no hang),
         # with a clear message; nothing stored; what needs only the DB works.
         burst(ops[half:])
         assert stack.get("/v1/vms").status_code == 200
     finally:
-        rabbit_start()
+        rabbit_node.start()
     back = time.monotonic()
     refused = ops[half:]
     for op in refused:
@@ -485,8 +460,8 @@ def test_rabbitmq_restart_during_burst(make_stack):
 
 # == 4. PostgreSQL restarted ==========================================================
 
-def test_postgresql_restart(make_stack):
-    stack = make_stack(fast_conf())
+def test_postgresql_restart(pg_cluster, make_stack):  # cluster outlives the stack
+    stack = make_stack(fast_conf(), database=pg_cluster)
     old = create_many(stack, ["old%d" % i for i in range(3)])
     wait_settled(stack, old, 60, allow_error=False)
     scheduler = stack.procs["scheduler"]
@@ -499,7 +474,8 @@ def test_postgresql_restart(make_stack):
         new = create_many(stack, ["new%02d" % i for i in range(10)])
         for vm_id in old:
             assert stack.delete("/v1/vms/" + vm_id).status_code == 202
-        pg_stop()
+        pg_cluster.stop()
+        wait_for(lambda: not _port_open(pg_cluster.port), 30, what="PostgreSQL to stop")
         down = time.monotonic()
         t0 = time.monotonic()
         r = stack.get("/v1/vms")
@@ -517,7 +493,7 @@ def test_postgresql_restart(make_stack):
                          in log(stack, "compute"), 30, what="compute to retry its reports")
     finally:
         _signal(scheduler, signal.SIGCONT)
-        pg_start()
+        pg_cluster.start()
     outage = time.monotonic() - down
     back = time.monotonic()
     wait_for(lambda: stack.get("/v1/vms").status_code == 200, 30, what="the API to recover")
@@ -808,7 +784,7 @@ def test_garbage_on_every_queue_is_dead_lettered(make_stack):
         return json.dumps({"version": version, "method": method, "args": args,
                            "context": ctx if ctx is not None else ctxt})
 
-    conn = kombu.Connection("amqp://guest:guest@127.0.0.1:5672/" + stack.vhost,
+    conn = kombu.Connection("amqp://" + stack.transport_url.split("://", 1)[1],
                             connect_timeout=5)
     try:
         channel = conn.channel()

@@ -19,6 +19,7 @@ from contextlib import ExitStack
 
 import pytest
 
+from tests import services
 from tests.functional.lab import SimHost
 from tests.functional.stack import domain_names, qemu_img_create
 from tests.waiting import wait_for
@@ -157,7 +158,7 @@ def test_domains_run_on_both_private_libvirtds_and_nowhere_else(lab, tmp_path):
 
 RABBIT_PROBE = """
 import socket, sys
-s = socket.create_connection((sys.argv[1], 5672), 5)
+s = socket.create_connection((sys.argv[1], int(sys.argv[2])), 5)
 s.settimeout(5)
 s.sendall(b"AMQP\\x00\\x00\\x09\\x01")
 frame = s.recv(7)
@@ -167,7 +168,7 @@ print("ok")
 
 KOMBU_LOGIN = """
 import sys, kombu
-with kombu.Connection("amqp://guest:guest@%s:5672//" % sys.argv[1], connect_timeout=5) as c:
+with kombu.Connection(sys.argv[1], connect_timeout=5) as c:
     c.connect()
     assert c.connected
     print("ok", c.connection.server_properties.get("product"))
@@ -176,12 +177,12 @@ with kombu.Connection("amqp://guest:guest@%s:5672//" % sys.argv[1], connect_time
 
 def test_netns_reaches_rabbitmq_at_the_gateway(lab):
     for host in lab["hosts"]:
-        out = host.run([sys.executable, "-c", RABBIT_PROBE, host.gateway_ip],
-                       capture_output=True, text=True, timeout=30)
+        out = host.run([sys.executable, "-c", RABBIT_PROBE, host.gateway_ip,
+                        str(services.rabbit_port())], capture_output=True, text=True, timeout=30)
         assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
-        # A real AMQP login as guest (RabbitMQ admits guest from loopback only:
-        # through the forwarder the broker sees 127.0.0.1).
-        out = host.run([sys.executable, "-c", KOMBU_LOGIN, host.gateway_ip],
+        # A real AMQP login as mininova's RabbitMQ user, through the forwarder.
+        url = "amqp://" + services.rabbit_url(host=host.gateway_ip).split("://", 1)[1]
+        out = host.run([sys.executable, "-c", KOMBU_LOGIN, url],
                        capture_output=True, text=True, timeout=30, cwd=os.getcwd())
         assert out.returncode == 0 and out.stdout.startswith("ok"), out.stderr
 
@@ -257,10 +258,12 @@ def test_netns_reaches_http_servers_of_the_root_namespace(lab, http_server):
 
 def test_netns_is_a_separate_network(lab):
     a, b = lab["hosts"]
-    # Loopback is up inside, and it is the netns' own: nothing listens on 5672 there.
+    # Loopback is up inside, and it is the netns' own: nothing listens on RabbitMQ's port there.
     out = a.run(["ip", "-o", "addr", "show"], capture_output=True, text=True, check=True)
     assert "127.0.0.1/8" in out.stdout and a.host_ip + "/24" in out.stdout
-    refused = a.run([sys.executable, "-c", "import socket; socket.create_connection(('127.0.0.1', 5672), 2)"],
+    port = services.rabbit_port()
+    refused = a.run([sys.executable, "-c",
+                     "import socket; socket.create_connection(('127.0.0.1', %d), 2)" % port],
                     capture_output=True, text=True, timeout=30)
     assert refused.returncode != 0 and "ConnectionRefused" in refused.stderr
     # Sim hosts reach each other over the root namespace (10.77.0.0/16 route).
@@ -269,12 +272,12 @@ def test_netns_is_a_separate_network(lab):
     # Unplugged: the host is cut off (a "dead host" as far as the network goes).
     a.set_link(False)
     try:
-        cut = a.run([sys.executable, "-c", "import socket; socket.create_connection(('%s', 5672), 1)"
-                     % a.gateway_ip], capture_output=True, text=True, timeout=30)
+        cut = a.run([sys.executable, "-c", "import socket; socket.create_connection(('%s', %d), 1)"
+                     % (a.gateway_ip, port)], capture_output=True, text=True, timeout=30)
         assert cut.returncode != 0
     finally:
         a.set_link(True)
-    wait_for(lambda: a.run([sys.executable, "-c", RABBIT_PROBE, a.gateway_ip],
+    wait_for(lambda: a.run([sys.executable, "-c", RABBIT_PROBE, a.gateway_ip, str(port)],
                            capture_output=True, timeout=30).returncode == 0, 20,
              what="%s reconnected" % a.name)
 

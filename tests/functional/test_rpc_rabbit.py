@@ -1,7 +1,7 @@
-"""common.rpc against the real RabbitMQ at 127.0.0.1:5672 (guest/guest).
+"""common.rpc against the real RabbitMQ, as mininova's own RabbitMQ user
+(tests/services.py).
 
 Every test uses its own topic (uuid suffix) and deletes its queues at the end.
-Skipped when no broker answers, unless MININOVA_REQUIRE_RABBIT=1 (then fails).
 """
 import json
 import logging
@@ -23,23 +23,11 @@ from common import exception
 from common import rpc
 from common.rpc import kombu_transport
 
-URL = os.environ.get("MININOVA_TEST_RABBIT_URL", "rabbit://guest:guest@127.0.0.1:5672/")
+from tests import services
+
+URL = services.rabbit_url()
 AMQP_URL = "amqp://" + URL.split("://", 1)[1]
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-def _broker_up():
-    try:
-        with socket.create_connection(("127.0.0.1", 5672), timeout=1):
-            return True
-    except OSError:
-        return False
-
-
-if not _broker_up():
-    if os.environ.get("MININOVA_REQUIRE_RABBIT") == "1":
-        raise RuntimeError("RabbitMQ is not reachable at 127.0.0.1:5672")
-    pytest.skip("RabbitMQ is not reachable at 127.0.0.1:5672", allow_module_level=True)
 
 
 def wait_for(predicate, timeout=10.0):
@@ -346,7 +334,7 @@ def test_consumer_and_publisher_reconnect(transports, topic, servers, ctxt, capl
 
 
 def test_unreachable_broker_raises_service_unavailable_quickly(ctxt):
-    transport = rpc.get_transport("rabbit://guest:guest@127.0.0.1:1/",
+    transport = rpc.get_transport(services.rabbit_url(port=1),
                                   publish_retry_timeout=1.0)
     client = rpc.RPCClient(transport, rpc.Target("nowhere"), timeout=5)
     for send in (client.cast, client.call):

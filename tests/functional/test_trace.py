@@ -16,24 +16,18 @@ import pytest
 from common import context, rpc
 from common.rpc import kombu_transport, protocol
 from mininova_client import trace, trace_timeline
+from tests import services
 from tests.functional.stack import ROOT
 from tests.waiting import wait_for
-
-
-def _rabbitmqctl(*args):
-    return subprocess.run(["rabbitmqctl", "-q", *args], check=True,
-                          stdout=subprocess.DEVNULL)
 
 
 @pytest.fixture
 def vhost_url():
     """A private vhost: the tap sees this test's messages only."""
     vhost = "mininova-trace-" + uuid.uuid4().hex[:8]
-    _rabbitmqctl("add_vhost", vhost)
-    _rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
-    yield "rabbit://guest:guest@127.0.0.1:5672/" + vhost
-    subprocess.run(["rabbitmqctl", "-q", "delete_vhost", vhost], check=False,
-                   stdout=subprocess.DEVNULL)
+    services.add_vhost(vhost)
+    yield services.rabbit_url(vhost)
+    services.delete_vhost(vhost)
 
 
 class Echo:

@@ -1,0 +1,138 @@
+"""The real RabbitMQ and PostgreSQL, reached as mininova reaches them.
+
+Tests connect with mininova's own RabbitMQ user and PostgreSQL role, read from
+the credentials file that deploy/start-controller-services.sh writes
+(``MININOVA_CREDENTIALS``, default /etc/mininova/credentials), over TCP with a
+password: never guest/guest, never trust authentication. The role may create
+databases, so each test makes and drops its own. RabbitMQ vhosts are made with
+``rabbitmqctl``, which targets the node that RABBITMQ_CONF_ENV_FILE names when
+it is set (CI runs a node of its own)."""
+import functools
+import os
+import subprocess
+import urllib.parse
+
+CREDENTIALS = os.environ.get("MININOVA_CREDENTIALS", "/etc/mininova/credentials")
+
+
+class MissingService(RuntimeError):
+    """A prerequisite of the real-service tests is missing; says which and how to get it."""
+
+
+def parse_env_file(text):
+    """KEY=VALUE lines (shell style, no quoting) -> dict."""
+    values = {}
+    for line in text.splitlines():
+        line = line.strip()
+        key, sep, value = line.partition("=")
+        if sep and not line.startswith("#") and key.isidentifier():
+            values[key] = value
+    return values
+
+
+@functools.lru_cache(maxsize=None)
+def credentials():
+    try:
+        with open(CREDENTIALS) as f:
+            values = parse_env_file(f.read())
+    except OSError as e:
+        raise MissingService(
+            "cannot read mininova's credentials (%s): run `make test`, whose set-up "
+            "(deploy/start-controller-services.sh) creates them" % e) from None
+    values.setdefault("RABBIT_PORT", "5672")
+    values.setdefault("RABBIT_MANAGEMENT_PORT", "15672")
+    values.setdefault("RABBIT_VHOST", "/")
+    values.setdefault("DB_PORT", "5432")
+    return values
+
+
+def rabbit_port():
+    return int(credentials()["RABBIT_PORT"])
+
+
+def rabbit_management_port():
+    return int(credentials()["RABBIT_MANAGEMENT_PORT"])
+
+
+def db_port():
+    return int(credentials()["DB_PORT"])
+
+
+def rabbit_user():
+    return credentials()["RABBIT_USER"]
+
+
+def rabbit_url(vhost=None, host="127.0.0.1", port=None, password=None):
+    """``rabbit://`` URL of mininova's RabbitMQ user for ``vhost`` (default:
+    the one the set-up gave it)."""
+    c = credentials()
+    if vhost is None:
+        vhost = c["RABBIT_VHOST"]
+    if vhost == "/":
+        vhost = ""
+    return "rabbit://%s:%s@%s:%d/%s" % (
+        urllib.parse.quote(c["RABBIT_USER"], safe=""),
+        urllib.parse.quote(c["RABBIT_PASSWORD"] if password is None else password, safe=""),
+        host, port or rabbit_port(), urllib.parse.quote(vhost, safe=""))
+
+
+def db_url(name, host="127.0.0.1", password=None):
+    """SQLAlchemy URL of database ``name`` as mininova's PostgreSQL role."""
+    c = credentials()
+    return "postgresql+psycopg2://%s:%s@%s:%d/%s" % (
+        urllib.parse.quote(c["DB_USER"], safe=""),
+        urllib.parse.quote(c["DB_PASSWORD"] if password is None else password, safe=""),
+        host, db_port(), name)
+
+
+def _pg_admin_connection():
+    import psycopg2
+    c = credentials()
+    conn = psycopg2.connect(dbname="postgres", user=c["DB_USER"], password=c["DB_PASSWORD"],
+                            host="127.0.0.1", port=db_port(), connect_timeout=10)
+    conn.autocommit = True
+    return conn
+
+
+def create_database(name):
+    """A new empty database owned by mininova's role."""
+    conn = _pg_admin_connection()
+    try:
+        with conn.cursor() as cur:
+            cur.execute('CREATE DATABASE "%s"' % name)
+    finally:
+        conn.close()
+
+
+def drop_database(name):
+    conn = _pg_admin_connection()
+    try:
+        with conn.cursor() as cur:
+            cur.execute('DROP DATABASE IF EXISTS "%s" WITH (FORCE)' % name)
+    finally:
+        conn.close()
+
+
+def pg_superuser(sql):
+    """Run ``sql`` as PostgreSQL's superuser over the local socket (peer
+    authentication, as on a stock Debian); for what mininova's role may not do
+    (e.g. dropping roles a deploy test created)."""
+    env = dict(os.environ, PGPORT=str(db_port()))
+    return subprocess.run(["runuser", "-u", "postgres", "--", "psql", "-v", "ON_ERROR_STOP=1",
+                           "-qtA", "-d", "postgres", "-c", sql],
+                          capture_output=True, text=True, env=env, timeout=60)
+
+
+def rabbitmqctl(*args, check=True, timeout=120):
+    return subprocess.run(["rabbitmqctl", "-q", *args], capture_output=True, text=True,
+                          check=check, timeout=timeout)
+
+
+def add_vhost(vhost):
+    """A new vhost on which mininova's RabbitMQ user may do everything."""
+    rabbitmqctl("add_vhost", vhost)
+    rabbitmqctl("set_permissions", "-p", vhost, rabbit_user(), ".*", ".*", ".*")
+
+
+def delete_vhost(vhost):
+    rabbitmqctl("delete_vhost", vhost, check=False)
