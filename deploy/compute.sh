@@ -91,6 +91,7 @@ fi
 setup_venv
 
 # Fail early, and say where, when the controller is out of reach.
+# shellcheck disable=SC2016  # $1 and $2 expand in the inner bash
 port_open() { timeout 5 bash -c 'exec 3<>"/dev/tcp/$1/$2"' _ "$1" "$2" 2>/dev/null; }
 port_open "$CONTROLLER" "${E[RABBIT_PORT]}" ||
     die "RabbitMQ does not answer at $CONTROLLER:${E[RABBIT_PORT]}"

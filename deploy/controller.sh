@@ -63,7 +63,9 @@ if ((STOP)); then
 fi
 [[ -n $ADDRESS ]] || { echo "$PROG: --address is required" >&2; usage; }
 [[ $ADDRESS =~ ^[0-9a-fA-F.:]+$ ]] || die "bad --address '$ADDRESS' (an IP address)"
-[[ $API_PORT =~ ^[0-9]+$ ]] && ((API_PORT > 0 && API_PORT < 65536)) || die "bad --api-port '$API_PORT'"
+if ! [[ $API_PORT =~ ^[0-9]+$ ]] || ((API_PORT < 1 || API_PORT > 65535)); then
+    die "bad --api-port '$API_PORT'"
+fi
 [[ $DB_NAME =~ ^[A-Za-z_][A-Za-z0-9_]{0,62}$ ]] || die "bad --db-name '$DB_NAME' ([A-Za-z0-9_])"
 [[ $VHOST == / || $VHOST =~ ^[A-Za-z0-9_.-]+$ ]] || die "bad --vhost '$VHOST' (/ or [A-Za-z0-9_.-])"
 [[ $RABBIT_USER =~ ^[A-Za-z0-9_.-]+$ ]] || die "bad --rabbit-user '$RABBIT_USER'"
@@ -120,7 +122,7 @@ wait_api "$API_URL" 60
 wait_service "$API_URL" "$(<"$STATE/creds/admin.token")" mininova-scheduler "$HOST_NAME" 60
 
 # --- what a compute host needs ----------------------------------------------------
-write_if_changed "$STATE/compute.env" <<ENV && log "wrote $STATE/compute.env" || true
+if write_if_changed "$STATE/compute.env" <<ENV; then log "wrote $STATE/compute.env"; fi
 # For deploy/compute.sh --credentials-file: this controller's address and the
 # secrets a compute host needs (RabbitMQ login, the service token). Keep it 0600.
 CONTROLLER=$ADDRESS
@@ -134,7 +136,9 @@ IMAGE_API_URL=$API_URL
 SERVICE_TOKEN=$(<"$STATE/creds/compute.token")
 ENV
 if [[ -n $ENV_COPY ]]; then
-    write_if_changed "$ENV_COPY" < "$STATE/compute.env" && log "copied compute.env to $ENV_COPY" || true
+    if write_if_changed "$ENV_COPY" < "$STATE/compute.env"; then
+        log "copied compute.env to $ENV_COPY"
+    fi
 fi
 log "controller $HOST_NAME ready: API $API_URL; . $STATE/adminrc or . $STATE/demorc for the CLI"
 echo "$STATE/compute.env"

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Helpers shared by deploy/controller.sh and deploy/compute.sh (sourced, not run).
 # The caller sets PROG, STATE, CONF, VENV, LOGS and RUN before using them.
 

@@ -18,6 +18,9 @@
 # node and a PostgreSQL cluster of its own, so that every run takes the paths of
 # a first install (.ci/run).
 set -euo pipefail
+# Whatever the caller's umask: files made here for the broker (rabbitmq-plugins
+# writes enabled_plugins as root) must stay readable by the broker's own user.
+umask 022
 export DEBIAN_FRONTEND=noninteractive
 DB=${MININOVA_DB:-mininova}
 CREDS=${MININOVA_CREDENTIALS:-/etc/mininova/credentials}
@@ -43,10 +46,9 @@ if ! port_open "$AMQP_PORT"; then
     rabbitmq-server -detached
 fi
 if ! port_open "$PG_PORT"; then
-    # shellcheck disable=SC2086  # "VERSION NAME": two words on purpose
-    cluster=${MININOVA_PG_CLUSTER:-"$(ls /etc/postgresql | head -n1) main"}
+    cluster=${MININOVA_PG_CLUSTER:-"$(find /etc/postgresql -mindepth 1 -maxdepth 1 -printf '%f\n' | sort -V | head -n1) main"}
     echo "$PROG: starting PostgreSQL ($cluster)"
-    # shellcheck disable=SC2086
+    # shellcheck disable=SC2086  # "VERSION NAME": two words on purpose
     pg_ctlcluster --skip-systemctl-redirect $cluster start
 fi
 deadline=$((SECONDS + 60))

@@ -89,7 +89,7 @@ VLPATH=$D/bin/virtlogd-lab
 
 if [[ -z $INDEX && -s $D/index ]]; then INDEX=$(<"$D/index"); fi
 if [[ -n $INDEX ]]; then
-    [[ $INDEX =~ ^[0-9]+$ ]] && ((INDEX >= 1 && INDEX <= 254)) || die "bad INDEX '$INDEX' (1..254)"
+    if ! [[ $INDEX =~ ^[0-9]+$ ]] || ((INDEX < 1 || INDEX > 254)); then die "bad INDEX '$INDEX' (1..254)"; fi
     INDEX=$((10#$INDEX))
     HOSTIF=mnh$INDEX PEERIF=mnp$INDEX
     GW=10.77.$INDEX.1 IP=10.77.$INDEX.2

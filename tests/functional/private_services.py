@@ -48,12 +48,13 @@ class RabbitNode:
     # (pytest's tmp dirs are root's only).
     BASE = "/var/tmp/mininova-rabbit"
 
-    def __init__(self):
+    def __init__(self, management=False):
         self.name = "mn-" + uuid.uuid4().hex[:8]
         os.makedirs(self.BASE, mode=0o755, exist_ok=True)
         self.dir = os.path.join(self.BASE, self.name)
         # The distribution port is the AMQP port + 20000 (rabbit-node.sh).
         self.port = free_port_pair(20000)
+        self.management_port = free_port_pair(0) if management else None
         self.user, self.password = "mininova", secrets.token_hex(12)
         self.env = dict(os.environ)
 
@@ -63,11 +64,18 @@ class RabbitNode:
     def rabbitmqctl(self, *args, input=None):
         return _run(["rabbitmqctl", "-q", *args], env=self.env, input=input, timeout=120)
 
-    def create(self):
-        out = self._script("create", self.dir, self.name, str(self.port))
-        self.env["RABBITMQ_CONF_ENV_FILE"] = out.strip().split("=", 1)[1]
-        self.start()
-        self.rabbitmqctl("add_user", self.user, input=self.password)
+    @property
+    def env_file(self):
+        return os.path.join(self.dir, "rabbitmq-env.conf")
+
+    def create(self, start=True):
+        """The node's files; with ``start``, started with a user for the tests."""
+        self._script("create", self.dir, self.name, str(self.port),
+                     *([str(self.management_port)] if self.management_port else []))
+        self.env["RABBITMQ_CONF_ENV_FILE"] = self.env_file
+        if start:
+            self.start()
+            self.rabbitmqctl("add_user", self.user, input=self.password)
         return self
 
     def start(self):
@@ -113,8 +121,17 @@ class PgCluster:
     def _script(self, *args):
         return _run(["bash", os.path.join(LAB, "pg-cluster.sh"), *args])
 
-    def create(self):
+    @property
+    def cluster(self):
+        """"VERSION NAME", as pg_ctlcluster takes it."""
+        version = sorted(os.listdir("/etc/postgresql"), key=lambda v: [int(x) for x in v.split(".")])[-1]
+        return "%s %s" % (version, self.name)
+
+    def create(self, start=True):
+        """The cluster; with ``start``, started with a role for the tests."""
         self._script("create", self.name, str(self.port))
+        if not start:
+            return self
         self.start()
         _run(["runuser", "-u", "postgres", "--", "psql", "-v", "ON_ERROR_STOP=1", "-qtA",
               "-d", "postgres"], env=dict(os.environ, PGPORT=str(self.port)),

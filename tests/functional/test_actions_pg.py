@@ -9,6 +9,8 @@ import sqlalchemy as sa
 from common.db import actions
 from common.db.models import InstanceAction, InstanceActionEvent
 
+pytestmark = pytest.mark.real_services("postgresql")
+
 T0 = datetime.datetime(2024, 5, 1, 12, 0, 0)
 
 

@@ -21,6 +21,8 @@ from nova_compute import rpcapi as compute_rpcapi
 from tests.functional.conftest import libvirt_available
 from tests.functional.stack import Stack, domain_names, qemu_img_create, virsh
 
+pytestmark = pytest.mark.real_services("rabbitmq", "postgresql", "libvirt", "http")
+
 
 @pytest.fixture
 def audit_stack(tmp_path):

@@ -8,9 +8,12 @@ import subprocess
 import sys
 
 import libvirt
+import pytest
 
 from bench.floor import find_domains
 from tests.functional.stack import ROOT
+
+pytestmark = pytest.mark.real_services("rabbitmq", "postgresql", "libvirt", "http")
 
 KEYS = ("floor_p50_ms", "p1_p50_ms", "p1_overhead_ms", "p2_wall_s", "p2_floor_wall_s",
         "p3_vms_per_s", "p3_overcommit", "p4_get_p99_ms", "p4_post_p50_ms", "p5_p50_ms",

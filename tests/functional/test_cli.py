@@ -12,6 +12,8 @@ import sqlalchemy as sa
 from tests.functional.stack import ROOT, Stack, domain_names, qemu_img_create
 from tests.unit.test_cli import Result
 
+pytestmark = pytest.mark.real_services("rabbitmq", "postgresql", "libvirt", "http")
+
 REQ = r"\(request req-[0-9a-f-]+\)"
 
 

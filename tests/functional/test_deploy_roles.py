@@ -27,7 +27,7 @@ import pytest
 import requests
 
 from tests.functional.lab import SimHost
-from tests import services
+from tests import prerequisites, services
 from tests.functional.stack import ROOT, free_port, qemu_img_create
 from tests.waiting import wait_for
 
@@ -35,7 +35,12 @@ DEPLOY = os.path.join(ROOT, "deploy")
 VENV = os.path.dirname(os.path.dirname(sys.executable))
 TIMINGS = {}
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the role scripts need root")
+pytestmark = pytest.mark.real_services("rabbitmq", "postgresql", "libvirt", "http")
+
+
+@pytest.fixture(autouse=True)
+def root():
+    prerequisites.require_root("the role scripts")
 
 
 def run_script(argv, what, netns=None, timeout=300):
@@ -276,6 +281,7 @@ def vagrant_commands():
     return text, commands
 
 
+@pytest.mark.real_services()
 def test_vagrantfile_only_runs_role_scripts_with_known_options():
     text, commands = vagrant_commands()
     assert len(commands) == 3, commands      # tiny image + controller, compute (per host)
@@ -294,29 +300,22 @@ def test_vagrantfile_only_runs_role_scripts_with_known_options():
     assert re.findall(r'provision\s+"[\w-]+",\s*type:\s*"(\w+)"', text) == ["shell"] * 3
 
 
-def ensure_ruby():
-    """ruby for `ruby -c`: ~17 s of apt once (11 packages), nothing after."""
-    if shutil.which("ruby"):
-        return "ruby"
-    if os.geteuid() != 0 or not shutil.which("apt-get"):
-        pytest.skip("no ruby, and no apt-get to install it")
-    subprocess.run(["apt-get", "install", "-y", "-q", "--no-install-recommends", "ruby"],
-                   check=True, capture_output=True, timeout=600,
-                   env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
-    return "ruby"
-
-
+@pytest.mark.real_services()
 def test_vagrantfile_syntax():
-    proc = subprocess.run([ensure_ruby(), "-wc", os.path.join(ROOT, "Vagrantfile")],
+    prerequisites.require(shutil.which("ruby"), "ruby for `ruby -wc Vagrantfile` "
+                          "(deploy/install-test-tools.sh installs it)")
+    proc = subprocess.run(["ruby", "-wc", os.path.join(ROOT, "Vagrantfile")],
                           capture_output=True, text=True)
     assert proc.returncode == 0 and proc.stdout.strip() == "Syntax OK", proc.stderr
     assert proc.stderr == "", proc.stderr      # -w: no warnings either
 
 
-@pytest.mark.skipif(not shutil.which("systemd-analyze"), reason="no systemd-analyze")
+@pytest.mark.real_services()
 def test_systemd_units_verify_as_the_scripts_install_them(tmp_path):
     """The scripts render the units with the host's venv and config; those
     rendered units must pass `systemd-analyze verify`."""
+    prerequisites.require(shutil.which("systemd-analyze"), "systemd-analyze (package systemd; "
+                          "deploy/install-test-tools.sh installs it)")
     conf = tmp_path / "mininova.conf"
     conf.write_text("[DEFAULT]\n")
     units = []

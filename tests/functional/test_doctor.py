@@ -14,10 +14,15 @@ import uuid
 import pytest
 
 from common.doctor import FAIL, OK, WARN, host_checks, libvirt_checks, service_checks
-from tests import services
+from tests import prerequisites, services
 from tests.functional.stack import ROOT, Stack, free_port
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (useradd, setuid)")
+pytestmark = pytest.mark.real_services("libvirt")
+
+
+@pytest.fixture(autouse=True)
+def root():
+    prerequisites.require_root("useradd, probes as another user")
 
 
 def one(results):
@@ -27,6 +32,7 @@ def one(results):
 
 # -- RabbitMQ ----------------------------------------------------------------
 
+@pytest.mark.real_services("rabbitmq")
 def test_rabbitmq_ok_wrong_password_vhost_and_unreachable():
     user, port = services.rabbit_user(), services.rabbit_port()
     r = one(service_checks.check_rabbitmq(services.rabbit_url()))
@@ -47,6 +53,7 @@ def test_rabbitmq_ok_wrong_password_vhost_and_unreachable():
 
 # -- PostgreSQL --------------------------------------------------------------
 
+@pytest.mark.real_services("postgresql")
 def test_database_ok_and_clock(pg_db):
     url = str(pg_db.engine.url.render_as_string(hide_password=False))
     r = one(service_checks.check_database(url))
@@ -54,6 +61,7 @@ def test_database_ok_and_clock(pg_db):
     assert one(service_checks.check_clock_database(url)).status == OK
 
 
+@pytest.mark.real_services("postgresql")
 def test_database_unknown_role_missing_db_and_unreachable():
     # An unknown role fails under every authentication method (trust included).
     r = one(service_checks.check_database(
@@ -70,6 +78,7 @@ def test_database_unknown_role_missing_db_and_unreachable():
     assert r.status == FAIL and r.what.startswith("unreachable:") and str(port) in r.what
 
 
+@pytest.mark.real_services("postgresql")
 def test_database_schema_behind():
     name = "mininova_doc_" + uuid.uuid4().hex[:8]
     services.create_database(name)
@@ -204,6 +213,7 @@ def _doctor(stack, *args):
                           text=True, timeout=120)
 
 
+@pytest.mark.real_services("rabbitmq", "postgresql", "libvirt", "http")
 def test_doctor_on_this_host_only_kvm_may_warn(api_stack):
     proc = _doctor(api_stack, "--json")
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -219,6 +229,7 @@ def test_doctor_on_this_host_only_kvm_may_warn(api_stack):
         assert r["status"] == OK, r
 
 
+@pytest.mark.real_services("rabbitmq", "postgresql", "libvirt", "http")
 def test_doctor_text_output_and_exit_status(api_stack):
     proc = _doctor(api_stack, "--role", "compute")
     assert proc.returncode == 0, proc.stdout + proc.stderr

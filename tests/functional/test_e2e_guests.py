@@ -10,6 +10,8 @@ import pytest
 from tests.functional.stack import domain_names
 from tests.waiting import wait_for
 
+pytestmark = pytest.mark.real_services("rabbitmq", "postgresql", "libvirt", "http")
+
 MARKER = re.compile(r"MININOVA-GUEST-UP ip=(\d+\.\d+\.\d+\.\d+)")
 
 

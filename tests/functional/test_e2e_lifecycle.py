@@ -7,6 +7,8 @@ import pytest
 from tests.functional.stack import virsh
 from tests.waiting import wait_for
 
+pytestmark = pytest.mark.real_services("rabbitmq", "postgresql", "libvirt", "http")
+
 
 @pytest.fixture
 def vm(stack):

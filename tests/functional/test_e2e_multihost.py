@@ -12,6 +12,8 @@ from tests.functional.lab import SimHost
 from tests.functional.stack import ROOT, Stack, qemu_img_create
 from tests.waiting import wait_for
 
+pytestmark = pytest.mark.real_services("rabbitmq", "postgresql", "libvirt", "http")
+
 DOWN_AFTER = 6  # [scheduler] service_down_time in this stack
 
 

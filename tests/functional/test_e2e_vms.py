@@ -3,10 +3,13 @@ import concurrent.futures
 import os
 import time
 
+import pytest
 import sqlalchemy as sa
 
 from tests.functional.stack import domain_names, virsh
 from tests.waiting import wait_for
+
+pytestmark = pytest.mark.real_services("rabbitmq", "postgresql", "libvirt", "http")
 
 
 def _db(stack):

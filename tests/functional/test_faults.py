@@ -38,6 +38,8 @@ from tests.functional.private_services import PgCluster, RabbitNode
 from tests.functional.stack import Stack, domain_names, qemu_img_create, virsh
 from tests.waiting import wait_for
 
+pytestmark = pytest.mark.real_services("rabbitmq", "postgresql", "libvirt", "http")
+
 RESTING = ("active", "stopped", "paused", "suspended")
 
 
@@ -614,6 +616,7 @@ def test_builds_that_never_finish_and_deletes_on_a_dead_host(make_stack, tmp_pat
         tarpit.close()
 
 
+@pytest.mark.real_services("postgresql")
 def test_watchdog_rules(pg_db, conf, recorder):
     """The watchdog's decisions, one pass at a time, on a real PostgreSQL."""
     conf.set_override("build_timeout", 60, group="compute")
@@ -706,6 +709,7 @@ def test_watchdog_rules(pg_db, conf, recorder):
     assert [a for _, a, _ in compute3.calls].count(("up", stuck)) == watchdog.MAX_RESENDS
 
 
+@pytest.mark.real_services()  # the in-memory bus
 def test_rpc_cast_failure_policy():
     """What the RPC server does with a cast whose handler failed (memory bus)."""
     transport = rpc.get_transport("memory://faults-" + uuid.uuid4().hex)

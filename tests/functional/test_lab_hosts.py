@@ -19,10 +19,12 @@ from contextlib import ExitStack
 
 import pytest
 
-from tests import services
+from tests import prerequisites, services
 from tests.functional.lab import SimHost
 from tests.functional.stack import domain_names, qemu_img_create
 from tests.waiting import wait_for
+
+pytestmark = pytest.mark.real_services("libvirt")
 
 HOST_URI = "qemu:///system"
 MiB = 1024
@@ -36,10 +38,7 @@ def _require():
         reason = "sim hosts need root (network and mount namespaces)"
     elif missing:
         reason = "missing %s (deploy/install-host.sh installs them)" % ", ".join(missing)
-    if reason:
-        if os.environ.get("MININOVA_REQUIRE_LIBVIRT"):
-            pytest.fail(reason)
-        pytest.skip(reason)
+    prerequisites.require(reason is None, reason)
 
 
 def host_libvirtd_pids():
@@ -175,6 +174,7 @@ with kombu.Connection(sys.argv[1], connect_timeout=5) as c:
 """
 
 
+@pytest.mark.real_services("libvirt", "rabbitmq")
 def test_netns_reaches_rabbitmq_at_the_gateway(lab):
     for host in lab["hosts"]:
         out = host.run([sys.executable, "-c", RABBIT_PROBE, host.gateway_ip,

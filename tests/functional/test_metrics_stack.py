@@ -1,9 +1,12 @@
 """Prometheus metrics on a real stack: a VM built end to end shows up in the
 API's, the scheduler's and the compute daemon's /metrics."""
+import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.waiting import wait_for
+
+pytestmark = pytest.mark.real_services("rabbitmq", "postgresql", "libvirt", "http")
 
 
 def scrape(url):

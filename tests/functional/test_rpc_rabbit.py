@@ -25,6 +25,8 @@ from common.rpc import kombu_transport
 
 from tests import services
 
+pytestmark = pytest.mark.real_services("rabbitmq")
+
 URL = services.rabbit_url()
 AMQP_URL = "amqp://" + URL.split("://", 1)[1]
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

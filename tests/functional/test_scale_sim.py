@@ -1,5 +1,9 @@
 """The scale simulation at CI size (full size by hand: python -m bench.scale_sim)."""
+import pytest
+
 from bench import scale_sim
+
+pytestmark = pytest.mark.real_services("rabbitmq", "postgresql", "http")
 
 
 def test_scale_sim_reduced(tmp_path):

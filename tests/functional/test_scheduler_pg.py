@@ -2,11 +2,15 @@
 anti-affinity under concurrent schedulers; and the schema agreeing with the models."""
 import concurrent.futures
 
+import pytest
+
 from common.db import api as db_api
 from common.db.models import Base
 from nova_scheduler.manager import SchedulerManager
 from tests.conftest import Recorder
 from tests.unit.test_scheduler import CTXT, RATIOS, add_host, add_member, get, group
+
+pytestmark = pytest.mark.real_services("postgresql")
 
 
 def test_models_match_migrations(pg_db):

@@ -16,6 +16,8 @@ from tests.functional.conftest import libvirt_available
 from tests.functional.stack import Stack, qemu_img_create
 from tests.waiting import wait_for
 
+pytestmark = pytest.mark.real_services("rabbitmq", "postgresql", "libvirt", "http")
+
 # Examples per operation and generation phase: ~1500 requests in ~25 s here
 # (150: ~4000 in ~55 s). CI's budget for this test is about three minutes,
 # stack start and clean-up included.

@@ -29,6 +29,8 @@ import pytest
 
 from tests.waiting import wait_for
 
+pytestmark = pytest.mark.real_services("libvirt")
+
 REPO = Path(__file__).resolve().parents[2]
 URI = "qemu:///system"
 NETWORK = "mininova"

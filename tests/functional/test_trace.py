@@ -20,6 +20,8 @@ from tests import services
 from tests.functional.stack import ROOT
 from tests.waiting import wait_for
 
+pytestmark = pytest.mark.real_services("rabbitmq")
+
 
 @pytest.fixture
 def vhost_url():
@@ -142,6 +144,7 @@ class Trace:
         return code
 
 
+@pytest.mark.real_services("rabbitmq", "postgresql", "libvirt", "http")
 def test_trace_a_vm_create_and_delete_until_done(stack):
     name = "traced-" + uuid.uuid4().hex[:6]
     text = Trace(stack, "--vm", name, "--until-done", "--timeout", "120")
@@ -195,6 +198,7 @@ def test_trace_a_vm_create_and_delete_until_done(stack):
     stack.wait_gone(vm_id)
 
 
+@pytest.mark.real_services("rabbitmq", "postgresql", "libvirt", "http")
 def test_until_done_times_out_with_exit_4(stack):
     traced = Trace(stack, "--vm", "never-" + uuid.uuid4().hex[:6], "--until-done",
                    "--timeout", "1.5")

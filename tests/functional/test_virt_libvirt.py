@@ -18,6 +18,9 @@ from common import config, exception
 from nova_compute.virt import driver as virt_driver
 from nova_compute.virt.libvirt import host as vhost
 from nova_compute.virt.libvirt.driver import LibvirtDriver
+from tests import prerequisites
+
+pytestmark = pytest.mark.real_services("libvirt")
 
 URI = "qemu:///system"
 GiB = 1024 ** 3
@@ -72,9 +75,7 @@ def make_driver(tmp_path):
         try:
             drv.init_host("functest-" + uuid.uuid4().hex[:12])
         except exception.HypervisorError as exc:
-            if os.environ.get("MININOVA_REQUIRE_LIBVIRT"):
-                raise
-            pytest.skip("libvirtd at %s is not reachable: %s" % (URI, exc.message))
+            prerequisites.require(False, "libvirtd at %s is not reachable: %s" % (URI, exc.message))
         drivers.append(drv)
         return drv
 

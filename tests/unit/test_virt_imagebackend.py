@@ -6,11 +6,16 @@ import subprocess
 import pytest
 
 from common import exception
+from tests import prerequisites
 from nova_compute.virt.libvirt import imagebackend
 
 GiB = imagebackend.GiB
-pytestmark = pytest.mark.skipif(shutil.which("qemu-img") is None,
-                                reason="qemu-img is not installed (apt: qemu-utils)")
+
+
+@pytest.fixture(autouse=True)
+def qemu_img_installed():
+    prerequisites.require(shutil.which("qemu-img"), "qemu-img (apt: qemu-utils; "
+                          "deploy/install-host.sh installs it)")
 
 
 def qemu_img(*args):
