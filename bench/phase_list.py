@@ -249,6 +249,7 @@ def run(bench):
         r.update({key + "_p50_ms": f["p50_ms"], key + "_p95_ms": f["p95_ms"],
                   key + "_p99_ms": f["p99_ms"], key + "_failures": f["failures"],
                   key + "_sql_p50_ms": f["floor"]["p50_ms"],
+                  key + "_sql_p95_ms": f["floor"]["p95_ms"],
                   key + "_sql_p99_ms": f["floor"]["p99_ms"]})
     r["p4_round_api_cpu_ms"] = figures["churn"]["api_cpu_ms_per_round"]
     r["p4_get_warm_api_cpu_ms"] = figures["warm"]["api_cpu_ms"]
