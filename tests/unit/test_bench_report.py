@@ -120,10 +120,13 @@ class FlakyHandler(http.server.BaseHTTPRequestHandler):
             return
         code, body = {"/ok": (200, b'{"vms": [1, 2]}'), "/500": (500, b'{"error": "x"}'),
                       "/garbled": (200, b'{"vms": ['), "/hang": (200, b"{}")}[self.path]
-        self.send_response(code)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        try:
+            self.send_response(code)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        except BrokenPipeError:   # /hang: the client gave up, as it should
+            self.close_connection = True
 
     def log_message(self, *args):
         pass
