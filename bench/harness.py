@@ -12,7 +12,7 @@ import libvirt
 import sqlalchemy as sa
 
 from bench import floor as bfloor
-from bench import load, profiling, scale_sim
+from bench import load, profiling
 from common import states
 from nova_compute.virt.libvirt import host as vhost
 from nova_compute.virt.libvirt import imagebackend
@@ -42,7 +42,7 @@ def ms(seconds):
 
 
 def pct(values, p):
-    return scale_sim.percentile(values, p)
+    return load.percentile(values, p)
 
 
 
@@ -66,6 +66,11 @@ class Bench:
 
     def pids(self, *names):
         return {n: self.stack.procs[n].pid for n in names if n in self.stack.procs}
+
+    def admin_project_id(self):
+        with self.engine.connect() as c:
+            return c.execute(sa.text(
+                "SELECT project_id FROM users WHERE name = 'admin'")).scalar()
 
     def daemon_pids(self):
         return self.pids("api", "scheduler", "compute")

@@ -1,7 +1,6 @@
-"""P4: GET /v1/vms with 1000 VMs in the DB against the same SELECT in
-psycopg2; POST /v1/vms under a concurrent closed-loop load (VMs built on
+"""P4 POST: POST /v1/vms under a concurrent closed-loop load (VMs built on
 fake-driver hosts, the real host disabled meanwhile) against one INSERT +
-COMMIT in psycopg2."""
+COMMIT in psycopg2. The list half of P4 is bench/phase_list.py."""
 import contextlib
 import os
 import time
@@ -11,58 +10,17 @@ import sqlalchemy as sa
 
 from bench import load, profiling, scale_sim
 from bench.harness import log, ms, pct
-from common.db import models
 from tests.functional.stack import qemu_img_create
 from tests.waiting import wait_for
 
 NANO_FLAVOR = ("bench.nano", 1, 16, 1)   # name, vcpus, MB, GB: 250 fit one fake host
 
 
-def admin_project_id(bench):
-    with bench.engine.connect() as c:
-        return c.execute(sa.text("SELECT project_id FROM users WHERE name = 'admin'")).scalar()
-
-
 def run(bench):
     a = bench.args
-    project = admin_project_id(bench)
+    project = bench.admin_project_id()
     client = bench.client()
-    _, body, _ = client.request("GET", "/v1/vms")
-    live = len(body["vms"])
-    add = max(0, a.p4_vms - live)
-    log("P4: inserting %d VM rows (project %s) into the stack's DB", add, project)
-    now = models.utcnow()
-    rows = [dict(id=str(uuid.uuid4()), name="p4-row-%05d" % i, project_id=project,
-                 user_id=None, image_id=bench.tiny["id"], flavor_id=bench.flavor["id"],
-                 vcpus=bench.flavor["vcpus"], memory_mb=bench.flavor["ram"],
-                 root_gb=bench.flavor["disk"], host="bench-phantom", vm_state="active",
-                 task_state=None, power_state="running",
-                 mac_address="52:54:00:%02x:%02x:%02x" % tuple(os.urandom(3)),
-                 created_at=now, updated_at=now, launched_at=now)
-            for i in range(add)]
-    with bench.engine.begin() as c:
-        if rows:
-            c.execute(sa.insert(models.Instance.__table__), rows)
-    with bench.engine.connect() as c:  # fresh statistics for the planner
-        c.execution_options(isolation_level="AUTOCOMMIT").execute(
-            sa.text("ANALYZE instances"))
-
-    # GET /v1/vms, sequential.
-    _, body, _ = client.request("GET", "/v1/vms")
-    count = len(body["vms"])
-    if count != a.p4_vms:
-        raise RuntimeError("P4: GET /v1/vms shows %d VMs, not %d" % (count, a.p4_vms))
-    gets = []
     api = {"api": bench.stack.procs["api"]}
-    with bench.profiler.phase("p4-get", bench.pids("api")):
-        cpu0 = scale_sim.cpu_seconds(api)["api"]
-        for _ in range(a.p4_gets):
-            seconds, status, _, _ = client.timed("GET", "/v1/vms")
-            if status != 200:
-                raise RuntimeError("P4: GET /v1/vms -> %s" % status)
-            gets.append(seconds)
-        get_cpu = (scale_sim.cpu_seconds(api)["api"] - cpu0) / len(gets)
-    sql = sql_floor_get(bench, project, a.p4_gets)
 
     # POST /v1/vms: onto fake-driver hosts, the real one disabled.
     setup_fake_hosts(bench, client)
@@ -87,23 +45,22 @@ def run(bench):
         log("P4: PostgreSQL backends during the POST load (mean count):\n%s",
             "\n".join("  %5.2f  %s" % (n, what) for what, n in pg.top()))
     post_cpu = (scale_sim.cpu_seconds(api)["api"] - cpu0) / max(1, len(results))
+    # A POST that failed is counted (no goal is met with one), not a sample.
     failed = [(s, b) for _, _, s, b in results if s != 202]
     if failed:
-        raise RuntimeError("P4: %d POSTs failed, e.g. %s" % (len(failed), failed[0]))
-    posts = [s for _, s, _, _ in results]
+        log("P4: %d POSTs failed, e.g. %s", len(failed), failed[0])
+    posts = [sec for _, sec, s, _ in results if s == 202]
     settled = wait_settled(bench, project)
     sql_post = sql_floor_post(bench, project, 50 if a.p4_gets >= 50 else a.p4_gets)
     client.close()
     r = bench.results
     r.update({
-        "p4_vms": count,
-        "p4_get_p50_ms": ms(pct(gets, 50)), "p4_get_p99_ms": ms(pct(gets, 99)),
-        "p4_get_max_ms": ms(max(gets)),
         # CPU time of the API process per request (user + system, 10 ms
         # ticks averaged): what no amount of idle host makes faster.
-        "p4_get_api_cpu_ms": ms(get_cpu), "p4_post_api_cpu_ms": ms(post_cpu),
-        "p4_get_sql_p50_ms": ms(pct(sql, 50)), "p4_get_sql_p99_ms": ms(pct(sql, 99)),
+        "p4_post_api_cpu_ms": ms(post_cpu),
         "p4_post_concurrency": a.p4_concurrency, "p4_posts": len(posts),
+        "p4_post_failures": len(failed),
+        "p4_post_failure_examples": [str(f)[:300] for f in failed[:5]],
         "p4_post_p50_ms": ms(pct(posts, 50)), "p4_post_p99_ms": ms(pct(posts, 99)),
         "p4_post_rate_per_s": round(len(posts) / wall, 1),
         "p4_post_idle_p50_ms": ms(pct(idle, 50)) if idle else None,
@@ -111,25 +68,6 @@ def run(bench):
         "p4_post_sql_p99_ms": ms(pct(sql_post, 99)),
         "p4_built": settled,
     })
-
-
-def sql_floor_get(bench, project, n):
-    """The SELECT behind GET /v1/vms (same filter and order), straight
-    through psycopg2, rows fetched as tuples."""
-    raw = bench.engine.raw_connection()
-    try:
-        cur = raw.cursor()
-        samples = []
-        for _ in range(n):
-            t = time.perf_counter()
-            cur.execute("SELECT * FROM instances WHERE deleted_at IS NULL AND project_id = %s "
-                        "ORDER BY created_at, id", (project,))
-            cur.fetchall()
-            raw.commit()
-            samples.append(time.perf_counter() - t)
-        return samples
-    finally:
-        raw.close()
 
 
 def sql_floor_post(bench, project, n):

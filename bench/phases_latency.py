@@ -1,9 +1,19 @@
 """floor / P1 / P5, interleaved sample by sample so that both see the same
 host: one floor boot, one POST -> ACTIVE, one external ``virsh destroy`` ->
-SHUTOFF in the API."""
+SHUTOFF in the API.
+
+Each P1 and P5 sample also keeps what the daemons wrote in the VM's row
+(created_at by the API, launched_at and updated_at by the conductor) as
+offsets from the sample's start on the wall clock: independent evidence
+that the interval timed holds the work it claims to (the smoke test checks
+0 <= created <= launched <= the P1 sample, and the SHUTOFF write within the
+P5 sample)."""
+import datetime
 import statistics
 import subprocess
 import time
+
+import sqlalchemy as sa
 
 from bench.harness import URI, log, ms, pct
 
@@ -14,6 +24,7 @@ def run(bench):
     client = bench.client()
     floor_s, p1_s, p5_s, virsh_s, post_s, vm_ids = [], [], [], [], [], []
     floor_steps = []
+    p1_evidence, p5_evidence = [], []
     with bench.profiler.phase("p1", bench.daemon_pids()):
         for i in range(n):
             steps = {}
@@ -22,14 +33,18 @@ def run(bench):
             floor_s.append(seconds)
             floor_steps.append(steps)
 
-            t0 = time.monotonic()
+            t0, wall0 = time.monotonic(), time.time()
             post, vm_id, _ = bench.post_vm(client, "p1-%03d" % i)
             p1_s.append(bench.seen_in_api(client, [vm_id], "ACTIVE") - t0)
             post_s.append(post)
             vm_ids.append(vm_id)
+            row = row_times(bench, vm_id)
+            p1_evidence.append({"sample_ms": ms(p1_s[-1]),
+                                "created_ms": _offset_ms(row.created_at, wall0),
+                                "launched_ms": _offset_ms(row.launched_at, wall0)})
 
             # P5: an external destroy, seen in the API as SHUTOFF.
-            t0 = time.monotonic()
+            t0, wall0 = time.monotonic(), time.time()
             proc = subprocess.run(["virsh", "-c", URI, "destroy", "mininova-" + vm_id],
                                   capture_output=True, text=True)
             virsh_done = time.monotonic()
@@ -37,6 +52,9 @@ def run(bench):
                 raise RuntimeError("virsh destroy failed: %s" % proc.stderr)
             p5_s.append(bench.seen_in_api(client, [vm_id], "SHUTOFF", timeout=30) - t0)
             virsh_s.append(virsh_done - t0)
+            row = row_times(bench, vm_id)
+            p5_evidence.append({"sample_ms": ms(p5_s[-1]), "power_state": row.power_state,
+                                "updated_ms": _offset_ms(row.updated_at, wall0)})
             bench.delete_and_wait([vm_id])
             log("  sample %d/%d: floor %.0f ms, P1 %.0f ms, P5 %.0f ms", i + 1, n,
                 floor_s[-1] * 1000, p1_s[-1] * 1000, p5_s[-1] * 1000)
@@ -58,3 +76,21 @@ def run(bench):
     r["p5_max_ms"] = ms(max(p5_s))
     r["p5_virsh_p50_ms"] = ms(pct(virsh_s, 50))
     r["p5_virsh_max_ms"] = ms(max(virsh_s))
+    r["p1_db_evidence"] = p1_evidence
+    r["p5_db_evidence"] = p5_evidence
+
+
+def row_times(bench, vm_id):
+    """The VM's row as the daemons wrote it (untimed)."""
+    with bench.engine.connect() as c:
+        return c.execute(sa.text(
+            "SELECT created_at, launched_at, updated_at, power_state FROM instances "
+            "WHERE id = :id"), {"id": vm_id}).one()
+
+
+def _offset_ms(naive_utc, wall0):
+    """Milliseconds from ``wall0`` (time.time()) to a naive-UTC DB timestamp."""
+    if naive_utc is None:
+        return None
+    at = naive_utc.replace(tzinfo=datetime.timezone.utc).timestamp()
+    return round((at - wall0) * 1000.0, 1)

@@ -18,10 +18,14 @@ with what the same work costs without mininova:
 - P2: N concurrent POSTs on one host -> all ACTIVE, against N floor boots
   from N threads (each on its own libvirt connection: libvirtd serves at most
   5 calls of one connection at a time), median of interleaved rounds;
-- P4: GET /v1/vms with 1000 VMs in the DB (rows inserted directly), p50/p99,
-  against the same SELECT in psycopg2; POST /v1/vms latency under a
-  concurrent closed-loop load (VMs built on fake-driver hosts, the real host
-  disabled meanwhile), against one INSERT + COMMIT in psycopg2;
+- P4 list: GET /v1/vms with 1000 VMs in the DB (rows inserted directly)
+  while 5% of them change state each second through the conductor (P4's
+  figure), also warm (nothing changing) and cold (every row changed), and
+  ?limit=100 pages under the same churn; each request interleaved with the
+  same SQL (same columns) in psycopg2 (bench/phase_list.py);
+- P4 POST: POST /v1/vms latency under a concurrent closed-loop load (VMs
+  built on fake-driver hosts, the real host disabled meanwhile), against one
+  INSERT + COMMIT in psycopg2;
 - P5: external ``virsh destroy`` -> SHUTOFF in the API, against virsh itself;
 - P6: resident memory (VmRSS) of each daemon after all of the above;
 - P3: the scale simulation (bench.scale_sim), after the stack is gone.
@@ -30,15 +34,18 @@ A VM's status is watched in its DB row (a cheap primary-key SELECT every
 5 ms, see DB_POLL) and then confirmed through the API, whose answer times
 it: polling the API itself would take CPU from the guests being started.
 
-This module is the command line, the table and the JSON; bench/harness.py
-the stack and the helpers; one module per phase: phases_latency.py (floor,
-P1, P5), phase_burst.py (P2), phase_api.py (P4), phase_memory.py (P6),
-phase_scale.py (P3).
+This module is the command line and the JSON; bench/report.py the table
+and the verdicts; bench/harness.py the stack and the helpers; one module per
+phase: phases_latency.py (floor, P1, P5), phase_burst.py (P2),
+phase_list.py (P4 list, with churn.py), phase_api.py (P4 POST),
+phase_memory.py (P6), phase_scale.py (P3). bench/README.md explains each
+figure and its floor.
 
 Prints one table (figure, mininova, floor, ratio, goal, met?) and writes the
-same as JSON to bench/results/latest.json (or --json PATH). Benchmarks
-report; the exit status is 0 whether goals are met or not (1 on a failure of
-the harness itself).
+same as JSON to bench/results/latest.json (or --json PATH). A phase that
+fails is reported (its rows FAILED, its goals NO in the table and in
+``goals_met``) and the run goes on. Exit status: 0 when every phase asked
+for ran, whether its goals are met or not; 1 when one failed.
 """
 import argparse
 import datetime
@@ -53,129 +60,23 @@ import traceback
 
 import libvirt
 
-from bench import phase_api, phase_burst, phase_memory, phase_scale, phases_latency, profiling
+from bench import (phase_api, phase_burst, phase_list, phase_memory, phase_scale,
+                   phases_latency, profiling, report)
 from bench.harness import TINY, URI, Bench, log
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, "bench", "results")
 
-# Goals of the issue "Benchmarks against the physical floor".
-GOALS = {
-    "p1_overhead_ms": 150.0,      # POST -> ACTIVE over the floor's p50
-    "p2_ratio": 1.5,              # N concurrent -> all ACTIVE, over N floor boots in parallel
-    "p3_vms_per_s": 100.0,
-    "p3_overcommit": 0,
-    "p4_get_p99_ms": 50.0,        # at 1000 VMs
-    "p4_post_p50_ms": 20.0,       # under concurrent load
-    "p5_ms": 1000.0,
-    "p6_rss_mb": {"api": 120.0, "scheduler": 120.0, "compute": 80.0},
-}
-
-# Keys the JSON always has (null when their phase failed).
-REQUIRED_KEYS = ("floor_p50_ms", "p1_p50_ms", "p1_overhead_ms", "p2_wall_s", "p2_floor_wall_s",
-                 "p3_vms_per_s", "p3_overcommit", "p4_get_p99_ms", "p4_post_p50_ms",
-                 "p5_p50_ms", "p6_rss_mb")
-
 FULL = dict(samples=20, p2_vms=20, p2_rounds=3, p4_vms=1000, p4_gets=200, p4_idle_posts=50,
-            p4_posts=400, p4_concurrency=10, fake_hosts=3, hosts=50, vms=1000)
+            p4_posts=400, p4_concurrency=10, p4_churn_pct=5.0, p4_get_interval=0.2,
+            fake_hosts=3, hosts=50, vms=1000)
 QUICK = dict(samples=5, p2_vms=5, p2_rounds=1, p4_vms=1000, p4_gets=50, p4_idle_posts=10,
-             p4_posts=100, p4_concurrency=10, fake_hosts=1, hosts=10, vms=200)
-
-
-# -- the table ------------------------------------------------------------------
-
-def table(r, sim=True):
-    """The rows (figure, mininova, floor, ratio, goal, met) of the results;
-    a figure whose phase failed or was skipped shows "—" (met: "n/a")."""
-    g = GOALS
-    v = r.get
-
-    def num(x, unit, fmt="%.0f"):
-        return "—" if x is None else (fmt % x) + " " + unit
-
-    def ratio(a, b):
-        return "" if not a or not b else "%.2f×" % (a / b)
-
-    def met(*values_and_check):
-        *values, check = values_and_check
-        if any(x is None for x in values):
-            return "n/a"
-        return "yes" if check(*values) else "NO"
-
-    def at_most(goal):
-        return lambda x: x <= goal
-    p3 = v("p3") or {}
-    rows = [
-        ("floor / P1 POST→ACTIVE p50", num(v("p1_p50_ms"), "ms"), num(v("floor_p50_ms"), "ms"),
-         ratio(v("p1_p50_ms"), v("floor_p50_ms")), "", ""),
-        ("floor / P1 POST→ACTIVE p95", num(v("p1_p95_ms"), "ms"), num(v("floor_p95_ms"), "ms"),
-         ratio(v("p1_p95_ms"), v("floor_p95_ms")), "", ""),
-        ("P1 overhead over floor p50", num(v("p1_overhead_ms"), "ms"), "", "",
-         "≤ %.0f ms" % g["p1_overhead_ms"],
-         met(v("p1_overhead_ms"), at_most(g["p1_overhead_ms"]))),
-        ("P2 %s concurrent → all ACTIVE" % v("p2_vms", "N"), num(v("p2_wall_s"), "s", "%.2f"),
-         num(v("p2_floor_wall_s"), "s", "%.2f"), ratio(v("p2_wall_s"), v("p2_floor_wall_s")),
-         "≤ %.1f× floor" % g["p2_ratio"], met(v("p2_ratio"), at_most(g["p2_ratio"]))),
-    ]
-    if sim:
-        rows += [
-            ("P3 VMs/s (%s hosts, %s VMs)" % (p3.get("hosts", "?"), p3.get("vms", "?")),
-             num(v("p3_vms_per_s"), "/s", "%.1f"), "", "", "≥ %.0f/s" % g["p3_vms_per_s"],
-             met(v("p3_vms_per_s"), lambda x: x >= g["p3_vms_per_s"])),
-            ("P3 over-commit (hosts; claim mismatch)",
-             "—" if v("p3_overcommit") is None else "%d; %d" % (
-                 v("p3_overcommit"), v("p3_claim_mismatch")), "", "", "0",
-             met(v("p3_overcommit"), v("p3_claim_mismatch"), lambda a, b: a == b == 0)),
-        ]
-    rows += [
-        ("P4 GET /v1/vms @%s p50" % v("p4_vms", "N"), num(v("p4_get_p50_ms"), "ms", "%.1f"),
-         num(v("p4_get_sql_p50_ms"), "ms", "%.1f"),
-         ratio(v("p4_get_p50_ms"), v("p4_get_sql_p50_ms")), "", ""),
-        ("P4 GET /v1/vms @%s p99" % v("p4_vms", "N"), num(v("p4_get_p99_ms"), "ms", "%.1f"),
-         num(v("p4_get_sql_p99_ms"), "ms", "%.1f"),
-         ratio(v("p4_get_p99_ms"), v("p4_get_sql_p99_ms")),
-         "≤ %.0f ms" % g["p4_get_p99_ms"], met(v("p4_get_p99_ms"), at_most(g["p4_get_p99_ms"]))),
-        ("P4 POST /v1/vms p50, %s clients" % v("p4_post_concurrency", "N"),
-         num(v("p4_post_p50_ms"), "ms", "%.1f"), num(v("p4_post_sql_p50_ms"), "ms", "%.1f"),
-         ratio(v("p4_post_p50_ms"), v("p4_post_sql_p50_ms")),
-         "≤ %.0f ms" % g["p4_post_p50_ms"],
-         met(v("p4_post_p50_ms"), at_most(g["p4_post_p50_ms"]))),
-        ("P4 POST /v1/vms p99, %s clients" % v("p4_post_concurrency", "N"),
-         num(v("p4_post_p99_ms"), "ms", "%.1f"), num(v("p4_post_sql_p99_ms"), "ms", "%.1f"),
-         ratio(v("p4_post_p99_ms"), v("p4_post_sql_p99_ms")), "", ""),
-        ("P5 virsh destroy → SHUTOFF p50", num(v("p5_p50_ms"), "ms"),
-         num(v("p5_virsh_p50_ms"), "ms"), ratio(v("p5_p50_ms"), v("p5_virsh_p50_ms")),
-         "≤ %.0f ms" % g["p5_ms"], met(v("p5_p50_ms"), at_most(g["p5_ms"]))),
-        ("P5 virsh destroy → SHUTOFF max", num(v("p5_max_ms"), "ms"),
-         num(v("p5_virsh_max_ms"), "ms"), ratio(v("p5_max_ms"), v("p5_virsh_max_ms")),
-         "≤ %.0f ms" % g["p5_ms"], met(v("p5_max_ms"), at_most(g["p5_ms"]))),
-    ]
-    for daemon in ("api", "scheduler", "compute"):
-        x = (v("p6_rss_mb") or {}).get(daemon)
-        goal = g["p6_rss_mb"][daemon]
-        rows.append(("P6 RSS %s" % daemon, num(x, "MB", "%.1f"), "", "",
-                     "≤ %.0f MB" % goal, met(x, at_most(goal))))
-    return [dict(zip(("figure", "mininova", "floor", "ratio", "goal", "met"), row))
-            for row in rows]
-
-
-def format_table(rows):
-    head = ("figure", "mininova", "floor", "ratio", "goal", "met?")
-    cells = [head] + [tuple(r[k] for k in ("figure", "mininova", "floor", "ratio", "goal",
-                                           "met")) for r in rows]
-    widths = [max(len(c[i]) for c in cells) for i in range(len(head))]
-    lines = []
-    for n, c in enumerate(cells):
-        lines.append("  ".join(s.ljust(w) for s, w in zip(c, widths)).rstrip())
-        if n == 0:
-            lines.append("  ".join("-" * w for w in widths))
-    return "\n".join(lines)
-
-
-def format_steps(steps):
-    return "\n".join("  %-28s %8s → %8s ms  (n=%d)" % (
-        s["event"], "" if s["start_ms"] is None else "%.0f" % s["start_ms"],
-        "%.0f" % s["end_ms"], s["n"]) for s in steps)
+             p4_posts=100, p4_concurrency=10, p4_churn_pct=5.0, p4_get_interval=0.2,
+             fake_hosts=1, hosts=10, vms=200)
+# The stack's phases, in order: (name, --only key, module).
+STACK_PHASES = (("floor+P1+P5", "p1", phases_latency), ("P2", "p2", phase_burst),
+                ("P4 list", "p4", phase_list), ("P4 POST", "p4", phase_api),
+                ("P6", "p6", phase_memory))
 
 
 def environment():
@@ -207,7 +108,13 @@ def parse_args(argv):
     p.add_argument("--p2-rounds", type=int, help="P2 rounds, floor and mininova "
                    "interleaved; the medians are reported (default 3)")
     p.add_argument("--p4-vms", type=int, help="VMs in the DB for GET (default 1000)")
-    p.add_argument("--p4-gets", type=int, help="GET /v1/vms samples (default 200)")
+    p.add_argument("--p4-gets", type=int, help="GET /v1/vms samples, each of warm, churn "
+                   "and ?limit=100 pages; a quarter of it cold (default 200)")
+    p.add_argument("--p4-churn-pct", type=float, help="percent of the VMs changing state "
+                   "each second while the list is measured (default 5)")
+    p.add_argument("--p4-get-interval", type=float, help="mean seconds between list "
+                   "requests under churn (exponential gaps; default 0.2): back-to-back "
+                   "GETs would each see only the few VMs changed since the previous one")
     p.add_argument("--p4-idle-posts", type=int, help="POSTs without load (default 50)")
     p.add_argument("--p4-posts", type=int, help="POSTs under load (default 400)")
     p.add_argument("--p4-concurrency", type=int, help="concurrent clients (default 10)")
@@ -267,9 +174,7 @@ def main(argv=None):
     try:
         try:
             if args.only & {"p1", "p2", "p4", "p6"} and attempt("start", bench.start):
-                for phase, key, module in (("floor+P1+P5", "p1", phases_latency),
-                                           ("P2", "p2", phase_burst), ("P4", "p4", phase_api),
-                                           ("P6", "p6", phase_memory)):
+                for phase, key, module in STACK_PHASES:
                     if key in args.only:
                         attempt(phase, lambda: module.run(bench))
         finally:
@@ -279,7 +184,7 @@ def main(argv=None):
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     r = bench.results
-    for key in REQUIRED_KEYS:   # every key, null when its phase failed
+    for key in report.REQUIRED_KEYS:   # every key, null when its phase failed
         r.setdefault(key, None)
     r["errors"] = errors
     r["run_time_s"] = round(time.monotonic() - started, 1)
@@ -288,18 +193,26 @@ def main(argv=None):
     with open("/proc/loadavg") as f:
         env["loadavg_at_end"] = f.read().split()[:3]
     r["environment"] = env
-    r["goals"] = GOALS
-    rows = table(r, sim="p3" in args.only)
+    r["goals"] = report.GOALS
+    status = report.phase_status(args.only, errors)
+    r["phases"] = status
+    rows = report.table(r, status)
     r["table"] = rows
-    r["goals_met"] = {row["figure"]: row["met"] == "yes" for row in rows
-                      if row["met"] in ("yes", "NO")}
+    r["goals_met"] = report.goals_met(rows)
     if bench.profiler.files:
         r["profiles"] = bench.profiler.files
     os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
     with open(args.json, "w") as f:
         json.dump(r, f, indent=2)
     print()
-    print(format_table(rows))
+    print(report.format_table(rows))
+    not_run = [name for name, st in status.items() if st == report.NOT_RUN]
+    if not_run:
+        print("not run (--only): %s" % ", ".join(not_run))
+    if r.get("p4_list"):
+        print("\nP4 list, how each figure was measured (floor: the same SQL, interleaved):")
+        for name, f in r["p4_list"].items():
+            print("  %-6s %s; n=%d, %d failed" % (name, f["conditions"], f["n"], f["failures"]))
     if r.get("floor_steps_p50_ms"):
         print("\nfloor steps, median ms: %s" % ", ".join(
             "%s %.0f" % kv for kv in r["floor_steps_p50_ms"].items()))
@@ -307,8 +220,12 @@ def main(argv=None):
                        ("p2_steps", "P2 steps, median ms after the API accepted each POST")):
         if r.get(key):
             print("\n%s (start → end):" % title)
-            print(format_steps(r[key]))
-    cpu = [("GET /v1/vms @%s" % r.get("p4_vms"), r.get("p4_get_api_cpu_ms"), "API"),
+            print(report.format_steps(r[key]))
+    cpu = [("GET /v1/vms @%s + a page, under churn" % r.get("p4_vms"),
+            r.get("p4_round_api_cpu_ms"), "API"),
+           ("GET /v1/vms @%s warm" % r.get("p4_vms"), r.get("p4_get_warm_api_cpu_ms"), "API"),
+           ("VM state change", (r.get("p4_churn") or {}).get("conductor_cpu_ms_per_change"),
+            "conductor"),
            ("POST /v1/vms", r.get("p4_post_api_cpu_ms"), "API")]
     cpu += [("a VM of the simulation", v, k) for k, v in (r.get("p3_cpu_ms_per_vm") or {}).items()]
     if any(v is not None for _, v, _ in cpu):
@@ -320,7 +237,7 @@ def main(argv=None):
               env["other_guests_running_at_start"], r["run_time_s"], args.json))
     for phase, error in errors.items():
         print("FAILED %s: %s" % (phase, error))
-    return 1 if errors else 0
+    return report.exit_status(status) or (1 if errors else 0)  # errors: also the start
 
 
 if __name__ == "__main__":

@@ -20,16 +20,9 @@ import time
 import requests
 import sqlalchemy as sa
 
+from bench.load import percentile
 from tests.functional.stack import Stack, qemu_img_create
 from tests.waiting import wait_for
-
-
-def percentile(values, p):
-    values = sorted(values)
-    if not values:
-        return None
-    k = min(len(values) - 1, max(0, round(p / 100.0 * (len(values) - 1))))
-    return values[k]
 
 
 def cpu_seconds(procs):

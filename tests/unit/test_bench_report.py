@@ -1,0 +1,166 @@
+"""The bench's verdicts and its counting of failed requests, in-process:
+a phase that raises is FAILED in the table, NO in goals_met and exit
+status 1; a figure measured with failed requests or under less churn than
+its goal names is NO; load.Series counts every kind of failed request."""
+import http.server
+import json
+import threading
+import time
+
+import pytest
+
+from bench import load, report
+from bench import run as bench_run
+
+GOOD_P4 = {
+    "p4_churn": {"target_per_s": 50.0, "achieved_per_s": 50.0},
+    "p4_get_p50_ms": 10.0, "p4_get_p95_ms": 12.0, "p4_get_p99_ms": 20.0,
+    "p4_get_failures": 0, "p4_get_sql_p50_ms": 3.0, "p4_get_sql_p99_ms": 5.0,
+    "p4_page_p50_ms": 3.0, "p4_page_p99_ms": 5.0, "p4_page_failures": 0,
+    "p4_post_p50_ms": 10.0, "p4_post_failures": 0,
+}
+P4_GOALS = ("P4 churn: VM state changes/s", "P4 GET /v1/vms @1000 p99, churn 5%/s",
+            "P4 GET ?limit=100 p99, churn 5%/s", "P4 POST /v1/vms p50, 10 clients")
+
+
+PARAMS = {"p4_vms": 1000, "p4_churn_pct": 5.0, "p4_concurrency": 10}
+
+
+def verdicts(results, only=("p4",), errors=None):
+    status = report.phase_status(set(only), errors or {})
+    rows = report.table(dict(results, params=PARAMS), status)
+    return rows, report.goals_met(rows), report.exit_status(status)
+
+
+def test_good_figures_meet_their_goals():
+    rows, met, code = verdicts(GOOD_P4)
+    assert {f: met[f] for f in P4_GOALS} == dict.fromkeys(P4_GOALS, True)
+    assert code == 0
+    assert all(row["phase"].startswith("P4") for row in rows)   # phases not run: no rows
+
+
+def test_a_failed_phase_is_no_not_left_out():
+    errors = {"P4 list": "RuntimeError: broker gone"}
+    rows, met, code = verdicts({"p4_post_p50_ms": 10.0, "p4_post_failures": 0},
+                               errors=errors)
+    listed = [row for row in rows if row["phase"] == "P4 list"]
+    assert listed and all(row["mininova"] == "FAILED" for row in listed)
+    assert all(row["met"] == "NO" for row in listed if row["goal"])
+    assert met["P4 GET /v1/vms @1000 p99, churn 5%/s"] is False
+    assert met["P4 GET ?limit=100 p99, churn 5%/s"] is False
+    assert met["P4 POST /v1/vms p50, 10 clients"] is True   # the other phase stands
+    assert code == 1
+
+
+def test_a_failed_start_fails_every_stack_phase_asked_for():
+    status = report.phase_status({"p1", "p4", "p3"}, {"start": "boom"})
+    assert status["floor+P1+P5"] == status["P4 list"] == status["P4 POST"] == "failed"
+    assert status["P3"] == "ok" and status["P2"] == "not run"
+    assert report.exit_status(status) == 1
+
+
+@pytest.mark.parametrize("change, figure", [
+    ({"p4_get_failures": 1}, "P4 GET /v1/vms @1000 p99, churn 5%/s"),
+    ({"p4_churn": {"target_per_s": 50.0, "achieved_per_s": 30.0}},
+     "P4 GET /v1/vms @1000 p99, churn 5%/s"),
+    ({"p4_page_failures": 2}, "P4 GET ?limit=100 p99, churn 5%/s"),
+    ({"p4_page_p99_ms": None}, "P4 GET ?limit=100 p99, churn 5%/s"),   # ran, yet missing
+    ({"p4_post_failures": 3}, "P4 POST /v1/vms p50, 10 clients"),
+])
+def test_a_fast_figure_with_failures_or_too_little_churn_is_not_met(change, figure):
+    _, met, code = verdicts(dict(GOOD_P4, **change))
+    assert met[figure] is False
+    assert code == 0   # the phase ran: the goal is not met, the run did not fail
+
+
+def test_main_reports_a_phase_that_raises(monkeypatch, tmp_path):
+    """run.main's wiring: one phase raises, the next still runs; the JSON, the
+    table and the exit status all say so."""
+    class StubBench:
+        def __init__(self, args, workdir):
+            self.results = {}
+            self.profiler = type("P", (), {"files": []})()
+
+        def start(self):
+            pass
+
+        def stop(self):
+            pass
+
+    def broken(bench):
+        raise RuntimeError("the broker went away")
+    monkeypatch.setattr(bench_run, "Bench", StubBench)
+    monkeypatch.setattr(bench_run, "TINY", __file__)
+    monkeypatch.setattr(bench_run, "environment", lambda: {
+        "cpus": 2, "loadavg_at_start": ["0", "0", "0"], "other_guests_running_at_start": 0})
+    monkeypatch.setattr(bench_run.phase_list, "run", broken)
+    monkeypatch.setattr(bench_run.phase_api, "run", lambda bench: bench.results.update(
+        p4_post_p50_ms=10.0, p4_post_failures=0, p4_post_concurrency=10))
+    out = tmp_path / "r.json"
+    code = bench_run.main(["--only", "p4", "--json", str(out)])
+    r = json.loads(out.read_text())
+    assert code == 1
+    assert r["phases"]["P4 list"] == "failed" and r["phases"]["P4 POST"] == "ok"
+    assert "the broker went away" in r["errors"]["P4 list"]
+    assert r["goals_met"]["P4 GET /v1/vms @1000 p99, churn 5%/s"] is False
+    assert r["goals_met"]["P4 POST /v1/vms p50, 10 clients"] is True
+    assert r["p4_get_p99_ms"] is None
+
+
+# -- counting failed requests ------------------------------------------------
+
+class FlakyHandler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self):
+        if self.path == "/hang":
+            time.sleep(1.0)
+        if self.path == "/drop":   # closes without an answer, every time
+            self.close_connection = True
+            return
+        code, body = {"/ok": (200, b'{"vms": [1, 2]}'), "/500": (500, b'{"error": "x"}'),
+                      "/garbled": (200, b'{"vms": ['), "/hang": (200, b"{}")}[self.path]
+        try:
+            self.send_response(code)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        except BrokenPipeError:   # /hang: the client gave up, as it should
+            self.close_connection = True
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def flaky_url():
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), FlakyHandler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield "http://127.0.0.1:%d" % server.server_address[1]
+    server.shutdown()
+    server.server_close()
+
+
+def test_series_counts_every_kind_of_failed_request(flaky_url):
+    client = load.Client(flaky_url, "token", timeout=0.3)
+
+    def get(path):
+        def one():
+            seconds, status, body, _ = client.timed("GET", path)
+            if status != 200:
+                raise load.Failed("%s -> %s" % (path, status))
+            if len(body["vms"]) != 2:
+                raise load.Failed("wrong body")
+            return seconds
+        return one
+    s = load.Series("flaky")
+    for path in ("/ok", "/500", "/ok", "/garbled", "/drop", "/hang", "/ok"):
+        s.measure(get(path))
+    client.close()
+    out = s.summary()
+    assert (out["n"], out["failures"]) == (3, 4), out
+    reasons = " ".join(out["failure_reasons"])
+    assert "/500 -> 500" in reasons and "JSONDecodeError" in reasons
+    assert "RemoteDisconnected" in reasons and "timed out" in reasons
+    assert out["max_ms"] < 300   # the failures' time is not among the samples
