@@ -170,8 +170,8 @@ def lab(tmp_path_factory):
 def test_controller_and_two_computes_up(lab):
     http = requests.Session()
     http.headers["X-Auth-Token"] = lab.token()
-    services = http.get(lab.url + "/v1/services", timeout=10).json()["services"]
-    up = {(s["binary"], s["host"]) for s in services if s["state"] == "up"}
+    listed = http.get(lab.url + "/v1/services", timeout=10).json()["services"]
+    up = {(s["binary"], s["host"]) for s in listed if s["state"] == "up"}
     assert up == {("mininova-scheduler", "ctl-" + lab.tag)} | {
         ("mininova-compute", sim.name) for sim in lab.sims}
     # Each compute reaches RabbitMQ and the API at the controller's address,
