@@ -31,6 +31,12 @@ Findings (one line each, ``kind key=value ...``):
 - ``stuck-row``: a row building, or deleting, unchanged for longer than the
   threshold. Reported only: a human decides.
 
+A compute host that is down, or up but silent within the timeout, is not
+audited: its rows and claims are judged on the DB alone and its hypervisor
+not at all, so the audit lists it (``not-audited``, with the reason) and
+cannot pass: exit status EXIT_NOT_AUDITED, unless ``--skip-down`` excuses the
+hosts that are down (never the silent ones, which claim to be up).
+
 Fix: orphan domains and overlays are destroyed by their host
 (``audit_fix``), which first re-checks with the conductor, under the VM's
 lock, that there is still no live row for it there; orphan claims are
@@ -63,6 +69,11 @@ KINDS = ("orphan-domain", "orphan-overlay", "orphan-claim", "usage-mismatch", "o
 DEFAULT_STUCK_AFTER = 3600   # seconds a row may stay building/deleting
 DEFAULT_HOST_TIMEOUT = 15    # seconds a host gets to answer audit_report
 FIX_TIMEOUT = 120            # seconds a host gets to destroy what it was sent
+
+# Exit status of the command, as bits: a host that could not be audited may
+# hide findings, so it never passes for clean (unless excused by --skip-down).
+EXIT_FINDINGS = 1            # findings remain (after --fix: those it could not fix)
+EXIT_NOT_AUDITED = 4         # a compute host was down or did not answer (2: usage error)
 
 
 @dataclasses.dataclass
@@ -285,12 +296,26 @@ def observe_hosts(compute_api, ctxt, hosts, timeout):
 @dataclasses.dataclass
 class AuditResult:
     findings: list
-    hosts: dict       # host -> {"status": audited|unreachable|down, ...}
+    # host -> {"status": "audited", ...} or, for a host whose hypervisor was
+    # not seen, {"status": "down"|"unreachable", "last_heartbeat"|"error": ...,
+    # "skipped": bool} (skipped: a down host excused by --skip-down).
+    hosts: dict
     fixed: bool = False
 
     @property
     def remaining(self):
         return [f for f in self.findings if f.remaining]
+
+    @property
+    def not_audited(self):
+        """The hosts that were not audited and not excused: their domains and
+        directories were not compared, so the audit cannot call them clean."""
+        return [h for h, info in self.hosts.items()
+                if info["status"] != "audited" and not info.get("skipped")]
+
+    def exit_code(self):
+        return ((EXIT_FINDINGS if self.remaining else 0)
+                | (EXIT_NOT_AUDITED if self.not_audited else 0))
 
     def summary(self):
         by_kind = collections.Counter(f.kind for f in self.findings)
@@ -301,12 +326,17 @@ class AuditResult:
         summary.update({k: by_kind[k] for k in KINDS if by_kind[k]})
         summary.update({"hosts_audited": status["audited"],
                         "hosts_unreachable": status["unreachable"],
-                        "hosts_down": status["down"]})
+                        "hosts_down": status["down"],
+                        "hosts_skipped": sum(bool(h.get("skipped")) for h in self.hosts.values()),
+                        "hosts_not_audited": len(self.not_audited)})
         return summary
 
 
 def run_audit(db, compute_api, down_after, fix=False, stuck_after=DEFAULT_STUCK_AFTER,
-              host_timeout=DEFAULT_HOST_TIMEOUT, ctxt=None):
+              host_timeout=DEFAULT_HOST_TIMEOUT, ctxt=None, skip_down=False):
+    """``skip_down``: a host that is down (no heartbeat for ``down_after``
+    seconds) is not held against the result; one that heartbeats but does
+    not answer always is."""
     ctxt = ctxt or context.get_admin_context()
     before = observe_db(db)
     hosts, up = {}, []
@@ -314,10 +344,11 @@ def run_audit(db, compute_api, down_after, fix=False, stuck_after=DEFAULT_STUCK_
         if host_is_up(svc, before.now, down_after):
             up.append(host)
         else:
-            hosts[host] = {"status": "down", "last_heartbeat": svc["last_heartbeat"]}
+            hosts[host] = {"status": "down", "last_heartbeat": svc["last_heartbeat"],
+                           "skipped": bool(skip_down)}
     reports, errors = observe_hosts(compute_api, ctxt, up, host_timeout)
     for host, error in errors.items():
-        hosts[host] = {"status": "unreachable", "error": error}
+        hosts[host] = {"status": "unreachable", "error": error, "skipped": False}
     for host, report in reports.items():
         hosts[host] = {"status": "audited", "domains": len(report["domains"]),
                        "dirs": len(report["dirs"]), "images": report["images"]}
@@ -444,9 +475,14 @@ def render_text(result):
     lines = []
     for host, info in result.hosts.items():
         if info["status"] == "down":
-            lines.append("down host=%s last_heartbeat=%s" % (host, _fmt(info["last_heartbeat"])))
+            line = "not-audited host=%s reason=down last_heartbeat=%s" % (
+                host, _fmt(info["last_heartbeat"]))
         elif info["status"] == "unreachable":
-            lines.append("unreachable host=%s error=%s" % (host, _fmt(info["error"])))
+            line = "not-audited host=%s reason=unreachable error=%s" % (
+                host, _fmt(info["error"]))
+        else:
+            continue
+        lines.append(line + (" skipped=--skip-down" if info.get("skipped") else ""))
     lines += [f.line() for f in result.findings]
     lines.append("summary " + " ".join("%s=%s" % kv for kv in result.summary().items()))
     return "\n".join(lines)
@@ -454,15 +490,23 @@ def render_text(result):
 
 def render_json(result):
     return json.dumps({"findings": [f.to_dict() for f in result.findings],
-                       "hosts": result.hosts, "summary": result.summary()},
+                       "hosts": result.hosts, "not_audited": result.not_audited,
+                       "summary": result.summary()},
                       default=_fmt, indent=1)
 
 
+EXIT_STATUS_HELP = (
+    "Exit status: 0 every compute host was audited and nothing remains (nothing was "
+    "found, or --fix fixed it all); 1 findings remain; 4 a compute host could not be "
+    "audited (down, or it did not answer in time): its domains and directories were not "
+    "compared, so orphans may hide there; 5 both (2: usage error).")
+
+
 def audit_command(conf, args):
-    """Entry point of ``mininova-manage audit [--fix] [--json]``; returns the
-    exit code: 0 when nothing was found (or everything found was fixed), 1
-    when findings remain. Optional ``args.stuck_after`` and ``args.timeout``
-    (seconds) override the stuck-row threshold and a host's answer time."""
+    """Entry point of ``mininova-manage audit [--fix] [--json] [--skip-down]``;
+    returns the exit code (EXIT_STATUS_HELP). Optional ``args.stuck_after``
+    and ``args.timeout`` (seconds) override the stuck-row threshold and a
+    host's answer time; ``args.skip_down`` excuses down hosts."""
     from nova_compute import rpcapi as compute_rpcapi  # only the command needs it
     db = Database(config.database_url(conf))
     transport = rpc.get_transport(conf.transport_url)
@@ -471,9 +515,10 @@ def audit_command(conf, args):
             db, compute_rpcapi.ComputeAPI(transport, timeout=conf.rpc_response_timeout),
             conf.scheduler.service_down_time, fix=bool(getattr(args, "fix", False)),
             stuck_after=getattr(args, "stuck_after", None) or DEFAULT_STUCK_AFTER,
-            host_timeout=getattr(args, "timeout", None) or DEFAULT_HOST_TIMEOUT)
+            host_timeout=getattr(args, "timeout", None) or DEFAULT_HOST_TIMEOUT,
+            skip_down=bool(getattr(args, "skip_down", False)))
     finally:
         transport.cleanup()
         db.dispose()
     print(render_json(result) if getattr(args, "json", False) else render_text(result))
-    return 1 if result.remaining else 0
+    return result.exit_code()

@@ -133,9 +133,15 @@ def _parser():
         qset.add_argument("--" + resource, type=int)
     qset.set_defaults(fn=quota_set)
     aud = sub.add_parser("audit", help="find (and with --fix remove) orphaned domains, "
-                         "instance directories, claims and rows")
+                         "instance directories, claims and rows",
+                         epilog=audit.EXIT_STATUS_HELP)
     aud.add_argument("--fix", action="store_true")
     aud.add_argument("--json", action="store_true")
+    aud.add_argument("--skip-down", action="store_true",
+                     help="do not count compute hosts that are down (no heartbeat for "
+                          "[scheduler] service_down_time) against the exit status; they are "
+                          "still listed as not audited. A host that heartbeats but does not "
+                          "answer always counts")
     aud.add_argument("--stuck-after", type=_positive, default=None, help="seconds")
     aud.add_argument("--timeout", type=_positive, default=None,
                      help="seconds a compute host gets to answer")
