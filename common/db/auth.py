@@ -48,8 +48,16 @@ def project_create(s, name, project_id=None):
 
 
 def project_get(s, ref):
-    project = s.get(Project, ref) or s.scalars(
-        sa.select(Project).where(Project.name == ref)).first()
+    """The project whose id, or else whose name, is ``ref``. Ids and names are
+    each unique, but one project's name may be another's id: then ``ref`` is
+    ambiguous (409), never silently the one with that id."""
+    by_id = s.get(Project, ref)
+    by_name = s.scalars(sa.select(Project).where(Project.name == ref)).first()
+    if by_id is not None and by_name is not None and by_id.id != by_name.id:
+        raise exception.Conflict(
+            reason="'%s' is the id of project '%s' and the name of project %s: name "
+            "them '%s' and %s" % (ref, by_id.name, by_name.id, by_id.name, by_name.id))
+    project = by_id or by_name
     if project is None:
         raise exception.NotFound("Project %s could not be found." % ref)
     return project
