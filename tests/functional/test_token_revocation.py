@@ -1,8 +1,10 @@
 """A revoked token is refused at once, on the real PostgreSQL: by the API
 daemon (which caches identities, [api] token_cache_seconds = 10) on the very
-next request, and by the revocation listener in-process across the loss of
-its connection (a notification sent meanwhile is lost: no stale identity may
-come back when it reconnects)."""
+next request after mininova-manage revoked it; in-process, by the revocation
+listener and the cache across the loss of its connection (a notification sent
+meanwhile is lost: no stale identity may come back when it reconnects); and
+mininova-manage returns only once the listeners confirmed (or their cache
+expired)."""
 import os
 import threading
 
@@ -13,13 +15,15 @@ import sqlalchemy as sa
 from common import manage
 from common.db import auth as db_auth
 from common.db import migration, revocations
+from common.db.revocations import RevocationListener
 from common.db.session import Database
 from nova_api import auth
-from common.db.revocations import RevocationListener
 from tests import services
 from tests.functional.stack import Stack
 from tests.unit.test_token_cache import CountingDb
 from tests.waiting import wait_for
+
+pytestmark = pytest.mark.real_services("postgresql")
 
 
 def manage_conf(tmp_path, db, cache_seconds):
@@ -44,6 +48,7 @@ def api_stack(tmp_path):
         s.stop()
 
 
+@pytest.mark.real_services("rabbitmq", "postgresql", "http")
 def test_the_very_next_request_after_a_revocation_is_refused(api_stack):
     s = api_stack
     url = s.url + "/v1/vms"
