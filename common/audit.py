@@ -12,24 +12,13 @@ a VM built or deleted while the hosts were being asked is seen in flux in one
 of them and is not taken for an orphan (a build writes its row before its
 directory and domain; a delete removes the domain before the row).
 
-Findings (one line each, ``kind key=value ...``):
+Findings: see common/audit_findings.py (one line each, ``kind key=value ...``).
 
-- ``orphan-domain``: a domain host H owns with no live row, or with its row
-  on another host.
-- ``orphan-overlay``: an instance directory on H with no domain there and no
-  live row on H (a VM being built on H has its row on H: not an orphan).
-  Like the rest of mininova, this takes ``instances_path`` to be each host's
-  own: on storage shared between hosts, another host's VM would look orphaned.
-- ``orphan-claim``: a claim with no live row, or whose row has no host or is
-  on another host. (A VM in ERROR that still has its host keeps its claim
-  until it is deleted, as Nova keeps the allocations of such a VM.)
-- ``usage-mismatch``: a compute node whose ``*_used`` are not the sums of the
-  claims on it.
-- ``orphan-row``: a live row whose host is not a compute service
-  (``reason=host-gone``), or a resting row (active/stopped/paused/suspended,
-  no task) on an audited host whose domain is missing (``domain-missing``).
-- ``stuck-row``: a row building, or deleting, unchanged for longer than the
-  threshold. Reported only: a human decides.
+A compute host that is down, or up but silent within the timeout, is not
+audited: its rows and claims are judged on the DB alone and its hypervisor
+not at all, so the audit lists it (``not-audited``, with the reason) and
+cannot pass: exit status EXIT_NOT_AUDITED, unless ``--skip-down`` excuses the
+hosts that are down (never the silent ones, which claim to be up).
 
 Fix: orphan domains and overlays are destroyed by their host
 (``audit_fix``), which first re-checks with the conductor, under the VM's
@@ -42,7 +31,6 @@ by a conditional update that re-checks the state it was found in.
 import collections
 import concurrent.futures
 import dataclasses
-import datetime
 import json
 import logging
 
@@ -50,6 +38,10 @@ import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 
 from common import config, context, exception, rpc, states
+# The pure part; its names are also this module's (callers and tests use them here).
+from common.audit_findings import (  # noqa: F401
+    DEFAULT_STUCK_AFTER, KINDS, RESTING, DbView, Finding, claim_orphan_reason, find_orphans, fmt,
+    stable_findings)
 from common.db import api as db_api
 from common.db.models import Claim, ComputeNode, Instance, Service, utcnow
 from common.db.session import Database
@@ -57,159 +49,13 @@ from common.db.session import Database
 LOG = logging.getLogger(__name__)
 
 COMPUTE_BINARY = "mininova-compute"
-RESTING = (states.ACTIVE, states.STOPPED, states.PAUSED, states.SUSPENDED)
-KINDS = ("orphan-domain", "orphan-overlay", "orphan-claim", "usage-mismatch", "orphan-row",
-         "stuck-row")
-DEFAULT_STUCK_AFTER = 3600   # seconds a row may stay building/deleting
 DEFAULT_HOST_TIMEOUT = 15    # seconds a host gets to answer audit_report
 FIX_TIMEOUT = 120            # seconds a host gets to destroy what it was sent
 
-
-@dataclasses.dataclass
-class Finding:
-    kind: str
-    host: str | None
-    vm: str | None
-    reason: str
-    details: dict = dataclasses.field(default_factory=dict)
-    # With --fix: what was done. "destroyed", "released", "recomputed",
-    # "soft-deleted", "error-marked"; "skipped:<why>" when the re-check found
-    # it is no orphan any more; "failed:<why>"; "none:report-only".
-    fix: str | None = None
-
-    @property
-    def key(self):
-        return (self.kind, self.host, self.vm)
-
-    @property
-    def remaining(self):
-        return self.fix is None or self.fix.startswith(("failed", "none"))
-
-    def to_dict(self):
-        d = {"kind": self.kind, "host": self.host, "vm": self.vm, "reason": self.reason}
-        d.update(self.details)
-        if self.fix is not None:
-            d["fix"] = self.fix
-        return d
-
-    def line(self):
-        fields = [("host", self.host)]
-        if self.vm is not None:
-            fields.append(("vm", self.vm))
-        fields += list(self.details.items()) + [("reason", self.reason)]
-        if self.fix is not None:
-            fields.append(("fix", self.fix))
-        return " ".join([self.kind] + ["%s=%s" % (k, _fmt(v)) for k, v in fields])
-
-
-def _fmt(value):
-    if value is None:
-        return "-"
-    if isinstance(value, datetime.datetime):
-        return value.isoformat(timespec="seconds")
-    text = str(value)
-    if not text or any(c.isspace() or c in "\"'=" for c in text):
-        return json.dumps(text)
-    return text
-
-
-@dataclasses.dataclass
-class DbView:
-    """One consistent look at the DB, as plain dicts keyed by id or host."""
-    now: datetime.datetime
-    instances: dict   # id -> {host, vm_state, task_state, updated_at}  (live rows)
-    claims: dict      # instance id -> {host, vcpus, memory_mb, disk_gb}
-    services: dict    # compute host -> {last_heartbeat, disabled}
-    nodes: dict       # host -> {vcpus_used, memory_mb_used, local_gb_used}
-
-
-# -- the pure part -------------------------------------------------------------
-
-def _not_live_here(row, host):
-    """None when ``row`` is a live row on ``host``; else (reason, details)."""
-    if row is None:
-        return "no-live-row", {}
-    if row["host"] != host:
-        return "row-elsewhere", {"row_host": row["host"], "vm_state": row["vm_state"]}
-    return None
-
-
-def claim_orphan_reason(claim, row):
-    """Why a claim should not exist (None: it should)."""
-    if row is None:
-        return "no-live-row", {}
-    if row["host"] is None:
-        return "row-has-no-host", {"vm_state": row["vm_state"]}
-    if row["host"] != claim["host"]:
-        return "row-elsewhere", {"row_host": row["host"]}
-    return None
-
-
-def find_orphans(db, host_reports, stuck_after=DEFAULT_STUCK_AFTER):
-    """``db``: a DbView; ``host_reports``: {host: {"domains": {id: power},
-    "dirs": [ids], "images": [...]}} of the hosts that answered (a host not
-    in it is judged on the DB alone). Returns a list of Findings, sorted."""
-    rows = db.instances
-    findings = []
-    for host, report in sorted(host_reports.items()):
-        domains = report["domains"]
-        for vm, power in sorted(domains.items()):
-            why = _not_live_here(rows.get(vm), host)
-            if why:
-                findings.append(Finding("orphan-domain", host, vm, why[0],
-                                        dict({"power": power}, **why[1])))
-        for vm in sorted(set(report["dirs"]) - set(domains)):
-            why = _not_live_here(rows.get(vm), host)
-            if why:
-                findings.append(Finding("orphan-overlay", host, vm, why[0], why[1]))
-
-    claimed = collections.defaultdict(lambda: [0, 0, 0])
-    for vm, claim in sorted(db.claims.items()):
-        sums = claimed[claim["host"]]
-        sums[0] += claim["vcpus"]
-        sums[1] += claim["memory_mb"]
-        sums[2] += claim["disk_gb"]
-        why = claim_orphan_reason(claim, rows.get(vm))
-        if why:
-            findings.append(Finding("orphan-claim", claim["host"], vm, why[0], dict(
-                {"vcpus": claim["vcpus"], "memory_mb": claim["memory_mb"],
-                 "disk_gb": claim["disk_gb"]}, **why[1])))
-    for host, node in sorted(db.nodes.items()):
-        used = (node["vcpus_used"], node["memory_mb_used"], node["local_gb_used"])
-        sums = tuple(claimed.get(host, (0, 0, 0)))
-        if used != sums:
-            findings.append(Finding("usage-mismatch", host, None, "used-differs-from-claims", {
-                "vcpus_used": used[0], "vcpus_claimed": sums[0],
-                "memory_mb_used": used[1], "memory_mb_claimed": sums[1],
-                "local_gb_used": used[2], "local_gb_claimed": sums[2]}))
-
-    for vm, row in sorted(rows.items()):
-        host, vm_state, task = row["host"], row["vm_state"], row["task_state"]
-        if host is not None and host not in db.services:
-            findings.append(Finding("orphan-row", host, vm, "host-gone", {
-                "vm_state": vm_state, "task_state": task}))
-            continue
-        report = host_reports.get(host)
-        if (report is not None and vm_state in RESTING and task is None
-                and vm not in report["domains"]):
-            findings.append(Finding("orphan-row", host, vm, "domain-missing",
-                                    {"vm_state": vm_state, "task_state": task}))
-            continue
-        stuck = (states.DELETING if task == states.DELETING else
-                 states.BUILDING if vm_state == states.BUILDING else None)
-        age = (db.now - row["updated_at"]).total_seconds()
-        if stuck and age > stuck_after:
-            findings.append(Finding("stuck-row", host, vm, stuck, {
-                "vm_state": vm_state, "task_state": task, "age_s": int(age)}))
-    findings.sort(key=lambda f: (KINDS.index(f.kind), f.host or "", f.vm or ""))
-    return findings
-
-
-def stable_findings(first, second):
-    """The findings of ``second`` that ``first`` (a look at the DB taken
-    before the hosts were asked) has too: those that held all along."""
-    keys = {f.key for f in first}
-    return [f for f in second if f.key in keys]
+# Exit status of the command, as bits: a host that could not be audited may
+# hide findings, so it never passes for clean (unless excused by --skip-down).
+EXIT_FINDINGS = 1            # findings remain (after --fix: those it could not fix)
+EXIT_NOT_AUDITED = 4         # a compute host was down or did not answer (2: usage error)
 
 
 # -- observe -------------------------------------------------------------------
@@ -285,12 +131,26 @@ def observe_hosts(compute_api, ctxt, hosts, timeout):
 @dataclasses.dataclass
 class AuditResult:
     findings: list
-    hosts: dict       # host -> {"status": audited|unreachable|down, ...}
+    # host -> {"status": "audited", ...} or, for a host whose hypervisor was
+    # not seen, {"status": "down"|"unreachable", "last_heartbeat"|"error": ...,
+    # "skipped": bool} (skipped: a down host excused by --skip-down).
+    hosts: dict
     fixed: bool = False
 
     @property
     def remaining(self):
         return [f for f in self.findings if f.remaining]
+
+    @property
+    def not_audited(self):
+        """The hosts that were not audited and not excused: their domains and
+        directories were not compared, so the audit cannot call them clean."""
+        return [h for h, info in self.hosts.items()
+                if info["status"] != "audited" and not info.get("skipped")]
+
+    def exit_code(self):
+        return ((EXIT_FINDINGS if self.remaining else 0)
+                | (EXIT_NOT_AUDITED if self.not_audited else 0))
 
     def summary(self):
         by_kind = collections.Counter(f.kind for f in self.findings)
@@ -301,12 +161,17 @@ class AuditResult:
         summary.update({k: by_kind[k] for k in KINDS if by_kind[k]})
         summary.update({"hosts_audited": status["audited"],
                         "hosts_unreachable": status["unreachable"],
-                        "hosts_down": status["down"]})
+                        "hosts_down": status["down"],
+                        "hosts_skipped": sum(bool(h.get("skipped")) for h in self.hosts.values()),
+                        "hosts_not_audited": len(self.not_audited)})
         return summary
 
 
 def run_audit(db, compute_api, down_after, fix=False, stuck_after=DEFAULT_STUCK_AFTER,
-              host_timeout=DEFAULT_HOST_TIMEOUT, ctxt=None):
+              host_timeout=DEFAULT_HOST_TIMEOUT, ctxt=None, skip_down=False):
+    """``skip_down``: a host that is down (no heartbeat for ``down_after``
+    seconds) is not held against the result; one that heartbeats but does
+    not answer always is."""
     ctxt = ctxt or context.get_admin_context()
     before = observe_db(db)
     hosts, up = {}, []
@@ -314,10 +179,11 @@ def run_audit(db, compute_api, down_after, fix=False, stuck_after=DEFAULT_STUCK_
         if host_is_up(svc, before.now, down_after):
             up.append(host)
         else:
-            hosts[host] = {"status": "down", "last_heartbeat": svc["last_heartbeat"]}
+            hosts[host] = {"status": "down", "last_heartbeat": svc["last_heartbeat"],
+                           "skipped": bool(skip_down)}
     reports, errors = observe_hosts(compute_api, ctxt, up, host_timeout)
     for host, error in errors.items():
-        hosts[host] = {"status": "unreachable", "error": error}
+        hosts[host] = {"status": "unreachable", "error": error, "skipped": False}
     for host, report in reports.items():
         hosts[host] = {"status": "audited", "domains": len(report["domains"]),
                        "dirs": len(report["dirs"]), "images": report["images"]}
@@ -444,9 +310,14 @@ def render_text(result):
     lines = []
     for host, info in result.hosts.items():
         if info["status"] == "down":
-            lines.append("down host=%s last_heartbeat=%s" % (host, _fmt(info["last_heartbeat"])))
+            line = "not-audited host=%s reason=down last_heartbeat=%s" % (
+                host, fmt(info["last_heartbeat"]))
         elif info["status"] == "unreachable":
-            lines.append("unreachable host=%s error=%s" % (host, _fmt(info["error"])))
+            line = "not-audited host=%s reason=unreachable error=%s" % (
+                host, fmt(info["error"]))
+        else:
+            continue
+        lines.append(line + (" skipped=--skip-down" if info.get("skipped") else ""))
     lines += [f.line() for f in result.findings]
     lines.append("summary " + " ".join("%s=%s" % kv for kv in result.summary().items()))
     return "\n".join(lines)
@@ -454,15 +325,23 @@ def render_text(result):
 
 def render_json(result):
     return json.dumps({"findings": [f.to_dict() for f in result.findings],
-                       "hosts": result.hosts, "summary": result.summary()},
-                      default=_fmt, indent=1)
+                       "hosts": result.hosts, "not_audited": result.not_audited,
+                       "summary": result.summary()},
+                      default=fmt, indent=1)
+
+
+EXIT_STATUS_HELP = (
+    "Exit status: 0 every compute host was audited and nothing remains (nothing was "
+    "found, or --fix fixed it all); 1 findings remain; 4 a compute host could not be "
+    "audited (down, or it did not answer in time): its domains and directories were not "
+    "compared, so orphans may hide there; 5 both (2: usage error).")
 
 
 def audit_command(conf, args):
-    """Entry point of ``mininova-manage audit [--fix] [--json]``; returns the
-    exit code: 0 when nothing was found (or everything found was fixed), 1
-    when findings remain. Optional ``args.stuck_after`` and ``args.timeout``
-    (seconds) override the stuck-row threshold and a host's answer time."""
+    """Entry point of ``mininova-manage audit [--fix] [--json] [--skip-down]``;
+    returns the exit code (EXIT_STATUS_HELP). Optional ``args.stuck_after``
+    and ``args.timeout`` (seconds) override the stuck-row threshold and a
+    host's answer time; ``args.skip_down`` excuses down hosts."""
     from nova_compute import rpcapi as compute_rpcapi  # only the command needs it
     db = Database(config.database_url(conf))
     transport = rpc.get_transport(conf.transport_url)
@@ -471,9 +350,10 @@ def audit_command(conf, args):
             db, compute_rpcapi.ComputeAPI(transport, timeout=conf.rpc_response_timeout),
             conf.scheduler.service_down_time, fix=bool(getattr(args, "fix", False)),
             stuck_after=getattr(args, "stuck_after", None) or DEFAULT_STUCK_AFTER,
-            host_timeout=getattr(args, "timeout", None) or DEFAULT_HOST_TIMEOUT)
+            host_timeout=getattr(args, "timeout", None) or DEFAULT_HOST_TIMEOUT,
+            skip_down=bool(getattr(args, "skip_down", False)))
     finally:
         transport.cleanup()
         db.dispose()
     print(render_json(result) if getattr(args, "json", False) else render_text(result))
-    return 1 if result.remaining else 0
+    return result.exit_code()

@@ -42,6 +42,17 @@ api_opts = [
                help="Most items a list (GET /v1/vms) returns in one page, whatever "
                     "its ?limit= asks; a 'next' link leads to the rest (as Nova's "
                     "osapi_max_limit)."),
+    cfg.FloatOpt("token_cache_seconds", default=10.0, min=0.0,
+                 help="Seconds the API may keep a token's identity in memory instead of "
+                      "reading it from the database on each request. Revocation takes effect "
+                      "at once all the same: on PostgreSQL the API LISTENs for the NOTIFY "
+                      "that every change to the tokens and users tables sends, uses the cache "
+                      "only while that connection is up, and mininova-manage token revoke / "
+                      "user delete return only once every API process has heard them. This "
+                      "is the upper bound for an API that cannot hear (a network cut not yet "
+                      "noticed); mininova-manage waits that long (+1 s) at most, and must "
+                      "see the same value as the API. With SQLite nothing is cached. 0: no "
+                      "cache."),
 ]
 
 database_opts = [

@@ -10,6 +10,10 @@ from common import exception
 
 QCOW2_MAGIC = b"QFI\xfb"
 CHUNK = 1024 * 1024
+# Stored images are never world-readable (an image can hold secrets): the API
+# serves them to compute hosts with a token. Set when the file is created
+# (the umask can only narrow it); nothing else in the store is touched.
+IMAGE_MODE = 0o640
 
 
 def store_path(conf):
@@ -26,8 +30,9 @@ def import_stream(conf, stream, max_bytes=None):
     final = os.path.join(directory, image_id)
     tmp = final + ".part"
     digest, size = hashlib.sha256(), 0
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, IMAGE_MODE)  # ours from here
     try:
-        with open(tmp, "wb") as dst:
+        with open(fd, "wb") as dst:
             while True:
                 chunk = stream.read(CHUNK)
                 if not chunk:

@@ -8,7 +8,7 @@ from oslo_config import cfg
 from common import audit, config, exception, imagestore
 from common.db import api as db_api
 from common.db import auth as db_auth
-from common.db import migration
+from common.db import migration, revocations
 from common.db.session import Database
 from common.doctor import command as doctor_command
 
@@ -75,6 +75,43 @@ def token_create(conf, args):
     print(secret)
 
 
+def _revoke(conf, change):
+    """``change(session)`` revokes something; returns once every API process
+    refuses it (common/db/revocations.py), or names those that did not say so
+    in time (their cached entries have expired by then all the same)."""
+    db = _db(conf)
+    try:
+        with db.transaction() as s:
+            result = change(s)
+            number = revocations.epoch(s)
+        if number is not None:
+            behind = revocations.wait_heard(db, number, conf.api.token_cache_seconds + 1)
+            if behind:
+                print("warning: API listener(s) with PostgreSQL backend pid %s did not "
+                      "confirm the revocation; waited until their cache expired"
+                      % ", ".join(map(str, behind)), file=sys.stderr)
+    finally:
+        db.dispose()
+    return result
+
+
+def token_revoke(conf, args):
+    if (args.secret is None) == (args.user is None):
+        raise exception.Invalid(reason="give a token's secret (- reads it from stdin) or "
+                                "--user NAME, not both")
+    if args.user is not None:
+        revoked = _revoke(conf, lambda s: db_auth.user_tokens_revoke(s, args.user))
+    else:
+        secret = sys.stdin.readline().strip() if args.secret == "-" else args.secret
+        revoked = _revoke(conf, lambda s: db_auth.token_revoke(s, secret))
+    print(json.dumps({"revoked": revoked}))
+
+
+def user_delete(conf, args):
+    revoked = _revoke(conf, lambda s: db_auth.user_delete(s, args.name))
+    print(json.dumps({"deleted": args.name, "revoked": revoked}))
+
+
 def quota_set(conf, args):
     limits = {r: getattr(args, r) for r in db_auth.RESOURCES if getattr(args, r) is not None}
     with _db(conf).transaction() as s:
@@ -122,10 +159,19 @@ def _parser():
     create.add_argument("--project", required=True)
     create.add_argument("--role", choices=db_auth.ROLES, default="member")
     create.set_defaults(fn=user_create)
+    delete = user.add_parser("delete", help="delete a user and its tokens")
+    delete.add_argument("name")
+    delete.set_defaults(fn=user_delete)
     token = sub.add_parser("token").add_subparsers(dest="cmd", required=True)
     create = token.add_parser("create")
     create.add_argument("user")
     create.set_defaults(fn=token_create)
+    revoke = token.add_parser("revoke", help="delete a token, or all of a user's; the API "
+                              "refuses it from the next request on")
+    revoke.add_argument("secret", nargs="?", help="the token; - reads it from stdin (not "
+                        "shown in ps)")
+    revoke.add_argument("--user", help="revoke every token of this user")
+    revoke.set_defaults(fn=token_revoke)
     quota = sub.add_parser("quota").add_subparsers(dest="cmd", required=True)
     qset = quota.add_parser("set")
     qset.add_argument("project")
@@ -133,9 +179,15 @@ def _parser():
         qset.add_argument("--" + resource, type=int)
     qset.set_defaults(fn=quota_set)
     aud = sub.add_parser("audit", help="find (and with --fix remove) orphaned domains, "
-                         "instance directories, claims and rows")
+                         "instance directories, claims and rows",
+                         epilog=audit.EXIT_STATUS_HELP)
     aud.add_argument("--fix", action="store_true")
     aud.add_argument("--json", action="store_true")
+    aud.add_argument("--skip-down", action="store_true",
+                     help="do not count compute hosts that are down (no heartbeat for "
+                          "[scheduler] service_down_time) against the exit status; they are "
+                          "still listed as not audited. A host that heartbeats but does not "
+                          "answer always counts")
     aud.add_argument("--stuck-after", type=_positive, default=None, help="seconds")
     aud.add_argument("--timeout", type=_positive, default=None,
                      help="seconds a compute host gets to answer")

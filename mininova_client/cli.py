@@ -101,9 +101,9 @@ def build_parser():
 
     quota = group("quota", "project quotas")
     p = command(quota, "show", res.quota_show, "limits and usage of a project")
-    p.add_argument("project", nargs="?", help="project id (default: yours)")
+    p.add_argument("project", nargs="?", help="project id or name (default: yours)")
     p = command(quota, "set", res.quota_set, "set a project's limits (admin; -1 = unlimited)",
-                ("project", "project id"))
+                ("project", "project id or name"))
     for name, unit in (("instances", "N"), ("cores", "N"), ("ram", "MB")):
         p.add_argument("--" + name, type=int, metavar=unit)
 

@@ -16,7 +16,9 @@ def quota_defaults(conf):
     return {r: getattr(conf.quota, r) for r in ("instances", "cores", "ram")}
 
 
-def create_app(conf, db, scheduler_rpcapi, compute_rpcapi):
+def create_app(conf, db, scheduler_rpcapi, compute_rpcapi, revocations=None):
+    """``revocations``: a started RevocationListener on ``db``; without it,
+    tokens are looked up in the DB on every request (nothing cached)."""
     app = Flask("mininova-api")
     app.config["MAX_BODY_BYTES"] = conf.api.max_body_bytes
     app.json.sort_keys = False
@@ -26,7 +28,7 @@ def create_app(conf, db, scheduler_rpcapi, compute_rpcapi):
         "compute_api": compute_api.ComputeAPI(db, scheduler_rpcapi, compute_rpcapi,
                                               host=conf.host, quota_defaults=quota_defaults(conf)),
     }
-    tokens = auth.TokenCache(db)
+    tokens = auth.TokenCache(db, conf.api.token_cache_seconds, revocations)
     errors.register(app)
     for bp in (versions.bp, vms.bp, actions.bp, flavors.bp, images.bp, services.bp,
                server_groups.bp, quotas.bp, openapi.bp):

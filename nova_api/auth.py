@@ -1,8 +1,18 @@
 """Who is calling: ``X-Auth-Token`` -> user, project and role.
 
 Every call but version discovery and the API description needs a token.
-Lookups are cached briefly in the process (a revoked or expired token stops
-working within TOKEN_CACHE_SECONDS) so a request costs no extra DB round trip."""
+
+A token's identity is cached in the process (a request then costs no DB round
+trip) only where a revocation is heard at once: on PostgreSQL, with a
+RevocationListener (common/db/revocations.py) that is connected. An entry is
+trusted only while the listener's generation is the one read before the entry
+was looked up, so a token revoked (deleted, its user deleted or changed) is
+refused from the first request after the NOTIFY reached the API; mininova-
+manage's revocations return only after that. Entries also expire after
+``[api] token_cache_seconds`` (0: no cache) and never outlive their token's
+``expires_at``: the bound when a notification cannot arrive (a cut connection
+not noticed yet). Without a listener (SQLite) nothing is cached."""
+import datetime
 import functools
 import threading
 import time
@@ -11,31 +21,51 @@ from flask import g
 
 from common import exception
 from common.db import auth as db_auth
+from common.db.models import utcnow
 
 PUBLIC = {("GET", "/"), ("GET", "/v1"), ("GET", "/v1/openapi.json"), ("GET", "/metrics")}
-TOKEN_CACHE_SECONDS = 10.0
+MAX_ENTRIES = 10000
 
 
 class TokenCache:
-    def __init__(self, db):
+    def __init__(self, db, ttl=0.0, listener=None, clock=time.monotonic):
+        """``listener``: something with ``current()`` -> generation or None
+        (a RevocationListener); no listener or ``ttl`` 0: no caching."""
         self.db = db
-        self._entries = {}  # sha256 -> (expires monotonic, identity)
+        self.ttl = float(ttl)
+        self.listener = listener if self.ttl > 0 else None
+        self.clock = clock
+        self._entries = {}  # sha256 -> (expires monotonic, generation, identity)
+        self._generation = None  # of the entries stored last
         self._lock = threading.Lock()
 
     def identity(self, secret):
         key = db_auth.token_hash(secret)
-        now = time.monotonic()
-        with self._lock:
-            hit = self._entries.get(key)
-        if hit and hit[0] > now:
-            return hit[1]
-        with self.db.transaction() as s:
-            identity = db_auth.token_lookup(s, secret)
-        with self._lock:
-            if len(self._entries) > 10000:
-                self._entries.clear()
-            self._entries[key] = (now + TOKEN_CACHE_SECONDS, identity)
+        if self.listener is None:
+            return self._lookup(secret)[0]
+        now = self.clock()
+        hit = self._entries.get(key)
+        if hit is not None and hit[0] > now and hit[1] == self.listener.current():
+            return hit[2]
+        # Read before the lookup: a revocation committed after the lookup
+        # moves it on, and the entry is born stale (or not stored at all).
+        generation = self.listener.current()
+        identity, expires_at = self._lookup(secret)
+        if generation is not None:
+            lifetime = self.ttl
+            if expires_at is not None:
+                lifetime = min(lifetime, (expires_at - utcnow()) / datetime.timedelta(seconds=1))
+            with self._lock:
+                # Entries of an older generation can never be trusted again.
+                if generation != self._generation or len(self._entries) >= MAX_ENTRIES:
+                    self._entries.clear()
+                    self._generation = generation
+                self._entries[key] = (now + lifetime, generation, identity)
         return identity
+
+    def _lookup(self, secret):
+        with self.db.transaction() as s:
+            return db_auth.token_lookup_expiring(s, secret)
 
 
 def authenticate(request, ctxt, cache):

@@ -4,6 +4,7 @@ import sys
 import waitress
 
 from common import config, log, rpc, service
+from common.db.revocations import RevocationListener
 from common.db.session import Database
 from nova_api.app import create_app
 from nova_compute.rpcapi import ComputeAPI
@@ -13,7 +14,11 @@ from nova_scheduler.rpcapi import SchedulerAPI
 def build_app(conf):
     db = Database(config.database_url(conf), pool_size=conf.database.pool_size)
     transport = rpc.get_transport(conf.transport_url)
-    return create_app(conf, db, SchedulerAPI(transport), ComputeAPI(transport))
+    # The token cache needs revocations announced: PostgreSQL's NOTIFY.
+    revocations = (RevocationListener(db).start()
+                   if db.dialect == "postgresql" and conf.api.token_cache_seconds > 0 else None)
+    return create_app(conf, db, SchedulerAPI(transport), ComputeAPI(transport),
+                      revocations=revocations)
 
 
 def main(argv=None):

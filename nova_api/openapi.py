@@ -115,7 +115,8 @@ ERRORS = {
     403: "Forbidden: the endpoint needs the admin role, or a quota would be exceeded.",
     404: "No such resource (or not in the caller's project).",
     409: "Conflict with the current state (a duplicate name, or a VM in a state that does "
-         "not allow the action).",
+         "not allow the action), or an ambiguous reference (a project name that is another "
+         "project's id).",
     413: "Request body too large.",
     415: "Wrong Content-Type for the body.",
     503: "A backend is unavailable or did not answer in time: the database (any call "
@@ -302,7 +303,7 @@ def _paths():
         "/v1/services/{service_id}": {
             "parameters": [{"$ref": "#/components/parameters/service"}],
             "put": _op("updateService", "Disable a host for new VMs, or enable it", 200,
-                       _JSON_BODY_ERRORS + (404,), admin=True,
+                       _JSON_BODY_ERRORS + (404, 409), admin=True,
                        ok_schema=_wrap("service", _ref("Service")),
                        body=_body(services.UPDATE_SCHEMA,
                                   {"status": "disabled", "disabled_reason": "maintenance"})),
@@ -332,10 +333,10 @@ def _paths():
         "/v1/quotas/{project_id}": {
             "parameters": [{"$ref": "#/components/parameters/project"}],
             "get": _op("showQuota", "A project's limits (-1: unlimited) and usage; members "
-                                    "see their own project's only", 200, (400, 403, 404),
+                                    "see their own project's only", 200, (400, 403, 404, 409),
                        ok_schema=_wrap("quota", _ref("Quota"))),
             "put": _op("updateQuota", "Set some of a project's limits (-1: unlimited)", 200,
-                       _JSON_BODY_ERRORS + (404,), admin=True,
+                       _JSON_BODY_ERRORS + (404, 409), admin=True,
                        ok_schema=_wrap("quota", _ref("Quota")),
                        body=_body(quotas.UPDATE_SCHEMA,
                                   {"quota": {"instances": 10, "cores": 20, "ram": 51200}})),

@@ -30,6 +30,7 @@ CHUNK_SIZE = 1024 * 1024
 # The id becomes a file name: no '/', no leading dot (temp and lock files use one).
 _IMAGE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,254}\Z")
 _SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
+IMAGE_MODE = 0o640  # cached images: never world-readable
 
 
 def read_file_chunks(source_path):
@@ -145,7 +146,10 @@ class ImageCache:
                     tmp.write(chunk)
                     size += len(chunk)
                 tmp.flush()
-                os.fchmod(tmp.fileno(), 0o644)  # QEMU may run as another user
+                # mkstemp made it 0600; the owner's group may read it too, others
+                # not (an image can hold secrets). QEMU runs as compute's user
+                # (deploy/install-host.sh's qemu.conf, checked by doctor).
+                os.fchmod(tmp.fileno(), IMAGE_MODE)
                 os.fsync(tmp.fileno())
             if digest.hexdigest() != sha256:
                 raise exception.ImageUnavailable(
@@ -197,7 +201,7 @@ class _FileLock:
         self._fd = None
 
     def __enter__(self):
-        self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o644)
+        self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
         fcntl.flock(self._fd, fcntl.LOCK_EX)
         return self
 

@@ -1,6 +1,8 @@
 """Projects, users, tokens and quotas.
 
 Tokens: the secret is shown once at creation; only its sha256 is stored.
+Every change to tokens or users is announced to the API's token cache
+(common/db/revocations.py): revoking needs nothing more here.
 Quotas: a project's usage row changes only by conditional UPDATEs inside the
 transaction that creates or deletes a VM, so a concurrent burst cannot
 overshoot a limit (the same pattern as the scheduler's claims)."""
@@ -48,8 +50,16 @@ def project_create(s, name, project_id=None):
 
 
 def project_get(s, ref):
-    project = s.get(Project, ref) or s.scalars(
-        sa.select(Project).where(Project.name == ref)).first()
+    """The project whose id, or else whose name, is ``ref``. Ids and names are
+    each unique, but one project's name may be another's id: then ``ref`` is
+    ambiguous (409), never silently the one with that id."""
+    by_id = s.get(Project, ref)
+    by_name = s.scalars(sa.select(Project).where(Project.name == ref)).first()
+    if by_id is not None and by_name is not None and by_id.id != by_name.id:
+        raise exception.Conflict(
+            reason="'%s' is the id of project '%s' and the name of project %s: name "
+            "them '%s' and %s" % (ref, by_id.name, by_name.id, by_id.name, by_name.id))
+    project = by_id or by_name
     if project is None:
         raise exception.NotFound("Project %s could not be found." % ref)
     return project
@@ -74,9 +84,7 @@ def token_hash(secret):
 
 def token_create(s, user_name, expires_at=None):
     """A new token for a user; returns the secret (never stored)."""
-    user = s.scalars(sa.select(User).where(User.name == user_name)).first()
-    if user is None:
-        raise exception.NotFound("User %s could not be found." % user_name)
+    user = _user(s, user_name)
     secret = "mn-" + secrets.token_urlsafe(32)
     s.add(Token(secret_sha256=token_hash(secret), user_id=user.id, created_at=utcnow(),
                 expires_at=expires_at))
@@ -84,8 +92,9 @@ def token_create(s, user_name, expires_at=None):
     return secret
 
 
-def token_lookup(s, secret):
-    """(user id, project id, role) of a valid token; Unauthorized otherwise."""
+def token_lookup_expiring(s, secret):
+    """((user id, project id, role), expires_at or None) of a valid token;
+    Unauthorized otherwise."""
     row = s.execute(sa.select(User.id, User.project_id, User.role, Token.expires_at)
                     .join(Token, Token.user_id == User.id)
                     .where(Token.secret_sha256 == token_hash(secret))).first()
@@ -93,7 +102,45 @@ def token_lookup(s, secret):
         raise Unauthorized(reason="invalid token")
     if row.expires_at is not None and row.expires_at < utcnow():
         raise Unauthorized(reason="token expired")
-    return row.id, row.project_id, row.role
+    return (row.id, row.project_id, row.role), row.expires_at
+
+
+def token_lookup(s, secret):
+    """(user id, project id, role) of a valid token; Unauthorized otherwise."""
+    return token_lookup_expiring(s, secret)[0]
+
+
+def _user(s, name):
+    user = s.scalars(sa.select(User).where(User.name == name)).first()
+    if user is None:
+        raise exception.NotFound("User %s could not be found." % name)
+    return user
+
+
+def token_revoke(s, secret):
+    """Delete the token whose secret this is (1); NotFound if there is none."""
+    deleted = s.execute(sa.delete(Token).where(Token.secret_sha256 == token_hash(secret))
+                        .execution_options(synchronize_session=False)).rowcount
+    if not deleted:
+        raise exception.NotFound("No such token.")
+    return deleted
+
+
+def user_tokens_revoke(s, user_name):
+    """Delete every token of a user; how many there were."""
+    return s.execute(sa.delete(Token).where(Token.user_id == _user(s, user_name).id)
+                     .execution_options(synchronize_session=False)).rowcount
+
+
+def user_delete(s, name):
+    """Delete a user and its tokens; how many tokens went with it. Its VMs
+    stay: they belong to the project."""
+    user = _user(s, name)
+    revoked = s.execute(sa.delete(Token).where(Token.user_id == user.id)
+                        .execution_options(synchronize_session=False)).rowcount
+    s.delete(user)
+    s.flush()
+    return revoked
 
 
 # -- quotas ------------------------------------------------------------------

@@ -225,3 +225,12 @@ class QuotaUsage(Base):
     instances: Mapped[int] = mapped_column(Integer, default=0)
     cores: Mapped[int] = mapped_column(Integer, default=0)
     ram: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class AuthEpoch(Base):
+    """One row: how many changes to tokens and users there have been. On
+    PostgreSQL a trigger counts each and NOTIFYs its number (migration 0007,
+    common/db/revocations.py); SQLite leaves it at 0."""
+    __tablename__ = "auth_epoch"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    n: Mapped[int] = mapped_column(BigInteger)

@@ -31,14 +31,28 @@ def _body(s, project_id):
                       "usage": db_auth.quota_usage(s, project_id)}}
 
 
+def _project_id(s, ref):
+    """The id of the project ``ref`` names (its id, or else its name): the
+    limits and usage are keyed by id, never by the ref as given. A member
+    may name only their own project: anything else is 403, whether it exists
+    or not."""
+    try:
+        project = db_auth.project_get(s, ref)
+    except exception.NotFound:
+        if not g.context.is_admin:
+            raise exception.Forbidden("Only admins can see another project's quota.") from None
+        raise
+    if project.id != g.context.project_id and not g.context.is_admin:
+        raise exception.Forbidden("Only admins can see another project's quota.")
+    return project.id
+
+
 @bp.get("/<project_id>")
 def show(project_id):
-    """A project's limits and usage: members see their own, admins any."""
-    if project_id != g.context.project_id and not g.context.is_admin:
-        raise exception.Forbidden("Only admins can see another project's quota.")
+    """A project's limits and usage, by project id or name: members see
+    their own, admins any."""
     with _ext()["db"].transaction() as s:
-        db_auth.project_get(s, project_id)
-        return jsonify(_body(s, project_id))
+        return jsonify(_body(s, _project_id(s, project_id)))
 
 
 @bp.put("/<project_id>")
@@ -46,6 +60,6 @@ def show(project_id):
 def update(project_id):
     body = validation.json_body(UPDATE_SCHEMA)
     with _ext()["db"].transaction() as s:
-        db_auth.project_get(s, project_id)
+        project_id = _project_id(s, project_id)
         db_auth.quota_set(s, project_id, body["quota"])
         return jsonify(_body(s, project_id))

@@ -128,7 +128,7 @@ def test_audit_lists_exactly_the_orphans_and_fix_removes_them(audit_stack, capsy
 
     code, out, took = run_audit(stack, capsys, timeout=3)
     timings["audit with an unreachable host (3 s timeout)"] = took
-    assert code == 1
+    assert code == audit.EXIT_FINDINGS | audit.EXIT_NOT_AUDITED  # it could not see "silent"
     assert found(out) == sorted([
         ("orphan-domain", host, rowless, "no-live-row"),
         ("orphan-overlay", host, stray_dir, "no-live-row"),
@@ -140,6 +140,7 @@ def test_audit_lists_exactly_the_orphans_and_fix_removes_them(audit_stack, capsy
         ("stuck-row", "", stuck, "building"),
     ]), json.dumps(out, indent=1)
     assert out["hosts"]["silent-" + stack.tag]["status"] == "unreachable"
+    assert out["not_audited"] == ["silent-" + stack.tag]
     assert out["hosts"][host]["status"] == "audited"
     assert out["hosts"][host]["images"] == [stack.image["id"]]
     with db.transaction() as s:
@@ -153,7 +154,8 @@ def test_audit_lists_exactly_the_orphans_and_fix_removes_them(audit_stack, capsy
     assert "orphan-overlay host=%s vm=%s reason=no-live-row" % (host, stray_dir) in lines
     assert lines[-1] == ("summary findings=8 fixed=0 remaining=8 orphan-domain=1 "
                          "orphan-overlay=1 orphan-claim=2 usage-mismatch=1 orphan-row=2 "
-                         "stuck-row=1 hosts_audited=1 hosts_unreachable=0 hosts_down=0")
+                         "stuck-row=1 hosts_audited=1 hosts_unreachable=0 hosts_down=0 "
+                         "hosts_skipped=0 hosts_not_audited=0")
 
     # Race safety on the host: a VM whose live row is on this host is spared
     # whatever the audit asks.
@@ -204,7 +206,23 @@ def test_audit_lists_exactly_the_orphans_and_fix_removes_them(audit_stack, capsy
     code, text, took = run_audit(stack, capsys, as_json=False)
     timings["audit after --fix"] = took
     assert (code, text.strip()) == (0, "summary findings=0 fixed=0 remaining=0 hosts_audited=1 "
-                                       "hosts_unreachable=0 hosts_down=0")
+                                       "hosts_unreachable=0 hosts_down=0 hosts_skipped=0 "
+                                       "hosts_not_audited=0")
+    # A compute host that went down long ago: not audited, so not clean,
+    # unless the operator excuses down hosts.
+    gone = "gone-" + stack.tag
+    with db.transaction() as s:
+        s.add(Service(host=gone, binary="mininova-compute", disabled=False,
+                      last_heartbeat=audit.utcnow() - datetime.timedelta(days=1),
+                      created_at=audit.utcnow()))
+    code, text, took = run_audit(stack, capsys, as_json=False)
+    assert code == audit.EXIT_NOT_AUDITED
+    assert text.splitlines()[0].startswith("not-audited host=%s reason=down " % gone)
+    code, out, took = run_audit(stack, capsys, skip_down=True)
+    assert (code, out["findings"], out["not_audited"]) == (0, [], [])
+    assert out["hosts"][gone] == dict(out["hosts"][gone], status="down", skipped=True)
+    with db.transaction() as s:
+        s.execute(sa.delete(Service).where(Service.host == gone))
     # The real VM is untouched.
     assert stack.vm(keep)["status"] == "ACTIVE"
     assert virsh("domstate", "mininova-" + keep).stdout.strip() == "running"

@@ -153,6 +153,27 @@ def test_image_store_file_is_sane(conf, image):
     assert os.path.exists(os.path.join(imagestore.store_path(conf), image))
 
 
+@pytest.fixture
+def umask_022():
+    """The usual umask, which leaves files made with the default mode world-readable."""
+    old = os.umask(0o022)
+    yield
+    os.umask(old)
+
+
+def test_stored_images_are_not_world_readable(api, conf, tmp_path, umask_022):
+    source = tmp_path / "source.qcow2"
+    source.write_bytes(b"QFI\xfb" + b"\0" * 1020)
+    os.chmod(source, 0o644)
+    added = imagestore.import_file(conf, str(source))[1]              # mininova-manage image add
+    r = api.post("/v1/images?name=up", data=b"QFI\xfb" + b"\1" * 100,
+                 content_type="application/octet-stream")             # POST /v1/images
+    uploaded = os.path.join(imagestore.store_path(conf), r.get_json()["image"]["id"])
+    for path in (added, uploaded):
+        assert os.stat(path).st_mode & 0o777 == 0o640, path
+    assert os.stat(source).st_mode & 0o777 == 0o644  # not ours: left as it was
+
+
 def test_services_disable_enable_and_hosts(api, db):
     from nova_scheduler.conductor import ConductorManager
     from common import context

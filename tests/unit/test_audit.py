@@ -411,7 +411,7 @@ def test_audit_command_finds_fixes_and_then_finds_nothing(rpc_compute, db, conf,
     ConductorManager(db).service_heartbeat(CTXT, "silent", "mininova-compute")
 
     code, out = run(conf, capsys, timeout=1)
-    assert code == 1
+    assert code == audit.EXIT_FINDINGS | audit.EXIT_NOT_AUDITED == 5
     assert found(out) == sorted([
         ("orphan-domain", conf.host, rowless, "no-live-row"),
         ("orphan-overlay", conf.host, stray_dir, "no-live-row"),
@@ -423,7 +423,9 @@ def test_audit_command_finds_fixes_and_then_finds_nothing(rpc_compute, db, conf,
     ])
     assert out["hosts"]["silent"]["status"] == "unreachable"
     assert out["hosts"][conf.host]["status"] == "audited"
+    assert out["not_audited"] == ["silent"]
     assert out["summary"]["remaining"] == 7 and out["summary"]["hosts_unreachable"] == 1
+    assert out["summary"]["hosts_not_audited"] == 1
     sql(db, "DELETE FROM services WHERE host = 'silent'")
 
     code, out = run(conf, capsys, fix=True)
@@ -469,22 +471,71 @@ def test_audit_command_text_output_and_stuck_rows_remain(rpc_compute, db, conf, 
                                "task_state=scheduling age_s=" % stuck)
     assert lines[0].endswith(" reason=building fix=none:report-only")
     assert lines[1] == ("summary findings=1 fixed=0 remaining=1 stuck-row=1 hosts_audited=1 "
-                        "hosts_unreachable=0 hosts_down=0")
+                        "hosts_unreachable=0 hosts_down=0 hosts_skipped=0 hosts_not_audited=0")
     code = audit.audit_command(conf, argparse.Namespace(fix=False, json=False,
                                                         stuck_after=3 * 3600))
     assert code == 0
     assert capsys.readouterr().out.strip() == (
         "summary findings=0 fixed=0 remaining=0 hosts_audited=1 hosts_unreachable=0 "
-        "hosts_down=0")
+        "hosts_down=0 hosts_skipped=0 hosts_not_audited=0")
 
 
-def test_down_hosts_are_listed_and_not_asked(db, conf, capsys):
+def old_host(db, conf):
+    """A compute service whose last heartbeat is years old: down."""
     conf.set_override("transport_url", "memory://audit-%s" % uuid.uuid4().hex)
     ConductorManager(db).service_heartbeat(CTXT, "old", "mininova-compute")
     sql(db, "UPDATE services SET last_heartbeat = :t", t=datetime.datetime(2020, 1, 1))
+
+
+def test_a_down_host_is_not_audited_and_fails_the_audit(db, conf, capsys):
+    old_host(db, conf)
     code = audit.audit_command(conf, argparse.Namespace(fix=False, json=False, timeout=1))
+    assert code == audit.EXIT_NOT_AUDITED
+    assert capsys.readouterr().out.splitlines() == [
+        "not-audited host=old reason=down last_heartbeat=2020-01-01T00:00:00",
+        "summary findings=0 fixed=0 remaining=0 hosts_audited=0 hosts_unreachable=0 "
+        "hosts_down=1 hosts_skipped=0 hosts_not_audited=1"]
+    code, out = run(conf, capsys, timeout=1)
+    assert code == audit.EXIT_NOT_AUDITED
+    assert out["not_audited"] == ["old"]
+    assert out["hosts"] == {"old": {"status": "down", "last_heartbeat": "2020-01-01T00:00:00",
+                                    "skipped": False}}
+
+
+def test_skip_down_excuses_a_down_host_and_still_lists_it(db, conf, capsys):
+    old_host(db, conf)
+    code = audit.audit_command(conf, argparse.Namespace(fix=False, json=False, timeout=1,
+                                                        skip_down=True))
     assert code == 0
     assert capsys.readouterr().out.splitlines() == [
-        "down host=old last_heartbeat=2020-01-01T00:00:00",
+        "not-audited host=old reason=down last_heartbeat=2020-01-01T00:00:00 "
+        "skipped=--skip-down",
         "summary findings=0 fixed=0 remaining=0 hosts_audited=0 hosts_unreachable=0 "
-        "hosts_down=1"]
+        "hosts_down=1 hosts_skipped=1 hosts_not_audited=0"]
+    code, out = run(conf, capsys, timeout=1, skip_down=True)
+    assert (code, out["not_audited"], out["hosts"]["old"]["skipped"]) == (0, [], True)
+
+
+def test_skip_down_does_not_excuse_a_host_that_heartbeats_but_does_not_answer(db, conf,
+                                                                              capsys):
+    conf.set_override("transport_url", "memory://audit-%s" % uuid.uuid4().hex)
+    ConductorManager(db).service_heartbeat(CTXT, "silent", "mininova-compute")
+    code, out = run(conf, capsys, timeout=1, skip_down=True)
+    assert code == audit.EXIT_NOT_AUDITED
+    assert out["not_audited"] == ["silent"]
+    assert out["hosts"]["silent"]["status"] == "unreachable"
+    assert "audit_report" in out["hosts"]["silent"]["error"]  # why: no reply
+
+
+def test_manage_audit_passes_skip_down_and_returns_the_exit_status(db, conf, tmp_path,
+                                                                   capsys):
+    from common import manage
+    old_host(db, conf)
+    path = tmp_path / "manage.conf"
+    path.write_text("[DEFAULT]\nstate_path = %s\ntransport_url = %s\n"
+                    % (conf.state_path, conf.transport_url))
+    argv = ["--config-file", str(path), "audit", "--timeout", "1"]
+    assert manage.main(argv) == audit.EXIT_NOT_AUDITED
+    assert manage.main(argv + ["--skip-down"]) == 0
+    out = capsys.readouterr().out
+    assert "not-audited host=old reason=down" in out and "skipped=--skip-down" in out

@@ -4,6 +4,7 @@ import concurrent.futures
 import pytest
 import sqlalchemy as sa
 
+from common.db import auth as db_auth
 from common.db.models import Token
 from nova_api.app import create_app
 from tests.unit.conftest import auth_headers, token_for
@@ -88,3 +89,65 @@ def test_concurrent_burst_cannot_overshoot_quota(app, db):
     assert sorted(codes) == [202] * 5 + [403] * 15
     assert client.get("/v1/quotas/burst", headers=member).get_json()["quota"]["usage"][
         "instances"] == 5
+
+
+def named_project(db, name, role="member"):
+    """A project made as mininova-manage makes it (a generated id, not its
+    name) and a token of a new user in it; (project id, headers)."""
+    with db.transaction() as s:
+        project = db_auth.project_create(s, name)
+        user = db_auth.user_create(s, name + "-" + role, project.id, role)
+        secret = db_auth.token_create(s, user.name)
+    assert project.id != name
+    return project.id, {"X-Auth-Token": secret}
+
+
+def test_quotas_by_project_name_are_the_projects_own(app, db):
+    client = app.test_client()
+    admin = auth_headers(db, "ops", "admin")
+    pid, member = named_project(db, "acme")
+    assert client.post("/v1/vms", json=vm_body("a1"), headers=member).status_code == 202
+    r = client.put("/v1/quotas/acme", json={"quota": {"instances": 50}}, headers=admin)
+    assert r.status_code == 200
+    quota = r.get_json()["quota"]
+    assert quota["project_id"] == pid and quota["limits"]["instances"] == 50
+    by_id = client.get("/v1/quotas/" + pid, headers=admin).get_json()
+    assert by_id["quota"]["limits"]["instances"] == 50  # set on the project, not on "acme"
+    assert by_id["quota"]["usage"] == {"instances": 1, "cores": 1, "ram": 128}
+    for headers in (admin, member):  # by name: the same answer as by id
+        r = client.get("/v1/quotas/acme", headers=headers)
+        assert (r.status_code, r.get_json()) == (200, by_id)
+    assert client.get("/v1/quotas/" + pid, headers=member).get_json() == by_id
+    # The limit set by name holds for the project's VMs.
+    r = client.put("/v1/quotas/acme", json={"quota": {"instances": 1}}, headers=admin)
+    assert r.get_json()["quota"]["limits"]["instances"] == 1
+    assert client.post("/v1/vms", json=vm_body("a2"), headers=member).status_code == 403
+
+
+def test_quota_refs_that_name_no_project_or_another_project(app, db):
+    client = app.test_client()
+    admin = auth_headers(db, "ops", "admin")
+    _, member = named_project(db, "acme")
+    other, _ = named_project(db, "rival")
+    assert client.get("/v1/quotas/nope", headers=admin).status_code == 404
+    assert client.put("/v1/quotas/nope", json={"quota": {"ram": 1}},
+                      headers=admin).status_code == 404
+    for ref in ("rival", other, "nope"):  # another's or none: 403 alike, nothing leaks
+        assert client.get("/v1/quotas/" + ref, headers=member).status_code == 403, ref
+
+
+def test_a_project_named_like_another_projects_id_is_ambiguous(app, db):
+    client = app.test_client()
+    admin = auth_headers(db, "ops", "admin")
+    first, _ = named_project(db, "first")
+    with db.transaction() as s:
+        second = db_auth.project_create(s, first).id  # named as the first project's id
+    for method in ("GET", "PUT"):
+        r = client.open("/v1/quotas/" + first, method=method, headers=admin,
+                        json={"quota": {"ram": 1}})
+        assert r.status_code == 409, (method, r.get_json())
+        assert r.get_json()["error"]["message"].endswith(
+            "name them 'first' and %s" % second)
+    for ref, pid in (("first", first), (second, second)):  # and so they are found
+        r = client.get("/v1/quotas/" + ref, headers=admin)
+        assert (r.status_code, r.get_json()["quota"]["project_id"]) == (200, pid)

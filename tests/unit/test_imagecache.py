@@ -72,6 +72,20 @@ def test_fetch_copies_once_and_returns_absolute_path(tmp_path, source):
     assert leftovers(cache.cache_dir) == []
 
 
+def test_cached_images_are_not_world_readable(tmp_path, source):
+    old_umask = os.umask(0o022)
+    try:
+        os.chmod(source, 0o644)
+        cache = ImageCache(str(tmp_path / "cache"))
+        path = cache.fetch(IMAGE_ID, source, SHA256)
+    finally:
+        os.umask(old_umask)
+    assert os.stat(path).st_mode & 0o777 == 0o640
+    lock = os.path.join(cache.cache_dir, ".%s.lock" % IMAGE_ID)
+    assert os.stat(lock).st_mode & 0o777 == 0o600
+    assert os.stat(source).st_mode & 0o777 == 0o644  # not ours: left as it was
+
+
 def test_eight_concurrent_fetches_copy_once(tmp_path, source):
     fetches = 8
     fetcher = CountingFetcher()
