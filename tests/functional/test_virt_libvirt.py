@@ -116,6 +116,8 @@ def test_spawn_runs_qemu_on_overlay_and_destroy_removes_it(make_driver, base_ima
     assert info["backing-filename"] == base_image and os.path.isabs(info["backing-filename"])
     assert info["backing-filename-format"] == "qcow2"
     assert info["virtual-size"] == 2 * GiB       # flavor larger than the 1 GiB base
+    # The guest's disk is for its owner only (QEMU runs as root).
+    assert os.stat(os.path.dirname(disk)).st_mode & 0o077 == 0
     xml = virsh("dumpxml", name).stdout
     assert "<domain type='%s'" % drv.virt_type in xml
     if not vhost.cpu_flags() & {"vmx", "svm"}:

@@ -268,7 +268,7 @@ class LibvirtDriver(power.PowerOpsMixin, driver.ComputeDriver):
         # No domain yet, so a directory here is from a build that died before
         # define: its overlay never booted and may be half written.
         shutil.rmtree(instance_dir, ignore_errors=True)
-        os.makedirs(instance_dir)
+        os.makedirs(instance_dir, mode=0o700)  # the guest's disk: the owner (QEMU runs as root) only
         disk_path = os.path.join(instance_dir, "disk")
         with step("disk cloned"):
             self._create_overlay(instance, base_image_path, disk_path)
