@@ -33,9 +33,37 @@ cli_opts = [
 api_opts = [
     cfg.HostAddressOpt("listen", default="127.0.0.1", help="Address the API binds to."),
     cfg.PortOpt("port", default=8774, help="Port the API listens on."),
-    cfg.IntOpt("threads", default=16, min=1, help="WSGI worker threads."),
+    cfg.IntOpt("threads", default=16, min=1,
+               help="WSGI worker threads: requests served at once. Connections are read "
+                    "and written by one event loop, so idle or slow clients hold none."),
+    cfg.IntOpt("connection_limit", default=1000, min=1,
+               help="Open client connections the API accepts; past it new clients wait "
+                    "in the listen backlog. The soft file-descriptor limit is raised "
+                    "(up to the hard one) to 3 per connection plus 256; if the hard "
+                    "limit is lower, fewer connections are accepted (logged)."),
+    cfg.IntOpt("channel_timeout", default=60, min=1,
+               help="Seconds a connection may stay silent (nothing received or sent, "
+                    "e.g. idle between keep-alive requests) before the API closes it."),
+    cfg.IntOpt("cleanup_interval", default=10, min=1,
+               help="Seconds between two sweeps for connections past channel_timeout."),
+    cfg.IntOpt("client_header_timeout", default=20, min=1,
+               help="Seconds a client has, from the first byte of a request, to send "
+                    "its request line and headers (against clients that dribble them "
+                    "byte by byte to hold connections: slowloris)."),
+    cfg.IntOpt("client_body_timeout", default=20, min=1,
+               help="Seconds a client has to send a request body, plus one second per "
+                    "client_body_min_rate bytes it has sent."),
+    cfg.IntOpt("client_body_min_rate", default=500, min=0,
+               help="Bytes per second that earn a request body one more second "
+                    "(0: the body must arrive within client_body_timeout)."),
+    cfg.IntOpt("backlog", default=1024, min=1,
+               help="Connections the kernel queues for the API before it accepts them "
+                    "(capped by net.core.somaxconn)."),
+    cfg.IntOpt("recv_bytes", default=8192, min=512,
+               help="Bytes read from a client connection per recv()."),
     cfg.IntOpt("max_body_bytes", default=1024 * 1024, min=1024,
-               help="Largest JSON request body accepted."),
+               help="Largest JSON request body accepted. The server stops buffering "
+                    "any body but an image upload at twice this (413)."),
     cfg.IntOpt("max_image_bytes", default=20 * 1024 ** 3, min=1024,
                help="Largest image upload accepted by POST /v1/images."),
     cfg.IntOpt("max_limit", default=1000, min=1,

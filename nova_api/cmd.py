@@ -1,14 +1,15 @@
 """``mininova-api``: the REST API on waitress, a production WSGI server."""
 import sys
 
-import waitress
-
 from common import config, log, rpc, service
 from common.db.revocations import RevocationListener
 from common.db.session import Database
+from nova_api import http_server
 from nova_api.app import create_app
 from nova_compute.rpcapi import ComputeAPI
 from nova_scheduler.rpcapi import SchedulerAPI
+
+IMAGE_UPLOAD = ("POST", "/v1/images")
 
 
 def build_app(conf):
@@ -21,14 +22,26 @@ def build_app(conf):
                       revocations=revocations)
 
 
+def body_cap(api_conf):
+    """What the server buffers of a request's body before the app sees it:
+    an image upload up to max_image_bytes; any other body is JSON, which the
+    app refuses past max_body_bytes with its own 413 (so the server lets
+    through twice that, and cuts off a never-ending one there)."""
+    def cap(method, path):
+        if (method, path.rstrip("/")) == IMAGE_UPLOAD:
+            return api_conf.max_image_bytes
+        return 2 * api_conf.max_body_bytes
+    return cap
+
+
 def main(argv=None):
     conf = config.parse_args(sys.argv[1:] if argv is None else argv, prog="mininova-api")
     log.setup(conf, "mininova-api")
     rpc.protocol.set_sender("api", conf.host)  # "sender" in its messages
-    app = build_app(conf)
+    server = http_server.create_server(build_app(conf), conf.api, body_cap(conf.api))
     service.tune_gc()  # the tail of GET /v1/vms was the garbage collector
-    waitress.serve(app, host=conf.api.listen, port=conf.api.port, threads=conf.api.threads,
-                   ident="mininova", clear_untrusted_proxy_headers=True)
+    server.print_listen("Serving on http://{}:{}")
+    server.run()
 
 
 if __name__ == "__main__":
