@@ -4,29 +4,33 @@
 # Usage: daemons.sh start|stop|status STATE_DIR [VENV]
 set -euo pipefail
 action=$1 STATE=$(realpath -m "$2") VENV=$(realpath -m "${3:-.venv}")
-CONF=$STATE/mininova.conf
-mkdir -p "$STATE/run" "$STATE/logs"
-
-alive() { [[ -e $STATE/run/$1.pid ]] && kill -0 "$(cat "$STATE/run/$1.pid")" 2>/dev/null; }
+CONF=$STATE/mininova.conf RUN=$STATE/run
+mkdir -p "$RUN" "$STATE/logs"
+# daemon_pid NAME: running means not a zombie, and our daemon (not a reused pid).
+# shellcheck source=deploy/daemon-pid.sh
+. "$(dirname "$(realpath "${BASH_SOURCE[0]}")")/daemon-pid.sh"
 
 for d in api scheduler compute; do
     case $action in
     start)
-        alive "$d" && { echo "mininova-$d already running"; continue; }
+        if pid=$(daemon_pid "$d"); then
+            echo "mininova-$d already running (pid $pid)"; continue
+        fi
         setsid "$VENV/bin/mininova-$d" --config-file "$CONF" \
             --log-file "$STATE/logs/$d.log" </dev/null >>"$STATE/logs/$d.out" 2>&1 &
-        echo $! > "$STATE/run/$d.pid"
+        echo $! > "$RUN/$d.pid"
         echo "mininova-$d started (pid $!, log $STATE/logs/$d.log)";;
     stop)
-        if alive "$d"; then
-            pid=$(cat "$STATE/run/$d.pid"); kill "$pid"
-            for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        if pid=$(daemon_pid "$d"); then
+            kill "$pid" 2>/dev/null || true
+            for _ in $(seq 100); do alive "$pid" || break; sleep 0.1; done
             kill -9 "$pid" 2>/dev/null || true
             echo "mininova-$d stopped"
         fi
-        rm -f "$STATE/run/$d.pid";;
+        rm -f "$RUN/$d.pid";;
     status)
-        if alive "$d"; then echo "mininova-$d running"; else echo "mininova-$d stopped"; fi;;
+        if pid=$(daemon_pid "$d"); then echo "mininova-$d running (pid $pid)"
+        else echo "mininova-$d stopped"; fi;;
     *) echo "usage: $0 start|stop|status STATE_DIR [VENV]" >&2; exit 2;;
     esac
 done

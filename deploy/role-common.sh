@@ -95,20 +95,9 @@ render_unit() {  # NAME -> the unit text for this VENV and CONF
         "$DEPLOY/systemd/mininova-$1.service"
 }
 
-alive() {  # PID: exists and is not a zombie
-    local s
-    s=$(sed -n 's/^State:[[:space:]]*\(.\).*/\1/p' "/proc/$1/status" 2>/dev/null) || return 1
-    [[ -n $s && $s != Z ]]
-}
-
-daemon_pid() {  # NAME: the pid of our running mininova-NAME, if any
-    local f=$RUN/$1.pid pid
-    [[ -s $f ]] || return 1
-    pid=$(<"$f")
-    [[ $pid =~ ^[0-9]+$ ]] && alive "$pid" || return 1
-    tr '\0' ' ' < "/proc/$pid/cmdline" | grep -qF -- "mininova-$1 --config-file $CONF " || return 1
-    echo "$pid"
-}
+# alive PID, daemon_pid NAME
+# shellcheck source=deploy/daemon-pid.sh
+. "$DEPLOY/daemon-pid.sh"
 
 stop_daemon() {  # NAME
     local pid
@@ -128,7 +117,9 @@ stop_daemon() {  # NAME
 }
 
 # Start mininova-NAME unless it runs; restart it when RESTART=1 (its config or
-# unit changed). Exactly one process per daemon and state dir.
+# unit changed). Exactly one process per daemon and state dir. STARTED[NAME]=1
+# when it did (re)start it: wait_service then waits for a new heartbeat.
+declare -A STARTED=()
 start_daemon() {  # NAME RESTART
     local name=$1 restart=$2 unit pid
     if have_systemd; then
@@ -141,9 +132,11 @@ start_daemon() {  # NAME RESTART
         systemctl enable -q "mininova-$name.service"
         if ((restart)); then
             systemctl restart "mininova-$name.service"
+            STARTED[$name]=1
             log "mininova-$name (re)started by systemd"
         elif ! systemctl is-active -q "mininova-$name.service"; then
             systemctl start "mininova-$name.service"
+            STARTED[$name]=1
             log "mininova-$name started by systemd"
         fi
         return 0
@@ -157,6 +150,7 @@ start_daemon() {  # NAME RESTART
     setsid "$VENV/bin/mininova-$name" --config-file "$CONF" --log-file "$LOGS/$name.log" \
         </dev/null >>"$LOGS/$name.out" 2>&1 9>&- &
     echo $! > "$RUN/$name.pid"
+    STARTED[$name]=1
     log "mininova-$name started (pid $!, log $LOGS/$name.log)"
 }
 
@@ -171,7 +165,10 @@ wait_api() {  # URL TIMEOUT
         die "the API at $1 did not answer within $2 s"
 }
 wait_service() {  # URL TOKEN BINARY HOST TIMEOUT
+    local fresh=()
+    # Just (re)started: the heartbeat of a process killed moments ago is no proof.
+    [[ ${STARTED[${3#mininova-}]:-0} == 1 ]] && fresh=(--new-heartbeat)
     MININOVA_TOKEN=$2 "$VENV/bin/python" "$DEPLOY/wait-service.py" --api "$1" \
-        --binary "$3" --host "$4" --timeout "$5" ||
+        --binary "$3" --host "$4" --timeout "$5" "${fresh[@]}" ||
         die "$3 on $4 did not report as up at $1 within $5 s (logs: $(logs_hint "${3#mininova-}"))"
 }

@@ -4,6 +4,11 @@ until that service heartbeats as "up" in GET /v1/services (needs an admin
 token: --token or $MININOVA_TOKEN). Used by deploy/controller.sh and
 deploy/compute.sh. Stdlib only.
 
+With --new-heartbeat (the daemon was just started or restarted) only a
+heartbeat other than the one seen at the first look counts: a daemon killed
+less than service_down_time ago still shows "up" with its last heartbeat,
+whether or not its successor ever comes up.
+
 Exit status: 0 when the condition held before --timeout, 1 when not (the last
 reason on stderr), 2 usage.
 """
@@ -28,10 +33,32 @@ def api_answers(api):
     return True
 
 
+def service_state(api, token, binary, host):
+    """(state, last_heartbeat) of that service; (None, None) when it has no row."""
+    for s in get_json(api.rstrip("/") + "/v1/services", token)["services"]:
+        if s["binary"] == binary and s["host"] == host:
+            return s["state"], s.get("last_heartbeat")
+    return None, None
+
+
 def service_up(api, token, binary, host):
-    services = get_json(api.rstrip("/") + "/v1/services", token)["services"]
-    return any(s["binary"] == binary and s["host"] == host and s["state"] == "up"
-               for s in services)
+    return service_state(api, token, binary, host)[0] == "up"
+
+
+class NewHeartbeat:
+    """A check: up, with a heartbeat other than the one ``read()`` showed first."""
+    _UNSEEN = object()
+
+    def __init__(self, read):
+        self.read = read
+        self.first = self._UNSEEN
+
+    def __call__(self):
+        state, beat = self.read()
+        if self.first is self._UNSEEN:
+            self.first = beat
+            return False
+        return state == "up" and beat != self.first
 
 
 def wait(check, timeout, interval=0.2, clock=time.monotonic, sleep=time.sleep):
@@ -63,6 +90,9 @@ def main(argv=None):
     p.add_argument("--host", help="the service's host name")
     p.add_argument("--token", default=os.environ.get("MININOVA_TOKEN"))
     p.add_argument("--timeout", type=float, default=60.0)
+    p.add_argument("--new-heartbeat", action="store_true",
+                   help="only a heartbeat after the first look counts (the daemon was "
+                        "just (re)started)")
     args = p.parse_args(argv)
     if bool(args.binary) != bool(args.host):
         p.error("--binary and --host go together")
@@ -70,8 +100,12 @@ def main(argv=None):
         if not args.token:
             p.error("--binary needs a token (--token or $MININOVA_TOKEN)")
         what = "%s on %s" % (args.binary, args.host)
-        ok, reason = wait(lambda: service_up(args.api, args.token, args.binary, args.host),
-                          args.timeout)
+        def check():
+            return service_up(args.api, args.token, args.binary, args.host)
+        if args.new_heartbeat:
+            check = NewHeartbeat(lambda: service_state(args.api, args.token, args.binary,
+                                                       args.host))
+        ok, reason = wait(check, args.timeout)
     else:
         what = "the API at %s" % args.api
         ok, reason = wait(lambda: api_answers(args.api), args.timeout)

@@ -60,6 +60,20 @@ class Stack:
 
     # -- set-up -----------------------------------------------------------
     def start(self, schedulers=1, compute=True):
+        self.configure()
+        self.start_daemon("api")
+        for i in range(schedulers):
+            self.start_daemon("scheduler" if i == 0 else "scheduler%d" % i, module="scheduler")
+        if compute:
+            self.start_daemon("compute")
+        wait_for(self._api_up, 30, what="the API")
+        if compute:
+            wait_for(self._compute_up, 30, what="compute heartbeat")
+        return self
+
+    def configure(self):
+        """The database, the vhost, the config file and the accounts: all
+        but the daemons."""
         os.makedirs(self.logs, exist_ok=True)
         self.database.create_database(self.db_name)
         self.broker.add_vhost(self.vhost)
@@ -99,15 +113,6 @@ virt_type = auto
 """)
         self.manage("db", "sync")
         self.setup_credentials()
-        self.start_daemon("api")
-        for i in range(schedulers):
-            self.start_daemon("scheduler" if i == 0 else "scheduler%d" % i, module="scheduler")
-        if compute:
-            self.start_daemon("compute")
-        wait_for(self._api_up, 30, what="the API")
-        if compute:
-            wait_for(self._compute_up, 30, what="compute heartbeat")
-        return self
 
     def setup_credentials(self):
         """An admin (whose token this stack's HTTP session carries), unlimited

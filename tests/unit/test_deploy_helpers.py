@@ -87,6 +87,33 @@ def test_service_up_only_when_that_host_reports_up(api):
                               "--token", "secret", "--timeout", "2"]) == 0
 
 
+def test_new_heartbeat_ignores_the_one_seen_first(api):
+    """A daemon killed moments ago still shows "up" with its last heartbeat:
+    after a (re)start only a later heartbeat proves the new process runs."""
+    FakeAPI.services = [{"binary": "mininova-compute", "host": "c1", "state": "up",
+                         "last_heartbeat": "2026-01-01T00:00:00Z"}]
+    check = wait_service.NewHeartbeat(
+        lambda: wait_service.service_state(api, "secret", "mininova-compute", "c1"))
+    assert not check() and not check()
+    FakeAPI.services[0]["last_heartbeat"] = "2026-01-01T00:00:02Z"
+    assert check()
+    FakeAPI.services[0]["last_heartbeat"] = "2026-01-01T00:00:00Z"
+    assert wait_service.main(["--api", api, "--binary", "mininova-compute", "--host", "c1",
+                              "--token", "secret", "--timeout", "0.5",
+                              "--new-heartbeat"]) == 1
+    assert wait_service.main(["--api", api, "--binary", "mininova-compute", "--host", "c1",
+                              "--token", "secret", "--timeout", "0.5"]) == 0
+
+
+def test_new_heartbeat_of_a_service_seen_first_without_a_row(api):
+    check = wait_service.NewHeartbeat(
+        lambda: wait_service.service_state(api, "secret", "mininova-compute", "c1"))
+    assert not check()
+    FakeAPI.services = [{"binary": "mininova-compute", "host": "c1", "state": "up",
+                         "last_heartbeat": "2026-01-01T00:00:00Z"}]
+    assert check()
+
+
 def test_a_wrong_token_fails_at_once(api, capsys):
     clock = iter(range(100))
     ok, reason = wait_service.wait(

@@ -1,0 +1,24 @@
+# shellcheck shell=bash
+# Is mininova-NAME running? From its pid file; sourced by daemons.sh and
+# role-common.sh, whose callers set RUN (the pid files' directory) and CONF.
+#
+# A pid file outlives its process: after a kill -9 the pid is a zombie until
+# its parent (often PID 1) reaps it, and kill -0 succeeds on a zombie; later
+# the pid may belong to another process. So "running" means: the process
+# exists, is not a zombie, and runs mininova-NAME with this config.
+
+alive() {  # PID: exists and is not a zombie
+    local s
+    s=$(sed -n 's/^State:[[:space:]]*\(.\).*/\1/p' "/proc/$1/status" 2>/dev/null) || return 1
+    [[ -n $s && $s != Z ]]
+}
+
+daemon_pid() {  # NAME: the pid of our running mininova-NAME, if any
+    local f=$RUN/$1.pid pid
+    [[ -s $f ]] || return 1
+    pid=$(<"$f")
+    [[ $pid =~ ^[0-9]+$ ]] && alive "$pid" || return 1
+    tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null |
+        grep -qF -- "mininova-$1 --config-file $CONF " || return 1
+    echo "$pid"
+}
