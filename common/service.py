@@ -37,7 +37,10 @@ class PeriodicTask:
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
     def start(self):
-        self._thread.start()
+        """Idempotent: a task started early (compute's heartbeat, before its
+        start-up work) is not started again by Service.start."""
+        if self._thread.ident is None:
+            self._thread.start()
 
     def _run(self):
         if self.delay:

@@ -24,14 +24,22 @@ def main(argv=None):
     manager = ComputeManager(driver, ConductorAPI(transport, timeout=conf.rpc_response_timeout),
                              ImageCache(conf.compute.image_cache_path,
                                         fetcher=HttpFetcher(token=conf.compute.image_api_token)), conf)
-    manager.init_host(context.get_admin_context())
+    # Up before anything is retried: the builds init_host hands back to the
+    # scheduler must find this host up, and it stays up however long
+    # init_host takes (the heartbeats go on from here).
+    admin = context.get_admin_context()
+    manager.report_in(admin)
+    heartbeat = service.PeriodicTask("heartbeat", manager.heartbeat,
+                                     conf.compute.heartbeat_interval,
+                                     delay=conf.compute.heartbeat_interval)
+    heartbeat.start()
+    manager.init_host(admin)
     events.start(manager.sync_power_state)
     svc = service.Service("mininova-compute", servers=[
         rpc.RPCServer(transport, rpc.Target(rpcapi.TOPIC, server=conf.host,
                                             version=rpcapi.VERSION),
                       [manager], workers=conf.compute.rpc_workers),
-    ], tasks=[service.PeriodicTask("heartbeat", manager.heartbeat,
-                                   conf.compute.heartbeat_interval),
+    ], tasks=[heartbeat,
               service.PeriodicTask("addresses", manager.addresses.poll,
                                    conf.compute.address_poll_interval),
               service.PeriodicTask("reconcile", manager.reconcile, conf.compute.sync_interval,

@@ -190,7 +190,15 @@ class ComputeManager(PowerActionsMixin, SyncMixin, AuditMixin):
 
     # -- periodic -----------------------------------------------------------
 
-    def heartbeat(self, ctxt):
+    def report_in(self, ctxt):
+        """At start, before anything is retried: a heartbeat, committed when
+        this returns, so that the scheduler counts this host up again when
+        the builds settle_interrupted hands back to it are placed (a host
+        that was down for service_down_time would otherwise be filtered out:
+        on a one-host cloud, the builds would end in ERROR)."""
+        self._report(functools.partial(self.heartbeat, wait=True), ctxt)
+
+    def heartbeat(self, ctxt, wait=False):
         res = self.driver.get_host_resources()
         comp = self.conf.compute
         resources = {
@@ -199,7 +207,11 @@ class ComputeManager(PowerActionsMixin, SyncMixin, AuditMixin):
             "local_gb": max(0, res["local_gb"] - comp.reserved_host_disk_gb),
             "hypervisor_type": res.get("hypervisor_type"),
         }
-        self.conductor.service_heartbeat(ctxt, self.host, "mininova-compute", resources)
+        if wait:  # a call: returns once the conductor committed it
+            self.conductor.service_heartbeat(ctxt, self.host, "mininova-compute", resources,
+                                             wait=True)
+        else:
+            self.conductor.service_heartbeat(ctxt, self.host, "mininova-compute", resources)
 
     # -- helpers ------------------------------------------------------------
 

@@ -159,11 +159,12 @@ class SyncMixin:
                             LOG.info("VM %s: its build had not started; its queued request "
                                      "will build it", instance_id)
                             continue
-                        # A build that started may be what crashed us: no retry here.
+                        # A build that started may be what crashed us: not retried
+                        # here but by the scheduler, which counts the attempts.
                         self._destroy_quietly(instance_id)
-                        self._report(self.conductor.instance_build_failed, ctxt, instance_id,
-                                     self.host, "The build was interrupted by a restart of "
-                                     "the compute service on %s." % self.host)
+                        self._report(self.conductor.instance_build_interrupted, ctxt,
+                                     instance_id, self.host, "The build was interrupted by a "
+                                     "restart of the compute service on %s." % self.host)
                 elif task == states.POWERING_OFF:
                     self.stop_instance(ctxt, instance_id)
                 elif task == states.POWERING_ON:

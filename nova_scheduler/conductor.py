@@ -124,12 +124,26 @@ class ConductorManager:
         """Compute cleaned up after a failed spawn. Free the claim; then try
         another host, or after ``max_attempts`` hosts give up with a fault
         listing each host tried and its error."""
+        return self._build_failed(ctxt, instance_id, {"host": host, "error": reason},
+                                  events, action_id)
+
+    def instance_build_interrupted(self, ctxt, instance_id, host, reason):
+        """(message 1.2) The build was cut short by a restart of its host's
+        compute service, which cleaned up after it at start-up. As a failed
+        build, except that the host may be chosen again: it did not fail the
+        build (and on a one-host cloud it is the only one). The attempt still
+        counts, so a build that crashes its host is not retried for ever."""
+        return self._build_failed(ctxt, instance_id,
+                                  {"host": host, "error": reason, "interrupted": True})
+
+    def _build_failed(self, ctxt, instance_id, attempt, events=(), action_id=None):
+        host, reason = attempt["host"], attempt["error"]
         with self.db.transaction() as s:
             try:
                 inst = db_api.instance_get(s, instance_id)
             except exception.InstanceNotFound:
                 return False
-            tried = attempts(inst) + [{"host": host, "error": reason}]
+            tried = attempts(inst) + [attempt]
             retry = len(tried) < self.max_attempts
             if retry:
                 values = {"host": None, "task_state": states.SCHEDULING,

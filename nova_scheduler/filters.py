@@ -50,6 +50,7 @@ class RequestSpec:
     group_policy: str | None = None
     group_hosts: frozenset = frozenset()   # hosts other members of the group are on
     tried_hosts: frozenset = frozenset()   # hosts a build of this VM already failed on
+    attempts: tuple = ()                   # its earlier builds: {"host", "error"[, "interrupted"]}
 
 
 class ComputeFilter:

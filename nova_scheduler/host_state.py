@@ -3,8 +3,9 @@ consume_from_request).
 
 A snapshot of the hosts' DB rows is shared by the placements of this process
 and read again when it is older than ``max_age``, when a VM asks that was
-created after it was read (so that a host disabled or added before the
-request is seen by it), or after a claim lost in the DB (another scheduler
+created (or returned to scheduling) after it was read (so that a host
+disabled, added or back up before the request is seen by it), or after a
+claim lost in the DB (another scheduler
 used the room). On top of the snapshot go the claims this process made that
 the snapshot cannot contain yet. Choosing a host is then pure Python and
 needs no DB round trip: the lock around it is held for microseconds, and the
@@ -61,7 +62,7 @@ class HostStates:
 
     def needs_refresh(self, requested_at=None):
         """True if the snapshot is too old, marked stale, or older than
-        ``requested_at`` (the VM's created_at)."""
+        ``requested_at`` (the VM's creation or return to scheduling)."""
         snap = self._snapshot
         return (snap is None or snap.stale
                 or time.monotonic() - snap.read_start >= self.max_age

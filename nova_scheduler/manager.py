@@ -65,8 +65,13 @@ class SchedulerManager:
                 LOG.info("VM %s is %s/%s; not scheduling", instance_id, inst.vm_state, inst.task_state)
                 return
             spec = self._request_spec(s, inst)
-            self.host_states.refresh_if_needed(inst.created_at, session=s)
-        host = self._place(ctxt, instance_id, spec, action_id, inst.created_at)
+            # The hosts as of the request or later: its creation, or its
+            # return to 'scheduling' after a failed or interrupted build
+            # (after which a restarted host has reported in: see
+            # ComputeManager.report_in).
+            requested_at = max(inst.created_at, inst.updated_at or inst.created_at)
+            self.host_states.refresh_if_needed(requested_at, session=s)
+        host = self._place(ctxt, instance_id, spec, action_id, requested_at)
         if host is not None:
             instance = payloads.instance(inst)
             instance.update(host=host, task_state=states.SPAWNING)
@@ -112,17 +117,19 @@ class SchedulerManager:
                                                                       instance_id))
         explanation = "; ".join([explanation] + notes)
         metrics.no_valid_host(hosts, candidates, explanation)
-        if spec.tried_hosts:
-            with self.db.transaction() as s:
-                tried = attempts(db_api.instance_get(s, instance_id))
+        if spec.attempts:
             explanation += ". Earlier attempts: " + "; ".join(
-                "%s: %s" % (t["host"], t["error"]) for t in tried)
+                "%s: %s" % (t["host"], t["error"]) for t in spec.attempts)
         self._no_valid_host(ctxt, instance_id, explanation)
         return None
 
     def _request_spec(self, s, inst):
+        tried = tuple(attempts(inst))
+        # A host whose restart interrupted the build did not fail it: not excluded.
         spec = filters.RequestSpec(inst.id, inst.vcpus, inst.memory_mb, inst.root_gb,
-                                   tried_hosts=frozenset(a["host"] for a in attempts(inst)))
+                                   tried_hosts=frozenset(a["host"] for a in tried
+                                                         if not a.get("interrupted")),
+                                   attempts=tried)
         if inst.group_id:
             try:
                 group = db_hosts.group_get(s, inst.project_id, inst.group_id)

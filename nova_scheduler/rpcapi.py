@@ -3,7 +3,7 @@
 ``scheduler``: placement requests from the API.
 ``conductor``: state reports from compute hosts; like Nova's conductor it keeps
 DB credentials off the hypervisor hosts."""
-from common import rpc
+from common import exception, rpc
 
 SCHEDULER_TOPIC = "scheduler"
 CONDUCTOR_TOPIC = "conductor"
@@ -11,7 +11,8 @@ CONDUCTOR_TOPIC = "conductor"
 # instance_spawned and instance_build_failed, so that nobody looks it up per
 # report. Clients send 1.1 only with an action id, so a 1.0 server still
 # takes everything else.
-VERSION = "1.1"
+# 1.2: conductor's instance_build_interrupted (a host's restart cut a build short).
+VERSION = "1.2"
 _BASE_VERSION = "1.0"
 
 
@@ -35,15 +36,18 @@ class ConductorAPI:
         self.client = rpc.RPCClient(
             transport, rpc.Target(CONDUCTOR_TOPIC, version=_BASE_VERSION), timeout=timeout)
         self._client_1_1 = self.client.prepare(version="1.1")
+        self._client_1_2 = self.client.prepare(version="1.2")
 
     def _call(self, ctxt, method, action_id, **kwargs):
         if action_id is None:
             return self.client.call(ctxt, method, **kwargs)
         return self._client_1_1.call(ctxt, method, action_id=action_id, **kwargs)
 
-    def service_heartbeat(self, ctxt, host, binary, resources):
-        self.client.cast(ctxt, "service_heartbeat", host=host, binary=binary,
-                         resources=resources)
+    def service_heartbeat(self, ctxt, host, binary, resources, wait=False):
+        """A cast; with ``wait`` a call, which returns once the heartbeat is
+        committed (a host reporting in at start-up)."""
+        send = self.client.call if wait else self.client.cast
+        send(ctxt, "service_heartbeat", host=host, binary=binary, resources=resources)
 
     def instance_get(self, ctxt, instance_id):
         """The live VM as a dict, or None when it is gone."""
@@ -87,6 +91,16 @@ class ConductorAPI:
     def instance_build_failed(self, ctxt, instance_id, host, reason, events=(), action_id=None):
         self._call(ctxt, "instance_build_failed", action_id, instance_id=instance_id, host=host,
                    reason=reason, events=list(events))
+
+    def instance_build_interrupted(self, ctxt, instance_id, host, reason):
+        try:
+            self._client_1_2.call(ctxt, "instance_build_interrupted", instance_id=instance_id,
+                                  host=host, reason=reason)
+        except exception.RemoteError as e:
+            if e.kwargs.get("exc_type") != "UnsupportedVersion":
+                raise
+            # A conductor older than 1.2: a failed build (the host is not retried).
+            self.instance_build_failed(ctxt, instance_id, host, reason)
 
     def instance_terminated(self, ctxt, instance_id, host):
         self.client.call(ctxt, "instance_terminated", instance_id=instance_id, host=host)

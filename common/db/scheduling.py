@@ -35,7 +35,8 @@ _INSTANCE_FIELDS = (Instance.id, Instance.name, Instance.project_id, Instance.us
                     Instance.image_id, Instance.flavor_id, Instance.vcpus, Instance.memory_mb,
                     Instance.root_gb, Instance.host, Instance.vm_state, Instance.task_state,
                     Instance.power_state, Instance.mac_address, Instance.ip_address,
-                    Instance.group_id, Instance.sched_attempts, Instance.created_at)
+                    Instance.group_id, Instance.sched_attempts, Instance.created_at,
+                    Instance.updated_at)
 _INSTANCE = (sa.select(*_INSTANCE_FIELDS)
              .where(Instance.id == sa.bindparam("instance_id"), Instance.deleted_at.is_(None)))
 
@@ -88,7 +89,7 @@ def host_rows(s):
 
 def instance_row(s, instance_id):
     """A live VM as a row with the fields of ``payloads.instance`` (plus
-    group_id, sched_attempts, created_at, user_id); None if gone."""
+    group_id, sched_attempts, created_at, updated_at, user_id); None if gone."""
     return s.execute(_INSTANCE, {"instance_id": instance_id}).first()
 
 

@@ -16,6 +16,7 @@ import datetime
 import http.server
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -345,7 +346,43 @@ def test_compute_killed_while_building(make_stack):
            % len(timed_out), given_up,
            "build_timeout %d s; leftovers gone %.1f s after the restart"
            % (build_timeout, time.monotonic() - restarted))
-    assert max(spawn_counts(stack, first + list(final)).values()) <= 1
+    # Once each, but for a build the kill interrupted after its domain ran
+    # and before its report: that one is handed back and built again.
+    again = set(re.findall(r"VM (\S+) build failed on \S+ \(attempt \d+ of \d+\): The build "
+                           r"was interrupted by a restart", log(stack, "scheduler")))
+    assert max(n for i, n in spawn_counts(stack, first + list(final)).items()
+               if i not in again) <= 1
+
+
+def test_interrupted_builds_end_active_after_a_restart_on_a_one_host_cloud(make_stack):
+    """Compute killed with builds under way and kept away until its host is
+    down: once restarted, the builds it hands back to the scheduler find it
+    up again (it reports in before anything is retried), so on this one-host
+    cloud every VM ends ACTIVE, none in ERROR with "no valid host"."""
+    down_after = 10  # [scheduler] service_down_time; heartbeats every 2 s
+    stack = make_stack(fast_conf(DEFAULT={"rpc_workers": 4}, compute={"rpc_workers": 4},
+                                 scheduler={"service_down_time": down_after}))
+    warm = create(stack, "warm")  # the image in the host's cache
+    stack.wait_status(warm, "ACTIVE", timeout=60)
+
+    ids = create_many(stack, ["i%02d" % i for i in range(10)])
+
+    def started_here():
+        """Builds under way on the host (its instance directory made)."""
+        current = vms(stack)
+        return [i for i in ids if current[i]["task_state"] == "spawning"
+                and os.path.isdir(os.path.join(stack.instances_path, i))]
+    wait_for(lambda: len(started_here()) >= 2, 30, interval=0.01, what="builds under way")
+    stack.stop_daemon("compute", kill=True)
+    wait_for(lambda: stack.host not in stack.computes_up(), down_after + 30, interval=0.2,
+             what="the host to be reported down")
+    stack.start_daemon("compute")
+    final = wait_settled(stack, ids, 120)
+    errors = {i: v["fault"] for i, v in final.items() if v["status"] != "ACTIVE"}
+    assert not errors, "VMs in ERROR: %s" % errors
+    assert "interrupted by a restart" in log(stack, "scheduler"), \
+        "no build was under way when compute died: nothing was retried"
+    nothing_orphaned(stack)
 
 
 # == 2. scheduler killed mid-burst ====================================================

@@ -303,3 +303,64 @@ def test_host_states_count_each_claim_once(db):
     states_.mark_stale()
     states_.refresh_if_needed()
     assert used() == {"h1": 128}  # the new snapshot has it; not added again
+
+
+class InProcessScheduler:
+    """The conductor's cast back to the scheduler, run at once in-process."""
+
+    def __init__(self, scheduler):
+        self.scheduler = scheduler
+
+    def schedule_instance(self, ctxt, instance_id, action_id=None):
+        self.scheduler.schedule_instance(ctxt, instance_id, action_id=action_id)
+
+
+def test_a_build_interrupted_by_its_hosts_restart_may_go_back_there(conf, db, recorder):
+    """One host: a build its restart cut short is placed there again (a
+    failed build is not); each interruption counts as an attempt, so a build
+    that keeps crashing its host ends in ERROR."""
+    add_host(db, "h1")
+    sched = SchedulerManager(db, recorder(), conf)
+    conductor = ConductorManager(db, InProcessScheduler(sched), max_attempts=3)
+    vm = add_vm(db)
+    sched.schedule_instance(CTXT, vm)
+    for attempt in (1, 2):
+        assert conductor.instance_build_interrupted(CTXT, vm, "h1", "restart %d" % attempt)
+        inst = get(db, vm)
+        assert (inst.host, inst.task_state) == ("h1", states.SPAWNING), inst.fault
+        with db.transaction() as s:
+            assert db_api.claim_get(s, vm).host == "h1"
+    assert conductor.instance_build_interrupted(CTXT, vm, "h1", "restart 3")
+    inst = get(db, vm)
+    assert inst.vm_state == states.ERROR and "h1: restart 3" in inst.fault
+
+    failed = add_vm(db, "failed")
+    sched.schedule_instance(CTXT, failed)
+    assert conductor.instance_build_failed(CTXT, failed, "h1", "disk exploded")
+    inst = get(db, failed)
+    assert inst.vm_state == states.ERROR and "RetryFilter removed 1" in inst.fault
+    assert "Earlier attempts: h1: disk exploded" in inst.fault
+
+
+def test_a_vm_back_in_scheduling_sees_the_hosts_as_of_then(conf, db, recorder):
+    """The scheduler's snapshot of the hosts serves requests made before it
+    was read; a VM that came back to 'scheduling' after it (a build handed
+    back by a host that restarted and reported in just before) reads them
+    again, and finds that host up."""
+    add_host(db, "h1", age=3600)  # down: killed an hour ago
+    sched = SchedulerManager(db, recorder(), conf)
+    sched.host_states.max_age = 3600  # only a newer request refreshes the snapshot
+    conductor = ConductorManager(db, InProcessScheduler(sched), max_attempts=3)
+    interrupted = add_vm(db, "interrupted")  # created (and placed) before the snapshot
+    with db.transaction() as s:
+        db_api.instance_update_if(s, interrupted, {"host": "h1",
+                                                   "task_state": states.SPAWNING})
+    early = add_vm(db, "early")
+    sched.schedule_instance(CTXT, early)  # reads the snapshot: h1 down
+    assert "ComputeFilter removed 1 (down)" in get(db, early).fault
+    # h1 restarts: reports in, then hands back the build it had under way.
+    conductor.service_heartbeat(CTXT, "h1", "mininova-compute",
+                                {"vcpus": 4, "memory_mb": 4096, "local_gb": 100})
+    assert conductor.instance_build_interrupted(CTXT, interrupted, "h1", "restarted")
+    inst = get(db, interrupted)
+    assert (inst.host, inst.task_state) == ("h1", states.SPAWNING), inst.fault
