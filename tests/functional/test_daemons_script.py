@@ -82,7 +82,8 @@ def test_a_killed_daemon_is_started_again_at_once(stack):
     assert "mininova-api already running" in out and "mininova-scheduler already running" in out
     new = pid_of(stack, "compute")
     assert new != old and proc_state(new) not in (None, "Z")
-    assert "mininova-compute --config-file %s/mininova.conf " % stack.workdir in cmdline(new)
+    assert "mininova-compute --config-file %s/mininova.conf " % os.path.realpath(stack.workdir) \
+        in cmdline(new)
     # The new process reports in (the killed one's last heartbeat is still
     # recent: only a newer one counts).
     rc, out, err = stack.reaper.run(
