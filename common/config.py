@@ -62,8 +62,8 @@ api_opts = [
     cfg.IntOpt("recv_bytes", default=8192, min=512,
                help="Bytes read from a client connection per recv()."),
     cfg.IntOpt("max_body_bytes", default=1024 * 1024, min=1024,
-               help="Largest JSON request body accepted. The server stops buffering "
-                    "any body but an image upload at twice this (413)."),
+               help="Largest JSON request body accepted; the server stops receiving "
+                    "a larger one (any body but an image upload) there, with a 413."),
     cfg.IntOpt("max_image_bytes", default=20 * 1024 ** 3, min=1024,
                help="Largest image upload accepted by POST /v1/images."),
     cfg.IntOpt("max_limit", default=1000, min=1,

@@ -23,14 +23,13 @@ def build_app(conf):
 
 
 def body_cap(api_conf):
-    """What the server buffers of a request's body before the app sees it:
-    an image upload up to max_image_bytes; any other body is JSON, which the
-    app refuses past max_body_bytes with its own 413 (so the server lets
-    through twice that, and cuts off a never-ending one there)."""
+    """What the server buffers of a request's body before the app sees it
+    (past it: 413): an image upload up to max_image_bytes; any other body
+    is JSON, which the app refuses past max_body_bytes anyway."""
     def cap(method, path):
         if (method, path.rstrip("/")) == IMAGE_UPLOAD:
             return api_conf.max_image_bytes
-        return 2 * api_conf.max_body_bytes
+        return api_conf.max_body_bytes
     return cap
 
 

@@ -23,9 +23,10 @@ descriptors above 1023), and what waitress leaves unbounded is bounded:
   one second per ``client_body_min_rate`` bytes received; past that the
   connection is closed;
 - a body is buffered only up to a size that depends on the request
-  (``body_cap``): a never-ending body is answered 413 instead of filling the
-  disk.
+  (``body_cap``): a never-ending body is answered 413 (in the API's error
+  format) instead of filling the disk.
 """
+import json
 import logging
 import resource
 import time
@@ -34,6 +35,8 @@ from waitress.channel import HTTPChannel
 from waitress.parser import HTTPRequestParser
 from waitress.server import BaseWSGIServer, create_server as waitress_server
 from waitress.utilities import RequestEntityTooLarge
+
+from common import exception
 
 LOG = logging.getLogger(__name__)
 
@@ -71,6 +74,17 @@ class RequestLimits:
         return None
 
 
+class PayloadTooLarge(RequestEntityTooLarge):
+    """waitress's 413, in the API's error format (nova_api.errors)."""
+
+    def __init__(self, limit):
+        super().__init__(exception.PayloadTooLarge(limit=limit).message)
+
+    def to_response(self, ident=None):
+        body = json.dumps({"error": {"code": self.code, "message": self.body}}).encode()
+        return "%d %s" % (self.code, self.reason), [("Content-Type", "application/json")], body
+
+
 class _Parser(HTTPRequestParser):
     """waitress's parser, plus when the request began and a body cap per request."""
     limits = None  # RequestLimits (set on the subclass _channel_class makes)
@@ -87,9 +101,10 @@ class _Parser(HTTPRequestParser):
             if self.body_started is None:
                 self.body_started = time.monotonic()
                 self.body_cap = self.limits.body_cap(self.command, self.path)
-            # A declared length is refused before a byte of it is buffered.
-            if max(self.content_length, self.body_bytes_received) > self.body_cap:
-                self.error = RequestEntityTooLarge("exceeds max_body of %d" % self.body_cap)
+            # A declared length is refused before a byte of it is buffered;
+            # a chunked body once its decoded bytes pass the cap.
+            if max(self.content_length, len(self.body_rcv)) > self.body_cap:
+                self.error = PayloadTooLarge(self.body_cap)
                 self.completed = True
         return consumed
 
@@ -148,8 +163,9 @@ def create_server(app, api_conf, body_cap):
         connection_limit=fit_fd_limit(opts.connection_limit),
         channel_timeout=opts.channel_timeout, cleanup_interval=opts.cleanup_interval,
         backlog=opts.backlog, recv_bytes=opts.recv_bytes,
-        # _Parser enforces body_cap; waitress's own cap must not be lower.
-        max_request_body_size=max(opts.max_image_bytes, 2 * opts.max_body_bytes) + 1,
+        # _Parser enforces body_cap; waitress's own cap (which counts the
+        # chunks' framing too) must not be lower.
+        max_request_body_size=2 * max(opts.max_image_bytes, opts.max_body_bytes),
         asyncore_use_poll=True, ident="mininova", clear_untrusted_proxy_headers=True)
     channel = _channel_class(limits)
     for dispatcher in list(sockets.values()):  # one listening server per address

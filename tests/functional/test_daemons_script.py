@@ -11,6 +11,8 @@ from tests.functional.stack import ROOT, Stack
 from tests.functional.subreaper import Subreaper
 from tests.waiting import wait_for
 
+pytestmark = pytest.mark.real_services("rabbitmq", "postgresql", "http")
+
 DAEMONS = os.path.join(ROOT, "deploy", "daemons.sh")
 WAIT_SERVICE = os.path.join(ROOT, "deploy", "wait-service.py")
 VENV = os.path.dirname(os.path.dirname(sys.executable))
