@@ -94,7 +94,7 @@ class _Worker:
 
     def __init__(self, transport_url, host, ids, per_second, rpc_timeout, applied):
         from common import rpc, states   # imported in the child only
-        from nova_scheduler.rpcapi import ConductorAPI
+        from nova_conductor.rpcapi import ConductorAPI
         self.states = states
         self.host = host
         self.ids = list(ids)

@@ -16,8 +16,8 @@ from bench import load, profiling
 from common import states
 from nova_compute.virt.libvirt import host as vhost
 from nova_compute.virt.libvirt import imagebackend
-from tests.functional.stack import Stack
-from tests.waiting import wait_for
+from mininova_lab.stack import Stack
+from mininova_lab.waiting import wait_for
 
 TINY = os.environ.get("MININOVA_TINY_IMAGE", "/var/cache/mininova/tiny.qcow2")
 URI = "qemu:///system"
@@ -73,7 +73,7 @@ class Bench:
                 "SELECT project_id FROM users WHERE name = 'admin'")).scalar()
 
     def daemon_pids(self):
-        return self.pids("api", "scheduler", "compute")
+        return self.pids("api", "scheduler", "conductor", "compute")
 
     def post_vm(self, client, name, image="tiny", flavor="m1.tiny"):
         seconds, status, body, headers = client.timed(

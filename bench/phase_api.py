@@ -10,8 +10,8 @@ import sqlalchemy as sa
 
 from bench import load, profiling, scale_sim
 from bench.harness import log, ms, pct
-from tests.functional.stack import qemu_img_create
-from tests.waiting import wait_for
+from mininova_lab.stack import qemu_img_create
+from mininova_lab.waiting import wait_for
 
 NANO_FLAVOR = ("bench.nano", 1, 16, 1)   # name, vcpus, MB, GB: 250 fit one fake host
 
@@ -30,7 +30,7 @@ def run(bench):
                                      flavor=NANO_FLAVOR[0])
         idle.append(seconds)
     log("P4: %d POSTs from %d concurrent clients", a.p4_posts, a.p4_concurrency)
-    pids = bench.pids("api", "scheduler", *[n for n in bench.stack.procs if n.startswith(
+    pids = bench.pids("api", "scheduler", "conductor", *[n for n in bench.stack.procs if n.startswith(
         "compute-")])
     pg = (profiling.PgActivity(bench.engine, bench.stack.db_name) if a.profile
           else contextlib.nullcontext())

@@ -187,7 +187,7 @@ def run(bench):
         max(0, a.p4_vms - live), project)
     ids = insert_rows(bench, project, max(0, a.p4_vms - live))
     n = a.p4_vms
-    procs = {"api": bench.stack.procs["api"], "conductor": bench.stack.procs["scheduler"]}
+    procs = {"api": bench.stack.procs["api"], "conductor": bench.stack.procs["conductor"]}
     lister = Lister(bench, project, n)
     figures = {}
     try:

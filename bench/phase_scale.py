@@ -38,7 +38,7 @@ class _SimProfiler:
         self.phases = contextlib.ExitStack()
 
     def burst_started(self, stack):
-        names = ["api"] + sorted(n for n in stack.procs if n.startswith("scheduler"))
+        names = ["api"] + sorted(n for n in stack.procs if n.startswith(("scheduler", "conductor")))
         names += sorted(n for n in stack.procs if n.startswith("compute"))[:2]
         self.phases.enter_context(self.profiler.phase(
             "p3", {n: stack.procs[n].pid for n in names}))

@@ -5,7 +5,7 @@
     python -m bench.run --profile     # also py-spy profiles of the daemons, per phase
     python -m bench.run --only p4 --profile --profile-mode gil   # one phase, CPU profile
 
-Brings up a private stack on the real services (tests.functional.stack.Stack:
+Brings up a private stack on the real services (mininova_lab.stack.Stack:
 its own RabbitMQ vhost and PostgreSQL database, the compute on the real
 libvirtd with QEMU under TCG, no NIC by default) and measures, side by side
 with what the same work costs without mininova:

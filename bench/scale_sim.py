@@ -21,8 +21,8 @@ import requests
 import sqlalchemy as sa
 
 from bench.load import percentile
-from tests.functional.stack import Stack, qemu_img_create
-from tests.waiting import wait_for
+from mininova_lab.stack import Stack, qemu_img_create
+from mininova_lab.waiting import wait_for
 
 
 def cpu_seconds(procs):
@@ -161,6 +161,8 @@ def run(hosts, vms, schedulers, workdir, threads, observer=None):
             # CPU seconds each kind of daemon spent from the burst to the end
             "cpu_s": {"api": round(cpu.get("api", 0), 2),
                       "schedulers": round(sum(v for k, v in cpu.items() if k.startswith("sched")), 2),
+                      "conductors": round(sum(v for k, v in cpu.items()
+                                              if k.startswith("conductor")), 2),
                       "computes": round(sum(v for k, v in cpu.items() if k.startswith("compute")), 2),
                       # backends of the sim's database (ended ones are missed)
                       "postgres": round(sum(v - pg_before.get(pid, 0.0)

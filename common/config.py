@@ -108,18 +108,25 @@ scheduler_opts = [
                  help="Weight of free disk (positive spreads, negative packs)."),
     cfg.IntOpt("max_attempts", default=3, min=1,
                help="Hosts a build is tried on before the VM goes to ERROR."),
-    cfg.IntOpt("watchdog_interval", default=10, min=1,
-               help="Seconds between two passes of the scheduler's watchdog, which "
+    cfg.HostAddressOpt("metrics_host", default="0.0.0.0",
+                       help="Address of the Prometheus metrics endpoint (GET /metrics)."),
+    cfg.PortOpt("metrics_port", default=9101,
+                help="Port of the Prometheus metrics endpoint; 0 disables it."),
+]
+
+conductor_opts = [
+    cfg.IntOpt("watchdog_interval", default=10, min=1, deprecated_group="scheduler",
+               help="Seconds between two passes of the conductor's watchdog, which "
                     "moves VMs whose request went nowhere: builds past [compute] "
                     "build_timeout to ERROR, deletes on a down host to a local delete."),
-    cfg.IntOpt("task_resend_after", default=120, min=1,
+    cfg.IntOpt("task_resend_after", default=120, min=1, deprecated_group="scheduler",
                help="Seconds after which the watchdog sends a request that made no "
                     "progress again (both are idempotent): schedule_instance for a VM "
                     "still 'scheduling', terminate_instance for a VM 'deleting' on a "
                     "live host (e.g. its message was lost to a broker outage)."),
     cfg.HostAddressOpt("metrics_host", default="0.0.0.0",
                        help="Address of the Prometheus metrics endpoint (GET /metrics)."),
-    cfg.PortOpt("metrics_port", default=9101,
+    cfg.PortOpt("metrics_port", default=9103,
                 help="Port of the Prometheus metrics endpoint; 0 disables it."),
 ]
 
@@ -200,6 +207,7 @@ OPT_GROUPS = {
     "api": api_opts,
     "database": database_opts,
     "scheduler": scheduler_opts,
+    "conductor": conductor_opts,
     "compute": compute_opts,
     "libvirt": libvirt_opts,
     "quota": quota_opts,

@@ -10,7 +10,7 @@ a helper never raises into the work it measures.
 Labels are bounded on purpose: route templates (``/v1/vms/<ref>``), RPC
 topics and method names, outcomes, filter names; never ids, names or
 projects. Gauges read from the database (heartbeat age, VMs by status) are
-computed at scrape time by the scheduler: ``nova_scheduler.db_metrics``.
+computed at scrape time by the scheduler: ``nova_conductor.db_metrics``.
 """
 import datetime
 import logging

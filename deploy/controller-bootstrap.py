@@ -38,7 +38,7 @@ class Manage:
         self.conf_path = conf_path
 
     def __call__(self, *args):
-        from common import manage
+        from nova_manage import cmd as manage
         out, err = io.StringIO(), io.StringIO()
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             code = manage.main(["--config-file", self.conf_path, *args])

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Make this host a mininova controller: RabbitMQ (+ management plugin) and
 # PostgreSQL with mininova's own credentials, the venv, the config, the schema,
-# the accounts, then mininova-api and mininova-scheduler (systemd units from
+# the accounts, then mininova-api, mininova-scheduler and mininova-conductor (systemd units from
 # deploy/systemd/ where systemd is PID 1, else background processes with pid
 # files). Writes compute.env: what deploy/compute.sh needs to join a compute
 # host. Idempotent: a second run changes nothing and leaves one daemon each; a
@@ -59,7 +59,7 @@ done
 resolve_paths
 CREDS=$(realpath -m "$CREDS")
 if ((STOP)); then
-    stop_daemon api; stop_daemon scheduler; exit 0
+    stop_daemon api; stop_daemon scheduler; stop_daemon conductor; exit 0
 fi
 [[ -n $ADDRESS ]] || { echo "$PROG: --address is required" >&2; usage; }
 [[ $ADDRESS =~ ^[0-9a-fA-F.:]+$ ]] || die "bad --address '$ADDRESS' (an IP address)"
@@ -118,8 +118,11 @@ CONF
 # --- daemons --------------------------------------------------------------------
 start_daemon api "$changed"
 start_daemon scheduler "$changed"
+start_daemon conductor "$changed"
 wait_api "$API_URL" 60
-wait_service "$API_URL" "$(<"$STATE/creds/admin.token")" mininova-scheduler "$HOST_NAME" 60
+for binary in mininova-scheduler mininova-conductor; do
+    wait_service "$API_URL" "$(<"$STATE/creds/admin.token")" "$binary" "$HOST_NAME" 60
+done
 
 # --- what a compute host needs ----------------------------------------------------
 if write_if_changed "$STATE/compute.env" <<ENV; then log "wrote $STATE/compute.env"; fi

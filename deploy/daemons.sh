@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# start|stop|status of the three mininova daemons of one stack, in the
+# start|stop|status of the four mininova daemons of one stack, in the
 # background (no systemd here), with pid files and logs under $STATE/.
 # Usage: daemons.sh start|stop|status STATE_DIR [VENV]
 set -euo pipefail
@@ -10,7 +10,7 @@ mkdir -p "$RUN" "$STATE/logs"
 # shellcheck source=deploy/daemon-pid.sh
 . "$(dirname "$(realpath "${BASH_SOURCE[0]}")")/daemon-pid.sh"
 
-for d in api scheduler compute; do
+for d in api scheduler conductor compute; do
     case $action in
     start)
         if pid=$(daemon_pid "$d"); then

@@ -8,7 +8,7 @@ from nova_compute.events import PowerEventSync
 from nova_compute.imagecache import HttpFetcher, ImageCache
 from nova_compute.manager import ComputeManager
 from nova_compute.virt import get_driver
-from nova_scheduler.rpcapi import ConductorAPI
+from nova_conductor.rpcapi import ConductorAPI
 
 
 def main(argv=None):

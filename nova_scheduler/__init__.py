@@ -1,2 +1,2 @@
-"""mininova scheduler daemon: places VMs on compute hosts; also hosts the
-conductor, through which compute hosts report state without DB credentials."""
+"""The scheduler: places VMs on compute hosts (filters, weighers, an atomic
+claim in the database)."""

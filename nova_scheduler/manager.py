@@ -3,7 +3,6 @@
 Handlers are idempotent because RPC is at-least-once: a redelivered request for
 a VM that already has a host and a claim re-casts the build (compute's build
 is idempotent too) instead of claiming twice."""
-import json
 import logging
 import time
 
@@ -124,7 +123,7 @@ class SchedulerManager:
         return None
 
     def _request_spec(self, s, inst):
-        tried = tuple(attempts(inst))
+        tried = tuple(db_api.instance_attempts(inst))
         # A host whose restart interrupted the build did not fail it: not excluded.
         spec = filters.RequestSpec(inst.id, inst.vcpus, inst.memory_mb, inst.root_gb,
                                    tried_hosts=frozenset(a["host"] for a in tried
@@ -196,11 +195,6 @@ class SchedulerManager:
     def _cast_build(self, ctxt, instance, image, action_id):
         self.compute_rpcapi.build_instance(ctxt, instance["host"], instance, image,
                                            action_id=action_id)
-
-
-def attempts(inst):
-    """The hosts (and errors) a VM's build already failed on."""
-    return json.loads(inst.sched_attempts) if inst.sched_attempts else []
 
 
 class _Gone(Exception):

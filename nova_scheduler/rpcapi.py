@@ -1,25 +1,16 @@
-"""Clients of the scheduler daemon's two RPC topics.
+"""Client of the scheduler daemon: placement requests on the ``scheduler`` topic."""
+from common import rpc
 
-``scheduler``: placement requests from the API.
-``conductor``: state reports from compute hosts; like Nova's conductor it keeps
-DB credentials off the hypervisor hosts."""
-from common import exception, rpc
-
-SCHEDULER_TOPIC = "scheduler"
-CONDUCTOR_TOPIC = "conductor"
-# 1.1: optional ``action_id`` (the create's action row) on schedule_instance,
-# instance_spawned and instance_build_failed, so that nobody looks it up per
-# report. Clients send 1.1 only with an action id, so a 1.0 server still
-# takes everything else.
-# 1.2: conductor's instance_build_interrupted (a host's restart cut a build short).
-VERSION = "1.2"
+TOPIC = "scheduler"
+# 1.1: optional ``action_id`` (the create's action row) on schedule_instance.
+VERSION = "1.1"
 _BASE_VERSION = "1.0"
 
 
 class SchedulerAPI:
     def __init__(self, transport, timeout=30):
         self.client = rpc.RPCClient(
-            transport, rpc.Target(SCHEDULER_TOPIC, version=_BASE_VERSION), timeout=timeout)
+            transport, rpc.Target(TOPIC, version=_BASE_VERSION), timeout=timeout)
         self._client_1_1 = self.client.prepare(version="1.1")
 
     def schedule_instance(self, ctxt, instance_id, action_id=None):
@@ -29,92 +20,3 @@ class SchedulerAPI:
         else:
             self._client_1_1.cast(ctxt, "schedule_instance", instance_id=instance_id,
                                   action_id=action_id)
-
-
-class ConductorAPI:
-    def __init__(self, transport, timeout=30):
-        self.client = rpc.RPCClient(
-            transport, rpc.Target(CONDUCTOR_TOPIC, version=_BASE_VERSION), timeout=timeout)
-        self._client_1_1 = self.client.prepare(version="1.1")
-        self._client_1_2 = self.client.prepare(version="1.2")
-
-    def _call(self, ctxt, method, action_id, **kwargs):
-        if action_id is None:
-            return self.client.call(ctxt, method, **kwargs)
-        return self._client_1_1.call(ctxt, method, action_id=action_id, **kwargs)
-
-    def service_heartbeat(self, ctxt, host, binary, resources, wait=False):
-        """A cast; with ``wait`` a call, which returns once the heartbeat is
-        committed (a host reporting in at start-up)."""
-        send = self.client.call if wait else self.client.cast
-        send(ctxt, "service_heartbeat", host=host, binary=binary, resources=resources)
-
-    def instance_get(self, ctxt, instance_id):
-        """The live VM as a dict, or None when it is gone."""
-        return self.client.call(ctxt, "instance_get", instance_id=instance_id)
-
-    def instance_list_for_host(self, ctxt, host):
-        return self.client.call(ctxt, "instance_list_for_host", host=host)
-
-    def instance_set_address(self, ctxt, instance_id, host, ip_address):
-        self.client.call(ctxt, "instance_set_address", instance_id=instance_id, host=host,
-                         ip_address=ip_address)
-
-    def instance_task_done(self, ctxt, instance_id, host, task_state, power_state):
-        return self.client.call(ctxt, "instance_task_done", instance_id=instance_id, host=host,
-                                task_state=task_state, power_state=power_state)
-
-    def instance_task_failed(self, ctxt, instance_id, host, task_state, power_state, message):
-        return self.client.call(ctxt, "instance_task_failed", instance_id=instance_id,
-                                host=host, task_state=task_state, power_state=power_state,
-                                message=message)
-
-    def instance_power_sync(self, ctxt, instance_id, host, power_state):
-        return self.client.call(ctxt, "instance_power_sync", instance_id=instance_id,
-                                host=host, power_state=power_state)
-
-    def instance_vanished(self, ctxt, instance_id, host):
-        return self.client.call(ctxt, "instance_vanished", instance_id=instance_id, host=host)
-
-    def instance_spawned(self, ctxt, instance_id, host, power_state, events=(), action_id=None):
-        """``events``: the build's timed steps, recorded with the new state
-        (in the action ``action_id`` when given). False when the VM was no
-        longer spawning on ``host`` (given up by the watchdog, deleted, or a
-        repeat of a report that made it)."""
-        return self._call(ctxt, "instance_spawned", action_id, instance_id=instance_id,
-                          host=host, power_state=power_state, events=list(events))
-
-    def instance_failed_builds_for_host(self, ctxt, host):
-        """Ids of ``host``'s live VMs in ERROR that never ran."""
-        return self.client.call(ctxt, "instance_failed_builds_for_host", host=host)
-
-    def instance_build_failed(self, ctxt, instance_id, host, reason, events=(), action_id=None):
-        self._call(ctxt, "instance_build_failed", action_id, instance_id=instance_id, host=host,
-                   reason=reason, events=list(events))
-
-    def instance_build_interrupted(self, ctxt, instance_id, host, reason):
-        try:
-            self._client_1_2.call(ctxt, "instance_build_interrupted", instance_id=instance_id,
-                                  host=host, reason=reason)
-        except exception.RemoteError as e:
-            if e.kwargs.get("exc_type") != "UnsupportedVersion":
-                raise
-            # A conductor older than 1.2: a failed build (the host is not retried).
-            self.instance_build_failed(ctxt, instance_id, host, reason)
-
-    def instance_terminated(self, ctxt, instance_id, host):
-        self.client.call(ctxt, "instance_terminated", instance_id=instance_id, host=host)
-
-    # Action timeline: casts, fire and forget (recording must never slow or
-    # fail the real work); callers go through common.timeline.Timeline, which
-    # also swallows a broker error.
-    def action_event(self, ctxt, instance_id, event, host, start_time, finish_time, result,
-                     details=None):
-        """One step of the action ``ctxt.request_id``; times as ISO 8601 strings."""
-        self.client.cast(ctxt, "action_event", instance_id=instance_id, event=event, host=host,
-                         start_time=start_time, finish_time=finish_time, result=result,
-                         details=details)
-
-    def action_finish(self, ctxt, instance_id, result, message=None):
-        self.client.cast(ctxt, "action_finish", instance_id=instance_id, result=result,
-                         message=message)

@@ -4,6 +4,7 @@ Conditional UPDATEs (``... WHERE task_state = expected``) are how concurrent
 daemons agree on a VM's state without locks held across RPC: whoever's UPDATE
 matches wins, the loser sees rowcount 0 and backs off.
 """
+import json
 import uuid
 
 import sqlalchemy as sa
@@ -308,3 +309,6 @@ def claim_release(s, instance_id):
     return True
 
 
+def instance_attempts(inst):
+    """The hosts (and errors) a VM's build already failed on."""
+    return json.loads(inst.sched_attempts) if inst.sched_attempts else []

@@ -2,7 +2,8 @@ import os
 
 from flask import Blueprint, current_app, jsonify, request, send_file
 
-from common import exception, imagestore
+from common import exception
+from nova_api import imagestore
 from common.db import api as db_api
 from nova_api import auth, validation, views
 

@@ -5,8 +5,8 @@ import pytest
 
 from common.db import migration
 from common.db.session import Database
-from tests import services
-from tests.functional.stack import Stack, qemu_img_create, virsh
+from mininova_lab import services
+from mininova_lab.stack import Stack, qemu_img_create, virsh
 
 
 @pytest.fixture

@@ -16,8 +16,8 @@ import time
 import pytest
 import requests
 
-from tests.functional.stack import Stack
-from tests.waiting import wait_for
+from mininova_lab.stack import Stack
+from mininova_lab.waiting import wait_for
 
 pytestmark = pytest.mark.real_services("rabbitmq", "postgresql", "http")
 

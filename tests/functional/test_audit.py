@@ -13,13 +13,14 @@ import pytest
 import sqlalchemy as sa
 from oslo_config import cfg
 
-from common import audit, config, context, rpc, states
+from common import config, context, rpc, states
+from nova_manage import audit
 from common.db import api as db_api
 from common.db.models import Claim, ComputeNode, Instance, Service
 from common.db.session import Database
 from nova_compute import rpcapi as compute_rpcapi
 from tests.functional.conftest import libvirt_available
-from tests.functional.stack import Stack, domain_names, qemu_img_create, virsh
+from mininova_lab.stack import Stack, domain_names, qemu_img_create, virsh
 
 pytestmark = pytest.mark.real_services("rabbitmq", "postgresql", "libvirt", "http")
 

@@ -16,7 +16,7 @@ import libvirt
 import pytest
 
 from bench.floor import find_domains
-from tests.functional.stack import ROOT
+from mininova_lab.stack import ROOT
 
 pytestmark = pytest.mark.real_services("rabbitmq", "postgresql", "libvirt", "http")
 
@@ -90,7 +90,7 @@ def test_bench_quickest_run_writes_every_figure(tmp_path):
     # P4 POST: as many VMs ACTIVE in the DB as POSTs accepted.
     assert r["p4_posts"] == 10 and r["p4_post_failures"] == 0
     assert r["p4_built"].get("active") == 10
-    assert set(r["p6_rss_mb"]) == {"api", "scheduler", "compute"}
+    assert set(r["p6_rss_mb"]) == {"api", "scheduler", "conductor", "compute"}
     assert all(5 < mb < 2000 for mb in r["p6_rss_mb"].values()), r["p6_rss_mb"]
     # Floor and mininova boot the same domain, up to names and paths.
     assert r["domain_settings"]["type"] in ("qemu", "kvm")

@@ -9,7 +9,7 @@ import sys
 import pytest
 import sqlalchemy as sa
 
-from tests.functional.stack import ROOT, Stack, domain_names, qemu_img_create
+from mininova_lab.stack import ROOT, Stack, domain_names, qemu_img_create
 from tests.unit.test_cli import Result
 
 pytestmark = pytest.mark.real_services("rabbitmq", "postgresql", "libvirt", "http")

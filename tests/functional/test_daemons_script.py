@@ -7,9 +7,9 @@ import sys
 
 import pytest
 
-from tests.functional.stack import ROOT, Stack
+from mininova_lab.stack import ROOT, Stack
 from tests.functional.subreaper import Subreaper
-from tests.waiting import wait_for
+from mininova_lab.waiting import wait_for
 
 pytestmark = pytest.mark.real_services("rabbitmq", "postgresql", "http")
 
@@ -67,7 +67,8 @@ def pid_of(stack, name):
 
 def test_a_killed_daemon_is_started_again_at_once(stack):
     out = daemons(stack, "start")
-    assert all("mininova-%s started" % d in out for d in ("api", "scheduler", "compute")), out
+    assert all("mininova-%s started" % d in out
+               for d in ("api", "scheduler", "conductor", "compute")), out
     wait_for(stack._api_up, 60, what="the API")
     wait_for(stack._compute_up, 60, what="compute's heartbeat")
     old = pid_of(stack, "compute")
@@ -95,9 +96,9 @@ def test_a_killed_daemon_is_started_again_at_once(stack):
     assert rc == 0, err
 
     out = daemons(stack, "start")
-    assert out.count("already running") == 3, out
-    pids = [pid_of(stack, d) for d in ("api", "scheduler", "compute")]
+    assert out.count("already running") == 4, out
+    pids = [pid_of(stack, d) for d in ("api", "scheduler", "conductor", "compute")]
     daemons(stack, "stop")
     assert all(proc_state(pid) in (None, "Z") for pid in pids)
     assert not os.listdir(os.path.join(stack.workdir, "run"))
-    assert daemons(stack, "status").count("stopped") == 3
+    assert daemons(stack, "status").count("stopped") == 4

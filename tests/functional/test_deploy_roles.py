@@ -26,10 +26,11 @@ import uuid
 import pytest
 import requests
 
-from tests.functional.lab import SimHost
-from tests import prerequisites, services
-from tests.functional.stack import ROOT, free_port, qemu_img_create
-from tests.waiting import wait_for
+from mininova_lab.sim_host import SimHost
+from mininova_lab import services
+from tests import prerequisites
+from mininova_lab.stack import ROOT, free_port, qemu_img_create
+from mininova_lab.waiting import wait_for
 
 DEPLOY = os.path.join(ROOT, "deploy")
 VENV = os.path.dirname(os.path.dirname(sys.executable))
@@ -172,7 +173,8 @@ def test_controller_and_two_computes_up(lab):
     http.headers["X-Auth-Token"] = lab.token()
     listed = http.get(lab.url + "/v1/services", timeout=10).json()["services"]
     up = {(s["binary"], s["host"]) for s in listed if s["state"] == "up"}
-    assert up == {("mininova-scheduler", "ctl-" + lab.tag)} | {
+    assert up == {("mininova-scheduler", "ctl-" + lab.tag),
+                  ("mininova-conductor", "ctl-" + lab.tag)} | {
         ("mininova-compute", sim.name) for sim in lab.sims}
     # Each compute reaches RabbitMQ and the API at the controller's address,
     # the second one through another gateway than its own.
@@ -199,8 +201,8 @@ def test_second_runs_change_nothing(lab):
                                                               "adminrc", "creds/admin.token")]
     files += [os.path.join(lab.compute_state(s), "mininova.conf") for s in lab.sims]
     before = {f: os.stat(f).st_mtime_ns for f in files}
-    daemons = [("mininova-api", os.path.join(lab.controller_state, "mininova.conf")),
-               ("mininova-scheduler", os.path.join(lab.controller_state, "mininova.conf"))]
+    daemons = [(binary, os.path.join(lab.controller_state, "mininova.conf"))
+               for binary in ("mininova-api", "mininova-scheduler", "mininova-conductor")]
     daemons += [("mininova-compute", os.path.join(lab.compute_state(s), "mininova.conf"))
                 for s in lab.sims]
     pids = {d: processes(*d) for d in daemons}
@@ -242,21 +244,23 @@ def test_vm_goes_active_on_a_compute_host_and_is_deleted(lab):
 
 def test_a_changed_config_restarts_the_controller_daemons(lab):
     conf = os.path.join(lab.controller_state, "mininova.conf")
-    old = {b: processes(b, conf) for b in ("mininova-api", "mininova-scheduler")}
+    old = {b: processes(b, conf)
+           for b in ("mininova-api", "mininova-scheduler", "mininova-conductor")}
     _, err = run_script(lab.controller_argv() + ["--api-listen", "0.0.0.0"],
                         "controller.sh (changed config)")
     assert "wrote %s" % conf in err and "listen = 0.0.0.0\n" in open(conf).read()
     new = {b: processes(b, conf) for b in old}
     assert all(len(p) == 1 for p in new.values()) and all(
         set(new[b]).isdisjoint(old[b]) for b in old), (old, new)
-    log = os.path.join(lab.controller_state, "logs", "scheduler.log")
-    wait_for(lambda: open(log).read().count("mininova-scheduler started") == 2, 30,
-             what="the new scheduler to start")
-    # the API (new process) answers, the scheduler is up
+    for name in ("scheduler", "conductor"):
+        log = os.path.join(lab.controller_state, "logs", name + ".log")
+        wait_for(lambda: open(log).read().count("mininova-%s started" % name) == 2, 30,
+                 what="the new %s to start" % name)
+    # the API (new process) answers, the scheduler and the conductor are up
     services = requests.get(lab.url + "/v1/services", headers={"X-Auth-Token": lab.token()},
                             timeout=10).json()["services"]
     assert {(s["binary"], s["state"]) for s in services if s["host"] == "ctl-" + lab.tag} == {
-        ("mininova-scheduler", "up")}
+        ("mininova-scheduler", "up"), ("mininova-conductor", "up")}
 
 
 # -- the Vagrantfile and the units (no lab needed) --------------------------------------
@@ -319,7 +323,7 @@ def test_systemd_units_verify_as_the_scripts_install_them(tmp_path):
     conf = tmp_path / "mininova.conf"
     conf.write_text("[DEFAULT]\n")
     units = []
-    for name in ("api", "scheduler", "compute"):
+    for name in ("api", "scheduler", "conductor", "compute"):
         render = subprocess.run(
             ["bash", "-c", '. "$1/role-common.sh"; VENV=$2 CONF=$3 render_unit "$4"', "render",
              DEPLOY, VENV, str(conf), name], capture_output=True, text=True, check=True)

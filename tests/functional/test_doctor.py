@@ -13,9 +13,10 @@ import uuid
 
 import pytest
 
-from common.doctor import FAIL, OK, WARN, host_checks, libvirt_checks, service_checks
-from tests import prerequisites, services
-from tests.functional.stack import ROOT, Stack, free_port
+from nova_manage.doctor import FAIL, OK, WARN, host_checks, libvirt_checks, service_checks
+from mininova_lab import services
+from tests import prerequisites
+from mininova_lab.stack import ROOT, Stack, free_port
 
 pytestmark = pytest.mark.real_services("libvirt")
 
@@ -208,7 +209,7 @@ def api_stack(tmp_path_factory):
 
 
 def _doctor(stack, *args):
-    return subprocess.run([sys.executable, "-m", "common.manage", "--config-file",
+    return subprocess.run([sys.executable, "-m", "nova_manage.cmd", "--config-file",
                            stack.conf_path, "doctor", *args], cwd=ROOT, capture_output=True,
                           text=True, timeout=120)
 

@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from tests.functional.stack import domain_names
-from tests.waiting import wait_for
+from mininova_lab.stack import domain_names
+from mininova_lab.waiting import wait_for
 
 pytestmark = pytest.mark.real_services("rabbitmq", "postgresql", "libvirt", "http")
 

@@ -4,8 +4,8 @@ import time
 
 import pytest
 
-from tests.functional.stack import virsh
-from tests.waiting import wait_for
+from mininova_lab.stack import virsh
+from mininova_lab.waiting import wait_for
 
 pytestmark = pytest.mark.real_services("rabbitmq", "postgresql", "libvirt", "http")
 

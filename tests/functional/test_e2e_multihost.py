@@ -7,10 +7,10 @@ import sys
 
 import pytest
 
-from tests import services
-from tests.functional.lab import SimHost
-from tests.functional.stack import ROOT, Stack, qemu_img_create
-from tests.waiting import wait_for
+from mininova_lab import services
+from mininova_lab.sim_host import SimHost
+from mininova_lab.stack import ROOT, Stack, qemu_img_create
+from mininova_lab.waiting import wait_for
 
 pytestmark = pytest.mark.real_services("rabbitmq", "postgresql", "libvirt", "http")
 

@@ -6,8 +6,8 @@ import time
 import pytest
 import sqlalchemy as sa
 
-from tests.functional.stack import domain_names, virsh
-from tests.waiting import wait_for
+from mininova_lab.stack import domain_names, virsh
+from mininova_lab.waiting import wait_for
 
 pytestmark = pytest.mark.real_services("rabbitmq", "postgresql", "libvirt", "http")
 
@@ -73,7 +73,7 @@ def test_create_show_list_delete(stack):
 
 
 def test_rollback_when_base_image_missing(stack, tmp_path):
-    from tests.functional.stack import qemu_img_create
+    from mininova_lab.stack import qemu_img_create
     path = str(tmp_path / "doomed.qcow2")
     qemu_img_create(path, "1G")
     image = stack.add_image("doomed", path)

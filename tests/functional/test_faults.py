@@ -8,7 +8,7 @@ on their host (and the hosts' usage equal to their claims), a libvirt domain
 exactly for each live VM at rest, an instance directory only for those.
 
 The tests that stop RabbitMQ or PostgreSQL do it to a broker node and a
-database cluster of their own (private_services.py), never to the services
+database cluster of their own (mininova_lab/private_services.py), never to the services
 the machine runs.
 """
 import concurrent.futures
@@ -32,12 +32,12 @@ from common import context, exception, rpc
 from common.db import actions
 from common.db import api as db_api
 from common.db.models import Claim, Instance, InstanceAction, Service, utcnow
-from nova_scheduler.conductor import ConductorManager
-from nova_scheduler import watchdog
-from nova_scheduler.watchdog import Watchdog
-from tests.functional.private_services import PgCluster, RabbitNode
-from tests.functional.stack import Stack, domain_names, qemu_img_create, virsh
-from tests.waiting import wait_for
+from nova_conductor.manager import ConductorManager
+from nova_conductor import watchdog
+from nova_conductor.watchdog import Watchdog
+from mininova_lab.private_services import PgCluster, RabbitNode
+from mininova_lab.stack import Stack, domain_names, qemu_img_create, virsh
+from mininova_lab.waiting import wait_for
 
 pytestmark = pytest.mark.real_services("rabbitmq", "postgresql", "libvirt", "http")
 
@@ -53,7 +53,7 @@ def conf_text(**groups):
 
 
 FAST = {"DEFAULT": {"rpc_response_timeout": 5},
-        "scheduler": {"watchdog_interval": 1, "task_resend_after": 5}}
+        "conductor": {"watchdog_interval": 1, "task_resend_after": 5}}
 
 
 def fast_conf(build_timeout=120, **groups):
@@ -349,7 +349,7 @@ def test_compute_killed_while_building(make_stack):
     # Once each, but for a build the kill interrupted after its domain ran
     # and before its report: that one is handed back and built again.
     again = set(re.findall(r"VM (\S+) build failed on \S+ \(attempt \d+ of \d+\): The build "
-                           r"was interrupted by a restart", log(stack, "scheduler")))
+                           r"was interrupted by a restart", log(stack, "conductor")))
     assert max(n for i, n in spawn_counts(stack, first + list(final)).items()
                if i not in again) <= 1
 
@@ -380,29 +380,31 @@ def test_interrupted_builds_end_active_after_a_restart_on_a_one_host_cloud(make_
     final = wait_settled(stack, ids, 120)
     errors = {i: v["fault"] for i, v in final.items() if v["status"] != "ACTIVE"}
     assert not errors, "VMs in ERROR: %s" % errors
-    assert "interrupted by a restart" in log(stack, "scheduler"), \
+    assert "interrupted by a restart" in log(stack, "conductor"), \
         "no build was under way when compute died: nothing was retried"
     nothing_orphaned(stack)
 
 
-# == 2. scheduler killed mid-burst ====================================================
+# == 2. scheduler and conductor killed mid-burst ========================================
 
-def test_scheduler_killed_mid_burst(make_stack):
+def test_scheduler_and_conductor_killed_mid_burst(make_stack):
     stack = make_stack(fast_conf())
-    scheduler = stack.procs["scheduler"]
+    scheduler, conductor = stack.procs["scheduler"], stack.procs["conductor"]
     first = create_many(stack, ["s%02d" % i for i in range(6)])
     wait_for(lambda: all(vms(stack)[i]["host"] for i in first), 30, what="first VMs placed")
-    # Stopped first, so that RabbitMQ hands it the next requests (prefetch)
-    # and they are unacknowledged when it dies - at any point of its work.
+    # Stopped first, so that RabbitMQ hands them the next requests (prefetch)
+    # and they are unacknowledged when they die - at any point of their work.
     scheduler.send_signal(signal.SIGSTOP)
+    conductor.send_signal(signal.SIGSTOP)
     rest = create_many(stack, ["s%02d" % i for i in range(6, 21)])
-    # Compute reports to the conductor (this daemon too): builds, and a delete.
+    # Compute reports to the conductor: builds, and a delete.
     gone = first.pop(0)
     assert stack.delete("/v1/vms/" + gone).status_code == 202
     wait_for(lambda: "conductor unavailable" in log(stack, "compute"), 30,
              what="compute to retry its reports")
-    stack.stop_daemon("scheduler", kill=True)
-    stack.start_daemon("scheduler")
+    for name in ("scheduler", "conductor"):
+        stack.stop_daemon(name, kill=True)
+        stack.start_daemon(name)
     restarted = time.monotonic()
     ids = first + rest
     final = wait_settled(stack, ids, 60, allow_error=False)
@@ -418,7 +420,8 @@ def test_scheduler_killed_mid_burst(make_stack):
                                    "GROUP BY instance_id")).all()
     assert sorted(i for i, _ in claims) == sorted(ids) and {n for _, n in claims} == {1}
     nothing_orphaned(stack)
-    report("scheduler SIGKILLed with 15 requests unacked and reports pending: 20 VMs ACTIVE "
+    report("scheduler and conductor SIGKILLed with 15 requests unacked and reports pending: "
+           "20 VMs ACTIVE "
            "and a delete done after the restart in", recovered, "each built once, one claim each")
 
 
@@ -489,7 +492,7 @@ def test_rabbitmq_restart_during_burst(rabbit_node, make_stack):  # node outlive
     assert sorted(n for n in created if n.startswith("burst")) == sorted(
         "burst%02d" % i for i in range(20))
     assert spawn_counts(stack, burst_ids) == {i: 1 for i in burst_ids}
-    for daemon in ("scheduler", "compute"):
+    for daemon in ("scheduler", "conductor", "compute"):
         assert "Reconnected to the message broker" in log(stack, daemon), daemon
     nothing_orphaned(stack)
     report("RabbitMQ restarted during 20 creates + 10 deletes: all done after it returned in",
@@ -657,7 +660,7 @@ def test_builds_that_never_finish_and_deletes_on_a_dead_host(make_stack, tmp_pat
 def test_watchdog_rules(pg_db, conf, recorder):
     """The watchdog's decisions, one pass at a time, on a real PostgreSQL."""
     conf.set_override("build_timeout", 60, group="compute")
-    conf.set_override("task_resend_after", 20, group="scheduler")
+    conf.set_override("task_resend_after", 20, group="conductor")
     conf.set_override("service_down_time", 30, group="scheduler")
     scheduler, compute = recorder(), recorder()
     dog = Watchdog(pg_db, scheduler, compute, conf)

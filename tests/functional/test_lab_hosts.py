@@ -1,4 +1,4 @@
-"""Simulated compute hosts (deploy/lab/sim-host.sh, tests/functional/lab.py).
+"""Simulated compute hosts (deploy/lab/sim-host.sh, mininova_lab/sim_host.py).
 
 Two sim hosts, each with its own real libvirtd and network namespace: QEMU
 domains run on both at once, each visible only on its own libvirtd (not on the
@@ -19,10 +19,11 @@ from contextlib import ExitStack
 
 import pytest
 
-from tests import prerequisites, services
-from tests.functional.lab import SimHost
-from tests.functional.stack import domain_names, qemu_img_create
-from tests.waiting import wait_for
+from mininova_lab import services
+from tests import prerequisites
+from mininova_lab.sim_host import SimHost
+from mininova_lab.stack import domain_names, qemu_img_create
+from mininova_lab.waiting import wait_for
 
 pytestmark = pytest.mark.real_services("libvirt")
 

@@ -4,7 +4,7 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.waiting import wait_for
+from mininova_lab.waiting import wait_for
 
 pytestmark = pytest.mark.real_services("rabbitmq", "postgresql", "libvirt", "http")
 
@@ -34,12 +34,12 @@ def test_a_build_is_counted_by_every_daemon(stack):
         stack.wait_status(vm["id"], "ACTIVE", timeout=60)
         # The conductor counts right after the commit that made the VM ACTIVE.
         built = lambda s: val(s, "mininova_builds_total", outcome="success")  # noqa: E731
-        wait_for(lambda: built(scrape(stack.metrics_urls["scheduler"])) >=
-                 built(before["scheduler"]) + 1, 10, what="the build counted")
+        wait_for(lambda: built(scrape(stack.metrics_urls["conductor"])) >=
+                 built(before["conductor"]) + 1, 10, what="the build counted")
         after = scrape_all(stack)
     finally:
         stack.delete("/v1/vms/" + vm["id"])
-    api, sched, compute = after["api"], after["scheduler"], after["compute"]
+    api, cond, compute = after["api"], after["conductor"], after["compute"]
 
     def grew(name, daemon, **labels):
         return val(after[daemon], name, **labels) - val(before[daemon], name, **labels)
@@ -52,26 +52,27 @@ def test_a_build_is_counted_by_every_daemon(stack):
     assert grew("mininova_rpc_messages_sent_total", "api", topic="scheduler",
                 method="schedule_instance", kind="cast") == 1
 
-    # Scheduler/conductor: the placement, the build and its duration, the
-    # messages it handled, and the gauges read from the database.
-    assert grew("mininova_builds_total", "scheduler", outcome="success") == 1
-    assert grew("mininova_build_duration_seconds_count", "scheduler", outcome="success") == 1
+    # Scheduler: the placement and the messages it handled.
     assert grew("mininova_scheduling_duration_seconds_count", "scheduler") == 1
     assert grew("mininova_rpc_messages_received_total", "scheduler", topic="scheduler",
                 method="schedule_instance", kind="cast") == 1
     assert grew("mininova_rpc_messages_sent_total", "scheduler", topic="compute",
                 method="build_instance", kind="cast") == 1
-    assert grew("mininova_rpc_messages_received_total", "scheduler", topic="conductor",
+    # Conductor: the build and its duration, the report it handled, and the
+    # gauges read from the database.
+    assert grew("mininova_builds_total", "conductor", outcome="success") == 1
+    assert grew("mininova_build_duration_seconds_count", "conductor", outcome="success") == 1
+    assert grew("mininova_rpc_messages_received_total", "conductor", topic="conductor",
                 method="instance_spawned", kind="call") == 1
-    heartbeat = val(sched, "mininova_service_heartbeat_age_seconds", host=stack.host,
+    heartbeat = val(cond, "mininova_service_heartbeat_age_seconds", host=stack.host,
                     binary="mininova-compute")
     assert ("mininova_service_heartbeat_age_seconds",
-            frozenset({("host", stack.host), ("binary", "mininova-compute")})) in sched
+            frozenset({("host", stack.host), ("binary", "mininova-compute")})) in cond
     assert 0 <= heartbeat < 30  # heartbeat_interval = 2 in the stack's config
-    assert val(sched, "mininova_service_up", host=stack.host, binary="mininova-compute") == 1
-    assert val(sched, "mininova_vms", status="ACTIVE") >= 1
-    assert val(sched, "mininova_database_up") == 1
-    assert val(sched, "mininova_host_memory_bytes", host=stack.host) > 0
+    assert val(cond, "mininova_service_up", host=stack.host, binary="mininova-compute") == 1
+    assert val(cond, "mininova_vms", status="ACTIVE") >= 1
+    assert val(cond, "mininova_database_up") == 1
+    assert val(cond, "mininova_host_memory_bytes", host=stack.host) > 0
 
     # Compute: the build it received, the report it sent, its own memory.
     assert grew("mininova_rpc_messages_received_total", "compute", topic="compute",

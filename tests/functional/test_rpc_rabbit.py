@@ -1,5 +1,5 @@
 """common.rpc against the real RabbitMQ, as mininova's own RabbitMQ user
-(tests/services.py).
+(mininova_lab/services.py).
 
 Every test uses its own topic (uuid suffix) and deletes its queues at the end.
 """
@@ -23,7 +23,7 @@ from common import exception
 from common import rpc
 from common.rpc import kombu_transport
 
-from tests import services
+from mininova_lab import services
 
 pytestmark = pytest.mark.real_services("rabbitmq")
 

@@ -13,8 +13,8 @@ import time
 import pytest
 
 from tests.functional.conftest import libvirt_available
-from tests.functional.stack import Stack, qemu_img_create
-from tests.waiting import wait_for
+from mininova_lab.stack import Stack, qemu_img_create
+from mininova_lab.waiting import wait_for
 
 pytestmark = pytest.mark.real_services("rabbitmq", "postgresql", "libvirt", "http")
 

@@ -16,8 +16,8 @@ import pytest
 import requests
 
 from tests import prerequisites
-from tests.functional.private_services import PgCluster, RabbitNode
-from tests.functional.stack import ROOT
+from mininova_lab.private_services import PgCluster, RabbitNode
+from mininova_lab.stack import ROOT
 
 pytestmark = pytest.mark.real_services("rabbitmq", "postgresql")
 SCRIPT = os.path.join(ROOT, "deploy", "start-controller-services.sh")

@@ -27,7 +27,7 @@ from pathlib import Path
 import libvirt
 import pytest
 
-from tests.waiting import wait_for
+from mininova_lab.waiting import wait_for
 
 pytestmark = pytest.mark.real_services("libvirt")
 

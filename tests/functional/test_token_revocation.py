@@ -12,16 +12,16 @@ import psycopg2
 import pytest
 import sqlalchemy as sa
 
-from common import manage
+from nova_manage import cmd as manage
 from common.db import auth as db_auth
 from common.db import migration, revocations
 from common.db.revocations import RevocationListener
 from common.db.session import Database
 from nova_api import auth
-from tests import services
-from tests.functional.stack import Stack
+from mininova_lab import services
+from mininova_lab.stack import Stack
 from tests.unit.test_token_cache import CountingDb
-from tests.waiting import wait_for
+from mininova_lab.waiting import wait_for
 
 pytestmark = pytest.mark.real_services("postgresql")
 

@@ -16,9 +16,9 @@ import pytest
 from common import context, rpc
 from common.rpc import kombu_transport, protocol
 from mininova_client import trace, trace_timeline
-from tests import services
-from tests.functional.stack import ROOT
-from tests.waiting import wait_for
+from mininova_lab import services
+from mininova_lab.stack import ROOT
+from mininova_lab.waiting import wait_for
 
 pytestmark = pytest.mark.real_services("rabbitmq")
 

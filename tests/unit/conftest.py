@@ -7,7 +7,7 @@ from common.db.session import Database
 
 def register_blank_image(conf, db, workdir):
     """A tiny qcow2 imported into the store and registered as image "blank"; its id."""
-    from common import imagestore
+    from nova_api import imagestore
     from common.db import api as db_api
     path = workdir / "base.qcow2"
     path.write_bytes(b"QFI\xfb" + b"\0" * 1020)

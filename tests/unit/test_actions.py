@@ -14,10 +14,10 @@ from common.db.models import InstanceAction, InstanceActionEvent
 from common.rpc import memory_transport
 from common.timeline import DbSink, Timeline
 from nova_api.app import create_app
-from nova_scheduler import rpcapi
-from nova_scheduler.conductor import ConductorManager
+from nova_conductor import rpcapi
+from nova_conductor.manager import ConductorManager
 from tests.unit.conftest import auth_headers
-from tests.waiting import wait_for
+from mininova_lab.waiting import wait_for
 
 T0 = datetime.datetime(2024, 5, 1, 12, 0, 0)
 
@@ -243,7 +243,7 @@ def test_conductor_endpoints(db):
 
 def test_conductor_rpcapi_casts_over_the_bus(db):
     transport = memory_transport.MemoryTransport()
-    server = rpc.RPCServer(transport, rpc.Target(rpcapi.CONDUCTOR_TOPIC, version=rpcapi.VERSION),
+    server = rpc.RPCServer(transport, rpc.Target(rpcapi.TOPIC, version=rpcapi.VERSION),
                            [ConductorManager(db)], workers=1)
     server.start()
     try:

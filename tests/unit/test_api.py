@@ -3,7 +3,8 @@ import os
 
 import pytest
 
-from common import exception, imagestore
+from common import exception
+from nova_api import imagestore
 from common.db import api as db_api
 from nova_api.app import create_app
 from tests.unit.conftest import auth_headers, token_for
@@ -175,7 +176,7 @@ def test_stored_images_are_not_world_readable(api, conf, tmp_path, umask_022):
 
 
 def test_services_disable_enable_and_hosts(api, db):
-    from nova_scheduler.conductor import ConductorManager
+    from nova_conductor.manager import ConductorManager
     from common import context
     ConductorManager(db).service_heartbeat(context.get_admin_context(), "h1", "mininova-compute",
                                            {"vcpus": 2, "memory_mb": 1000, "local_gb": 10})

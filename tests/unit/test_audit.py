@@ -11,12 +11,13 @@ import uuid
 import pytest
 import sqlalchemy as sa
 
-from common import audit, rpc, states
-from common.audit import DbView, Finding, find_orphans, stable_findings
+from common import rpc, states
+from nova_manage import audit
+from nova_manage.audit import DbView, Finding, find_orphans, stable_findings
 from common.db import api as db_api
 from common.db.models import Claim, ComputeNode, Instance
 from nova_compute import rpcapi as compute_rpcapi
-from nova_scheduler.conductor import ConductorManager
+from nova_conductor.manager import ConductorManager
 from tests.unit.test_compute_manager import (  # noqa: F401 (fixtures)
     CTXT, base_image, manager, placed_vm)
 
@@ -529,7 +530,7 @@ def test_skip_down_does_not_excuse_a_host_that_heartbeats_but_does_not_answer(db
 
 def test_manage_audit_passes_skip_down_and_returns_the_exit_status(db, conf, tmp_path,
                                                                    capsys):
-    from common import manage
+    from nova_manage import cmd as manage
     old_host(db, conf)
     path = tmp_path / "manage.conf"
     path.write_text("[DEFAULT]\nstate_path = %s\ntransport_url = %s\n"

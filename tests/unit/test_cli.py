@@ -21,7 +21,7 @@ from common.db import api as db_api
 from common.db.models import utcnow
 from common.timeline import DbSink, Timeline
 from nova_api.app import create_app
-from nova_scheduler.conductor import ConductorManager
+from nova_conductor.manager import ConductorManager
 from tests.unit.conftest import token_for
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

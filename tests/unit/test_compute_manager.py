@@ -8,7 +8,7 @@ from common.db import api as db_api
 from nova_compute.imagecache import ImageCache, read_file_chunks
 from nova_compute.manager import ComputeManager
 from nova_compute.virt import fake
-from nova_scheduler.conductor import ConductorManager
+from nova_conductor.manager import ConductorManager
 
 CTXT = context.RequestContext(project_id="p")
 RATIOS = (16.0, 1.5, 1.0)

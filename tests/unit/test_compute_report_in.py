@@ -9,8 +9,8 @@ from common import context, rpc
 from common.db import api as db_api
 from nova_compute.manager import ComputeManager
 from nova_compute.virt import fake
-from nova_scheduler import rpcapi
-from nova_scheduler.conductor import ConductorManager
+from nova_conductor import rpcapi
+from nova_conductor.manager import ConductorManager
 
 CTXT = context.RequestContext(project_id="p")
 
@@ -25,7 +25,7 @@ def serve(transport):
     started = []
 
     def start(endpoint, version=rpcapi.VERSION):
-        server = rpc.RPCServer(transport, rpc.Target(rpcapi.CONDUCTOR_TOPIC, version=version),
+        server = rpc.RPCServer(transport, rpc.Target(rpcapi.TOPIC, version=version),
                                [endpoint], workers=2)
         server.start()
         started.append(server)

@@ -15,9 +15,9 @@ import types
 import libvirt
 import pytest
 
-from common.doctor import FAIL, OK, WARN, command, host_checks, libvirt_checks, \
+from nova_manage.doctor import FAIL, OK, WARN, command, host_checks, libvirt_checks, \
     service_checks, userprobe
-from tests.waiting import wait_for
+from mininova_lab.waiting import wait_for
 
 
 def one(results):
@@ -355,7 +355,7 @@ def test_virtlogd_socket_follows_libvirt_socket():
 
 
 def test_manage_parses_doctor():
-    from common import manage
+    from nova_manage import cmd as manage
     args = manage._parser().parse_args(["doctor", "--role", "compute", "--json",
                                         "--min-free-gb", "3"])
     assert args.fn is command.doctor_command and args.role == "compute" and args.min_free_gb == 3

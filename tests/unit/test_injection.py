@@ -11,7 +11,8 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from common import exception, imagestore, log
+from common import exception, log
+from nova_api import imagestore
 from nova_api.app import create_app
 from nova_compute.imagecache import ImageCache
 from nova_compute.virt import driver as virt_driver
@@ -131,7 +132,7 @@ def test_lone_surrogates_in_json_are_rejected(api):
 def test_hostile_free_text_is_rejected_or_stored_verbatim(api, env):
     db = env[1]
     from common import context
-    from nova_scheduler.conductor import ConductorManager
+    from nova_conductor.manager import ConductorManager
     ConductorManager(db).service_heartbeat(context.get_admin_context(), "h1", "mininova-compute",
                                            {"vcpus": 2, "memory_mb": 1000, "local_gb": 10})
     svc_id = api.get("/v1/services").get_json()["services"][0]["id"]

@@ -8,10 +8,10 @@ import pytest
 from common import context, states
 from common.db import api as db_api
 from nova_compute import events, sync
-from nova_scheduler.conductor import ConductorManager
+from nova_conductor.manager import ConductorManager
 from tests.unit.test_compute_manager import make_manager, placed_vm
 from tests.unit.conftest import auth_headers
-from tests.waiting import wait_for
+from mininova_lab.waiting import wait_for
 
 CTXT = context.RequestContext(project_id="p")
 

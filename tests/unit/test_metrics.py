@@ -15,13 +15,13 @@ from common import context, metrics, rpc, states
 from common.db import api as db_api
 from common.db.models import Instance, utcnow
 from nova_api.app import create_app
-from nova_scheduler.conductor import ConductorManager
-from nova_scheduler.db_metrics import DatabaseCollector
+from nova_conductor.manager import ConductorManager
+from nova_conductor.db_metrics import DatabaseCollector
 from nova_scheduler.manager import SchedulerManager
-from nova_scheduler.watchdog import Watchdog
+from nova_conductor.watchdog import Watchdog
 from tests.unit.conftest import token_for
 from tests.unit.test_scheduler import CTXT, RATIOS, add_host, add_vm
-from tests.waiting import wait_for
+from mininova_lab.waiting import wait_for
 
 
 def value(name, **labels):

@@ -197,7 +197,7 @@ class Conformance:
 
 def test_real_responses_match_the_document(conf, db, image, doc):
     from common import context
-    from nova_scheduler.conductor import ConductorManager
+    from nova_conductor.manager import ConductorManager
 
     app = create_app(conf, db, Recorder(), Compute())
     client = app.test_client()

@@ -6,7 +6,7 @@ import pytest
 from common import context, states
 from common.db import api as db_api
 from common.db.models import utcnow
-from nova_scheduler.conductor import ConductorManager
+from nova_conductor.manager import ConductorManager
 from nova_scheduler.manager import SchedulerManager
 
 CTXT = context.RequestContext(project_id="p")

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from common import manage
+from nova_manage import cmd as manage
 from common.db import auth as db_auth
 from common.db.models import utcnow
 from nova_api import auth

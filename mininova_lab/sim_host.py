@@ -24,9 +24,9 @@ import random
 import subprocess
 import time
 
-from tests import services
+from mininova_lab import services
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "deploy", "lab", "sim-host.sh")
 DEFAULT_BASE = "/var/lib/mininova-lab"
 EXIT_INDEX_TAKEN = 3

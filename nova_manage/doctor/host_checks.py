@@ -5,7 +5,7 @@ import os
 import socket
 import tempfile
 
-from common.doctor import fail, ok, userprobe, warn
+from nova_manage.doctor import fail, ok, userprobe, warn
 
 QEMU_CONF = "/etc/libvirt/qemu.conf"
 VIRTLOGD_SOCKET = "/run/libvirt/virtlogd-sock"

@@ -14,7 +14,6 @@ from common.db import api as db_api
 from common.db import scheduling as db_scheduling
 from common.db.models import Instance, utcnow
 from common.timeline import DbSink, Timeline
-from nova_scheduler.manager import attempts
 
 LOG = logging.getLogger(__name__)
 
@@ -143,7 +142,7 @@ class ConductorManager:
                 inst = db_api.instance_get(s, instance_id)
             except exception.InstanceNotFound:
                 return False
-            tried = attempts(inst) + [attempt]
+            tried = db_api.instance_attempts(inst) + [attempt]
             retry = len(tried) < self.max_attempts
             if retry:
                 values = {"host": None, "task_state": states.SCHEDULING,

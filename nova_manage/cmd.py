@@ -5,12 +5,14 @@ import sys
 
 from oslo_config import cfg
 
-from common import audit, config, exception, imagestore
+from common import config, exception
+from nova_api import imagestore
+from nova_manage import audit
 from common.db import api as db_api
 from common.db import auth as db_auth
 from common.db import migration, revocations
 from common.db.session import Database
-from common.doctor import command as doctor_command
+from nova_manage.doctor import command as doctor_command
 
 
 def _db(conf):

@@ -3,7 +3,7 @@ only place libvirt is imported): KVM or TCG, the connection as compute's
 user, the guests' NAT network."""
 import grp
 
-from common.doctor import fail, ok, userprobe, warn
+from nova_manage.doctor import fail, ok, userprobe, warn
 
 LIBVIRTD_CONF = "/etc/libvirt/libvirtd.conf"
 START_LIBVIRT = "deploy/start-libvirt.sh  (starts virtlogd and libvirtd)"

@@ -1,10 +1,10 @@
-"""The scheduler daemon's watchdog: VMs whose request went nowhere.
+"""The conductor's watchdog: VMs whose request went nowhere.
 
 RPC is at-least-once and every daemon retries, yet some requests can still
 stall for good: a host accepts a build and goes silent (its driver hangs, it
 is SIGSTOPped, its network is cut), a host dies with a delete queued for it,
 a message is dead-lettered after a long outage. Nothing would ever move such
-a VM on, so every ``[scheduler] watchdog_interval`` seconds each scheduler
+a VM on, so every ``[conductor] watchdog_interval`` seconds each conductor
 looks at the VMs with a task in progress:
 
 - building (``scheduling`` or ``spawning``) for longer than ``[compute]
@@ -16,9 +16,9 @@ looks at the VMs with a task in progress:
   destroys what a late build leaves (compute does so when its "spawned"
   report is refused, and at start-up and periodically for the failed builds
   of its host), and a delete still goes there;
-- still ``scheduling`` after ``[scheduler] task_resend_after``: its
+- still ``scheduling`` after ``[conductor] task_resend_after``: its
   schedule_instance is sent again (idempotent; in case it was lost), at most
-  every ``task_resend_after`` and ``MAX_RESENDS`` times per scheduler;
+  every ``task_resend_after`` and ``MAX_RESENDS`` times per conductor;
 - ``deleting`` on a host that is down (no heartbeat for ``[scheduler]
   service_down_time``) or on no host: deleted locally, as Nova's API does:
   row soft-deleted, claim and quota released. The host's queued
@@ -31,7 +31,7 @@ looks at the VMs with a task in progress:
 A resend that finds the broker away ends the resends of that pass; the
 database work (timeouts, local deletes) goes on.
 
-Several schedulers may run it at once: every change is conditional, and a
+Several conductors may run it at once: every change is conditional, and a
 duplicate resend is harmless.
 """
 import logging
@@ -109,7 +109,7 @@ class Watchdog:
             if self._expire_build(row, now, timeout):
                 done["expired"].append(row.id)
         elif (row.task_state == states.SCHEDULING
-              and age >= self.conf.scheduler.task_resend_after and self._due(row)):
+              and age >= self.conf.conductor.task_resend_after and self._due(row)):
             LOG.warning("VM %s still scheduling after %.0f s; sending schedule_instance "
                         "again", row.id, age)
             self.scheduler_rpcapi.schedule_instance(self._context(row), row.id)
@@ -165,7 +165,7 @@ class Watchdog:
                 done["deleted"].append(row.id)
             return
         age = (now - row.updated_at).total_seconds()
-        if age >= self.conf.scheduler.task_resend_after and self._due(row):
+        if age >= self.conf.conductor.task_resend_after and self._due(row):
             LOG.warning("VM %s still deleting on %s after %.0f s; sending "
                         "terminate_instance again", row.id, row.host, age)
             self.compute_rpcapi.terminate_instance(self._context(row), row.host, row.id)
@@ -186,7 +186,7 @@ class Watchdog:
                           row.id, row.task_state, MAX_RESENDS)
                 self._resent[(row.id, row.task_state)] = (count + 1, last)
             return False
-        return last is None or time.monotonic() - last >= self.conf.scheduler.task_resend_after
+        return last is None or time.monotonic() - last >= self.conf.conductor.task_resend_after
 
     def _sent(self, row):
         count, _ = self._resent.get((row.id, row.task_state), (0, None))

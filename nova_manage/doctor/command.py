@@ -8,8 +8,9 @@ import os
 import sys
 import urllib.parse
 
-from common import config, imagestore
-from common.doctor import FAIL, OK, WARN, fail, host_checks, libvirt_checks, \
+from common import config
+from nova_api import imagestore
+from nova_manage.doctor import FAIL, OK, WARN, fail, host_checks, libvirt_checks, \
     service_checks, userprobe
 
 ROLES = ("compute", "controller", "all")

@@ -1,4 +1,4 @@
-"""The pure part of ``mininova-manage audit`` (common/audit.py):
+"""The pure part of ``mininova-manage audit`` (nova_manage/audit.py):
 ``find_orphans(db_view, host_reports)`` says what the DB, the claims and the
 hosts' reports disagree about, without I/O.
 

@@ -12,7 +12,7 @@ a VM built or deleted while the hosts were being asked is seen in flux in one
 of them and is not taken for an orphan (a build writes its row before its
 directory and domain; a delete removes the domain before the row).
 
-Findings: see common/audit_findings.py (one line each, ``kind key=value ...``).
+Findings: see nova_manage/audit_findings.py (one line each, ``kind key=value ...``).
 
 A compute host that is down, or up but silent within the timeout, is not
 audited: its rows and claims are judged on the DB alone and its hypervisor
@@ -39,7 +39,7 @@ from sqlalchemy import exc as sa_exc
 
 from common import config, context, exception, rpc, states
 # The pure part; its names are also this module's (callers and tests use them here).
-from common.audit_findings import (  # noqa: F401
+from nova_manage.audit_findings import (  # noqa: F401
     DEFAULT_STUCK_AFTER, KINDS, RESTING, DbView, Finding, claim_orphan_reason, find_orphans, fmt,
     stable_findings)
 from common.db import api as db_api

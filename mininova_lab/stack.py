@@ -1,6 +1,6 @@
 """A real mininova stack for end-to-end tests: the three daemons as processes,
 against the real RabbitMQ (a private vhost), PostgreSQL (a private database),
-both as mininova's own accounts (tests/services.py), and libvirtd. Several
+both as mininova's own accounts (mininova_lab/services.py), and libvirtd. Several
 stacks can run at once without seeing each other."""
 import os
 import socket
@@ -10,10 +10,10 @@ import uuid
 
 import requests
 
-from tests import services
-from tests.waiting import wait_for
+from mininova_lab import services
+from mininova_lab.waiting import wait_for
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 class VMError(Exception):
@@ -30,17 +30,18 @@ class Stack:
     def __init__(self, workdir, compute_driver="libvirt", extra_conf="", network="mininova",
                  debug=True, broker=services, database=services):
         """``broker``/``database``: where the vhost and the database are made
-        (tests/services.py: the shared ones; or a RabbitNode/PgCluster of
-        tests/functional/private_services.py)."""
+        (mininova_lab/services.py: the shared ones; or a RabbitNode/PgCluster of
+        mininova_lab/private_services.py)."""
         self.tag = "e2e" + uuid.uuid4().hex[:8]
         self.broker, self.database = broker, database
         self.workdir = str(workdir)
         self.host = "host-" + self.tag
         self.port = free_port()
         self.url = "http://127.0.0.1:%d" % self.port
-        # Prometheus endpoints (GET /metrics) of the first scheduler and compute.
+        # Prometheus endpoints (GET /metrics) of the first scheduler, conductor and compute.
         self.metrics_urls = {"api": self.url + "/metrics"}
-        self.metrics_ports = {"scheduler": free_port(), "compute": free_port()}
+        self.metrics_ports = {"scheduler": free_port(), "conductor": free_port(),
+                              "compute": free_port()}
         for name, port in self.metrics_ports.items():
             self.metrics_urls[name] = "http://127.0.0.1:%d/metrics" % port
         self.db_name = "mininova_" + self.tag
@@ -59,11 +60,13 @@ class Stack:
         self.http = requests.Session()
 
     # -- set-up -----------------------------------------------------------
-    def start(self, schedulers=1, compute=True):
+    def start(self, schedulers=1, compute=True, conductors=1):
         self.configure()
         self.start_daemon("api")
         for i in range(schedulers):
             self.start_daemon("scheduler" if i == 0 else "scheduler%d" % i, module="scheduler")
+        for i in range(conductors):
+            self.start_daemon("conductor" if i == 0 else "conductor%d" % i, module="conductor")
         if compute:
             self.start_daemon("compute")
         wait_for(self._api_up, 30, what="the API")
@@ -94,6 +97,10 @@ connection = {self.db_url}
 [scheduler]
 metrics_host = 127.0.0.1
 metrics_port = {self.metrics_ports["scheduler"]}
+
+[conductor]
+metrics_host = 127.0.0.1
+metrics_port = {self.metrics_ports["conductor"]}
 
 [compute]
 instances_path = {self.instances_path}
@@ -144,7 +151,7 @@ virt_type = auto
         return self.manage("token", "create", user).strip()
 
     def start_daemon(self, name, module=None, extra_args=()):
-        """Start ``name`` (api, scheduler, compute or e.g. compute2 with
+        """Start ``name`` (api, scheduler, conductor, compute or e.g. compute2 with
         module="compute" and its own --config-file in extra_args)."""
         log = open(os.path.join(self.logs, name + ".out"), "ab")
         self.procs[name] = subprocess.Popen(
@@ -210,7 +217,7 @@ virt_type = auto
         (a subprocess per call would cost a second of imports); its stdout."""
         import contextlib
         import io
-        from common import manage
+        from nova_manage import cmd as manage
         out, err = io.StringIO(), io.StringIO()
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             code = manage.main(["--config-file", self.conf_path, *args])

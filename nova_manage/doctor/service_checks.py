@@ -6,7 +6,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
-from common.doctor import fail, ok, warn
+from nova_manage.doctor import fail, ok, warn
 
 CLOCK_WARN = 1.0    # seconds of skew
 CLOCK_FAIL = 30.0

@@ -1,7 +1,7 @@
 """A RabbitMQ node and a PostgreSQL cluster of a test's own, for tests that
 stop, kill or restart the broker or the database: they never touch the
 services the machine (or CI) runs. Made by deploy/lab/rabbit-node.sh and
-deploy/lab/pg-cluster.sh; each offers what tests/services.py offers for the
+deploy/lab/pg-cluster.sh; each offers what mininova_lab/services.py offers for the
 shared ones (create_database, db_url, add_vhost, rabbit_url, ...), so a Stack
 runs on them unchanged."""
 import os
@@ -10,7 +10,7 @@ import socket
 import subprocess
 import uuid
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LAB = os.path.join(ROOT, "deploy", "lab")
 
 
@@ -91,7 +91,7 @@ class RabbitNode:
     def destroy(self):
         self._script("destroy", self.dir)
 
-    # -- the interface of tests/services.py ------------------------------------
+    # -- the interface of mininova_lab/services.py ------------------------------------
     def rabbit_url(self, vhost="", host="127.0.0.1", port=None, password=None):
         return "rabbit://%s:%s@%s:%d/%s" % (self.user, password or self.password, host,
                                             port or self.port, vhost)
@@ -147,7 +147,7 @@ class PgCluster:
     def destroy(self):
         self._script("destroy", self.name)
 
-    # -- the interface of tests/services.py ------------------------------------
+    # -- the interface of mininova_lab/services.py ------------------------------------
     def db_url(self, name, host="127.0.0.1", password=None):
         return "postgresql+psycopg2://%s:%s@%s:%d/%s" % (
             self.user, password or self.password, host, self.port, name)

@@ -1,0 +1,46 @@
+"""``mininova-conductor``: consumes ``conductor`` (the computes' reports and
+heartbeats) and watches over work in flight (the watchdog)."""
+import sys
+
+from common import config, log, metrics, rpc, service
+from common.db import api as db_api
+from common.db.session import Database
+from nova_compute.rpcapi import ComputeAPI
+from nova_conductor import rpcapi
+from nova_conductor.db_metrics import DatabaseCollector
+from nova_conductor.manager import ConductorManager
+from nova_conductor.watchdog import Watchdog
+from nova_scheduler.rpcapi import SchedulerAPI
+
+
+def main(argv=None):
+    conf = config.parse_args(sys.argv[1:] if argv is None else argv, prog="mininova-conductor")
+    log.setup(conf, "mininova-conductor")
+    rpc.protocol.set_sender("conductor", conf.host)  # "sender" in its messages
+    db = Database(config.database_url(conf), pool_size=conf.database.pool_size)
+    transport = rpc.get_transport(conf.transport_url)
+    conductor = ConductorManager(db, SchedulerAPI(transport),
+                                 max_attempts=conf.scheduler.max_attempts, host=conf.host)
+
+    def heartbeat(ctxt):
+        with db.transaction() as s:
+            db_api.service_heartbeat(s, conf.host, "mininova-conductor", None)
+
+    # Builds past [compute] build_timeout, deletes on a down host, lost requests.
+    watchdog = Watchdog(db, SchedulerAPI(transport), ComputeAPI(transport), conf)
+    svc = service.Service("mininova-conductor", servers=[
+        rpc.RPCServer(transport, rpc.Target(rpcapi.TOPIC, version=rpcapi.VERSION),
+                      [conductor], workers=conf.rpc_workers),
+    ], tasks=[
+        service.PeriodicTask("conductor-heartbeat", heartbeat, conf.compute.heartbeat_interval),
+        service.PeriodicTask("watchdog", watchdog.run, conf.conductor.watchdog_interval,
+                             delay=conf.conductor.watchdog_interval),
+    ], on_stop=transport.cleanup)
+    metrics.REGISTRY.register(DatabaseCollector(db, conf.scheduler.service_down_time))
+    metrics.serve(conf.conductor.metrics_host, conf.conductor.metrics_port, "mininova-conductor")
+    service.tune_gc()
+    svc.run()
+
+
+if __name__ == "__main__":
+    main()
