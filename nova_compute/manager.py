@@ -30,6 +30,11 @@ class ComputeManager(PowerActionsMixin, SyncMixin, AuditMixin):
         "unpause_instance", "suspend_instance", "resume_instance",
         "audit_report", "audit_fix"})
 
+    # A report is retried this long (s) while the conductor is away, first
+    # after report_delay s, then doubling up to 5 s.
+    report_deadline = 120.0
+    report_delay = 0.5
+
     def __init__(self, driver, conductor_api, image_cache, conf):
         self.driver = driver
         self.conductor = conductor_api
@@ -105,8 +110,7 @@ class ComputeManager(PowerActionsMixin, SyncMixin, AuditMixin):
                               step=functools.partial(timeline.step, ctxt, instance_id))
             power_state = self._build_read_state(instance_id)
         except Exception as e:  # any failure: roll back, VM to ERROR with why
-            reason = e.message if isinstance(e, exception.MininovaException) else (
-                "%s: %s" % (type(e).__name__, e))
+            reason = _reason(e)
             LOG.warning("VM %s: spawn failed, rolling back: %s", instance_id, reason,
                         exc_info=not isinstance(e, exception.MininovaException))
             self._destroy_quietly(instance_id)
@@ -117,8 +121,25 @@ class ComputeManager(PowerActionsMixin, SyncMixin, AuditMixin):
             return
         LOG.info("VM %s: running after %.0f ms", instance_id,
                  (time.monotonic() - started) * 1000)
-        spawned = self._report(self.conductor.instance_spawned, ctxt, instance_id,
-                               self.host, power_state, steps.events, action_id)
+        try:
+            spawned = self._report(self.conductor.instance_spawned, ctxt, instance_id,
+                                   self.host, power_state, steps.events, action_id)
+        except exception.ServiceUnavailable:
+            # The conductor stayed away past report_deadline, or its answer
+            # was lost: the outcome is unknown, so the domain stays. The RPC
+            # server delivers the build again later; that build resumes this
+            # domain (spawn is idempotent) or finds the VM moved on.
+            raise
+        except Exception as e:
+            # The conductor answered with an error: its transaction rolled
+            # back, the VM is still spawning here with no one to report it.
+            # Roll back as after a failed step, unless it went live after all.
+            reason = "the conductor refused the build's report: %s" % _reason(e)
+            LOG.warning("VM %s: %s", instance_id, reason)
+            if self._given_up(ctxt, instance_id):
+                self._report(self.conductor.instance_build_failed, ctxt, instance_id,
+                             self.host, reason, steps.events, action_id)
+            return
         if spawned is False and self._given_up(ctxt, instance_id):
             return
         if spec.mac_address:
@@ -147,10 +168,11 @@ class ComputeManager(PowerActionsMixin, SyncMixin, AuditMixin):
     # -- builds given up (scheduler watchdog: [compute] build_timeout) --------
 
     def _given_up(self, ctxt, instance_id):
-        """After a refused "spawned" report, under the VM's lock: True, and
-        the domain destroyed, when the VM is no longer meant to run here (its
-        build was given up - ERROR -, it was deleted or moved); False when the
-        report only repeated one that already made it live here."""
+        """After a "spawned" report that was refused or answered with an
+        error, under the VM's lock: True, and the domain destroyed, when the
+        VM is not live here (its build was given up - ERROR -, it was deleted
+        or moved, or it is still spawning); False when it is live here (the
+        report only repeated one that already made it so)."""
         current = self._report(self.conductor.instance_get, ctxt, instance_id)
         if (current is not None and current["host"] == self.host
                 and current["vm_state"] in (states.ACTIVE, states.STOPPED, states.PAUSED,
@@ -224,10 +246,10 @@ class ComputeManager(PowerActionsMixin, SyncMixin, AuditMixin):
         except Exception:
             LOG.exception("VM %s: clean-up after a failed spawn failed", instance_id)
 
-    def _report(self, method, *args, deadline=120.0):
+    def _report(self, method, *args):
         """Report to the conductor, retrying while it (or its DB) is away: a
         state change compute has made must not be lost."""
-        delay, give_up = 0.5, time.monotonic() + deadline
+        delay, give_up = self.report_delay, time.monotonic() + self.report_deadline
         while True:
             try:
                 return method(*args)
@@ -237,3 +259,11 @@ class ComputeManager(PowerActionsMixin, SyncMixin, AuditMixin):
                 LOG.warning("conductor unavailable (%s); retrying in %.1f s", e.message, delay)
                 time.sleep(delay)
                 delay = min(delay * 2, 5.0)
+
+
+def _reason(exc):
+    """What went wrong, for a VM's fault: a MininovaException's message, or
+    the class and text of anything else."""
+    if isinstance(exc, exception.MininovaException):
+        return exc.message
+    return "%s: %s" % (type(exc).__name__, exc)

@@ -38,6 +38,8 @@ _IDLE_WAKEUP = 1.0
 class _ConsumerLoop:
     """Connect, consume, drain, run queued operations; reconnect on failure."""
 
+    idle_wakeup = _IDLE_WAKEUP  # s; read at each wait (tests may set it per consumer)
+
     def __init__(self, transport, queue_name):
         self.transport = transport
         self.queue_name = queue_name
@@ -143,7 +145,7 @@ class _ConsumerLoop:
     def _wait_readable(self, sock):
         """Sleep until the socket has data (True), or a wakeup or the idle
         timeout (False)."""
-        readable, _, _ = select.select([sock, self._wakeup_r], [], [], _IDLE_WAKEUP)
+        readable, _, _ = select.select([sock, self._wakeup_r], [], [], self.idle_wakeup)
         if self._wakeup_r in readable:
             try:
                 while self._wakeup_r.recv(4096):

@@ -67,10 +67,10 @@ def test_external_destroy_and_start_are_seen(stack, vm):
     for _ in range(3):
         t0 = time.monotonic()
         assert virsh("destroy", "mininova-" + vm["id"]).returncode == 0
-        stack.wait_status(vm["id"], "SHUTOFF", timeout=5)
+        stack.wait_status(vm["id"], "SHUTOFF", timeout=30)
         latencies.append(time.monotonic() - t0)
         assert virsh("start", "mininova-" + vm["id"]).returncode == 0
-        stack.wait_status(vm["id"], "ACTIVE", timeout=5)
+        stack.wait_status(vm["id"], "ACTIVE", timeout=30)
     print("\nexternal virsh destroy -> SHUTOFF in the API: %s ms"
           % ", ".join("%.0f" % (x * 1000) for x in latencies))
 

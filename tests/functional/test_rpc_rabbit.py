@@ -47,6 +47,8 @@ class Endpoint:
     def __init__(self):
         self.received = []
         self.started = threading.Event()
+        self.barrier = None
+        self.lock = threading.Lock()
 
     def record(self, ctxt, **kwargs):
         self.received.append(kwargs)
@@ -61,9 +63,14 @@ class Endpoint:
     def crash(self, ctxt):
         raise RuntimeError("kaput")
 
-    def slow(self, ctxt, seconds):
-        time.sleep(seconds)
-        return seconds
+    def meet(self, ctxt, parties):
+        """Return once ``parties`` handlers are in here at the same time
+        (BrokenBarrierError after 30 s if they never are)."""
+        with self.lock:
+            if self.barrier is None:
+                self.barrier = threading.Barrier(parties)
+        self.barrier.wait(timeout=30)
+        return True
 
 
 @pytest.fixture
@@ -195,17 +202,25 @@ def test_concurrent_calls_from_20_threads(transports, topic, servers, ctxt):
 
 
 def test_handlers_overlap(transports, topic, servers, ctxt):
+    """8 calls on 8 workers run side by side: each handler returns only once
+    all 8 are inside it at the same time (run one after another, the first
+    would wait for the others until its barrier broke)."""
     transport = transports()
     servers(transport, rpc.Target(topic), workers=8)
-    client = rpc.RPCClient(transport, rpc.Target(topic), timeout=20)
-    start = time.monotonic()
-    threads = [threading.Thread(target=client.call, args=(ctxt, "slow"), kwargs={"seconds": 0.5})
-               for _ in range(8)]
+    client = rpc.RPCClient(transport, rpc.Target(topic), timeout=60)
+    results, errors = [], []
+
+    def call():
+        try:
+            results.append(client.call(ctxt, "meet", parties=8))
+        except Exception as e:  # reported below
+            errors.append(e)
+    threads = [threading.Thread(target=call) for _ in range(8)]
     for thread in threads:
         thread.start()
     for thread in threads:
-        thread.join(20)
-    assert time.monotonic() - start < 2.5  # 8 x 0.5 s in parallel, not 4 s
+        thread.join(90)
+    assert errors == [] and results == [True] * 8
 
 
 def test_typed_remote_errors(transports, topic, servers, admin, ctxt):
@@ -227,7 +242,8 @@ def test_call_timeout(transports, topic, ctxt):
     start = time.monotonic()
     with pytest.raises(exception.MessagingTimeout) as info:
         client.call(ctxt, "echo", value=1)
-    assert 0.5 <= time.monotonic() - start < 3
+    # It waited its own timeout, not the default (30 s): a bound, not a speed.
+    assert 0.5 <= time.monotonic() - start < 15
     assert info.value.kwargs["topic"] == topic
 
 
@@ -335,7 +351,9 @@ def test_consumer_and_publisher_reconnect(transports, topic, servers, ctxt, capl
     assert any("Reconnected to the message broker; consuming %s" % topic in m for m in messages)
 
 
-def test_unreachable_broker_raises_service_unavailable_quickly(ctxt):
+def test_unreachable_broker_raises_service_unavailable(ctxt):
+    """It gives up (after publish_retry_timeout) instead of waiting for the
+    broker: the bound says "no hang", it is not a speed figure."""
     transport = rpc.get_transport(services.rabbit_url(port=1),
                                   publish_retry_timeout=1.0)
     client = rpc.RPCClient(transport, rpc.Target("nowhere"), timeout=5)
@@ -343,14 +361,17 @@ def test_unreachable_broker_raises_service_unavailable_quickly(ctxt):
         start = time.monotonic()
         with pytest.raises(exception.ServiceUnavailable, match="message broker unreachable"):
             send(ctxt, "echo", value=1)
-        assert time.monotonic() - start < 3
+        assert time.monotonic() - start < 30
     transport.cleanup()
 
 
-def test_latency(transports, topic, servers, ctxt):
+def test_casts_and_calls_in_a_row(transports, topic, servers, ctxt):
+    """200 casts then 200 calls on one client: every cast arrives once, in
+    order (one consumer), every call gets its own answer. The latency is
+    printed for information only (figures belong in bench/)."""
     transport = transports()
-    endpoint, _ = servers(transport, rpc.Target(topic))
-    client = rpc.RPCClient(transport, rpc.Target(topic), timeout=10)
+    endpoint, _ = servers(transport, rpc.Target(topic), workers=1)
+    client = rpc.RPCClient(transport, rpc.Target(topic), timeout=30)
     client.call(ctxt, "echo", value=0)  # warm up: connections, reply queue, declares
     casts, calls = [], []
     for i in range(200):
@@ -359,37 +380,64 @@ def test_latency(transports, topic, servers, ctxt):
         casts.append(time.perf_counter() - start)
     for i in range(200):
         start = time.perf_counter()
-        client.call(ctxt, "echo", value=i)
+        assert client.call(ctxt, "echo", value=i)["value"] == i
         calls.append(time.perf_counter() - start)
-    wait_for(lambda: len(endpoint.received) == 200)
+    wait_for(lambda: len(endpoint.received) >= 200, timeout=60)
+    assert endpoint.received == [{"i": i} for i in range(200)]
     cast_p50, call_p50 = statistics.median(casts) * 1000, statistics.median(calls) * 1000
     print("\nRPC latency p50: cast publish %.2f ms, call round trip %.2f ms" % (cast_p50, call_p50))
-    assert cast_p50 < 50 and call_p50 < 100
 
 
 def test_idle_consumer_sleeps_and_wakes_for_acks_and_stop(transports, topic, servers, ctxt):
-    """Consumers block on their socket: an idle one wakes about once a second
-    (heartbeats), yet an ack queued by a worker runs at once (with one worker,
-    prefetch 1: each next delivery waits for the previous ack) and stop()
-    ends the thread at once."""
-    transport = transports()
+    """Consumers block on their socket. Idle, one sleeps through each whole
+    wait (it wakes for heartbeats, it does not spin). An ack queued by a
+    worker and stop() wake it themselves: with its idle wakeup an hour away,
+    20 casts through one worker still all arrive (prefetch 1: each next
+    delivery waits for the previous ack), and stop() still ends the thread."""
+    transport = transports(heartbeat=0)  # no heartbeat frames to end a wait either
     endpoint, server = servers(transport, rpc.Target(topic), workers=1)
-    client = rpc.RPCClient(transport, rpc.Target(topic), timeout=10)
+    client = rpc.RPCClient(transport, rpc.Target(topic), timeout=30)
     client.call(ctxt, "echo", value=0)
-    start = time.monotonic()
-    for i in range(20):
-        client.cast(ctxt, "record", i=i)
-    wait_for(lambda: len(endpoint.received) == 20)
-    assert time.monotonic() - start < 5  # not one idle wakeup (1 s) per ack
-
     listener = server._listener
-    wakeups = []
+    waits = []  # (seconds waited, socket readable) for each wait, as it ends
     wait_readable = listener._wait_readable
-    listener._wait_readable = lambda sock: wakeups.append(1) or wait_readable(sock)
-    listener.wake()  # the thread picks up the counting wrapper on its next turn
-    time.sleep(1.5)  # idle on purpose: measuring how often an idle consumer wakes
-    assert len(wakeups) <= 4
 
-    start = time.monotonic()
-    server.wait(timeout=5)
-    assert time.monotonic() - start < 0.5
+    def timed(sock):
+        started = time.monotonic()
+        readable = wait_readable(sock)
+        waits.append((time.monotonic() - started, readable))
+        return readable
+    listener._wait_readable = timed
+
+    def woken():
+        """Make the thread start a new wait (reading idle_wakeup anew); the
+        index of the next wait but one (if that wait ended by its timeout
+        just before the wakeup came, the next one ends at once on it)."""
+        seen = len(waits)
+        listener.wake()
+        wait_for(lambda: len(waits) > seen, timeout=30)
+        return len(waits) + 1
+
+    # Idle: five waits that end by their timeout, each lasting all of it.
+    listener.idle_wakeup = 0.2
+    first = woken()
+    wait_for(lambda: sum(1 for _, r in waits[first:] if not r) >= 5, timeout=60)
+    idle = [s for s, readable in waits[first:] if not readable]
+    assert min(idle) >= 0.15, idle  # no early return: it slept (load only lengthens)
+
+    # Acks wake it: nothing else would for an hour.
+    listener.idle_wakeup = 3600
+    try:
+        woken()
+        for i in range(20):
+            client.cast(ctxt, "record", i=i)
+        wait_for(lambda: len(endpoint.received) == 20, timeout=60)
+
+        # So does stop().
+        stopper = threading.Thread(target=server.wait, kwargs={"timeout": 5}, daemon=True)
+        stopper.start()
+        stopper.join(60)
+        assert not stopper.is_alive() and not listener._thread.is_alive()
+    finally:  # failed: do not leave the thread asleep for an hour
+        listener.idle_wakeup = 0.2
+        listener.wake()

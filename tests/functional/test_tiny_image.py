@@ -232,13 +232,13 @@ def test_tiny_guest_boots_leases_pings_powers_off_keeps_console(
     assert ipaddress.ip_address(ip) in SUBNET
 
     t = time.monotonic()
-    wait_for(lambda: ping(ip), 20, interval=0.2, what="ping %s" % ip)
+    wait_for(lambda: ping(ip), 60, interval=0.2, what="ping %s" % ip)
     print("[%s] ping %s answered after %.2f s" % (console, ip, time.monotonic() - t))
 
     # ACPI power button -> busybox acpid -> poweroff -f.
     t = time.monotonic()
     dom.shutdownFlags(libvirt.VIR_DOMAIN_SHUTDOWN_ACPI_POWER_BTN)
-    wait_for(lambda: not dom.isActive(), 20, what="ACPI shutdown")
+    wait_for(lambda: not dom.isActive(), 60, what="ACPI shutdown")
     print("[%s] ACPI shutdown -> shut off in %.2f s" % (console, time.monotonic() - t))
     state, reason = dom.state()
     assert state == libvirt.VIR_DOMAIN_SHUTOFF
@@ -272,4 +272,4 @@ def test_tiny_guest_without_nic_reports_booted(tiny_image, conn, domains, tmp_pa
     text = read(log)
     assert BOOTED in text and not UP.search(text)
     dom.shutdownFlags(libvirt.VIR_DOMAIN_SHUTDOWN_ACPI_POWER_BTN)
-    wait_for(lambda: not dom.isActive(), 20, what="ACPI shutdown")
+    wait_for(lambda: not dom.isActive(), 60, what="ACPI shutdown")

@@ -23,6 +23,7 @@ from common.timeline import DbSink, Timeline
 from nova_api.app import create_app
 from nova_conductor.manager import ConductorManager
 from tests.unit.conftest import token_for
+from tests.waiting import wait_for
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 REQ = r"\(request req-[0-9a-f-]+\)"
@@ -290,8 +291,11 @@ def test_power_actions_wait_and_delete(cloud):
                                         % REQ.replace("\\(", "\\(").replace("\\)", "\\)"),
                                         r.out), r
     assert cloud.calls[-1][2] is False
-    time.sleep(STEP * 3)
     vm_id = run("vm", "show", "web1", "-f", "json", cloud=cloud).json()["vm"]["id"]
+    # Not waited for, yet carried out: its action ends in success. Waited
+    # for here (not slept), so that the delete below does not overtake it.
+    wait_for(lambda: newest_action(cloud.db, vm_id) == ("reboot", "success"), 30,
+             what="the soft reboot to finish")
     r = run("vm", "delete", "web1", "--wait", cloud=cloud)
     assert r.code == 0 and r.out == "VM web1 deleted.\n", r
     assert r.err.splitlines()[-1].endswith("web1: deleted")
@@ -301,6 +305,12 @@ def test_power_actions_wait_and_delete(cloud):
     assert r.code == 0, r
     actions = [row[1] for row in table_rows(r.out)[1:]]
     assert actions[0] == "delete" and actions[-1] == "create" and "reboot_hard" in actions
+
+
+def newest_action(db, instance_id):
+    with db.transaction() as s:
+        action = actions.action_list(s, instance_id)[0]
+        return action.action, action.result
 
 
 def test_failed_action_wait_exits_3(cloud):

@@ -119,7 +119,7 @@ def test_call_timeout(transport, ctxt):
     start = time.monotonic()
     with pytest.raises(exception.MessagingTimeout) as info:
         client.call(ctxt, "select_destinations")
-    assert 0.2 <= time.monotonic() - start < 2
+    assert 0.2 <= time.monotonic() - start < 15  # its own timeout, not the default 30 s
     assert info.value.kwargs == {"method": "select_destinations", "topic": "scheduler",
                                  "timeout": 0.2}
     assert isinstance(info.value, exception.ServiceUnavailable)
