@@ -23,7 +23,7 @@ from common.timeline import DbSink, Timeline
 from nova_api.app import create_app
 from nova_conductor.manager import ConductorManager
 from tests.unit.conftest import token_for
-from tests.waiting import wait_for
+from mininova_lab.waiting import wait_for
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 REQ = r"\(request req-[0-9a-f-]+\)"

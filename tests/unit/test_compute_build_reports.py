@@ -9,7 +9,7 @@ import pytest
 from common import exception, states
 from common.db import api as db_api
 from nova_compute.virt import fake
-from nova_scheduler.conductor import ConductorManager
+from nova_conductor.manager import ConductorManager
 from tests.unit.test_compute_manager import (  # noqa: F401 (fixture)
     CTXT, base_image, make_manager, placed_vm, row)
 

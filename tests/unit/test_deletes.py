@@ -17,12 +17,12 @@ from common.db.models import Instance, utcnow
 from common.timeline import DbSink, Timeline
 from nova_api.app import create_app
 from nova_compute.virt import fake
-from nova_scheduler.conductor import ConductorManager
-from nova_scheduler.watchdog import Watchdog
+from nova_conductor.manager import ConductorManager
+from nova_conductor.watchdog import Watchdog
 from tests.unit.conftest import token_for
 from tests.unit.test_compute_manager import (  # noqa: F401 (fixture)
     CTXT, base_image, make_manager, placed_vm, row)
-from tests.waiting import wait_for
+from mininova_lab.waiting import wait_for
 
 
 @pytest.fixture

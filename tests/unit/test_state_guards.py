@@ -6,7 +6,7 @@ import pytest
 from common import exception, states
 from common.db import api as db_api
 from nova_api.app import create_app
-from nova_scheduler.conductor import ConductorManager
+from nova_conductor.manager import ConductorManager
 from tests.unit.conftest import auth_headers
 from tests.unit.test_scheduler import CTXT, RATIOS, add_host, add_vm, get
 
