@@ -174,7 +174,7 @@ def test_trace_a_vm_create_and_delete_until_done(stack):
     assert "vm=%s(%s)" % (vm_id[:8], name) in line_of(
         "scheduler@%s → compute.%s" % (host, host), "cast build_instance")
     assert "power=running" in line_of("compute@%s → conductor" % host, "call instance_spawned")
-    assert "result=true" in line_of("scheduler@%s → compute@%s" % (host, host),
+    assert "result=true" in line_of("conductor@%s → compute@%s" % (host, host),
                                     "reply instance_spawned")
     assert "service_heartbeat" not in lines  # not about this VM
 
