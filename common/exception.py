@@ -3,7 +3,13 @@
 Every error a user can cause or see is a ``MininovaException`` subclass with an
 HTTP ``code``; the API maps them to responses in one error handler, and the RPC
 layer carries them across the wire by class name (see ``common.rpc``).
+
+Every class is defined here and nowhere else: a process that receives an
+error by name then finds its class whatever modules it imported, and a
+remote error cannot name a class outside this module.
 """
+
+_REGISTRY = {}  # class name -> class, for the classes of this module only
 
 
 class MininovaException(Exception):
@@ -11,6 +17,13 @@ class MininovaException(Exception):
 
     code = 500
     msg_fmt = "An unknown error occurred."
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if cls.__module__ == __name__:
+            if cls.__name__ in _REGISTRY:
+                raise TypeError("two exception classes named %s" % cls.__name__)
+            _REGISTRY[cls.__name__] = cls
 
     def __init__(self, message=None, **kwargs):
         self.kwargs = kwargs
@@ -23,6 +36,9 @@ class MininovaException(Exception):
         super().__init__(self.message)
 
 
+_REGISTRY[MininovaException.__name__] = MininovaException
+
+
 class Invalid(MininovaException):
     code = 400
     msg_fmt = "Invalid request: %(reason)s"
@@ -32,9 +48,23 @@ class ValidationError(Invalid):
     msg_fmt = "Invalid field '%(field)s': %(reason)s"
 
 
+class Unauthorized(MininovaException):
+    code = 401
+    msg_fmt = "Authentication required: %(reason)s"
+
+
+class MarkerNotFound(Invalid):
+    msg_fmt = "Invalid request: marker %(marker)s not found."
+
+
 class Forbidden(MininovaException):
     code = 403
     msg_fmt = "Forbidden."
+
+
+class QuotaExceeded(Forbidden):
+    msg_fmt = ("Quota exceeded for %(resource)s: requested %(requested)d, %(used)d of "
+               "%(limit)d used.")
 
 
 class NotFound(MininovaException):
@@ -58,9 +88,16 @@ class HostNotFound(NotFound):
     msg_fmt = "Compute host %(host)s could not be found."
 
 
-class MethodNotAllowed(MininovaException):
-    code = 405
-    msg_fmt = "Method not allowed."
+class ServiceNotFound(NotFound):
+    msg_fmt = "Service %(service)s could not be found."
+
+
+class ServerGroupNotFound(NotFound):
+    msg_fmt = "Server group %(group)s could not be found."
+
+
+class InstanceActionNotFound(NotFound):
+    msg_fmt = "Action %(request_id)s of VM %(instance)s could not be found."
 
 
 class Conflict(MininovaException):
@@ -97,13 +134,30 @@ class RemoteError(MininovaException):
     msg_fmt = "Remote error %(exc_type)s: %(value)s"
 
 
+# A request an RPC server cannot dispatch: it is dead-lettered, never retried,
+# and a waiting caller gets this error back.
+class MalformedMessage(MininovaException):
+    msg_fmt = "Malformed RPC message: %(reason)s"
+
+
+class UnsupportedVersion(MalformedMessage):
+    msg_fmt = "Message version %(version)s not supported by server version %(server_version)s"
+
+
+class NoSuchMethod(MalformedMessage):
+    msg_fmt = "%(reason)s"
+
+
+class RPCVersionCapError(MininovaException):
+    """A client asked to send a message newer than its [upgrade_levels] cap (a bug:
+    ``can_send_version`` says what may be sent)."""
+
+    msg_fmt = "Requested message version %(version)s is above the version cap %(version_cap)s"
+
+
 # Non-user errors raised inside the compute/virt layers; they end as a VM fault.
 class BuildFailed(MininovaException):
     msg_fmt = "Build of VM %(instance)s failed: %(reason)s"
-
-
-class NoValidHost(MininovaException):
-    msg_fmt = "No valid host was found. %(reason)s"
 
 
 class ImageUnavailable(MininovaException):
@@ -115,11 +169,5 @@ class HypervisorError(MininovaException):
 
 
 def by_name(name):
-    """Return the MininovaException subclass called ``name``, or None."""
-    stack = [MininovaException]
-    while stack:
-        cls = stack.pop()
-        if cls.__name__ == name:
-            return cls
-        stack.extend(cls.__subclasses__())
-    return None
+    """The class of this module called ``name`` (a MininovaException), or None."""
+    return _REGISTRY.get(name)

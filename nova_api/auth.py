@@ -73,9 +73,9 @@ def authenticate(request, ctxt, cache):
         return
     secret = request.headers.get("X-Auth-Token")
     if not secret:
-        raise db_auth.Unauthorized(reason="send a token in the X-Auth-Token header")
+        raise exception.Unauthorized(reason="send a token in the X-Auth-Token header")
     if len(secret) > 256:
-        raise db_auth.Unauthorized(reason="invalid token")
+        raise exception.Unauthorized(reason="invalid token")
     ctxt.user_id, ctxt.project_id, role = cache.identity(secret)
     ctxt.roles = [role]
     ctxt.is_admin = role == "admin"

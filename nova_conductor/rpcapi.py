@@ -76,9 +76,7 @@ class ConductorAPI:
         try:
             self._client_1_2.call(ctxt, "instance_build_interrupted", instance_id=instance_id,
                                   host=host, reason=reason)
-        except exception.RemoteError as e:
-            if e.kwargs.get("exc_type") != "UnsupportedVersion":
-                raise
+        except exception.UnsupportedVersion:
             # A conductor older than 1.2: a failed build (the host is not retried).
             self.instance_build_failed(ctxt, instance_id, host, reason)
 

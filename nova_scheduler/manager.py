@@ -132,7 +132,7 @@ class SchedulerManager:
         if inst.group_id:
             try:
                 group = db_hosts.group_get(s, inst.project_id, inst.group_id)
-            except db_hosts.ServerGroupNotFound:
+            except exception.ServerGroupNotFound:
                 return spec  # the group was deleted: no constraint left
             spec.group_id, spec.group_policy = group.id, group.policy
             spec.group_hosts = frozenset(db_hosts.group_hosts(s, group.id, inst.id))

@@ -28,10 +28,6 @@ _LIMITS = {"action": 32, "event": 64, "host": 255, "result": 16, "request_id": 6
            "project_id": 64, "user_id": 64}
 
 
-class InstanceActionNotFound(exception.NotFound):
-    msg_fmt = "Action %(request_id)s of VM %(instance)s could not be found."
-
-
 def cut(field, value):
     """``value`` as text cut to the column size of ``field`` (None stays None)."""
     if value is None:
@@ -185,7 +181,8 @@ def action_get(s, instance_id, request_id):
     """(action, [events in start order]); InstanceActionNotFound if missing."""
     action = _find(s, instance_id, request_id)
     if action is None:
-        raise InstanceActionNotFound(request_id=request_id, instance=instance_id)
+        raise exception.InstanceActionNotFound(request_id=request_id,
+                                               instance=instance_id)
     events = s.scalars(sa.select(InstanceActionEvent)
                        .where(InstanceActionEvent.action_id == action.id)
                        .order_by(InstanceActionEvent.start_time,

@@ -87,10 +87,6 @@ def image_create(s, **values):
 
 # -- instances ---------------------------------------------------------------
 
-class MarkerNotFound(exception.Invalid):
-    msg_fmt = "Invalid request: marker %(marker)s not found."
-
-
 _INSERT_INSTANCE = sa.insert(Instance.__table__)  # built once
 
 
@@ -154,7 +150,7 @@ def instance_page(s, project_id, columns, limit, marker=None):
             .where(table.c.id == marker, table.c.project_id == project_id)
         ).first() if is_uuid(marker) else None
         if after is None:
-            raise MarkerNotFound(marker=marker)
+            raise exception.MarkerNotFound(marker=marker)
         query = query.where(sa.tuple_(table.c.created_at, table.c.id) > sa.tuple_(*after))
     return s.connection().execute(
         query.order_by(table.c.created_at, table.c.id).limit(limit)).all()

@@ -22,15 +22,6 @@ RESOURCES = ("instances", "cores", "ram")
 NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
 
-class Unauthorized(exception.MininovaException):
-    code = 401
-    msg_fmt = "Authentication required: %(reason)s"
-
-
-class QuotaExceeded(exception.Forbidden):
-    msg_fmt = "Quota exceeded for %(resource)s: requested %(requested)d, %(used)d of %(limit)d used."
-
-
 def _check_name(kind, name):
     if not NAME.match(name or ""):
         raise exception.Invalid(reason="%s name must be 1-64 letters, digits, '.', '_' or '-'"
@@ -99,9 +90,9 @@ def token_lookup_expiring(s, secret):
                     .join(Token, Token.user_id == User.id)
                     .where(Token.secret_sha256 == token_hash(secret))).first()
     if row is None:
-        raise Unauthorized(reason="invalid token")
+        raise exception.Unauthorized(reason="invalid token")
     if row.expires_at is not None and row.expires_at < utcnow():
-        raise Unauthorized(reason="token expired")
+        raise exception.Unauthorized(reason="token expired")
     return (row.id, row.project_id, row.role), row.expires_at
 
 
@@ -228,10 +219,10 @@ def quota_reserve(s, project_id, defaults, cores, ram):
     used = quota_usage(s, project_id)
     for resource, amount in want.items():
         if 0 <= limits[resource] < used[resource] + amount:
-            raise QuotaExceeded(resource=resource, requested=amount, used=used[resource],
-                                limit=limits[resource])
-    raise QuotaExceeded(resource="instances", requested=1, used=used["instances"],
-                        limit=limits["instances"])
+            raise exception.QuotaExceeded(resource=resource, requested=amount,
+                                          used=used[resource], limit=limits[resource])
+    raise exception.QuotaExceeded(resource="instances", requested=1, used=used["instances"],
+                                  limit=limits["instances"])
 
 
 def quota_release(s, project_id, cores, ram):

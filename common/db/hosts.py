@@ -9,18 +9,10 @@ from common.db.models import ComputeNode, Instance, ServerGroup, Service, utcnow
 POLICIES = ("affinity", "anti-affinity")
 
 
-class ServiceNotFound(exception.NotFound):
-    msg_fmt = "Service %(service)s could not be found."
-
-
-class ServerGroupNotFound(exception.NotFound):
-    msg_fmt = "Server group %(group)s could not be found."
-
-
 def service_get(s, service_id):
     svc = s.get(Service, service_id)
     if svc is None:
-        raise ServiceNotFound(service=service_id)
+        raise exception.ServiceNotFound(service=service_id)
     return svc
 
 
@@ -82,7 +74,7 @@ def group_get(s, project_id, ref, lock=False):
         query = query.with_for_update()
     group = s.scalars(query).first()
     if group is None:
-        raise ServerGroupNotFound(group=ref)
+        raise exception.ServerGroupNotFound(group=ref)
     return group
 
 

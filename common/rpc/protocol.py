@@ -26,18 +26,6 @@ _LOGGED_BODY_CHARS = 500
 _sender = None  # "service@host" of this process, stamped on what it sends
 
 
-class MalformedMessage(Exception):
-    """A request the server cannot dispatch; it is dead-lettered, never retried."""
-
-
-class UnsupportedVersion(MalformedMessage):
-    pass
-
-
-class NoSuchMethod(MalformedMessage):
-    pass
-
-
 def parse_version(text):
     """"X.Y" -> (X, Y); ValueError otherwise."""
     match = _VERSION_RE.match(text) if isinstance(text, str) else None
@@ -87,10 +75,6 @@ def set_sender(service, host):
     _sender = "%s@%s" % (service, host) if service and host else (service or host or None)
 
 
-def get_sender():
-    return _sender
-
-
 def _dumps(obj):
     if _sender is not None:
         obj["sender"] = _sender
@@ -114,22 +98,22 @@ def decode_request(raw):
             raw = raw.decode("utf-8")
         body = json.loads(raw)
     except (UnicodeDecodeError, ValueError) as exc:
-        raise MalformedMessage("body is not JSON: %s" % exc) from None
+        raise exception.MalformedMessage("body is not JSON: %s" % exc) from None
     if not isinstance(body, dict):
-        raise MalformedMessage("body is not a JSON object")
+        raise exception.MalformedMessage("body is not a JSON object")
     method, args = body.get("method"), body.get("args")
     ctxt, version = body.get("context"), body.get("version")
     if not isinstance(method, str) or not method:
-        raise MalformedMessage("missing or invalid 'method'")
+        raise exception.MalformedMessage("missing or invalid 'method'")
     if not isinstance(args, dict):
-        raise MalformedMessage("missing or invalid 'args' (must be an object)")
+        raise exception.MalformedMessage("missing or invalid 'args' (must be an object)")
     if not isinstance(ctxt, dict):
-        raise MalformedMessage("missing or invalid 'context' (must be an object)")
+        raise exception.MalformedMessage("missing or invalid 'context' (must be an object)")
     _check_context(ctxt)
     try:
         parse_version(version)
     except ValueError as exc:
-        raise MalformedMessage(str(exc)) from None
+        raise exception.MalformedMessage(str(exc)) from None
     return body
 
 
@@ -138,13 +122,15 @@ def _check_context(ctxt):
     for field in ("request_id", "project_id", "user_id"):
         value = ctxt.get(field)
         if value is not None and not isinstance(value, str):
-            raise MalformedMessage("invalid context field %r (must be a string)" % field)
+            raise exception.MalformedMessage("invalid context field %r (must be a string)"
+                                             % field)
     roles = ctxt.get("roles")
     if roles is not None and not (isinstance(roles, list)
                                   and all(isinstance(r, str) for r in roles)):
-        raise MalformedMessage("invalid context field 'roles' (must be a list of strings)")
+        raise exception.MalformedMessage("invalid context field 'roles' (must be a list "
+                                         "of strings)")
     if ctxt.get("is_admin") is not None and not isinstance(ctxt.get("is_admin"), bool):
-        raise MalformedMessage("invalid context field 'is_admin' (must be a boolean)")
+        raise exception.MalformedMessage("invalid context field 'is_admin' (must be a boolean)")
 
 
 def encode_result(result):
@@ -166,9 +152,10 @@ def encode_failure(exc):
 def decode_reply(raw):
     """Return the result, or raise the remote failure as a local exception.
 
-    Only ``MininovaException`` subclasses are re-created (looked up by name
-    with ``exception.by_name``), so a reply can never make us instantiate an
-    arbitrary class; anything else becomes ``RemoteError``.
+    Only the classes of ``common.exception`` are re-created (looked up by
+    name with ``exception.by_name``), whatever this process imported, and a
+    reply can never make us instantiate any other class; anything else
+    becomes ``RemoteError``.
     """
     try:
         if isinstance(raw, (bytes, bytearray)):

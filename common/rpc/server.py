@@ -123,17 +123,16 @@ class RPCServer:
         try:
             request = protocol.decode_request(incoming.body)
             if not protocol.version_compatible(self.target.version, request["version"]):
-                raise protocol.UnsupportedVersion(
-                    "message version %s not supported by server version %s"
-                    % (request["version"], self.target.version))
+                raise exception.UnsupportedVersion(version=request["version"],
+                                                   server_version=self.target.version)
             handler = self._find(request["method"])
             self._check_arguments(request["method"], handler, request["args"])
         except Exception as exc:  # MalformedMessage, or a bug: never let it loop
-            if not isinstance(exc, protocol.MalformedMessage):
+            if not isinstance(exc, exception.MalformedMessage):
                 LOG.exception("Unexpected error decoding message %s on %s",
                               incoming.message_id, self.target.queue)
-            LOG.error("Dead-lettering message %s on %s: %s; body: %s",
-                      incoming.message_id, self.target.queue, exc,
+            LOG.error("Dead-lettering message %s on %s: %s: %s; body: %s",
+                      incoming.message_id, self.target.queue, type(exc).__name__, exc,
                       protocol.truncate(incoming.body))
             self._work.put(functools.partial(self._refuse, incoming, exc))
             return
@@ -151,8 +150,8 @@ class RPCServer:
         try:
             signature.bind(None, **args)
         except TypeError as exc:
-            raise protocol.MalformedMessage("arguments do not fit %s(): %s"
-                                            % (method, exc)) from None
+            raise exception.MalformedMessage("arguments do not fit %s(): %s"
+                                             % (method, exc)) from None
 
     def _find(self, method):
         if not method.startswith("_"):
@@ -165,7 +164,7 @@ class RPCServer:
                 handler = getattr(endpoint, method, None)
                 if callable(handler):
                     return handler
-        raise protocol.NoSuchMethod("no method %r on %s" % (method, self.target.queue))
+        raise exception.NoSuchMethod("no method %r on %s" % (method, self.target.queue))
 
     # -- on worker threads ---------------------------------------------------
 

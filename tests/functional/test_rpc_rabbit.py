@@ -232,7 +232,7 @@ def test_typed_remote_errors(transports, topic, servers, admin, ctxt):
     with pytest.raises(exception.RemoteError) as info:
         client.call(ctxt, "crash")
     assert info.value.kwargs == {"exc_type": "RuntimeError", "value": "kaput"}
-    with pytest.raises(exception.RemoteError, match="NoSuchMethod"):
+    with pytest.raises(exception.NoSuchMethod):
         client.call(ctxt, "no_such_method")
     take_dead_letter(admin, ctxt.request_id)  # the caller was told, and it is dead-lettered
 

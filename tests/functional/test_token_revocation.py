@@ -12,6 +12,7 @@ import psycopg2
 import pytest
 import sqlalchemy as sa
 
+from common import exception
 from nova_manage import cmd as manage
 from common.db import auth as db_auth
 from common.db import migration, revocations
@@ -131,7 +132,7 @@ def test_a_committed_revocation_is_heard_and_empties_the_cache(pg_db, listened):
     with pg_db.transaction() as s:
         db_auth.token_revoke(s, secret)
     wait_for(lambda: listener.current() not in (None, before), 30, what="the notification")
-    with pytest.raises(db_auth.Unauthorized):
+    with pytest.raises(exception.Unauthorized):
         cache.identity(secret)
 
 
@@ -145,7 +146,7 @@ def test_after_the_listener_reconnects_no_stale_identity_is_served(pg_db, listen
     kill_connection(pg_db, listener.backend_pid)  # as a database restart does
     wait_for(lambda: listener.connects >= 2 and listener.current() is not None, 30,
              what="the listener to reconnect")
-    with pytest.raises(db_auth.Unauthorized):
+    with pytest.raises(exception.Unauthorized):
         cache.identity(secret)
 
 
@@ -159,7 +160,7 @@ def test_while_the_listener_is_disconnected_nothing_is_cached(pg_db, listened):
         cache.identity(secret)
     assert counting.lookups == 3
     revoke_unannounced(pg_db, secret)
-    with pytest.raises(db_auth.Unauthorized):
+    with pytest.raises(exception.Unauthorized):
         cache.identity(secret)
 
 
@@ -204,7 +205,7 @@ def test_manage_returns_only_once_the_api_has_heard_the_revocation(pg_db, listen
     gate.set()
     revoker.join(30)
     assert codes == [0]
-    with pytest.raises(db_auth.Unauthorized):
+    with pytest.raises(exception.Unauthorized):
         cache.identity(secret)
     assert "warning" not in capsys.readouterr().err
 

@@ -53,7 +53,7 @@ def echo_server(vhost_url):
 
 @pytest.fixture
 def sender():
-    before = protocol.get_sender()
+    before = protocol._sender
     protocol.set_sender("tester", "here")
     yield "tester@here"
     protocol._sender = before

@@ -3,6 +3,7 @@ of a usage row that exists from the project's creation on (or is made once
 for a project that lacks it); limits read by the statement itself."""
 import pytest
 
+from common import exception
 from common.db import auth
 from common.db.models import QuotaUsage
 
@@ -38,7 +39,7 @@ def test_a_project_without_usage_row_gets_one_once(db):
     ({"cores": 4}, "cores"), ({"ram": 901}, "ram")])
 def test_each_limit_is_checked_and_named(db, want, resource):
     reserve(db, "p")
-    with pytest.raises(auth.QuotaExceeded) as e:
+    with pytest.raises(exception.QuotaExceeded) as e:
         reserve(db, "p", **want)
     assert "Quota exceeded for %s" % resource in e.value.message
     assert usage(db, "p") == {"instances": 1, "cores": 1, "ram": 100}  # unchanged
@@ -47,7 +48,7 @@ def test_each_limit_is_checked_and_named(db, want, resource):
 def test_overrides_and_unlimited(db):
     for _ in range(3):
         reserve(db, "p")
-    with pytest.raises(auth.QuotaExceeded, match="instances: requested 1, 3 of 3 used"):
+    with pytest.raises(exception.QuotaExceeded, match="instances: requested 1, 3 of 3 used"):
         reserve(db, "p")
     with db.transaction() as s:
         auth.quota_set(s, "p", {"instances": 4})
@@ -63,5 +64,5 @@ def test_overrides_and_unlimited(db):
 def test_a_limit_of_zero_refuses_the_first_create(db):
     with db.transaction() as s:
         auth.quota_set(s, "p", {"instances": 0})
-    with pytest.raises(auth.QuotaExceeded, match="instances: requested 1, 0 of 0 used"):
+    with pytest.raises(exception.QuotaExceeded, match="instances: requested 1, 0 of 0 used"):
         reserve(db, "p")

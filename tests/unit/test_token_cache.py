@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+from common import exception
 from nova_manage import cmd as manage
 from common.db import auth as db_auth
 from common.db.models import utcnow
@@ -71,7 +72,7 @@ def test_without_a_listener_every_request_reads_the_db(db, counting):
     assert cache.identity(secret)[1] == "p1"
     assert counting.lookups == 2
     revoke(db, secret)
-    with pytest.raises(db_auth.Unauthorized):
+    with pytest.raises(exception.Unauthorized):
         cache.identity(secret)
 
 
@@ -84,7 +85,7 @@ def test_a_listened_cache_answers_from_memory_until_the_generation_moves(db, cou
     assert counting.lookups == 1
     revoke(db, secret)
     listener.generation += 1  # the NOTIFY of that commit arrived
-    with pytest.raises(db_auth.Unauthorized):
+    with pytest.raises(exception.Unauthorized):
         cache.identity(secret)
 
 
@@ -99,7 +100,7 @@ def test_nothing_is_trusted_or_stored_while_the_listener_is_not_connected(db, co
     assert counting.lookups == 3
     revoke(db, secret)   # its NOTIFY is lost: nobody listens
     listener.connected, listener.generation = True, listener.generation + 1  # reconnected
-    with pytest.raises(db_auth.Unauthorized):
+    with pytest.raises(exception.Unauthorized):
         cache.identity(secret)
 
 
@@ -116,7 +117,7 @@ def test_a_revocation_heard_during_the_lookup_keeps_its_result_out_of_the_cache(
     counting.during_lookup = revoked_meanwhile
     cache.identity(secret)  # valid when it was read
     revoke(db, secret)
-    with pytest.raises(db_auth.Unauthorized):
+    with pytest.raises(exception.Unauthorized):
         cache.identity(secret)
 
 
@@ -181,7 +182,7 @@ def identity_or_none(db, secret):
     with db.transaction() as s:
         try:
             return db_auth.token_lookup(s, secret)
-        except db_auth.Unauthorized:
+        except exception.Unauthorized:
             return None
 
 

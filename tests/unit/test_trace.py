@@ -20,7 +20,7 @@ OTHER_VM = "77777777-0000-4000-8000-000000000002"
 @pytest.fixture
 def sender():
     """Set this process's sender for a test, and put it back."""
-    before = protocol.get_sender()
+    before = protocol._sender
 
     def set_to(service, host="ctl1"):
         protocol.set_sender(service, host)
