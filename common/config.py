@@ -202,6 +202,22 @@ quota_opts = [
     cfg.IntOpt("ram", default=51200, min=-1, help="Default MB of RAM per project (-1: unlimited)."),
 ]
 
+# As Nova's: during a rolling upgrade, old and new daemons share the queues.
+# Set each to the oldest version still running of that service, upgrade them
+# all, then empty it again.
+_VERSION_CAP = r"^(\d+\.\d+)?$"
+upgrade_levels_opts = [
+    cfg.StrOpt(service, default="", regex=_VERSION_CAP,
+               help="Newest RPC message version sent to %s (\"X.Y\"), e.g. while some of "
+                    "them still run an older release; older forms of a message are sent "
+                    "instead (the version history is in %s/rpcapi.py). Empty: no cap, the "
+                    "newest this release knows." % (binary, package))
+    for service, binary, package in (
+        ("scheduler", "mininova-scheduler", "nova_scheduler"),
+        ("conductor", "mininova-conductor", "nova_conductor"),
+        ("compute", "mininova-compute", "nova_compute"))
+]
+
 OPT_GROUPS = {
     "DEFAULT": default_opts,
     "api": api_opts,
@@ -211,6 +227,7 @@ OPT_GROUPS = {
     "compute": compute_opts,
     "libvirt": libvirt_opts,
     "quota": quota_opts,
+    "upgrade_levels": upgrade_levels_opts,
 }
 
 

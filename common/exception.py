@@ -141,7 +141,9 @@ class MalformedMessage(MininovaException):
 
 
 class UnsupportedVersion(MalformedMessage):
-    msg_fmt = "Message version %(version)s not supported by server version %(server_version)s"
+    msg_fmt = ("Message version %(version)s of %(method)s not supported by %(queue)s at "
+               "version %(server_version)s (same major, minor up to its own; cap newer "
+               "senders with [upgrade_levels])")
 
 
 class NoSuchMethod(MalformedMessage):

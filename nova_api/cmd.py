@@ -18,7 +18,9 @@ def build_app(conf):
     # The token cache needs revocations announced: PostgreSQL's NOTIFY.
     revocations = (RevocationListener(db).start()
                    if db.dialect == "postgresql" and conf.api.token_cache_seconds > 0 else None)
-    return create_app(conf, db, SchedulerAPI(transport), ComputeAPI(transport),
+    levels = conf.upgrade_levels
+    return create_app(conf, db, SchedulerAPI(transport, version_cap=levels.scheduler),
+                      ComputeAPI(transport, version_cap=levels.compute),
                       revocations=revocations)
 
 

@@ -21,7 +21,9 @@ def main(argv=None):
     events = PowerEventSync(conf.compute.stop_event_debounce)
     driver = get_driver(conf, lifecycle_callback=events.on_event)
     driver.init_host(conf.host)
-    manager = ComputeManager(driver, ConductorAPI(transport, timeout=conf.rpc_response_timeout),
+    conductor = ConductorAPI(transport, timeout=conf.rpc_response_timeout,
+                             version_cap=conf.upgrade_levels.conductor)
+    manager = ComputeManager(driver, conductor,
                              ImageCache(conf.compute.image_cache_path,
                                         fetcher=HttpFetcher(token=conf.compute.image_api_token)), conf)
     # Up before anything is retried: the builds init_host hands back to the

@@ -1,20 +1,27 @@
-"""Client of the compute daemons: one queue per host, ``compute.<host>``."""
+"""Client of the compute daemons: one queue per host, ``compute.<host>``.
+
+Version history (a server at X.Y takes X.0 to X.Y; a client capped by
+``[upgrade_levels] compute`` sends the older form of a message):
+
+* 1.0 - build_instance, terminate_instance, get_console_output, stop_instance,
+  start_instance, reboot_instance, pause_instance, unpause_instance,
+  suspend_instance, resume_instance, audit_report, audit_fix
+* 1.1 - build_instance takes ``action_id`` (sent back with the build's report)
+"""
 from common import rpc
 
 TOPIC = "compute"
-# 1.1: build_instance takes an optional ``action_id`` (sent back with the
-# build's report). Sent as 1.1 only with one, so a 1.0 host takes the rest.
 VERSION = "1.1"
-_BASE_VERSION = "1.0"
 
 
 class ComputeAPI:
-    def __init__(self, transport, timeout=30):
-        self.client = rpc.RPCClient(transport, rpc.Target(TOPIC, version=_BASE_VERSION),
-                                    timeout=timeout)
+    def __init__(self, transport, timeout=30, version_cap=None):
+        """``version_cap``: the newest version all compute hosts take (None: no cap)."""
+        self.client = rpc.RPCClient(transport, rpc.Target(TOPIC), timeout=timeout,
+                                    version_cap=version_cap)
         self._hosts = {}  # (host, version) -> prepared client: casts are per VM
 
-    def _host_client(self, host, version=_BASE_VERSION):
+    def _host_client(self, host, version="1.0"):
         client = self._hosts.get((host, version))
         if client is None:
             client = self._hosts[(host, version)] = self.client.prepare(server=host,
@@ -23,11 +30,10 @@ class ComputeAPI:
 
     def build_instance(self, ctxt, host, instance, image, action_id=None):
         """``action_id``: the create's action, for the build's report."""
-        if action_id is None:
-            self._cast(ctxt, host, "build_instance", instance=instance, image=image)
-        else:
-            self._host_client(host, "1.1").cast(ctxt, "build_instance", instance=instance,
-                                                image=image, action_id=action_id)
+        kwargs, version = {"instance": instance, "image": image}, "1.0"
+        if self.client.can_send_version("1.1"):
+            kwargs["action_id"], version = action_id, "1.1"
+        self._host_client(host, version).cast(ctxt, "build_instance", **kwargs)
 
     def terminate_instance(self, ctxt, host, instance_id):
         self._cast(ctxt, host, "terminate_instance", instance_id=instance_id)

@@ -19,7 +19,9 @@ def main(argv=None):
     rpc.protocol.set_sender("conductor", conf.host)  # "sender" in its messages
     db = Database(config.database_url(conf), pool_size=conf.database.pool_size)
     transport = rpc.get_transport(conf.transport_url)
-    conductor = ConductorManager(db, SchedulerAPI(transport),
+    levels = conf.upgrade_levels
+    scheduler = SchedulerAPI(transport, version_cap=levels.scheduler)
+    conductor = ConductorManager(db, scheduler,
                                  max_attempts=conf.scheduler.max_attempts, host=conf.host)
 
     def heartbeat(ctxt):
@@ -27,7 +29,8 @@ def main(argv=None):
             db_api.service_heartbeat(s, conf.host, "mininova-conductor", None)
 
     # Builds past [compute] build_timeout, deletes on a down host, lost requests.
-    watchdog = Watchdog(db, SchedulerAPI(transport), ComputeAPI(transport), conf)
+    watchdog = Watchdog(db, scheduler, ComputeAPI(transport, version_cap=levels.compute),
+                        conf)
     svc = service.Service("mininova-conductor", servers=[
         rpc.RPCServer(transport, rpc.Target(rpcapi.TOPIC, version=rpcapi.VERSION),
                       [conductor], workers=conf.rpc_workers),

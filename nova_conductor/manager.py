@@ -98,7 +98,8 @@ class ConductorManager:
 
     def instance_spawned(self, ctxt, instance_id, host, power_state, events=(), action_id=None):
         """``action_id`` (message 1.1): the create's action, which the
-        scheduler passed along with the build: no lookup then."""
+        scheduler passed along with the build: no lookup then (see
+        ``_action_id`` for a 1.0 message)."""
         with self.db.transaction() as s:
             now = utcnow()
             done = db_scheduling.instance_spawned(s, instance_id, host, states.SPAWNING,
@@ -108,12 +109,9 @@ class ConductorManager:
                     "event": "reported", "host": host, "start_time": now,
                     "finish_time": now, "result": "success",
                     "details": "power %s" % power_state}]
-                if action_id is not None:
-                    db_scheduling.events_insert(s, action_id, steps)
-                    db_scheduling.action_finish(s, action_id, instance_id, "success", None, now)
-                else:
-                    actions.events_add(s, instance_id, ctxt.request_id, steps)
-                    actions.action_finish(s, instance_id, ctxt.request_id, "success")
+                action_id = _action_id(s, ctxt, instance_id, action_id)
+                db_scheduling.events_insert(s, action_id, steps)
+                db_scheduling.action_finish(s, action_id, instance_id, "success", None, now)
         LOG.info("VM %s ACTIVE on %s%s", instance_id, host, "" if done else " (ignored: state moved on)")
         if done:
             metrics.build_finished("success", events)
@@ -158,10 +156,9 @@ class ConductorManager:
                                              expected_host=host)
             if done:
                 db_api.claim_release(s, instance_id)
-                if action_id is not None:
+                if events:
+                    action_id = _action_id(s, ctxt, instance_id, action_id)
                     db_scheduling.events_insert(s, action_id, events)
-                else:
-                    actions.events_add(s, instance_id, ctxt.request_id, events)
                 if not retry:  # the create ends here, whoever reported it
                     actions.finish_open_action(s, instance_id, "build failed", host,
                                                actions.ERROR, values["fault"])
@@ -214,3 +211,14 @@ class ConductorManager:
                                   project_id=ctxt.project_id, user_id=ctxt.user_id)
         LOG.info("VM %s: action %s finished: %s%s", instance_id, ctxt.request_id, result,
                  ": %s" % message if message else "")
+
+
+def _action_id(s, ctxt, instance_id, action_id):
+    """The create's action a build report belongs to: ``action_id`` from a
+    1.1 message; for a 1.0 one (no action id), the action of the message's
+    request, created as "unknown" if missing, as any step arriving before its
+    action is (common.db.actions)."""
+    if action_id is None:
+        action_id = actions.action_start(s, instance_id, ctxt.request_id,
+                                         actions.UNKNOWN_ACTION, None).id
+    return action_id

@@ -1,27 +1,36 @@
 """Client of the conductor daemons (topic ``conductor``): compute hosts report
-state and heartbeats here and hold no database credentials, as in Nova."""
-from common import exception, rpc
+state and heartbeats here and hold no database credentials, as in Nova.
+
+Version history (a server at X.Y takes X.0 to X.Y; a client capped by
+``[upgrade_levels] conductor`` sends the older form of a message):
+
+* 1.0 - service_heartbeat, instance_get, instance_list_for_host,
+  instance_set_address, instance_task_done, instance_task_failed,
+  instance_power_sync, instance_vanished, instance_spawned,
+  instance_failed_builds_for_host, instance_build_failed, instance_terminated,
+  action_event, action_finish
+* 1.1 - instance_spawned and instance_build_failed take ``action_id`` (the
+  create's action row), so that nobody looks it up per report
+* 1.2 - instance_build_interrupted (a host's restart cut a build short)
+"""
+from common import rpc
 
 TOPIC = "conductor"
-# 1.1: optional ``action_id`` (the create's action row) on instance_spawned
-# and instance_build_failed, so that nobody looks it up per report. Clients send 1.1 only with an action id, so a 1.0 server still
-# takes everything else.
-# 1.2: instance_build_interrupted (a host's restart cut a build short).
 VERSION = "1.2"
-_BASE_VERSION = "1.0"
 
 
 class ConductorAPI:
-    def __init__(self, transport, timeout=30):
-        self.client = rpc.RPCClient(
-            transport, rpc.Target(TOPIC, version=_BASE_VERSION), timeout=timeout)
-        self._client_1_1 = self.client.prepare(version="1.1")
-        self._client_1_2 = self.client.prepare(version="1.2")
+    def __init__(self, transport, timeout=30, version_cap=None):
+        """``version_cap``: the newest version all conductors take (None: no cap)."""
+        self.client = rpc.RPCClient(transport, rpc.Target(TOPIC), timeout=timeout,
+                                    version_cap=version_cap)
 
-    def _call(self, ctxt, method, action_id, **kwargs):
-        if action_id is None:
-            return self.client.call(ctxt, method, **kwargs)
-        return self._client_1_1.call(ctxt, method, action_id=action_id, **kwargs)
+    def _build_report(self, ctxt, method, action_id, **kwargs):
+        """instance_spawned and instance_build_failed: ``action_id`` from 1.1 on."""
+        version = "1.0"
+        if self.client.can_send_version("1.1"):
+            kwargs["action_id"], version = action_id, "1.1"
+        return self.client.prepare(version=version).call(ctxt, method, **kwargs)
 
     def service_heartbeat(self, ctxt, host, binary, resources, wait=False):
         """A cast; with ``wait`` a call, which returns once the heartbeat is
@@ -61,24 +70,25 @@ class ConductorAPI:
         (in the action ``action_id`` when given). False when the VM was no
         longer spawning on ``host`` (given up by the watchdog, deleted, or a
         repeat of a report that made it)."""
-        return self._call(ctxt, "instance_spawned", action_id, instance_id=instance_id,
-                          host=host, power_state=power_state, events=list(events))
+        return self._build_report(ctxt, "instance_spawned", action_id,
+                                  instance_id=instance_id, host=host,
+                                  power_state=power_state, events=list(events))
 
     def instance_failed_builds_for_host(self, ctxt, host):
         """Ids of ``host``'s live VMs in ERROR that never ran."""
         return self.client.call(ctxt, "instance_failed_builds_for_host", host=host)
 
     def instance_build_failed(self, ctxt, instance_id, host, reason, events=(), action_id=None):
-        self._call(ctxt, "instance_build_failed", action_id, instance_id=instance_id, host=host,
-                   reason=reason, events=list(events))
+        self._build_report(ctxt, "instance_build_failed", action_id, instance_id=instance_id,
+                           host=host, reason=reason, events=list(events))
 
     def instance_build_interrupted(self, ctxt, instance_id, host, reason):
-        try:
-            self._client_1_2.call(ctxt, "instance_build_interrupted", instance_id=instance_id,
-                                  host=host, reason=reason)
-        except exception.UnsupportedVersion:
-            # A conductor older than 1.2: a failed build (the host is not retried).
-            self.instance_build_failed(ctxt, instance_id, host, reason)
+        if not self.client.can_send_version("1.2"):
+            # To a conductor older than 1.2: a failed build (the host is not retried).
+            return self.instance_build_failed(ctxt, instance_id, host, reason)
+        return self.client.prepare(version="1.2").call(
+            ctxt, "instance_build_interrupted", instance_id=instance_id, host=host,
+            reason=reason)
 
     def instance_terminated(self, ctxt, instance_id, host):
         self.client.call(ctxt, "instance_terminated", instance_id=instance_id, host=host)

@@ -347,7 +347,8 @@ def audit_command(conf, args):
     transport = rpc.get_transport(conf.transport_url)
     try:
         result = run_audit(
-            db, compute_rpcapi.ComputeAPI(transport, timeout=conf.rpc_response_timeout),
+            db, compute_rpcapi.ComputeAPI(transport, timeout=conf.rpc_response_timeout,
+                                          version_cap=conf.upgrade_levels.compute),
             conf.scheduler.service_down_time, fix=bool(getattr(args, "fix", False)),
             stuck_after=getattr(args, "stuck_after", None) or DEFAULT_STUCK_AFTER,
             host_timeout=getattr(args, "timeout", None) or DEFAULT_HOST_TIMEOUT,

@@ -15,7 +15,8 @@ def main(argv=None):
     rpc.protocol.set_sender("scheduler", conf.host)  # "sender" in its messages
     db = Database(config.database_url(conf), pool_size=conf.database.pool_size)
     transport = rpc.get_transport(conf.transport_url)
-    scheduler = SchedulerManager(db, ComputeAPI(transport), conf)
+    scheduler = SchedulerManager(
+        db, ComputeAPI(transport, version_cap=conf.upgrade_levels.compute), conf)
 
     def heartbeat(ctxt):
         with db.transaction() as s:

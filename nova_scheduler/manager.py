@@ -54,7 +54,8 @@ class SchedulerManager:
                 raise exception.ImageNotFound(image=inst.image_id)
             image = payloads.image(image_row)
             # The create's action: its events (here, on compute, in the
-            # conductor) are then written by id, without a lookup each.
+            # conductor) are then written by id, without a lookup each. A 1.0
+            # message carries no id: the action of its request.
             if action_id is None:
                 action_id = db_scheduling.action_id(s, instance_id, ctxt.request_id)
             if inst.task_state == states.SPAWNING and db_scheduling.has_claim(s, instance_id):

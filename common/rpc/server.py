@@ -123,8 +123,9 @@ class RPCServer:
         try:
             request = protocol.decode_request(incoming.body)
             if not protocol.version_compatible(self.target.version, request["version"]):
-                raise exception.UnsupportedVersion(version=request["version"],
-                                                   server_version=self.target.version)
+                raise exception.UnsupportedVersion(
+                    version=request["version"], method=request["method"],
+                    queue=self.target.queue, server_version=self.target.version)
             handler = self._find(request["method"])
             self._check_arguments(request["method"], handler, request["args"])
         except Exception as exc:  # MalformedMessage, or a bug: never let it loop

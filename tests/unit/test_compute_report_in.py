@@ -75,6 +75,8 @@ def test_report_in_returns_once_the_heartbeat_is_stored(conf, db, transport, ser
 class OldConductor:
     """A conductor of message version 1.1 (no instance_build_interrupted)."""
 
+    RPC_METHODS = frozenset({"instance_build_failed"})
+
     def __init__(self):
         self.failed = []
 
@@ -84,8 +86,9 @@ class OldConductor:
 
 
 def test_an_older_conductor_is_told_of_an_interrupted_build_as_a_failed_one(transport, serve):
+    """With [upgrade_levels] conductor = 1.1 (the version of the oldest conductor)."""
     old = OldConductor()
     serve(old, version="1.1")
-    rpcapi.ConductorAPI(transport, timeout=10).instance_build_interrupted(
+    rpcapi.ConductorAPI(transport, timeout=10, version_cap="1.1").instance_build_interrupted(
         CTXT, "vm-1", "h1", "interrupted by a restart")
     assert old.failed == [("vm-1", "h1", "interrupted by a restart")]
