@@ -20,6 +20,14 @@ LOG = logging.getLogger(__name__)
 
 
 class ConductorManager:
+    # What other daemons may call over the conductor topic (see rpcapi.py).
+    RPC_METHODS = frozenset({
+        "service_heartbeat", "instance_get", "instance_list_for_host",
+        "instance_set_address", "instance_task_done", "instance_task_failed",
+        "instance_power_sync", "instance_vanished", "instance_spawned",
+        "instance_failed_builds_for_host", "instance_build_failed",
+        "instance_build_interrupted", "instance_terminated", "action_event", "action_finish"})
+
     def __init__(self, db, scheduler_rpcapi=None, max_attempts=1, host="conductor"):
         """``max_attempts`` > 1 (with a ``scheduler_rpcapi``) hands a VM
         whose build failed back to the scheduler for another host."""

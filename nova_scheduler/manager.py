@@ -21,6 +21,9 @@ LOG = logging.getLogger(__name__)
 
 
 class SchedulerManager:
+    # What other daemons may call over the scheduler topic (see rpcapi.py).
+    RPC_METHODS = frozenset({"schedule_instance"})
+
     def __init__(self, db, compute_rpcapi, conf):
         self.db = db
         self.compute_rpcapi = compute_rpcapi

@@ -6,9 +6,9 @@ one. Handlers must therefore be idempotent.
 
 What happens to a message whose handler did not succeed:
 
-- it cannot be dispatched (not JSON, bad fields, unknown method, wrong
-  version, arguments that do not fit the method): dead-lettered at once, and
-  a waiting caller is told;
+- it cannot be dispatched (not JSON, bad fields, a method that is no
+  declared entry point, wrong version, arguments that do not fit the
+  method): dead-lettered at once, and a waiting caller is told;
 - a call: the failure goes back to the caller (who decides), the message is
   acked;
 - a cast whose handler raised ``ServiceUnavailable`` (its database or the
@@ -41,10 +41,12 @@ LOG = logging.getLogger(__name__)
 class RPCServer:
     """Dispatch requests for ``target`` to ``endpoints`` on ``workers`` threads.
 
-    A method is looked up on the endpoints in order; the first one with a
-    public callable attribute of that name wins (``_private`` names never
-    dispatch). It is called as ``endpoint.method(ctxt, **args)`` with the
-    request context also made current (``common.context.get_current()``).
+    Only declared entry points are callable: each endpoint names them in
+    ``RPC_METHODS`` (a set of its public method names), so that a helper or
+    a periodic task that happens to be public is never a remote call. A
+    method goes to the first endpoint that declares it, as
+    ``endpoint.method(ctxt, **args)`` with the request context also made
+    current (``common.context.get_current()``).
     """
 
     def __init__(self, transport, target, endpoints, workers=16, retry_delay=1.0,
@@ -54,6 +56,9 @@ class RPCServer:
         self.transport = transport
         self.target = target
         self.endpoints = list(endpoints)
+        self._entry_points = {}  # method name -> the first endpoint declaring it
+        for endpoint in reversed(self.endpoints):
+            self._entry_points.update(dict.fromkeys(_declared(endpoint), endpoint))
         self.workers = workers
         self.retry_delay = retry_delay
         self.retry_max_delay = retry_max_delay
@@ -155,17 +160,12 @@ class RPCServer:
                                              % (method, exc)) from None
 
     def _find(self, method):
-        if not method.startswith("_"):
-            for endpoint in self.endpoints:
-                # An endpoint that lists its RPC_METHODS exposes only those:
-                # a helper that happens to be public is not a remote call.
-                allowed = getattr(endpoint, "RPC_METHODS", None)
-                if allowed is not None and method not in allowed:
-                    continue
-                handler = getattr(endpoint, method, None)
-                if callable(handler):
-                    return handler
-        raise exception.NoSuchMethod("no method %r on %s" % (method, self.target.queue))
+        endpoint = self._entry_points.get(method)
+        handler = None if endpoint is None else getattr(endpoint, method, None)
+        if not callable(handler):
+            raise exception.NoSuchMethod("no method %r on %s: not one of its RPC entry points"
+                                         % (method, self.target.queue))
+        return handler
 
     # -- on worker threads ---------------------------------------------------
 
@@ -288,3 +288,19 @@ class RPCServer:
             incoming.reply(body)
         except Exception as exc:  # the caller will time out; the work is done
             LOG.error("Could not send reply to %s: %s", incoming.reply_to, exc)
+
+
+def _declared(endpoint):
+    """The entry points ``endpoint`` declares; TypeError at start-up, rather
+    than refused messages later, if it declares none or one it lacks."""
+    declared = getattr(endpoint, "RPC_METHODS", None)
+    name = type(endpoint).__name__
+    if not isinstance(declared, (set, frozenset)):
+        raise TypeError("RPC endpoint %s must declare RPC_METHODS, the set of the methods "
+                        "other daemons may call" % name)
+    for method in declared:
+        if (not isinstance(method, str) or method.startswith("_")
+                or not callable(getattr(endpoint, method, None))):
+            raise TypeError("%s.RPC_METHODS names %r, which is not a public method of it"
+                            % (name, method))
+    return declared

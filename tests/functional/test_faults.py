@@ -756,6 +756,8 @@ def test_rpc_cast_failure_policy():
     ctxt = context.RequestContext(project_id="p")
 
     class Endpoint:
+        RPC_METHODS = frozenset({"work", "bug", "expected"})
+
         def __init__(self):
             self.down, self.tries, self.done = True, [], []
 

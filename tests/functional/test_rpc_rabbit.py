@@ -44,6 +44,8 @@ def wait_for(predicate, timeout=10.0):
 
 
 class Endpoint:
+    RPC_METHODS = frozenset({"record", "echo", "missing", "crash", "meet"})
+
     def __init__(self):
         self.received = []
         self.started = threading.Event()
@@ -284,6 +286,8 @@ import sys, pathlib, threading
 from common import rpc
 
 class Blocking:
+    RPC_METHODS = {"record"}
+
     def record(self, ctxt, **kwargs):
         pathlib.Path(sys.argv[2]).write_text("started")
         threading.Event().wait()   # never finishes: killed while handling

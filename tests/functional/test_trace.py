@@ -33,6 +33,8 @@ def vhost_url():
 
 
 class Echo:
+    RPC_METHODS = frozenset({"echo", "record"})
+
     def echo(self, ctxt, value):
         return {"value": value}
 

@@ -123,6 +123,8 @@ def test_unmatched_routes_share_one_label(api):
 # -- RPC ----------------------------------------------------------------------
 
 class Echo:
+    RPC_METHODS = frozenset({"echo", "record"})
+
     def echo(self, ctxt, value):
         return value
 
