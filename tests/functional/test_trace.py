@@ -17,7 +17,7 @@ from common import context, rpc
 from common.rpc import kombu_transport, protocol
 from mininova_client import trace, trace_timeline
 from mininova_lab import services
-from mininova_lab.stack import ROOT
+from mininova_lab.stack import ROOT, Stack, qemu_img_create
 from mininova_lab.waiting import wait_for
 
 pytestmark = pytest.mark.real_services("rabbitmq")
@@ -206,3 +206,40 @@ def test_until_done_times_out_with_exit_4(stack):
                    "--timeout", "1.5")
     assert traced.wait(30) == 4
     assert any("had not ended" in line for line in traced.err)
+
+
+@pytest.mark.real_services("rabbitmq", "postgresql", "libvirt", "http")
+def test_daemons_capped_by_upgrade_levels_build_a_vm_with_1_0_messages(tmp_path):
+    """[upgrade_levels] at 1.0 everywhere, as during an upgrade from a 1.0
+    release: every message of a create is sent in its 1.0 form (no action
+    id), and the VM is built and its create's action finished all the same."""
+    stack = Stack(tmp_path, network="", extra_conf=(
+        "\n[upgrade_levels]\nscheduler = 1.0\nconductor = 1.0\ncompute = 1.0\n"))
+    try:
+        stack.start()
+        base = os.path.join(stack.workdir, "blank.qcow2")
+        qemu_img_create(base, "1G")
+        stack.add_image("blank", base)
+        name = "capped-" + uuid.uuid4().hex[:6]
+        traced = Trace(stack, "--vm", name, "--until-done", "--timeout", "120", "-f", "json")
+        traced.wait_tapping()
+        r = stack.post("/v1/vms", {"name": name, "image": "blank", "flavor": "m1.tiny"})
+        assert r.status_code == 202, r.text
+        request_id, vm_id = r.headers["X-Request-Id"], r.json()["vm"]["id"]
+        assert traced.wait(120) == 0, "".join(traced.out + traced.err)
+        sent = [json.loads(line) for line in traced.out]
+        sent = [(m["method"], m["version"], "action_id" in (m.get("args") or {}))
+                for m in sent if m["request_id"] == request_id and m["kind"] != "reply"]
+        assert ("schedule_instance", "1.0", False) in sent
+        assert ("build_instance", "1.0", False) in sent
+        assert ("instance_spawned", "1.0", False) in sent
+        assert {version for _, version, _ in sent} == {"1.0"}, sent
+        assert stack.vm(vm_id)["status"] == "ACTIVE"
+        action = stack.get("/v1/vms/%s/actions/%s" % (vm_id, request_id)).json()["action"]
+        assert (action["action"], action["result"]) == ("create", "success"), action
+        assert {"scheduled", "reported"} <= {e["event"] for e in action["events"]}, action
+        stack.delete("/v1/vms/" + vm_id)
+        stack.wait_gone(vm_id)
+    finally:
+        stack.delete_all_vms()
+        stack.stop()
