@@ -2,7 +2,7 @@
 
 A compute host that sees a domain stop or start reports it to the conductor
 (``ConductorAPI.instance_power_sync``, an RPC call over RabbitMQ, as
-nova_compute/sync.py does after a libvirt event); the conductor daemon adopts
+nova_compute/reconciler.py does after a libvirt event); the conductor daemon adopts
 it with a conditional UPDATE of vm_state, power_state and updated_at. Churn
 plays such a host for VM rows that name it: every change turns an ACTIVE VM
 SHUTOFF or back, through the real broker, conductor and DB paths, so any

@@ -1,7 +1,7 @@
 """``mininova-manage audit [--fix]``: what the DB, the claims and the compute
 hosts disagree about, and (with ``--fix``) making them agree again.
 
-Level-based, like ``nova_compute.sync``: observe, ``find_orphans(db_view,
+Level-based, like ``nova_compute.reconciler``: observe, ``find_orphans(db_view,
 host_reports)`` (pure), apply.
 
 Observe: the DB (live VM rows, claims, compute services and nodes) in one

@@ -125,6 +125,14 @@ class ComputeDriver(abc.ABC):
         Raises InstanceNotFound when this host owns no domain with that id.
         """
 
+    def instance_exists(self, instance_id):
+        """True when this host owns a domain with that id (Nova's name)."""
+        try:
+            self.get_info(instance_id)
+            return True
+        except exception.InstanceNotFound:
+            return False
+
     @abc.abstractmethod
     def list_instances(self):
         """Return ``[dict(id, name, power_state)]`` for the domains this host

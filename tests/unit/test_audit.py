@@ -17,6 +17,7 @@ from nova_manage.audit import DbView, Finding, find_orphans, stable_findings
 from common.db import api as db_api
 from common.db.models import Claim, ComputeNode, Instance
 from nova_compute import rpcapi as compute_rpcapi
+from nova_compute.audit_responder import AuditResponder
 from nova_conductor.manager import ConductorManager
 from tests.unit.test_compute_manager import (  # noqa: F401 (fixtures)
     CTXT, base_image, manager, placed_vm)
@@ -361,8 +362,9 @@ def test_fix_makes_no_destroy_without_an_answer_from_the_conductor(manager, db, 
             from common import exception
             raise exception.MessagingTimeout(method="instance_get", topic="conductor",
                                              timeout=1)
-    manager.conductor = Mute()
-    assert manager.audit_fix(CTXT, [vm])[vm].startswith("failed:could not re-check")
+    responder = AuditResponder(manager.driver, Mute(), None, manager.locks, manager.addresses,
+                               conf)
+    assert responder.fix(CTXT, [vm])[vm].startswith("failed:could not re-check")
     assert [d["id"] for d in manager.driver.list_instances()] == [vm]
 
 

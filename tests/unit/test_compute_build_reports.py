@@ -70,10 +70,11 @@ def build(conf, db, base_image):
     placed on this host and a manager to build it, cleaned up afterwards."""
     made = []
 
-    def make(driver_cls=fake.FakeDriver, conductor_cls=ConductorManager):
-        manager = make_manager(conf, db, driver_cls)
-        manager.conductor = conductor_cls(db)
-        manager.report_delay = 0.01
+    def make(driver_cls=fake.FakeDriver, conductor_cls=ConductorManager, report_deadline=120.0):
+        conductor = conductor_cls(db)
+        manager = make_manager(conf, db, driver_cls, conductor=conductor, report_delay=0.01,
+                               report_deadline=report_deadline)
+        manager.reported_to = conductor
         made.append(manager)
         instance, image = placed_vm(db, conf, *base_image)
         manager.sources[image["id"]] = base_image[0]
@@ -115,7 +116,7 @@ def test_an_error_answer_to_the_report_rolls_the_build_back(build, db, conf):
 
 def test_an_error_answer_after_the_report_landed_keeps_the_vm(build, db):
     manager, instance, image = build(conductor_cls=ErrorConductor)
-    manager.conductor.recorded = True
+    manager.reported_to.recorded = True
     manager.build_instance(CTXT, instance, image)
     assert row(db, instance["id"]).vm_state == states.ACTIVE
     assert domains(manager) == [instance["id"]]
@@ -125,15 +126,14 @@ def test_a_lost_answer_then_a_refused_retry_keeps_the_vm(build, db):
     """The retried report is refused (already ACTIVE): the VM is live here."""
     manager, instance, image = build(conductor_cls=LostAnswerConductor)
     manager.build_instance(CTXT, instance, image)
-    assert manager.conductor.lost
+    assert manager.reported_to.lost
     assert row(db, instance["id"]).vm_state == states.ACTIVE
     assert domains(manager) == [instance["id"]]
     assert instance["id"] in manager.addresses.waiting()
 
 
 def test_conductor_away_keeps_the_domain_for_the_redelivered_build(build, db):
-    manager, instance, image = build(conductor_cls=AwayConductor)
-    manager.report_deadline = 0
+    manager, instance, image = build(conductor_cls=AwayConductor, report_deadline=0)
     # Raised to the RPC server, which delivers the build again later.
     with pytest.raises(exception.ServiceUnavailable):
         manager.build_instance(CTXT, instance, image)
@@ -141,20 +141,19 @@ def test_conductor_away_keeps_the_domain_for_the_redelivered_build(build, db):
     assert (inst.vm_state, inst.task_state) == (states.BUILDING, states.SPAWNING)
     assert domains(manager) == [instance["id"]]
 
-    manager.conductor.away = False
+    manager.reported_to.away = False
     manager.build_instance(CTXT, instance, image)  # the redelivery resumes it
     assert row(db, instance["id"]).vm_state == states.ACTIVE
     assert domains(manager) == [instance["id"]]
 
 
 def test_conductor_away_then_deleted_leaves_nothing(build, db):
-    manager, instance, image = build(conductor_cls=AwayConductor)
-    manager.report_deadline = 0
+    manager, instance, image = build(conductor_cls=AwayConductor, report_deadline=0)
     with pytest.raises(exception.ServiceUnavailable):
         manager.build_instance(CTXT, instance, image)
     with db.transaction() as s:  # the API's delete
         db_api.instance_update_if(s, instance["id"], {"task_state": states.DELETING})
-    manager.conductor.away = False
+    manager.reported_to.away = False
     manager.build_instance(CTXT, instance, image)  # redelivered: skipped
     assert row(db, instance["id"]).task_state == states.DELETING
     manager.terminate_instance(CTXT, instance["id"])

@@ -23,9 +23,11 @@ def base_image(tmp_path):
     return str(src), hashlib.sha256(src.read_bytes()).hexdigest()
 
 
-def make_manager(conf, db, driver_cls=fake.FakeDriver):
+def make_manager(conf, db, driver_cls=fake.FakeDriver, conductor=None, **kwargs):
     """A manager whose image 'downloads' read local files: ``manager.sources``
-    maps image id -> path (a missing id reads a path that does not exist)."""
+    maps image id -> path (a missing id reads a path that does not exist).
+    ``conductor``: the conductor it reports to (default: the real one on
+    ``db``); ``kwargs``: ComputeManager's (report_deadline, report_delay)."""
     conf.set_override("compute_driver", "fake", group="compute")
     driver = driver_cls(conf)
     driver.init_host(conf.host)
@@ -33,8 +35,9 @@ def make_manager(conf, db, driver_cls=fake.FakeDriver):
 
     def fetch_local(url):  # url: <image_api_url>/v1/images/<id>/file
         return read_file_chunks(sources.get(url.split("/")[-2], "/no/such/file"))
-    manager = ComputeManager(driver, ConductorManager(db),
-                             ImageCache(conf.compute.image_cache_path, fetcher=fetch_local), conf)
+    manager = ComputeManager(driver, conductor or ConductorManager(db),
+                             ImageCache(conf.compute.image_cache_path, fetcher=fetch_local), conf,
+                             **kwargs)
     manager.sources = sources
     return manager
 
@@ -172,8 +175,8 @@ class RecordingConductor:
 
 
 def build_with_events(conf, db, base_image, **hooks):
-    manager = make_manager(conf, db, EventsDuringBuildDriver)
-    manager.conductor = RecordingConductor(manager.conductor)
+    conductor = RecordingConductor(ConductorManager(db))
+    manager = make_manager(conf, db, EventsDuringBuildDriver, conductor=conductor)
     for name, hook in hooks.items():
         setattr(manager.driver, name, lambda i, hook=hook: hook(manager, i))
     instance, image = placed_vm(db, conf, *base_image)
@@ -182,7 +185,7 @@ def build_with_events(conf, db, base_image, **hooks):
     for inst in manager.driver.list_instances():
         manager.driver.destroy(inst["id"])
     manager.driver.cleanup_host()
-    return manager.conductor.calls
+    return conductor.calls
 
 
 def test_events_of_the_build_itself_cost_no_message(conf, db, base_image):

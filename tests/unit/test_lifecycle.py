@@ -7,7 +7,7 @@ import pytest
 
 from common import context, states
 from common.db import api as db_api
-from nova_compute import events, sync
+from nova_compute import events, reconciler
 from nova_conductor.manager import ConductorManager
 from tests.unit.test_compute_manager import make_manager, placed_vm
 from tests.unit.conftest import auth_headers
@@ -107,7 +107,7 @@ def test_reconcile_finds_vanished_domain(running, db):
     manager, vm = running
     manager.driver.destroy(vm)  # gone behind mininova's back
     steps = manager.reconcile(CTXT)
-    assert steps == [sync.Step("vanished", vm)]
+    assert steps == [reconciler.Step("vanished", vm)]
     inst = row(db, vm)
     assert inst.vm_state == states.ERROR and "vanished" in inst.fault
 
@@ -116,7 +116,7 @@ def test_reconcile_reports_and_reaps_orphans(running, db, conf):
     manager, vm = running
     with db.transaction() as s:  # the row goes, the domain stays
         db_api.instance_soft_delete(s, vm)
-    assert manager.reconcile(CTXT) == [sync.Step("orphan", vm, "running")]
+    assert manager.reconcile(CTXT) == [reconciler.Step("orphan", vm, "running")]
     assert manager.driver.list_instances()  # reported, not destroyed
     conf.set_override("reap_orphans", True, group="compute")
     manager.reconcile(CTXT)
@@ -152,15 +152,16 @@ def test_settle_interrupted_build_and_delete(conf, db, base_image):
 
 def test_plan_is_pure():
     desired = {
-        "a": {"task_state": None, "vm_state": "active", "power_state": "running"},
-        "b": {"task_state": None, "vm_state": "active", "power_state": "running"},
-        "c": {"task_state": "spawning", "vm_state": "building", "power_state": "nostate"},
-        "d": {"task_state": None, "vm_state": "stopped", "power_state": "shutdown"},
+        "a": {"host": "h1", "task_state": None, "vm_state": "active", "power_state": "running"},
+        "b": {"host": "h1", "task_state": None, "vm_state": "active", "power_state": "running"},
+        "c": {"host": "h1", "task_state": "spawning", "vm_state": "building",
+              "power_state": "nostate"},
+        "d": {"host": "h1", "task_state": None, "vm_state": "stopped", "power_state": "shutdown"},
     }
     actual = {"a": "running", "b": "shutdown", "e": "running"}
-    assert sync.plan(desired, actual) == [
-        sync.Step("sync_power", "b", "shutdown"), sync.Step("vanished", "d"),
-        sync.Step("orphan", "e", "running")]
+    assert reconciler.plan(desired, actual, "h1") == [
+        reconciler.Step("sync_power", "b", "shutdown"), reconciler.Step("vanished", "d"),
+        reconciler.Step("orphan", "e", "running")]
 
 
 def test_vm_state_for_power():

@@ -22,7 +22,7 @@ from nova_compute.virt.libvirt import config as vconfig
 from nova_compute.virt.libvirt import guest
 from nova_compute.virt.libvirt import host as vhost
 from nova_compute.virt.libvirt import imagebackend
-from nova_compute.virt.libvirt import power
+from nova_compute.virt.libvirt import power_ops
 
 LOG = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ def _reason(exc):
     return "%s: %s" % (type(exc).__name__, exc)
 
 
-class LibvirtDriver(power.PowerOpsMixin, driver.ComputeDriver):
+class LibvirtDriver(power_ops.PowerOpsMixin, driver.ComputeDriver):
     def __init__(self, conf, lifecycle_callback=None):
         self.uri = self._connection_uri(conf)
         self.instances_path = os.path.abspath(conf.compute.instances_path)

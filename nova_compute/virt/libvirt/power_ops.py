@@ -1,4 +1,4 @@
-"""Power operations of the libvirt driver (a mixin of LibvirtDriver).
+"""Power operations on the libvirt domains of this host (a mixin of LibvirtDriver).
 
 Each runs on a domain this host owns, under the driver's per-instance lock,
 and ends in the state it promises or raises HypervisorError. Waiting uses the

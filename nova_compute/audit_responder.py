@@ -1,17 +1,18 @@
-"""The compute side of ``mininova-manage audit`` (a mixin of ComputeManager).
+"""The compute side of ``mininova-manage audit``.
 
-``audit_report``: what this host has (domains it owns, UUID-named instance
-directories, cached images), read-only. ``audit_fix``: destroy the domains
-and directories the audit found orphaned, each only after re-checking with
-the conductor, under the VM's lock (the lock builds, deletes and the
-reconcile loop take too), that no live row puts that VM on this host: a VM
-scheduled here since the audit looked is left alone, and a build that waits
-for the lock starts from a clean slate."""
+``report``: what this host has (domains it owns, UUID-named instance
+directories, cached images), read-only. ``fix``: destroy the domains and
+directories the audit found orphaned, each only after re-checking with the
+conductor, under the VM's lock (the lock builds, deletes and the reconcile
+loop take too), that the VM has nothing to do with this host now: a VM
+scheduled here, or moving from or to here, since the audit looked is left
+alone, and a build that waits for the lock starts from a clean slate."""
 import logging
 import os
 import uuid
 
 from common import exception
+from nova_compute import ownership
 from nova_compute.virt import driver as virt_driver
 
 LOG = logging.getLogger(__name__)
@@ -44,20 +45,30 @@ def cached_images(path):
                   if not n.startswith(".") and os.path.isfile(os.path.join(path, n)))
 
 
-class AuditMixin:
-    def audit_report(self, ctxt):
+class AuditResponder:
+    def __init__(self, driver, conductor, image_cache, locks, addresses, conf):
+        """``conductor``: the plain conductor client, not a retrying one: a
+        fix without an answer destroys nothing and says so at once."""
+        self.driver = driver
+        self.conductor = conductor
+        self.image_cache = image_cache
+        self.locks = locks
+        self.addresses = addresses
+        self.conf = conf
+        self.host = conf.host
+
+    def report(self):
         domains = [{"id": d["id"], "power_state": d["power_state"]}
                    for d in self.driver.list_instances()]
         return {"host": self.host, "domains": domains,
                 "dirs": instance_dirs(os.path.abspath(self.conf.compute.instances_path)),
                 "images": cached_images(self.image_cache.cache_dir)}
 
-    def audit_fix(self, ctxt, instance_ids):
+    def fix(self, ctxt, instance_ids):
         """{id: "destroyed" | "skipped:<why>" | "failed:<why>"} for each id."""
-        return {instance_id: self._audit_fix_one(ctxt, instance_id)
-                for instance_id in instance_ids}
+        return {instance_id: self._fix_one(ctxt, instance_id) for instance_id in instance_ids}
 
-    def _audit_fix_one(self, ctxt, instance_id):
+    def _fix_one(self, ctxt, instance_id):
         try:
             virt_driver.validate_instance_id(instance_id)
         except exception.Invalid as e:
@@ -68,9 +79,13 @@ class AuditMixin:
             except Exception as e:  # no answer: no certainty, no destroy
                 return "failed:could not re-check with the conductor: %s" % (
                     e.message if isinstance(e, exception.MininovaException) else e)
-            if row is not None and row["host"] == self.host:
+            relation = ownership.relation(row, self.host)
+            if relation == ownership.OWNER:
                 return "skipped:a live row puts it on this host now (%s/%s)" % (
                     row["vm_state"], row["task_state"])
+            if relation == ownership.IN_TRANSIT:
+                return "skipped:it is moving from or to this host now (%s)" % (
+                    ownership.describe(row))
             try:
                 self.driver.destroy(instance_id)
             except exception.MininovaException as e:

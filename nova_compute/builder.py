@@ -1,0 +1,182 @@
+"""Building this host's VMs, and clearing what given-up builds left.
+
+Before building, the Builder asks the conductor whether the VM is still this
+host's and still spawning, so a redelivered or overtaken build does nothing.
+Builds are serialized per VM (the VM's lock) and idempotent: a redelivered
+build resumes the domain it finds (spawn is idempotent)."""
+import functools
+import logging
+import os
+import time
+
+from common import exception, states
+from common.timeline import EventBuffer, Timeline
+from nova_compute import ownership
+from nova_compute.virt.driver import InstanceSpec
+
+LOG = logging.getLogger(__name__)
+
+
+def reason(exc):
+    """What went wrong, for a VM's fault: a MininovaException's message, or
+    the class and text of anything else."""
+    if isinstance(exc, exception.MininovaException):
+        return exc.message
+    return "%s: %s" % (type(exc).__name__, exc)
+
+
+def destroy_quietly(driver, instance_id):
+    """Clean-up after a failure: a failing destroy is logged, not raised."""
+    try:
+        driver.destroy(instance_id)
+    except Exception:
+        LOG.exception("VM %s: clean-up after a failed spawn failed", instance_id)
+
+
+def instance_spec(instance, image_id):
+    """The driver's InstanceSpec of a conductor's instance dict."""
+    return InstanceSpec(id=instance["id"], name=instance["name"], vcpus=instance["vcpus"],
+                        memory_mb=instance["memory_mb"], root_gb=instance["root_gb"],
+                        image_id=image_id, project_id=instance["project_id"],
+                        mac_address=instance.get("mac_address"))
+
+
+class Builder:
+    def __init__(self, driver, conductor, image_cache, locks, timeline, builds, reconciler,
+                 addresses, conf):
+        """``conductor``: a RetryingConductor; ``timeline``: the VM actions'
+        Timeline; ``builds``: the BuildTracker shared with ``reconciler``,
+        which makes the power syncs deferred during a build; ``addresses``:
+        the AddressWatcher told about each new VM's MAC."""
+        self.driver = driver
+        self.conductor = conductor
+        self.image_cache = image_cache
+        self.locks = locks
+        self.timeline = timeline
+        self.builds = builds
+        self.reconciler = reconciler
+        self.addresses = addresses
+        self.conf = conf
+        self.host = conf.host
+
+    def build(self, ctxt, instance, image, action_id=None):
+        instance_id = instance["id"]
+        with self.locks.lock(instance_id):
+            current = self.conductor.instance_get(ctxt, instance_id)
+            if (ownership.relation(current, self.host) != ownership.OWNER
+                    or current["task_state"] != states.SPAWNING):
+                LOG.info("VM %s: build skipped (now %s)", instance_id,
+                         ownership.describe(current))
+                if current is None or current["task_state"] == states.DELETING:
+                    self.timeline.finish(ctxt, instance_id, "error",
+                                         "VM was deleted before it was built")
+                return
+            self.builds.started(instance_id)
+            try:
+                self._build(ctxt, instance, image, action_id)
+            finally:
+                if self.builds.ended(instance_id):
+                    self._sync_after_build(ctxt, instance_id)
+
+    def _build(self, ctxt, instance, image, action_id):
+        """The build proper, under the VM's lock."""
+        instance_id = instance["id"]
+        started = time.monotonic()
+        steps = EventBuffer()  # sent with the outcome, in one message
+        timeline = Timeline(steps, self.host)
+        try:
+            spec = instance_spec(instance, image["id"])
+            with timeline.step(ctxt, instance_id, "image fetched"):
+                base = self.image_cache.fetch(image["id"], self._image_url(image["id"]),
+                                              image["checksum"])
+            self.driver.spawn(spec, base,
+                              step=functools.partial(timeline.step, ctxt, instance_id))
+            power_state = self.builds.read_state(
+                instance_id, lambda: self.driver.get_info(instance_id)["power_state"])
+        except Exception as e:  # any failure: roll back, VM to ERROR with why
+            why = reason(e)
+            LOG.warning("VM %s: spawn failed, rolling back: %s", instance_id, why,
+                        exc_info=not isinstance(e, exception.MininovaException))
+            destroy_quietly(self.driver, instance_id)
+            # The conductor decides: another host, or ERROR (and it
+            # finishes the action then).
+            self.conductor.instance_build_failed(ctxt, instance_id, self.host, why,
+                                                 steps.events, action_id)
+            return
+        LOG.info("VM %s: running after %.0f ms", instance_id,
+                 (time.monotonic() - started) * 1000)
+        try:
+            spawned = self.conductor.instance_spawned(ctxt, instance_id, self.host, power_state,
+                                                      steps.events, action_id)
+        except exception.ServiceUnavailable:
+            # The conductor stayed away past the retry deadline, or its answer
+            # was lost: the outcome is unknown, so the domain stays. The RPC
+            # server delivers the build again later; that build resumes this
+            # domain (spawn is idempotent) or finds the VM moved on.
+            raise
+        except Exception as e:
+            # The conductor answered with an error: its transaction rolled
+            # back, the VM is still spawning here with no one to report it.
+            # Roll back as after a failed step, unless it went live after all.
+            why = "the conductor refused the build's report: %s" % reason(e)
+            LOG.warning("VM %s: %s", instance_id, why)
+            if self.given_up(ctxt, instance_id):
+                self.conductor.instance_build_failed(ctxt, instance_id, self.host, why,
+                                                     steps.events, action_id)
+            return
+        if spawned is False and self.given_up(ctxt, instance_id):
+            return
+        if spec.mac_address:
+            self.addresses.expect(instance_id, spec.mac_address)
+
+    def _sync_after_build(self, ctxt, instance_id):
+        try:
+            self.reconciler.sync_power_state(ctxt, instance_id)
+        except Exception:
+            LOG.exception("VM %s: power sync after its build failed", instance_id)
+
+    def given_up(self, ctxt, instance_id):
+        """After a "spawned" report that was refused or answered with an
+        error, under the VM's lock: True, and the domain destroyed, when the
+        VM is not live here (its build was given up - ERROR -, it was deleted
+        or moved, or it is still spawning); False when it is live here (the
+        report only repeated one that already made it so)."""
+        current = self.conductor.instance_get(ctxt, instance_id)
+        if (ownership.relation(current, self.host) == ownership.OWNER
+                and current["vm_state"] in (states.ACTIVE, states.STOPPED, states.PAUSED,
+                                            states.SUSPENDED)):
+            return False
+        LOG.warning("VM %s: built, but no longer wanted here (now %s); destroying the "
+                    "domain", instance_id, ownership.describe(current))
+        destroy_quietly(self.driver, instance_id)
+        return True
+
+    def reap_failed_builds(self, ctxt):
+        """Destroy what given-up builds left on this host (a domain, an
+        instance directory): the watchdog put them in ERROR while this host
+        was away or silent, so they never ran. At start-up and periodically."""
+        ids = self.conductor.instance_failed_builds_for_host(ctxt, self.host)
+        if not ids:
+            return []
+        domains = {i["id"] for i in self.driver.list_instances()}
+        instances_path = os.path.abspath(self.conf.compute.instances_path)
+        reaped = []
+        for instance_id in ids:
+            if (instance_id not in domains
+                    and not os.path.isdir(os.path.join(instances_path, instance_id))):
+                continue
+            with self.locks.lock(instance_id):  # after any build still running here
+                current = self.conductor.instance_get(ctxt, instance_id)
+                if current is not None and (
+                        ownership.relation(current, self.host) != ownership.OWNER
+                        or current["vm_state"] != states.ERROR
+                        or current["task_state"] is not None):
+                    continue
+                LOG.warning("VM %s: its build was given up; destroying what it left here",
+                            instance_id)
+                destroy_quietly(self.driver, instance_id)
+                reaped.append(instance_id)
+        return reaped
+
+    def _image_url(self, image_id):
+        return "%s/v1/images/%s/file" % (self.conf.compute.image_api_url.rstrip("/"), image_id)
