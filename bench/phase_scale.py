@@ -1,4 +1,4 @@
-"""P3: the scale simulation (bench.scale_sim) on the test driver, after the
+"""P3: the scale simulation (bench.scale_sim) on in-memory fake hosts, after the
 stack of the other phases is gone."""
 import contextlib
 import tempfile

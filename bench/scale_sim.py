@@ -1,4 +1,4 @@
-"""Scale simulation: many compute hosts on libvirt's test driver, two
+"""Scale simulation: many compute hosts on a fake hypervisor, two
 schedulers, one burst of VM creates; reports how fast VMs reach ACTIVE, the
 scheduling latency and whether any host was over-committed.
 
@@ -7,7 +7,10 @@ scheduling latency and whether any host was over-committed.
 
 Everything but the hypervisor is real: the API on waitress, RabbitMQ (a
 private vhost), PostgreSQL (a private database), the scheduler and conductor
-daemons and one compute daemon process per simulated host.
+daemons and one compute daemon process per simulated host. The hypervisor is
+``compute_driver = fake`` (in memory, no libvirt: cheap per host) unless
+``--compute-driver fake-libvirt`` asks for libvirt's test driver (the libvirt
+driver's own code on every host; both report the same size of host).
 """
 import argparse
 import concurrent.futures
@@ -66,10 +69,10 @@ def service_cpu_seconds(db_name):
     return backends, rabbit
 
 
-def run(hosts, vms, schedulers, workdir, threads, observer=None):
+def run(hosts, vms, schedulers, workdir, threads, observer=None, compute_driver="fake"):
     """``observer`` (optional): burst_started(stack) and burst_settled(stack)
     are called around the burst (bench.run profiles the daemons there)."""
-    stack = Stack(workdir, compute_driver="fake", network="", debug=False)
+    stack = Stack(workdir, compute_driver=compute_driver, network="", debug=False)
     # Sim hosts: no memory reserved, slow periodic work (they have no guests).
     sim_conf = ("reserved_host_memory_mb = 0\nsync_interval = 300\n"
                 "address_poll_interval = 5\nheartbeat_interval = 5\n")
@@ -148,7 +151,7 @@ def run(hosts, vms, schedulers, workdir, threads, observer=None):
         cpu = {k: v - cpu_before.get(k, 0) for k, v in cpu_seconds(stack.procs).items()}
         active = states.get("active", 0)
         result = {
-            "hosts": hosts, "vms": vms, "schedulers": schedulers,
+            "hosts": hosts, "vms": vms, "schedulers": schedulers, "compute_driver": compute_driver,
             "accepted": accepted, "active": active, "error": states.get("error", 0),
             "post_burst_s": round(post_done, 2),
             "post_p50_ms": round(percentile([d for _, d in results], 50) * 1000, 1),
@@ -183,10 +186,13 @@ def main(argv=None):
     p.add_argument("--vms", type=int, default=1000)
     p.add_argument("--schedulers", type=int, default=2)
     p.add_argument("--threads", type=int, default=32, help="concurrent POSTs")
+    p.add_argument("--compute-driver", default="fake", choices=["fake", "fake-libvirt"],
+                   help="the simulated hosts' hypervisor (default: fake, in memory)")
     p.add_argument("--json", help="also write the result here")
     args = p.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="mininova-sim-") as workdir:
-        result = run(args.hosts, args.vms, args.schedulers, workdir, args.threads)
+        result = run(args.hosts, args.vms, args.schedulers, workdir, args.threads,
+                     compute_driver=args.compute_driver)
     print(json.dumps(result, indent=2))
     if args.json:
         with open(args.json, "w") as f:

@@ -142,9 +142,12 @@ compute_opts = [
     cfg.IntOpt("reserved_host_disk_gb", default=0, min=0,
                help="Disk kept for the host itself, not offered to VMs."),
     cfg.StrOpt("compute_driver", default="libvirt",
-               choices=["libvirt", "fake", "fake-failing"],
-               help="libvirt: real guests; fake: libvirt's test driver (no guests); "
-                    "fake-failing: the test driver with every spawn failing (for "
+               choices=["libvirt", "fake", "fake-libvirt", "fake-failing"],
+               help="libvirt: real guests; fake: an in-memory hypervisor, no libvirt "
+                    "at all (cheap: many simulated hosts on one machine); fake-libvirt: "
+                    "the libvirt driver on libvirt's test driver (no guests, real domain "
+                    "XML; [libvirt] connection_uri test:///<node XML> sets the host's "
+                    "size); fake-failing: fake-libvirt with every spawn failing (for "
                     "testing reschedules)."),
     cfg.IntOpt("spawn_timeout", default=60, min=1,
                help="Seconds a started domain may take to report RUNNING."),
@@ -193,6 +196,10 @@ libvirt_opts = [
                     "concurrent builds sharing one would queue there. 0: one connection."),
     cfg.StrOpt("virt_type", default="auto", choices=["auto", "kvm", "qemu"],
                help="Domain type; auto = kvm only where the CPU flags show vmx/svm."),
+    cfg.StrOpt("live_migration_inbound_uri", default="",
+               help="libvirt URI by which other hosts' libvirtd reach this host's, to "
+                    "live-migrate a VM here (peer to peer); empty: "
+                    "qemu+tcp://<[DEFAULT] host>/system."),
 ]
 
 quota_opts = [

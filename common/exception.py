@@ -170,6 +170,14 @@ class HypervisorError(MininovaException):
     msg_fmt = "Hypervisor error: %(reason)s"
 
 
+class MigrationError(MininovaException):
+    msg_fmt = "Migration of VM %(instance)s failed: %(reason)s"
+
+
+class MigrationAborted(MigrationError):
+    msg_fmt = "Migration of VM %(instance)s was aborted."
+
+
 def by_name(name):
     """The class of this module called ``name`` (a MininovaException), or None."""
     return _REGISTRY.get(name)

@@ -1,18 +1,21 @@
 """Hypervisor drivers of mininova compute. Only this package imports libvirt."""
 
+# compute_driver -> (module, class); imported on use, so that importing
+# nova_compute.virt (or running the in-memory fake) needs no libvirt-python.
+DRIVERS = {
+    "libvirt": ("nova_compute.virt.libvirt.driver", "LibvirtDriver"),
+    "fake": ("nova_compute.virt.fake", "FakeDriver"),
+    "fake-libvirt": ("nova_compute.virt.fake_libvirt", "FakeLibvirtDriver"),
+    "fake-failing": ("nova_compute.virt.fake_libvirt", "FailingSpawnDriver"),
+}
+
 
 def get_driver(conf, **kwargs):
     """The ComputeDriver named by ``conf.compute.compute_driver``, not yet
     initialised: the caller runs ``init_host(conf.host)`` on it."""
+    import importlib
     name = conf.compute.compute_driver
-    # Imported here so that importing nova_compute.virt needs no libvirt-python.
-    if name == "libvirt":
-        from nova_compute.virt.libvirt.driver import LibvirtDriver
-        return LibvirtDriver(conf, **kwargs)
-    if name == "fake":
-        from nova_compute.virt.fake import FakeDriver
-        return FakeDriver(conf, **kwargs)
-    if name == "fake-failing":
-        from nova_compute.virt.fake import FailingSpawnDriver
-        return FailingSpawnDriver(conf, **kwargs)
-    raise ValueError("unknown compute_driver %r" % (name,))
+    if name not in DRIVERS:
+        raise ValueError("unknown compute_driver %r" % (name,))
+    module, cls = DRIVERS[name]
+    return getattr(importlib.import_module(module), cls)(conf, **kwargs)

@@ -68,8 +68,10 @@ class ComputeDriver(abc.ABC):
     """A hypervisor as the compute manager sees it.
 
     Errors: hypervisor trouble surfaces as ``HypervisorError``, a failed build
-    as ``BuildFailed``, an unknown or foreign instance as ``InstanceNotFound``;
-    no hypervisor library exception ever escapes a driver.
+    as ``BuildFailed``, a failed move as ``MigrationError``, an unknown or
+    foreign instance as ``InstanceNotFound``; no hypervisor library exception
+    ever escapes a driver. Every operation is abstract here: a driver
+    implements all of them, none raises NotImplementedError.
     """
 
     @abc.abstractmethod
@@ -112,10 +114,12 @@ class ComputeDriver(abc.ABC):
     def destroy(self, instance_id):
         """Power off and delete the instance.
 
-        Post: no domain (not even its managed-save image or snapshot metadata)
-        and no instance directory. Idempotent: a missing domain or directory is
-        not an error. A domain with this id owned by another host is not
-        touched: HypervisorError is raised instead.
+        Post: no domain (not even its managed-save image or snapshot metadata),
+        no instance directory and no disk set aside for a revert. Idempotent: a
+        missing domain or directory is not an error. A domain with this id
+        owned by another host is not touched: HypervisorError is raised
+        instead. Also what removes a stale copy from a host a VM was evacuated
+        from (the copy still carries that host's metadata).
         """
 
     @abc.abstractmethod
@@ -192,3 +196,109 @@ class ComputeDriver(abc.ABC):
     @abc.abstractmethod
     def cleanup_host(self):
         """Close the hypervisor connections. Safe to call more than once."""
+
+    # -- moves: snapshot, rebuild, resize/cold migration, live migration,
+    # evacuation. Data handed from one host to another (disk_info,
+    # migrate_data) is a JSON-able dict: it travels through the conductor.
+
+    @abc.abstractmethod
+    def get_instance_disk_info(self, instance_id):
+        """``dict(path, format, virtual_size, actual_size, image_id)`` of the
+        instance's root disk (sizes in bytes; ``image_id`` the base it was
+        made from). Raises InstanceNotFound for a domain not ours."""
+
+    @abc.abstractmethod
+    def snapshot(self, instance_id, target_path):
+        """Write the instance's root disk as one standalone qcow2 image (no
+        backing file) to ``target_path``, for upload as a new image.
+
+        Post: ``target_path`` holds the disk as it was at one moment, and the
+        guest is in the power state it was in before (a running guest may be
+        saved to disk and restored meanwhile, so that its disk is consistent).
+        Returns ``dict(path, format, size, virtual_size)``. On failure nothing
+        is left at ``target_path``."""
+
+    @abc.abstractmethod
+    def rebuild(self, instance, base_image_path, step=None):
+        """Rebuild ``instance`` (an InstanceSpec, maybe of another image) from
+        a fresh overlay of ``base_image_path``; ``step`` as in spawn.
+
+        Post on success: the domain runs with this host's metadata, its old
+        disk is gone. With no domain here (the destination of an evacuation)
+        it is a spawn. Post on failure: as spawn's (nothing left)."""
+
+    @abc.abstractmethod
+    def migrate_disk_and_power_off(self, instance_id, dest_host, timeout=0, cancel=None):
+        """Source of a resize or cold migration to ``dest_host`` (which may
+        be this host).
+
+        Post: the domain is shut off (as power_off with ``timeout`` and
+        ``cancel``), still defined and owned here, and its disk is set aside
+        for the destination to take and for a revert. Returns ``disk_info``
+        for finish_migration. Idempotent."""
+
+    @abc.abstractmethod
+    def finish_migration(self, instance, disk_info, base_image_path, power_on=True):
+        """Destination of a resize or cold migration. ``instance``: the
+        InstanceSpec with the new flavor; ``disk_info``: what the source's
+        migrate_disk_and_power_off returned; ``base_image_path``: this host's
+        cached copy of ``instance.image_id``.
+
+        Post on success: the domain is defined here with this host's metadata
+        and the new flavor, on the source's disk grown to ``instance.root_gb``
+        (never shrunk: Invalid); running if ``power_on``, else shut off.
+        Post on failure: nothing of the instance is left here, MigrationError
+        says why. Idempotent."""
+
+    @abc.abstractmethod
+    def confirm_migration(self, instance_id):
+        """Source, once a resize or cold migration is confirmed.
+
+        Post: the disk set aside for a revert is gone, and so is this host's
+        domain unless the VM lives on here (a resize on the same host).
+        Idempotent."""
+
+    @abc.abstractmethod
+    def finish_revert_migration(self, instance, power_on=True):
+        """Source, when a resize or cold migration is reverted, after the
+        destination destroyed its copy (not when both are this host: this
+        removes the resized copy itself).
+
+        Post: the domain is defined here with the flavor of ``instance`` (the
+        old one) on the disk set aside, running if ``power_on``. Idempotent;
+        MigrationError when there is nothing to revert to."""
+
+    @abc.abstractmethod
+    def pre_live_migration(self, instance, base_image_path, migrate_data):
+        """Destination, before a live migration of ``instance`` (an
+        InstanceSpec) to this host; ``base_image_path``: this host's cached
+        copy of its image.
+
+        Post: this host is ready to receive the domain (its disk waits here).
+        Returns ``migrate_data`` with what the source's live_migration needs
+        added. MigrationError, with nothing left here, if it cannot be."""
+
+    @abc.abstractmethod
+    def live_migration(self, instance_id, dest_host, migrate_data, progress=None, abort=None):
+        """Source: move the running guest to ``dest_host`` (memory and disk)
+        while it runs. ``migrate_data``: pre_live_migration's answer;
+        ``progress(dict(processed_bytes, remaining_bytes, total_bytes))`` is
+        called as the copy goes on; setting ``abort`` (an Event) stops it.
+
+        Post on success: the guest runs on ``dest_host`` and nothing of it is
+        left here (no domain, no disk). Post on failure or abort: the guest
+        runs here as before, MigrationError (MigrationAborted) is raised, and
+        rollback_live_migration_at_destination cleans the destination."""
+
+    @abc.abstractmethod
+    def post_live_migration_at_destination(self, instance_id):
+        """Destination, after live_migration succeeded.
+
+        Post: the domain is defined persistently here, with this host's
+        metadata, and runs. Idempotent."""
+
+    @abc.abstractmethod
+    def rollback_live_migration_at_destination(self, instance_id):
+        """Destination, after live_migration failed or was aborted.
+
+        Post: nothing of the instance is left here, as after destroy."""

@@ -8,20 +8,20 @@ import pytest
 
 from common import exception, states
 from common.db import api as db_api
-from nova_compute.virt import fake
+from nova_compute.virt import fake_libvirt
 from nova_conductor.manager import ConductorManager
 from tests.unit.test_compute_manager import (  # noqa: F401 (fixture)
     CTXT, base_image, make_manager, placed_vm, row)
 
 
-class UnreadableDriver(fake.FakeDriver):
+class UnreadableDriver(fake_libvirt.FakeLibvirtDriver):
     """Spawn succeeds; the build's read of the domain state afterwards fails."""
 
     def get_info(self, instance_id):
         raise exception.HypervisorError(reason="injected failure reading %s" % instance_id)
 
 
-class HookedDriver(fake.FakeDriver):
+class HookedDriver(fake_libvirt.FakeLibvirtDriver):
     """Runs ``after_spawn(instance_id)`` once the domain is up."""
     after_spawn = staticmethod(lambda instance_id: None)
 
@@ -70,7 +70,7 @@ def build(conf, db, base_image):
     placed on this host and a manager to build it, cleaned up afterwards."""
     made = []
 
-    def make(driver_cls=fake.FakeDriver, conductor_cls=ConductorManager, report_deadline=120.0):
+    def make(driver_cls=fake_libvirt.FakeLibvirtDriver, conductor_cls=ConductorManager, report_deadline=120.0):
         conductor = conductor_cls(db)
         manager = make_manager(conf, db, driver_cls, conductor=conductor, report_delay=0.01,
                                report_deadline=report_deadline)

@@ -7,7 +7,7 @@ from common import context, payloads, states
 from common.db import api as db_api
 from nova_compute.imagecache import ImageCache, read_file_chunks
 from nova_compute.manager import ComputeManager
-from nova_compute.virt import fake
+from nova_compute.virt import fake_libvirt
 from nova_conductor.manager import ConductorManager
 
 CTXT = context.RequestContext(project_id="p")
@@ -23,12 +23,12 @@ def base_image(tmp_path):
     return str(src), hashlib.sha256(src.read_bytes()).hexdigest()
 
 
-def make_manager(conf, db, driver_cls=fake.FakeDriver, conductor=None, **kwargs):
+def make_manager(conf, db, driver_cls=fake_libvirt.FakeLibvirtDriver, conductor=None, **kwargs):
     """A manager whose image 'downloads' read local files: ``manager.sources``
     maps image id -> path (a missing id reads a path that does not exist).
     ``conductor``: the conductor it reports to (default: the real one on
     ``db``); ``kwargs``: ComputeManager's (report_deadline, report_delay)."""
-    conf.set_override("compute_driver", "fake", group="compute")
+    conf.set_override("compute_driver", "fake-libvirt", group="compute")
     driver = driver_cls(conf)
     driver.init_host(conf.host)
     sources = {}
@@ -99,7 +99,7 @@ def test_build_then_address_then_delete(manager, db, conf, base_image):
 
 
 def test_failed_spawn_rolls_back(conf, db, base_image):
-    manager = make_manager(conf, db, fake.FailingSpawnDriver)
+    manager = make_manager(conf, db, fake_libvirt.FailingSpawnDriver)
     try:
         instance, image = placed_vm(db, conf, *base_image)
         manager.sources[image["id"]] = base_image[0]
@@ -148,7 +148,7 @@ def test_heartbeat_reports_capacity(manager, db, conf):
 
 # -- lifecycle events during a build --------------------------------------------
 
-class EventsDuringBuildDriver(fake.FakeDriver):
+class EventsDuringBuildDriver(fake_libvirt.FakeLibvirtDriver):
     """Fires ``on_spawned`` when the domain is up (as libvirt's started and
     resumed events would) and ``on_read`` when the build reads its state."""
     on_spawned = on_read = staticmethod(lambda instance_id: None)

@@ -8,7 +8,7 @@ import pytest
 from common import context, rpc
 from common.db import api as db_api
 from nova_compute.manager import ComputeManager
-from nova_compute.virt import fake
+from nova_compute.virt import fake_libvirt
 from nova_conductor import rpcapi
 from nova_conductor.manager import ConductorManager
 
@@ -51,8 +51,8 @@ class HeldConductor(ConductorManager):
 def test_report_in_returns_once_the_heartbeat_is_stored(conf, db, transport, serve):
     conductor = HeldConductor(db)
     serve(conductor)
-    conf.set_override("compute_driver", "fake", group="compute")
-    driver = fake.FakeDriver(conf)
+    conf.set_override("compute_driver", "fake-libvirt", group="compute")
+    driver = fake_libvirt.FakeLibvirtDriver(conf)
     driver.init_host(conf.host)
     try:
         manager = ComputeManager(driver, rpcapi.ConductorAPI(transport, timeout=10), None, conf)

@@ -16,7 +16,7 @@ from common.db import auth as db_auth
 from common.db.models import Instance, utcnow
 from common.timeline import DbSink, Timeline
 from nova_api.app import create_app
-from nova_compute.virt import fake
+from nova_compute.virt import fake_libvirt
 from nova_conductor.manager import ConductorManager
 from nova_conductor.watchdog import Watchdog
 from tests.unit.conftest import token_for
@@ -30,7 +30,7 @@ def managers(conf, db):
     """make(driver_cls) -> a compute manager; destroyed and cleaned up after."""
     made = []
 
-    def make(driver_cls=fake.FakeDriver):
+    def make(driver_cls=fake_libvirt.FakeLibvirtDriver):
         made.append(make_manager(conf, db, driver_cls))
         return made[-1]
     yield make
@@ -71,7 +71,7 @@ class _DeafGuest:
         return getattr(self._dom, name)
 
 
-class AcpiDeafDriver(fake.FakeDriver):
+class AcpiDeafDriver(fake_libvirt.FakeLibvirtDriver):
     """Its guests ignore ACPI: a clean power-off waits its whole timeout
     (the driver's own wait), unless cancelled. ``waiting`` is set once one waits."""
 
@@ -173,7 +173,7 @@ def test_a_delete_gives_claim_and_quota_back_once(api, db):
 
 # -- a build that arrives after the delete does nothing ------------------------------
 
-class CountingDriver(fake.FakeDriver):
+class CountingDriver(fake_libvirt.FakeLibvirtDriver):
     spawns = 0
 
     def spawn(self, spec, base_image_path, step=None):

@@ -470,7 +470,7 @@ def test_instance_ids_must_be_canonical_uuids(instance_id):
 def test_none_is_no_instance_id(conf):
     from nova_compute.virt.libvirt.driver import LibvirtDriver
     with pytest.raises(exception.Invalid):
-        LibvirtDriver(conf)._instance_dir(None)
+        LibvirtDriver(conf).files.dir(None)
     with pytest.raises(exception.Invalid):
         virt_driver.validate_instance_id(None)
 
@@ -486,8 +486,8 @@ def test_no_instance_path_outside_the_instances_directory(conf, instance_id):
     from nova_compute.virt.libvirt.driver import LibvirtDriver
     drv = LibvirtDriver(conf)
     with pytest.raises(exception.Invalid):
-        drv._instance_dir(instance_id)
-    assert drv._instance_dir(UUID) == os.path.join(drv.instances_path, UUID)
+        drv.files.dir(instance_id)
+    assert drv.files.dir(UUID) == os.path.join(drv.instances_path, UUID)
 
 
 @pytest.mark.parametrize("image_id", [

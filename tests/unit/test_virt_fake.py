@@ -1,10 +1,6 @@
-"""The libvirt driver's logic on libvirt's test driver (FakeDriver): no QEMU.
-
-Tests reach libvirt only through the driver's own connection (no libvirt
-import outside nova_compute.virt) and check domains through their XML.
-"""
-import os
-import queue
+"""The in-memory FakeDriver keeps the driver contract: ownership, power and
+its events, and every move between hosts (two drivers, two hosts)."""
+import contextlib
 import threading
 import uuid
 
@@ -14,340 +10,267 @@ from oslo_config import cfg
 from common import config, exception
 from nova_compute.virt import driver as virt_driver
 from nova_compute.virt import fake, get_driver
-from nova_compute.virt.libvirt import config as vconfig
-from nova_compute.virt.libvirt import host as vhost
 
-HOST = "compute-a"
-OTHER_HOST = "compute-b"
-EVIL_NAME = "a<b&\"c'"
+A, B = "host-a", "host-b"
 
 
-def make_conf(tmp_path, spawn_timeout=10, uri="test:///default"):
+def make_conf(tmp_path, name="fake"):
     conf = cfg.ConfigOpts()
     config.register_opts(conf)
     conf([], project="mininova", default_config_files=[])
-    conf.set_override("compute_driver", "fake", group="compute")
+    conf.set_override("compute_driver", name, group="compute")
     conf.set_override("instances_path", str(tmp_path / "instances"), group="compute")
-    conf.set_override("spawn_timeout", spawn_timeout, group="compute")
-    conf.set_override("connection_uri", uri, group="libvirt")
     return conf
 
 
 @pytest.fixture
 def base_image(tmp_path):
     path = tmp_path / "base.img"
-    path.write_bytes(b"not really an image")
+    path.write_bytes(b"\0" * 4096)
     return str(path)
 
 
 @pytest.fixture
 def make_driver(tmp_path):
-    """make_driver(cls=FakeDriver, host=HOST, **conf) -> an initialised driver."""
-    drivers = []
-
-    def make(cls=fake.FakeDriver, host=HOST, **conf_kwargs):
-        drv = cls(make_conf(tmp_path, **conf_kwargs))
+    """make_driver(host, cls=FakeDriver) -> an initialised driver whose
+    lifecycle events are kept in ``driver.events``."""
+    def make(host=A, cls=fake.FakeDriver):
+        events = []
+        drv = cls(make_conf(tmp_path), lifecycle_callback=lambda i, e: events.append((i, e)))
+        drv.events = events
         drv.init_host(host)
-        drivers.append(drv)
         return drv
-
-    yield make
-    for drv in drivers:
-        if isinstance(drv, fake.HangingStartDriver):
-            drv.release.set()
-        for inst in drv.list_instances():
-            drv.destroy(inst["id"])
-        drv.cleanup_host()
+    return make
 
 
-def spec(name="vm1", **kwargs):
-    values = dict(id=str(uuid.uuid4()), name=name, vcpus=1, memory_mb=64, root_gb=1,
-                  image_id="img-1", project_id="proj-1")
+def spec(**kwargs):
+    values = dict(id=str(uuid.uuid4()), name="vm1", vcpus=1, memory_mb=64, root_gb=1,
+                  image_id="img-1", project_id="p", mac_address="52:54:00:00:00:2a")
     values.update(kwargs)
     return virt_driver.InstanceSpec(**values)
 
 
-def domain_xml(drv, instance_id):
-    return drv._host.get_connection().lookupByUUIDString(instance_id).XMLDesc(0)
+def power(drv, instance_id):
+    return drv.get_info(instance_id)["power_state"]
 
 
-def domain_uuids(drv):
-    return {d.UUIDString() for d in drv._host.get_connection().listAllDomains(0)}
+def test_get_driver_picks_the_in_memory_fake(tmp_path):
+    assert type(get_driver(make_conf(tmp_path))) is fake.FakeDriver
+    assert get_driver(make_conf(tmp_path, "fake-libvirt")).__class__.__name__ == (
+        "FakeLibvirtDriver")
 
 
-def instance_dir(drv, instance_id):
-    return os.path.join(drv.instances_path, instance_id)
-
-
-def assert_nothing_left(drv, instance_id):
-    assert instance_id not in domain_uuids(drv)
-    assert not os.path.exists(instance_dir(drv, instance_id))
-
-
-def test_get_driver_picks_fake(tmp_path):
-    drv = get_driver(make_conf(tmp_path))
-    assert type(drv) is fake.FakeDriver
-    assert drv.uri == "test:///default"
-
-
-def test_spawn_runs_domain_with_metadata(make_driver, base_image):
+def test_spawn_list_console_addresses_destroy(make_driver, base_image):
     drv = make_driver()
-    inst = spec()
-    drv.spawn(inst, base_image)
+    vm = spec()
+    steps = []
 
-    assert drv.get_info(inst.id)["power_state"] == virt_driver.RUNNING
-    meta = vconfig.InstanceMetadata.from_domain_xml(domain_xml(drv, inst.id))
-    assert (meta.id, meta.name, meta.host, meta.project_id, meta.image_id) == (
-        inst.id, "vm1", HOST, "proj-1", "img-1")
-    assert (meta.vcpus, meta.memory_mb, meta.root_gb) == (1, 64, 1)
-    assert meta.created.endswith("+00:00")
-    dom = drv._host.get_connection().lookupByUUIDString(inst.id)
-    assert dom.name() == "mininova-" + inst.id
-    assert os.path.isfile(os.path.join(instance_dir(drv, inst.id), "disk"))
-    assert drv.list_instances() == [{"id": inst.id, "name": "vm1", "power_state": "running"}]
-
-
-def test_list_instances_shows_only_own_domains(make_driver, base_image):
-    drv_a = make_driver(host=HOST)
-    drv_b = make_driver(host=OTHER_HOST)  # same test:///default host, other owner
-    mine, theirs = spec("mine"), spec("theirs")
-    drv_a.spawn(mine, base_image)
-    drv_b.spawn(theirs, base_image)
-
-    assert [i["id"] for i in drv_a.list_instances()] == [mine.id]
-    assert [i["id"] for i in drv_b.list_instances()] == [theirs.id]
-    # the test driver's own "test" domain has no metadata: nobody's
-    assert "test" not in {i["name"] for i in drv_a.list_instances()}
-
-    # not touched by host A in any way
-    with pytest.raises(exception.InstanceNotFound):
-        drv_a.get_info(theirs.id)
-    with pytest.raises(exception.HypervisorError, match="belongs to compute-b"):
-        drv_a.destroy(theirs.id)
-    with pytest.raises(exception.BuildFailed, match="belongs to compute-b"):
-        drv_a.spawn(theirs, base_image)
-    assert drv_b.get_info(theirs.id)["power_state"] == virt_driver.RUNNING
-    assert os.path.exists(instance_dir(drv_b, theirs.id))
-
-
-def test_domain_without_metadata_is_not_touched(make_driver, base_image):
-    drv = make_driver()
-    conn = drv._host.get_connection()
-    foreign = conn.lookupByName("test")  # defined by the test driver itself
-    foreign_id = foreign.UUIDString()
-    with pytest.raises(exception.InstanceNotFound):
-        drv.get_info(foreign_id)
-    with pytest.raises(exception.HypervisorError, match="no mininova host"):
-        drv.destroy(foreign_id)
-    assert conn.lookupByName("test").isActive()
-
-
-def test_destroy_removes_everything_and_is_idempotent(make_driver, base_image):
-    drv = make_driver()
-    inst = spec()
-    drv.spawn(inst, base_image)
-    drv.destroy(inst.id)
-    assert_nothing_left(drv, inst.id)
-    drv.destroy(inst.id)                 # again: nothing to do
-    drv.destroy(str(uuid.uuid4()))       # never existed
-    with pytest.raises(exception.InstanceNotFound):
-        drv.get_info(inst.id)
+    def step(event):
+        steps.append(event)
+        return contextlib.nullcontext()
+    drv.spawn(vm, base_image, step=step)
+    assert steps == ["disk cloned", "domain defined", "domain started"]
+    assert drv.list_instances() == [{"id": vm.id, "name": "vm1", "power_state": "running"}]
+    assert "booted" in drv.get_console_output(vm.id, 5)
+    assert drv.get_addresses(["52:54:00:00:00:2A"]) == {"52:54:00:00:00:2a": "198.51.100.44"}
+    drv.spawn(vm, base_image)  # idempotent
+    drv.destroy(vm.id)
+    drv.destroy(vm.id)  # twice: harmless
     assert drv.list_instances() == []
-
-
-def test_destroy_of_defined_but_stopped_domain(make_driver, base_image):
-    drv = make_driver()
-    inst = spec()
-    drv.spawn(inst, base_image)
-    drv._host.get_connection().lookupByUUIDString(inst.id).destroy()  # power off only
-    assert drv.get_info(inst.id)["power_state"] == virt_driver.SHUTDOWN
-    drv.destroy(inst.id)
-    assert_nothing_left(drv, inst.id)
-
-
-def test_destroy_rejects_non_uuid(make_driver):
-    drv = make_driver()
-    with pytest.raises(exception.Invalid):
-        drv.destroy("../../etc")
+    assert drv.events == [(vm.id, "started"), (vm.id, "stopped"), (vm.id, "undefined")]
     with pytest.raises(exception.InstanceNotFound):
-        drv.get_info("not-a-uuid")
+        drv.get_info(vm.id)
 
 
-@pytest.mark.parametrize("cls,timeout,reason", [
-    (fake.FailingSpawnDriver, 10, "injected failure"),
-    (fake.SlowSpawnDriver, 1, "not running 1 s after start"),
-    (fake.HangingStartDriver, 1, "did not return within 1 s"),
-])
-def test_failed_spawn_leaves_nothing(make_driver, base_image, cls, timeout, reason):
-    drv = make_driver(cls, spawn_timeout=timeout)
-    inst = spec()
-    with pytest.raises(exception.BuildFailed, match=reason) as info:
-        drv.spawn(inst, base_image)
-    assert inst.id in info.value.message
-    assert_nothing_left(drv, inst.id)
-    assert drv.list_instances() == []
-
-
-def test_spawn_of_missing_base_fails_cleanly(make_driver, tmp_path):
+def test_another_hosts_domain_is_never_touched(make_driver, base_image):
     drv = make_driver()
-    inst = spec()
+    vm = spec()
+    drv.define_foreign(vm.id, B)
+    assert drv.list_instances() == []
+    assert not drv.instance_exists(vm.id)
+    with pytest.raises(exception.BuildFailed):
+        drv.spawn(vm, base_image)
+    with pytest.raises(exception.HypervisorError):
+        drv.destroy(vm.id)
+    with pytest.raises(exception.InstanceNotFound):
+        drv.power_off(vm.id)
+
+
+def test_a_failed_spawn_leaves_nothing(make_driver, base_image, tmp_path):
+    drv = make_driver(cls=fake.FailingSpawnDriver)
+    vm = spec()
+    with pytest.raises(exception.BuildFailed, match="injected failure"):
+        drv.spawn(vm, base_image)
+    assert drv.list_instances() == []
     with pytest.raises(exception.BuildFailed, match="no base file"):
-        drv.spawn(inst, str(tmp_path / "missing.img"))
-    assert_nothing_left(drv, inst.id)
+        make_driver().spawn(vm, str(tmp_path / "missing"))
 
 
-def test_spawn_is_idempotent(make_driver, base_image):
+def test_power_operations_and_their_events(make_driver, base_image):
     drv = make_driver()
-    inst = spec()
-    drv.spawn(inst, base_image)
-    xml_before = domain_xml(drv, inst.id)
-    drv.spawn(inst, base_image)              # running: no change at all
-    assert domain_xml(drv, inst.id) == xml_before
-
-    dom = drv._host.get_connection().lookupByUUIDString(inst.id)
-    dom.destroy()                            # defined, not running: started
-    drv.spawn(inst, base_image)
-    assert drv.get_info(inst.id)["power_state"] == virt_driver.RUNNING
-
-    dom.suspend()                            # paused: resumed
-    assert drv.get_info(inst.id)["power_state"] == virt_driver.PAUSED
-    drv.spawn(inst, base_image)
-    assert drv.get_info(inst.id)["power_state"] == virt_driver.RUNNING
-    assert [i["id"] for i in drv.list_instances()] == [inst.id]
+    vm = spec()
+    drv.spawn(vm, base_image)
+    for operation, expected in ((drv.pause, "paused"), (drv.unpause, "running"),
+                                (drv.suspend, "suspended"), (drv.resume, "running"),
+                                (drv.power_off, "shutdown"), (drv.power_on, "running")):
+        operation(vm.id)
+        assert power(drv, vm.id) == expected
+    drv.reboot(vm.id, hard=True)
+    assert power(drv, vm.id) == "running"
+    assert [e for _, e in drv.events] == [
+        "started", "suspended", "resumed", "stopped", "started", "stopped", "started",
+        "stopped", "started"]
 
 
-def test_concurrent_spawns_and_destroys_share_one_connection(make_driver, base_image):
+def test_a_change_behind_mininovas_back_is_an_event(make_driver, base_image):
     drv = make_driver()
-    specs = [spec("vm%d" % i) for i in range(8)]
-    errors = []
-
-    def run_all(action):
-        def call(inst):
-            try:
-                action(inst)
-            except Exception as exc:  # reported below
-                errors.append(exc)
-        threads = [threading.Thread(target=call, args=(inst,)) for inst in specs]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(timeout=30)
-        assert not any(t.is_alive() for t in threads)
-
-    run_all(lambda inst: drv.spawn(inst, base_image))
-    assert errors == []
-    assert sorted(i["id"] for i in drv.list_instances()) == sorted(i.id for i in specs)
-    run_all(lambda inst: drv.destroy(inst.id))
-    assert errors == [] and drv.list_instances() == []
-    assert os.listdir(drv.instances_path) == []
+    vm = spec()
+    drv.spawn(vm, base_image)
+    drv.external_power_change(vm.id, "crashed")
+    assert power(drv, vm.id) == "crashed" and drv.events[-1] == (vm.id, "crashed")
 
 
-def test_spawn_replaces_leftover_dir_without_domain(make_driver, base_image):
+class DeafGuestDriver(fake.FakeDriver):
+    guest_ignores_acpi = True
+
+
+def test_a_cancel_cuts_a_clean_shutdown_short(make_driver, base_image):
+    drv = make_driver(cls=DeafGuestDriver)
+    vm = spec()
+    drv.spawn(vm, base_image)
+    cancel = threading.Event()
+    cancel.set()  # a delete came: no waiting the 300 s out
+    drv.power_off(vm.id, timeout=300, cancel=cancel)
+    assert power(drv, vm.id) == "shutdown"
+
+
+def test_snapshot_writes_the_target_and_keeps_the_power_state(make_driver, base_image,
+                                                                tmp_path):
     drv = make_driver()
-    inst = spec()
-    os.makedirs(instance_dir(drv, inst.id))
-    with open(os.path.join(instance_dir(drv, inst.id), "disk"), "w") as f:
-        f.write("half-written overlay of a build that died")
-    drv.spawn(inst, base_image)
-    with open(os.path.join(instance_dir(drv, inst.id), "disk")) as f:
-        assert f.read().startswith("mininova fake overlay of " + base_image)
+    vm = spec()
+    drv.spawn(vm, base_image)
+    target = tmp_path / "snap.qcow2"
+    got = drv.snapshot(vm.id, str(target))
+    assert got["path"] == str(target) and got["size"] == target.stat().st_size > 0
+    assert got["virtual_size"] == 1024 ** 3 and power(drv, vm.id) == "running"
+    info = drv.get_instance_disk_info(vm.id)
+    assert (info["format"], info["virtual_size"], info["image_id"]) == (
+        "qcow2", 1024 ** 3, "img-1")
 
 
-@pytest.mark.parametrize("name", [EVIL_NAME, "]]></mininova:name><x/>", "tab\tnew\nline"])
-def test_vm_name_round_trips_escaped(make_driver, base_image, name):
+def test_rebuild_from_another_image_and_on_an_evacuation_target(make_driver, base_image):
     drv = make_driver()
-    inst = spec(name)
-    drv.spawn(inst, base_image)
-    assert drv.list_instances()[0]["name"] == name
-    xml = domain_xml(drv, inst.id)
-    assert vconfig.InstanceMetadata.from_domain_xml(xml).name == name
-    assert name not in xml or name == "tab\tnew\nline"  # markup only ever escaped
+    vm = spec()
+    drv.spawn(vm, base_image)
+    drv.rebuild(spec(id=vm.id, image_id="img-2"), base_image)
+    assert drv.get_instance_disk_info(vm.id)["image_id"] == "img-2"
+    assert power(drv, vm.id) == "running"
+    elsewhere = make_driver(B)  # no domain there yet: a rebuild is a spawn
+    elsewhere.rebuild(vm, base_image)
+    assert power(elsewhere, vm.id) == "running"
 
 
-def test_vm_name_with_control_characters_still_builds(make_driver, base_image):
+def test_resize_to_another_host_then_confirm(make_driver, base_image):
+    src, dst = make_driver(A), make_driver(B)
+    vm = spec()
+    src.spawn(vm, base_image)
+    disk_info = src.migrate_disk_and_power_off(vm.id, B)
+    assert power(src, vm.id) == "shutdown"  # still defined, owned here, for a revert
+    assert src.migrate_disk_and_power_off(vm.id, B) == disk_info  # idempotent
+    bigger = spec(id=vm.id, vcpus=2, memory_mb=128, root_gb=2)
+    dst.finish_migration(bigger, disk_info, base_image)
+    assert power(dst, vm.id) == "running"
+    assert dst.get_info(vm.id)["vcpus"] == 2
+    assert dst.get_instance_disk_info(vm.id)["virtual_size"] == 2 * 1024 ** 3
+    src.confirm_migration(vm.id)
+    assert src.list_instances() == []
+    src.confirm_migration(vm.id)  # idempotent
+    assert [d["id"] for d in dst.list_instances()] == [vm.id]
+
+
+def test_resize_reverted(make_driver, base_image):
+    src, dst = make_driver(A), make_driver(B)
+    vm = spec()
+    src.spawn(vm, base_image)
+    disk_info = src.migrate_disk_and_power_off(vm.id, B)
+    dst.finish_migration(spec(id=vm.id, vcpus=2), disk_info, base_image)
+    dst.destroy(vm.id)
+    src.finish_revert_migration(vm)
+    src.finish_revert_migration(vm)  # idempotent
+    assert power(src, vm.id) == "running" and src.get_info(vm.id)["vcpus"] == 1
+    assert dst.list_instances() == []
+    with pytest.raises(exception.MigrationError):
+        make_driver(A).finish_revert_migration(vm)  # nothing set aside on a fresh host
+
+
+def test_resize_on_the_same_host_confirmed_and_reverted(make_driver, base_image):
     drv = make_driver()
-    drv.spawn(spec("bell\x07nul\x00"), base_image)
-    assert drv.list_instances()[0]["name"] == "bell\ufffdnul\ufffd"
+    vm = spec()
+    drv.spawn(vm, base_image)
+    drv.finish_migration(spec(id=vm.id, vcpus=2),
+                         drv.migrate_disk_and_power_off(vm.id, A), base_image)
+    drv.confirm_migration(vm.id)  # the VM lives on here
+    assert drv.get_info(vm.id)["vcpus"] == 2 and power(drv, vm.id) == "running"
+
+    drv.finish_migration(spec(id=vm.id, vcpus=4),
+                         drv.migrate_disk_and_power_off(vm.id, A), base_image)
+    drv.finish_revert_migration(spec(id=vm.id, vcpus=2))
+    assert drv.get_info(vm.id)["vcpus"] == 2 and power(drv, vm.id) == "running"
 
 
-def test_get_host_resources(make_driver):
-    res = make_driver().get_host_resources()
-    assert res["vcpus"] == 16 and res["memory_mb"] == 3072  # test driver's node
-    assert res["local_gb"] > 0
-    assert res["hypervisor_type"] == "TEST"
-    assert isinstance(res["hypervisor_version"], int)
-    assert res["cpu_info"]["sockets"] >= 1
-
-
-def test_driver_needs_init_host(tmp_path):
-    drv = fake.FakeDriver(make_conf(tmp_path))
-    with pytest.raises(exception.HypervisorError, match="init_host"):
-        drv.list_instances()
-
-
-def test_connection_is_reopened_after_it_died(make_driver):
-    drv = make_driver()
-    drv._host.get_connection().close()  # as if libvirtd went away
-    assert drv.list_instances() == []
-    assert drv.get_host_resources()["vcpus"] == 16
-
-
-def test_private_test_host_from_node_xml(make_driver, base_image, tmp_path):
-    node = tmp_path / "node.xml"
-    node.write_text("<node><cpu><mhz>2000</mhz><nodes>1</nodes><sockets>1</sockets>"
-                    "<cores>2</cores><threads>1</threads></cpu><memory>2097152</memory></node>")
-    drv = make_driver(uri="test://" + str(node))
-    assert drv.get_host_resources()["memory_mb"] == 2048
-    assert domain_uuids(drv) == set()    # not the shared default host
-    inst = spec()
-    drv.spawn(inst, base_image)
-    assert domain_uuids(drv) == {inst.id}
-
-
-def test_lifecycle_events_reach_the_callback(tmp_path, base_image):
-    events = queue.Queue()
-    drv = fake.FakeDriver(make_conf(tmp_path),
-                          lifecycle_callback=lambda uuid_, event: events.put((uuid_, event)))
-    drv.init_host(HOST)
-    inst = spec()
-    try:
-        drv.spawn(inst, base_image)
-        drv.destroy(inst.id)
-        seen = []
-        while ("undefined" not in seen):
-            uuid_, event = events.get(timeout=10)
-            if uuid_ == inst.id:
-                seen.append(event)
-        assert seen == ["defined", "started", "stopped", "undefined"]
-    finally:
-        drv.cleanup_host()
-
-
-@pytest.mark.parametrize("flags,device,configured,expected", [
-    ("fpu vmx sse", True, "auto", "kvm"),
-    ("fpu svm sse", True, "auto", "kvm"),
-    ("fpu vmx sse", False, "auto", "qemu"),   # no /dev/kvm
-    ("fpu sse", True, "auto", "qemu"),        # /dev/kvm alone proves nothing
-    ("fpu sse", True, "qemu", "qemu"),
-    ("fpu vmx", True, "qemu", "qemu"),
-    ("fpu sse", False, "kvm", "kvm"),         # explicit choice wins (with a warning)
-])
-def test_detect_virt_type(tmp_path, flags, device, configured, expected):
-    cpuinfo = tmp_path / "cpuinfo"
-    cpuinfo.write_text("processor\t: 0\nflags\t\t: %s\n\nprocessor\t: 1\nflags\t\t: %s\n"
-                       % (flags, flags))
-    kvm = tmp_path / "kvm"
-    if device:
-        kvm.write_text("")
-    assert vhost.detect_virt_type(configured, str(cpuinfo), str(kvm)) == expected
-
-
-def test_instance_spec_validates():
+def test_a_disk_never_shrinks(make_driver, base_image):
+    src, dst = make_driver(A), make_driver(B)
+    vm = spec(root_gb=2)
+    src.spawn(vm, base_image)
+    disk_info = src.migrate_disk_and_power_off(vm.id, B)
     with pytest.raises(exception.Invalid):
-        spec(id="../x")
-    with pytest.raises(exception.Invalid):
-        spec(id=str(uuid.uuid4()).upper())
-    with pytest.raises(exception.Invalid):
-        spec(vcpus=0)
-    with pytest.raises(exception.Invalid):
-        spec(memory_mb="64")
+        dst.finish_migration(spec(id=vm.id, root_gb=1), disk_info, base_image)
+    assert dst.list_instances() == []
+
+
+def test_live_migration_with_progress(make_driver, base_image):
+    src, dst = make_driver(A), make_driver(B)
+    vm = spec()
+    src.spawn(vm, base_image)
+    migrate_data = dst.pre_live_migration(vm, base_image, {})
+    # Arriving: the destination shows a paused domain of its own meanwhile.
+    assert dst.list_instances() == [{"id": vm.id, "name": "vm1", "power_state": "paused"}]
+    seen = []
+    src.live_migration(vm.id, B, migrate_data, progress=seen.append)
+    assert [p["remaining_bytes"] for p in seen][-1] == 0 and len(seen) == 5
+    assert seen[0]["total_bytes"] == 64 * 1024 ** 2
+    assert src.list_instances() == []
+    dst.post_live_migration_at_destination(vm.id)
+    assert power(dst, vm.id) == "running"
+
+
+class AbortedMidwayDriver(fake.FakeDriver):
+    """An operator aborts after the second progress report."""
+
+    def _copying(self, instance_id, n):
+        if n == 1:
+            self.abort.set()
+
+
+def test_an_aborted_live_migration_leaves_the_guest_running_at_the_source(make_driver,
+                                                                          base_image):
+    src, dst = make_driver(A, AbortedMidwayDriver), make_driver(B)
+    src.abort = threading.Event()
+    vm = spec()
+    src.spawn(vm, base_image)
+    migrate_data = dst.pre_live_migration(vm, base_image, {})
+    with pytest.raises(exception.MigrationAborted):
+        src.live_migration(vm.id, B, migrate_data, abort=src.abort)
+    assert power(src, vm.id) == "running"
+    dst.rollback_live_migration_at_destination(vm.id)
+    assert dst.list_instances() == []
+
+
+def test_a_stopped_guest_does_not_move_live(make_driver, base_image):
+    src = make_driver(A)
+    vm = spec()
+    src.spawn(vm, base_image)
+    src.power_off(vm.id)
+    with pytest.raises(exception.MigrationError):
+        src.live_migration(vm.id, B, {})
+    assert power(src, vm.id) == "shutdown"

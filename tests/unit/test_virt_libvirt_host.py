@@ -6,9 +6,9 @@ import uuid
 import pytest
 
 from nova_compute.virt import driver as virt_driver
-from nova_compute.virt import fake
+from nova_compute.virt import fake_libvirt
 from nova_compute.virt.libvirt import host as vhost
-from tests.unit.test_virt_fake import make_conf
+from tests.unit.test_virt_fake_libvirt import make_conf
 
 URI = "test:///default"
 
@@ -105,7 +105,7 @@ def test_close_closes_the_idle_pooled_connections(make_host):
         conn.getType()
 
 
-class PooledFakeDriver(fake.FakeDriver):
+class PooledFakeDriver(fake_libvirt.FakeLibvirtDriver):
     """The fake driver with a pool of 2 lent connections (test:///default)."""
 
     def _connection_pool_size(self, conf):

@@ -1,128 +1,33 @@
 """LibvirtDriver: mininova VMs as libvirt domains on QEMU (TCG) or KVM.
 
-A domain is ours when its <mininova:instance> metadata names our host; every
-method looks that up first and leaves any other domain alone. Spawn steps are
-small methods (_create_overlay, _define_domain, _launch_domain) so the fake
-driver and its failure-injecting subclasses can replace one step each.
+The driver contract (nova_compute/virt/driver.py) on LibvirtBase's lookups,
+locks and spawn steps (base.py). Every method acts on a domain this host
+owns and leaves any other alone. The work on a domain is in power_ops,
+live_migration and guest, on files in instance_files and imagebackend.
 """
 import contextlib
-import datetime
 import logging
 import os
 import shutil
-import threading
 import time
-import weakref
 
 import libvirt
 
 from common import exception
 from nova_compute.virt import driver
-from nova_compute.virt.libvirt import config as vconfig
 from nova_compute.virt.libvirt import guest
 from nova_compute.virt.libvirt import host as vhost
 from nova_compute.virt.libvirt import imagebackend
+from nova_compute.virt.libvirt import live_migration
 from nova_compute.virt.libvirt import power_ops
+from nova_compute.virt.libvirt.base import LibvirtBase, domain_name, no_step, reason
+from nova_compute.virt.libvirt.instance_files import tail_lines
 
 LOG = logging.getLogger(__name__)
 
-DOMAIN_NAME_PREFIX = "mininova-"
 
-
-def domain_name(instance_id):
-    return DOMAIN_NAME_PREFIX + instance_id
-
-
-def _total_memory_mb(conn, fallback_mb):
-    """getInfo()'s memory is what sysfs shows for the NUMA node(s), which can be
-    far below the host's RAM (5.5 of 24 GB on a lab VM here); the node memory
-    stats have the real total. The test driver has no stats: keep getInfo's."""
-    try:
-        return conn.getMemoryStats(libvirt.VIR_NODE_MEMORY_STATS_ALL_CELLS)["total"] // 1024
-    except libvirt.libvirtError:
-        return fallback_mb
-
-
-def _no_step(_event):
-    return contextlib.nullcontext()
-
-
-def tail_lines(path, lines, max_bytes=1024 * 1024):
-    """The last ``lines`` lines of a text file (reading at most max_bytes)."""
-    try:
-        with open(path, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            size = f.tell()
-            f.seek(max(0, size - max_bytes))
-            data = f.read()
-    except FileNotFoundError:
-        return ""
-    kept = data.decode("utf-8", errors="replace").splitlines()[-lines:]
-    return "".join(line + "\n" for line in kept)
-
-
-def _reason(exc):
-    if isinstance(exc, exception.MininovaException):
-        return exc.message
-    if isinstance(exc, libvirt.libvirtError):
-        return "libvirt: %s" % exc
-    return "%s: %s" % (type(exc).__name__, exc)
-
-
-class LibvirtDriver(power_ops.PowerOpsMixin, driver.ComputeDriver):
-    def __init__(self, conf, lifecycle_callback=None):
-        self.uri = self._connection_uri(conf)
-        self.instances_path = os.path.abspath(conf.compute.instances_path)
-        self.spawn_timeout = conf.compute.spawn_timeout
-        self.network_name = conf.compute.network_name
-        self._configured_virt_type = conf.libvirt.virt_type
-        self._pool_size = self._connection_pool_size(conf)
-        self._lifecycle_callback = lifecycle_callback
-        self._host = None
-        self.host_name = None
-        self.virt_type = None
-        self._disk_cache = "none"
-        self._locks = weakref.WeakValueDictionary()
-        self._locks_lock = threading.Lock()
-        self._base_sizes = {}  # (path, inode, size, mtime_ns) -> virtual size
-
-    # -- overridable choices -------------------------------------------------
-
-    def _connection_uri(self, conf):
-        return conf.libvirt.connection_uri
-
-    def _connection_pool_size(self, conf):
-        return conf.libvirt.connection_pool_size
-
-    def _detect_virt_type(self):
-        return vhost.detect_virt_type(self._configured_virt_type)
-
-    def _create_overlay(self, instance, base_image_path, overlay_path):
-        size = imagebackend.overlay_size(instance.root_gb, self._base_size(base_image_path))
-        imagebackend.create_overlay(base_image_path, overlay_path, size)
-
-    def _guest_devices(self, instance, disk_path):
-        devices = [vconfig.DiskConfig(disk_path, cache=self._disk_cache),
-                   vconfig.SerialConsoleConfig(self._console_log(instance.id))]
-        if instance.mac_address and self.network_name:
-            devices.append(vconfig.InterfaceConfig(instance.mac_address, self.network_name))
-        return devices
-
-    def _dhcp_leases(self):
-        """[(mac, ip)] of the network's current DHCP leases."""
-        if not self.network_name:
-            return []
-        net = self._connection().networkLookupByName(self.network_name)
-        return [(lease["mac"].lower(), lease["ipaddr"]) for lease in net.DHCPLeases()
-                if lease.get("type") == libvirt.VIR_IP_ADDR_TYPE_IPV4]
-
-    def _define_domain(self, xml):
-        return self._host.get_connection().defineXML(xml)
-
-    def _launch_domain(self, dom):
-        dom.create()
-
-    # -- ComputeDriver ---------------------------------------------------------
+class LibvirtDriver(LibvirtBase, driver.ComputeDriver):
+    # -- host ----------------------------------------------------------------------
 
     def init_host(self, host):
         if not host:
@@ -147,11 +52,11 @@ class LibvirtDriver(power_ops.PowerOpsMixin, driver.ComputeDriver):
         conn = self._connection()
         try:
             arch, memory_mb, cpus, mhz, nodes, sockets, cores, threads = conn.getInfo()[:8]
-            memory_mb = _total_memory_mb(conn, memory_mb)
+            memory_mb = vhost.total_memory_mb(conn, memory_mb)
             hv_type, hv_version = conn.getType(), conn.getVersion()
             st = os.statvfs(self.instances_path)
         except (libvirt.libvirtError, OSError) as exc:
-            raise exception.HypervisorError(reason="host resources: %s" % _reason(exc)) from exc
+            raise exception.HypervisorError(reason="host resources: %s" % reason(exc)) from exc
         return {
             "vcpus": cpus,
             "memory_mb": memory_mb,
@@ -163,14 +68,15 @@ class LibvirtDriver(power_ops.PowerOpsMixin, driver.ComputeDriver):
                          "sockets": sockets, "cores": cores, "threads": threads},
         }
 
+    # -- lifecycle -------------------------------------------------------------------
+
     def spawn(self, instance, base_image_path, step=None):
-        step = step or _no_step
-        self._connection()
-        with self._host.borrowed_connection(), self._instance_lock(instance.id):
+        step = step or no_step
+        with self._instance(instance.id):
             try:
                 dom, owner = self._lookup(instance.id)
             except libvirt.libvirtError as exc:
-                raise exception.BuildFailed(instance=instance.id, reason=_reason(exc)) from exc
+                raise exception.BuildFailed(instance=instance.id, reason=reason(exc)) from exc
             if dom is not None and owner != self.host_name:
                 raise exception.BuildFailed(
                     instance=instance.id, reason="a domain with this UUID exists and "
@@ -188,13 +94,12 @@ class LibvirtDriver(power_ops.PowerOpsMixin, driver.ComputeDriver):
 
     def destroy(self, instance_id):
         driver.validate_instance_id(instance_id)
-        self._connection()
-        with self._host.borrowed_connection(), self._instance_lock(instance_id):
+        with self._instance(instance_id):
             try:
                 self._delete_domain_and_files(instance_id)
             except (libvirt.libvirtError, OSError) as exc:
                 raise exception.HypervisorError(
-                    reason="destroy of %s: %s" % (instance_id, _reason(exc))) from exc
+                    reason="destroy of %s: %s" % (instance_id, reason(exc))) from exc
 
     def get_info(self, instance_id):
         try:
@@ -241,7 +146,7 @@ class LibvirtDriver(power_ops.PowerOpsMixin, driver.ComputeDriver):
         dom, owner = self._lookup(instance_id)
         if dom is None or owner != self.host_name:
             raise exception.InstanceNotFound(instance=instance_id)
-        return tail_lines(self._console_log(instance_id), lines)
+        return tail_lines(self.files.console_log(instance_id), lines)
 
     def get_addresses(self, macs):
         wanted = {m.lower() for m in macs}
@@ -255,129 +160,208 @@ class LibvirtDriver(power_ops.PowerOpsMixin, driver.ComputeDriver):
         # MAC is what identifies our NIC, and the newest lease wins.
         return {mac: ip for mac, ip in leases if mac in wanted}
 
-    # -- spawn steps -----------------------------------------------------------
+    # -- power -------------------------------------------------------------------------
 
-    def _build(self, instance, base_image_path, step):
-        if not os.path.isabs(base_image_path):
-            raise exception.Invalid(reason="base image path must be absolute, not %r"
-                                    % base_image_path)
-        if not os.path.isfile(base_image_path):
-            raise exception.ImageUnavailable(image=instance.image_id,
-                                             reason="no base file %s" % base_image_path)
-        instance_dir = self._instance_dir(instance.id)
-        # No domain yet, so a directory here is from a build that died before
-        # define: its overlay never booted and may be half written.
-        shutil.rmtree(instance_dir, ignore_errors=True)
-        os.makedirs(instance_dir, mode=0o700)  # the guest's disk: the owner (QEMU runs as root) only
-        disk_path = os.path.join(instance_dir, "disk")
-        with step("disk cloned"):
-            self._create_overlay(instance, base_image_path, disk_path)
-        guest_config = vconfig.GuestConfig(
-            virt_type=self.virt_type, uuid=instance.id, name=domain_name(instance.id),
-            memory_mb=instance.memory_mb, vcpus=instance.vcpus,
-            metadata=self._instance_metadata(instance),
-            devices=self._guest_devices(instance, disk_path))
-        with step("domain defined"):
-            return self._define_domain(guest_config.to_xml())
+    def power_off(self, instance_id, timeout=0, cancel=None):
+        with self._owned(instance_id, "power off") as dom:
+            power_ops.power_off(dom, timeout, cancel, self._clean_shutdown)
 
-    def _instance_metadata(self, instance):
-        created = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-        return vconfig.InstanceMetadata(
-            id=instance.id, name=instance.name, host=self.host_name,
-            project_id=instance.project_id, vcpus=instance.vcpus,
-            memory_mb=instance.memory_mb, root_gb=instance.root_gb,
-            image_id=instance.image_id, created=created)
+    def power_on(self, instance_id):
+        with self._owned(instance_id, "power on") as dom:
+            if dom.state()[0] not in guest.RUNNING_STATES:
+                self._ensure_running(dom)
 
-    def _ensure_running(self, dom):
-        state = dom.state()[0]
-        if state in guest.RUNNING_STATES:
-            return
-        deadline = time.monotonic() + self.spawn_timeout
-        if state == libvirt.VIR_DOMAIN_PAUSED:
-            dom.resume()
-        else:
-            guest.run_before(deadline, self.spawn_timeout, lambda: self._launch_domain(dom),
-                             "starting the domain")
-        guest.wait_until_running(dom, deadline, self.spawn_timeout)
+    def reboot(self, instance_id, hard=False, timeout=0, cancel=None):
+        with self._owned(instance_id, "reboot") as dom:
+            power_ops.reboot(dom, self._ensure_running, hard, timeout, cancel,
+                             self._clean_shutdown)
 
-    def _clean_up_failed_spawn(self, instance_id, exc):
-        """Enforce spawn's failure post-condition, then raise. Always raises."""
-        LOG.warning("spawn of %s failed, cleaning up: %s", instance_id, _reason(exc))
-        try:
-            self._delete_domain_and_files(instance_id)
-        except Exception as cleanup_exc:
-            raise exception.HypervisorError(
-                reason="spawn of %s failed (%s) and its clean-up failed too (%s); domain %s "
-                "or directory %s may be left"
-                % (instance_id, _reason(exc), _reason(cleanup_exc), domain_name(instance_id),
-                   self._instance_dir(instance_id))) from exc
-        if isinstance(exc, exception.BuildFailed) or not isinstance(exc, Exception):
-            raise exc
-        raise exception.BuildFailed(instance=instance_id, reason=_reason(exc)) from exc
+    def pause(self, instance_id):
+        with self._owned(instance_id, "pause") as dom:
+            power_ops.pause(dom)
 
-    # -- destroy steps -----------------------------------------------------------
+    def unpause(self, instance_id):
+        with self._owned(instance_id, "unpause") as dom:
+            power_ops.unpause(dom)
 
-    def _delete_domain_and_files(self, instance_id):
-        dom, owner = self._lookup(instance_id)
-        if dom is not None:
-            if owner != self.host_name:
-                raise exception.HypervisorError(
-                    reason="domain %s belongs to %s, not %s; not touching it"
-                    % (instance_id, owner or "no mininova host", self.host_name))
-            guest.power_off(dom)
-            guest.undefine(dom)
-        try:
-            shutil.rmtree(self._instance_dir(instance_id))
-        except FileNotFoundError:
-            pass
+    def suspend(self, instance_id):
+        with self._owned(instance_id, "suspend") as dom:
+            power_ops.suspend(dom)
 
-    # -- helpers -----------------------------------------------------------------
+    def resume(self, instance_id):
+        """Start from the managed-save image: the guest goes on where it was."""
+        self.power_on(instance_id)
 
-    def _connection(self):
-        if self._host is None:
-            raise exception.HypervisorError(reason="driver used before init_host()")
-        return self._host.get_connection()
+    # -- moves -------------------------------------------------------------------------
 
-    def _console_log(self, instance_id):
-        return os.path.join(self._instance_dir(instance_id), "console.log")
+    def get_instance_disk_info(self, instance_id):
+        with self._owned(instance_id, "disk info") as dom:
+            path = self.files.disk(instance_id)
+            virtual, actual = self._disk_sizes(path)
+            return {"path": path, "format": "qcow2", "virtual_size": virtual,
+                    "actual_size": actual, "image_id": self._metadata(dom).image_id}
 
-    def _instance_dir(self, instance_id):
-        return os.path.join(self.instances_path, driver.validate_instance_id(instance_id))
-
-    def _base_size(self, base_image_path):
-        """The base's virtual size, asked of qemu-img once per version of the
-        file (its inode, size and mtime), not once per build."""
-        st = os.stat(base_image_path)
-        key = (base_image_path, st.st_ino, st.st_size, st.st_mtime_ns)
-        size = self._base_sizes.get(key)
-        if size is None:
-            size = imagebackend.base_virtual_size(base_image_path)
-            self._base_sizes = {k: v for k, v in self._base_sizes.items()
-                                if k[0] != base_image_path}  # older versions of it
-            self._base_sizes[key] = size
-        return size
-
-    def _instance_lock(self, instance_id):
-        # Weak values: a lock lives as long as someone holds or waits for it.
-        with self._locks_lock:
-            lock = self._locks.get(instance_id)
-            if lock is None:
-                lock = self._locks[instance_id] = threading.Lock()
-            return lock
-
-    def _lookup(self, instance_id):
-        """(domain, owner host) for this UUID; (None, None) when there is none."""
-        dom = self._host.lookup_domain(instance_id)
-        if dom is None:
-            return None, None
-        meta = self._metadata(dom)
-        return dom, (meta.host if meta else None)
-
-    def _metadata(self, dom):
-        try:
-            text = self._host.domain_metadata(dom, vconfig.METADATA_NS)
-        except libvirt.libvirtError as exc:
-            if exc.get_error_code() != libvirt.VIR_ERR_NO_SUPPORT:
+    def snapshot(self, instance_id, target_path):
+        tmp = "%s.part" % target_path
+        with self._owned(instance_id, "snapshot") as dom:
+            state = dom.state()[0]
+            active = state in guest.RUNNING_STATES or state == libvirt.VIR_DOMAIN_PAUSED
+            if active:  # its disk is consistent only once QEMU stopped (Nova's cold snapshot)
+                dom.managedSave(0)
+            try:
+                self._convert_disk(self.files.disk(instance_id), tmp)
+                os.replace(tmp, target_path)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
                 raise
-            return vconfig.InstanceMetadata.from_domain_xml(dom.XMLDesc(0))
-        return vconfig.InstanceMetadata.from_xml(text) if text else None
+            finally:
+                if active:
+                    self._ensure_running(dom)  # restores the saved memory
+                    if state == libvirt.VIR_DOMAIN_PAUSED:
+                        dom.suspend()
+            virtual, _ = self._disk_sizes(target_path)
+        return {"path": target_path, "format": "qcow2",
+                "size": os.path.getsize(target_path), "virtual_size": virtual}
+
+    def rebuild(self, instance, base_image_path, step=None):
+        try:
+            self.destroy(instance.id)
+        except exception.HypervisorError as exc:
+            raise exception.BuildFailed(instance=instance.id, reason=exc.message) from exc
+        self.spawn(instance, base_image_path, step=step)
+
+    def migrate_disk_and_power_off(self, instance_id, dest_host, timeout=0, cancel=None):
+        with self._owned(instance_id, "migrate disk") as dom:
+            power_ops.power_off(dom, timeout, cancel, self._clean_shutdown)
+            if dom.hasManagedSaveImage(0):  # the memory cannot follow a cold move
+                dom.managedSaveRemove(0)
+            try:
+                aside = self.files.set_aside(instance_id)
+            except OSError as exc:
+                raise exception.MigrationError(instance=instance_id,
+                                               reason="setting its disk aside: %s" % exc)
+            path = os.path.join(aside, "disk")
+            virtual, actual = self._disk_sizes(path)
+            return {"source_host": self.host_name, "instance_id": instance_id, "path": path,
+                    "format": "qcow2", "virtual_size": virtual, "actual_size": actual,
+                    "image_id": self._metadata(dom).image_id}
+
+    def finish_migration(self, instance, disk_info, base_image_path, power_on=True):
+        size = imagebackend.overlay_size(instance.root_gb, 0)
+        if instance.root_gb and size < disk_info["virtual_size"]:
+            raise exception.Invalid(reason="a disk of %d bytes cannot shrink to %d GiB"
+                                    % (disk_info["virtual_size"], instance.root_gb))
+        with self._instance(instance.id, "finish migration"):
+            dom, owner = self._lookup(instance.id)
+            if dom is not None and owner != self.host_name:
+                raise exception.MigrationError(instance=instance.id, reason="a domain of "
+                                               "%s has this UUID here" % owner)
+            if dom is not None and self._finished_here(dom, instance):
+                if power_on:
+                    self._ensure_running(dom)
+                return
+            if not os.path.isfile(disk_info["path"]):
+                raise exception.MigrationError(
+                    instance=instance.id, reason="the disk %s of %s is not reachable here: "
+                    "resize and cold migration need the hosts to share the filesystem "
+                    "that holds instances_path" % (disk_info["path"], disk_info["source_host"]))
+            try:
+                self.files.fresh_dir(instance.id)
+                self._adopt_disk(disk_info["path"], self.files.disk(instance.id),
+                                 base_image_path, max(size, disk_info["virtual_size"]))
+                dom = self._define(instance)
+                if power_on:
+                    self._ensure_running(dom)
+            except Exception as exc:
+                self._undo_arrival(instance.id)
+                raise exception.MigrationError(instance=instance.id,
+                                               reason=reason(exc)) from exc
+
+    def confirm_migration(self, instance_id):
+        with self._instance(driver.validate_instance_id(instance_id), "confirm migration"):
+            shutil.rmtree(self.files.set_aside_dir(instance_id), ignore_errors=True)
+            dom, owner = self._lookup(instance_id)
+            if (dom is not None and owner == self.host_name
+                    and not os.path.isdir(self.files.dir(instance_id))):
+                guest.power_off(dom)  # the source's definition: the VM lives elsewhere
+                guest.undefine(dom)
+
+    def finish_revert_migration(self, instance, power_on=True):
+        with self._instance(instance.id, "revert migration"):
+            dom, owner = self._lookup(instance.id)
+            if dom is not None and owner != self.host_name:
+                raise exception.MigrationError(instance=instance.id, reason="a domain of "
+                                               "%s has this UUID here" % owner)
+            if dom is not None:  # the source's definition, or the resized copy (same host)
+                guest.power_off(dom)
+                if dom.hasManagedSaveImage(0):  # saved with the flavor being reverted
+                    dom.managedSaveRemove(0)
+            if not self.files.take_back(instance.id) and not self.files.has_disk(instance.id):
+                raise exception.MigrationError(instance=instance.id,
+                                               reason="no disk was set aside here")
+            dom = self._define(instance)
+            if power_on:
+                self._ensure_running(dom)
+
+    def pre_live_migration(self, instance, base_image_path, migrate_data):
+        with self._instance(instance.id, "pre live migration"):
+            dom, _owner = self._lookup(instance.id)
+            if dom is not None or os.path.exists(self.files.dir(instance.id)):
+                raise exception.MigrationError(
+                    instance=instance.id, reason="a domain or directory of it is on %s "
+                    "already (instances_path shared between hosts is not supported)"
+                    % self.host_name)
+            try:
+                self.files.fresh_dir(instance.id)
+                self._create_overlay(instance, base_image_path, self.files.disk(instance.id))
+            except Exception as exc:
+                self.files.remove(instance.id, set_aside_too=False)
+                raise exception.MigrationError(instance=instance.id,
+                                               reason=reason(exc)) from exc
+        uri = self._inbound_uri or "qemu+tcp://%s/system" % self.host_name
+        return dict(migrate_data or {}, dest_host=self.host_name, dest_uri=uri,
+                    dest_dir=self.files.dir(instance.id))
+
+    def live_migration(self, instance_id, dest_host, migrate_data, progress=None, abort=None):
+        with self._owned(instance_id, "live migration") as dom:
+            xml = live_migration.destination_xml(
+                dom.XMLDesc(libvirt.VIR_DOMAIN_XML_MIGRATABLE), dest_host,
+                self.files.dir(instance_id), migrate_data["dest_dir"])
+            params = {libvirt.VIR_MIGRATE_PARAM_DEST_XML: xml,
+                      libvirt.VIR_MIGRATE_PARAM_PERSIST_XML: xml,
+                      libvirt.VIR_MIGRATE_PARAM_MIGRATE_DISKS: ["vda"]}
+            self._migrate_live(dom, migrate_data["dest_uri"], params, progress, abort)
+            self.files.remove(instance_id, set_aside_too=False)
+
+    def post_live_migration_at_destination(self, instance_id):
+        with self._owned(instance_id, "post live migration") as dom:
+            if not dom.isPersistent():
+                self._define_domain(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_MIGRATABLE))
+            if dom.state()[0] not in guest.RUNNING_STATES:
+                self._ensure_running(dom)
+
+    def rollback_live_migration_at_destination(self, instance_id):
+        self.destroy(instance_id)
+
+    # -- move helpers -------------------------------------------------------------
+
+    def _finished_here(self, dom, instance):
+        """A finish_migration of ``instance`` already ran here: the domain is
+        defined on a disk of its own with the new flavor."""
+        meta = self._metadata(dom)
+        return (meta is not None and self.files.has_disk(instance.id)
+                and (meta.vcpus, meta.memory_mb, meta.root_gb)
+                == (instance.vcpus, instance.memory_mb, instance.root_gb))
+
+    def _undo_arrival(self, instance_id):
+        """After a failed finish_migration: no domain, no directory here (a
+        directory set aside on this host, the source's, stays)."""
+        try:
+            dom, owner = self._lookup(instance_id)
+            if dom is not None and owner == self.host_name:
+                guest.power_off(dom)
+                guest.undefine(dom)
+        finally:
+            self.files.remove(instance_id, set_aside_too=False)
+

@@ -10,21 +10,22 @@ from common import exception
 
 QEMU_IMG = "qemu-img"
 QEMU_IMG_TIMEOUT = 60  # seconds; qemu-img on a local file takes well under one
+CONVERT_TIMEOUT = 3600  # a whole disk is copied: its size decides
 GiB = 1024 ** 3
 # qemu-img info parses untrusted image headers: cap its memory and CPU time.
 _PRLIMIT = ["prlimit", "--as=%d" % GiB, "--cpu=30", "--"]
 
 
-def _run(args, limit=False):
+def _run(args, limit=False, timeout=QEMU_IMG_TIMEOUT):
     cmd = (_PRLIMIT if limit and shutil.which("prlimit") else []) + [QEMU_IMG] + list(args)
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True,
-                              timeout=QEMU_IMG_TIMEOUT, check=False)
+                              timeout=timeout, check=False)
     except FileNotFoundError:
         raise exception.HypervisorError(reason="%s is not installed" % cmd[0])
     except subprocess.TimeoutExpired:
         raise exception.HypervisorError(
-            reason="qemu-img %s did not finish within %d s" % (args[0], QEMU_IMG_TIMEOUT))
+            reason="qemu-img %s did not finish within %d s" % (args[0], timeout))
     if proc.returncode != 0:
         raise exception.HypervisorError(
             reason="qemu-img %s failed (exit %d): %s"
@@ -62,6 +63,33 @@ def create_overlay(base_path, overlay_path, size_bytes):
         raise exception.Invalid(reason="base image path must be absolute: %s" % base_path)
     _run(["create", "-f", "qcow2", "-F", "qcow2", "-b", base_path,
           overlay_path, str(int(size_bytes))])
+
+
+def convert_to_standalone(path, target_path):
+    """Write the qcow2 ``path`` with its backing chain merged in as one
+    qcow2 image without backing file at ``target_path``. The image must not
+    be written meanwhile (its domain shut off)."""
+    _run(["convert", "-f", "qcow2", "-O", "qcow2", path, target_path],
+         timeout=CONVERT_TIMEOUT)
+
+
+def rebase_unsafe(path, base_path):
+    """Point the overlay ``path`` at ``base_path`` without touching its data:
+    for a copy of an overlay whose base has the same content here (the same
+    image, cached at another path)."""
+    if not os.path.isabs(base_path):
+        raise exception.Invalid(reason="base image path must be absolute: %s" % base_path)
+    _run(["rebase", "-u", "-f", "qcow2", "-F", "qcow2", "-b", base_path, path])
+
+
+def grow(path, size_bytes):
+    """Grow the qcow2 ``path`` to ``size_bytes`` (never shrinks: Invalid)."""
+    current = int(image_info(path)["virtual-size"])
+    if size_bytes < current:
+        raise exception.Invalid(reason="a disk of %d bytes cannot shrink to %d"
+                                % (current, size_bytes))
+    if size_bytes > current:
+        _run(["resize", "-f", "qcow2", path, str(int(size_bytes))])
 
 
 def supports_direct_io(dirpath):
