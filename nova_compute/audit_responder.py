@@ -12,6 +12,7 @@ import os
 import uuid
 
 from common import exception
+from common.timeline import error_message
 from nova_compute import ownership
 from nova_compute.virt import driver as virt_driver
 
@@ -77,8 +78,7 @@ class AuditResponder:
             try:
                 row = self.conductor.instance_get(ctxt, instance_id)
             except Exception as e:  # no answer: no certainty, no destroy
-                return "failed:could not re-check with the conductor: %s" % (
-                    e.message if isinstance(e, exception.MininovaException) else e)
+                return "failed:could not re-check with the conductor: %s" % error_message(e)
             relation = ownership.relation(row, self.host)
             if relation == ownership.OWNER:
                 return "skipped:a live row puts it on this host now (%s/%s)" % (

@@ -10,19 +10,11 @@ import os
 import time
 
 from common import exception, states
-from common.timeline import EventBuffer, Timeline
+from common.timeline import EventBuffer, Timeline, error_message
 from nova_compute import ownership
 from nova_compute.virt.driver import InstanceSpec
 
 LOG = logging.getLogger(__name__)
-
-
-def reason(exc):
-    """What went wrong, for a VM's fault: a MininovaException's message, or
-    the class and text of anything else."""
-    if isinstance(exc, exception.MininovaException):
-        return exc.message
-    return "%s: %s" % (type(exc).__name__, exc)
 
 
 def destroy_quietly(driver, instance_id):
@@ -94,7 +86,7 @@ class Builder:
             power_state = self.builds.read_state(
                 instance_id, lambda: self.driver.get_info(instance_id)["power_state"])
         except Exception as e:  # any failure: roll back, VM to ERROR with why
-            why = reason(e)
+            why = error_message(e)
             LOG.warning("VM %s: spawn failed, rolling back: %s", instance_id, why,
                         exc_info=not isinstance(e, exception.MininovaException))
             destroy_quietly(self.driver, instance_id)
@@ -118,7 +110,7 @@ class Builder:
             # The conductor answered with an error: its transaction rolled
             # back, the VM is still spawning here with no one to report it.
             # Roll back as after a failed step, unless it went live after all.
-            why = "the conductor refused the build's report: %s" % reason(e)
+            why = "the conductor refused the build's report: %s" % error_message(e)
             LOG.warning("VM %s: %s", instance_id, why)
             if self.given_up(ctxt, instance_id):
                 self.conductor.instance_build_failed(ctxt, instance_id, self.host, why,

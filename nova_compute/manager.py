@@ -44,6 +44,7 @@ class ComputeManager:
         self.driver = driver
         self.conf = conf
         self.host = conf.host
+        self._conductor_api = conductor_api
         self.conductor = RetryingConductor(conductor_api, report_deadline, report_delay)
         self.locks = KeyedLocks()
         self.timeline = Timeline(conductor_api, self.host)  # best effort: casts, no retry
@@ -148,8 +149,10 @@ class ComputeManager:
             "local_gb": max(0, res["local_gb"] - comp.reserved_host_disk_gb),
             "hypervisor_type": res.get("hypervisor_type"),
         }
-        plain = self.conductor.conductor  # periodic: the next beat is the retry
+        # Not retried here: the next beat is the retry (report_in retries its own).
         if wait:  # a call: returns once the conductor committed it
-            plain.service_heartbeat(ctxt, self.host, "mininova-compute", resources, wait=True)
+            self._conductor_api.service_heartbeat(ctxt, self.host, "mininova-compute",
+                                                  resources, wait=True)
         else:
-            plain.service_heartbeat(ctxt, self.host, "mininova-compute", resources)
+            self._conductor_api.service_heartbeat(ctxt, self.host, "mininova-compute",
+                                                  resources)

@@ -15,6 +15,7 @@ import os
 import threading
 
 from common import exception
+from common.timeline import error_message
 from nova_compute.virt import driver
 
 GiB = 1024 ** 3
@@ -112,7 +113,7 @@ class FakeDriver(driver.ComputeDriver):
                 self._domains.pop(instance.id, None)
                 if isinstance(exc, exception.BuildFailed):
                     raise
-                raise exception.BuildFailed(instance=instance.id, reason=_reason(exc)) from exc
+                raise exception.BuildFailed(instance=instance.id, reason=error_message(exc)) from exc
 
     def destroy(self, instance_id):
         driver.validate_instance_id(instance_id)
@@ -229,7 +230,7 @@ class FakeDriver(driver.ComputeDriver):
                     del self._domains[instance.id]
                     events.append((instance.id, "undefined"))
                     raise exception.BuildFailed(instance=instance.id,
-                                                reason=_reason(exc)) from exc
+                                                reason=error_message(exc)) from exc
                 dom.spec, dom.generation = instance, dom.generation + 1
                 dom.virtual_size, dom.actual_size = max(instance.root_gb * GiB, size), 0
                 dom.console = []
@@ -401,12 +402,6 @@ class FakeDriver(driver.ComputeDriver):
         except OSError:
             raise exception.ImageUnavailable(image=instance.image_id,
                                              reason="no base file %s" % base_image_path)
-
-
-def _reason(exc):
-    if isinstance(exc, exception.MininovaException):
-        return exc.message
-    return "%s: %s" % (type(exc).__name__, exc)
 
 
 class FailingSpawnDriver(FakeDriver):
