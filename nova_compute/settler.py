@@ -27,7 +27,12 @@ class StartupSettler:
     def settle(self, ctxt):
         for row in self.conductor.instance_list_for_host(ctxt, self.host):
             task, instance_id = row["task_state"], row["id"]
-            if task is None or ownership.relation(row, self.host) != ownership.OWNER:
+            if task is None:
+                continue
+            # A delete is sent to the row's host and wins over a move in
+            # progress; every other task of a VM in transit is the move's.
+            if not (task == states.DELETING and row["host"] == self.host
+                    or ownership.relation(row, self.host) == ownership.OWNER):
                 continue
             try:
                 self._settle(ctxt, instance_id, task)

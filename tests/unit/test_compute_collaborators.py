@@ -241,17 +241,19 @@ def test_a_build_runs_for_the_owner_only(world, base_image):
 
 # -- start-up and audit ------------------------------------------------------------------------
 
-def test_settling_leaves_moves_to_the_conductor(world, base_image):
+def test_settling_finishes_deletes_and_leaves_moves_to_the_conductor(world, base_image):
     w = world
     deleting = w.conductor.add(task_state=states.DELETING)
+    deleted_moving = w.conductor.add(task_state=states.DELETING, migration=migration(A, B))
     moving = w.conductor.add(task_state="migrating", migration=migration(A, B))
     interrupted = w.conductor.add(task_state=states.REBOOTING)
-    for instance_id in (deleting, moving, interrupted):
+    for instance_id in (deleting, deleted_moving, moving, interrupted):
         w.domain(instance_id, base_image)
     StartupSettler(w.driver, w.conductor, w.locks, deleter(w), power_tasks(w),
                    w.conf).settle(CTXT)
     assert sorted(d["id"] for d in w.driver.list_instances()) == sorted([moving, interrupted])
-    assert w.reports("instance_terminated") == [("instance_terminated", deleting, A)]
+    assert sorted(w.reports("instance_terminated")) == sorted([
+        ("instance_terminated", deleting, A), ("instance_terminated", deleted_moving, A)])
     assert [c[1:3] for c in w.reports("instance_task_failed")] == [(interrupted, A)]
 
 
