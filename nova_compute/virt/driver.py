@@ -70,8 +70,8 @@ class ComputeDriver(abc.ABC):
     Errors: hypervisor trouble surfaces as ``HypervisorError``, a failed build
     as ``BuildFailed``, a failed move as ``MigrationError``, an unknown or
     foreign instance as ``InstanceNotFound``; no hypervisor library exception
-    ever escapes a driver. Every operation is abstract here: a driver
-    implements all of them, none raises NotImplementedError.
+    ever escapes a driver. Every operation is abstract here (and raises
+    NotImplementedError only here): a driver implements all of them.
     """
 
     @abc.abstractmethod
@@ -82,6 +82,7 @@ class ComputeDriver(abc.ABC):
         Post: the driver is usable; raises HypervisorError if the hypervisor
         cannot be reached. Must be called once before any other method.
         """
+        raise NotImplementedError
 
     @abc.abstractmethod
     def get_host_resources(self):
@@ -92,6 +93,7 @@ class ComputeDriver(abc.ABC):
         reports them, ``local_gb`` the size of the filesystem holding
         instances_path. Reservations and allocation ratios are the caller's job.
         """
+        raise NotImplementedError
 
     @abc.abstractmethod
     def spawn(self, instance, base_image_path, step=None):
@@ -109,6 +111,7 @@ class ComputeDriver(abc.ABC):
         Idempotent: a domain of this instance that already runs is a success
         without any change; one that is defined but not running is started.
         """
+        raise NotImplementedError
 
     @abc.abstractmethod
     def destroy(self, instance_id):
@@ -121,6 +124,7 @@ class ComputeDriver(abc.ABC):
         instead. Also what removes a stale copy from a host a VM was evacuated
         from (the copy still carries that host's metadata).
         """
+        raise NotImplementedError
 
     @abc.abstractmethod
     def get_info(self, instance_id):
@@ -128,6 +132,7 @@ class ComputeDriver(abc.ABC):
 
         Raises InstanceNotFound when this host owns no domain with that id.
         """
+        raise NotImplementedError
 
     def instance_exists(self, instance_id):
         """True when this host owns a domain with that id (Nova's name)."""
@@ -143,6 +148,7 @@ class ComputeDriver(abc.ABC):
         owns (``name`` is the user's VM name from the metadata). Domains without
         mininova metadata or of another host are left out.
         """
+        raise NotImplementedError
 
     # -- power operations: each acts on a domain this host owns (else
     # InstanceNotFound), is idempotent, and raises HypervisorError if the
@@ -154,48 +160,58 @@ class ComputeDriver(abc.ABC):
         the guest is first asked to power off (ACPI) and given that long; then
         it is forced, like Nova's clean shutdown. ``cancel`` (an Event) cuts
         the wait short."""
+        raise NotImplementedError
 
     @abc.abstractmethod
     def power_on(self, instance_id):
         """Post: the domain runs (from its managed-save image if it has one)."""
+        raise NotImplementedError
 
     @abc.abstractmethod
     def reboot(self, instance_id, hard=False, timeout=0, cancel=None):
         """Post: the domain runs again after a restart. Soft: ACPI shutdown
         within ``timeout`` then start, falling back to hard; hard: forced
         power-off then start."""
+        raise NotImplementedError
 
     @abc.abstractmethod
     def pause(self, instance_id):
         """Post: the domain is paused (vCPUs stopped, memory kept in RAM)."""
+        raise NotImplementedError
 
     @abc.abstractmethod
     def unpause(self, instance_id):
         """Post: a paused domain runs again."""
+        raise NotImplementedError
 
     @abc.abstractmethod
     def suspend(self, instance_id):
         """Post: the guest's memory is saved to disk and the domain is shut
         off; get_info() reports it 'suspended'."""
+        raise NotImplementedError
 
     @abc.abstractmethod
     def resume(self, instance_id):
         """Post: a suspended domain runs again from where it was saved."""
+        raise NotImplementedError
 
     @abc.abstractmethod
     def get_console_output(self, instance_id, lines):
         """The last ``lines`` lines of the instance's serial console log, as
         text. The log survives restarts of the domain (it is appended to) and
         goes with destroy(). Raises InstanceNotFound for a domain not ours."""
+        raise NotImplementedError
 
     @abc.abstractmethod
     def get_addresses(self, macs):
         """``{mac: ip}`` for those of ``macs`` that hold a DHCP lease now.
         One look at the hypervisor's network, however many MACs are asked."""
+        raise NotImplementedError
 
     @abc.abstractmethod
     def cleanup_host(self):
         """Close the hypervisor connections. Safe to call more than once."""
+        raise NotImplementedError
 
     # -- moves: snapshot, rebuild, resize/cold migration, live migration,
     # evacuation. Data handed from one host to another (disk_info,
@@ -206,6 +222,7 @@ class ComputeDriver(abc.ABC):
         """``dict(path, format, virtual_size, actual_size, image_id)`` of the
         instance's root disk (sizes in bytes; ``image_id`` the base it was
         made from). Raises InstanceNotFound for a domain not ours."""
+        raise NotImplementedError
 
     @abc.abstractmethod
     def snapshot(self, instance_id, target_path):
@@ -217,6 +234,7 @@ class ComputeDriver(abc.ABC):
         saved to disk and restored meanwhile, so that its disk is consistent).
         Returns ``dict(path, format, size, virtual_size)``. On failure nothing
         is left at ``target_path``."""
+        raise NotImplementedError
 
     @abc.abstractmethod
     def rebuild(self, instance, base_image_path, step=None):
@@ -226,6 +244,7 @@ class ComputeDriver(abc.ABC):
         Post on success: the domain runs with this host's metadata, its old
         disk is gone. With no domain here (the destination of an evacuation)
         it is a spawn. Post on failure: as spawn's (nothing left)."""
+        raise NotImplementedError
 
     @abc.abstractmethod
     def migrate_disk_and_power_off(self, instance_id, dest_host, timeout=0, cancel=None):
@@ -236,6 +255,7 @@ class ComputeDriver(abc.ABC):
         ``cancel``), still defined and owned here, and its disk is set aside
         for the destination to take and for a revert. Returns ``disk_info``
         for finish_migration. Idempotent."""
+        raise NotImplementedError
 
     @abc.abstractmethod
     def finish_migration(self, instance, disk_info, base_image_path, power_on=True):
@@ -249,6 +269,7 @@ class ComputeDriver(abc.ABC):
         (never shrunk: Invalid); running if ``power_on``, else shut off.
         Post on failure: nothing of the instance is left here, MigrationError
         says why. Idempotent."""
+        raise NotImplementedError
 
     @abc.abstractmethod
     def confirm_migration(self, instance_id):
@@ -257,6 +278,7 @@ class ComputeDriver(abc.ABC):
         Post: the disk set aside for a revert is gone, and so is this host's
         domain unless the VM lives on here (a resize on the same host).
         Idempotent."""
+        raise NotImplementedError
 
     @abc.abstractmethod
     def finish_revert_migration(self, instance, power_on=True):
@@ -267,6 +289,7 @@ class ComputeDriver(abc.ABC):
         Post: the domain is defined here with the flavor of ``instance`` (the
         old one) on the disk set aside, running if ``power_on``. Idempotent;
         MigrationError when there is nothing to revert to."""
+        raise NotImplementedError
 
     @abc.abstractmethod
     def pre_live_migration(self, instance, base_image_path, migrate_data):
@@ -277,6 +300,7 @@ class ComputeDriver(abc.ABC):
         Post: this host is ready to receive the domain (its disk waits here).
         Returns ``migrate_data`` with what the source's live_migration needs
         added. MigrationError, with nothing left here, if it cannot be."""
+        raise NotImplementedError
 
     @abc.abstractmethod
     def live_migration(self, instance_id, dest_host, migrate_data, progress=None, abort=None):
@@ -289,6 +313,7 @@ class ComputeDriver(abc.ABC):
         left here (no domain, no disk). Post on failure or abort: the guest
         runs here as before, MigrationError (MigrationAborted) is raised, and
         rollback_live_migration_at_destination cleans the destination."""
+        raise NotImplementedError
 
     @abc.abstractmethod
     def post_live_migration_at_destination(self, instance_id):
@@ -296,9 +321,11 @@ class ComputeDriver(abc.ABC):
 
         Post: the domain is defined persistently here, with this host's
         metadata, and runs. Idempotent."""
+        raise NotImplementedError
 
     @abc.abstractmethod
     def rollback_live_migration_at_destination(self, instance_id):
         """Destination, after live_migration failed or was aborted.
 
         Post: nothing of the instance is left here, as after destroy."""
+        raise NotImplementedError
