@@ -77,7 +77,8 @@ def test_the_very_next_request_after_a_revocation_is_refused(api_stack):
     db = Database(s.db_url)
     try:
         with db.transaction() as t:
-            t.execute(sa.text("UPDATE users SET role = 'member' WHERE name = :n"),
+            t.execute(sa.text("UPDATE role_assignments SET role = 'member' WHERE user_id = "
+                              "(SELECT id FROM users WHERE name = :n)"),
                       {"n": "ops-user%d" % s._users})
             number = revocations.epoch(t)
         assert revocations.wait_heard(db, number, 30) == []
