@@ -24,8 +24,9 @@ def _db():
 def show(project_id):
     with _db().transaction() as s:
         project = s.get(Project, project_id)
-        if project is None:
-            raise exception.ProjectNotFound(project=project_id)
+        if project is None:  # named, but no longer than an id can be
+            raise exception.ProjectNotFound(project=project_id if len(project_id) <= 64
+                                            else project_id[:64] + "...")
         if not g.context.is_admin and not identity.roles_in(s, g.context.user_id, project.id):
             raise exception.Forbidden("You may only see the projects you hold a role in.")
         return jsonify({"project": views.project(project)})
