@@ -123,8 +123,8 @@ def user_enable(conf, args):
 
 
 def role_add(conf, args):
-    with _db(conf).transaction() as s:
-        added = identity.role_add(s, args.user, args.project, args.role)
+    # Announced like a revocation: the API's cached tokens get the role at once.
+    added = _revoke(conf, lambda s: identity.role_add(s, args.user, args.project, args.role))
     print(json.dumps({"user": args.user, "project": args.project, "role": args.role,
                       "added": added}))
 
@@ -143,9 +143,10 @@ def token_create(conf, args):
 
 
 def _revoke(conf, change):
-    """``change(session)`` revokes something; returns once every API process
-    refuses it (common/db/revocations.py), or names those that did not say so
-    in time (their cached entries have expired by then all the same)."""
+    """``change(session)`` revokes something (or changes a role); returns
+    once every API process has heard it (common/db/revocations.py), or names
+    those that did not say so in time (their cached entries have expired by
+    then all the same)."""
     db = _db(conf)
     try:
         with db.transaction() as s:
