@@ -118,7 +118,8 @@ def test_a_host_that_is_no_host_name(client):
 def test_link_builders(app):
     with app.test_request_context("/compute/v2.1/p1/servers", base_url="http://h:8774"):
         assert urls.base() == "http://h:8774"
-        assert urls.url("compute/v2.1/", "/servers", "abc") == "http://h:8774/compute/v2.1/servers/abc"
+        assert urls.url("compute/v2.1/", "/servers", "abc") == (
+            "http://h:8774/compute/v2.1/servers/abc")
         assert urls.resource_links("compute/v2.1", "compute", "servers", "abc",
                                    project_id="p1") == [
             {"rel": "self", "href": "http://h:8774/compute/v2.1/p1/servers/abc"},

@@ -37,7 +37,8 @@ def _in_default_domain(domain, field):
     """A name is only meaningful with its domain, which must be ours."""
     if domain is None:
         raise exception.ValidationError(field=field, reason="is required with a name")
-    if not ({domain.get("id")} & DEFAULT_DOMAIN_IDS or {domain.get("name")} & DEFAULT_DOMAIN_NAMES):
+    if (domain.get("id") not in DEFAULT_DOMAIN_IDS
+            and domain.get("name") not in DEFAULT_DOMAIN_NAMES):
         raise exception.Unauthorized(reason="only the default domain exists")
 
 
@@ -117,8 +118,7 @@ def issue():
 
 
 def _subject():
-    """The token named by X-Subject-Token, which the caller may see: its
-    own, or any if the caller is an admin (Keystone's policy)."""
+    """The secret in the X-Subject-Token header (400 without one)."""
     secret = request.headers.get("X-Subject-Token")
     if not secret:
         raise exception.ValidationError(field="X-Subject-Token header", reason="is required")
@@ -126,6 +126,8 @@ def _subject():
 
 
 def _check_subject(token):
+    """A caller may see and revoke its own tokens; an admin anybody's
+    (Keystone's policy)."""
     if token.user_id != g.context.user_id and not g.context.is_admin:
         raise exception.Forbidden("Only an admin may see or revoke another user's token.")
 
