@@ -30,10 +30,18 @@ def _unb64(text):
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
+# At most one derivation per CPU at a time: more would finish no sooner, and
+# each holds 128 * r * N bytes (32 MiB at cost 15), so a burst of logins (or of
+# requests with made-up passwords: they cost the same) queues here instead of
+# taking the API's memory.
+_RUNNING = threading.BoundedSemaphore(max(1, os.cpu_count() or 1))
+
+
 def _derive(password, salt, cost, r, p):
     n = 2 ** cost
-    return hashlib.scrypt(password.encode("utf-8", "surrogatepass"), salt=salt, n=n, r=r,
-                          p=p, dklen=KEY_BYTES, maxmem=2 * 128 * r * n * p + 2 ** 20)
+    with _RUNNING:
+        return hashlib.scrypt(password.encode("utf-8", "surrogatepass"), salt=salt, n=n, r=r,
+                              p=p, dklen=KEY_BYTES, maxmem=2 * 128 * r * n * p + 2 ** 20)
 
 
 def hash_password(password, cost):
