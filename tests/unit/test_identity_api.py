@@ -145,9 +145,27 @@ def test_projects(client):
     assert names(admin, "?name=demo2&domain_id=other") == []
 
 
+def test_users_see_themselves(client, db):
+    with db.transaction() as s:
+        identity.role_add(s, "u", "demo2", "member")
+        ids = {u.name: u.id for u, _ in identity.user_list(s)}
+    member, admin = login(client, "u"), login(client, "a")
+    r = get(client, "/identity/v3/users/" + ids["u"], member)
+    assert r.status_code == 200 and r.get_json()["user"] == {
+        "id": ids["u"], "name": "u", "domain_id": "default", "enabled": True,
+        "default_project_id": "demo", "password_expires_at": None, "options": {},
+        "links": {"self": "http://localhost/identity/v3/users/" + ids["u"]}}
+    r = get(client, "/identity/v3/users/%s/projects" % ids["u"], member)
+    assert [p["name"] for p in r.get_json()["projects"]] == ["demo", "demo2"]
+    error(get(client, "/identity/v3/users/" + ids["u2"], member), 403, "Forbidden")
+    error(get(client, "/identity/v3/users/%s/projects" % ids["a"], member), 403, "Forbidden")
+    assert get(client, "/identity/v3/users/" + ids["u2"], admin).status_code == 200
+    error(get(client, "/identity/v3/users/nobody", admin), 404, "Not Found")
+
+
 def test_unknown_identity_paths_and_methods(client):
     token = login(client, "u")
-    error(get(client, "/identity/v3/users", token), 404, "Not Found")
+    error(get(client, "/identity/v3/domains", token), 404, "Not Found")
     r = client.put(TOKENS, headers={"X-Auth-Token": token})
     error(r, 405, "Method Not Allowed")
     assert "POST" in r.headers["Allow"]

@@ -128,11 +128,13 @@ def test_hostile_auth_tokens(api, token_value):
 
 @pytest.mark.parametrize("ref", ["a%00b", "%3Cscript%3E", "..%2F..%2Fetc%2Fpasswd", "%2e%2e",
                                  "a%0Ab", "%E5%90%8D" * 2000, "%FF%FE", "'%22"])
-def test_hostile_project_paths(api, token, ref):
-    r = api.get("/identity/v3/projects/" + ref, headers={"X-Auth-Token": token})
+@pytest.mark.parametrize("path", ["/identity/v3/projects/%s", "/identity/v3/users/%s",
+                                  "/identity/v3/users/%s/projects"])
+def test_hostile_identity_paths(api, token, ref, path):
+    r = api.get(path % ref, headers={"X-Auth-Token": token})
     message = error(r, 400, 403, 404)
     if ref == "a%00b":
-        assert r.status_code == 400 and "'project_id'" in message
+        assert r.status_code == 400 and ("'project_id'" in message or "'user_id'" in message)
 
 
 @pytest.mark.parametrize("query,code", [

@@ -51,5 +51,11 @@ def project(p):
             "options": {}, "links": {"self": urls.url("identity/v3/projects", p.id)}}
 
 
+def user(u):
+    return {"id": u.id, "name": u.name, "domain_id": DOMAIN["id"], "enabled": u.enabled,
+            "default_project_id": u.project_id, "password_expires_at": None, "options": {},
+            "links": {"self": urls.url("identity/v3/users", u.id)}}
+
+
 def collection_links(*parts):
     return {"self": urls.url(*parts), "previous": None, "next": None}
