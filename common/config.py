@@ -70,6 +70,13 @@ api_opts = [
                help="Most items a list (GET /v1/vms) returns in one page, whatever "
                     "its ?limit= asks; a 'next' link leads to the rest (as Nova's "
                     "osapi_max_limit)."),
+    cfg.URIOpt("public_endpoint", schemes=["http", "https"],
+               sample_default="http://192.168.56.10:8774",
+               help="Base URL clients reach the API at, e.g. http://192.168.56.10:8774 (a "
+                    "path prefix is allowed). The OpenStack surfaces (/identity, /compute, "
+                    "/image) build every link and the service catalog from it. Unset: "
+                    "derived from each request's scheme and Host header, which is right "
+                    "unless a proxy in front rewrites them."),
     cfg.FloatOpt("token_cache_seconds", default=10.0, min=0.0,
                  help="Seconds the API may keep a token's identity in memory instead of "
                       "reading it from the database on each request. Revocation takes effect "
@@ -81,6 +88,18 @@ api_opts = [
                       "noticed); mininova-manage waits that long (+1 s) at most, and must "
                       "see the same value as the API. With SQLite nothing is cached. 0: no "
                       "cache."),
+]
+
+identity_opts = [
+    cfg.IntOpt("token_expiration", default=3600, min=1,
+               help="Seconds a token issued by POST /identity/v3/auth/tokens stays valid "
+                    "(as Keystone's option of that name). A token re-scoped with the token "
+                    "method keeps the expiry of the token it came from."),
+    cfg.IntOpt("password_hash_cost", default=15, min=10, max=20,
+               help="scrypt work factor of new password hashes: log2 of N (r=8, p=1); 15 "
+                    "costs 32 MiB and about 0.1 s per hash. Each hash records its own "
+                    "parameters, so changing this affects only passwords set afterwards. "
+                    "Values below 14 are for tests."),
 ]
 
 database_opts = [
@@ -228,6 +247,7 @@ upgrade_levels_opts = [
 OPT_GROUPS = {
     "DEFAULT": default_opts,
     "api": api_opts,
+    "identity": identity_opts,
     "database": database_opts,
     "scheduler": scheduler_opts,
     "conductor": conductor_opts,

@@ -67,6 +67,10 @@ class QuotaExceeded(Forbidden):
                "%(limit)d used.")
 
 
+class ReadOnlyRole(Forbidden):
+    msg_fmt = "The reader role may only read (GET); %(method)s needs member or admin."
+
+
 class NotFound(MininovaException):
     code = 404
     msg_fmt = "Resource could not be found."
@@ -98,6 +102,22 @@ class ServerGroupNotFound(NotFound):
 
 class InstanceActionNotFound(NotFound):
     msg_fmt = "Action %(request_id)s of VM %(instance)s could not be found."
+
+
+class ProjectNotFound(NotFound):
+    msg_fmt = "Project %(project)s could not be found."
+
+
+class UserNotFound(NotFound):
+    msg_fmt = "User %(user)s could not be found."
+
+
+class RoleAssignmentNotFound(NotFound):
+    msg_fmt = "User %(user)s has no role %(role)s in project %(project)s."
+
+
+class TokenNotFound(NotFound):
+    msg_fmt = "The token could not be found (invalid, expired or revoked)."
 
 
 class Conflict(MininovaException):

@@ -212,15 +212,20 @@ virt_type = auto
         return any(s["host"] == (host or self.host) and s["binary"] == "mininova-compute"
                    and s["state"] == "up" for s in services)
 
-    def manage(self, *args):
+    def manage(self, *args, stdin=""):
         """``mininova-manage --config-file <this stack's> ARGS``, in-process
-        (a subprocess per call would cost a second of imports); its stdout."""
+        (a subprocess per call would cost a second of imports), reading
+        ``stdin`` (e.g. a password); its stdout."""
         import contextlib
         import io
         from nova_manage import cmd as manage
         out, err = io.StringIO(), io.StringIO()
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            code = manage.main(["--config-file", self.conf_path, *args])
+        saved_stdin, sys.stdin = sys.stdin, io.StringIO(stdin)
+        try:
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+                code = manage.main(["--config-file", self.conf_path, *args])
+        finally:
+            sys.stdin = saved_stdin
         if code:
             raise subprocess.CalledProcessError(code, ["mininova-manage", *args],
                                                 out.getvalue(), err.getvalue())

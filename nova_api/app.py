@@ -6,6 +6,7 @@ from flask import Flask, Response, g, request
 
 from common import context, metrics
 from nova_api import auth, compute_api, errors
+from nova_api import openstack
 from nova_api.blueprints import (actions, flavors, images, openapi, quotas, server_groups,
                                   services, versions, vms)
 
@@ -33,6 +34,7 @@ def create_app(conf, db, scheduler_rpcapi, compute_rpcapi, revocations=None):
     for bp in (versions.bp, vms.bp, actions.bp, flavors.bp, images.bp, services.bp,
                server_groups.bp, quotas.bp, openapi.bp):
         app.register_blueprint(bp)
+    openstack.register(app)  # /identity, /compute, /image beside /v1
 
     @app.before_request
     def _start():

@@ -1,6 +1,10 @@
 """Who is calling: ``X-Auth-Token`` -> user, project and role.
 
-Every call but version discovery and the API description needs a token.
+Every call but version discovery, the API description and the views marked
+``@public`` (e.g. POST /identity/v3/auth/tokens) needs a token. Roles imply
+one another (admin => member => reader); a reader may only read, on every
+surface: enforced here, once, for all of them (``@any_role`` exempts a view
+whose writes are the caller's own business, like revoking one's own token).
 
 A token's identity is cached in the process (a request then costs no DB round
 trip) only where a revocation is heard at once: on PostgreSQL, with a
@@ -17,13 +21,14 @@ import functools
 import threading
 import time
 
-from flask import g
+from flask import current_app, g
 
 from common import exception
 from common.db import auth as db_auth
 from common.db.models import utcnow
 
 PUBLIC = {("GET", "/"), ("GET", "/v1"), ("GET", "/v1/openapi.json"), ("GET", "/metrics")}
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 MAX_ENTRIES = 10000
 
 
@@ -68,8 +73,22 @@ class TokenCache:
             return db_auth.token_lookup_expiring(s, secret)
 
 
+def public(view):
+    """A view anybody may call, without a token."""
+    view.public = True
+    return view
+
+
+def any_role(view):
+    """A view a reader may call with any method."""
+    view.any_role = True
+    return view
+
+
 def authenticate(request, ctxt, cache):
-    if (request.method, request.path.rstrip("/") or "/") in PUBLIC:
+    view = current_app.view_functions.get(request.endpoint) if request.endpoint else None
+    if ((request.method, request.path.rstrip("/") or "/") in PUBLIC
+            or getattr(view, "public", False)):
         return
     secret = request.headers.get("X-Auth-Token")
     if not secret:
@@ -77,8 +96,11 @@ def authenticate(request, ctxt, cache):
     if len(secret) > 256:
         raise exception.Unauthorized(reason="invalid token")
     ctxt.user_id, ctxt.project_id, role = cache.identity(secret)
-    ctxt.roles = [role]
+    ctxt.roles = list(db_auth.IMPLIED_ROLES[role])
     ctxt.is_admin = role == "admin"
+    if (role == "reader" and request.method not in READ_METHODS
+            and not getattr(view, "any_role", False)):
+        raise exception.ReadOnlyRole(method=request.method)
 
 
 def admin_only(view):

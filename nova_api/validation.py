@@ -149,7 +149,7 @@ def _reason(err):
     if kind == "pattern":
         return _PATTERN_REASONS.get(value, "must match the pattern %s" % value)
     if kind == "type":
-        return "must be of type %s" % value
+        return "must be of type %s" % (" or ".join(value) if isinstance(value, list) else value)
     if kind == "enum":
         return "must be one of %s" % ", ".join(json.dumps(v) for v in value)
     if kind == "minLength":
@@ -162,6 +162,11 @@ def _reason(err):
         return "must be <= %s" % value
     if kind == "not" and set(value) == {"enum"}:
         return "must not be %s" % " or ".join(json.dumps(v) for v in value["enum"])
+    if kind in ("minItems", "maxItems"):
+        return "must have %s %d item(s)" % ("at least" if kind == "minItems" else "at most",
+                                             value)
+    if kind == "uniqueItems":
+        return "must not repeat an item"
     if kind in ("minProperties", "maxProperties"):
         return "must have %s %d member(s)" % (
             "at least" if kind == "minProperties" else "at most", value)

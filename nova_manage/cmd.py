@@ -1,16 +1,17 @@
 """``mininova-manage``: database, images and flavors, for the operator."""
 import argparse
+import getpass
 import json
 import sys
 
 from oslo_config import cfg
 
-from common import config, exception
+from common import config, exception, passwords
 from nova_api import imagestore
 from nova_manage import audit
 from common.db import api as db_api
 from common.db import auth as db_auth
-from common.db import migration, revocations
+from common.db import identity, migration, revocations
 from common.db.session import Database
 from nova_manage.doctor import command as doctor_command
 
@@ -63,11 +64,75 @@ def project_create(conf, args):
     print(json.dumps({"id": project.id, "name": project.name}))
 
 
+def _read_password():
+    """The password, from stdin (never argv, which ps shows): its first line
+    without the line break; on a terminal, asked for twice without echo."""
+    if sys.stdin.isatty():
+        password = getpass.getpass("Password: ")
+        if getpass.getpass("Repeat it: ") != password:
+            raise exception.Invalid(reason="the two passwords differ")
+    else:
+        password = sys.stdin.readline()
+        password = password[:-1] if password.endswith("\n") else password
+        password = password[:-1] if password.endswith("\r") else password
+    if not password:
+        raise exception.Invalid(reason="empty password (give it on stdin)")
+    if "\x00" in password or len(password) > passwords.MAX_PASSWORD_CHARS:
+        raise exception.Invalid(reason="a password has 1-%d characters, no NUL"
+                                % passwords.MAX_PASSWORD_CHARS)
+    return password
+
+
+def _hash(conf, password):
+    return passwords.hash_password(password, conf.identity.password_hash_cost)
+
+
 def user_create(conf, args):
+    password_hash = _hash(conf, _read_password()) if args.password_stdin else None
     with _db(conf).transaction() as s:
-        user = db_auth.user_create(s, args.name, args.project, args.role)
+        user = db_auth.user_create(s, args.name, args.project, args.role,
+                                   password_hash=password_hash)
     print(json.dumps({"id": user.id, "name": user.name, "project_id": user.project_id,
-                      "role": user.role}))
+                      "role": args.role, "password": password_hash is not None}))
+
+
+def user_list(conf, args):
+    with _db(conf).transaction() as s:
+        for user, roles in identity.user_list(s):
+            print(json.dumps({"id": user.id, "name": user.name, "project_id": user.project_id,
+                              "enabled": user.enabled,
+                              "password": user.password_hash is not None, "roles": roles}))
+
+
+def user_set_password(conf, args):
+    """A new password; the user's tokens are revoked (as in Keystone)."""
+    password_hash = _hash(conf, _read_password())
+    revoked = _revoke(conf, lambda s: identity.user_set_password(s, args.name, password_hash))
+    print(json.dumps({"user": args.name, "revoked": revoked}))
+
+
+def user_disable(conf, args):
+    revoked = _revoke(conf, lambda s: identity.user_set_enabled(s, args.name, False))
+    print(json.dumps({"user": args.name, "enabled": False, "revoked": revoked}))
+
+
+def user_enable(conf, args):
+    with _db(conf).transaction() as s:
+        identity.user_set_enabled(s, args.name, True)
+    print(json.dumps({"user": args.name, "enabled": True}))
+
+
+def role_add(conf, args):
+    # Announced like a revocation: the API's cached tokens get the role at once.
+    added = _revoke(conf, lambda s: identity.role_add(s, args.user, args.project, args.role))
+    print(json.dumps({"user": args.user, "project": args.project, "role": args.role,
+                      "added": added}))
+
+
+def role_remove(conf, args):
+    _revoke(conf, lambda s: identity.role_remove(s, args.user, args.project, args.role))
+    print(json.dumps({"user": args.user, "project": args.project, "role": args.role,
+                      "removed": True}))
 
 
 def token_create(conf, args):
@@ -78,9 +143,10 @@ def token_create(conf, args):
 
 
 def _revoke(conf, change):
-    """``change(session)`` revokes something; returns once every API process
-    refuses it (common/db/revocations.py), or names those that did not say so
-    in time (their cached entries have expired by then all the same)."""
+    """``change(session)`` revokes something (or changes a role); returns
+    once every API process has heard it (common/db/revocations.py), or names
+    those that did not say so in time (their cached entries have expired by
+    then all the same)."""
     db = _db(conf)
     try:
         with db.transaction() as s:
@@ -107,6 +173,12 @@ def token_revoke(conf, args):
         secret = sys.stdin.readline().strip() if args.secret == "-" else args.secret
         revoked = _revoke(conf, lambda s: db_auth.token_revoke(s, secret))
     print(json.dumps({"revoked": revoked}))
+
+
+def token_flush(conf, args):
+    with _db(conf).transaction() as s:  # refused already: nothing to wait for
+        flushed = identity.expired_tokens_flush(s)
+    print(json.dumps({"flushed": flushed}))
 
 
 def user_delete(conf, args):
@@ -159,11 +231,36 @@ def _parser():
     create = user.add_parser("create")
     create.add_argument("name")
     create.add_argument("--project", required=True)
-    create.add_argument("--role", choices=db_auth.ROLES, default="member")
+    create.add_argument("--role", choices=db_auth.ROLES, default="member",
+                        help="its role in that project (admin => member => reader)")
+    create.add_argument("--password-stdin", action="store_true",
+                        help="read a password from stdin, for POST /identity/v3/auth/tokens "
+                             "(without: tokens from 'token create' only)")
     create.set_defaults(fn=user_create)
+    user.add_parser("list", help="users, their projects and roles").set_defaults(fn=user_list)
     delete = user.add_parser("delete", help="delete a user and its tokens")
     delete.add_argument("name")
     delete.set_defaults(fn=user_delete)
+    setpw = user.add_parser("set-password", help="read a new password from stdin; revokes "
+                            "the user's tokens")
+    setpw.add_argument("name")
+    setpw.set_defaults(fn=user_set_password)
+    disable = user.add_parser("disable", help="refuse the user's authentications and "
+                              "revoke its tokens, at once")
+    disable.add_argument("name")
+    disable.set_defaults(fn=user_disable)
+    enable = user.add_parser("enable", help="let a disabled user authenticate again")
+    enable.add_argument("name")
+    enable.set_defaults(fn=user_enable)
+    role = sub.add_parser("role").add_subparsers(dest="cmd", required=True)
+    for name, fn, text in (("add", role_add, "give a user a role in a project"),
+                           ("remove", role_remove, "take it away (not the user's last "
+                            "role); its tokens lose it at once")):
+        cmd = role.add_parser(name, help=text)
+        cmd.add_argument("role", choices=db_auth.ROLES)
+        cmd.add_argument("--user", required=True)
+        cmd.add_argument("--project", required=True)
+        cmd.set_defaults(fn=fn)
     token = sub.add_parser("token").add_subparsers(dest="cmd", required=True)
     create = token.add_parser("create")
     create.add_argument("user")
@@ -174,6 +271,8 @@ def _parser():
                         "shown in ps)")
     revoke.add_argument("--user", help="revoke every token of this user")
     revoke.set_defaults(fn=token_revoke)
+    token.add_parser("flush", help="delete the tokens past their expiry").set_defaults(
+        fn=token_flush)
     quota = sub.add_parser("quota").add_subparsers(dest="cmd", required=True)
     qset = quota.add_parser("set")
     qset.add_argument("project")

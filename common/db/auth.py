@@ -1,8 +1,12 @@
 """Projects, users, tokens and quotas.
 
 Tokens: the secret is shown once at creation; only its sha256 is stored.
-Every change to tokens or users is announced to the API's token cache
-(common/db/revocations.py): revoking needs nothing more here.
+What a token may do is read at each lookup: its user (who must be enabled),
+its project (the token's scope, else the user's default project) and the
+roles the user holds there now. Every change to tokens, users and role
+assignments is announced to the API's token cache (common/db/revocations.py):
+revoking needs nothing more here. Passwords and the identity API's tokens:
+common/db/identity.py.
 Quotas: a project's usage row changes only by conditional UPDATEs inside the
 transaction that creates or deletes a VM, so a concurrent burst cannot
 overshoot a limit (the same pattern as the scheduler's claims)."""
@@ -15,9 +19,12 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from common import exception
-from common.db.models import Project, QuotaLimit, QuotaUsage, Token, User, utcnow
+from common.db.models import (Project, QuotaLimit, QuotaUsage, RoleAssignment, Token, User,
+                              utcnow)
 
-ROLES = ("member", "admin")
+# Lowest first; each role implies the ones before it (admin => member => reader).
+ROLES = ("reader", "member", "admin")
+IMPLIED_ROLES = {role: ROLES[:i + 1][::-1] for i, role in enumerate(ROLES)}
 RESOURCES = ("instances", "cores", "ram")
 NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
@@ -56,15 +63,28 @@ def project_get(s, ref):
     return project
 
 
-def user_create(s, name, project_ref, role):
-    _check_name("user", name)
+def check_role(role):
     if role not in ROLES:
         raise exception.Invalid(reason="role must be one of %s" % ", ".join(ROLES))
+
+
+def top_role(roles):
+    """The highest of ``roles`` (which implies the others), or None."""
+    held = [ROLES.index(r) for r in roles if r in ROLES]
+    return ROLES[max(held)] if held else None
+
+
+def user_create(s, name, project_ref, role, password_hash=None):
+    """A user whose default project is ``project_ref``, holding ``role`` there."""
+    _check_name("user", name)
+    check_role(role)
     if s.scalars(sa.select(User).where(User.name == name)).first():
         raise exception.DuplicateName(kind="user", name=name)
     user = User(id=uuid.uuid4().hex, name=name, project_id=project_get(s, project_ref).id,
-                role=role, created_at=utcnow())
+                password_hash=password_hash, enabled=True, created_at=utcnow())
     s.add(user)
+    s.flush()
+    s.add(RoleAssignment(user_id=user.id, project_id=user.project_id, role=role))
     s.flush()
     return user
 
@@ -73,27 +93,50 @@ def token_hash(secret):
     return hashlib.sha256(secret.encode("utf-8", "surrogatepass")).hexdigest()
 
 
+def new_secret():
+    return "mn-" + secrets.token_urlsafe(32)
+
+
+def new_audit_id():
+    """Keystone's form: 16 random bytes, urlsafe base64 without padding."""
+    return secrets.token_urlsafe(16)
+
+
 def token_create(s, user_name, expires_at=None):
-    """A new token for a user; returns the secret (never stored)."""
+    """A new token for a user, scoped to its default project; returns the
+    secret (never stored)."""
     user = _user(s, user_name)
-    secret = "mn-" + secrets.token_urlsafe(32)
+    secret = new_secret()
     s.add(Token(secret_sha256=token_hash(secret), user_id=user.id, created_at=utcnow(),
-                expires_at=expires_at))
+                expires_at=expires_at, audit_id=new_audit_id()))
     s.flush()
     return secret
 
 
 def token_lookup_expiring(s, secret):
-    """((user id, project id, role), expires_at or None) of a valid token;
-    Unauthorized otherwise."""
-    row = s.execute(sa.select(User.id, User.project_id, User.role, Token.expires_at)
-                    .join(Token, Token.user_id == User.id)
-                    .where(Token.secret_sha256 == token_hash(secret))).first()
-    if row is None:
+    """((user id, project id, role), expires_at or None) of a valid token,
+    ``role`` the highest the user holds in the token's project now;
+    Unauthorized otherwise (unknown, expired, user disabled, no role left in
+    that project)."""
+    scope = sa.func.coalesce(Token.project_id, User.project_id)
+    rows = s.execute(sa.select(User.id, User.enabled, scope.label("project_id"),
+                               Token.expires_at, RoleAssignment.role)
+                     .join(Token, Token.user_id == User.id)
+                     .outerjoin(RoleAssignment, sa.and_(RoleAssignment.user_id == User.id,
+                                                        RoleAssignment.project_id == scope))
+                     .where(Token.secret_sha256 == token_hash(secret))).all()
+    if not rows:
         raise exception.Unauthorized(reason="invalid token")
+    row = rows[0]
     if row.expires_at is not None and row.expires_at < utcnow():
         raise exception.Unauthorized(reason="token expired")
-    return (row.id, row.project_id, row.role), row.expires_at
+    if not row.enabled:
+        raise exception.Unauthorized(reason="user disabled")
+    role = top_role(r.role for r in rows)
+    if role is None:
+        raise exception.Unauthorized(
+            reason="the user holds no role in the token's project any more")
+    return (row.id, row.project_id, role), row.expires_at
 
 
 def token_lookup(s, secret):
@@ -104,7 +147,7 @@ def token_lookup(s, secret):
 def _user(s, name):
     user = s.scalars(sa.select(User).where(User.name == name)).first()
     if user is None:
-        raise exception.NotFound("User %s could not be found." % name)
+        raise exception.UserNotFound(user=name)
     return user
 
 
@@ -129,6 +172,8 @@ def user_delete(s, name):
     user = _user(s, name)
     revoked = s.execute(sa.delete(Token).where(Token.user_id == user.id)
                         .execution_options(synchronize_session=False)).rowcount
+    s.execute(sa.delete(RoleAssignment).where(RoleAssignment.user_id == user.id)
+              .execution_options(synchronize_session=False))
     s.delete(user)
     s.flush()
     return revoked

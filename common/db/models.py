@@ -190,23 +190,53 @@ class Project(Base):
 
 
 class User(Base):
-    """A user belongs to one project with one role: member or admin."""
+    """A user of the default domain. ``project_id`` is its default project
+    (what an unscoped authentication and a ``mininova-manage token create``
+    token are scoped to); its roles are its RoleAssignments. Without a
+    ``password_hash`` it cannot authenticate with a password (only with
+    tokens an operator made for it). A disabled user cannot authenticate and
+    its tokens are refused."""
     __tablename__ = "users"
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     name: Mapped[str] = mapped_column(String(64), unique=True)
     project_id: Mapped[str] = mapped_column(String(64), ForeignKey("projects.id"))
-    role: Mapped[str] = mapped_column(String(16))
+    # "scrypt$<log2 N>$<r>$<p>$<salt>$<hash>" (common/passwords.py); never the password.
+    password_hash: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True, server_default=text("true"))
     created_at: Mapped[datetime.datetime] = mapped_column(DateTime, default=utcnow)
 
 
+class RoleAssignment(Base):
+    """A role a user holds in a project: reader, member or admin, each
+    implying the ones before it (common/db/auth.py IMPLIED_ROLES)."""
+    __tablename__ = "role_assignments"
+    user_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("users.id", ondelete="CASCADE",
+                               name="fk_role_assignments_user_id"), primary_key=True)
+    project_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("projects.id", name="fk_role_assignments_project_id"),
+        primary_key=True)
+    role: Mapped[str] = mapped_column(String(16), primary_key=True)
+
+
 class Token(Base):
-    """An API token: only the sha256 of its secret is stored."""
+    """An API token: only the sha256 of its secret is stored. ``project_id``
+    is its scope (None: the user's default project); ``methods`` (comma-
+    separated) and the audit ids are Keystone's, for tokens issued by the
+    identity API (a re-scoped token carries the first token's audit id as its
+    ``audit_chain_id``)."""
     __tablename__ = "tokens"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     secret_sha256: Mapped[str] = mapped_column(String(64), unique=True)
     user_id: Mapped[str] = mapped_column(String(64), ForeignKey("users.id"))
+    project_id: Mapped[str | None] = mapped_column(
+        String(64), ForeignKey("projects.id", name="fk_tokens_project_id"), nullable=True)
+    methods: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    audit_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    audit_chain_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
     created_at: Mapped[datetime.datetime] = mapped_column(DateTime, default=utcnow)
     expires_at: Mapped[datetime.datetime | None] = mapped_column(DateTime, nullable=True)
+    __table_args__ = (Index("ix_tokens_user_id", "user_id"),)
 
 
 class QuotaLimit(Base):

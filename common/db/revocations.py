@@ -2,9 +2,11 @@
 LISTEN/NOTIFY, and an acknowledgement the revoker waits for.
 
 The database side (migration 0007): before every UPDATE, DELETE or TRUNCATE
-of tokens or users (whatever does it, plain SQL included) a trigger counts the
-change in ``auth_epoch`` and sends NOTIFY ``mininova_auth`` with its number,
-in the changing transaction: heard only if that commits, in commit order.
+of tokens or users, and every change of role_assignments, inserts included
+(migration ks01: a role added changes what a cached token may do too),
+whatever does it, plain SQL included, a trigger counts the change in
+``auth_epoch`` and sends NOTIFY ``mininova_auth`` with its number, in the
+changing transaction: heard only if that commits, in commit order.
 
 The API side, ``RevocationListener``: one connection that LISTENs, in a thread
 of its own, and a *generation* the token cache stamps its entries with
@@ -39,7 +41,7 @@ import sqlalchemy as sa
 LOG = logging.getLogger(__name__)
 
 CHANNEL = "mininova_auth"
-TRIGGERS = ("tokens_notify_auth", "users_notify_auth")
+TRIGGERS = ("tokens_notify_auth", "users_notify_auth", "role_assignments_notify_auth")
 APP_NAME = "mininova-api-tokens"   # + " <n>": the change this listener accounted for
 RETRY_SECONDS = 1.0       # between two connection attempts
 IDLE_WAKE_SECONDS = 1.0   # the thread wakes this often to see whether it should stop
@@ -84,6 +86,19 @@ def wait_heard(db, number, timeout, interval=0.005):
         if not behind or time.monotonic() >= deadline:
             return behind
         time.sleep(interval)
+
+
+def wait_until_heard(db, number, timeout):
+    """After a revocation committed with change ``number`` (``epoch()``;
+    None: nothing listens), wait as ``wait_heard``; the pids still behind
+    are logged and returned."""
+    if number is None:
+        return []
+    behind = wait_heard(db, number, timeout)
+    if behind:
+        LOG.warning("API listener(s) with PostgreSQL backend pid %s did not confirm "
+                    "revocation %d within %.0f s", ", ".join(map(str, behind)), number, timeout)
+    return behind
 
 
 # -- the API's side --------------------------------------------------------------

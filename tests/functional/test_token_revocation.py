@@ -77,7 +77,8 @@ def test_the_very_next_request_after_a_revocation_is_refused(api_stack):
     db = Database(s.db_url)
     try:
         with db.transaction() as t:
-            t.execute(sa.text("UPDATE users SET role = 'member' WHERE name = :n"),
+            t.execute(sa.text("UPDATE role_assignments SET role = 'member' WHERE user_id = "
+                              "(SELECT id FROM users WHERE name = :n)"),
                       {"n": "ops-user%d" % s._users})
             number = revocations.epoch(t)
         assert revocations.wait_heard(db, number, 30) == []
@@ -90,10 +91,16 @@ def test_the_very_next_request_after_a_revocation_is_refused(api_stack):
 # -- the listener, in-process on a database of its own ---------------------------------------
 
 def make_token(db, project):
+    """A token of a new user. The user's role (a role assignment) is
+    announced like a revocation: returns once the listeners heard it, so
+    that its notification cannot arrive in the middle of a test's premise."""
     with db.transaction() as s:
         db_auth.project_create(s, project)
         db_auth.user_create(s, project + "-u", project, "member")
-        return db_auth.token_create(s, project + "-u")
+        secret = db_auth.token_create(s, project + "-u")
+        number = revocations.epoch(s)
+    assert revocations.wait_heard(db, number, 30) == []
+    return secret
 
 
 def revoke_unannounced(db, secret):

@@ -51,3 +51,32 @@ def token_for(db, project, role="member"):
 
 def auth_headers(db, project, role="member"):
     return {"X-Auth-Token": token_for(db, project, role)}
+
+
+TEST_PASSWORD_COST = 10  # scrypt at 1 MiB: a few ms per hash in tests
+
+
+def password_user(db, name, project, role="member", password="p"):
+    """A user ``name`` with a password, holding ``role`` in ``project``
+    (created with id = name if missing); its id."""
+    from common import passwords
+    from common.db import auth
+    with db.transaction() as s:
+        try:
+            auth.project_get(s, project)
+        except Exception:
+            auth.project_create(s, project, project_id=project)
+    with db.transaction() as s:
+        return auth.user_create(s, name, project, role, password_hash=passwords.hash_password(
+            password, TEST_PASSWORD_COST)).id
+
+
+def password_auth(name, password="p", project=None, user=None):
+    """A Keystone v3 password authentication body (user by name in Default
+    unless ``user`` says otherwise; scoped to ``project`` by name if given)."""
+    user = user or {"name": name, "domain": {"name": "Default"}}
+    body = {"auth": {"identity": {"methods": ["password"],
+                                  "password": {"user": dict(user, password=password)}}}}
+    if project is not None:
+        body["auth"]["scope"] = {"project": {"name": project, "domain": {"id": "default"}}}
+    return body
