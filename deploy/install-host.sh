@@ -15,7 +15,7 @@ APT=(apt-get install -y -q --no-install-recommends
 FIRST_PKGS=(iptables)
 PKGS=(libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients libvirt-dev
       pkg-config gcc libc6-dev qemu-system-x86 qemu-utils dnsmasq-base tini
-      python3-venv iputils-ping)
+      python3-venv iputils-ping genisoimage)
 # Optional: brings users, dirs and sysv init scripts. The -sysv flavour is named
 # explicitly, otherwise apt picks -systemd and drags in/upgrades systemd.
 SYSTEM_PKGS=(libvirt-daemon-system libvirt-daemon-system-sysv)

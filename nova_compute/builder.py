@@ -11,7 +11,7 @@ import time
 
 from common import exception, states
 from common.timeline import EventBuffer, Timeline, error_message
-from nova_compute import ownership
+from nova_compute import guest_data, ownership
 from nova_compute.virt.driver import InstanceSpec
 
 LOG = logging.getLogger(__name__)
@@ -30,7 +30,8 @@ def instance_spec(instance, image_id):
     return InstanceSpec(id=instance["id"], name=instance["name"], vcpus=instance["vcpus"],
                         memory_mb=instance["memory_mb"], root_gb=instance["root_gb"],
                         image_id=image_id, project_id=instance["project_id"],
-                        mac_address=instance.get("mac_address"))
+                        mac_address=instance.get("mac_address"),
+                        config_drive=guest_data.config_drive(instance))
 
 
 class Builder:

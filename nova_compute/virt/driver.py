@@ -11,6 +11,7 @@ import re
 import uuid
 
 from common import exception
+from nova_compute.virt.configdrive import ConfigDrive
 
 # Power states as plain strings so callers need no libvirt import.
 RUNNING = "running"
@@ -50,6 +51,9 @@ class InstanceSpec:
     image_id: str
     project_id: str
     mac_address: str | None = None   # the NIC's MAC; None: no NIC
+    # What the guest learns at boot (host name, keys, metadata, user_data,
+    # network), as a config drive; None: the VM gets no config drive.
+    config_drive: ConfigDrive | None = None
 
     def __post_init__(self):
         validate_instance_id(self.id)
@@ -62,6 +66,8 @@ class InstanceSpec:
             raise exception.Invalid(reason="name must be a string")
         if self.mac_address is not None and not _MAC.match(self.mac_address):
             raise exception.Invalid(reason="mac_address %r is not a MAC" % (self.mac_address,))
+        if self.config_drive is not None and not isinstance(self.config_drive, ConfigDrive):
+            raise exception.Invalid(reason="config_drive must be a ConfigDrive")
 
 
 class ComputeDriver(abc.ABC):
@@ -105,7 +111,10 @@ class ComputeDriver(abc.ABC):
         so the caller can time them for the VM's action timeline.
 
         Post on success: the domain exists, is RUNNING and carries this host's
-        metadata. Post on failure: nothing of the instance is left (no domain,
+        metadata; with ``instance.config_drive`` set, the guest also has a
+        read-only CD-ROM holding its config drive (OpenStack's format, see
+        virt/configdrive.py), which goes with the instance on destroy().
+        Post on failure: nothing of the instance is left (no domain,
         no instance directory) and BuildFailed is raised with the reason; if
         even the clean-up failed, HypervisorError says what may be left.
         Idempotent: a domain of this instance that already runs is a success

@@ -9,6 +9,7 @@ below (each replaces one spawn step), never by patching.
 process while at least one is open (it starts with a running domain named
 "test" that is not ours). ``test:///<abs path to node XML>`` gives a private one.
 """
+import json
 import os
 import shutil
 import threading
@@ -17,6 +18,7 @@ import xml.etree.ElementTree as ET
 import libvirt
 
 from common import exception
+from nova_compute.virt import configdrive
 from nova_compute.virt.libvirt.driver import LibvirtDriver
 
 DEFAULT_URI = "test:///default"
@@ -39,6 +41,12 @@ class FakeLibvirtDriver(LibvirtDriver):
         # No qemu-img: a placeholder naming its base is enough for the test driver.
         with open(overlay_path, "w", encoding="utf-8") as f:
             f.write("mininova fake overlay of %s, %d GiB\n" % (base_image_path, instance.root_gb))
+
+    def _create_config_drive(self, instance, path):
+        # No genisoimage: the drive's files as JSON stand in for the ISO image.
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump({k: v.decode("utf-8", "replace")
+                       for k, v in configdrive.drive_files(instance).items()}, f)
 
     def _disk_sizes(self, path):
         size = os.path.getsize(path)

@@ -5,10 +5,10 @@ ours when its <mininova:instance> metadata names our host), serializes the
 calls on one instance (a lock and a borrowed connection), defines and starts
 the domain of an InstanceSpec and deletes one with its files. LibvirtDriver
 (driver.py) implements the driver contract on these. Steps that touch QEMU or
-disk images are small methods (_create_overlay, _define_domain,
-_launch_domain, _disk_sizes, _convert_disk, _adopt_disk, _migrate_live,
-_clean_shutdown) so the fake driver and its failure-injecting subclasses can
-replace one each.
+disk images are small methods (_create_overlay, _create_config_drive,
+_define_domain, _launch_domain, _disk_sizes, _convert_disk, _adopt_disk,
+_migrate_live, _clean_shutdown) so the fake driver and its failure-injecting
+subclasses can replace one each.
 """
 import contextlib
 import datetime
@@ -22,7 +22,7 @@ import weakref
 import libvirt
 
 from common import exception
-from nova_compute.virt import driver
+from nova_compute.virt import configdrive, driver
 from nova_compute.virt.libvirt import config as vconfig
 from nova_compute.virt.libvirt import guest
 from nova_compute.virt.libvirt import host as vhost
@@ -86,11 +86,17 @@ class LibvirtBase:
         size = imagebackend.overlay_size(instance.root_gb, self._base_size(base_image_path))
         imagebackend.create_overlay(base_image_path, overlay_path, size)
 
+    def _create_config_drive(self, instance, path):
+        configdrive.make_config_drive(instance, path)
+
     def _guest_devices(self, instance, disk_path):
         devices = [vconfig.DiskConfig(disk_path, cache=self._disk_cache),
                    vconfig.SerialConsoleConfig(self.files.console_log(instance.id))]
         if instance.mac_address and self.network_name:
             devices.append(vconfig.InterfaceConfig(instance.mac_address, self.network_name))
+        if instance.config_drive is not None:
+            devices.append(vconfig.CdromConfig(self.files.config_drive(instance.id),
+                                               cache=self._disk_cache))
         return devices
 
     def _dhcp_leases(self):
@@ -142,11 +148,22 @@ class LibvirtBase:
         self.files.fresh_dir(instance.id)
         with step("disk cloned"):
             self._create_overlay(instance, base_image_path, self.files.disk(instance.id))
+        if instance.config_drive is not None:
+            with step("config drive written"):
+                self._write_config_drive(instance)
         with step("domain defined"):
             return self._define(instance)
 
+    def _write_config_drive(self, instance):
+        self._create_config_drive(instance, self.files.config_drive(instance.id))
+
     def _define(self, instance):
-        """Define (or redefine) the domain of ``instance`` on its disk here."""
+        """Define (or redefine) the domain of ``instance`` on its disk here;
+        with its config drive, written here unless its directory has it (a
+        move's destination has none yet; a revert takes its own back)."""
+        if (instance.config_drive is not None
+                and not os.path.isfile(self.files.config_drive(instance.id))):
+            self._write_config_drive(instance)
         created = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
         metadata = vconfig.InstanceMetadata(
             id=instance.id, name=instance.name, host=self.host_name,

@@ -117,6 +117,28 @@ class DiskConfig:
 
 
 @dataclasses.dataclass
+class CdromConfig:
+    """A read-only CD-ROM backed by a raw image file (the config drive).
+
+    IDE, as Nova's default for a config drive on the 'pc' machine: the PIIX
+    controller is always there, and guests need no virtio driver to read it.
+    'hdd' is the last IDE slot (Nova's choice too), clear of any other disk."""
+
+    source_path: str
+    cache: str = "none"
+    target_dev: str = "hdd"
+    target_bus: str = "ide"
+
+    def to_element(self):
+        disk = ET.Element("disk", type="file", device="cdrom")
+        _sub(disk, "driver", name="qemu", type="raw", cache=self.cache)
+        _sub(disk, "source", file=self.source_path)
+        _sub(disk, "target", dev=self.target_dev, bus=self.target_bus)
+        _sub(disk, "readonly")
+        return disk
+
+
+@dataclasses.dataclass
 class SerialConsoleConfig:
     """A pty serial port (for `virsh console`) whose output is also logged to
     ``log_path``; append='on' because libvirt truncates the log at each start

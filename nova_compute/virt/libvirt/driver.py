@@ -315,6 +315,8 @@ class LibvirtDriver(LibvirtBase, driver.ComputeDriver):
             try:
                 self.files.fresh_dir(instance.id)
                 self._create_overlay(instance, base_image_path, self.files.disk(instance.id))
+                if instance.config_drive is not None:  # QEMU opens it here, not copied
+                    self._write_config_drive(instance)
             except Exception as exc:
                 self.files.remove(instance.id, set_aside_too=False)
                 raise exception.MigrationError(instance=instance.id,

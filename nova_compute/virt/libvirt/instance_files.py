@@ -1,7 +1,7 @@
 """Where a VM's files live on this host, and moving them around.
 
-``<instances_path>/<id>/`` holds its disk (a qcow2 overlay on a cached base)
-and its console log; ``<id>_resize/`` is that directory set aside on the
+``<instances_path>/<id>/`` holds its disk (a qcow2 overlay on a cached base),
+its config drive (disk.config, Nova's name) and its console log; ``<id>_resize/`` is that directory set aside on the
 source of a resize or cold migration, kept for a revert until the move is
 confirmed. Only canonical UUIDs become paths (no '/', no '..')."""
 import os
@@ -21,6 +21,9 @@ class InstanceFiles:
 
     def disk(self, instance_id):
         return os.path.join(self.dir(instance_id), "disk")
+
+    def config_drive(self, instance_id):
+        return os.path.join(self.dir(instance_id), "disk.config")
 
     def console_log(self, instance_id):
         return os.path.join(self.dir(instance_id), "console.log")
