@@ -8,14 +8,22 @@
 #     "MININOVA-GUEST-BOOTED" on the serial console, runs udhcpc on eth0 and
 #     prints "MININOVA-GUEST-UP ip=A.B.C.D" once it has a lease; then it idles
 #     with a root shell on the console (ttyS0)
+#   - an OpenStack config drive, when there is one (a CD-ROM or disk labelled
+#     config-2; tiny-image/config-drive.sh): the host name from meta_data.json,
+#     its public_keys for root in dropbear (SSH, keys only; Debian's dropbear-bin
+#     with its libraries), a static address from network_data.json instead of
+#     DHCP when it gives one, and user_data run if it is a script (#!), its
+#     output on the console, then "MININOVA-USERDATA-DONE rc=N"
 #   - a 64 MiB raw disk: syslinux MBR + one bootable FAT16 partition at sector
 #     2048 holding vmlinuz, initrd.gz, syslinux.cfg and ldlinux; converted to a
 #     compressed qcow2 (~12 MB).
 # Kernel command line options understood by /init: hostname=NAME.
 #
 # Usage: build-tiny-image.sh OUTPUT_QCOW2
-# Cached: nothing is done when OUTPUT exists and is newer than this script
-# (FORCE=1 rebuilds). Built in a temporary directory next to OUTPUT and renamed
+# Cached: nothing is done when OUTPUT exists and OUTPUT.recipe holds the
+# sha256 of this script and of tiny-image/* (what the image is made from) and
+# OUTPUT's own size, mtime and inode (so an image another version of this
+# script put there is never taken for ours); FORCE=1 rebuilds. Built in a temporary directory next to OUTPUT and renamed
 # into place atomically; concurrent builders serialise on OUTPUT.lock.
 set -euo pipefail
 
@@ -25,7 +33,11 @@ OUT=$(realpath -m "$1")
 SELF=$(realpath "${BASH_SOURCE[0]}")
 log() { echo "build-tiny-image.sh: $*" >&2; }
 
-fresh() { [[ -s $OUT && $OUT -nt $SELF && -z ${FORCE:-} ]]; }
+GUEST_FILES=${SELF%/*}/tiny-image
+recipe() { cat "$SELF" "$GUEST_FILES"/* | sha256sum | cut -d' ' -f1; }
+RECIPE=$(recipe)
+stamp() { echo "$RECIPE $(stat -c '%s %.9Y %i' "$OUT" 2>/dev/null)"; }
+fresh() { [[ -s $OUT && -z ${FORCE:-} && $(cat "$OUT.recipe" 2>/dev/null) == "$(stamp)" ]]; }
 if fresh; then
     log "$OUT is up to date"
     exit 0
@@ -80,10 +92,13 @@ mkdir debs
 # apt drops privileges to _apt for downloads; it must be able to write here
 # (otherwise: "Download is performed unsandboxed as root" warning).
 chown _apt debs 2>/dev/null || true
-download() { (cd debs && apt-get download -q "$KPKG" busybox-static >&2); }
+# dropbear-bin and the libraries it links (with the loader: copied, not
+# installed), so that the guest's userland is all from one Debian release.
+GUEST_DEBS=(busybox-static dropbear-bin libtomcrypt1 libtommath1 libgmp10 zlib1g libcrypt1 libc6)
+download() { (cd debs && apt-get download -q "$KPKG" "${GUEST_DEBS[@]}" >&2); }
 # Stale package lists point at versions the mirror no longer has: update once.
 if ! download; then apt_update; KPKG=${MININOVA_TINY_KERNEL_PKG:-$(kernel_pkg)}; download; fi
-log "using $KPKG and busybox-static"
+log "using $KPKG and ${GUEST_DEBS[*]}"
 mkdir pkgroot
 for deb in debs/*.deb; do dpkg-deb -x "$deb" pkgroot; done
 
@@ -93,13 +108,32 @@ BUSYBOX=pkgroot/bin/busybox
 [[ -x $BUSYBOX ]] || { log "no busybox in busybox-static"; exit 1; }
 
 # --- 2. initramfs --------------------------------------------------------------
-# Dependency order (no modprobe/depmod in the guest: plain insmod).
+# Dependency order (no modprobe/depmod in the guest: plain insmod). The IDE
+# CD-ROM stack (config drive) ends with ata_piix: loading a module waits for
+# the probes it started, so once it is in, /dev/sr0 exists if the VM has one.
 MODULES=(virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci
-         failover net_failover virtio_net virtio_blk evdev button)
+         failover net_failover virtio_net virtio_blk evdev button
+         scsi_common scsi_mod cdrom sr_mod isofs libata ata_piix)
 R=initramfs
 mkdir -p $R/{bin,sbin,usr/bin,usr/sbin,etc/acpi/PWRF,etc/udhcpc,usr/share/udhcpc,lib/modules,proc,sys,dev,run,tmp,var/log,root}
 cp "$BUSYBOX" $R/bin/busybox
 ln -s busybox $R/bin/sh
+
+# dropbear and the shared libraries the packages' own loader resolves for it
+# from the downloaded packages (never from the host: checked).
+LOADER=pkgroot/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2
+mkdir -p $R/lib64 $R/lib/x86_64-linux-gnu $R/etc/dropbear $R/lib/mininova
+cp pkgroot/usr/sbin/dropbear $R/usr/sbin/dropbear
+cp "$LOADER" $R/lib64/ld-linux-x86-64.so.2
+libs=$(env -i "$LOADER" --inhibit-cache \
+       --library-path "$PWD/pkgroot/lib/x86_64-linux-gnu:$PWD/pkgroot/usr/lib/x86_64-linux-gnu" \
+       --list pkgroot/usr/sbin/dropbear)
+while read -r soname arrow path _; do
+    [[ $arrow == "=>" && $soname != /* ]] || continue   # not vdso, not the loader
+    [[ $path == "$PWD/pkgroot/"* ]] || { log "dropbear needs $soname, not in ${GUEST_DEBS[*]}: $path"; exit 1; }
+    cp -L "$path" "$R/lib/x86_64-linux-gnu/$soname"
+done <<<"$libs"
+cp "$GUEST_FILES/config-drive.sh" "$GUEST_FILES/json-flat.awk" $R/lib/mininova/
 
 for m in "${MODULES[@]}"; do
     f=$(find "pkgroot/lib/modules/$KVER/kernel" \( -name "$m.ko" -o -name "$m.ko.xz" \
@@ -130,13 +164,21 @@ for m in $(cat /etc/modules); do
     insmod "/lib/modules/$m.ko" || echo "init: insmod $m failed"
 done
 
-# hostname=NAME on the kernel command line (direct kernel boot), else "mininova"
-# (a DHCP-provided host name replaces the default, see default.script).
+# An OpenStack config drive, if there is one (sets CD; see config-drive.sh).
+. /lib/mininova/config-drive.sh
+cd_mount || echo "init: no config drive"
+
+# hostname=NAME on the kernel command line (direct kernel boot), else the
+# config drive's, else "mininova" (a DHCP-provided host name replaces the
+# default, see default.script).
 HN=
 for arg in $(cat /proc/cmdline); do
     case $arg in hostname=*) HN=${arg#hostname=} ;; esac
 done
+[ -n "$HN" ] || HN=$(cd_hostname)
 hostname "${HN:-mininova}"
+hostname > /etc/hostname
+cd_install_keys
 
 # ACPI power button (virsh shutdown) -> /etc/acpi/PWRF/00000080 -> poweroff -f.
 # busybox acpid opens /dev/input/event0, 1, ... once at start: wait for them.
@@ -156,13 +198,17 @@ if [ -e /sys/class/net/eth0 ]; then
     while [ "$(cat /sys/class/net/eth0/carrier 2>/dev/null)" != 1 ] && [ $i -lt 50 ]; do
         usleep 20000; i=$((i + 1))
     done
-    # The bound event prints "MININOVA-GUEST-UP ip=..."; udhcpc keeps running in
-    # the background to renew the lease (or to keep trying if it got none).
+    # A static address from the config drive, else DHCP: the bound event
+    # prints "MININOVA-GUEST-UP ip=..."; udhcpc keeps running in the background
+    # to renew the lease (or to keep trying if it got none).
+    cd_static_network eth0 ||
     udhcpc -i eth0 -s /usr/share/udhcpc/default.script -p /run/udhcpc.eth0.pid \
         -t 20 -T 1 -A 5 -b ${HN:+-x hostname:$HN}
 else
     echo "init: no eth0, no network"
 fi
+cd_start_sshd
+cd_run_user_data &
 
 # Idle: a root shell on the console for whoever attaches (virsh console).
 echo "mininova tiny guest: root shell on $(readlink /proc/self/fd/0 2>/dev/null || echo console)"
@@ -223,6 +269,8 @@ PS1='\h:\w# '
 PROFILE
 echo 'root:x:0:0:root:/root:/bin/sh' > $R/etc/passwd
 echo 'root:x:0:' > $R/etc/group
+echo /bin/sh > $R/etc/shells
+printf 'passwd: files\ngroup: files\nshadow: files\nhosts: files dns\n' > $R/etc/nsswitch.conf
 echo "mininova tiny image, kernel $KVER" > $R/etc/mininova-release
 # The kernel's built-in initramfs normally provides /dev/console; add it anyway
 # when we can (root), /init also re-opens it after mounting devtmpfs.
@@ -260,4 +308,5 @@ grep -qi '/ldlinux.sys$' listing || { log "syslinux did not install"; exit 1; }
 
 qemu-img convert -c -f raw -O qcow2 disk.raw image.qcow2
 mv -f image.qcow2 "$OUT"
+stamp > "$OUT.recipe"
 log "built $OUT ($(du -h "$OUT" | cut -f1) on disk; kernel $KVER $(du -h vmlinuz | cut -f1), initrd $(du -h initrd.gz | cut -f1)) in $((SECONDS - t_start)) s"
