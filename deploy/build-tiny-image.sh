@@ -15,7 +15,7 @@
 #     DHCP when it gives one, and user_data run if it is a script (#!), its
 #     output on the console, then "MININOVA-USERDATA-DONE rc=N"
 #   - a 64 MiB raw disk: syslinux MBR + one bootable FAT16 partition at sector
-#     2048 holding vmlinuz, initrd.gz, syslinux.cfg and ldlinux; converted to a
+#     2048 holding vmlinuz, initrd.zst, syslinux.cfg and ldlinux; converted to a
 #     compressed qcow2 (~12 MB).
 # Kernel command line options understood by /init: hostname=NAME.
 #
@@ -69,7 +69,7 @@ need_pkgs() {  # install whichever of "$@" is missing (no apt call when none is)
     "${APT_INSTALL[@]}" "${todo[@]}" >&2
 }
 # sfdisk is in package fdisk; qemu-img in qemu-utils.
-need_pkgs dosfstools mtools syslinux syslinux-common cpio fdisk qemu-utils gzip
+need_pkgs dosfstools mtools syslinux syslinux-common cpio fdisk qemu-utils gzip zstd
 
 WORK=$(mktemp -d "${OUT%/*}/.tiny-build.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
@@ -277,7 +277,7 @@ echo "mininova tiny image, kernel $KVER" > $R/etc/mininova-release
 mknod -m 600 $R/dev/console c 5 1 2>/dev/null || true
 
 (cd $R && find . -print0 | LC_ALL=C sort -z |
-    cpio --null -o -H newc -R 0:0 --quiet) | gzip -9 -n > initrd.gz
+    cpio --null -o -H newc -R 0:0 --quiet) | zstd -q -19 > initrd.zst
 cp "pkgroot/boot/vmlinuz-$KVER" vmlinuz
 
 # --- 3. disk: MBR + bootable FAT16 partition at sector 2048, syslinux ----------
@@ -288,7 +288,7 @@ TIMEOUT 1
 DEFAULT linux
 LABEL linux
     KERNEL /vmlinuz
-    APPEND initrd=/initrd.gz console=ttyS0,115200 quiet
+    APPEND initrd=/initrd.zst console=ttyS0,115200 quiet
 CFG
 
 DISK_MB=64
@@ -301,7 +301,7 @@ dd if=/usr/lib/syslinux/mbr/mbr.bin of=disk.raw bs=440 count=1 conv=notrunc stat
 # mkfs.fat takes the size in KiB; hidden sectors = partition start.
 mkfs.fat -F 16 -n MININOVA -h $START --offset $START disk.raw $(((DISK_MB * 1024) - OFFSET / 1024)) >/dev/null
 export MTOOLS_SKIP_CHECK=1
-mcopy -i "disk.raw@@$OFFSET" vmlinuz initrd.gz syslinux.cfg ::/
+mcopy -i "disk.raw@@$OFFSET" vmlinuz initrd.zst syslinux.cfg ::/
 syslinux --install --offset $OFFSET disk.raw
 mdir -a -b -i "disk.raw@@$OFFSET" ::/ > listing   # -a: ldlinux.sys is hidden
 grep -qi '/ldlinux.sys$' listing || { log "syslinux did not install"; exit 1; }
@@ -309,4 +309,4 @@ grep -qi '/ldlinux.sys$' listing || { log "syslinux did not install"; exit 1; }
 qemu-img convert -c -f raw -O qcow2 disk.raw image.qcow2
 mv -f image.qcow2 "$OUT"
 stamp > "$OUT.recipe"
-log "built $OUT ($(du -h "$OUT" | cut -f1) on disk; kernel $KVER $(du -h vmlinuz | cut -f1), initrd $(du -h initrd.gz | cut -f1)) in $((SECONDS - t_start)) s"
+log "built $OUT ($(du -h "$OUT" | cut -f1) on disk; kernel $KVER $(du -h vmlinuz | cut -f1), initrd $(du -h initrd.zst | cut -f1)) in $((SECONDS - t_start)) s"

@@ -121,6 +121,9 @@ cd_static_network() {
     prefix=${prefix#PREFIX=}
     ip -4 addr flush dev "$1"
     ip addr add "$ip/$prefix" dev "$1" || return 1
+    # Unsolicited ARP: neighbours that knew this address at another MAC (a
+    # deleted VM's) learn the new one now, not after their entry goes stale.
+    arping -q -U -c 1 -I "$1" "$ip" >/dev/null 2>&1 &
     k=0
     while cd_get network_data "$net.routes.$k.network" >/dev/null; do
         if [ "$(cd_get network_data "$net.routes.$k.network")" = 0.0.0.0 ]; then
