@@ -3,7 +3,8 @@
 Every VM gets a config drive (its id, name and host name at least). The
 payload's optional keys, all absent today unless an API sends them:
 
-- ``hostname``: else made from the name as Nova does (sanitize_hostname)
+- ``hostname``: else the name; either made a host name as Nova does
+  (sanitize_hostname: "Web Server_1" -> "web-server-1")
 - ``metadata``: {str: str}, the server's metadata ("meta" on the drive)
 - ``user_data``: base64 text, as Nova's API takes and stores it
 - ``key_name`` + ``key_data``: the keypair's name and OpenSSH public key
@@ -40,8 +41,8 @@ def config_drive(instance):
     if instance.get("key_data"):
         keys = ((instance.get("key_name") or "key", instance["key_data"]),)
     return configdrive.ConfigDrive(
-        hostname=instance.get("hostname") or configdrive.sanitize_hostname(
-            instance["name"], instance["id"]),
+        hostname=configdrive.sanitize_hostname(instance.get("hostname") or instance["name"],
+                                               instance["id"]),
         public_keys=keys,
         metadata=instance.get("metadata") or {},
         user_data=configdrive.decode_user_data(instance.get("user_data")),

@@ -157,12 +157,12 @@ def test_payload_without_extras_gives_hostname_and_dhcp_only():
 
 def test_payload_extras_reach_the_drive():
     drive = guest_data.config_drive(payload(
-        hostname="given", metadata={"role": "db"}, key_name="alice", key_data=KEY,
+        hostname="Given_Name", metadata={"role": "db"}, key_name="alice", key_data=KEY,
         user_data=base64.b64encode(b"#!/bin/sh\ntrue\n").decode(),
         availability_zone="az2", launch_index=1, ip_address="10.1.2.3",
         network={"cidr": "10.1.0.0/16", "gateway": "10.1.0.1", "dns": ["10.1.0.2"]}))
     assert drive == configdrive.ConfigDrive(
-        hostname="given", public_keys=(("alice", KEY),), metadata={"role": "db"},
+        hostname="given-name", public_keys=(("alice", KEY),), metadata={"role": "db"},
         user_data=b"#!/bin/sh\ntrue\n", availability_zone="az2", launch_index=1,
         fixed_ip=configdrive.FixedIP("10.1.2.3/16", gateway="10.1.0.1", dns=("10.1.0.2",)))
 
