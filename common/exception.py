@@ -48,6 +48,11 @@ class ValidationError(Invalid):
     msg_fmt = "Invalid field '%(field)s': %(reason)s"
 
 
+class InvalidAPIVersionString(Invalid):
+    msg_fmt = ("API Version String %(version)s is of invalid format. Must be of format "
+               "MajorNum.MinorNum.")
+
+
 class Unauthorized(MininovaException):
     code = 401
     msg_fmt = "Authentication required: %(reason)s"
@@ -127,6 +132,14 @@ class Conflict(MininovaException):
 
 class DuplicateName(Conflict):
     msg_fmt = "A %(kind)s named '%(name)s' already exists."
+
+
+class InvalidGlobalAPIVersion(MininovaException):
+    """A microversion outside what the compute API serves (Nova's 406)."""
+
+    code = 406
+    msg_fmt = ("Version %(req_ver)s is not supported by the API. Minimum is %(min_ver)s and "
+               "maximum is %(max_ver)s.")
 
 
 class PayloadTooLarge(MininovaException):
