@@ -1,7 +1,7 @@
 """A background load of VM state changes, made the way they happen in life.
 
 A compute host that sees a domain stop or start reports it to the conductor
-(``ConductorAPI.instance_power_sync``, an RPC call over RabbitMQ, as
+(``ConductorRPCAPI.instance_power_sync``, an RPC call over RabbitMQ, as
 nova_compute/reconciler.py does after a libvirt event); the conductor daemon adopts
 it with a conditional UPDATE of vm_state, power_state and updated_at. Churn
 plays such a host for VM rows that name it: every change turns an ACTIVE VM
@@ -94,7 +94,7 @@ class _Worker:
 
     def __init__(self, transport_url, host, ids, per_second, rpc_timeout, applied):
         from common import rpc, states   # imported in the child only
-        from nova_conductor.rpcapi import ConductorAPI
+        from nova_conductor.rpcapi import ConductorRPCAPI
         self.states = states
         self.host = host
         self.ids = list(ids)
@@ -102,7 +102,7 @@ class _Worker:
         self.per_second = per_second
         self.power = dict.fromkeys(self.ids, states.RUNNING)  # what each "domain" is now
         self.transport = rpc.get_transport(transport_url)
-        self.conductor = ConductorAPI(self.transport, timeout=rpc_timeout)
+        self.conductor = ConductorRPCAPI(self.transport, timeout=rpc_timeout)
         self.applied = applied   # the conductor wrote the change (shared counter)
         self.refused = 0         # the conductor found nothing to change (must stay 0)
         self.errors = 0

@@ -8,7 +8,7 @@
     timeline.finish(ctxt, instance_id, "success")           # the action's outcome
 
 The request id (``ctxt.request_id``) ties the steps of all daemons to one
-action. The sink is the conductor client (``nova_conductor.rpcapi.ConductorAPI``,
+action. The sink is the conductor client (``nova_conductor.rpcapi.ConductorRPCAPI``,
 casts) on compute hosts, or ``DbSink(db)`` where there is a database (API,
 scheduler). Recording is best effort: a failure to record is logged and
 swallowed, it never breaks or fails the real work.

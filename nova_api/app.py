@@ -5,7 +5,7 @@ import time
 from flask import Flask, Response, g, request
 
 from common import context, metrics
-from nova_api import auth, compute_api, errors
+from nova_api import auth, errors, vm_service
 from nova_api import openstack
 from nova_api.blueprints import (actions, flavors, images, openapi, quotas, server_groups,
                                   services, versions, vms)
@@ -26,8 +26,8 @@ def create_app(conf, db, scheduler_rpcapi, compute_rpcapi, revocations=None):
     app.extensions["mininova"] = {
         "conf": conf,
         "db": db,
-        "compute_api": compute_api.ComputeAPI(db, scheduler_rpcapi, compute_rpcapi,
-                                              host=conf.host, quota_defaults=quota_defaults(conf)),
+        "vm_service": vm_service.VMService(db, scheduler_rpcapi, compute_rpcapi,
+                                           host=conf.host, quota_defaults=quota_defaults(conf)),
     }
     tokens = auth.TokenCache(db, conf.api.token_cache_seconds, revocations)
     errors.register(app)

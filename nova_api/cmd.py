@@ -6,8 +6,8 @@ from common.db.revocations import RevocationListener
 from common.db.session import Database
 from nova_api import http_server
 from nova_api.app import create_app
-from nova_compute.rpcapi import ComputeAPI
-from nova_scheduler.rpcapi import SchedulerAPI
+from nova_compute.rpcapi import ComputeRPCAPI
+from nova_scheduler.rpcapi import SchedulerRPCAPI
 
 IMAGE_UPLOAD = ("POST", "/v1/images")
 
@@ -19,8 +19,8 @@ def build_app(conf):
     revocations = (RevocationListener(db).start()
                    if db.dialect == "postgresql" and conf.api.token_cache_seconds > 0 else None)
     levels = conf.upgrade_levels
-    return create_app(conf, db, SchedulerAPI(transport, version_cap=levels.scheduler),
-                      ComputeAPI(transport, version_cap=levels.compute),
+    return create_app(conf, db, SchedulerRPCAPI(transport, version_cap=levels.scheduler),
+                      ComputeRPCAPI(transport, version_cap=levels.compute),
                       revocations=revocations)
 
 

@@ -8,7 +8,7 @@ from nova_compute.events import PowerEventSync
 from nova_compute.imagecache import HttpFetcher, ImageCache
 from nova_compute.manager import ComputeManager
 from nova_compute.virt import get_driver
-from nova_conductor.rpcapi import ConductorAPI
+from nova_conductor.rpcapi import ConductorRPCAPI
 
 
 def main(argv=None):
@@ -21,8 +21,8 @@ def main(argv=None):
     events = PowerEventSync(conf.compute.stop_event_debounce)
     driver = get_driver(conf, lifecycle_callback=events.on_event)
     driver.init_host(conf.host)
-    conductor = ConductorAPI(transport, timeout=conf.rpc_response_timeout,
-                             version_cap=conf.upgrade_levels.conductor)
+    conductor = ConductorRPCAPI(transport, timeout=conf.rpc_response_timeout,
+                                version_cap=conf.upgrade_levels.conductor)
     manager = ComputeManager(driver, conductor,
                              ImageCache(conf.compute.image_cache_path,
                                         fetcher=HttpFetcher(token=conf.compute.image_api_token)), conf)

@@ -14,7 +14,7 @@ TOPIC = "compute"
 VERSION = "1.1"
 
 
-class ComputeAPI:
+class ComputeRPCAPI:
     def __init__(self, transport, timeout=30, version_cap=None):
         """``version_cap``: the newest version all compute hosts take (None: no cap)."""
         self.client = rpc.RPCClient(transport, rpc.Target(TOPIC), timeout=timeout,

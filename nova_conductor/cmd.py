@@ -5,12 +5,12 @@ import sys
 from common import config, log, metrics, rpc, service
 from common.db import api as db_api
 from common.db.session import Database
-from nova_compute.rpcapi import ComputeAPI
+from nova_compute.rpcapi import ComputeRPCAPI
 from nova_conductor import rpcapi
 from nova_conductor.db_metrics import DatabaseCollector
 from nova_conductor.manager import ConductorManager
 from nova_conductor.watchdog import Watchdog
-from nova_scheduler.rpcapi import SchedulerAPI
+from nova_scheduler.rpcapi import SchedulerRPCAPI
 
 
 def main(argv=None):
@@ -20,7 +20,7 @@ def main(argv=None):
     db = Database(config.database_url(conf), pool_size=conf.database.pool_size)
     transport = rpc.get_transport(conf.transport_url)
     levels = conf.upgrade_levels
-    scheduler = SchedulerAPI(transport, version_cap=levels.scheduler)
+    scheduler = SchedulerRPCAPI(transport, version_cap=levels.scheduler)
     conductor = ConductorManager(db, scheduler,
                                  max_attempts=conf.scheduler.max_attempts, host=conf.host)
 
@@ -29,7 +29,7 @@ def main(argv=None):
             db_api.service_heartbeat(s, conf.host, "mininova-conductor", None)
 
     # Builds past [compute] build_timeout, deletes on a down host, lost requests.
-    watchdog = Watchdog(db, scheduler, ComputeAPI(transport, version_cap=levels.compute),
+    watchdog = Watchdog(db, scheduler, ComputeRPCAPI(transport, version_cap=levels.compute),
                         conf)
     svc = service.Service("mininova-conductor", servers=[
         rpc.RPCServer(transport, rpc.Target(rpcapi.TOPIC, version=rpcapi.VERSION),

@@ -19,7 +19,7 @@ TOPIC = "conductor"
 VERSION = "1.2"
 
 
-class ConductorAPI:
+class ConductorRPCAPI:
     def __init__(self, transport, timeout=30, version_cap=None):
         """``version_cap``: the newest version all conductors take (None: no cap)."""
         self.client = rpc.RPCClient(transport, rpc.Target(TOPIC), timeout=timeout,

@@ -116,11 +116,11 @@ def _on_hosts(hosts, fn):
     return results
 
 
-def observe_hosts(compute_api, ctxt, hosts, timeout):
+def observe_hosts(compute_rpcapi, ctxt, hosts, timeout):
     """({host: normalized report}, {host: error}) of the hosts asked."""
     reports, errors = {}, {}
     for host, (report, error) in _on_hosts(
-            sorted(hosts), lambda h: compute_api.audit_report(ctxt, h, timeout=timeout)).items():
+            sorted(hosts), lambda h: compute_rpcapi.audit_report(ctxt, h, timeout=timeout)).items():
         if error is None:
             reports[host] = normalize_report(report)
         else:
@@ -167,7 +167,7 @@ class AuditResult:
         return summary
 
 
-def run_audit(db, compute_api, down_after, fix=False, stuck_after=DEFAULT_STUCK_AFTER,
+def run_audit(db, compute_rpcapi, down_after, fix=False, stuck_after=DEFAULT_STUCK_AFTER,
               host_timeout=DEFAULT_HOST_TIMEOUT, ctxt=None, skip_down=False):
     """``skip_down``: a host that is down (no heartbeat for ``down_after``
     seconds) is not held against the result; one that heartbeats but does
@@ -181,7 +181,7 @@ def run_audit(db, compute_api, down_after, fix=False, stuck_after=DEFAULT_STUCK_
         else:
             hosts[host] = {"status": "down", "last_heartbeat": svc["last_heartbeat"],
                            "skipped": bool(skip_down)}
-    reports, errors = observe_hosts(compute_api, ctxt, up, host_timeout)
+    reports, errors = observe_hosts(compute_rpcapi, ctxt, up, host_timeout)
     for host, error in errors.items():
         hosts[host] = {"status": "unreachable", "error": error, "skipped": False}
     for host, report in reports.items():
@@ -192,21 +192,21 @@ def run_audit(db, compute_api, down_after, fix=False, stuck_after=DEFAULT_STUCK_
                                find_orphans(after, reports, stuck_after))
     result = AuditResult(findings, dict(sorted(hosts.items())))
     if fix:
-        apply_fixes(db, compute_api, ctxt, findings)
+        apply_fixes(db, compute_rpcapi, ctxt, findings)
         result.fixed = True
     return result
 
 
 # -- apply ---------------------------------------------------------------------
 
-def apply_fixes(db, compute_api, ctxt, findings):
+def apply_fixes(db, compute_rpcapi, ctxt, findings):
     """Sets ``fix`` on every finding. Hosts first (domains and overlays), then
     rows (a soft delete frees its claim), then claims and node sums."""
     by_host = collections.defaultdict(list)
     for f in findings:
         if f.kind in ("orphan-domain", "orphan-overlay"):
             by_host[f.host].append(f)
-    outcomes = _on_hosts(sorted(by_host), lambda h: compute_api.audit_fix(
+    outcomes = _on_hosts(sorted(by_host), lambda h: compute_rpcapi.audit_fix(
         ctxt, h, sorted({f.vm for f in by_host[h]}), timeout=FIX_TIMEOUT))
     for host, (results, error) in outcomes.items():
         for f in by_host[host]:
@@ -347,8 +347,8 @@ def audit_command(conf, args):
     transport = rpc.get_transport(conf.transport_url)
     try:
         result = run_audit(
-            db, compute_rpcapi.ComputeAPI(transport, timeout=conf.rpc_response_timeout,
-                                          version_cap=conf.upgrade_levels.compute),
+            db, compute_rpcapi.ComputeRPCAPI(transport, timeout=conf.rpc_response_timeout,
+                                             version_cap=conf.upgrade_levels.compute),
             conf.scheduler.service_down_time, fix=bool(getattr(args, "fix", False)),
             stuck_after=getattr(args, "stuck_after", None) or DEFAULT_STUCK_AFTER,
             host_timeout=getattr(args, "timeout", None) or DEFAULT_HOST_TIMEOUT,

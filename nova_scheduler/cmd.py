@@ -4,7 +4,7 @@ import sys
 from common import config, log, metrics, rpc, service
 from common.db import api as db_api
 from common.db.session import Database
-from nova_compute.rpcapi import ComputeAPI
+from nova_compute.rpcapi import ComputeRPCAPI
 from nova_scheduler import rpcapi
 from nova_scheduler.manager import SchedulerManager
 
@@ -16,7 +16,7 @@ def main(argv=None):
     db = Database(config.database_url(conf), pool_size=conf.database.pool_size)
     transport = rpc.get_transport(conf.transport_url)
     scheduler = SchedulerManager(
-        db, ComputeAPI(transport, version_cap=conf.upgrade_levels.compute), conf)
+        db, ComputeRPCAPI(transport, version_cap=conf.upgrade_levels.compute), conf)
 
     def heartbeat(ctxt):
         with db.transaction() as s:

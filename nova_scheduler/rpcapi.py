@@ -12,7 +12,7 @@ TOPIC = "scheduler"
 VERSION = "1.1"
 
 
-class SchedulerAPI:
+class SchedulerRPCAPI:
     def __init__(self, transport, timeout=30, version_cap=None):
         """``version_cap``: the newest version all schedulers take (None: no cap)."""
         self.client = rpc.RPCClient(transport, rpc.Target(TOPIC), timeout=timeout,

@@ -23,7 +23,7 @@ def _instance_id(ref):
     """The id of the caller's VM ``ref`` (id or name); for a deleted VM by id,
     if it has actions in the caller's project."""
     try:
-        return current_app.extensions["mininova"]["compute_api"].get(g.context, ref).id
+        return current_app.extensions["mininova"]["vm_service"].get(g.context, ref).id
     except exception.InstanceNotFound:
         if db_api.is_uuid(ref):
             instance_id = str(uuid.UUID(ref))

@@ -25,7 +25,7 @@ def _ext():
 
 
 def _body(s, project_id):
-    defaults = _ext()["compute_api"].quota_defaults
+    defaults = _ext()["vm_service"].quota_defaults
     return {"quota": {"project_id": project_id,
                       "limits": db_auth.quota_limits(s, project_id, defaults),
                       "usage": db_auth.quota_usage(s, project_id)}}

@@ -67,12 +67,12 @@ def _ext():
     return current_app.extensions["mininova"]
 
 
-def _compute_api():
-    return _ext()["compute_api"]
+def _vm_service():
+    return _ext()["vm_service"]
 
 
 def _lookups():
-    return _ext()["compute_api"].lookups
+    return _ext()["vm_service"].lookups
 
 
 _VM_LIST = views.VmListEncoder()
@@ -98,8 +98,8 @@ def _vm_body(vm):
 @bp.post("")
 def create():
     body = validation.json_body(CREATE_SCHEMA)
-    vm = _compute_api().create(g.context, body["name"], body["image"], body["flavor"],
-                               group_ref=body.get("group"))
+    vm = _vm_service().create(g.context, body["name"], body["image"], body["flavor"],
+                              group_ref=body.get("group"))
     response = _json_response(_vm_body(vm), 202)
     response.headers["Location"] = "/v1/vms/%s" % vm["id"]
     return response
@@ -116,7 +116,7 @@ def index():
     params = validation.query_params(LIST_PARAMS)
     max_limit = _ext()["conf"].api.max_limit
     limit = min(params.get("limit", max_limit), max_limit)
-    rows, more = _compute_api().list(g.context, views.VM_FIELDS, limit, params.get("marker"))
+    rows, more = _vm_service().list(g.context, views.VM_FIELDS, limit, params.get("marker"))
     lookups = _lookups()
     images = lookups.image_names({r[views.VM_IMAGE_ID] for r in rows})
     flavors = lookups.flavor_names({r[views.VM_FLAVOR_ID] for r in rows})
@@ -130,12 +130,12 @@ def index():
 
 @bp.get("/<ref>")
 def show(ref):
-    return _json_response(_vm_body(_compute_api().get(g.context, ref)))
+    return _json_response(_vm_body(_vm_service().get(g.context, ref)))
 
 
 @bp.delete("/<ref>")
 def delete(ref):
-    _compute_api().delete(g.context, ref)
+    _vm_service().delete(g.context, ref)
     return "", 202
 
 
@@ -149,7 +149,7 @@ def action(ref):
     name = next(iter(body))
     validation.validate(body, ACTION_SCHEMA)
     hard = name == "reboot" and body["reboot"].get("type", "soft").lower() == "hard"
-    _compute_api().action(g.context, ref, name, hard=hard)
+    _vm_service().action(g.context, ref, name, hard=hard)
     return "", 202
 
 
@@ -157,5 +157,5 @@ def action(ref):
 def console(ref):
     """The tail of the VM's serial console (like Nova's os-getConsoleOutput)."""
     lines = validation.query_params(CONSOLE_PARAMS)["lines"]
-    output = _compute_api().get_console_output(g.context, ref, lines)
+    output = _vm_service().get_console_output(g.context, ref, lines)
     return jsonify({"output": output})

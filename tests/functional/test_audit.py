@@ -162,7 +162,7 @@ def test_audit_lists_exactly_the_orphans_and_fix_removes_them(audit_stack, capsy
     # whatever the audit asks.
     transport = rpc.get_transport(stack_conf(stack).transport_url)
     try:
-        got = compute_rpcapi.ComputeAPI(transport).audit_fix(
+        got = compute_rpcapi.ComputeRPCAPI(transport).audit_fix(
             context.get_admin_context(), host, [keep], timeout=30)
     finally:
         transport.cleanup()

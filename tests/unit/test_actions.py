@@ -249,7 +249,7 @@ def test_conductor_rpcapi_casts_over_the_bus(db):
     try:
         vm = add_vm(db)
         c = ctxt()
-        tl = Timeline(rpcapi.ConductorAPI(transport), "h1")
+        tl = Timeline(rpcapi.ConductorRPCAPI(transport), "h1")
         with tl.step(c, vm, "image fetched", details="cache hit"):
             pass
         tl.finish(c, vm, "success")

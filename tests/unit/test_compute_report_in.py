@@ -55,7 +55,7 @@ def test_report_in_returns_once_the_heartbeat_is_stored(conf, db, transport, ser
     driver = fake_libvirt.FakeLibvirtDriver(conf)
     driver.init_host(conf.host)
     try:
-        manager = ComputeManager(driver, rpcapi.ConductorAPI(transport, timeout=10), None, conf)
+        manager = ComputeManager(driver, rpcapi.ConductorRPCAPI(transport, timeout=10), None, conf)
         returned = threading.Event()
         reporter = threading.Thread(target=lambda: (manager.report_in(CTXT), returned.set()))
         reporter.start()
@@ -89,6 +89,6 @@ def test_an_older_conductor_is_told_of_an_interrupted_build_as_a_failed_one(tran
     """With [upgrade_levels] conductor = 1.1 (the version of the oldest conductor)."""
     old = OldConductor()
     serve(old, version="1.1")
-    rpcapi.ConductorAPI(transport, timeout=10, version_cap="1.1").instance_build_interrupted(
+    rpcapi.ConductorRPCAPI(transport, timeout=10, version_cap="1.1").instance_build_interrupted(
         CTXT, "vm-1", "h1", "interrupted by a restart")
     assert old.failed == [("vm-1", "h1", "interrupted by a restart")]

@@ -124,7 +124,7 @@ def api(conf, db, image, recorder):
     app = create_app(conf, db, recorder(), recorder())
     client = app.test_client()
     client.environ_base["HTTP_X_AUTH_TOKEN"] = token_for(db, "p")
-    client.compute_api = app.extensions["mininova"]["compute_api"]
+    client.vm_service = app.extensions["mininova"]["vm_service"]
     client.project_id = "p"
     return client
 
@@ -137,11 +137,11 @@ def create(api):
 
 def test_a_vm_placed_as_its_delete_starts_is_deleted_by_its_host(api, db):
     vm = create(api)
-    api.compute_api.timeline = PlacedMeanwhile(db, "api")
+    api.vm_service.timeline = PlacedMeanwhile(db, "api")
     assert api.delete("/v1/vms/" + vm).status_code == 202
     # Not deleted by the API behind the host's back: the host is told.
     assert row(db, vm).task_state == states.DELETING
-    assert [(m, a) for m, a, _ in api.compute_api.compute_rpcapi.calls] == [
+    assert [(m, a) for m, a, _ in api.vm_service.compute_rpcapi.calls] == [
         ("terminate_instance", ("h1", vm))]
 
 

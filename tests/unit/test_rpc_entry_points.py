@@ -50,9 +50,9 @@ def _sent_by(api_class):
 
 
 @pytest.mark.parametrize("api_class, manager_class", [
-    (scheduler_rpcapi.SchedulerAPI, SchedulerManager),
-    (conductor_rpcapi.ConductorAPI, ConductorManager),
-    (compute_rpcapi.ComputeAPI, ComputeManager),
+    (scheduler_rpcapi.SchedulerRPCAPI, SchedulerManager),
+    (conductor_rpcapi.ConductorRPCAPI, ConductorManager),
+    (compute_rpcapi.ComputeRPCAPI, ComputeManager),
 ])
 def test_each_manager_declares_what_its_client_sends(api_class, manager_class):
     assert _sent_by(api_class) == manager_class.RPC_METHODS

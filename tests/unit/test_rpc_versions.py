@@ -148,14 +148,14 @@ def test_clients_capped_at_1_0_send_1_0_messages_that_1_0_servers_take(transport
     compute = serve(Compute10(), "compute", "1.0", server="h1")
     conductor = serve(Conductor10(), "conductor", "1.0")
 
-    scheduler_rpcapi.SchedulerAPI(sent, version_cap="1.0").schedule_instance(
+    scheduler_rpcapi.SchedulerRPCAPI(sent, version_cap="1.0").schedule_instance(
         CTXT, "vm-1", action_id=7)
     assert sent.last() == ("scheduler", "1.0", "schedule_instance", {"instance_id": "vm-1"})
-    compute_rpcapi.ComputeAPI(sent, version_cap="1.0").build_instance(
+    compute_rpcapi.ComputeRPCAPI(sent, version_cap="1.0").build_instance(
         CTXT, "h1", {"id": "vm-1"}, {"id": "img"}, action_id=7)
     assert sent.last() == ("compute.h1", "1.0", "build_instance",
                            {"instance": {"id": "vm-1"}, "image": {"id": "img"}})
-    api = conductor_rpcapi.ConductorAPI(sent, timeout=10, version_cap="1.0")
+    api = conductor_rpcapi.ConductorRPCAPI(sent, timeout=10, version_cap="1.0")
     assert api.instance_spawned(CTXT, "vm-1", "h1", "running", action_id=7) is True
     assert sent.last()[:2] == ("conductor", "1.0") and "action_id" not in sent.last()[3]
     api.instance_build_failed(CTXT, "vm-2", "h1", "boom", action_id=7)
@@ -177,7 +177,7 @@ def test_clients_capped_at_1_0_send_1_0_messages_that_1_0_servers_take(transport
 def test_a_client_capped_at_1_1_tells_a_1_1_conductor_of_an_interrupted_build(transport,
                                                                                serve):
     conductor = serve(Conductor11(), "conductor", "1.1")
-    api = conductor_rpcapi.ConductorAPI(transport, timeout=10, version_cap="1.1")
+    api = conductor_rpcapi.ConductorRPCAPI(transport, timeout=10, version_cap="1.1")
     api.instance_build_interrupted(CTXT, "vm-1", "h1", "restarted")
     assert conductor.got == [("instance_build_failed", {
         "instance_id": "vm-1", "reason": "restarted", "action_id": None})]
@@ -186,14 +186,14 @@ def test_a_client_capped_at_1_1_tells_a_1_1_conductor_of_an_interrupted_build(tr
 def test_uncapped_clients_send_the_newest_forms(transport, serve):
     sent = Recording(transport)
     serve(Conductor11(), "conductor", conductor_rpcapi.VERSION)
-    scheduler_rpcapi.SchedulerAPI(sent).schedule_instance(CTXT, "vm-1", action_id=7)
+    scheduler_rpcapi.SchedulerRPCAPI(sent).schedule_instance(CTXT, "vm-1", action_id=7)
     assert sent.last() == ("scheduler", "1.1", "schedule_instance",
                            {"instance_id": "vm-1", "action_id": 7})
-    compute_rpcapi.ComputeAPI(sent).build_instance(CTXT, "h1", {"id": "vm-1"}, {}, action_id=7)
+    compute_rpcapi.ComputeRPCAPI(sent).build_instance(CTXT, "h1", {"id": "vm-1"}, {}, action_id=7)
     assert sent.last()[:2] == ("compute.h1", "1.1") and sent.last()[3]["action_id"] == 7
-    compute_rpcapi.ComputeAPI(sent).terminate_instance(CTXT, "h1", "vm-1")
+    compute_rpcapi.ComputeRPCAPI(sent).terminate_instance(CTXT, "h1", "vm-1")
     assert sent.last()[:2] == ("compute.h1", "1.0")  # unchanged since 1.0
-    api = conductor_rpcapi.ConductorAPI(sent, timeout=10)
+    api = conductor_rpcapi.ConductorRPCAPI(sent, timeout=10)
     api.instance_spawned(CTXT, "vm-1", "h1", "running", action_id=7)
     assert sent.last()[:2] == ("conductor", "1.1") and sent.last()[3]["action_id"] == 7
 
@@ -204,7 +204,7 @@ def test_an_uncapped_client_against_an_older_server(transport, serve, caplog):
     dead-lettered: the operator sets [upgrade_levels] during such an upgrade."""
     compute = serve(Compute10(), "compute", "1.0", server="h1")
     conductor = serve(Conductor10(), "conductor", "1.0")
-    api = conductor_rpcapi.ConductorAPI(transport, timeout=10)
+    api = conductor_rpcapi.ConductorRPCAPI(transport, timeout=10)
     api.instance_terminated(CTXT, "vm-1", "h1")
     assert conductor.got == [("instance_terminated", {"instance_id": "vm-1"})]
     with pytest.raises(exception.UnsupportedVersion) as info:
@@ -213,9 +213,9 @@ def test_an_uncapped_client_against_an_older_server(transport, serve, caplog):
         "Message version 1.1 of instance_spawned not supported by conductor at version 1.0")
 
     caplog.set_level(logging.ERROR, logger="common.rpc.server")
-    compute_api = compute_rpcapi.ComputeAPI(transport)
-    compute_api.build_instance(CTXT, "h1", {"id": "vm-2"}, {}, action_id=7)
-    compute_api.terminate_instance(CTXT, "h1", "vm-2")
+    client = compute_rpcapi.ComputeRPCAPI(transport)
+    client.build_instance(CTXT, "h1", {"id": "vm-2"}, {}, action_id=7)
+    client.terminate_instance(CTXT, "h1", "vm-2")
     wait_for(lambda: compute.got and len(transport.dead_letters) == 2, 10,
              what="the build dead-lettered, the delete handled")
     assert compute.got == [("terminate_instance", {"instance_id": "vm-2"})]
@@ -260,7 +260,7 @@ def test_the_conductor_records_a_build_report_of_either_version(db, transport, s
     vm, action_id = _spawning_vm(db, "h1")
     step = {"event": "domain started", "host": "h1", "start_time": "2030-01-01T00:00:00Z",
             "finish_time": "2030-01-01T00:00:01Z", "result": "success", "details": None}
-    api = conductor_rpcapi.ConductorAPI(transport, timeout=10, version_cap=cap)
+    api = conductor_rpcapi.ConductorRPCAPI(transport, timeout=10, version_cap=cap)
     assert api.instance_spawned(CTXT, vm, "h1", "running", [step], action_id=action_id)
     with db.transaction() as s:
         action, events = actions.action_get(s, vm, CTXT.request_id)

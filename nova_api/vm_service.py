@@ -21,7 +21,7 @@ def random_mac():
     return "52:54:00:%02x:%02x:%02x" % tuple(secrets.token_bytes(3))
 
 
-class ComputeAPI:
+class VMService:
     def __init__(self, db, scheduler_rpcapi, compute_rpcapi, host="api", quota_defaults=None):
         self.db = db
         self.host = host
