@@ -56,6 +56,35 @@ for who in admin:admin:admin demo:demo:member; do
     printf 'export MININOVA_URL=%s\nexport MININOVA_TOKEN=%s\n' "$API" "$token" \
         > "$STATE/${user}rc"
 done
+# Passwords for the OpenStack clients (Keystone v3 under /identity): made
+# once, kept in $CREDS, and a clouds.yaml with a cloud per user.
+user_password() {  # USER -> password
+    if [[ ! -s $CREDS/$1.password ]]; then
+        (umask 077; "$VENV/bin/python" -c 'import secrets; print(secrets.token_urlsafe(18))' \
+            > "$CREDS/$1.password")
+        manage user set-password "$1" < "$CREDS/$1.password" >/dev/null
+    fi
+    cat "$CREDS/$1.password"
+}
+CLOUDS=$STATE/clouds.yaml
+(umask 077; {
+    echo "clouds:"
+    for who in admin:admin demo:demo; do
+        IFS=: read -r project user <<< "$who"
+        cat <<YAML
+  mininova-$user:
+    auth:
+      auth_url: $API/identity/v3
+      username: $user
+      password: "$(user_password "$user")"
+      project_name: $project
+      user_domain_name: Default
+      project_domain_name: Default
+    region_name: RegionOne
+    identity_api_version: 3
+YAML
+    done
+} > "$CLOUDS.tmp" && mv "$CLOUDS.tmp" "$CLOUDS")
 if ! grep -q '^image_api_token' "$CONF"; then
     token=$(user_token service compute member)
     sed -i "s/^\[compute\]$/[compute]\nimage_api_token = $token/" "$CONF"
@@ -134,3 +163,4 @@ print("run-stack: %s has IP %s%s" % (name, ip, " (%.1f s after the POST)" % (
 PY
 echo "run-stack: credentials (source one):  $STATE/adminrc  (admin)   $STATE/demorc  (demo project, member)"
 echo "run-stack: try  . $STATE/demorc; curl -s -H \"X-Auth-Token: \$MININOVA_TOKEN\" \$MININOVA_URL/v1/vms"
+echo "run-stack: the openstack CLI:  export OS_CLIENT_CONFIG_FILE=$CLOUDS OS_CLOUD=mininova-demo; $VENV/bin/openstack server list"
