@@ -42,49 +42,52 @@ manage db sync
 # member user; a service user whose token compute sends for image downloads.
 CREDS=$STATE/creds
 mkdir -p "$CREDS" && chmod 700 "$CREDS"
-user_token() {  # PROJECT USER ROLE -> token (created once, kept in $CREDS)
+new_password() {  # USER: a random password in $CREDS/USER.password
+    (umask 077; "$VENV/bin/python" -c 'import secrets; print(secrets.token_urlsafe(18))' \
+        > "$CREDS/$1.password")
+}
+user_token() {  # PROJECT USER ROLE [password] -> token (created once, kept in $CREDS)
     if [[ ! -s $CREDS/$2.token ]]; then
         manage project create "$1" >/dev/null 2>&1 || true
-        manage user create "$2" --project "$1" --role "$3" >/dev/null
+        if [[ ${4:-} == password ]]; then
+            new_password "$2"
+            manage user create "$2" --project "$1" --role "$3" --password-stdin \
+                < "$CREDS/$2.password" >/dev/null
+        else
+            manage user create "$2" --project "$1" --role "$3" >/dev/null
+        fi
+        manage token create "$2" > "$CREDS/$2.token"
+    elif [[ ${4:-} == password && ! -s $CREDS/$2.password ]]; then
+        # A state from before passwords: setting one revokes the user's tokens.
+        new_password "$2"
+        manage user set-password "$2" < "$CREDS/$2.password" >/dev/null
         manage token create "$2" > "$CREDS/$2.token"
     fi
     cat "$CREDS/$2.token"
 }
+# Passwords are for the OpenStack clients (Keystone v3 under /identity): a
+# clouds.yaml with a cloud per user.
+CLOUDS=$STATE/clouds.yaml
+echo "clouds:" > "$CLOUDS.tmp" && chmod 600 "$CLOUDS.tmp"
 for who in admin:admin:admin demo:demo:member; do
     IFS=: read -r project user role <<< "$who"
-    token=$(user_token "$project" "$user" "$role")
+    token=$(user_token "$project" "$user" "$role" password)
     printf 'export MININOVA_URL=%s\nexport MININOVA_TOKEN=%s\n' "$API" "$token" \
         > "$STATE/${user}rc"
-done
-# Passwords for the OpenStack clients (Keystone v3 under /identity): made
-# once, kept in $CREDS, and a clouds.yaml with a cloud per user.
-user_password() {  # USER -> password
-    if [[ ! -s $CREDS/$1.password ]]; then
-        (umask 077; "$VENV/bin/python" -c 'import secrets; print(secrets.token_urlsafe(18))' \
-            > "$CREDS/$1.password")
-        manage user set-password "$1" < "$CREDS/$1.password" >/dev/null
-    fi
-    cat "$CREDS/$1.password"
-}
-CLOUDS=$STATE/clouds.yaml
-(umask 077; {
-    echo "clouds:"
-    for who in admin:admin demo:demo; do
-        IFS=: read -r project user <<< "$who"
-        cat <<YAML
+    cat >> "$CLOUDS.tmp" <<YAML
   mininova-$user:
     auth:
       auth_url: $API/identity/v3
       username: $user
-      password: "$(user_password "$user")"
+      password: "$(cat "$CREDS/$user.password")"
       project_name: $project
       user_domain_name: Default
       project_domain_name: Default
     region_name: RegionOne
     identity_api_version: 3
 YAML
-    done
-} > "$CLOUDS.tmp" && mv "$CLOUDS.tmp" "$CLOUDS")
+done
+mv "$CLOUDS.tmp" "$CLOUDS"
 if ! grep -q '^image_api_token' "$CONF"; then
     token=$(user_token service compute member)
     sed -i "s/^\[compute\]$/[compute]\nimage_api_token = $token/" "$CONF"
