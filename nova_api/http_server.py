@@ -9,10 +9,10 @@ never a worker thread. (A worker waits for a slow reader only past 16 MB of
 unsent response: no JSON answer of the API is that large, and image files
 are handed to the loop as files, not written by the worker.)
 
-What took the API down was the slot count: waitress stops accepting once
-``connection_limit`` (100 by default) connections are open, so every new
-client waited in the kernel's backlog until an idle one timed out (120 s).
-Here the limit is ``[api] connection_limit``, the process's file-descriptor
+The slot count is what bounds the server: waitress stops accepting once
+``connection_limit`` connections are open, and every new client then waits
+in the kernel's backlog until an idle one times out. Here the limit is
+``[api] connection_limit``, the process's file-descriptor
 limit is raised to fit it, poll() replaces select() (which fails on
 descriptors above 1023), and what waitress leaves unbounded is bounded:
 

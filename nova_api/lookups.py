@@ -1,9 +1,9 @@
 """Flavors and images as the API process remembers them.
 
 Creating a VM needs its flavor's sizes and its image's id and minimums;
-showing VMs needs the names of both. Reading them for every request cost a
-quarter of a POST's CPU and two to three round trips, and a GET of 1000 VMs
-read both whole tables.
+showing VMs needs the names of both. Both tables are small and change
+rarely, so they are remembered here rather than read for every request (a
+list would otherwise read both whole tables).
 
 - Flavors cannot be changed or deleted: the table is kept for good and read
   again only when a ref or id is not in it (a new flavor is found at once).

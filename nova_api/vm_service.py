@@ -119,8 +119,8 @@ class VMService:
 
     def list(self, ctxt, columns, limit, marker=None):
         """(rows, more): a page of up to ``limit`` of the project's VMs as
-        tuples of ``columns`` (see ``db_api.instance_page``), and whether
-        more VMs follow it."""
+        rows of ``columns``, read by name (see ``db_api.instance_page``), and
+        whether more VMs follow it."""
         with self.db.transaction() as s:
             rows = db_api.instance_page(s, ctxt.project_id, columns, limit + 1, marker)
         return rows[:limit], len(rows) > limit

@@ -118,13 +118,13 @@ def index():
     limit = min(params.get("limit", max_limit), max_limit)
     rows, more = _vm_service().list(g.context, views.VM_FIELDS, limit, params.get("marker"))
     lookups = _lookups()
-    images = lookups.image_names({r[views.VM_IMAGE_ID] for r in rows})
-    flavors = lookups.flavor_names({r[views.VM_FLAVOR_ID] for r in rows})
+    images = lookups.image_names({r.image_id for r in rows})
+    flavors = lookups.flavor_names({r.flavor_id for r in rows})
     text = '{"vms":' + _VM_LIST.encode(rows, images, flavors)
     if more:
         # As Nova: where the next page starts, while more remain.
         text += ',"vms_links":' + views.ENCODER.encode(
-            [{"rel": "next", "href": _next_link(rows[-1][views.VM_ID])}])
+            [{"rel": "next", "href": _next_link(rows[-1].id)}])
     return _response(text + "}")
 
 
