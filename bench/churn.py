@@ -19,6 +19,8 @@ import multiprocessing
 import random
 import time
 
+from common import exception
+
 _CTX = multiprocessing.get_context("spawn")   # no fork of the bench's threads
 
 
@@ -78,7 +80,7 @@ def _main(args, applied, ready, stop, conn):
     try:
         worker = _Worker(*args, applied=applied)
     except Exception as exc:
-        conn.send({"error": "%s: %s" % (type(exc).__name__, exc)})
+        conn.send({"error": exception.describe(exc)})
         ready.set()
         return
     ready.set()
@@ -134,7 +136,7 @@ class _Worker:
             except Exception as exc:  # counted: the figure says how much churn there was
                 self.errors += 1
                 if len(self.error_reasons) < 5:
-                    self.error_reasons.append("%s: %s" % (type(exc).__name__, exc))
+                    self.error_reasons.append(exception.describe(exc))
             else:
                 self.call_seconds.append(time.perf_counter() - t)
                 if done:

@@ -121,18 +121,6 @@ class Floor:
 
     # -- many -----------------------------------------------------------------
 
-    def sequential(self, n, between=None):
-        """``n`` boots one at a time, each destroyed before the next; the
-        seconds of each. ``between()`` runs after each clean-up (untimed)."""
-        samples = []
-        for _ in range(n):
-            seconds, instance_id = self.boot()
-            self.destroy(instance_id)
-            samples.append(seconds)
-            if between:
-                between()
-        return samples
-
     def parallel(self, n, own_connections=True):
         """``n`` boots from ``n`` threads at once; (wall seconds from the start
         to the last RUNNING, the seconds of each). All are destroyed after.

@@ -8,6 +8,8 @@ import threading
 import time
 import urllib.parse
 
+from common import exception
+
 
 def percentile(values, p):
     """The nearest-rank ``p``th percentile of ``values`` (None if empty)."""
@@ -161,7 +163,7 @@ class Series:
         except REQUEST_ERRORS as exc:
             self.failures += 1
             if len(self.reasons) < self.KEEP_REASONS:
-                self.reasons.append("%s: %s" % (type(exc).__name__, exc))
+                self.reasons.append(exception.describe(exc))
             seconds = None
         else:
             self.samples.append(seconds)

@@ -63,6 +63,7 @@ import libvirt
 from bench import (phase_api, phase_burst, phase_list, phase_memory, phase_scale,
                    phases_latency, profiling, report)
 from bench.harness import TINY, URI, Bench, log
+from common import exception
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, "bench", "results")
@@ -168,7 +169,7 @@ def main(argv=None):
             fn()
             return True
         except Exception as exc:
-            errors[phase] = "%s: %s" % (type(exc).__name__, exc)
+            errors[phase] = exception.describe(exc)
             log("%s FAILED:\n%s", phase, traceback.format_exc())
             return False
     try:

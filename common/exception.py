@@ -214,3 +214,13 @@ class MigrationAborted(MigrationError):
 def by_name(name):
     """The class of this module called ``name`` (a MininovaException), or None."""
     return _REGISTRY.get(name)
+
+
+def describe(exc):
+    """One line saying what went wrong, for faults, logs and reports: a
+    mininova error's own message (it is written for the reader), anything
+    else as its class and text (the class is often all a bare error says)."""
+    if isinstance(exc, MininovaException):
+        return exc.message
+    text = str(exc)
+    return "%s: %s" % (type(exc).__name__, text) if text else type(exc).__name__

@@ -1,10 +1,15 @@
-"""Per-VM locks: work on one VM is serialized, work on different VMs is not."""
+"""Locks by key (a VM's id, an image's id): work on one key is serialized,
+work on different keys is not. A key's lock lives only while someone holds
+or waits for it, so the table does not grow with every key ever used."""
 import collections
 import contextlib
 import threading
 
 
 class KeyedLocks:
+    """``with locks.lock(key):`` holds the lock of ``key``; safe to share
+    between threads."""
+
     def __init__(self):
         self._guard = threading.Lock()
         self._locks = {}
@@ -21,6 +26,6 @@ class KeyedLocks:
         finally:
             with self._guard:
                 self._users[key] -= 1
-                if not self._users[key]:  # forget idle locks: no growth per VM
+                if not self._users[key]:
                     del self._users[key]
                     del self._locks[key]

@@ -10,6 +10,10 @@ SUSPENDED = "suspended"
 ERROR = "error"
 DELETED = "deleted"
 
+# The vm_states of a VM at rest: built, not deleted, not in error. Its domain
+# belongs on its host, and the hypervisor's power state is its truth.
+RESTING = (ACTIVE, STOPPED, PAUSED, SUSPENDED)
+
 # task_state: what is being done to it right now (None when idle).
 SCHEDULING = "scheduling"
 SPAWNING = "spawning"
@@ -30,6 +34,7 @@ SHUTDOWN = "shutdown"
 CRASHED = "crashed"
 SUSPENDED_POWER = "suspended"
 NOSTATE = "nostate"
+POWER_STATES = (RUNNING, PAUSED_POWER, SHUTDOWN, CRASHED, SUSPENDED_POWER, NOSTATE)
 
 _STATUS_BY_VM_STATE = {
     BUILDING: "BUILD",
@@ -86,6 +91,6 @@ def vm_state_for_power(vm_state, power_state):
     ``power_state`` (Nova's power-state sync, without its delays): a VM that
     stopped behind our back becomes SHUTOFF, one started outside ACTIVE.
     VMs that are building, in error or deleted keep their vm_state."""
-    if vm_state not in (ACTIVE, STOPPED, PAUSED, SUSPENDED):
+    if vm_state not in RESTING:
         return vm_state
     return _VM_STATE_BY_POWER.get(power_state, vm_state)

@@ -26,13 +26,6 @@ SUCCESS = actions.SUCCESS
 ERROR = actions.ERROR
 
 
-def error_message(exc):
-    if isinstance(exc, exception.MininovaException):
-        return exc.message
-    text = str(exc)
-    return "%s: %s" % (type(exc).__name__, text) if text else type(exc).__name__
-
-
 class DbSink:
     """Writes straight to the database, each record in its own transaction
     (never inside the caller's: a failed record must not roll back real work)."""
@@ -89,7 +82,7 @@ class Timeline:
         try:
             method(*args)
         except Exception as e:  # recording is best effort, by design
-            LOG.warning("could not record %s: %s", what, error_message(e))
+            LOG.warning("could not record %s: %s", what, exception.describe(e))
 
     def start_action(self, ctxt, instance_id, action):
         """Begin the action ``ctxt.request_id`` (API side; needs a sink with
@@ -112,7 +105,7 @@ class Timeline:
         try:
             yield step
         except Exception as e:
-            message = error_message(e)
+            message = exception.describe(e)
             self._record_step(ctxt, instance_id, event, start, ERROR,
                               "%s: %s" % (step.details, message) if step.details else message)
             raise

@@ -12,7 +12,6 @@ import os
 import uuid
 
 from common import exception
-from common.timeline import error_message
 from nova_compute import ownership
 from nova_compute.virt import driver as virt_driver
 
@@ -78,7 +77,7 @@ class AuditResponder:
             try:
                 row = self.conductor.instance_get(ctxt, instance_id)
             except Exception as e:  # no answer: no certainty, no destroy
-                return "failed:could not re-check with the conductor: %s" % error_message(e)
+                return "failed:could not re-check with the conductor: %s" % exception.describe(e)
             relation = ownership.relation(row, self.host)
             if relation == ownership.OWNER:
                 return "skipped:a live row puts it on this host now (%s/%s)" % (

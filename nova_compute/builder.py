@@ -10,7 +10,7 @@ import os
 import time
 
 from common import exception, states
-from common.timeline import EventBuffer, Timeline, error_message
+from common.timeline import EventBuffer, Timeline
 from nova_compute import guest_data, ownership
 from nova_compute.virt.driver import InstanceSpec
 
@@ -87,7 +87,7 @@ class Builder:
             power_state = self.builds.read_state(
                 instance_id, lambda: self.driver.get_info(instance_id)["power_state"])
         except Exception as e:  # any failure: roll back, VM to ERROR with why
-            why = error_message(e)
+            why = exception.describe(e)
             LOG.warning("VM %s: spawn failed, rolling back: %s", instance_id, why,
                         exc_info=not isinstance(e, exception.MininovaException))
             destroy_quietly(self.driver, instance_id)
@@ -111,7 +111,7 @@ class Builder:
             # The conductor answered with an error: its transaction rolled
             # back, the VM is still spawning here with no one to report it.
             # Roll back as after a failed step, unless it went live after all.
-            why = "the conductor refused the build's report: %s" % error_message(e)
+            why = "the conductor refused the build's report: %s" % exception.describe(e)
             LOG.warning("VM %s: %s", instance_id, why)
             if self.given_up(ctxt, instance_id):
                 self.conductor.instance_build_failed(ctxt, instance_id, self.host, why,
@@ -136,8 +136,7 @@ class Builder:
         report only repeated one that already made it so)."""
         current = self.conductor.instance_get(ctxt, instance_id)
         if (ownership.relation(current, self.host) == ownership.OWNER
-                and current["vm_state"] in (states.ACTIVE, states.STOPPED, states.PAUSED,
-                                            states.SUSPENDED)):
+                and current["vm_state"] in states.RESTING):
             return False
         LOG.warning("VM %s: built, but no longer wanted here (now %s); destroying the "
                     "domain", instance_id, ownership.describe(current))

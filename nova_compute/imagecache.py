@@ -18,11 +18,10 @@ import logging
 import os
 import re
 import tempfile
-import threading
 import urllib.request
-import weakref
 
 from common import exception
+from common.locks import KeyedLocks
 
 LOG = logging.getLogger(__name__)
 
@@ -74,8 +73,7 @@ class ImageCache:
         source is unavailable."""
         self.cache_dir = os.path.abspath(cache_dir)
         self._fetcher = fetcher
-        self._locks = weakref.WeakValueDictionary()
-        self._locks_lock = threading.Lock()
+        self._image_locks = KeyedLocks()
         self._verified = {}  # path -> (inode, size, mtime_ns, sha256) last checked good
 
     def path_of(self, image_id):
@@ -97,7 +95,7 @@ class ImageCache:
         except OSError as exc:
             raise exception.ImageUnavailable(
                 image=image_id, reason="cannot create the cache: %s" % exc) from exc
-        with self._image_lock(image_id), self._file_lock(image_id):
+        with self._image_locks.lock(image_id), self._file_lock(image_id):
             # Another thread or process may have fetched it meanwhile.
             if os.path.exists(path) and not self._verify(image_id, path, sha256):
                 self._remove(path)
@@ -180,14 +178,6 @@ class ImageCache:
             os.unlink(path)
         except FileNotFoundError:
             pass
-
-    def _image_lock(self, image_id):
-        # Weak values: a lock lives as long as someone holds or waits for it.
-        with self._locks_lock:
-            lock = self._locks.get(image_id)
-            if lock is None:
-                lock = self._locks[image_id] = threading.Lock()
-            return lock
 
     def _file_lock(self, image_id):
         return _FileLock(os.path.join(self.cache_dir, ".%s.lock" % image_id))

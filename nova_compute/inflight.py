@@ -45,10 +45,6 @@ class BuildTracker:
         with self._lock:
             self._building[instance_id] = None
 
-    def is_building(self, instance_id):
-        with self._lock:
-            return instance_id in self._building
-
     def read_state(self, instance_id, read):
         """The build's own read of the domain's state (``read()``), for its
         report: any sync asked for before this read is covered by it."""

@@ -9,7 +9,6 @@ instead."""
 import logging
 
 from common import exception, states
-from common.timeline import error_message
 from nova_compute import ownership
 
 LOG = logging.getLogger(__name__)
@@ -71,7 +70,7 @@ class PowerTasks:
                 with self.timeline.step(ctxt, instance_id, task_state):
                     operation(cancel)
             except Exception as e:
-                message = error_message(e)
+                message = exception.describe(e)
                 LOG.warning("VM %s: %s failed: %s", instance_id, task_state, message)
                 self.conductor.instance_task_failed(ctxt, instance_id, self.host, task_state,
                                                     self.power_state(instance_id), message)

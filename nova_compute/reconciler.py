@@ -13,8 +13,6 @@ from nova_compute import ownership
 
 LOG = logging.getLogger(__name__)
 
-RESTING = (states.ACTIVE, states.STOPPED, states.PAUSED, states.SUSPENDED)
-
 SYNC_POWER = "sync_power"   # the hypervisor shows another power state: report it
 VANISHED = "vanished"       # a resting VM of ours has no domain: report it
 ORPHAN = "orphan"           # a domain of ours no row accounts for
@@ -45,7 +43,7 @@ def plan(desired, actual, host):
         if relation != ownership.OWNER or row["task_state"] is not None:
             continue  # not ours (see orphans below), or a task reports its own outcome
         if power is None:
-            if row["vm_state"] in RESTING:
+            if row["vm_state"] in states.RESTING:
                 steps.append(Step(VANISHED, instance_id))
         elif power != row["power_state"] or (
                 states.vm_state_for_power(row["vm_state"], power) != row["vm_state"]):

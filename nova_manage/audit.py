@@ -40,7 +40,7 @@ from sqlalchemy import exc as sa_exc
 from common import config, context, exception, rpc, states
 # The pure part; its names are also this module's (callers and tests use them here).
 from nova_manage.audit_findings import (  # noqa: F401
-    DEFAULT_STUCK_AFTER, KINDS, RESTING, DbView, Finding, claim_orphan_reason, find_orphans, fmt,
+    DEFAULT_STUCK_AFTER, KINDS, DbView, Finding, claim_orphan_reason, find_orphans, fmt,
     stable_findings)
 from common.db import api as db_api
 from common.db.models import Claim, ComputeNode, Instance, Service, utcnow
@@ -111,8 +111,7 @@ def _on_hosts(hosts, fn):
             try:
                 results[host] = (future.result(), None)
             except Exception as e:  # a host's trouble is reported, never fatal
-                results[host] = (None, e.message if isinstance(e, exception.MininovaException)
-                                 else "%s: %s" % (type(e).__name__, e))
+                results[host] = (None, exception.describe(e))
     return results
 
 
@@ -222,14 +221,14 @@ def apply_fixes(db, compute_rpcapi, ctxt, findings):
                 f.fix = "none:report-only"
         except Exception as e:
             LOG.exception("fixing %s failed", f.line())
-            f.fix = "failed:%s: %s" % (type(e).__name__, e)
+            f.fix = "failed:%s" % exception.describe(e)
     claims = [f for f in findings if f.kind in ("orphan-claim", "usage-mismatch")]
     if claims:
         try:
             outcome = _retry(db, _fix_claims, claims)
         except Exception as e:
             LOG.exception("releasing claims failed")
-            outcome = {f.key: "failed:%s: %s" % (type(e).__name__, e) for f in claims}
+            outcome = {f.key: "failed:%s" % exception.describe(e) for f in claims}
         for f in claims:
             f.fix = outcome[f.key]
 
@@ -261,7 +260,7 @@ def _fix_domain_missing(s, f):
         s, f.vm, {"vm_state": states.ERROR, "power_state": states.NOSTATE,
                   "fault": "The VM's domain is missing from host %s (found by "
                            "mininova-manage audit)." % f.host},
-        expected_task_state=None, expected_host=f.host, expected_vm_state=RESTING)
+        expected_task_state=None, expected_host=f.host, expected_vm_state=states.RESTING)
     return "error-marked" if done else "skipped:the row changed meanwhile"
 
 

@@ -28,7 +28,6 @@ import json
 
 from common import states
 
-RESTING = (states.ACTIVE, states.STOPPED, states.PAUSED, states.SUSPENDED)
 KINDS = ("orphan-domain", "orphan-overlay", "orphan-claim", "usage-mismatch", "orphan-row",
          "stuck-row")
 DEFAULT_STUCK_AFTER = 3600   # seconds a row may stay building/deleting
@@ -157,7 +156,7 @@ def find_orphans(db, host_reports, stuck_after=DEFAULT_STUCK_AFTER):
                 "vm_state": vm_state, "task_state": task}))
             continue
         report = host_reports.get(host)
-        if (report is not None and vm_state in RESTING and task is None
+        if (report is not None and vm_state in states.RESTING and task is None
                 and vm not in report["domains"]):
             findings.append(Finding("orphan-row", host, vm, "domain-missing",
                                     {"vm_state": vm_state, "task_state": task}))

@@ -13,14 +13,6 @@ import uuid
 from common import exception
 from nova_compute.virt.configdrive import ConfigDrive
 
-# Power states as plain strings so callers need no libvirt import.
-RUNNING = "running"
-PAUSED = "paused"
-SHUTDOWN = "shutdown"
-CRASHED = "crashed"
-SUSPENDED = "suspended"
-NOSTATE = "nostate"
-POWER_STATES = (RUNNING, PAUSED, SHUTDOWN, CRASHED, SUSPENDED, NOSTATE)
 _MAC = re.compile(r"^([0-9a-f]{2}:){5}[0-9a-f]{2}$")
 
 
@@ -137,7 +129,8 @@ class ComputeDriver(abc.ABC):
 
     @abc.abstractmethod
     def get_info(self, instance_id):
-        """Return ``dict(power_state=...)`` (one of POWER_STATES, plus extra keys).
+        """Return ``dict(power_state=...)`` (one of ``common.states.POWER_STATES``,
+        plus extra keys).
 
         Raises InstanceNotFound when this host owns no domain with that id.
         """

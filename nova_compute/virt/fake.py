@@ -1,6 +1,6 @@
 """FakeDriver: a hypervisor kept in a dict, no libvirt at all.
 
-Domains are records in memory; nothing is written to disk but what the
+Domains are records in memory (``fake_domains``); nothing is written to disk but what the
 contract asks for (a snapshot's file). Cheap enough for one compute process
 per simulated host (bench/scale_sim.py). Moves work across hosts and
 processes: what one host hands the next (disk_info, migrate_data) carries
@@ -14,29 +14,13 @@ import dataclasses
 import os
 import threading
 
-from common import exception
-from common.timeline import error_message
+from common import exception, states
 from nova_compute.virt import driver
-
-GiB = 1024 ** 3
-MiB = 1024 ** 2
+from nova_compute.virt.fake_domains import GiB, MiB, FakeDomain, base_size, set_power
 
 
 def _no_step(_event):
     return contextlib.nullcontext()
-
-
-@dataclasses.dataclass
-class FakeDomain:
-    spec: driver.InstanceSpec
-    owner: str                   # the host its metadata names
-    power_state: str = driver.SHUTDOWN
-    virtual_size: int = 0        # of its root disk, bytes
-    actual_size: int = 0
-    generation: int = 1          # of its disk: a rebuild makes a new one
-    incoming: bool = False       # arriving by live migration, not yet persistent
-    leaving: bool = False        # its disk set aside for a cold migration
-    console: list = dataclasses.field(default_factory=list)
 
 
 class FakeDriver(driver.ComputeDriver):
@@ -80,13 +64,13 @@ class FakeDriver(driver.ComputeDriver):
         spec = driver.InstanceSpec(id=instance_id, name="foreign", vcpus=1, memory_mb=1,
                                    root_gb=0, image_id="none", project_id="none")
         with self._lock:
-            self._domains[instance_id] = FakeDomain(spec, owner, driver.RUNNING)
+            self._domains[instance_id] = FakeDomain(spec, owner, states.RUNNING)
 
     def external_power_change(self, instance_id, power_state):
         """The guest or a human changes the power state behind mininova's back."""
         with self._events() as events:
             dom = self._owned(instance_id)
-            self._set_power(dom, power_state, events)
+            set_power(dom, power_state, events)
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -101,19 +85,20 @@ class FakeDriver(driver.ComputeDriver):
             try:
                 if dom is None:
                     with step("disk cloned"):
-                        size = self._base_size(instance, base_image_path)
+                        size = base_size(instance, base_image_path)
                     with step("domain defined"):
                         dom = self._domains[instance.id] = FakeDomain(
                             instance, self.host_name, virtual_size=max(instance.root_gb * GiB,
                                                                        size))
                 with step("domain started"):
-                    if dom.power_state != driver.RUNNING:
+                    if dom.power_state != states.RUNNING:
                         self._start(dom, events)
             except Exception as exc:
                 self._domains.pop(instance.id, None)
                 if isinstance(exc, exception.BuildFailed):
                     raise
-                raise exception.BuildFailed(instance=instance.id, reason=error_message(exc)) from exc
+                raise exception.BuildFailed(instance=instance.id,
+                                            reason=exception.describe(exc)) from exc
 
     def destroy(self, instance_id):
         driver.validate_instance_id(instance_id)
@@ -124,7 +109,7 @@ class FakeDriver(driver.ComputeDriver):
                     raise exception.HypervisorError(
                         reason="domain %s belongs to %s, not %s; not touching it"
                         % (instance_id, dom.owner or "no mininova host", self.host_name))
-                self._set_power(dom, driver.SHUTDOWN, events)
+                set_power(dom, states.SHUTDOWN, events)
                 del self._domains[instance_id]
                 events.append((instance_id, "undefined"))
             self._set_aside.pop(instance_id, None)
@@ -153,7 +138,7 @@ class FakeDriver(driver.ComputeDriver):
             return {d.spec.mac_address: "198.51.100.%d" % (int(d.spec.mac_address[-2:], 16)
                                                            % 250 + 2)
                     for d in self._domains.values()
-                    if d.owner == self.host_name and d.power_state == driver.RUNNING
+                    if d.owner == self.host_name and d.power_state == states.RUNNING
                     and d.spec.mac_address and d.spec.mac_address in wanted}
 
     # -- power ---------------------------------------------------------------------
@@ -165,28 +150,28 @@ class FakeDriver(driver.ComputeDriver):
             # Waited outside the lock, as libvirt's clean shutdown polls.
             (cancel or threading.Event()).wait(timeout)
         with self._events() as events:
-            self._set_power(self._owned(instance_id), driver.SHUTDOWN, events)
+            set_power(self._owned(instance_id), states.SHUTDOWN, events)
 
     def power_on(self, instance_id):
         with self._events() as events:
             dom = self._owned(instance_id)
-            if dom.power_state != driver.RUNNING:
+            if dom.power_state != states.RUNNING:
                 self._start(dom, events)
 
     def reboot(self, instance_id, hard=False, timeout=0, cancel=None):
         with self._events() as events:
             dom = self._owned(instance_id)
-            self._set_power(dom, driver.SHUTDOWN, events)
+            set_power(dom, states.SHUTDOWN, events)
             self._start(dom, events)
 
     def pause(self, instance_id):
-        self._change(instance_id, driver.PAUSED)
+        self._change(instance_id, states.PAUSED_POWER)
 
     def unpause(self, instance_id):
-        self._change(instance_id, driver.RUNNING, only_from=driver.PAUSED)
+        self._change(instance_id, states.RUNNING, only_from=states.PAUSED_POWER)
 
     def suspend(self, instance_id):
-        self._change(instance_id, driver.SUSPENDED)
+        self._change(instance_id, states.SUSPENDED_POWER)
 
     def resume(self, instance_id):
         self.power_on(instance_id)
@@ -223,14 +208,14 @@ class FakeDriver(driver.ComputeDriver):
         with self._events() as events:
             dom = self._domains.get(instance.id)
             if dom is not None and dom.owner == self.host_name:
-                self._set_power(dom, driver.SHUTDOWN, events)
+                set_power(dom, states.SHUTDOWN, events)
                 try:
-                    size = self._base_size(instance, base_image_path)
+                    size = base_size(instance, base_image_path)
                 except Exception as exc:
                     del self._domains[instance.id]
                     events.append((instance.id, "undefined"))
                     raise exception.BuildFailed(instance=instance.id,
-                                                reason=error_message(exc)) from exc
+                                                reason=exception.describe(exc)) from exc
                 dom.spec, dom.generation = instance, dom.generation + 1
                 dom.virtual_size, dom.actual_size = max(instance.root_gb * GiB, size), 0
                 dom.console = []
@@ -287,7 +272,7 @@ class FakeDriver(driver.ComputeDriver):
                 raise exception.MigrationError(instance=instance.id,
                                                reason="no disk was set aside here")
             dom = self._domains[instance.id] = dataclasses.replace(
-                kept, spec=instance, power_state=driver.SHUTDOWN)
+                kept, spec=instance, power_state=states.SHUTDOWN)
             events.append((instance.id, "defined"))
             if power_on:
                 self._start(dom, events)
@@ -299,9 +284,9 @@ class FakeDriver(driver.ComputeDriver):
                                             and current.incoming):
                 raise exception.MigrationError(instance=instance.id,
                                                reason="a domain of it is here already")
-            size = self._base_size(instance, base_image_path)
+            size = base_size(instance, base_image_path)
             self._domains[instance.id] = FakeDomain(
-                instance, self.host_name, driver.PAUSED, incoming=True,
+                instance, self.host_name, states.PAUSED_POWER, incoming=True,
                 virtual_size=max(instance.root_gb * GiB, size))
             events.append((instance.id, "defined"))
         return dict(migrate_data or {}, dest_host=self.host_name)
@@ -309,7 +294,7 @@ class FakeDriver(driver.ComputeDriver):
     def live_migration(self, instance_id, dest_host, migrate_data, progress=None, abort=None):
         with self._lock:
             dom = self._owned(instance_id)
-            if dom.power_state not in (driver.RUNNING, driver.PAUSED):
+            if dom.power_state not in (states.RUNNING, states.PAUSED_POWER):
                 raise exception.MigrationError(instance=instance_id,
                                                reason="only a running guest moves live, this "
                                                "one is %s" % dom.power_state)
@@ -325,7 +310,7 @@ class FakeDriver(driver.ComputeDriver):
             self._copying(instance_id, n)
         with self._events() as events:
             dom = self._owned(instance_id)
-            self._set_power(dom, driver.SHUTDOWN, events)
+            set_power(dom, states.SHUTDOWN, events)
             del self._domains[instance_id]
             events.append((instance_id, "undefined"))
 
@@ -337,8 +322,8 @@ class FakeDriver(driver.ComputeDriver):
                 raise exception.MigrationError(instance=instance_id,
                                                reason="no incoming domain here")
             dom.incoming = False
-            if dom.power_state != driver.RUNNING:
-                self._set_power(dom, driver.RUNNING, events)
+            if dom.power_state != states.RUNNING:
+                set_power(dom, states.RUNNING, events)
 
     def rollback_live_migration_at_destination(self, instance_id):
         self.destroy(instance_id)
@@ -346,7 +331,7 @@ class FakeDriver(driver.ComputeDriver):
     # -- overridable steps (failure injection) --------------------------------------
 
     def _start(self, dom, events):
-        self._set_power(dom, driver.RUNNING, events)
+        set_power(dom, states.RUNNING, events)
         dom.console.append("fake console: %s booted" % dom.spec.name)
 
     def _copying(self, instance_id, n):
@@ -376,32 +361,7 @@ class FakeDriver(driver.ComputeDriver):
         with self._events() as events:
             dom = self._owned(instance_id)
             if only_from is None or dom.power_state == only_from:
-                self._set_power(dom, power_state, events)
-
-    @staticmethod
-    def _set_power(dom, power_state, events):
-        if dom.power_state == power_state:
-            return
-        before, dom.power_state = dom.power_state, power_state
-        if power_state == driver.RUNNING:
-            events.append((dom.spec.id, "resumed" if before == driver.PAUSED else "started"))
-        elif power_state == driver.PAUSED:
-            events.append((dom.spec.id, "suspended"))   # libvirt's name for a pause
-        elif power_state == driver.CRASHED:
-            events.append((dom.spec.id, "crashed"))
-        else:
-            events.append((dom.spec.id, "stopped"))
-
-    @staticmethod
-    def _base_size(instance, base_image_path):
-        if not os.path.isabs(base_image_path):
-            raise exception.Invalid(reason="base image path must be absolute, not %r"
-                                    % base_image_path)
-        try:
-            return os.path.getsize(base_image_path)
-        except OSError:
-            raise exception.ImageUnavailable(image=instance.image_id,
-                                             reason="no base file %s" % base_image_path)
+                set_power(dom, power_state, events)
 
 
 class FailingSpawnDriver(FakeDriver):

@@ -8,7 +8,7 @@ import os
 import sys
 import urllib.parse
 
-from common import config
+from common import config, exception
 from nova_api import imagestore
 from nova_manage.doctor import FAIL, OK, WARN, fail, host_checks, libvirt_checks, \
     service_checks, userprobe
@@ -97,8 +97,7 @@ def run_checks(checks):
         try:
             results += thunk()
         except Exception as exc:
-            results.append(fail(name, "the check itself failed: %s: %s"
-                                % (type(exc).__name__, exc)))
+            results.append(fail(name, "the check itself failed: %s" % exception.describe(exc)))
     return results
 
 

@@ -15,6 +15,8 @@ import select
 import signal
 import time
 
+from common import exception
+
 
 class ProbeError(Exception):
     pass
@@ -77,7 +79,7 @@ def run_as(user, fn, *args, group=None, timeout=15.0):
             try:
                 payload = {"result": fn(*args)}
             except Exception as exc:
-                payload = {"error": "%s: %s" % (type(exc).__name__, exc)}
+                payload = {"error": exception.describe(exc)}
             os.write(write_fd, json.dumps(payload).encode())
         except BaseException:
             code = 1

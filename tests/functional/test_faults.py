@@ -28,7 +28,7 @@ import kombu
 import pytest
 import sqlalchemy as sa
 
-from common import context, exception, rpc
+from common import context, exception, rpc, states
 from common.db import actions
 from common.db import api as db_api
 from common.db.models import Claim, Instance, InstanceAction, Service, utcnow
@@ -40,8 +40,6 @@ from mininova_lab.stack import Stack, domain_names, qemu_img_create, virsh
 from mininova_lab.waiting import wait_for
 
 pytestmark = pytest.mark.real_services("rabbitmq", "postgresql", "libvirt", "http")
-
-RESTING = ("active", "stopped", "paused", "suspended")
 
 
 # -- the stacks ------------------------------------------------------------------
@@ -217,7 +215,7 @@ def orphans(stack):
             problems.append("VM %s still %s/%s" % (i, r.vm_state, r.task_state))
         if r.vm_state == "error" and not r.fault:
             problems.append("VM %s in ERROR without a fault" % i)
-        if r.vm_state in RESTING and i not in claims:
+        if r.vm_state in states.RESTING and i not in claims:
             problems.append("VM %s is %s without a claim" % (i, r.vm_state))
     for i, claim in claims.items():
         row = live.get(i)
@@ -234,7 +232,7 @@ def orphans(stack):
                             % (node.host, used, expected))
     domains = domain_names()
     for i, r in rows.items():
-        wanted = r.deleted_at is None and r.vm_state in RESTING
+        wanted = r.deleted_at is None and r.vm_state in states.RESTING
         if ("mininova-" + i in domains) != wanted:
             problems.append("VM %s (%s%s): domain %s" % (
                 i, r.vm_state, ", deleted" if r.deleted_at else "",
@@ -243,11 +241,11 @@ def orphans(stack):
         names = set(os.listdir(path)) if os.path.isdir(path) else set()
         for name in names:
             r = live.get(name)
-            if r is None or r.host != host or r.vm_state not in RESTING:
+            if r is None or r.host != host or r.vm_state not in states.RESTING:
                 problems.append("instance dir %s/%s left behind (%s)" % (
                     host, name, "no live VM" if r is None else r.vm_state))
         for i, r in live.items():
-            if r.host == host and r.vm_state in RESTING and i not in names:
+            if r.host == host and r.vm_state in states.RESTING and i not in names:
                 problems.append("VM %s has no instance dir on %s" % (i, host))
     return problems
 

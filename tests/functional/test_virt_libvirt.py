@@ -14,7 +14,7 @@ import uuid
 import pytest
 from oslo_config import cfg
 
-from common import config, exception
+from common import config, exception, states
 from nova_compute.virt import driver as virt_driver
 from nova_compute.virt.libvirt import host as vhost
 from nova_compute.virt.libvirt.driver import LibvirtDriver
@@ -123,7 +123,7 @@ def test_spawn_runs_qemu_on_overlay_and_destroy_removes_it(make_driver, base_ima
     if not vhost.cpu_flags() & {"vmx", "svm"}:
         assert drv.virt_type == "qemu"            # never kvm without vmx/svm
     assert drv.list_instances() == [{"id": inst.id, "name": "func <vm> & co",
-                                     "power_state": virt_driver.RUNNING}]
+                                     "power_state": states.RUNNING}]
 
     drv.spawn(inst, base_image)                   # idempotent: still the same QEMU
     assert virsh("domstate", name).stdout.strip() == "running"

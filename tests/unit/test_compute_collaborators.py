@@ -15,7 +15,7 @@ from nova_compute.audit_responder import AuditResponder
 from nova_compute.builder import Builder
 from nova_compute.deleter import Deleter
 from nova_compute.inflight import BuildTracker, CancelRegistry
-from nova_compute.locks import KeyedLocks
+from common.locks import KeyedLocks
 from nova_compute.manager import ComputeManager
 from nova_compute.power_tasks import PowerTasks
 from nova_compute.reconciler import EVACUATED, ORPHAN, VANISHED, Reconciler, Step

@@ -11,7 +11,7 @@ import uuid
 import pytest
 from oslo_config import cfg
 
-from common import config, exception
+from common import config, exception, states
 from nova_compute.virt import driver as virt_driver
 from nova_compute.virt import fake_libvirt, get_driver
 from nova_compute.virt.libvirt import config as vconfig
@@ -95,7 +95,7 @@ def test_spawn_runs_domain_with_metadata(make_driver, base_image):
     inst = spec()
     drv.spawn(inst, base_image)
 
-    assert drv.get_info(inst.id)["power_state"] == virt_driver.RUNNING
+    assert drv.get_info(inst.id)["power_state"] == states.RUNNING
     meta = vconfig.InstanceMetadata.from_domain_xml(domain_xml(drv, inst.id))
     assert (meta.id, meta.name, meta.host, meta.project_id, meta.image_id) == (
         inst.id, "vm1", HOST, "proj-1", "img-1")
@@ -126,7 +126,7 @@ def test_list_instances_shows_only_own_domains(make_driver, base_image):
         drv_a.destroy(theirs.id)
     with pytest.raises(exception.BuildFailed, match="belongs to compute-b"):
         drv_a.spawn(theirs, base_image)
-    assert drv_b.get_info(theirs.id)["power_state"] == virt_driver.RUNNING
+    assert drv_b.get_info(theirs.id)["power_state"] == states.RUNNING
     assert os.path.exists(instance_dir(drv_b, theirs.id))
 
 
@@ -160,7 +160,7 @@ def test_destroy_of_defined_but_stopped_domain(make_driver, base_image):
     inst = spec()
     drv.spawn(inst, base_image)
     drv._host.get_connection().lookupByUUIDString(inst.id).destroy()  # power off only
-    assert drv.get_info(inst.id)["power_state"] == virt_driver.SHUTDOWN
+    assert drv.get_info(inst.id)["power_state"] == states.SHUTDOWN
     drv.destroy(inst.id)
     assert_nothing_left(drv, inst.id)
 
@@ -207,12 +207,12 @@ def test_spawn_is_idempotent(make_driver, base_image):
     dom = drv._host.get_connection().lookupByUUIDString(inst.id)
     dom.destroy()                            # defined, not running: started
     drv.spawn(inst, base_image)
-    assert drv.get_info(inst.id)["power_state"] == virt_driver.RUNNING
+    assert drv.get_info(inst.id)["power_state"] == states.RUNNING
 
     dom.suspend()                            # paused: resumed
-    assert drv.get_info(inst.id)["power_state"] == virt_driver.PAUSED
+    assert drv.get_info(inst.id)["power_state"] == states.PAUSED_POWER
     drv.spawn(inst, base_image)
-    assert drv.get_info(inst.id)["power_state"] == virt_driver.RUNNING
+    assert drv.get_info(inst.id)["power_state"] == states.RUNNING
     assert [i["id"] for i in drv.list_instances()] == [inst.id]
 
 

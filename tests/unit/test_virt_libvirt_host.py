@@ -5,6 +5,7 @@ import uuid
 
 import pytest
 
+from common import states
 from nova_compute.virt import driver as virt_driver
 from nova_compute.virt import fake_libvirt
 from nova_compute.virt.libvirt import host as vhost
@@ -136,7 +137,7 @@ def test_concurrent_spawns_use_pooled_connections(tmp_path):
         assert any(c is not drv._host._conn for c in drv.launched_on)  # a lent one
         assert drv._host._lent == 0 and 1 <= len(drv._host._idle) <= 2
         for s in specs:
-            assert drv.get_info(s.id)["power_state"] == virt_driver.RUNNING
+            assert drv.get_info(s.id)["power_state"] == states.RUNNING
             drv.power_off(s.id)
             drv.destroy(s.id)
         assert drv.list_instances() == []

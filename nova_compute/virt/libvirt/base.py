@@ -15,13 +15,12 @@ import datetime
 import logging
 import os
 import shutil
-import threading
 import time
-import weakref
 
 import libvirt
 
 from common import exception
+from common.locks import KeyedLocks
 from nova_compute.virt import configdrive, driver
 from nova_compute.virt.libvirt import config as vconfig
 from nova_compute.virt.libvirt import guest
@@ -45,11 +44,9 @@ def no_step(_event):
 
 
 def reason(exc):
-    if isinstance(exc, exception.MininovaException):
-        return exc.message
     if isinstance(exc, libvirt.libvirtError):
         return "libvirt: %s" % exc
-    return "%s: %s" % (type(exc).__name__, exc)
+    return exception.describe(exc)
 
 
 class LibvirtBase:
@@ -67,8 +64,7 @@ class LibvirtBase:
         self.host_name = None
         self.virt_type = None
         self._disk_cache = "none"
-        self._locks = weakref.WeakValueDictionary()
-        self._locks_lock = threading.Lock()
+        self._instance_locks = KeyedLocks()
         self._base_sizes = {}  # (path, inode, size, mtime_ns) -> virtual size
 
     # -- overridable choices and steps ------------------------------------------
@@ -229,7 +225,7 @@ class LibvirtBase:
         thread's own and the instance's lock. With ``what``, a libvirtError
         in the block becomes HypervisorError naming it."""
         self._connection()
-        with self._host.borrowed_connection(), self._instance_lock(instance_id):
+        with self._host.borrowed_connection(), self._instance_locks.lock(instance_id):
             if what is None:
                 yield
                 return
@@ -261,14 +257,6 @@ class LibvirtBase:
                                 if k[0] != base_image_path}  # older versions of it
             self._base_sizes[key] = size
         return size
-
-    def _instance_lock(self, instance_id):
-        # Weak values: a lock lives as long as someone holds or waits for it.
-        with self._locks_lock:
-            lock = self._locks.get(instance_id)
-            if lock is None:
-                lock = self._locks[instance_id] = threading.Lock()
-            return lock
 
     def _lookup(self, instance_id):
         """(domain, owner host) for this UUID; (None, None) when there is none."""

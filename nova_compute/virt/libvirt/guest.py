@@ -6,18 +6,17 @@ import time
 
 import libvirt
 
-from common import exception
-from nova_compute.virt import driver
+from common import exception, states
 
 POWER_STATES = {
-    libvirt.VIR_DOMAIN_NOSTATE: driver.NOSTATE,
-    libvirt.VIR_DOMAIN_RUNNING: driver.RUNNING,
-    libvirt.VIR_DOMAIN_BLOCKED: driver.RUNNING,  # waiting on I/O is still running
-    libvirt.VIR_DOMAIN_PAUSED: driver.PAUSED,
-    libvirt.VIR_DOMAIN_SHUTDOWN: driver.SHUTDOWN,  # shutting down
-    libvirt.VIR_DOMAIN_SHUTOFF: driver.SHUTDOWN,
-    libvirt.VIR_DOMAIN_CRASHED: driver.CRASHED,
-    libvirt.VIR_DOMAIN_PMSUSPENDED: driver.SUSPENDED,
+    libvirt.VIR_DOMAIN_NOSTATE: states.NOSTATE,
+    libvirt.VIR_DOMAIN_RUNNING: states.RUNNING,
+    libvirt.VIR_DOMAIN_BLOCKED: states.RUNNING,  # waiting on I/O is still running
+    libvirt.VIR_DOMAIN_PAUSED: states.PAUSED_POWER,
+    libvirt.VIR_DOMAIN_SHUTDOWN: states.SHUTDOWN,  # shutting down
+    libvirt.VIR_DOMAIN_SHUTOFF: states.SHUTDOWN,
+    libvirt.VIR_DOMAIN_CRASHED: states.CRASHED,
+    libvirt.VIR_DOMAIN_PMSUSPENDED: states.SUSPENDED_POWER,
 }
 RUNNING_STATES = (libvirt.VIR_DOMAIN_RUNNING, libvirt.VIR_DOMAIN_BLOCKED)
 STOPPED_STATES = (libvirt.VIR_DOMAIN_SHUTOFF, libvirt.VIR_DOMAIN_CRASHED)
@@ -35,7 +34,7 @@ _POWER_OFF_ATTEMPTS = 3
 
 
 def power_state(state):
-    return POWER_STATES.get(state, driver.NOSTATE)
+    return POWER_STATES.get(state, states.NOSTATE)
 
 
 def domain_power_state(dom):
@@ -45,7 +44,7 @@ def domain_power_state(dom):
     if state == libvirt.VIR_DOMAIN_SHUTOFF:
         try:
             if dom.hasManagedSaveImage(0):
-                return driver.SUSPENDED
+                return states.SUSPENDED_POWER
         except libvirt.libvirtError:
             pass
     return power_state(state)

@@ -79,10 +79,6 @@ def total_memory_mb(conn, fallback_mb):
         return fallback_mb
 
 
-def error_code(exc):
-    return exc.get_error_code() if isinstance(exc, libvirt.libvirtError) else None
-
-
 def cpu_flags(cpuinfo_path="/proc/cpuinfo"):
     try:
         with open(cpuinfo_path, encoding="utf-8", errors="replace") as f:
