@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Bring up a one-host mininova in this checkout: config, schema, a base image,
-# the three daemons; then boot a first VM and follow it to ACTIVE.
+# the four daemons; then boot a first VM and follow it to ACTIVE.
 # Expects install-host.sh, start-libvirt.sh, start-controller-services.sh and
 # setup-venv.sh to have run (the Makefile's `run` target does that).
 set -euo pipefail
