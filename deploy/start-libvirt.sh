@@ -14,8 +14,8 @@ start_daemons() {
     pgrep -x virtlogd >/dev/null ||
         virtlogd -d </dev/null >>"$LOG_DIR/virtlogd.log" 2>&1 || true
     # libvirtd runs under `tini -s` (a subreaper): QEMU daemonizes, and its exit
-    # must be reaped promptly for libvirt to emit the STOPPED event; PID 1 on
-    # these hosts reaps slowly (events 1-2 s late instead of ~0.2 s). setsid and
+    # must be reaped promptly for libvirt to emit the STOPPED event, and PID 1
+    # on these hosts may not reap promptly (the event then comes seconds late). setsid and
     # the redirects detach it from the caller's session and pipes, so make/CI
     # do not wait on it. The tini check covers the instant before it forks libvirtd.
     pgrep -x libvirtd >/dev/null || pgrep -xf 'tini -s -- libvirtd' >/dev/null ||
