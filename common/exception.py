@@ -53,6 +53,10 @@ class InvalidAPIVersionString(Invalid):
                "MajorNum.MinorNum.")
 
 
+class InvalidKeypair(Invalid):
+    msg_fmt = "Keypair data is invalid: %(reason)s"
+
+
 class Unauthorized(MininovaException):
     code = 401
     msg_fmt = "Authentication required: %(reason)s"
@@ -91,6 +95,18 @@ class ImageNotFound(NotFound):
 
 class FlavorNotFound(NotFound):
     msg_fmt = "Flavor %(flavor)s could not be found."
+
+
+class FlavorAccessNotFound(NotFound):
+    msg_fmt = "Flavor access not found for flavor %(flavor)s and project %(project)s."
+
+
+class FlavorExtraSpecNotFound(NotFound):
+    msg_fmt = "Flavor %(flavor)s has no extra spec with key %(key)s."
+
+
+class KeypairNotFound(NotFound):
+    msg_fmt = "Keypair %(name)s not found for user %(user)s."
 
 
 class HostNotFound(NotFound):
@@ -140,6 +156,18 @@ class InvalidGlobalAPIVersion(MininovaException):
     code = 406
     msg_fmt = ("Version %(req_ver)s is not supported by the API. Minimum is %(min_ver)s and "
                "maximum is %(max_ver)s.")
+
+
+class FlavorExists(Conflict):
+    msg_fmt = "Flavor with %(field)s %(value)s already exists."
+
+
+class FlavorAccessExists(Conflict):
+    msg_fmt = "Flavor %(flavor)s is already shared with project %(project)s."
+
+
+class KeypairExists(Conflict):
+    msg_fmt = "Key pair '%(name)s' already exists."
 
 
 class PayloadTooLarge(MininovaException):

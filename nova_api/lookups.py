@@ -5,8 +5,11 @@ showing VMs needs the names of both. Both tables are small and change
 rarely, so they are remembered here rather than read for every request (a
 list would otherwise read both whole tables).
 
-- Flavors cannot be changed or deleted: the table is kept for good and read
-  again only when a ref or id is not in it (a new flavor is found at once).
+- Flavors cannot be changed, only created and deleted (by admins): the
+  table is read again when a ref or id is not in it (a new flavor is found
+  at once), after ``image_ttl`` seconds (a flavor deleted through another
+  API process is refused at the latest then) and at once after a delete
+  through this one (``forget_flavors``).
 - Images can be uploaded and deleted (``deleted_at``): what a ref resolves to
   is kept ``image_ttl`` seconds (default IMAGE_TTL). A ref not known is always
   looked up, so a new image is found at once; a deleted image is refused at
@@ -70,6 +73,8 @@ class Lookups:
         FlavorNotFound (404) if there is none."""
         ref = str(ref)
         table = self._flavors
+        if table is not None and self.clock() - table.loaded_at >= self.image_ttl:
+            table = None
         found = table and (table.by_id.get(ref) or table.by_name.get(ref))
         if not found:  # not known yet: maybe a new flavor
             table = self._load_flavors()
@@ -77,6 +82,10 @@ class Lookups:
         if not found:
             raise exception.FlavorNotFound(flavor=ref)
         return found
+
+    def forget_flavors(self):
+        """Read the flavor table again at the next lookup (one was deleted)."""
+        self._flavors = None
 
     def flavor_names(self, ids=()):
         """{flavor id: name}; read again if one of ``ids`` is not in it."""

@@ -19,13 +19,14 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from common import exception
-from common.db.models import (Project, QuotaLimit, QuotaUsage, RoleAssignment, Token, User,
-                              utcnow)
+from common.db.models import (Project, QuotaClass, QuotaLimit, QuotaUsage, RoleAssignment, Token,
+                              User, utcnow)
 
 # Lowest first; each role implies the ones before it (admin => member => reader).
 ROLES = ("reader", "member", "admin")
 IMPLIED_ROLES = {role: ROLES[:i + 1][::-1] for i, role in enumerate(ROLES)}
 RESOURCES = ("instances", "cores", "ram")
+DEFAULT_QUOTA_CLASS = "default"  # its limits replace the configured defaults
 NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
 
@@ -182,10 +183,17 @@ def user_delete(s, name):
 # -- quotas ------------------------------------------------------------------
 
 def quota_limits(s, project_id, defaults):
-    """{resource: limit} for a project: its overrides over the defaults."""
-    limits = dict(defaults)
-    for row in s.scalars(sa.select(QuotaLimit).where(QuotaLimit.project_id == project_id)):
-        limits[row.resource] = row.hard_limit
+    """{resource: limit} of the enforced resources for a project: its
+    overrides, else the ``default`` quota class's, else ``defaults`` (the
+    configured ones)."""
+    limits = {r: defaults[r] for r in RESOURCES}
+    for query in (sa.select(QuotaClass.resource, QuotaClass.hard_limit)
+                  .where(QuotaClass.class_name == DEFAULT_QUOTA_CLASS),
+                  sa.select(QuotaLimit.resource, QuotaLimit.hard_limit)
+                  .where(QuotaLimit.project_id == project_id)):
+        for resource, hard_limit in s.execute(query):
+            if resource in limits:
+                limits[resource] = hard_limit
     return limits
 
 
@@ -214,20 +222,28 @@ def _ensure_usage_row(s, project_id):
 
 # The conditional UPDATE that reserves quota, in plain SQL (PostgreSQL and
 # SQLite): built once, it costs no statement construction per create. The
-# limits are the project's overrides over the defaults, read by the statement
+# limits are the project's overrides (tier 0), else the default quota
+# class's (tier 1), else the configured defaults, read by the statement
 # itself (nothing cached to go stale, no extra round trip); below 0 means
-# unlimited. One aggregate row even when the project has no override.
+# unlimited. One aggregate row even when there is no override at all.
 _RESERVE = sa.text("""
 UPDATE quota_usages
 SET instances = quota_usages.instances + 1, cores = quota_usages.cores + :cores,
     ram = quota_usages.ram + :ram
-FROM (SELECT coalesce(max(CASE WHEN resource = 'instances' THEN hard_limit END),
+FROM (SELECT coalesce(max(CASE WHEN tier = 0 AND resource = 'instances' THEN hard_limit END),
+                      max(CASE WHEN tier = 1 AND resource = 'instances' THEN hard_limit END),
                       :default_instances) AS instances,
-             coalesce(max(CASE WHEN resource = 'cores' THEN hard_limit END),
+             coalesce(max(CASE WHEN tier = 0 AND resource = 'cores' THEN hard_limit END),
+                      max(CASE WHEN tier = 1 AND resource = 'cores' THEN hard_limit END),
                       :default_cores) AS cores,
-             coalesce(max(CASE WHEN resource = 'ram' THEN hard_limit END),
+             coalesce(max(CASE WHEN tier = 0 AND resource = 'ram' THEN hard_limit END),
+                      max(CASE WHEN tier = 1 AND resource = 'ram' THEN hard_limit END),
                       :default_ram) AS ram
-      FROM quota_limits WHERE project_id = :project_id) AS lim
+      FROM (SELECT 0 AS tier, resource, hard_limit FROM quota_limits
+            WHERE project_id = :project_id
+            UNION ALL
+            SELECT 1 AS tier, resource, hard_limit FROM quota_classes
+            WHERE class_name = 'default') AS overrides) AS lim
 WHERE quota_usages.project_id = :project_id
   AND (lim.instances < 0 OR quota_usages.instances + 1 <= lim.instances)
   AND (lim.cores < 0 OR quota_usages.cores + :cores <= lim.cores)

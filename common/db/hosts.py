@@ -24,6 +24,14 @@ def service_set_disabled(s, service_id, disabled, reason=None):
     return svc
 
 
+def service_get_by_host_binary(s, host, binary):
+    svc = s.scalars(sa.select(Service).where(Service.host == host,
+                                             Service.binary == binary)).first()
+    if svc is None:
+        raise exception.ServiceNotFound(service="%s on %s" % (binary, host))
+    return svc
+
+
 def host_get(s, host):
     """(service, node) of a compute host."""
     row = s.execute(sa.select(Service, ComputeNode)
@@ -44,6 +52,22 @@ def instances_by_host(s):
         result.setdefault(host, []).append({"id": instance_id, "name": name,
                                             "vm_state": vm_state})
     return result
+
+
+def live_instances_on(s, host):
+    """(id, name, task_state) of the live VMs placed on ``host``."""
+    return s.execute(sa.select(Instance.id, Instance.name, Instance.task_state)
+                     .where(Instance.deleted_at.is_(None), Instance.host == host)
+                     .order_by(Instance.created_at)).all()
+
+
+def vm_counts_by_host(s):
+    """{host: (live VMs placed there, those of them with a task in progress)}."""
+    busy = sa.func.count(Instance.task_state)
+    rows = s.execute(sa.select(Instance.host, sa.func.count(), busy)
+                     .where(Instance.deleted_at.is_(None), Instance.host.is_not(None))
+                     .group_by(Instance.host))
+    return {host: (running, working) for host, running, working in rows}
 
 
 # -- server groups -------------------------------------------------------------
@@ -76,6 +100,28 @@ def group_get(s, project_id, ref, lock=False):
     if group is None:
         raise exception.ServerGroupNotFound(group=ref)
     return group
+
+
+def group_get_by_id(s, group_id, project_id=None):
+    """A live group by id, of ``project_id`` unless None (an admin's view):
+    another project's group does not exist for its caller."""
+    query = sa.select(ServerGroup).where(ServerGroup.deleted_at.is_(None),
+                                         ServerGroup.id == str(group_id))
+    if project_id is not None:
+        query = query.where(ServerGroup.project_id == project_id)
+    group = s.scalars(query).first()
+    if group is None:
+        raise exception.ServerGroupNotFound(group=group_id)
+    return group
+
+
+def group_delete_by_id(s, group_id, project_id=None):
+    group_get_by_id(s, group_id, project_id).deleted_at = utcnow()
+
+
+def group_list_all(s):
+    return s.scalars(sa.select(ServerGroup).where(ServerGroup.deleted_at.is_(None))
+                     .order_by(ServerGroup.created_at)).all()
 
 
 def group_delete(s, project_id, ref):

@@ -2,8 +2,8 @@
 ``common/db/migrations``; a test checks that both agree."""
 import datetime
 
-from sqlalchemy import (BigInteger, Boolean, DateTime, ForeignKey, Index, Integer, String, Text,
-                        UniqueConstraint, text)
+from sqlalchemy import (BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, String,
+                        Text, UniqueConstraint, false, text, true)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -17,13 +17,53 @@ class Base(DeclarativeBase):
 
 
 class Flavor(Base):
+    """A VM size. A private flavor (``is_public`` false) is seen by admins
+    and the projects in its access list (FlavorAccess) only."""
     __tablename__ = "flavors"
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     name: Mapped[str] = mapped_column(String(255), unique=True)
     vcpus: Mapped[int] = mapped_column(Integer)
     memory_mb: Mapped[int] = mapped_column(Integer)
     root_gb: Mapped[int] = mapped_column(Integer)
+    ephemeral_gb: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    swap_mb: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    rxtx_factor: Mapped[float] = mapped_column(Float, default=1.0, server_default="1.0")
+    is_public: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class FlavorAccess(Base):
+    """A project that may use a private flavor."""
+    __tablename__ = "flavor_projects"
+    flavor_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("flavors.id", ondelete="CASCADE",
+                               name="fk_flavor_projects_flavor_id"), primary_key=True)
+    project_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+
+
+class FlavorExtraSpec(Base):
+    """A key/value pair an admin attached to a flavor (Nova's extra specs)."""
+    __tablename__ = "flavor_extra_specs"
+    flavor_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("flavors.id", ondelete="CASCADE",
+                               name="fk_flavor_extra_specs_flavor_id"), primary_key=True)
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    value: Mapped[str] = mapped_column(String(255))
+
+
+class KeyPair(Base):
+    """A user's SSH public key, named uniquely per user; a VM created with
+    its name gets the key on its config drive."""
+    __tablename__ = "key_pairs"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    user_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("users.id", ondelete="CASCADE", name="fk_key_pairs_user_id"))
+    name: Mapped[str] = mapped_column(String(255))
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    public_key: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime.datetime] = mapped_column(DateTime, default=utcnow)
+    __table_args__ = (UniqueConstraint("user_id", "name", name="uniq_key_pairs_user_name"),)
 
 
 class Image(Base):
@@ -243,7 +283,16 @@ class QuotaLimit(Base):
     """An admin's override of a project's limit (defaults come from config)."""
     __tablename__ = "quota_limits"
     project_id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    resource: Mapped[str] = mapped_column(String(16), primary_key=True)
+    resource: Mapped[str] = mapped_column(String(64), primary_key=True)
+    hard_limit: Mapped[int] = mapped_column(Integer)
+
+
+class QuotaClass(Base):
+    """A limit of a quota class; the ``default`` class's limits replace the
+    configured defaults of every project without an override."""
+    __tablename__ = "quota_classes"
+    class_name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    resource: Mapped[str] = mapped_column(String(64), primary_key=True)
     hard_limit: Mapped[int] = mapped_column(Integer)
 
 
