@@ -4,13 +4,19 @@ blueprint per resource, each made with ``resource.blueprint()`` and listed
 in ``BLUEPRINTS`` (served with and without a project id in the URL).
 
 Shared by the resources: ``views`` (links and times), ``paging`` (limit,
-marker, next links); errors are Nova faults (nova_api/openstack/faults.py)
-from the one exception hierarchy."""
+marker, next links), ``params`` (Nova's booleans and integers as strings);
+errors are Nova faults (nova_api/openstack/faults.py) from the one
+exception hierarchy."""
 from flask import request
 
-from nova_api.openstack.compute import microversion, resource, versions
+from nova_api.openstack.compute import (availability_zones, extensions, flavor_access,
+                                        flavor_extra_specs, flavors, hypervisors, keypairs,
+                                        microversion, quota_sets, resource, server_groups,
+                                        services, versions)
 
-BLUEPRINTS = ()
+BLUEPRINTS = (flavors.bp, flavor_access.bp, flavor_extra_specs.bp, keypairs.bp,
+              server_groups.bp, quota_sets.bp, availability_zones.bp, services.bp,
+              hypervisors.bp, extensions.bp)
 
 
 def _versioned(path):
