@@ -22,3 +22,13 @@ daemon_pid() {  # NAME: the pid of our running mininova-NAME, if any
         grep -qF -- "mininova-$1 --config-file $CONF " || return 1
     echo "$pid"
 }
+
+# After `setsid mininova-NAME ... &` and writing its pid file: until it execs
+# the daemon, the pid is a forked shell that daemon_pid does not recognise (a
+# status would say stopped, a start would start a second one). Wait for the
+# exec; false if it did not happen within 10 s.
+await_daemon() {  # NAME
+    local _
+    for _ in $(seq 200); do daemon_pid "$1" >/dev/null && return 0; sleep 0.05; done
+    return 1
+}

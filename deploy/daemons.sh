@@ -18,8 +18,12 @@ for d in api scheduler conductor compute; do
         fi
         setsid "$VENV/bin/mininova-$d" --config-file "$CONF" \
             --log-file "$STATE/logs/$d.log" </dev/null >>"$STATE/logs/$d.out" 2>&1 &
-        echo $! > "$RUN/$d.pid"
-        echo "mininova-$d started (pid $!, log $STATE/logs/$d.log)";;
+        pid=$!
+        echo "$pid" > "$RUN/$d.pid"
+        if ! await_daemon "$d"; then
+            echo "mininova-$d did not start: see $STATE/logs/$d.out" >&2; exit 1
+        fi
+        echo "mininova-$d started (pid $pid, log $STATE/logs/$d.log)";;
     stop)
         if pid=$(daemon_pid "$d"); then
             kill "$pid" 2>/dev/null || true

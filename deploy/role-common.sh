@@ -149,9 +149,11 @@ start_daemon() {  # NAME RESTART
     # setsid and the redirects: detached from the caller's session and pipes.
     setsid "$VENV/bin/mininova-$name" --config-file "$CONF" --log-file "$LOGS/$name.log" \
         </dev/null >>"$LOGS/$name.out" 2>&1 9>&- &
-    echo $! > "$RUN/$name.pid"
+    pid=$!
+    echo "$pid" > "$RUN/$name.pid"
+    await_daemon "$name" || die "mininova-$name did not start: see $LOGS/$name.out"
     STARTED[$name]=1
-    log "mininova-$name started (pid $!, log $LOGS/$name.log)"
+    log "mininova-$name started (pid $pid, log $LOGS/$name.log)"
 }
 
 logs_hint() {  # NAME: where mininova-NAME logs
