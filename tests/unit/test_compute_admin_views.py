@@ -8,7 +8,7 @@ import pytest
 
 from common.db import api as db_api
 from common.db.models import Service
-from tests.unit.compute_api_helpers import (  # noqa: F401  (fixtures)
+from tests.unit.compute_surface import (  # noqa: F401  (fixtures)
     admin, app, fault, member, other, reader)
 
 SERVICE_KEYS = {"id", "binary", "host", "zone", "status", "state", "updated_at",

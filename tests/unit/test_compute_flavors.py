@@ -4,7 +4,7 @@ specs, and an admin's create and delete (codes 200 and 202)."""
 import pytest
 
 from common.db import flavors as db_flavors
-from tests.unit.compute_api_helpers import (  # noqa: F401  (fixtures)
+from tests.unit.compute_surface import (  # noqa: F401  (fixtures)
     BASE, ROOT, admin, app, fault, member, other, reader)
 
 DETAIL_KEYS = {"id", "name", "ram", "vcpus", "disk", "swap", "OS-FLV-EXT-DATA:ephemeral",

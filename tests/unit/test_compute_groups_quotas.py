@@ -4,7 +4,7 @@ import pytest
 
 from common.db import api as db_api
 from common.db import auth as db_auth
-from tests.unit.compute_api_helpers import (  # noqa: F401  (fixtures)
+from tests.unit.compute_surface import (  # noqa: F401  (fixtures)
     admin, app, fault, member, other, reader)
 
 QUOTA_KEYS = {"instances", "cores", "ram", "metadata_items", "key_pairs", "server_groups",

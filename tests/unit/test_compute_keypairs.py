@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from common import exception
 from common.db import keypairs as db_keypairs
 from common.db import quota_sets
-from tests.unit.compute_api_helpers import (  # noqa: F401  (fixtures)
+from tests.unit.compute_surface import (  # noqa: F401  (fixtures)
     admin, app, fault, member, other, reader)
 
 

@@ -143,5 +143,5 @@ def create():
 def delete(flavor_id):
     with _db().transaction() as s:
         db_flavors.delete(s, flavor_id)
-    current_app.extensions["mininova"]["compute_api"].lookups.forget_flavors()
+    current_app.extensions["mininova"]["vm_service"].lookups.forget_flavors()
     return "", 202

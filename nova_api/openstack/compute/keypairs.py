@@ -53,7 +53,7 @@ def create():
     ctxt = g.context
     with _ext()["db"].transaction() as s:
         keypair = db_keypairs.create(s, ctxt.user_id, ctxt.project_id, body["name"], public_key,
-                                     _ext()["compute_api"].quota_defaults)
+                                     _ext()["vm_service"].quota_defaults)
         answer = dict(_summary(keypair), user_id=keypair.user_id)
     if private_key is not None:
         answer["private_key"] = private_key

@@ -45,7 +45,7 @@ def _ext():
 
 
 def _configured():
-    return _ext()["compute_api"].quota_defaults
+    return _ext()["vm_service"].quota_defaults
 
 
 def _readable(project_id):

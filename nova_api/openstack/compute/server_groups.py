@@ -52,7 +52,7 @@ def create():
     with _ext()["db"].transaction() as s:
         # Read, then write: two concurrent creates may pass one over the limit.
         quota_sets.check_room(s, "server_groups", quota_sets.server_group_count(s, project_id),
-                              project_id, _ext()["compute_api"].quota_defaults)
+                              project_id, _ext()["vm_service"].quota_defaults)
         group = db_hosts.group_create(s, project_id, body["name"], body["policies"][0])
         return jsonify({"server_group": view(group, [])})
 
