@@ -28,6 +28,7 @@ import time
 
 from common import exception
 from common.db import api as db_api
+from common.db import flavors as db_flavors
 
 IMAGE_TTL = 5.0
 # A VM referring to an id the maps lack reloads them at most this often (a
@@ -35,7 +36,7 @@ IMAGE_TTL = 5.0
 MISS_RELOAD_INTERVAL = 1.0
 _MAX_IMAGE_REFS = 10000
 
-FlavorInfo = collections.namedtuple("FlavorInfo", "id name vcpus memory_mb root_gb")
+FlavorInfo = collections.namedtuple("FlavorInfo", "id name vcpus memory_mb root_gb is_public")
 ImageInfo = collections.namedtuple("ImageInfo", "id name min_ram min_disk")
 
 
@@ -63,14 +64,24 @@ class Lookups:
 
     def _load_flavors(self):
         with self.db.transaction() as s:
-            rows = [FlavorInfo(f.id, f.name, f.vcpus, f.memory_mb, f.root_gb)
+            rows = [FlavorInfo(f.id, f.name, f.vcpus, f.memory_mb, f.root_gb, f.is_public)
                     for f in db_api.flavor_list(s)]
         self._flavors = _Flavors(rows, self.clock())
         return self._flavors
 
-    def flavor(self, ref):
+    def flavor(self, ref, project_id=None, is_admin=False):
         """The flavor with id or else name ``ref`` (as ``db_api.flavor_get``);
-        FlavorNotFound (404) if there is none."""
+        FlavorNotFound (404) if there is none, or if it is private and the
+        caller is neither an admin nor of a project it is shared with (the
+        access list is read each time: it changes without a reload)."""
+        found = self._flavor(ref)
+        if not found.is_public and not is_admin:
+            with self.db.transaction() as s:
+                if project_id not in db_flavors.access_list(s, found.id):
+                    raise exception.FlavorNotFound(flavor=ref)
+        return found
+
+    def _flavor(self, ref):
         ref = str(ref)
         table = self._flavors
         if table is not None and self.clock() - table.loaded_at >= self.image_ttl:

@@ -35,7 +35,7 @@ class VMService:
         """Store a VM in BUILD and cast it to the scheduler; returns its
         fields as a dict (``db_api.instance_insert``)."""
         image = self.lookups.image(image_ref)
-        flavor = self.lookups.flavor(flavor_ref)
+        flavor = self.lookups.flavor(flavor_ref, ctxt.project_id, ctxt.is_admin)
         if flavor.memory_mb < image.min_ram:
             raise exception.Invalid(reason="flavor %s has %d MB RAM; image %s needs %d MB"
                                     % (flavor.name, flavor.memory_mb, image.name, image.min_ram))

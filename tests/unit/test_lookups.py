@@ -1,5 +1,6 @@
-"""The API's flavor and image lookups (nova_api.lookups): flavors kept for
-good, images for a TTL; what a deleted or a new image does within it."""
+"""The API's flavor and image lookups (nova_api.lookups): flavors and images
+kept for a TTL; what a deleted or a new image does within it; private
+flavors found only by admins and the projects they are shared with."""
 import pytest
 import sqlalchemy as sa
 
@@ -62,3 +63,22 @@ def test_an_unknown_id_reloads_the_names_at_most_once_a_second(lookups, db, conf
     assert "new-image" not in lookups.image_names(("new-image",))   # loaded just now
     lookups.clock.now += 1.0
     assert lookups.image_names(("new-image",))["new-image"] == "new"
+
+
+def test_private_flavors_are_found_by_admins_and_shared_projects(db):
+    from common.db import auth
+    from common.db import flavors as db_flavors
+    with db.transaction() as s:
+        auth.project_create(s, "p1", project_id="p1")
+        db_flavors.create(s, "m9.private", 1, 64, 1, flavor_id="f-private", is_public=False)
+        db_flavors.create(s, "m9.public", 1, 64, 1, flavor_id="f-public")
+    lookups = Lookups(db)
+    assert lookups.flavor("m9.public", "p1").id == "f-public"
+    assert lookups.flavor("f-private", "p1", is_admin=True).name == "m9.private"
+    with pytest.raises(exception.FlavorNotFound):
+        lookups.flavor("m9.private", "p1")
+    with db.transaction() as s:
+        db_flavors.access_add(s, "f-private", "p1")
+    assert lookups.flavor("m9.private", "p1").id == "f-private"   # no reload needed
+    with pytest.raises(exception.FlavorNotFound):
+        lookups.flavor("m9.private", "p2")
