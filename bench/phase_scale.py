@@ -20,7 +20,7 @@ def run(bench):
     bench.results["p3"] = sim
     bench.results["p3_vms_per_s"] = sim["vms_per_s"]
     bench.results["p3_overcommit"] = sim["overcommit"]
-    bench.results["p3_claim_mismatch"] = sim["claim_mismatch"]
+    bench.results["p3_allocation_mismatch"] = sim["allocation_mismatch"]
     bench.results["p3_active"] = sim["active"]
     bench.results["p3_cpu_ms_per_vm"] = {k: round(v * 1000.0 / max(1, sim["active"]), 1)
                                         for k, v in sim["cpu_s"].items()}

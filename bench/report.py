@@ -109,10 +109,10 @@ def _rows(r):
                                                       p3.get("vms", params.get("vms", "N"))),
              _num(v("p3_vms_per_s"), "/s", "%.1f"), goal="≥ %.0f/s" % g["p3_vms_per_s"],
              values=(v("p3_vms_per_s"),), check=lambda x: x >= g["p3_vms_per_s"]),
-        _Row("P3", "P3 over-commit (hosts; claim mismatch)",
+        _Row("P3", "P3 over-commit (hosts; allocation mismatch)",
              "—" if v("p3_overcommit") is None else "%d; %d" % (
-                 v("p3_overcommit"), v("p3_claim_mismatch")), goal="0",
-             values=(v("p3_overcommit"), v("p3_claim_mismatch")),
+                 v("p3_overcommit"), v("p3_allocation_mismatch")), goal="0",
+             values=(v("p3_overcommit"), v("p3_allocation_mismatch")),
              check=lambda a, b: a == b == 0),
         _Row("P4 list", "P4 churn: VM state changes/s", _num(achieved, "/s", "%.1f"),
              goal="≥ %s/s" % ("?" if min_rate is None else "%.1f" % min_rate),

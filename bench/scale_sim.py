@@ -133,10 +133,10 @@ def run(hosts, vms, schedulers, workdir, threads, observer=None, compute_driver=
                 "SELECT count(*) FROM compute_nodes WHERE "
                 "memory_mb_used > memory_mb * 1.5 OR vcpus_used > vcpus * 16 "
                 "OR local_gb_used > local_gb")).scalar()
-            # Claims must add up to what each host holds.
+            # Allocations must add up to what each host holds.
             mismatched = c.execute(sa.text(
                 "SELECT count(*) FROM compute_nodes n LEFT JOIN (SELECT host, sum(memory_mb) m "
-                "FROM claims GROUP BY host) c ON c.host = n.host "
+                "FROM allocations GROUP BY host) c ON c.host = n.host "
                 "WHERE n.memory_mb_used <> coalesce(c.m, 0)")).scalar()
             sched = [float(r[0]) for r in c.execute(sa.text(
                 "SELECT extract(epoch FROM s.finish_time - a.start_time) FROM instance_actions a "
@@ -159,7 +159,7 @@ def run(hosts, vms, schedulers, workdir, threads, observer=None, compute_driver=
             "vms_per_s": round(active / (last_active or wall), 1),
             "sched_p50_ms": round(percentile(sched, 50) * 1000, 1) if sched else None,
             "sched_p95_ms": round(percentile(sched, 95) * 1000, 1) if sched else None,
-            "overcommit": overcommit, "claim_mismatch": mismatched,
+            "overcommit": overcommit, "allocation_mismatch": mismatched,
             "no_valid_host": sum(1 for f in faults if f.startswith("No valid host")),
             # CPU seconds each kind of daemon spent from the burst to the end
             "cpu_s": {"api": round(cpu.get("api", 0), 2),
@@ -197,7 +197,7 @@ def main(argv=None):
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=2)
-    return 0 if result["overcommit"] == 0 and result["claim_mismatch"] == 0 else 1
+    return 0 if result["overcommit"] == 0 and result["allocation_mismatch"] == 0 else 1
 
 
 if __name__ == "__main__":

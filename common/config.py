@@ -196,7 +196,7 @@ compute_opts = [
     cfg.IntOpt("build_timeout", default=300, min=1,
                help="Seconds a VM may stay building (scheduling or spawning, counted "
                     "from its last state change) before the scheduler's watchdog puts it "
-                    "in ERROR with a fault naming the host, and frees its claim. A late "
+                    "in ERROR with a fault naming the host, and frees its allocations. A late "
                     "'spawned' report from that host then loses, and the host destroys "
                     "what it built."),
     cfg.HostAddressOpt("metrics_host", default="0.0.0.0",

@@ -117,6 +117,10 @@ class ServiceNotFound(NotFound):
     msg_fmt = "Service %(service)s could not be found."
 
 
+class MigrationNotFound(NotFound):
+    msg_fmt = "Migration %(migration)s could not be found."
+
+
 class ServerGroupNotFound(NotFound):
     msg_fmt = "Server group %(group)s could not be found."
 

@@ -94,3 +94,10 @@ def vm_state_for_power(vm_state, power_state):
     if vm_state not in RESTING:
         return vm_state
     return _VM_STATE_BY_POWER.get(power_state, vm_state)
+
+
+# Moves (the ``migrations`` table): their types, and the statuses of a move
+# that has ended (its hosts are no longer in transit).
+MIGRATION_TYPES = ("resize", "migration", "live-migration", "evacuation")
+MIGRATION_ENDED = frozenset({"confirmed", "reverted", "completed", "error", "failed",
+                             "cancelled"})

@@ -15,21 +15,18 @@ to a host in one of three ways:
 Rows without a ``"migration"`` key (a conductor older than moves) are rows
 without a move.
 """
+from common import states
 
 OWNER = "owner"
 IN_TRANSIT = "in-transit"
 NONE = "none"
 
-# A migration in one of these states has ended: its hosts are no longer in
-# transit (the conductor sends only moves in progress; this is a safeguard).
-ENDED_STATUSES = frozenset({"confirmed", "reverted", "completed", "error", "failed",
-                            "cancelled"})
-
 
 def migration_in_progress(row):
     """The row's move in progress as a dict, or None."""
     migration = row.get("migration") if row is not None else None
-    if not migration or migration.get("status") in ENDED_STATUSES:
+    # The conductor sends only moves in progress; this is a safeguard.
+    if not migration or migration.get("status") in states.MIGRATION_ENDED:
         return None
     return migration
 

@@ -9,7 +9,7 @@ import logging
 import sqlalchemy as sa
 
 from common import exception, metrics, payloads, states
-from common.db import actions
+from common.db import actions, allocations
 from common.db import api as db_api
 from common.db import scheduling as db_scheduling
 from common.db.models import Instance, utcnow
@@ -41,13 +41,17 @@ class ConductorManager:
             db_api.service_heartbeat(s, host, binary, resources)
 
     def instance_get(self, ctxt, instance_id):
+        """The live VM with its move in progress (``"migration"``, see
+        nova_compute/ownership.py), or None."""
         with self.db.transaction() as s:
-            inst = db_scheduling.instance_row(s, instance_id)
-            return None if inst is None else payloads.instance(inst)
+            row = db_scheduling.instance_with_move(s, instance_id)
+            return None if row is None else _with_move(row)
 
     def instance_list_for_host(self, ctxt, host):
+        """The live VMs on ``host`` and those with a move in progress from or
+        to it (each with its ``"migration"``)."""
         with self.db.transaction() as s:
-            return [payloads.instance(i) for i in db_api.instance_list(s, host=host)]
+            return [_with_move(row) for row in db_scheduling.instances_of_host(s, host)]
 
     def instance_set_address(self, ctxt, instance_id, host, ip_address):
         with self.db.transaction() as s:
@@ -126,7 +130,7 @@ class ConductorManager:
         return done
 
     def instance_build_failed(self, ctxt, instance_id, host, reason, events=(), action_id=None):
-        """Compute cleaned up after a failed spawn. Free the claim; then try
+        """Compute cleaned up after a failed spawn. Free its allocations; then try
         another host, or after ``max_attempts`` hosts give up with a fault
         listing each host tried and its error."""
         return self._build_failed(ctxt, instance_id, {"host": host, "error": reason},
@@ -163,7 +167,7 @@ class ConductorManager:
                                              expected_task_state=states.SPAWNING,
                                              expected_host=host)
             if done:
-                db_api.claim_release(s, instance_id)
+                allocations.release(s, instance_id)
                 if events:
                     action_id = _action_id(s, ctxt, instance_id, action_id)
                     db_scheduling.events_insert(s, action_id, events)
@@ -219,6 +223,12 @@ class ConductorManager:
                                   project_id=ctxt.project_id, user_id=ctxt.user_id)
         LOG.info("VM %s: action %s finished: %s%s", instance_id, ctxt.request_id, result,
                  ": %s" % message if message else "")
+
+
+def _with_move(row):
+    instance = payloads.instance(row)
+    instance["migration"] = db_scheduling.move_of(row)
+    return instance
 
 
 def _action_id(s, ctxt, instance_id, action_id):

@@ -9,7 +9,7 @@ looks at the VMs with a task in progress:
 
 - building (``scheduling`` or ``spawning``) for longer than ``[compute]
   build_timeout`` since the last state change: ERROR, with a fault naming the
-  host and the timeout, and the claim released. One conditional UPDATE that
+  host and the timeout, and its allocations released. One conditional UPDATE that
   also matches the ``updated_at`` it saw, so a VM that moved on meanwhile
   (spawned, rescheduled, deleted) is left alone and a late "spawned" report
   (conditional on ``spawning`` too) loses. The row keeps its host: that host
@@ -21,7 +21,7 @@ looks at the VMs with a task in progress:
   every ``task_resend_after`` and ``MAX_RESENDS`` times per conductor;
 - ``deleting`` on a host that is down (no heartbeat for ``[scheduler]
   service_down_time``) or on no host: deleted locally, as Nova's API does:
-  row soft-deleted, claim and quota released. The host's queued
+  row soft-deleted, allocations and quota released. The host's queued
   terminate_instance, or its reconcile loop (``[compute] reap_orphans``),
   removes the domain when it comes back;
 - ``deleting`` on a live host after ``task_resend_after``: terminate_instance
@@ -40,7 +40,7 @@ import time
 import sqlalchemy as sa
 
 from common import context, exception, metrics, states
-from common.db import actions
+from common.db import actions, allocations
 from common.db import api as db_api
 from common.db.models import Instance, Service, utcnow
 
@@ -137,9 +137,9 @@ class Watchdog:
                 .execution_options(synchronize_session=False))
             if result.rowcount != 1:
                 return False  # it moved on meanwhile: not stuck
-            released = db_api.claim_release(s, row.id)
+            released = allocations.release(s, row.id)
             self._finish_action(s, row.id, "build timed out", actions.ERROR, fault)
-        LOG.warning("VM %s: %s%s", row.id, fault, " Claim released." if released else "")
+        LOG.warning("VM %s: %s%s", row.id, fault, " Allocations released." if released else "")
         metrics.build_finished("timed_out")
         return True
 

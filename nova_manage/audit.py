@@ -1,10 +1,11 @@
-"""``mininova-manage audit [--fix]``: what the DB, the claims and the compute
-hosts disagree about, and (with ``--fix``) making them agree again.
+"""``mininova-manage audit [--fix]``: what the DB, the allocations and the
+compute hosts disagree about, and (with ``--fix``) making them agree again.
 
 Level-based, like ``nova_compute.reconciler``: observe, ``find_orphans(db_view,
 host_reports)`` (pure), apply.
 
-Observe: the DB (live VM rows, claims, compute services and nodes) in one
+Observe: the DB (live VM rows, moves in progress, allocations, compute
+services and nodes) in one
 consistent snapshot, then each compute host that is up over RPC
 (``audit_report``: its domains, UUID-named instance directories and cached
 images), then the DB once more. A finding must hold against both snapshots:
@@ -15,17 +16,17 @@ directory and domain; a delete removes the domain before the row).
 Findings: see nova_manage/audit_findings.py (one line each, ``kind key=value ...``).
 
 A compute host that is down, or up but silent within the timeout, is not
-audited: its rows and claims are judged on the DB alone and its hypervisor
+audited: its rows and allocations are judged on the DB alone and its hypervisor
 not at all, so the audit lists it (``not-audited``, with the reason) and
 cannot pass: exit status EXIT_NOT_AUDITED, unless ``--skip-down`` excuses the
 hosts that are down (never the silent ones, which claim to be up).
 
 Fix: orphan domains and overlays are destroyed by their host
 (``audit_fix``), which first re-checks with the conductor, under the VM's
-lock, that there is still no live row for it there; orphan claims are
-released and the nodes' sums recomputed from the claims in one transaction
-that holds the nodes' row locks; an orphan row is soft-deleted (host gone,
-which frees its claim) or put in ERROR with a fault (domain missing), each
+lock, that there is still no live row for it there; orphan allocations are
+released and the nodes' sums recomputed from the allocations in one
+transaction that holds the nodes' row locks; an orphan row is soft-deleted
+(host gone, which frees its allocations) or put in ERROR with a fault (domain missing), each
 by a conditional update that re-checks the state it was found in.
 """
 import collections
@@ -40,10 +41,11 @@ from sqlalchemy import exc as sa_exc
 from common import config, context, exception, rpc, states
 # The pure part; its names are also this module's (callers and tests use them here).
 from nova_manage.audit_findings import (  # noqa: F401
-    DEFAULT_STUCK_AFTER, KINDS, DbView, Finding, claim_orphan_reason, find_orphans, fmt,
+    DEFAULT_STUCK_AFTER, KINDS, DbView, Finding, allocation_orphan_reason, find_orphans, fmt,
     stable_findings)
+from common.db import allocations, vm_migrations
 from common.db import api as db_api
-from common.db.models import Claim, ComputeNode, Instance, Service, utcnow
+from common.db.models import ComputeNode, Instance, Service, utcnow
 from common.db.session import Database
 
 LOG = logging.getLogger(__name__)
@@ -72,10 +74,9 @@ def observe_db(db):
                      for r in s.execute(sa.select(Instance.id, Instance.host, Instance.vm_state,
                                                   Instance.task_state, Instance.updated_at)
                                         .where(Instance.deleted_at.is_(None)))}
-        claims = {r.instance_id: {"host": r.host, "vcpus": r.vcpus, "memory_mb": r.memory_mb,
-                                  "disk_gb": r.disk_gb}
-                  for r in s.execute(sa.select(Claim.instance_id, Claim.host, Claim.vcpus,
-                                               Claim.memory_mb, Claim.disk_gb))}
+        held = [dict(r._mapping, consumer=r.consumer_id)
+                for r in allocations.all_allocations(s)]
+        moves = {i: _move(m) for i, m in vm_migrations.in_progress_by_instance(s).items()}
         services = {r.host: {"last_heartbeat": r.last_heartbeat, "disabled": r.disabled}
                     for r in s.execute(sa.select(Service.host, Service.last_heartbeat,
                                                  Service.disabled)
@@ -85,7 +86,12 @@ def observe_db(db):
                  for r in s.execute(sa.select(ComputeNode.host, ComputeNode.vcpus_used,
                                               ComputeNode.memory_mb_used,
                                               ComputeNode.local_gb_used))}
-    return DbView(now, instances, claims, services, nodes)
+    return DbView(now, instances, held, services, nodes, moves)
+
+
+def _move(row):
+    return {"uuid": row.uuid, "source_host": row.source_host, "dest_host": row.dest_host,
+            "status": row.status}
 
 
 def host_is_up(service, now, down_after):
@@ -200,7 +206,7 @@ def run_audit(db, compute_rpcapi, down_after, fix=False, stuck_after=DEFAULT_STU
 
 def apply_fixes(db, compute_rpcapi, ctxt, findings):
     """Sets ``fix`` on every finding. Hosts first (domains and overlays), then
-    rows (a soft delete frees its claim), then claims and node sums."""
+    rows (a soft delete frees its allocations), then allocations and node sums."""
     by_host = collections.defaultdict(list)
     for f in findings:
         if f.kind in ("orphan-domain", "orphan-overlay"):
@@ -222,20 +228,20 @@ def apply_fixes(db, compute_rpcapi, ctxt, findings):
         except Exception as e:
             LOG.exception("fixing %s failed", f.line())
             f.fix = "failed:%s" % exception.describe(e)
-    claims = [f for f in findings if f.kind in ("orphan-claim", "usage-mismatch")]
-    if claims:
+    held = [f for f in findings if f.kind in ("orphan-allocation", "usage-mismatch")]
+    if held:
         try:
-            outcome = _retry(db, _fix_claims, claims)
+            outcome = _retry(db, _fix_allocations, held)
         except Exception as e:
-            LOG.exception("releasing claims failed")
-            outcome = {f.key: "failed:%s" % exception.describe(e) for f in claims}
-        for f in claims:
+            LOG.exception("releasing allocations failed")
+            outcome = {f.key: "failed:%s" % exception.describe(e) for f in held}
+        for f in held:
             f.fix = outcome[f.key]
 
 
 def _retry(db, fn, *args, attempts=3):
     """``fn(session, *args)`` in a transaction, again after a deadlock (the
-    DB aborted us to let a concurrent claim or delete through)."""
+    DB aborted us to let a concurrent allocation or delete through)."""
     for attempt in range(attempts):
         try:
             with db.transaction() as s:
@@ -264,43 +270,46 @@ def _fix_domain_missing(s, f):
     return "error-marked" if done else "skipped:the row changed meanwhile"
 
 
-def _fix_claims(s, findings):
-    """Release the orphan claims (each re-checked) and recompute the sums of
-    the nodes concerned, in one transaction. The nodes' rows are locked first,
-    as claim() does, so no claim on them is added or removed meanwhile; a
-    release already under way (its claim deleted, waiting for the node) is
-    still counted here and subtracts itself after we commit."""
+def _fix_allocations(s, findings):
+    """Release the orphan allocations (each re-checked) and recompute the sums
+    of the nodes concerned, in one transaction. The nodes' rows are locked
+    first, as an allocation's UPDATE does, so none on them is added or
+    removed meanwhile; a release already under way (its allocation deleted,
+    waiting for the node) is still counted here and subtracts itself after we
+    commit."""
     hosts = sorted({f.host for f in findings})
     s.execute(sa.select(ComputeNode.host).where(ComputeNode.host.in_(hosts))
               .order_by(ComputeNode.host).with_for_update())
     outcome = {}
     for f in findings:
-        if f.kind != "orphan-claim":
+        if f.kind != "orphan-allocation":
             continue
-        claim = s.execute(sa.select(Claim.host).where(Claim.instance_id == f.vm)).first()
-        row = s.execute(sa.select(Instance.host, Instance.vm_state).where(
-            Instance.id == f.vm, Instance.deleted_at.is_(None))).first()
-        if claim is None:
-            outcome[f.key] = "skipped:the claim is gone"
-        elif claim_orphan_reason({"host": claim.host}, row and {
-                "host": row.host, "vm_state": row.vm_state}) is None:
-            outcome[f.key] = "skipped:the claim is its VM's again"
+        held = allocations.on_host(s, f.vm, f.host)
+        if held is None:
+            outcome[f.key] = "skipped:the allocation is gone"
+        elif _allocation_wanted(s, f.vm, f.host):
+            outcome[f.key] = "skipped:the allocation is its consumer's again"
         else:
-            db_api.claim_release(s, f.vm)
+            allocations.release_on_host(s, f.vm, f.host)
             outcome[f.key] = "released"
-    for host in hosts:
-        sums = s.execute(sa.select(sa.func.coalesce(sa.func.sum(Claim.vcpus), 0),
-                                   sa.func.coalesce(sa.func.sum(Claim.memory_mb), 0),
-                                   sa.func.coalesce(sa.func.sum(Claim.disk_gb), 0))
-                         .where(Claim.host == host)).one()
-        s.execute(sa.update(ComputeNode).where(ComputeNode.host == host)
-                  .values(vcpus_used=sums[0], memory_mb_used=sums[1], local_gb_used=sums[2],
-                          generation=ComputeNode.generation + 1)
-                  .execution_options(synchronize_session=False))
+    for host, usage in allocations.usage_by_host(s, hosts).items():
+        allocations.set_usage(s, host, usage)
     for f in findings:
         if f.kind == "usage-mismatch":
             outcome[f.key] = "recomputed"
     return outcome
+
+
+def _allocation_wanted(s, consumer, host):
+    """The re-check of an orphan allocation against the DB as it is now."""
+    row = s.execute(sa.select(Instance.host, Instance.vm_state).where(
+        Instance.id == consumer, Instance.deleted_at.is_(None))).first()
+    own_move = vm_migrations.in_progress_for_instance(s, consumer)
+    as_move = vm_migrations.in_progress_by_uuid(s, consumer)
+    return allocation_orphan_reason(
+        {"host": host}, row and {"host": row.host, "vm_state": row.vm_state},
+        as_move and _move(as_move),
+        set() if own_move is None else {own_move.source_host, own_move.dest_host}) is None
 
 
 # -- output and the command ----------------------------------------------------

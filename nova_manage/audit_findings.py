@@ -1,20 +1,24 @@
 """The pure part of ``mininova-manage audit`` (nova_manage/audit.py):
-``find_orphans(db_view, host_reports)`` says what the DB, the claims and the
-hosts' reports disagree about, without I/O.
+``find_orphans(db_view, host_reports)`` says what the DB, the allocations and
+the hosts' reports disagree about, without I/O.
 
 Findings (one line each, ``kind key=value ...``):
 
 - ``orphan-domain``: a domain host H owns with no live row, or with its row
-  on another host.
+  on another host and no move of it in progress from or to H.
 - ``orphan-overlay``: an instance directory on H with no domain there and no
-  live row on H (a VM being built on H has its row on H: not an orphan).
+  live row on H and no move of it from or to H (a VM being built on H has its
+  row on H: not an orphan).
   Like the rest of mininova, this takes ``instances_path`` to be each host's
   own: on storage shared between hosts, another host's VM would look orphaned.
-- ``orphan-claim``: a claim with no live row, or whose row has no host or is
-  on another host. (A VM in ERROR that still has its host keeps its claim
-  until it is deleted, as Nova keeps the allocations of such a VM.)
+- ``orphan-allocation``: an allocation whose consumer is neither a live VM
+  nor a move in progress (``no-live-row``); a VM's allocation while its row
+  has no host, or on a host that is neither its row's nor one of its move in
+  progress (``row-elsewhere``); a move's allocation on a host that is not the
+  move's (``host-not-in-move``). (A VM in ERROR that still has its host keeps
+  its allocation until it is deleted, as Nova does.)
 - ``usage-mismatch``: a compute node whose ``*_used`` are not the sums of the
-  claims on it.
+  allocations on it.
 - ``orphan-row``: a live row whose host is not a compute service
   (``reason=host-gone``), or a resting row (active/stopped/paused/suspended,
   no task) on an audited host whose domain is missing (``domain-missing``).
@@ -28,7 +32,7 @@ import json
 
 from common import states
 
-KINDS = ("orphan-domain", "orphan-overlay", "orphan-claim", "usage-mismatch", "orphan-row",
+KINDS = ("orphan-domain", "orphan-overlay", "orphan-allocation", "usage-mismatch", "orphan-row",
          "stuck-row")
 DEFAULT_STUCK_AFTER = 3600   # seconds a row may stay building/deleting
 
@@ -86,27 +90,44 @@ class DbView:
     """One consistent look at the DB, as plain dicts keyed by id or host."""
     now: datetime.datetime
     instances: dict   # id -> {host, vm_state, task_state, updated_at}  (live rows)
-    claims: dict      # instance id -> {host, vcpus, memory_mb, disk_gb}
+    allocations: list  # [{consumer, host, vcpus, memory_mb, disk_gb}]
     services: dict    # compute host -> {last_heartbeat, disabled}
     nodes: dict       # host -> {vcpus_used, memory_mb_used, local_gb_used}
+    # instance id -> {uuid, source_host, dest_host, status}: moves in progress
+    moves: dict = dataclasses.field(default_factory=dict)
+
+    def move_hosts(self, instance_id):
+        """The hosts of the VM's move in progress (empty without one)."""
+        move = self.moves.get(instance_id)
+        return set() if move is None else {move["source_host"], move["dest_host"]} - {None}
 
 
-def _not_live_here(row, host):
-    """None when ``row`` is a live row on ``host``; else (reason, details)."""
+def _not_live_here(row, host, move_hosts):
+    """None when ``row`` is a live row on ``host``, or its VM's move in
+    progress involves ``host``; else (reason, details)."""
     if row is None:
         return "no-live-row", {}
-    if row["host"] != host:
+    if row["host"] != host and host not in move_hosts:
         return "row-elsewhere", {"row_host": row["host"], "vm_state": row["vm_state"]}
     return None
 
 
-def claim_orphan_reason(claim, row):
-    """Why a claim should not exist (None: it should)."""
+def allocation_orphan_reason(allocation, row, move, move_hosts):
+    """Why an allocation should not exist (None: it should). ``row``: the
+    live row of the consumer if it is a VM; ``move``: the move in progress
+    whose uuid is the consumer, if any; ``move_hosts``: the hosts of the
+    VM's own move in progress."""
+    host = allocation["host"]
+    if move is not None:
+        if host not in (move["source_host"], move["dest_host"]):
+            return "host-not-in-move", {"source_host": move["source_host"],
+                                        "dest_host": move["dest_host"]}
+        return None
     if row is None:
         return "no-live-row", {}
     if row["host"] is None:
         return "row-has-no-host", {"vm_state": row["vm_state"]}
-    if row["host"] != claim["host"]:
+    if row["host"] != host and host not in move_hosts:
         return "row-elsewhere", {"row_host": row["host"]}
     return None
 
@@ -120,34 +141,38 @@ def find_orphans(db, host_reports, stuck_after=DEFAULT_STUCK_AFTER):
     for host, report in sorted(host_reports.items()):
         domains = report["domains"]
         for vm, power in sorted(domains.items()):
-            why = _not_live_here(rows.get(vm), host)
+            why = _not_live_here(rows.get(vm), host, db.move_hosts(vm))
             if why:
                 findings.append(Finding("orphan-domain", host, vm, why[0],
                                         dict({"power": power}, **why[1])))
         for vm in sorted(set(report["dirs"]) - set(domains)):
-            why = _not_live_here(rows.get(vm), host)
+            why = _not_live_here(rows.get(vm), host, db.move_hosts(vm))
             if why:
                 findings.append(Finding("orphan-overlay", host, vm, why[0], why[1]))
 
-    claimed = collections.defaultdict(lambda: [0, 0, 0])
-    for vm, claim in sorted(db.claims.items()):
-        sums = claimed[claim["host"]]
-        sums[0] += claim["vcpus"]
-        sums[1] += claim["memory_mb"]
-        sums[2] += claim["disk_gb"]
-        why = claim_orphan_reason(claim, rows.get(vm))
+    allocated = collections.defaultdict(lambda: [0, 0, 0])
+    moves_by_uuid = {m["uuid"]: m for m in db.moves.values()}
+    for a in sorted(db.allocations, key=lambda a: (a["consumer"], a["host"])):
+        sums = allocated[a["host"]]
+        sums[0] += a["vcpus"]
+        sums[1] += a["memory_mb"]
+        sums[2] += a["disk_gb"]
+        consumer = a["consumer"]
+        why = allocation_orphan_reason(a, rows.get(consumer), moves_by_uuid.get(consumer),
+                                       db.move_hosts(consumer))
         if why:
-            findings.append(Finding("orphan-claim", claim["host"], vm, why[0], dict(
-                {"vcpus": claim["vcpus"], "memory_mb": claim["memory_mb"],
-                 "disk_gb": claim["disk_gb"]}, **why[1])))
+            findings.append(Finding("orphan-allocation", a["host"], consumer, why[0], dict(
+                {"vcpus": a["vcpus"], "memory_mb": a["memory_mb"],
+                 "disk_gb": a["disk_gb"]}, **why[1])))
     for host, node in sorted(db.nodes.items()):
         used = (node["vcpus_used"], node["memory_mb_used"], node["local_gb_used"])
-        sums = tuple(claimed.get(host, (0, 0, 0)))
+        sums = tuple(allocated.get(host, (0, 0, 0)))
         if used != sums:
-            findings.append(Finding("usage-mismatch", host, None, "used-differs-from-claims", {
-                "vcpus_used": used[0], "vcpus_claimed": sums[0],
-                "memory_mb_used": used[1], "memory_mb_claimed": sums[1],
-                "local_gb_used": used[2], "local_gb_claimed": sums[2]}))
+            findings.append(Finding("usage-mismatch", host, None,
+                                    "used-differs-from-allocations", {
+                                        "vcpus_used": used[0], "vcpus_allocated": sums[0],
+                                        "memory_mb_used": used[1], "memory_mb_allocated": sums[1],
+                                        "local_gb_used": used[2], "local_gb_allocated": sums[2]}))
 
     for vm, row in sorted(rows.items()):
         host, vm_state, task = row["host"], row["vm_state"], row["task_state"]

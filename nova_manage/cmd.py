@@ -280,7 +280,7 @@ def _parser():
         qset.add_argument("--" + resource, type=int)
     qset.set_defaults(fn=quota_set)
     aud = sub.add_parser("audit", help="find (and with --fix remove) orphaned domains, "
-                         "instance directories, claims and rows",
+                         "instance directories, allocations and rows",
                          epilog=audit.EXIT_STATUS_HELP)
     aud.add_argument("--fix", action="store_true")
     aud.add_argument("--json", action="store_true")

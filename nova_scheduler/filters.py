@@ -5,6 +5,7 @@ max free 2048 MB)``."""
 import dataclasses
 import datetime
 
+from common.db.allocations import Resources
 from common.db.models import utcnow
 
 
@@ -51,6 +52,11 @@ class RequestSpec:
     group_hosts: frozenset = frozenset()   # hosts other members of the group are on
     tried_hosts: frozenset = frozenset()   # hosts a build of this VM already failed on
     attempts: tuple = ()                   # its earlier builds: {"host", "error"[, "interrupted"]}
+
+    @property
+    def resources(self):
+        """What the VM allocates on its host."""
+        return Resources(self.vcpus, self.memory_mb, self.root_gb)
 
 
 class ComputeFilter:

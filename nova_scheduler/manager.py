@@ -7,7 +7,7 @@ import logging
 import time
 
 from common import exception, metrics, payloads, states
-from common.db import actions
+from common.db import actions, allocations
 from common.db import api as db_api
 from common.db import hosts as db_hosts
 from common.db import scheduling as db_scheduling
@@ -61,7 +61,7 @@ class SchedulerManager:
             # message carries no id: the action of its request.
             if action_id is None:
                 action_id = db_scheduling.action_id(s, instance_id, ctxt.request_id)
-            if inst.task_state == states.SPAWNING and db_scheduling.has_claim(s, instance_id):
+            if inst.task_state == states.SPAWNING and allocations.holds_any(s, instance_id):
                 LOG.info("VM %s already placed on %s; re-casting the build", instance_id, inst.host)
                 return self._cast_build(ctxt, payloads.instance(inst), image, action_id)
             if inst.task_state != states.SCHEDULING:
@@ -158,8 +158,8 @@ class SchedulerManager:
                     if not filters.host_passes_group_policy(
                             spec, host, db_hosts.group_hosts(s, spec.group_id, instance_id)):
                         return False
-                generation = db_api.claim(s, instance_id, host, spec.vcpus, spec.memory_mb,
-                                          spec.root_gb, self._ratios())
+                generation = allocations.allocate(s, instance_id, host, spec.resources,
+                                                  self._ratios())
                 if not generation:
                     return False
                 # Before the COMMIT: until then no snapshot shows this

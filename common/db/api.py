@@ -11,8 +11,8 @@ import sqlalchemy as sa
 from sqlalchemy import exc
 
 from common import exception, states
-from common.db import auth, models
-from common.db.models import Claim, ComputeNode, Flavor, Image, Instance, Service, utcnow
+from common.db import allocations, auth
+from common.db.models import ComputeNode, Flavor, Image, Instance, Service, utcnow
 
 
 def is_uuid(value):
@@ -190,14 +190,15 @@ def instance_update_if(s, instance_id, values, expected_task_state=_UNSET,
 
 
 def instance_soft_delete(s, instance_id, **conditions):
-    """Mark a VM deleted (its name becomes free again); releases its claim and
-    gives its quota back to the project. Every delete goes through here."""
+    """Mark a VM deleted (its name becomes free again); releases what it and
+    its migrations hold on any host and gives its quota back to the project.
+    Every delete goes through here."""
     now = utcnow()
     done = instance_update_if(s, instance_id, {
         "vm_state": states.DELETED, "task_state": None, "deleted_at": now,
         "power_state": states.NOSTATE}, **conditions)
     if done:
-        claim_release(s, instance_id)
+        allocations.release_instance(s, instance_id)
         project_id, vcpus, memory_mb = s.execute(
             sa.select(Instance.project_id, Instance.vcpus, Instance.memory_mb)
             .where(Instance.id == instance_id)).one()
@@ -240,69 +241,6 @@ def compute_hosts(s):
                      .join(ComputeNode, ComputeNode.host == Service.host)
                      .where(Service.binary == "mininova-compute")).all()
     return [(svc, node) for svc, node in rows]
-
-
-# -- claims ------------------------------------------------------------------
-
-_NODES = ComputeNode.__table__.c
-# Built once (bound parameters): this runs for every VM placed.
-_CLAIM = (sa.update(ComputeNode.__table__)
-          .where(_NODES.host == sa.bindparam("claim_host"),
-                 _NODES.vcpus_used + sa.bindparam("need_vcpus")
-                 <= _NODES.vcpus * sa.bindparam("cpu_ratio", type_=sa.Float()),
-                 _NODES.memory_mb_used + sa.bindparam("need_memory_mb")
-                 <= _NODES.memory_mb * sa.bindparam("ram_ratio", type_=sa.Float()),
-                 _NODES.local_gb_used + sa.bindparam("need_disk_gb")
-                 <= _NODES.local_gb * sa.bindparam("disk_ratio", type_=sa.Float()))
-          .values(vcpus_used=_NODES.vcpus_used + sa.bindparam("need_vcpus"),
-                  memory_mb_used=_NODES.memory_mb_used + sa.bindparam("need_memory_mb"),
-                  local_gb_used=_NODES.local_gb_used + sa.bindparam("need_disk_gb"),
-                  generation=_NODES.generation + 1)
-          .returning(_NODES.generation))
-_CLAIM_INSERT = sa.insert(Claim.__table__)
-
-
-def claim(s, instance_id, host, vcpus, memory_mb, disk_gb, ratios):
-    """Atomically claim resources on ``host`` for a VM; True if it fit.
-
-    One conditional UPDATE checks and adds in a single statement, so two
-    schedulers racing for the last slot cannot both win (PostgreSQL re-checks
-    the WHERE after the row lock; SQLite serializes writers).
-
-    Returns the host's new generation (a true value) if it fit, else None."""
-    cpu_ratio, ram_ratio, disk_ratio = ratios
-    result = s.execute(_CLAIM, {
-        "claim_host": host, "need_vcpus": vcpus, "need_memory_mb": memory_mb,
-        "need_disk_gb": disk_gb, "cpu_ratio": float(cpu_ratio), "ram_ratio": float(ram_ratio),
-        "disk_ratio": float(disk_ratio)})
-    generation = result.scalar()
-    if generation is None:
-        return None
-    s.execute(_CLAIM_INSERT, {"instance_id": instance_id, "host": host, "vcpus": vcpus,
-                              "memory_mb": memory_mb, "disk_gb": disk_gb,
-                              "created_at": utcnow()})
-    return generation
-
-
-def claim_get(s, instance_id):
-    return s.get(Claim, instance_id)
-
-
-def claim_release(s, instance_id):
-    """Free a VM's claim, if it has one. Idempotent."""
-    row = s.execute(sa.delete(Claim).where(Claim.instance_id == instance_id)
-                    .returning(Claim.host, Claim.vcpus, Claim.memory_mb, Claim.disk_gb)
-                    ).first()
-    if row is None:
-        return False
-    host, vcpus, memory_mb, disk_gb = row
-    s.execute(sa.update(ComputeNode).where(ComputeNode.host == host)
-              .values(vcpus_used=ComputeNode.vcpus_used - vcpus,
-                      memory_mb_used=ComputeNode.memory_mb_used - memory_mb,
-                      local_gb_used=ComputeNode.local_gb_used - disk_gb,
-                      generation=ComputeNode.generation + 1)
-              .execution_options(synchronize_session=False))
-    return True
 
 
 def instance_attempts(inst):

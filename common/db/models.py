@@ -150,11 +150,11 @@ class Service(Base):
 
 
 class ComputeNode(Base):
-    """A hypervisor's capacity (reported) and what the scheduler has claimed on it.
+    """A hypervisor's capacity (reported) and what is allocated on it.
 
-    ``*_used`` are the sums of the claims on this node, changed only in the
-    same transaction that adds or removes a claim, by conditional UPDATEs that
-    cannot over-commit (see ``common.db.claims``)."""
+    ``*_used`` are the sums of the allocations on this node, changed only in
+    the same transaction that adds or removes an allocation, by conditional
+    UPDATEs that cannot over-commit (see ``common.db.allocations``)."""
     __tablename__ = "compute_nodes"
     host: Mapped[str] = mapped_column(String(255), primary_key=True)
     vcpus: Mapped[int] = mapped_column(Integer, default=0)
@@ -165,23 +165,47 @@ class ComputeNode(Base):
     local_gb_used: Mapped[int] = mapped_column(Integer, default=0)
     hypervisor_type: Mapped[str | None] = mapped_column(String(32), nullable=True)
     updated_at: Mapped[datetime.datetime] = mapped_column(DateTime, default=utcnow)
-    # Bumped by every claim and release: a reader that saw generation >= g has
-    # seen the claim that made it g (see nova_scheduler/host_state.py).
+    # Bumped whenever the ``*_used`` sums change: a reader that saw
+    # generation >= g has seen the allocation that made it g (see
+    # nova_scheduler/host_state.py).
     generation: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
-class Claim(Base):
-    """Resources held by one VM on one host; at most one claim per VM."""
-    __tablename__ = "claims"
-    instance_id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    host: Mapped[str] = mapped_column(String(255))
+class Allocation(Base):
+    """Resources a consumer holds on one host, as Placement's allocations. A
+    consumer is a VM (its id) or a migration (its uuid): during a move the VM
+    holds the destination while its migration holds the source."""
+    __tablename__ = "allocations"
+    consumer_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    host: Mapped[str] = mapped_column(String(255), primary_key=True)
     vcpus: Mapped[int] = mapped_column(Integer)
     memory_mb: Mapped[int] = mapped_column(Integer)
     disk_gb: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime.datetime] = mapped_column(DateTime, default=utcnow)
-    __table_args__ = (Index("ix_claims_host", "host"),)
+    __table_args__ = (Index("ix_allocations_host", "host"),)
 
 
+class Migration(Base):
+    """A move of a VM between hosts (Nova's migration record): resize, cold
+    migration, live migration or evacuation, from ``source_host`` to
+    ``dest_host`` (None until chosen). ``status`` runs from "pre-migrating"
+    to one of ``states.MIGRATION_ENDED``."""
+    __tablename__ = "migrations"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    uuid: Mapped[str] = mapped_column(String(36), unique=True)
+    instance_id: Mapped[str] = mapped_column(String(36))
+    source_host: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    dest_host: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    migration_type: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16))
+    old_flavor_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    new_flavor_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    request_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    created_at: Mapped[datetime.datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[datetime.datetime] = mapped_column(DateTime, default=utcnow)
+    __table_args__ = (Index("ix_migrations_instance_id", "instance_id"),
+                      Index("ix_migrations_source_host", "source_host"),
+                      Index("ix_migrations_dest_host", "dest_host"))
 
 
 class InstanceAction(Base):

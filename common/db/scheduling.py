@@ -9,7 +9,7 @@ tuples, not ORM objects.
 """
 import sqlalchemy as sa
 
-from common.db import actions, models
+from common.db import actions, models, vm_migrations
 from common.db.models import utcnow
 
 # Tables, not ORM classes: statements on them skip the ORM layer entirely.
@@ -17,7 +17,6 @@ Service = models.Service.__table__.c
 ComputeNode = models.ComputeNode.__table__.c
 Instance = models.Instance.__table__.c
 Image = models.Image.__table__.c
-Claim = models.Claim.__table__.c
 InstanceAction = models.InstanceAction.__table__.c
 _INSTANCES = models.Instance.__table__
 _NOW = sa.bindparam("now", type_=sa.DateTime())
@@ -40,16 +39,27 @@ _INSTANCE_FIELDS = (Instance.id, Instance.name, Instance.project_id, Instance.us
 _INSTANCE = (sa.select(*_INSTANCE_FIELDS)
              .where(Instance.id == sa.bindparam("instance_id"), Instance.deleted_at.is_(None)))
 
+# The VM with its move in progress, if any (one statement: the conductor
+# answers this for every build and power task).
+_MOVES = models.Migration.__table__
+_MOVE_FIELDS = tuple(c.label("migration_" + c.name) for c in vm_migrations.FIELDS)
+_WITH_MOVE = (sa.select(*_INSTANCE_FIELDS, *_MOVE_FIELDS)
+              .outerjoin_from(_INSTANCES, _MOVES, sa.and_(
+                  _MOVES.c.instance_id == Instance.id, vm_migrations.IN_PROGRESS))
+              .where(Instance.deleted_at.is_(None)))
+_INSTANCE_WITH_MOVE = _WITH_MOVE.where(Instance.id == sa.bindparam("instance_id"))
+_INSTANCES_OF_HOST = (_WITH_MOVE.where(sa.or_(
+    Instance.host == sa.bindparam("host"),
+    _MOVES.c.source_host == sa.bindparam("host"),
+    _MOVES.c.dest_host == sa.bindparam("host")))
+    .order_by(Instance.created_at, Instance.id))
+
 _IMAGE = (sa.select(Image.id, Image.name, Image.checksum, Image.size, Image.disk_format)
           .where(Image.id == sa.bindparam("image_id"), Image.deleted_at.is_(None)))
 
 _ACTION_ID = (sa.select(InstanceAction.id)
               .where(InstanceAction.instance_id == sa.bindparam("instance_id"),
                      InstanceAction.request_id == sa.bindparam("request_id")))
-
-_HAS_CLAIM = sa.select(Claim.instance_id).where(Claim.instance_id == sa.bindparam("instance_id"))
-
-_CLAIM_INSERT = sa.insert(models.Claim.__table__)
 
 _START_SPAWNING = (sa.update(_INSTANCES)
                    .where(Instance.id == sa.bindparam("instance_id"),
@@ -93,6 +103,28 @@ def instance_row(s, instance_id):
     return s.execute(_INSTANCE, {"instance_id": instance_id}).first()
 
 
+def instance_with_move(s, instance_id):
+    """``instance_row`` plus its move in progress (``migration_uuid``,
+    ``migration_source_host``, ... None when it has none); None if gone."""
+    return s.execute(_INSTANCE_WITH_MOVE, {"instance_id": instance_id}).first()
+
+
+def instances_of_host(s, host):
+    """Rows as ``instance_with_move`` of the live VMs on ``host`` or with a
+    move in progress from or to it, oldest first."""
+    return s.execute(_INSTANCES_OF_HOST, {"host": host}).all()
+
+
+def move_of(row):
+    """The move in progress of an ``instance_with_move`` row as
+    ``vm_migrations.as_dict`` makes it, or None."""
+    if row.migration_uuid is None:
+        return None
+    return {"uuid": row.migration_uuid, "source_host": row.migration_source_host,
+            "dest_host": row.migration_dest_host, "type": row.migration_migration_type,
+            "status": row.migration_status}
+
+
 def image_row(s, image_id):
     """A live image by id, with the fields of ``payloads.image``; None if gone."""
     return s.execute(_IMAGE, {"image_id": image_id}).first()
@@ -102,15 +134,6 @@ def action_id(s, instance_id, request_id):
     """The id of the action (instance_id, request_id), or None."""
     return s.execute(_ACTION_ID, {"instance_id": instance_id,
                                   "request_id": request_id}).scalar()
-
-
-def has_claim(s, instance_id):
-    return s.execute(_HAS_CLAIM, {"instance_id": instance_id}).first() is not None
-
-
-def claim_insert(s, instance_id, host, vcpus, memory_mb, disk_gb, now):
-    s.execute(_CLAIM_INSERT, {"instance_id": instance_id, "host": host, "vcpus": vcpus,
-                              "memory_mb": memory_mb, "disk_gb": disk_gb, "created_at": now})
 
 
 def instance_start_spawning(s, instance_id, host, expected_task_state, task_state, now):

@@ -16,7 +16,7 @@ from oslo_config import cfg
 from common import config, context, rpc, states
 from nova_manage import audit
 from common.db import api as db_api
-from common.db.models import Claim, ComputeNode, Instance, Service
+from common.db.models import Allocation, ComputeNode, Instance, Service
 from common.db.session import Database
 from nova_compute import rpcapi as compute_rpcapi
 from tests.functional.conftest import libvirt_available
@@ -30,8 +30,10 @@ def audit_stack(tmp_path):
     if not libvirt_available():
         pytest.fail("libvirtd (qemu:///system) is not reachable: run `make test`")
     # No periodic reconcile: it would itself put the VM whose domain we
-    # undefine into ERROR before the audit could find it.
-    s = Stack(tmp_path, extra_conf="[compute]\nsync_interval = 3600\n")
+    # undefine into ERROR before the audit could find it; no watchdog: it
+    # would give up the stuck build before the audit reports it.
+    s = Stack(tmp_path, extra_conf="[compute]\nsync_interval = 3600\n"
+                                   "[conductor]\nwatchdog_interval = 3600\n")
     s.made = []  # ids of VMs this test created, for the clean-up
     try:
         s.start()
@@ -96,13 +98,13 @@ def test_audit_lists_exactly_the_orphans_and_fix_removes_them(audit_stack, capsy
     # -- orphans, made behind mininova's back ---------------------------------
     now = audit.utcnow()
     with db.transaction() as s:
-        # A row deleted in SQL: its domain, directory and claim stay.
+        # A row deleted in SQL: its domain, directory and allocation stay.
         s.execute(sa.update(Instance).where(Instance.id == rowless)
                   .values(deleted_at=now, vm_state=states.DELETED))
-        # A claim nobody counted in the node's sums.
-        stray_claim = str(uuid.uuid4())
-        s.add(Claim(instance_id=stray_claim, host=host, vcpus=1, memory_mb=64, disk_gb=1,
-                    created_at=now))
+        # An allocation nobody counted in the node's sums.
+        stray_allocation = str(uuid.uuid4())
+        s.add(Allocation(consumer_id=stray_allocation, host=host, vcpus=1, memory_mb=64,
+                         disk_gb=1, created_at=now))
         # A VM on a host that was removed from the services.
         flavor = db_api.flavor_get(s, "m1.tiny")
         ghost = db_api.instance_create(
@@ -133,9 +135,9 @@ def test_audit_lists_exactly_the_orphans_and_fix_removes_them(audit_stack, capsy
     assert found(out) == sorted([
         ("orphan-domain", host, rowless, "no-live-row"),
         ("orphan-overlay", host, stray_dir, "no-live-row"),
-        ("orphan-claim", host, rowless, "no-live-row"),
-        ("orphan-claim", host, stray_claim, "no-live-row"),
-        ("usage-mismatch", host, "", "used-differs-from-claims"),
+        ("orphan-allocation", host, rowless, "no-live-row"),
+        ("orphan-allocation", host, stray_allocation, "no-live-row"),
+        ("usage-mismatch", host, "", "used-differs-from-allocations"),
         ("orphan-row", "decommissioned-" + stack.tag, ghost, "host-gone"),
         ("orphan-row", host, vanished, "domain-missing"),
         ("stuck-row", "", stuck, "building"),
@@ -154,7 +156,7 @@ def test_audit_lists_exactly_the_orphans_and_fix_removes_them(audit_stack, capsy
             in lines)
     assert "orphan-overlay host=%s vm=%s reason=no-live-row" % (host, stray_dir) in lines
     assert lines[-1] == ("summary findings=8 fixed=0 remaining=8 orphan-domain=1 "
-                         "orphan-overlay=1 orphan-claim=2 usage-mismatch=1 orphan-row=2 "
+                         "orphan-overlay=1 orphan-allocation=2 usage-mismatch=1 orphan-row=2 "
                          "stuck-row=1 hosts_audited=1 hosts_unreachable=0 hosts_down=0 "
                          "hosts_skipped=0 hosts_not_audited=0")
 
@@ -177,8 +179,8 @@ def test_audit_lists_exactly_the_orphans_and_fix_removes_them(audit_stack, capsy
     assert fixes == {
         ("orphan-domain", rowless): "destroyed",
         ("orphan-overlay", stray_dir): "destroyed",
-        ("orphan-claim", rowless): "released",
-        ("orphan-claim", stray_claim): "released",
+        ("orphan-allocation", rowless): "released",
+        ("orphan-allocation", stray_allocation): "released",
         ("usage-mismatch", None): "recomputed",
         ("orphan-row", ghost): "soft-deleted",
         ("orphan-row", vanished): "error-marked",
@@ -193,13 +195,14 @@ def test_audit_lists_exactly_the_orphans_and_fix_removes_them(audit_stack, capsy
     assert vm["status"] == "ERROR" and "missing" in vm["fault"]["message"]
     with db.transaction() as s:
         assert s.get(Instance, ghost).deleted_at is not None
-        claims = s.execute(sa.select(Claim.instance_id, Claim.vcpus, Claim.memory_mb,
-                                     Claim.disk_gb).where(Claim.host == host)).all()
-        assert sorted(c.instance_id for c in claims) == sorted([keep, vanished])
+        held = s.execute(sa.select(Allocation.consumer_id, Allocation.vcpus,
+                                   Allocation.memory_mb, Allocation.disk_gb)
+                         .where(Allocation.host == host)).all()
+        assert sorted(a.consumer_id for a in held) == sorted([keep, vanished])
         node = s.get(ComputeNode, host)
         assert (node.vcpus_used, node.memory_mb_used, node.local_gb_used) == (
-            sum(c.vcpus for c in claims), sum(c.memory_mb for c in claims),
-            sum(c.disk_gb for c in claims))
+            sum(a.vcpus for a in held), sum(a.memory_mb for a in held),
+            sum(a.disk_gb for a in held))
         # The stuck row is the operator's to decide; here it goes.
         s.execute(sa.update(Instance).where(Instance.id == stuck)
                   .values(deleted_at=audit.utcnow(), vm_state=states.DELETED))

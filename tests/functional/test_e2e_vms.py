@@ -56,7 +56,7 @@ def test_create_show_list_delete(stack):
             assert request_id in f.read(), "%s log lacks %s" % (name, request_id)
     assert logs
 
-    # Delete: domain, overlay, row and claim all go.
+    # Delete: domain, overlay, row and allocation all go.
     r = stack.delete("/v1/vms/web1")
     assert r.status_code == 202
     assert stack.delete("/v1/vms/" + vm["id"]).status_code in (202, 404)  # twice: harmless
@@ -67,7 +67,7 @@ def test_create_show_list_delete(stack):
         row = c.execute(sa.text("SELECT vm_state, deleted_at FROM instances WHERE id = :i"),
                         {"i": vm["id"]}).one()
         assert row.vm_state == "deleted" and row.deleted_at is not None
-        assert c.execute(sa.text("SELECT count(*) FROM claims WHERE instance_id = :i"),
+        assert c.execute(sa.text("SELECT count(*) FROM allocations WHERE consumer_id = :i"),
                          {"i": vm["id"]}).scalar() == 0
     assert stack.delete("/v1/vms/" + vm["id"]).status_code == 404
 
@@ -88,7 +88,7 @@ def test_rollback_when_base_image_missing(stack, tmp_path):
     assert "mininova-" + vm["id"] not in domain_names()
     assert not os.path.exists(os.path.join(stack.instances_path, vm["id"]))
     with _db(stack).connect() as c:
-        assert c.execute(sa.text("SELECT count(*) FROM claims WHERE instance_id = :i"),
+        assert c.execute(sa.text("SELECT count(*) FROM allocations WHERE consumer_id = :i"),
                          {"i": vm["id"]}).scalar() == 0
     assert stack.delete("/v1/vms/" + vm["id"]).status_code == 202
     stack.wait_gone(vm["id"])
@@ -127,7 +127,7 @@ def test_twenty_concurrent_creates(stack):
         stack.wait_gone(i)
     domains = domain_names()
     assert not any("mininova-" + i in domains for i in ids)
-    assert _used(stack) == used_before  # every claim freed
+    assert _used(stack) == used_before  # every allocation freed
 
 
 def test_duplicate_name_race(stack):

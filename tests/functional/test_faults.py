@@ -3,8 +3,8 @@
 Each test runs its own stack (private vhost and database, its own daemons),
 kills or restarts one part while VMs are being built or deleted, waits with
 deadlines for everything to settle, prints the measured recovery time and
-ends with ``nothing_orphaned``: every row settled, claims only for live VMs
-on their host (and the hosts' usage equal to their claims), a libvirt domain
+ends with ``nothing_orphaned``: every row settled, allocations only for live
+VMs on their host (and the hosts' usage equal to their allocations), a libvirt domain
 exactly for each live VM at rest, an instance directory only for those.
 
 The tests that stop RabbitMQ or PostgreSQL do it to a broker node and a
@@ -29,9 +29,10 @@ import pytest
 import sqlalchemy as sa
 
 from common import context, exception, rpc, states
-from common.db import actions
+from common.db import actions, allocations
 from common.db import api as db_api
-from common.db.models import Claim, Instance, InstanceAction, Service, utcnow
+from common.db.allocations import Resources
+from common.db.models import Allocation, Instance, InstanceAction, Service, utcnow
 from nova_conductor.manager import ConductorManager
 from nova_conductor import watchdog
 from nova_conductor.watchdog import Watchdog
@@ -200,13 +201,13 @@ def spawn_counts(stack, ids, names=("compute",)):
 # -- nothing left behind -----------------------------------------------------------
 
 def orphans(stack):
-    """What is wrong in the DB, the claims, libvirt or the instance dirs; [] if nothing."""
+    """What is wrong in the DB, the allocations, libvirt or the instance dirs; [] if nothing."""
     problems = []
     with _engine(stack).connect() as c:
         rows = {r.id: r for r in c.execute(sa.text(
             "SELECT id, host, vm_state, task_state, deleted_at, fault FROM instances"))}
-        claims = {r.instance_id: r for r in c.execute(sa.text(
-            "SELECT instance_id, host, vcpus, memory_mb, disk_gb FROM claims"))}
+        held = list(c.execute(sa.text(
+            "SELECT consumer_id, host, vcpus, memory_mb, disk_gb FROM allocations")))
         nodes = list(c.execute(sa.text(
             "SELECT host, vcpus_used, memory_mb_used, local_gb_used FROM compute_nodes")))
     live = {i: r for i, r in rows.items() if r.deleted_at is None}
@@ -215,20 +216,22 @@ def orphans(stack):
             problems.append("VM %s still %s/%s" % (i, r.vm_state, r.task_state))
         if r.vm_state == "error" and not r.fault:
             problems.append("VM %s in ERROR without a fault" % i)
-        if r.vm_state in states.RESTING and i not in claims:
-            problems.append("VM %s is %s without a claim" % (i, r.vm_state))
-    for i, claim in claims.items():
-        row = live.get(i)
-        if row is None or row.host != claim.host or row.vm_state in ("error", "deleted"):
-            problems.append("claim of VM %s on %s, but the VM is %s" % (
-                i, claim.host, "gone" if row is None else "%s on %s" % (row.vm_state, row.host)))
+        if r.vm_state in states.RESTING and (i, r.host) not in {
+                (a.consumer_id, a.host) for a in held}:
+            problems.append("VM %s is %s without an allocation on its host" % (i, r.vm_state))
+    for a in held:
+        row = live.get(a.consumer_id)
+        if row is None or row.host != a.host or row.vm_state in ("error", "deleted"):
+            problems.append("allocation of %s on %s, but the VM is %s" % (
+                a.consumer_id, a.host,
+                "gone" if row is None else "%s on %s" % (row.vm_state, row.host)))
     for node in nodes:
-        held = [cl for cl in claims.values() if cl.host == node.host]
-        expected = (sum(cl.vcpus for cl in held), sum(cl.memory_mb for cl in held),
-                    sum(cl.disk_gb for cl in held))
+        mine = [a for a in held if a.host == node.host]
+        expected = (sum(a.vcpus for a in mine), sum(a.memory_mb for a in mine),
+                    sum(a.disk_gb for a in mine))
         used = (node.vcpus_used, node.memory_mb_used, node.local_gb_used)
         if used != expected:
-            problems.append("host %s uses %s but its claims add up to %s"
+            problems.append("host %s uses %s but its allocations add up to %s"
                             % (node.host, used, expected))
     domains = domain_names()
     for i, r in rows.items():
@@ -333,7 +336,8 @@ def test_compute_killed_while_building(make_stack):
     assert timed_out and all("build_timeout" in v["fault"]["message"]
                              and stack.host in v["fault"]["message"] for v in timed_out)
     with _engine(stack).connect() as c:
-        assert not c.execute(sa.text("SELECT instance_id FROM claims WHERE instance_id IN :ids")
+        assert not c.execute(sa.text("SELECT consumer_id FROM allocations "
+                                     "WHERE consumer_id IN :ids")
                              .bindparams(sa.bindparam("ids", expanding=True)),
                              {"ids": [v["id"] for v in timed_out]}).all()
     stack.start_daemon("compute")
@@ -414,13 +418,13 @@ def test_scheduler_and_conductor_killed_mid_burst(make_stack):
     assert ", redelivered)" in scheduler_log, "no unacknowledged request was redelivered"
     assert spawn_counts(stack, ids) == {i: 1 for i in ids}, "a VM was built twice"
     with _engine(stack).connect() as c:
-        claims = c.execute(sa.text("SELECT instance_id, count(*) FROM claims "
-                                   "GROUP BY instance_id")).all()
-    assert sorted(i for i, _ in claims) == sorted(ids) and {n for _, n in claims} == {1}
+        held = c.execute(sa.text("SELECT consumer_id, count(*) FROM allocations "
+                                 "GROUP BY consumer_id")).all()
+    assert sorted(i for i, _ in held) == sorted(ids) and {n for _, n in held} == {1}
     nothing_orphaned(stack)
     report("scheduler and conductor SIGKILLed with 15 requests unacked and reports pending: "
            "20 VMs ACTIVE "
-           "and a delete done after the restart in", recovered, "each built once, one claim each")
+           "and a delete done after the restart in", recovered, "each built once, one allocation each")
 
 
 # == 3. RabbitMQ restarted during a burst ==============================================
@@ -608,7 +612,7 @@ def test_builds_that_never_finish_and_deletes_on_a_dead_host(make_stack, tmp_pat
         assert host in message and "%d s" % build_timeout in message, message
         assert "build_timeout" in message
         with _engine(stack).connect() as c:
-            assert c.execute(sa.text("SELECT count(*) FROM claims")).scalar() == 0
+            assert c.execute(sa.text("SELECT count(*) FROM allocations")).scalar() == 0
             assert tuple(c.execute(sa.text(
                 "SELECT vcpus_used, memory_mb_used, local_gb_used FROM compute_nodes "
                 "WHERE host = :h"), {"h": host}).one()) == (0, 0, 0)
@@ -620,7 +624,7 @@ def test_builds_that_never_finish_and_deletes_on_a_dead_host(make_stack, tmp_pat
         nothing_orphaned(stack)
         cleaned = time.monotonic() - released
         assert stack.vm(hung)["status"] == "ERROR"
-        report("host took a build and went silent: ERROR (claim released) after", to_error,
+        report("host took a build and went silent: ERROR (allocation released) after", to_error,
                "build_timeout %d s; the late spawn destroyed %.1f s after it finished"
                % (build_timeout, cleaned))
 
@@ -637,7 +641,7 @@ def test_builds_that_never_finish_and_deletes_on_a_dead_host(make_stack, tmp_pat
         wait_gone(stack, [victim], down_after + 15)
         local_delete = time.monotonic() - t0
         with _engine(stack).connect() as c:
-            assert c.execute(sa.text("SELECT count(*) FROM claims")).scalar() == 0
+            assert c.execute(sa.text("SELECT count(*) FROM allocations")).scalar() == 0
         assert "mininova-" + victim in domain_names()  # the host has not heard yet
         proc.send_signal(signal.SIGCONT)
         resumed = time.monotonic()
@@ -683,7 +687,8 @@ def test_watchdog_rules(pg_db, conf, recorder):
             actions.action_begin(s, inst.id, "req-" + name, "create", "p", None, "accepted",
                                  "api")
             if claim:
-                assert db_api.claim(s, inst.id, host, 1, 128, 1, (16.0, 1.5, 1.0))
+                assert allocations.allocate(s, inst.id, host, Resources(1, 128, 1),
+                                            (16.0, 1.5, 1.0))
             s.execute(sa.update(Instance).where(Instance.id == inst.id)
                       .values(updated_at=ago(age)))
             return inst.id
@@ -705,7 +710,7 @@ def test_watchdog_rules(pg_db, conf, recorder):
     assert [(m, a) for m, a, _ in compute.calls] == [("terminate_instance", ("up", lost_delete))]
     with pg_db.transaction() as s:
         rows = {i.id: i for i in s.scalars(sa.select(Instance))}
-        claims = set(s.scalars(sa.select(Claim.instance_id)))
+        held = set(s.scalars(sa.select(Allocation.consumer_id)))
         finished = {a.instance_id: a for a in s.scalars(sa.select(InstanceAction))}
     assert rows[silent].vm_state == "error" and rows[silent].host == "up"
     assert "host up" in rows[silent].fault and "60 s" in rows[silent].fault
@@ -713,7 +718,7 @@ def test_watchdog_rules(pg_db, conf, recorder):
     assert finished[silent].result == "error" and "build_timeout" in finished[silent].message
     assert rows[on_dead].deleted_at is not None and finished[on_dead].result == "success"
     assert rows[fresh].vm_state == "building" and rows[recent_delete].deleted_at is None
-    assert claims == {fresh, lost_delete, recent_delete}
+    assert held == {fresh, lost_delete, recent_delete}
 
     # A late "spawned" from the silent host loses; the host learns it never ran.
     ctxt = context.RequestContext(request_id="req-late")

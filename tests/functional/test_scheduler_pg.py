@@ -4,7 +4,9 @@ import concurrent.futures
 
 import pytest
 
+from common.db import allocations
 from common.db import api as db_api
+from common.db.allocations import Resources
 from common.db.models import Base
 from nova_scheduler.manager import SchedulerManager
 from tests.conftest import Recorder
@@ -25,7 +27,7 @@ def test_concurrent_claims_never_overcommit(pg_db):
 
     def claim(i):
         with pg_db.transaction() as s:
-            return db_api.claim(s, "vm-%d" % i, "h1", 1, 128, 1, RATIOS)
+            return allocations.allocate(s, "vm-%d" % i, "h1", Resources(1, 128, 1), RATIOS)
     with concurrent.futures.ThreadPoolExecutor(16) as pool:
         results = list(pool.map(claim, range(60)))
     # 1000 MB * 1.5 / 128 MB = 11 claims, each with its own host generation

@@ -15,7 +15,7 @@ from common import rpc, states
 from nova_manage import audit
 from nova_manage.audit import DbView, Finding, find_orphans, stable_findings
 from common.db import api as db_api
-from common.db.models import Claim, ComputeNode, Instance
+from common.db.models import Allocation, ComputeNode, Instance
 from nova_compute import rpcapi as compute_rpcapi
 from nova_compute.audit_responder import AuditResponder
 from nova_conductor.manager import ConductorManager
@@ -35,25 +35,28 @@ def row(host=H, vm_state=states.ACTIVE, task_state=None, age=10):
             "updated_at": NOW - datetime.timedelta(seconds=age)}
 
 
-def claim(host=H, vcpus=1, memory_mb=128, disk_gb=1):
+def alloc(host=H, vcpus=1, memory_mb=128, disk_gb=1):
     return {"host": host, "vcpus": vcpus, "memory_mb": memory_mb, "disk_gb": disk_gb}
 
 
-def view(instances=(), claims=None, nodes=None, services=(H, G)):
-    """A DbView whose claims default to one per row with a host, and whose
-    nodes' sums default to the claims' (a consistent DB)."""
+def view(instances=(), allocations=None, nodes=None, services=(H, G), moves=None):
+    """A DbView whose allocations ({consumer: alloc(...) or [alloc(...), ...]})
+    default to one per row with a host, and whose nodes' sums default to the
+    allocations' (a consistent DB)."""
     instances = dict(instances)
-    if claims is None:
-        claims = {i: claim(r["host"]) for i, r in instances.items() if r["host"]}
+    if allocations is None:
+        allocations = {i: alloc(r["host"]) for i, r in instances.items() if r["host"]}
+    held = [dict(a, consumer=consumer) for consumer, a_or_list in allocations.items()
+            for a in (a_or_list if isinstance(a_or_list, list) else [a_or_list])]
     if nodes is None:
         nodes = {}
         for h in services:
-            mine = [c for c in claims.values() if c["host"] == h]
+            mine = [c for c in held if c["host"] == h]
             nodes[h] = {"vcpus_used": sum(c["vcpus"] for c in mine),
                         "memory_mb_used": sum(c["memory_mb"] for c in mine),
                         "local_gb_used": sum(c["disk_gb"] for c in mine)}
-    return DbView(NOW, instances, dict(claims), {h: {"last_heartbeat": NOW, "disabled": False}
-                                                 for h in services}, nodes)
+    return DbView(NOW, instances, held, {h: {"last_heartbeat": NOW, "disabled": False}
+                                         for h in services}, nodes, dict(moves or {}))
 
 
 def report(domains=(), dirs=None, power="running"):
@@ -74,7 +77,7 @@ def test_consistent_world_has_no_findings():
     db = view({vid(1): row(), vid(2): row(vm_state=states.STOPPED),
                vid(3): row(host=G, vm_state=states.PAUSED),
                vid(4): row(host=None, vm_state=states.BUILDING, task_state=states.SCHEDULING)},
-              claims={vid(1): claim(), vid(2): claim(), vid(3): claim(G)})
+              allocations={vid(1): alloc(), vid(2): alloc(), vid(3): alloc(G)})
     reports = {H: report([vid(1), vid(2)]), G: report([vid(3)])}
     assert find_orphans(db, reports) == []
 
@@ -123,7 +126,7 @@ def test_directory_of_an_orphan_domain_is_reported_once_as_the_domain():
 def test_directory_left_after_a_reschedule_is_an_orphan_overlay():
     # The build failed on H, the VM waits for another host (no host yet).
     db = view({vid(1): row(host=None, vm_state=states.BUILDING,
-                           task_state=states.SCHEDULING)}, claims={})
+                           task_state=states.SCHEDULING)}, allocations={})
     findings = find_orphans(db, {H: report([], dirs=[vid(1)])})
     assert keys(findings) == [("orphan-overlay", H, vid(1), "row-elsewhere")]
 
@@ -135,53 +138,92 @@ def test_directory_of_a_vm_now_on_another_host_is_an_orphan_overlay():
     assert findings[0].details == {"row_host": G, "vm_state": states.ACTIVE}
 
 
-# -- claims and node sums --------------------------------------------------------------
+# -- allocations and node sums ----------------------------------------------------------
 
-def test_claim_without_live_row_is_an_orphan():
-    db = view({vid(1): row()}, claims={vid(1): claim(), vid(9): claim()})
+def test_allocation_without_live_row_is_an_orphan():
+    db = view({vid(1): row()}, allocations={vid(1): alloc(), vid(9): alloc()})
     findings = find_orphans(db, {H: report([vid(1)])})
-    assert keys(findings) == [("orphan-claim", H, vid(9), "no-live-row")]
+    assert keys(findings) == [("orphan-allocation", H, vid(9), "no-live-row")]
     assert findings[0].details == {"vcpus": 1, "memory_mb": 128, "disk_gb": 1}
 
 
-def test_claim_of_a_row_without_host_is_an_orphan():
-    # No valid host: ERROR without a host must not hold a claim.
-    db = view({vid(1): row(host=None, vm_state=states.ERROR)}, claims={vid(1): claim()})
+def test_allocation_of_a_row_without_host_is_an_orphan():
+    # No valid host: ERROR without a host must not hold an allocation.
+    db = view({vid(1): row(host=None, vm_state=states.ERROR)}, allocations={vid(1): alloc()})
     assert keys(find_orphans(db, {H: report()})) == [
-        ("orphan-claim", H, vid(1), "row-has-no-host")]
+        ("orphan-allocation", H, vid(1), "row-has-no-host")]
 
 
-def test_claim_on_another_host_than_its_row_is_an_orphan():
-    db = view({vid(1): row(host=G)}, claims={vid(1): claim(H)},
+def test_allocation_on_another_host_than_its_row_is_an_orphan():
+    db = view({vid(1): row(host=G)}, allocations={vid(1): alloc(H)},
               nodes={H: {"vcpus_used": 1, "memory_mb_used": 128, "local_gb_used": 1},
                      G: {"vcpus_used": 0, "memory_mb_used": 0, "local_gb_used": 0}})
     findings = find_orphans(db, {H: report(), G: report([vid(1)])})
-    assert keys(findings) == [("orphan-claim", H, vid(1), "row-elsewhere")]
+    assert keys(findings) == [("orphan-allocation", H, vid(1), "row-elsewhere")]
     assert findings[0].details["row_host"] == G
 
 
-def test_error_vm_that_keeps_its_host_keeps_its_claim():
+def test_error_vm_that_keeps_its_host_keeps_its_allocation():
     db = view({vid(1): row(vm_state=states.ERROR)})  # its domain vanished earlier
     assert find_orphans(db, {H: report()}) == []
 
 
-def test_node_sums_that_differ_from_the_claims_are_reported():
+MOVE = "00000000-0000-4000-9000-000000000001"
+
+
+def moving(vm, source=H, dest=G):
+    """A move of ``vm`` in progress from ``source`` to ``dest``."""
+    return {vm: {"uuid": MOVE, "source_host": source, "dest_host": dest,
+                 "status": "migrating"}}
+
+
+def test_a_move_holding_source_and_destination_finds_nothing():
+    """Mid-move the VM (row on its source) holds the destination and its
+    migration holds the source; its domain exists on both hosts."""
+    db = view({vid(1): row(host=H, task_state="resize_migrating")},
+              allocations={vid(1): alloc(G), MOVE: alloc(H)}, moves=moving(vid(1)))
+    assert find_orphans(db, {H: report([vid(1)]), G: report([vid(1)])}) == []
+
+
+def test_a_move_allocation_on_a_host_not_in_the_move_is_an_orphan():
+    db = view({vid(1): row(host=G)}, allocations={vid(1): alloc(G), MOVE: alloc(H)},
+              moves=moving(vid(1), source="elsewhere", dest=G))
+    findings = find_orphans(db, {H: report(), G: report([vid(1)])})
+    assert keys(findings) == [("orphan-allocation", H, MOVE, "host-not-in-move")]
+
+
+def test_an_ended_move_allocation_is_an_orphan():
+    db = view({vid(1): row(host=G)}, allocations={vid(1): alloc(G), MOVE: alloc(H)})
+    findings = find_orphans(db, {H: report(), G: report([vid(1)])})
+    assert keys(findings) == [("orphan-allocation", H, MOVE, "no-live-row")]
+
+
+def test_a_domain_arriving_or_leaving_in_a_move_is_no_orphan():
+    db = view({vid(1): row(host=G, task_state="migrating")},
+              allocations={vid(1): alloc(G), MOVE: alloc(H)}, moves=moving(vid(1)))
+    assert find_orphans(db, {H: report([vid(1)]), G: report([vid(1)])}) == []
+    no_move = view({vid(1): row(host=G, task_state="migrating")})
+    assert keys(find_orphans(no_move, {H: report([vid(1)]), G: report([vid(1)])})) == [
+        ("orphan-domain", H, vid(1), "row-elsewhere")]
+
+
+def test_node_sums_that_differ_from_the_allocations_are_reported():
     db = view({vid(1): row()}, nodes={
         H: {"vcpus_used": 3, "memory_mb_used": 128, "local_gb_used": 1},
         G: {"vcpus_used": 0, "memory_mb_used": 64, "local_gb_used": 0}})
     findings = find_orphans(db, {H: report([vid(1)]), G: report()})
-    assert keys(findings) == [("usage-mismatch", H, None, "used-differs-from-claims"),
-                              ("usage-mismatch", G, None, "used-differs-from-claims")]
-    assert findings[0].details == {"vcpus_used": 3, "vcpus_claimed": 1,
-                                   "memory_mb_used": 128, "memory_mb_claimed": 128,
-                                   "local_gb_used": 1, "local_gb_claimed": 1}
+    assert keys(findings) == [("usage-mismatch", H, None, "used-differs-from-allocations"),
+                              ("usage-mismatch", G, None, "used-differs-from-allocations")]
+    assert findings[0].details == {"vcpus_used": 3, "vcpus_allocated": 1,
+                                   "memory_mb_used": 128, "memory_mb_allocated": 128,
+                                   "local_gb_used": 1, "local_gb_allocated": 1}
 
 
 # -- orphan rows -----------------------------------------------------------------------
 
 def test_row_on_a_host_that_is_no_compute_service_is_an_orphan():
     db = view({vid(1): row(host="gone", vm_state=states.BUILDING, task_state=states.DELETING,
-                           age=99999)}, claims={})
+                           age=99999)}, allocations={})
     # Reported once, as host-gone (not also as stuck).
     assert keys(find_orphans(db, {})) == [("orphan-row", "gone", vid(1), "host-gone")]
 
@@ -215,7 +257,7 @@ def test_rows_building_or_deleting_too_long_are_stuck():
                vid(2): row(vm_state=states.ACTIVE, task_state=states.DELETING, age=4000),
                vid(3): row(vm_state=states.BUILDING, task_state=states.SPAWNING, age=100),
                vid(4): row(vm_state=states.ACTIVE, age=99999)},
-              claims={vid(2): claim(), vid(3): claim(), vid(4): claim()})
+              allocations={vid(2): alloc(), vid(3): alloc(), vid(4): alloc()})
     findings = find_orphans(db, {H: report([vid(2), vid(4)], dirs=[vid(2), vid(3), vid(4)])},
                             stuck_after=3600)
     assert keys(findings) == [("stuck-row", None, vid(1), "building"),
@@ -262,7 +304,7 @@ def test_findings_that_hold_all_along_are_kept_with_the_latest_values():
     reports = {H: report([vid(1), vid(2)]), G: report()}
     found = stable_findings(find_orphans(before, reports), find_orphans(after, reports))
     assert keys(found) == [("orphan-domain", H, vid(2), "no-live-row"),
-                           ("usage-mismatch", H, None, "used-differs-from-claims")]
+                           ("usage-mismatch", H, None, "used-differs-from-allocations")]
     assert found[1].details["vcpus_used"] == 6
 
 
@@ -280,9 +322,9 @@ def test_output_lines():
     assert not f.remaining
     f.fix = "failed:boom"
     assert f.remaining
-    assert Finding("usage-mismatch", H, None, "used-differs-from-claims", {
-        "vcpus_used": 2, "vcpus_claimed": 1}).line() == (
-        "usage-mismatch host=h1 vcpus_used=2 vcpus_claimed=1 reason=used-differs-from-claims")
+    assert Finding("usage-mismatch", H, None, "used-differs-from-allocations", {
+        "vcpus_used": 2, "vcpus_allocated": 1}).line() == (
+        "usage-mismatch host=h1 vcpus_used=2 vcpus_allocated=1 reason=used-differs-from-allocations")
 
 
 # -- the compute side, on libvirt's test driver ------------------------------------------
@@ -300,7 +342,7 @@ def sql(db, statement, **params):
 
 
 def forget_row(db, instance_id):
-    """The row goes behind mininova's back; domain, directory and claim stay."""
+    """The row goes behind mininova's back; domain, directory and allocation stay."""
     sql(db, "UPDATE instances SET deleted_at = :t, vm_state = 'deleted' WHERE id = :i",
         t=datetime.datetime(2024, 1, 1), i=instance_id)
 
@@ -399,13 +441,14 @@ def test_audit_command_finds_fixes_and_then_finds_nothing(rpc_compute, db, conf,
     keep = build(manager, db, conf, base_image, "keep")
     rowless = build(manager, db, conf, base_image, "rowless")
     vanished = build(manager, db, conf, base_image, "vanished")
-    forget_row(db, rowless)                        # domain, directory and claim stay
+    forget_row(db, rowless)                        # domain, directory and allocation stay
     manager.driver.destroy(vanished)               # the row says it is active
     stray_dir = str(uuid.uuid4())
     os.makedirs(os.path.join(conf.compute.instances_path, stray_dir))
-    stray_claim = str(uuid.uuid4())
-    with db.transaction() as s:                    # a claim nobody counted
-        s.add(Claim(instance_id=stray_claim, host=conf.host, vcpus=2, memory_mb=64, disk_gb=1))
+    stray_allocation = str(uuid.uuid4())
+    with db.transaction() as s:                    # an allocation nobody counted
+        s.add(Allocation(consumer_id=stray_allocation, host=conf.host, vcpus=2, memory_mb=64,
+                         disk_gb=1))
         ghost = db_api.instance_create(s, name="ghost", project_id="p", image_id="x",
                                        flavor_id="1", vcpus=1, memory_mb=64, root_gb=1,
                                        vm_state=states.ACTIVE, host="decommissioned")
@@ -418,9 +461,9 @@ def test_audit_command_finds_fixes_and_then_finds_nothing(rpc_compute, db, conf,
     assert found(out) == sorted([
         ("orphan-domain", conf.host, rowless, "no-live-row"),
         ("orphan-overlay", conf.host, stray_dir, "no-live-row"),
-        ("orphan-claim", conf.host, rowless, "no-live-row"),
-        ("orphan-claim", conf.host, stray_claim, "no-live-row"),
-        ("usage-mismatch", conf.host, None, "used-differs-from-claims"),
+        ("orphan-allocation", conf.host, rowless, "no-live-row"),
+        ("orphan-allocation", conf.host, stray_allocation, "no-live-row"),
+        ("usage-mismatch", conf.host, None, "used-differs-from-allocations"),
         ("orphan-row", "decommissioned", ghost, "host-gone"),
         ("orphan-row", conf.host, vanished, "domain-missing"),
     ])
@@ -437,8 +480,8 @@ def test_audit_command_finds_fixes_and_then_finds_nothing(rpc_compute, db, conf,
     assert fixes == {
         ("orphan-domain", rowless): "destroyed",
         ("orphan-overlay", stray_dir): "destroyed",
-        ("orphan-claim", rowless): "released",
-        ("orphan-claim", stray_claim): "released",
+        ("orphan-allocation", rowless): "released",
+        ("orphan-allocation", stray_allocation): "released",
         ("usage-mismatch", None): "recomputed",
         ("orphan-row", ghost): "soft-deleted",
         ("orphan-row", vanished): "error-marked",

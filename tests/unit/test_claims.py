@@ -1,11 +1,14 @@
-"""Claims: each resource bounds a claim, the host generation moves with every
-claim and release, and the scheduler's in-memory view (HostStates) never
-keeps a reservation a claim did not make, never counts one twice, and is
-read again after a claim lost in the DB."""
+"""The scheduler's claims (allocations of a VM on its host): each resource
+bounds a claim, the host generation moves with every claim and release, and
+the scheduler's in-memory view (HostStates) never keeps a reservation a claim
+did not make, never counts one twice, and is read again after a claim lost in
+the DB."""
 import pytest
 
 from common import states
+from common.db import allocations
 from common.db import api as db_api
+from common.db.allocations import Resources
 from nova_scheduler.host_state import HostStates
 from nova_scheduler.manager import SchedulerManager
 from tests.unit.test_scheduler import CTXT, RATIOS, add_host, add_vm, get
@@ -23,8 +26,7 @@ def node(db, host="h1"):
 def claim(db, instance_id, host="h1", **need):
     need = dict(ONE, **need)
     with db.transaction() as s:
-        return db_api.claim(s, instance_id, host, need["vcpus"], need["memory_mb"],
-                            need["disk_gb"], RATIOS)
+        return allocations.allocate(s, instance_id, host, Resources(**need), RATIOS)
 
 
 @pytest.mark.parametrize("resource", ["vcpus", "memory_mb", "disk_gb"])
@@ -47,8 +49,8 @@ def test_every_claim_and_release_moves_the_host_generation(db):
     assert not claim(db, "b", memory_mb=10 ** 6)  # refused: nothing changed
     assert node(db).generation == start + 1
     with db.transaction() as s:
-        assert db_api.claim_release(s, "a")
-        assert not db_api.claim_release(s, "a")  # released already: nothing changed
+        assert allocations.release(s, "a")
+        assert not allocations.release(s, "a")  # released already: nothing changed
     assert node(db).generation == start + 2
 
 
@@ -102,7 +104,7 @@ def test_after_a_lost_claim_the_hosts_are_read_again(sched, db):
     sched.refresh()                                # the view: only h1 has room
     assert claim(db, "intruder", "h1", memory_mb=1024)
     with db.transaction() as s:
-        db_api.claim_release(s, "old")             # h2 has room again
+        allocations.release(s, "old")             # h2 has room again
     sched.schedule_instance(CTXT, vm)
     inst = get(db, vm)
     assert (inst.host, inst.task_state) == ("h2", states.SPAWNING)
@@ -139,7 +141,7 @@ def test_a_vm_that_stops_waiting_is_not_claimed(sched, db, meanwhile):
     sched.schedule_instance(CTXT, vm)
     assert sched.compute_rpcapi.calls == []
     with db.transaction() as s:
-        assert db_api.claim_get(s, vm) is None
+        assert not allocations.of_consumer(s, vm)
         rows = {i.id: i for i in db_api.instance_list(s)}
     if vm in rows:
         assert (rows[vm].vm_state, rows[vm].task_state, rows[vm].host) == (

@@ -6,7 +6,9 @@ import datetime
 
 import pytest
 
+from common.db import allocations
 from common.db import api as db_api
+from common.db.allocations import Resources
 from common.db.models import Service
 from tests.unit.compute_surface import (  # noqa: F401  (fixtures)
     admin, app, fault, member, other, reader)
@@ -33,7 +35,7 @@ def hosts(db):
         vm = db_api.instance_insert(s, name="vm1", project_id="p1", image_id="i", flavor_id="1",
                                     vcpus=2, memory_mb=512, root_gb=1, vm_state="active",
                                     host="node1", task_state="rebooting")
-        db_api.claim(s, vm["id"], "node1", 2, 512, 1, (1.0, 1.0, 1.0))
+        allocations.allocate(s, vm["id"], "node1", Resources(2, 512, 1), (1.0, 1.0, 1.0))
     ids["vm1"] = vm["id"]
     return ids
 

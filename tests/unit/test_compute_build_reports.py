@@ -7,6 +7,7 @@ import os
 import pytest
 
 from common import exception, states
+from common.db import allocations
 from common.db import api as db_api
 from nova_compute.virt import fake_libvirt
 from nova_conductor.manager import ConductorManager
@@ -97,7 +98,7 @@ def assert_rolled_back(manager, db, conf, instance_id, fault):
     assert domains(manager) == []
     assert not os.path.exists(os.path.join(conf.compute.instances_path, instance_id))
     with db.transaction() as s:
-        assert db_api.claim_get(s, instance_id) is None
+        assert not allocations.of_consumer(s, instance_id)
 
 
 def test_a_step_failing_after_spawn_destroys_the_domain(build, db, conf):
@@ -183,4 +184,4 @@ def test_a_vm_deleted_during_spawn_leaves_no_domain(build, db, conf, delete):
     manager.terminate_instance(CTXT, instance["id"])
     assert row(db, instance["id"]) is None
     with db.transaction() as s:
-        assert db_api.claim_get(s, instance["id"]) is None
+        assert not allocations.of_consumer(s, instance["id"])

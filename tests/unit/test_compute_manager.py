@@ -4,7 +4,9 @@ import os
 import pytest
 
 from common import context, payloads, states
+from common.db import allocations
 from common.db import api as db_api
+from common.db.allocations import Resources
 from nova_compute.imagecache import ImageCache, read_file_chunks
 from nova_compute.manager import ComputeManager
 from nova_compute.virt import fake_libvirt
@@ -54,7 +56,7 @@ def placed_vm(db, conf, image_path, checksum, name="vm1"):
                                       flavor_id="1", vcpus=1, memory_mb=128, root_gb=1,
                                       vm_state=states.BUILDING, task_state=states.SPAWNING,
                                       host=conf.host, mac_address="52:54:00:00:00:2a")
-        db_api.claim(s, inst.id, conf.host, 1, 128, 1, RATIOS)
+        allocations.allocate(s, inst.id, conf.host, Resources(1, 128, 1), RATIOS)
         return payloads.instance(inst), payloads.image(image)
 
 
@@ -108,7 +110,7 @@ def test_failed_spawn_rolls_back(conf, db, base_image):
         assert inst.vm_state == states.ERROR and "injected failure" in inst.fault
         assert manager.driver.list_instances() == []
         with db.transaction() as s:
-            assert db_api.claim_get(s, instance["id"]) is None
+            assert not allocations.of_consumer(s, instance["id"])
     finally:
         manager.driver.cleanup_host()
 

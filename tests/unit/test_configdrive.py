@@ -14,7 +14,9 @@ import pytest
 from oslo_config import cfg
 
 from common import config, context, exception, payloads, states
+from common.db import allocations
 from common.db import api as db_api
+from common.db.allocations import Resources
 from nova_compute import guest_data
 from nova_compute.imagecache import ImageCache, read_file_chunks
 from nova_compute.manager import ComputeManager
@@ -297,7 +299,7 @@ def test_build_gives_the_vm_a_config_drive_from_its_payload(conf, db, tmp_path):
                                      flavor_id="1", vcpus=1, memory_mb=128, root_gb=1,
                                      vm_state=states.BUILDING, task_state=states.SPAWNING,
                                      host=conf.host, mac_address=MAC)
-        db_api.claim(s, row.id, conf.host, 1, 128, 1, (16.0, 1.5, 1.0))
+        allocations.allocate(s, row.id, conf.host, Resources(1, 128, 1), (16.0, 1.5, 1.0))
         instance, image = payloads.instance(row), payloads.image(image)
     try:
         manager.build_instance(ctxt, dict(instance, key_name="alice", key_data=KEY,

@@ -11,8 +11,10 @@ import pytest
 import sqlalchemy as sa
 
 from common import states
+from common.db import allocations
 from common.db import api as db_api
 from common.db import auth as db_auth
+from common.db.allocations import Resources
 from common.db.models import Instance, utcnow
 from common.timeline import DbSink, Timeline
 from nova_api.app import create_app
@@ -159,7 +161,7 @@ def test_a_delete_gives_claim_and_quota_back_once(api, db):
     conductor.service_heartbeat(CTXT, "h1", "mininova-compute",
                                 {"vcpus": 4, "memory_mb": 4096, "local_gb": 50})
     with db.transaction() as s:  # placed on h1 and built there
-        assert db_api.claim(s, vm, "h1", 1, 128, 1, (16.0, 1.5, 1.0))
+        assert allocations.allocate(s, vm, "h1", Resources(1, 128, 1), (16.0, 1.5, 1.0))
         db_api.instance_update_if(s, vm, {"host": "h1", "task_state": states.SPAWNING})
     assert conductor.instance_spawned(CTXT, vm, "h1", "running")
     assert api.delete("/v1/vms/" + vm).status_code == 202

@@ -6,6 +6,7 @@ import pytest
 
 
 from common import context, states
+from common.db import allocations
 from common.db import api as db_api
 from nova_compute import events, reconciler
 from nova_conductor.manager import ConductorManager
@@ -139,8 +140,8 @@ def test_settle_interrupted_build_and_delete(conf, db, base_image):
         assert inst.vm_state == states.ERROR and "interrupted" in inst.fault
         assert not os.path.exists(os.path.join(conf.compute.instances_path, a["id"]))
         with db.transaction() as s:
-            assert db_api.claim_get(s, a["id"]) is None
-            assert db_api.claim_get(s, queued["id"]) is not None
+            assert not allocations.of_consumer(s, a["id"])
+            assert allocations.of_consumer(s, queued["id"])
             assert sorted(i.id for i in db_api.instance_list(s)) == sorted([a["id"], queued["id"]])
         assert row(db, queued["id"]).task_state == states.SPAWNING  # its request will build it
         assert manager.driver.list_instances() == []

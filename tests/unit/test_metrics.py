@@ -12,7 +12,9 @@ import sqlalchemy as sa
 from prometheus_client.parser import text_string_to_metric_families
 
 from common import context, metrics, rpc, states
+from common.db import allocations
 from common.db import api as db_api
+from common.db.allocations import Resources
 from common.db.models import Instance, utcnow
 from nova_api.app import create_app
 from nova_conductor.manager import ConductorManager
@@ -167,7 +169,7 @@ def spawning(db, host):
     add_host(db, host)
     vm = add_vm(db, "vm-" + host)
     with db.transaction() as s:
-        assert db_api.claim(s, vm, host, 1, 128, 1, RATIOS)
+        assert allocations.allocate(s, vm, host, Resources(1, 128, 1), RATIOS)
         db_api.instance_update_if(s, vm, {"host": host, "task_state": states.SPAWNING})
     return vm
 

@@ -53,7 +53,7 @@ def test_flavors_keep_their_sizes_and_back(conf):
             rows = c.execute(sa.text("SELECT resource FROM quota_limits")).all()
             assert [r[0] for r in rows] == ["cores"]   # what the old schema cannot hold goes
             assert "key_pairs" not in sa.inspect(c).get_table_names()
-        migration.db_sync(url)
+        migration.db_sync(url, revision=REVISION)
         assert migration.db_version(url) == REVISION
     finally:
         engine.dispose()

@@ -4,7 +4,9 @@ import datetime
 import pytest
 
 from common import context, states
+from common.db import allocations
 from common.db import api as db_api
+from common.db.allocations import Resources
 from common.db.models import utcnow
 from nova_conductor.manager import ConductorManager
 from nova_scheduler.manager import SchedulerManager
@@ -54,7 +56,7 @@ def test_places_on_host_with_most_free_ram_and_claims(scheduler, db):
     (method, args, _), = scheduler.compute_rpcapi.calls
     assert method == "build_instance" and args[0] == "big" and args[1]["id"] == vm
     with db.transaction() as s:
-        assert db_api.claim_get(s, vm).memory_mb == 128
+        assert allocations.of_consumer(s, vm)[0].memory_mb == 128
 
 
 def test_redelivered_request_does_not_claim_twice(scheduler, db):
@@ -102,7 +104,7 @@ def test_concurrent_claims_never_overcommit(db):
     # 1000 MB * 1.5 = 1500 MB: room for exactly eleven 128 MB VMs.
     def claim(i):
         with db.transaction() as s:
-            return db_api.claim(s, "vm-%d" % i, "h1", 1, 128, 1, RATIOS)
+            return allocations.allocate(s, "vm-%d" % i, "h1", Resources(1, 128, 1), RATIOS)
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
         results = list(pool.map(claim, range(30)))
     assert sum(1 for r in results if r) == 11 and sorted(filter(None, results)) == list(range(1, 12))
@@ -110,7 +112,7 @@ def test_concurrent_claims_never_overcommit(db):
         node = [n for _, n in db_api.compute_hosts(s)][0]
         assert node.memory_mb_used == 11 * 128
         for i in range(30):
-            db_api.claim_release(s, "vm-%d" % i)
+            allocations.release(s, "vm-%d" % i)
     with db.transaction() as s:
         node = [n for _, n in db_api.compute_hosts(s)][0]
         assert (node.vcpus_used, node.memory_mb_used, node.local_gb_used) == (0, 0, 0)
@@ -121,7 +123,7 @@ def test_conductor_reports_are_conditional(db):
     vm = add_vm(db)
     conductor = ConductorManager(db)
     with db.transaction() as s:
-        assert db_api.claim(s, vm, "h1", 1, 128, 1, RATIOS)
+        assert allocations.allocate(s, vm, "h1", Resources(1, 128, 1), RATIOS)
         db_api.instance_update_if(s, vm, {"host": "h1", "task_state": states.SPAWNING})
     # A report from a host that does not own the VM changes nothing.
     assert not conductor.instance_spawned(CTXT, vm, "other", "running")
@@ -134,20 +136,20 @@ def test_conductor_reports_are_conditional(db):
     assert conductor.instance_terminated(CTXT, vm, "h1")
     assert conductor.instance_get(CTXT, vm) is None
     with db.transaction() as s:
-        assert db_api.claim_get(s, vm) is None
+        assert not allocations.of_consumer(s, vm)
 
 
 def test_build_failure_releases_claim(db):
     add_host(db, "h1")
     vm = add_vm(db)
     with db.transaction() as s:
-        db_api.claim(s, vm, "h1", 1, 128, 1, RATIOS)
+        allocations.allocate(s, vm, "h1", Resources(1, 128, 1), RATIOS)
         db_api.instance_update_if(s, vm, {"host": "h1", "task_state": states.SPAWNING})
     assert ConductorManager(db).instance_build_failed(CTXT, vm, "h1", "disk exploded")
     inst = get(db, vm)
     assert inst.vm_state == states.ERROR and inst.fault == "disk exploded"
     with db.transaction() as s:
-        assert db_api.claim_get(s, vm) is None
+        assert not allocations.of_consumer(s, vm)
 
 
 def group(db, policy):
@@ -233,7 +235,7 @@ def test_reschedule_then_fault_lists_every_host(conf, db, recorder):
     for h in tried:
         assert "%s: boom on %s" % (h, h) in inst.fault
     with db.transaction() as s:
-        assert db_api.claim_get(s, vm) is None
+        assert not allocations.of_consumer(s, vm)
         assert all(n.memory_mb_used == 0 for _, n in db_api.compute_hosts(s))
 
 
@@ -297,7 +299,7 @@ def test_host_states_count_each_claim_once(db):
     dropped.cancel()
     assert used() == {"h1": 128}
     with db.transaction() as s:  # the claim of ``kept``, as the scheduler makes it
-        generation = db_api.claim(s, "vm-kept", "h1", 1, 128, 1, RATIOS)
+        generation = allocations.allocate(s, "vm-kept", "h1", Resources(1, 128, 1), RATIOS)
     kept.claimed(generation)
     assert used() == {"h1": 128}  # the old snapshot, plus the claim
     states_.mark_stale()
@@ -329,7 +331,7 @@ def test_a_build_interrupted_by_its_hosts_restart_may_go_back_there(conf, db, re
         inst = get(db, vm)
         assert (inst.host, inst.task_state) == ("h1", states.SPAWNING), inst.fault
         with db.transaction() as s:
-            assert db_api.claim_get(s, vm).host == "h1"
+            assert allocations.of_consumer(s, vm)[0].host == "h1"
     assert conductor.instance_build_interrupted(CTXT, vm, "h1", "restart 3")
     inst = get(db, vm)
     assert inst.vm_state == states.ERROR and "h1: restart 3" in inst.fault

@@ -4,7 +4,9 @@ no late report from compute can undo a delete."""
 import pytest
 
 from common import exception, states
+from common.db import allocations
 from common.db import api as db_api
+from common.db.allocations import Resources
 from nova_api.app import create_app
 from nova_conductor.manager import ConductorManager
 from tests.unit.conftest import auth_headers
@@ -83,7 +85,7 @@ def deleting(db):
     add_host(db, "h1")
     vm = vm_on_host(db, "vm", states.ACTIVE)
     with db.transaction() as s:
-        assert db_api.claim(s, vm, "h1", 1, 128, 1, RATIOS)
+        assert allocations.allocate(s, vm, "h1", Resources(1, 128, 1), RATIOS)
         db_api.instance_update_if(s, vm, {"task_state": states.DELETING})
     return vm
 
@@ -105,9 +107,9 @@ def test_a_late_report_cannot_undo_a_delete(db, deleting, report):
     assert (inst.vm_state, inst.task_state, inst.host, inst.fault) == (
         states.ACTIVE, states.DELETING, "h1", None)
     with db.transaction() as s:
-        assert db_api.claim_get(s, deleting) is not None
+        assert allocations.of_consumer(s, deleting)
     # ... and the delete still ends as it should.
     assert ConductorManager(db).instance_terminated(CTXT, deleting, "h1")
     with db.transaction() as s:
-        assert db_api.claim_get(s, deleting) is None
+        assert not allocations.of_consumer(s, deleting)
         assert db_api.instance_list(s) == []
