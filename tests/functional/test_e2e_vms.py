@@ -204,7 +204,7 @@ def test_action_timeline_of_create_and_delete(stack):
     def finished():
         action = stack.get("/v1/vms/%s/actions/%s" % (vm["id"], request_id)).json()["action"]
         return action if action["result"] == "success" else None
-    action = wait_for(finished, 10, what="the create action to finish")
+    action = wait_for(finished, 60, what="the create action to finish")
     assert action["action"] == "create"
     events = [(e["event"], e["host"]) for e in action["events"]]
     for expected in ("accepted", "scheduled", "image fetched", "disk cloned", "domain defined",
@@ -219,7 +219,7 @@ def test_action_timeline_of_create_and_delete(stack):
     delete_id = r.headers["X-Request-Id"]
     stack.wait_gone(vm["id"])
     actions = wait_for(lambda: [a for a in stack.get("/v1/vms/%s/actions" % vm["id"]).json()[
-        "actions"] if a["result"]], 10, what="both actions finished")
+        "actions"] if a["result"]], 60, what="both actions finished")
     assert {a["request_id"] for a in actions} >= {request_id, delete_id}
     assert actions[0]["action"] == "delete"  # newest first; readable after the delete
 
@@ -282,7 +282,7 @@ def test_daemons_reconnect_when_their_db_connections_are_cut(stack):
         with engine.connect() as c:
             return not c.execute(sa.text("SELECT count(*) FROM pg_stat_activity "
                                          "WHERE pid = ANY(:pids)"), {"pids": killed}).scalar()
-    wait_for(all_exited, 10, what="the terminated backends to exit")
+    wait_for(all_exited, 60, what="the terminated backends to exit")
     for _ in range(3):
         r = stack.get("/v1/vms")
         assert r.status_code == 200, r.text

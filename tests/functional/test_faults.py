@@ -878,7 +878,7 @@ def test_garbage_on_every_queue_is_dead_lettered(make_stack):
                 if message is None:
                     return len(dead) >= sum(sent.values())
                 dead.append(message)
-        wait_for(all_dead, 30, what="%d messages in mininova.dead" % sum(sent.values()))
+        wait_for(all_dead, 120, what="%d messages in mininova.dead" % sum(sent.values()))
         elapsed = time.monotonic() - t0
         by_queue = {}
         for message in dead:

@@ -35,7 +35,7 @@ def test_a_build_is_counted_by_every_daemon(stack):
         # The conductor counts right after the commit that made the VM ACTIVE.
         built = lambda s: val(s, "mininova_builds_total", outcome="success")  # noqa: E731
         wait_for(lambda: built(scrape(stack.metrics_urls["conductor"])) >=
-                 built(before["conductor"]) + 1, 10, what="the build counted")
+                 built(before["conductor"]) + 1, 60, what="the build counted")
         after = scrape_all(stack)
     finally:
         stack.delete("/v1/vms/" + vm["id"])

@@ -76,7 +76,7 @@ def test_tap_sees_casts_calls_and_their_replies(vhost_url, echo_server, sender):
                 if follow.accept(rec):
                     records.append(rec)
             return len(records) >= 3
-        wait_for(three, 10, what="cast, call and reply on the tap")
+        wait_for(three, 60, what="cast, call and reply on the tap")
     finally:
         tap.close()
     cast, call, reply = records
@@ -104,7 +104,7 @@ def test_caller_without_the_reply_exchange_header_still_gets_its_reply(vhost_url
         kombu.Producer(channel).publish(body, exchange="mininova", routing_key="echo.node1",
                                         reply_to=reply_queue.name, correlation_id="c1",
                                         content_type="application/json")
-        message = wait_for(lambda: reply_queue.get(no_ack=True), 10, what="the reply")
+        message = wait_for(lambda: reply_queue.get(no_ack=True), 60, what="the reply")
         assert protocol.decode_reply(message.body) == {"value": "old"}
         assert message.delivery_info["exchange"] == ""
     finally:
