@@ -148,6 +148,8 @@ class ComputeManager:
             "memory_mb": max(0, res["memory_mb"] - comp.reserved_host_memory_mb),
             "local_gb": max(0, res["local_gb"] - comp.reserved_host_disk_gb),
             "hypervisor_type": res.get("hypervisor_type"),
+            "hypervisor_version": res.get("hypervisor_version"),
+            "cpu_info": res.get("cpu_info"),
         }
         # Not retried here: the next beat is the retry (report_in retries its own).
         if wait:  # a call: returns once the conductor committed it

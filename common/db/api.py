@@ -226,6 +226,9 @@ def service_heartbeat(s, host, binary, resources=None):
         node.memory_mb = int(resources["memory_mb"])
         node.local_gb = int(resources["local_gb"])
         node.hypervisor_type = resources.get("hypervisor_type")
+        node.hypervisor_version = resources.get("hypervisor_version")
+        cpu_info = resources.get("cpu_info")
+        node.cpu_info = None if cpu_info is None else json.dumps(cpu_info, sort_keys=True)
         node.updated_at = now
     s.flush()
     return svc

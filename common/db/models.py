@@ -164,6 +164,8 @@ class ComputeNode(Base):
     memory_mb_used: Mapped[int] = mapped_column(Integer, default=0)
     local_gb_used: Mapped[int] = mapped_column(Integer, default=0)
     hypervisor_type: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    hypervisor_version: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    cpu_info: Mapped[str | None] = mapped_column(Text, nullable=True)  # JSON, as reported
     updated_at: Mapped[datetime.datetime] = mapped_column(DateTime, default=utcnow)
     # Bumped whenever the ``*_used`` sums change: a reader that saw
     # generation >= g has seen the allocation that made it g (see

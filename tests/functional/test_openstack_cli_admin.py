@@ -113,6 +113,9 @@ def test_hypervisors_and_compute_services(stack):
     hypervisors = osc(stack, "admin", "hypervisor", "list", "-f", "json")
     assert [h["Hypervisor Hostname"] for h in hypervisors] == [stack.host]
     assert osc(stack, "demo", "hypervisor", "list", check=False).returncode != 0
+    shown = osc(stack, "admin", "hypervisor", "show", stack.host, "-f", "json")
+    # What the compute's driver reported (the fake's version and CPU).
+    assert shown["hypervisor_version"] == 1 and shown["vcpus"] > 0
     services = osc(stack, "admin", "compute", "service", "list", "-f", "json")
     compute = [s for s in services if s["Binary"] == "nova-compute"]
     assert [(s["Host"], s["Status"], s["State"]) for s in compute] == [

@@ -20,7 +20,8 @@ HYPERVISOR_KEYS = {"id", "hypervisor_hostname", "state", "status", "hypervisor_t
                    "memory_mb", "memory_mb_used", "free_ram_mb", "local_gb", "local_gb_used",
                    "free_disk_gb", "disk_available_least", "running_vms", "current_workload",
                    "service"}
-RESOURCES = {"vcpus": 8, "memory_mb": 16384, "local_gb": 100, "hypervisor_type": "QEMU"}
+RESOURCES = {"vcpus": 8, "memory_mb": 16384, "local_gb": 100, "hypervisor_type": "QEMU",
+             "hypervisor_version": 8000000, "cpu_info": {"arch": "x86_64", "cores": 4}}
 
 
 @pytest.fixture
@@ -106,7 +107,8 @@ def test_hypervisors(admin, hosts):
     node1 = detail[0]
     assert (node1["vcpus_used"], node1["memory_mb_used"], node1["free_ram_mb"],
             node1["running_vms"], node1["current_workload"]) == (2, 512, 15872, 1, 1)
-    assert isinstance(node1["cpu_info"], str) and node1["hypervisor_type"] == "QEMU"
+    assert node1["cpu_info"] == '{"arch": "x86_64", "cores": 4}'   # a JSON string below 2.28
+    assert node1["hypervisor_type"] == "QEMU" and node1["hypervisor_version"] == 8000000
     assert node1["service"] == {"host": "node1", "id": hosts["node1"], "disabled_reason": None}
     assert admin.get("/os-hypervisors/%d" % hosts["node1"]).get_json() == {
         "hypervisor": node1}
@@ -126,6 +128,11 @@ def test_hypervisors(admin, hosts):
                  "/os-hypervisors/999/uptime", "/os-hypervisors/zzz/search",
                  "/os-hypervisors/zzz/servers"):
         fault(admin.get(path), 404)
+
+
+def test_no_aggregates(admin, member):
+    assert admin.get("/os-aggregates").get_json() == {"aggregates": []}
+    fault(member.get("/os-aggregates"), 403)
 
 
 @pytest.mark.parametrize("path", [

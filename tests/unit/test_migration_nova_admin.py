@@ -1,6 +1,7 @@
-"""Migration 0008: flavors keep what they were and gain Nova's other
-fields; keypairs, flavor access, extra specs and quota classes have tables
-that match the models; and back."""
+"""Migrations 0008 and 0010: flavors keep what they were and gain Nova's
+other fields; keypairs, flavor access, extra specs and quota classes have
+tables that match the models; compute nodes gain the hypervisor's version
+and CPU; and back."""
 import sqlalchemy as sa
 from alembic import command
 from alembic.autogenerate import compare_metadata
@@ -11,8 +12,9 @@ from common.db import migration
 from common.db.models import Base
 
 REVISION, PREVIOUS = "0008", "ks01"
+HYPERVISOR_REVISION, BEFORE_HYPERVISOR = "0010", "0009"
 TABLES = {"flavors", "flavor_projects", "flavor_extra_specs", "key_pairs", "quota_classes",
-          "quota_limits"}
+          "quota_limits", "compute_nodes"}
 
 
 def _table_of(diff):
@@ -36,7 +38,7 @@ def test_flavors_keep_their_sizes_and_back(conf):
     migration.db_sync(url, revision=PREVIOUS)
     engine = sa.create_engine(url)
     try:
-        migration.db_sync(url)
+        migration.db_sync(url, revision=REVISION)
         with engine.begin() as c:
             row = c.execute(sa.text(
                 "SELECT name, memory_mb, ephemeral_gb, swap_mb, rxtx_factor, is_public, "
@@ -55,5 +57,26 @@ def test_flavors_keep_their_sizes_and_back(conf):
             assert "key_pairs" not in sa.inspect(c).get_table_names()
         migration.db_sync(url, revision=REVISION)
         assert migration.db_version(url) == REVISION
+    finally:
+        engine.dispose()
+
+
+def test_hypervisor_details_are_kept_and_back(conf):
+    url = config.database_url(conf)
+    migration.db_sync(url)
+    engine = sa.create_engine(url)
+    try:
+        with engine.begin() as c:
+            c.execute(sa.text("INSERT INTO compute_nodes (host, vcpus, memory_mb, local_gb, "
+                              "vcpus_used, memory_mb_used, local_gb_used, updated_at, "
+                              "generation, hypervisor_version, cpu_info) VALUES ('h1', 1, 1, "
+                              "1, 0, 0, 0, '2026-01-01', 0, 8000000, '{}')"))
+        cfg = migration._config(url)
+        with engine.begin() as c:
+            cfg.attributes["connection"] = c
+            command.downgrade(cfg, BEFORE_HYPERVISOR)
+        with engine.begin() as c:
+            assert c.execute(sa.text("SELECT host FROM compute_nodes")).scalar() == "h1"
+        assert migration.db_version(url) == BEFORE_HYPERVISOR
     finally:
         engine.dispose()

@@ -9,14 +9,14 @@ errors are Nova faults (nova_api/openstack/faults.py) from the one
 exception hierarchy."""
 from flask import request
 
-from nova_api.openstack.compute import (availability_zones, extensions, flavor_access,
-                                        flavor_extra_specs, flavors, hypervisors, keypairs,
-                                        microversion, quota_sets, resource, server_groups,
-                                        services, versions)
+from nova_api.openstack.compute import (aggregates, availability_zones, extensions,
+                                        flavor_access, flavor_extra_specs, flavors,
+                                        hypervisors, keypairs, microversion, quota_sets,
+                                        resource, server_groups, services, versions)
 
 BLUEPRINTS = (flavors.bp, flavor_access.bp, flavor_extra_specs.bp, keypairs.bp,
               server_groups.bp, quota_sets.bp, availability_zones.bp, services.bp,
-              hypervisors.bp, extensions.bp)
+              hypervisors.bp, aggregates.bp, extensions.bp)
 
 
 def _versioned(path):

@@ -5,7 +5,9 @@ JSON string, ``statistics`` still exists (gone at 2.88).
 
 The "used" figures are what the scheduler claimed on the host, as Nova's
 resource tracker counts them; ``current_workload`` counts the VMs there
-with a task in progress."""
+with a task in progress. ``hypervisor_version`` and ``cpu_info`` are what
+the host's driver reports (0 and "{}" until it has); ``host_ip`` is not
+known (null)."""
 from flask import current_app, jsonify
 
 from common import exception
@@ -38,8 +40,9 @@ def detail(svc, node, liveness, counts):
     free_disk = node.local_gb - node.local_gb_used
     return dict(
         summary(svc, node, liveness),
-        hypervisor_type=node.hypervisor_type or DEFAULT_TYPE, hypervisor_version=0,
-        host_ip=None, cpu_info="{}", vcpus=node.vcpus, vcpus_used=node.vcpus_used,
+        hypervisor_type=node.hypervisor_type or DEFAULT_TYPE,
+        hypervisor_version=node.hypervisor_version or 0, host_ip=None,
+        cpu_info=node.cpu_info or "{}", vcpus=node.vcpus, vcpus_used=node.vcpus_used,
         memory_mb=node.memory_mb, memory_mb_used=node.memory_mb_used,
         free_ram_mb=node.memory_mb - node.memory_mb_used, local_gb=node.local_gb,
         local_gb_used=node.local_gb_used, free_disk_gb=free_disk,
