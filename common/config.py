@@ -65,7 +65,8 @@ api_opts = [
                help="Largest JSON request body accepted; the server stops receiving "
                     "a larger one (any body but an image upload) there, with a 413."),
     cfg.IntOpt("max_image_bytes", default=20 * 1024 ** 3, min=1024,
-               help="Largest image upload accepted by POST /v1/images."),
+               help="Largest image upload accepted by POST /v1/images and by Glance's "
+                    "PUT /image/v2/images/<id>/file."),
     cfg.IntOpt("max_limit", default=1000, min=1,
                help="Most items a list (GET /v1/vms) returns in one page, whatever "
                     "its ?limit= asks; a 'next' link leads to the rest (as Nova's "

@@ -57,6 +57,10 @@ class InvalidKeypair(Invalid):
     msg_fmt = "Keypair data is invalid: %(reason)s"
 
 
+class InvalidImageData(Invalid):
+    msg_fmt = "Image data is not in %(disk_format)s format: %(reason)s"
+
+
 class Unauthorized(MininovaException):
     code = 401
     msg_fmt = "Authentication required: %(reason)s"
@@ -172,6 +176,10 @@ class FlavorAccessExists(Conflict):
 
 class KeypairExists(Conflict):
     msg_fmt = "Key pair '%(name)s' already exists."
+
+
+class ImageStatusConflict(Conflict):
+    msg_fmt = "Image %(image)s is %(status)s; this needs it %(needed)s."
 
 
 class PayloadTooLarge(MininovaException):

@@ -1,4 +1,5 @@
 """``mininova-api``: the REST API on waitress, a production WSGI server."""
+import re
 import sys
 
 from common import config, log, rpc, service
@@ -10,6 +11,7 @@ from nova_compute.rpcapi import ComputeRPCAPI
 from nova_scheduler.rpcapi import SchedulerRPCAPI
 
 IMAGE_UPLOAD = ("POST", "/v1/images")
+GLANCE_UPLOAD = re.compile(r"^/image/v2/images/[^/]+/file/?\Z")
 
 
 def build_app(conf):
@@ -26,10 +28,12 @@ def build_app(conf):
 
 def body_cap(api_conf):
     """What the server buffers of a request's body before the app sees it
-    (past it: 413): an image upload up to max_image_bytes; any other body
-    is JSON, which the app refuses past max_body_bytes anyway."""
+    (past it: 413): an image upload (/v1's POST, Glance's PUT of a file) up
+    to max_image_bytes; any other body is JSON, which the app refuses past
+    max_body_bytes anyway."""
     def cap(method, path):
-        if (method, path.rstrip("/")) == IMAGE_UPLOAD:
+        if ((method, path.rstrip("/")) == IMAGE_UPLOAD
+                or (method == "PUT" and GLANCE_UPLOAD.match(path))):
             return api_conf.max_image_bytes
         return api_conf.max_body_bytes
     return cap

@@ -37,7 +37,8 @@ MISS_RELOAD_INTERVAL = 1.0
 _MAX_IMAGE_REFS = 10000
 
 FlavorInfo = collections.namedtuple("FlavorInfo", "id name vcpus memory_mb root_gb is_public")
-ImageInfo = collections.namedtuple("ImageInfo", "id name min_ram min_disk")
+ImageInfo = collections.namedtuple("ImageInfo",
+                                   "id name min_ram min_disk owner visibility status")
 
 
 class _Flavors:
@@ -110,7 +111,8 @@ class Lookups:
 
     def image(self, ref):
         """The live image with id or else name ``ref`` (as ``db_api.image_get``),
-        at most ``image_ttl`` seconds old; ImageNotFound (404) if none."""
+        at most ``image_ttl`` seconds old; ImageNotFound (404) if none. Only
+        active images are kept: one being uploaded is seen active at once."""
         ref = str(ref)
         now = self.clock()
         hit = self._images.get(ref)
@@ -118,7 +120,10 @@ class Lookups:
             return hit[1]
         with self.db.transaction() as s:
             image = db_api.image_get(s, ref)
-            info = ImageInfo(image.id, image.name, image.min_ram, image.min_disk)
+            info = ImageInfo(image.id, image.name, image.min_ram, image.min_disk, image.owner,
+                             image.visibility, image.status)
+        if info.status != "active":
+            return info
         with self._lock:
             if len(self._images) >= _MAX_IMAGE_REFS:
                 self._images.clear()

@@ -118,14 +118,17 @@ def _surrogate_path(body):
     return None
 
 
-def json_body(schema):
-    """The request's JSON body, validated against ``schema``."""
+def json_body(schema, media_types=("application/json",)):
+    """The request's JSON body, validated against ``schema``; 415 unless it
+    comes as one of ``media_types``."""
     limit = current_app.config["MAX_BODY_BYTES"]
     if request.content_length is not None and request.content_length > limit:
         raise exception.PayloadTooLarge(limit=limit)
     mimetype = request.mimetype or ""
-    if mimetype != "application/json":
-        raise exception.UnsupportedMediaType(content_type=mimetype or "(none)")
+    if mimetype not in media_types:
+        raise exception.UnsupportedMediaType(
+            "Unsupported content type '%s'; use %s." % (mimetype[:100] or "(none)",
+                                                         media_types[0]))
     raw = _read_limited(request.stream, limit)
     if len(raw) > limit:
         raise exception.PayloadTooLarge(limit=limit)

@@ -10,6 +10,7 @@ from common.db import actions
 from common.db import api as db_api
 from common.db import auth as db_auth
 from common.db import hosts as db_hosts
+from common.db import images as db_images
 from common.timeline import DbSink, Timeline
 from nova_api import lookups
 
@@ -35,6 +36,11 @@ class VMService:
         """Store a VM in BUILD and cast it to the scheduler; returns its
         fields as a dict (``db_api.instance_insert``)."""
         image = self.lookups.image(image_ref)
+        if not db_images.visible_to(ctxt, image):
+            raise exception.ImageNotFound(image=image_ref)
+        if image.status != "active":
+            raise exception.Invalid(reason="image %s is %s, not active" % (image_ref,
+                                                                          image.status))
         flavor = self.lookups.flavor(flavor_ref, ctxt.project_id, ctxt.is_admin)
         if flavor.memory_mb < image.min_ram:
             raise exception.Invalid(reason="flavor %s has %d MB RAM; image %s needs %d MB"

@@ -26,17 +26,18 @@ def db_sync(conf, args):
 
 
 def image_add(conf, args):
-    image_id, path, size, checksum = imagestore.import_file(conf, args.path)
+    stored = imagestore.import_file(conf, args.path)
     try:
         with _db(conf).transaction() as s:
-            image = db_api.image_create(s, id=image_id, name=args.name, disk_format="qcow2",
-                                        size=size, checksum=checksum, min_ram=args.min_ram,
-                                        min_disk=args.min_disk, location=path, status="active")
+            image = db_api.image_create(s, id=stored.image_id, name=args.name,
+                                        disk_format="qcow2", min_ram=args.min_ram,
+                                        min_disk=args.min_disk, status="active",
+                                        **stored.columns())
     except Exception:
-        imagestore.remove(path)  # nothing left behind
+        imagestore.remove(stored.path)  # nothing left behind
         raise
-    print(json.dumps({"id": image.id, "name": image.name, "size": size,
-                      "checksum": checksum}))
+    print(json.dumps({"id": image.id, "name": image.name, "size": stored.size,
+                      "checksum": stored.checksum}))
 
 
 def image_list(conf, args):

@@ -76,6 +76,9 @@ def image_names(s):
 
 
 def image_create(s, **values):
+    """An image with its data (/v1, mininova-manage): qcow2 in a bare container."""
+    values.setdefault("disk_format", "qcow2")
+    values.setdefault("container_format", "bare")
     image = Image(id=values.pop("id", None) or str(uuid.uuid4()), **values)
     s.add(image)
     try:

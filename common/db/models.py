@@ -67,23 +67,58 @@ class KeyPair(Base):
 
 
 class Image(Base):
+    """An image, for /v1 and Glance v2. Created ``queued`` without data
+    (Glance's two steps) or ``active`` with it (/v1, mininova-manage);
+    ``checksum`` is the data's sha256, which compute hosts verify, and
+    Glance's ``checksum`` is ``md5``. ``owner`` is a project id, None for
+    images an operator registered (public)."""
     __tablename__ = "images"
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    name: Mapped[str] = mapped_column(String(255))
-    disk_format: Mapped[str] = mapped_column(String(16), default="qcow2")
-    size: Mapped[int] = mapped_column(BigInteger)
-    checksum: Mapped[str] = mapped_column(String(64))  # sha256, hex
+    name: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    # No defaults: Glance creates images without formats (set before the upload).
+    disk_format: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    container_format: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    size: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    checksum: Mapped[str | None] = mapped_column(String(64), nullable=True)  # sha256, hex
+    md5: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    sha512: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    virtual_size: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     min_ram: Mapped[int] = mapped_column(Integer, default=0)
     min_disk: Mapped[int] = mapped_column(Integer, default=0)
-    location: Mapped[str] = mapped_column(Text)  # path in the image store
+    location: Mapped[str | None] = mapped_column(Text, nullable=True)  # path in the image store
     status: Mapped[str] = mapped_column(String(16), default="active")
+    owner: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    visibility: Mapped[str] = mapped_column(String(16), default="public",
+                                            server_default="public")
+    protected: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    os_hidden: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
     created_at: Mapped[datetime.datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[datetime.datetime | None] = mapped_column(DateTime, nullable=True,
+                                                                 default=utcnow)
     deleted_at: Mapped[datetime.datetime | None] = mapped_column(DateTime, nullable=True)
     __table_args__ = (
         Index("uniq_images_name_live", "name", unique=True,
               postgresql_where=text("deleted_at IS NULL"),
               sqlite_where=text("deleted_at IS NULL")),
     )
+
+
+class ImageProperty(Base):
+    """A Glance extra property of an image: any name, a string value."""
+    __tablename__ = "image_properties"
+    image_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("images.id", ondelete="CASCADE",
+                               name="fk_image_properties_image_id"), primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+
+class ImageTag(Base):
+    __tablename__ = "image_tags"
+    image_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("images.id", ondelete="CASCADE", name="fk_image_tags_image_id"),
+        primary_key=True)
+    value: Mapped[str] = mapped_column(String(255), primary_key=True)
 
 
 class Instance(Base):

@@ -1,10 +1,11 @@
 import os
 
-from flask import Blueprint, current_app, jsonify, request, send_file
+from flask import Blueprint, current_app, g, jsonify, request, send_file
 
 from common import exception
-from nova_api import imagestore
 from common.db import api as db_api
+from common.db import images as db_images
+from nova_api import imagestore
 from nova_api import auth, validation, views
 
 bp = Blueprint("images", __name__, url_prefix="/v1/images")
@@ -26,23 +27,35 @@ def _db():
     return current_app.extensions["mininova"]["db"]
 
 
+def _visible(s, ref):
+    """The image ``ref`` names if the caller may see it (as in Glance v2)."""
+    image = db_api.image_get(s, ref)
+    if not db_images.visible_to(g.context, image):
+        raise exception.ImageNotFound(image=ref)
+    return image
+
+
 @bp.get("")
 def index():
     with _db().transaction() as s:
-        return jsonify({"images": [views.image(i) for i in db_api.image_list(s)]})
+        return jsonify({"images": [views.image(i) for i in db_api.image_list(s)
+                                   if db_images.visible_to(g.context, i)]})
 
 
 @bp.get("/<ref>")
 def show(ref):
     with _db().transaction() as s:
-        return jsonify({"image": views.image(db_api.image_get(s, ref))})
+        return jsonify({"image": views.image(_visible(s, ref))})
 
 
 @bp.get("/<ref>/file")
 def download(ref):
     """The image's bytes, for compute hosts filling their image cache."""
     with _db().transaction() as s:
-        image = db_api.image_get(s, ref)
+        image = _visible(s, ref)
+    if image.location is None:
+        raise exception.ImageStatusConflict(image=image.id, status=image.status,
+                                            needed="active")
     if not os.path.exists(image.location):
         raise exception.ImageUnavailable(image=image.id, reason="its file is missing "
                                          "from the image store")
@@ -61,16 +74,15 @@ def upload():
         raise exception.UnsupportedMediaType(content_type=request.mimetype or "(none)")
     params = validation.query_params(UPLOAD_PARAMS)
     conf = current_app.extensions["mininova"]["conf"]
-    image_id, path, size, checksum = imagestore.import_stream(
-        conf, request.stream, max_bytes=conf.api.max_image_bytes)
+    stored = imagestore.import_stream(conf, request.stream, max_bytes=conf.api.max_image_bytes)
     try:
         with _db().transaction() as s:
             image = db_api.image_create(
-                s, id=image_id, name=params["name"], disk_format="qcow2", size=size,
-                checksum=checksum, min_ram=params.get("min_ram", 0),
-                min_disk=params.get("min_disk", 0), location=path, status="active")
+                s, id=stored.image_id, name=params["name"], disk_format="qcow2",
+                min_ram=params.get("min_ram", 0), min_disk=params.get("min_disk", 0),
+                status="active", **stored.columns())
     except BaseException:
-        imagestore.remove(path)
+        imagestore.remove(stored.path)
         raise
     response = jsonify({"image": views.image(image)})
     response.status_code = 201

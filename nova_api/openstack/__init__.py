@@ -9,19 +9,19 @@ Shared by the three:
   request-id headers; ``register`` wires them into the app;
 - tokens, roles and the reader's read-only rule: nova_api/auth.py, as for /v1
   (a token from either API works on both).
-A surface's package (``identity/``, ``compute/``) holds one blueprint per
-resource and lists them in ``BLUEPRINTS``."""
+A surface's package (``identity/``, ``compute/``, ``image/``) holds one blueprint
+per resource and lists them in ``BLUEPRINTS``."""
 from flask import request
 
 from common import context
 from nova_api import errors
-from nova_api.openstack import compute, identity, surfaces
+from nova_api.openstack import compute, identity, image, surfaces
 
 
 def register(app):
     for surface in surfaces.SURFACES:
         errors.add_renderer(app, surface.prefix, surface.render_error)
-    for bp in identity.BLUEPRINTS:
+    for bp in identity.BLUEPRINTS + image.BLUEPRINTS:
         app.register_blueprint(bp)
     compute.register(app)
 

@@ -11,12 +11,11 @@ def register_blank_image(conf, db, workdir):
     from common.db import api as db_api
     path = workdir / "base.qcow2"
     path.write_bytes(b"QFI\xfb" + b"\0" * 1020)
-    image_id, location, size, checksum = imagestore.import_file(conf, str(path))
+    stored = imagestore.import_file(conf, str(path))
     with db.transaction() as s:
-        db_api.image_create(s, id=image_id, name="blank", size=size, checksum=checksum,
-                            min_ram=0, min_disk=0, location=location, disk_format="qcow2",
-                            status="active")
-    return image_id
+        db_api.image_create(s, id=stored.image_id, name="blank", min_ram=0, min_disk=0,
+                            disk_format="qcow2", status="active", **stored.columns())
+    return stored.image_id
 
 
 @pytest.fixture

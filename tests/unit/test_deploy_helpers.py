@@ -12,7 +12,7 @@ import threading
 
 import pytest
 
-from nova_api.imagestore import QCOW2_MAGIC
+from nova_api.diskformats import QCOW2_MAGIC
 
 DEPLOY = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__)))), "deploy")
