@@ -67,6 +67,11 @@ api_opts = [
     cfg.IntOpt("max_image_bytes", default=20 * 1024 ** 3, min=1024,
                help="Largest image upload accepted by POST /v1/images and by Glance's "
                     "PUT /image/v2/images/<id>/file."),
+    cfg.StrOpt("service_project", default="service",
+               help="Name of the project whose users may download the data of every image, "
+                    "private ones included, through GET /v1/images/<id>/file: the compute "
+                    "hosts' [compute] image_api_token belongs to one of them. Anyone else "
+                    "downloads only the images they may see."),
     cfg.IntOpt("max_limit", default=1000, min=1,
                help="Most items a list (GET /v1/vms) returns in one page, whatever "
                     "its ?limit= asks; a 'next' link leads to the rest (as Nova's "

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy import exc
 
 from common import exception
-from common.db.models import Image, ImageProperty, ImageTag, utcnow
+from common.db.models import Image, ImageProperty, ImageTag, Project, utcnow
 
 VISIBILITIES = ("public", "private", "shared", "community")
 STATUSES = ("queued", "saving", "active", "killed", "deleted", "deactivated",
@@ -30,6 +30,18 @@ def visible_to(ctxt, image):
 def owned_by(ctxt, image):
     """Whether ``ctxt`` may change or delete ``image`` (its owner or an admin)."""
     return ctxt.is_admin or (image.owner is not None and image.owner == ctxt.project_id)
+
+
+def may_fetch_any(s, ctxt, service_project):
+    """Whether ``ctxt`` is a compute host's service user: a member of the
+    project named ``service_project``, who may download any image's data
+    (the compute hosts build VMs of every project)."""
+    if ctxt.is_admin:
+        return True
+    if not service_project or ctxt.project_id is None or "member" not in ctxt.roles:
+        return False
+    project = s.get(Project, ctxt.project_id)
+    return project is not None and project.name == service_project
 
 
 def get(s, ctxt, image_id):

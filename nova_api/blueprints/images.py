@@ -27,10 +27,13 @@ def _db():
     return current_app.extensions["mininova"]["db"]
 
 
-def _visible(s, ref):
-    """The image ``ref`` names if the caller may see it (as in Glance v2)."""
+def _visible(s, ref, for_compute=False):
+    """The image ``ref`` names if the caller may see it (as in Glance v2);
+    ``for_compute``: also if the caller is a compute host's service user."""
     image = db_api.image_get(s, ref)
-    if not db_images.visible_to(g.context, image):
+    if not db_images.visible_to(g.context, image) and not (
+            for_compute and db_images.may_fetch_any(
+                s, g.context, current_app.extensions["mininova"]["conf"].api.service_project)):
         raise exception.ImageNotFound(image=ref)
     return image
 
@@ -52,7 +55,7 @@ def show(ref):
 def download(ref):
     """The image's bytes, for compute hosts filling their image cache."""
     with _db().transaction() as s:
-        image = _visible(s, ref)
+        image = _visible(s, ref, for_compute=True)
     if image.location is None:
         raise exception.ImageStatusConflict(image=image.id, status=image.status,
                                             needed="active")

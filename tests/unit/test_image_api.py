@@ -336,3 +336,16 @@ def test_names_are_path_segments_not_ids(member):
     member.create(name="cirros")
     error(member.get(IMAGES + "/cirros"), 404, "cirros")
     error(member.get(IMAGES + "/" + "x" * 5000), 404)
+
+
+def test_compute_hosts_service_users_download_every_image(app, db, member):
+    image = member.create(name="private", visibility="private")
+    assert member.upload(image["id"], qcow2()).status_code == 204
+    path = "/v1/images/%s/file" % image["id"]
+    service = Caller(app.test_client(), auth_headers(db, "service"))
+    assert service.get(path).get_data() == qcow2()
+    error(service.get("/v1/images/%s" % image["id"]), 404)        # the data only
+    error(service.get("%s/%s/file" % (IMAGES, image["id"])), 404)  # and through /v1 only
+    reader = Caller(app.test_client(), auth_headers(db, "service", "reader"))
+    error(reader.get(path), 404)
+    error(Caller(app.test_client(), auth_headers(db, "other")).get(path), 404)
