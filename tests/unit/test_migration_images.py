@@ -1,4 +1,4 @@
-"""Migration 0010: images registered before become public, ``bare`` and
+"""Migration 0011: images registered before become public, ``bare`` and
 owned by nobody, still active with their sha256; the model and the
 migration agree; a downgrade refuses images without data."""
 import pytest
@@ -12,7 +12,7 @@ IMAGE_TABLES = {"images", "image_properties", "image_tags"}
 
 def test_existing_images_stay_usable(conf):
     url = config.database_url(conf)
-    migration.db_sync(url, revision="0009")
+    migration.db_sync(url, revision="0010")
     engine = sa.create_engine(url)
     with engine.begin() as c:
         c.execute(sa.text(
@@ -57,13 +57,13 @@ def test_downgrade_refuses_images_without_data(conf):
     with pytest.raises(RuntimeError, match="q1"):
         with engine.begin() as c:
             cfg.attributes["connection"] = c
-            command.downgrade(cfg, "0009")
+            command.downgrade(cfg, "0010")
     with engine.begin() as c:
         c.execute(sa.text("UPDATE images SET deleted_at = '2026-01-02', status = 'deleted'"))
     with engine.begin() as c:
         cfg.attributes["connection"] = c
-        command.downgrade(cfg, "0009")
+        command.downgrade(cfg, "0010")
     with engine.begin() as c:
         assert c.execute(sa.text("SELECT count(*) FROM images")).scalar() == 0
     engine.dispose()
-    assert migration.db_version(url) == "0009"
+    assert migration.db_version(url) == "0010"

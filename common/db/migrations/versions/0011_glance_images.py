@@ -6,14 +6,14 @@ and tags in tables of their own. An image is created before its data
 (status ``queued``), so name, disk format, size, checksum and location may be
 empty. Images registered before stay public, owned by nobody, ``bare``.
 
-Revision ID: 0010
-Revises: 0009
+Revision ID: 0011
+Revises: 0010
 """
 from alembic import op
 import sqlalchemy as sa
 
-revision = "0010"
-down_revision = "0009"
+revision = "0011"
+down_revision = "0010"
 branch_labels = None
 depends_on = None
 
