@@ -74,6 +74,16 @@ def test_flavors_as_admin_and_member(stack):
     assert "osc.tiny" not in names
 
 
+def test_a_private_flavor_shared_with_a_project(stack):
+    osc(stack, "admin", "flavor", "create", "--ram", "128", "--disk", "1", "--vcpus", "1",
+        "--private", "--project", "demo", "osc.private")
+    shown = osc(stack, "demo", "flavor", "show", "osc.private", "-f", "json")
+    assert shown["os-flavor-access:is_public"] is False
+    osc(stack, "admin", "flavor", "unset", "--project", "demo", "osc.private")
+    assert osc(stack, "demo", "flavor", "show", "osc.private", check=False).returncode != 0
+    osc(stack, "admin", "flavor", "delete", "osc.private")
+
+
 def test_keypairs(stack, tmp_path):
     private = tmp_path / "kp1"
     osc(stack, "demo", "keypair", "create", "--private-key", str(private), "kp1")
