@@ -218,9 +218,11 @@ def test_action_timeline_of_create_and_delete(stack):
     r = stack.delete("/v1/vms/" + vm["id"])
     delete_id = r.headers["X-Request-Id"]
     stack.wait_gone(vm["id"])
-    actions = wait_for(lambda: [a for a in stack.get("/v1/vms/%s/actions" % vm["id"]).json()[
-        "actions"] if a["result"]], 60, what="both actions finished")
-    assert {a["request_id"] for a in actions} >= {request_id, delete_id}
+    def both_finished():
+        actions = stack.get("/v1/vms/%s/actions" % vm["id"]).json()["actions"]
+        done = {a["request_id"] for a in actions if a["result"]}
+        return actions if done >= {request_id, delete_id} else None
+    actions = wait_for(both_finished, 60, what="both actions finished")
     assert actions[0]["action"] == "delete"  # newest first; readable after the delete
 
 
