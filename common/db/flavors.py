@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy import exc
 
 from common import exception
+from common.db import upsert
 from common.db.models import Flavor, FlavorAccess, FlavorExtraSpec, Project
 
 # Nova's sort keys (``flavorid`` is the API's id), each to its column.
@@ -153,13 +154,8 @@ def extra_specs(s, flavor_id):
 
 def extra_specs_set(s, flavor_id, specs):
     """Add or replace the given keys; the others stay."""
-    for key, value in specs.items():
-        row = s.get(FlavorExtraSpec, (str(flavor_id), key))
-        if row is None:
-            s.add(FlavorExtraSpec(flavor_id=str(flavor_id), key=key, value=value))
-        else:
-            row.value = value
-    s.flush()
+    upsert.upsert(s, FlavorExtraSpec, [{"flavor_id": str(flavor_id), "key": key, "value": value}
+                                       for key, value in specs.items()], ["value"])
 
 
 def extra_spec_delete(s, flavor_id, key):

@@ -8,7 +8,7 @@ The rest are stored and shown as Nova does; -1 means unlimited."""
 import sqlalchemy as sa
 
 from common import exception
-from common.db import auth
+from common.db import auth, upsert
 from common.db.models import Instance, KeyPair, Project, QuotaClass, QuotaLimit, ServerGroup
 
 # Nova's defaults for what [quota] does not configure; -1 for what mininova
@@ -76,15 +76,11 @@ def project_reset(s, project_id):
 
 
 def _upsert(s, model, key, limits):
-    for resource, limit in limits.items():
+    for resource in limits:
         if resource not in RESOURCES:
             raise exception.Invalid(reason="unknown quota resource %s" % resource)
-        row = s.get(model, dict(key, resource=resource))
-        if row is None:
-            s.add(model(resource=resource, hard_limit=limit, **key))
-        else:
-            row.hard_limit = limit
-    s.flush()
+    upsert.upsert(s, model, [dict(key, resource=resource, hard_limit=limit)
+                             for resource, limit in limits.items()], ["hard_limit"])
 
 
 def keypair_count(s, user_id):
