@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 from common import exception
 from common.db import auth, upsert
-from common.db.models import Instance, KeyPair, Project, QuotaClass, QuotaLimit, ServerGroup
+from common.db.models import KeyPair, Project, QuotaClass, QuotaLimit, ServerGroup
 
 # Nova's defaults for what [quota] does not configure; -1 for what mininova
 # has none of (networks are not Nova's business here).
@@ -112,7 +112,3 @@ def check_room(s, resource, used, project_id, configured):
     if 0 <= limit < used + 1:
         raise exception.QuotaExceeded(resource=resource, requested=1, used=used, limit=limit)
 
-
-def group_member_count(s, group_id):
-    return s.scalar(sa.select(sa.func.count()).select_from(Instance)
-                    .where(Instance.group_id == group_id, Instance.deleted_at.is_(None)))

@@ -3,8 +3,6 @@ may arrive as strings (tempest sends ``"is_public": "True"``, ``"ram":
 "512"``), and booleans in oslo's spellings. Schemas accept these forms
 (``BOOLEAN``, ``integer_or_string``); ``boolean``/``integer`` make them
 values, naming the field when they are out of range."""
-from flask import g
-
 from common import exception
 
 TRUE = ("1", "t", "true", "on", "y", "yes")
@@ -49,10 +47,4 @@ def integer(field, value, minimum=0, maximum=MAX_INT):
         raise exception.ValidationError(
             field=field, reason="must be an integer from %d to %d" % (minimum, maximum))
     return number
-
-
-def require_admin():
-    """403 unless the caller is an admin (for the views that only partly are)."""
-    if not g.context.is_admin:
-        raise exception.Forbidden("This needs the admin role.")
 
