@@ -109,17 +109,20 @@ class Lookups:
 
     # -- images ---------------------------------------------------------------
 
-    def image(self, ref):
-        """The live image with id or else name ``ref`` (as ``db_api.image_get``),
-        at most ``image_ttl`` seconds old; ImageNotFound (404) if none. Only
-        active images are kept: one being uploaded is seen active at once."""
+    def image(self, ref, ctxt=None):
+        """The live image with id or else name ``ref`` among those ``ctxt``
+        may see (as ``db_api.image_get``), at most ``image_ttl`` seconds old
+        (kept per viewer); ImageNotFound (404) if none, 409 if the name is
+        ambiguous. Only active images are kept: one being uploaded is seen
+        active at once."""
         ref = str(ref)
+        key = (ref,) if ctxt is None else (ref, ctxt.project_id, ctxt.is_admin)
         now = self.clock()
-        hit = self._images.get(ref)
+        hit = self._images.get(key)
         if hit is not None and hit[0] > now:
             return hit[1]
         with self.db.transaction() as s:
-            image = db_api.image_get(s, ref)
+            image = db_api.image_get(s, ref, ctxt)
             info = ImageInfo(image.id, image.name, image.min_ram, image.min_disk, image.owner,
                              image.visibility, image.status)
         if info.status != "active":
@@ -127,7 +130,7 @@ class Lookups:
         with self._lock:
             if len(self._images) >= _MAX_IMAGE_REFS:
                 self._images.clear()
-            self._images[ref] = (now + self.image_ttl, info)
+            self._images[key] = (now + self.image_ttl, info)
         return info
 
     def image_names(self, ids=()):

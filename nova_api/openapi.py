@@ -22,6 +22,7 @@ TOKEN_HEADER = "X-Auth-Token"
 _STR = {"type": "string"}
 _NSTR = {"type": ["string", "null"]}
 _INT = {"type": "integer"}
+_NINT = {"type": ["integer", "null"]}
 _TIME = {"type": "string", "format": "date-time"}
 _NTIME = {"type": ["string", "null"], "format": "date-time"}
 
@@ -72,8 +73,9 @@ SCHEMAS = {
                   "href": {"type": "string", "description": "The next page: the same "
                            "request with the marker of this page's last item."}}),
     "Flavor": _obj({"id": _STR, "name": _STR, "vcpus": _INT, "ram": _INT, "disk": _INT}),
-    "Image": _obj({"id": _STR, "name": _STR, "disk_format": _STR, "size": _INT,
-                   "checksum": _STR, "min_ram": _INT, "min_disk": _INT, "status": _STR,
+    # An image made through Glance v2 may have no name, format or data yet.
+    "Image": _obj({"id": _STR, "name": _NSTR, "disk_format": _NSTR, "size": _NINT,
+                   "checksum": _NSTR, "min_ram": _INT, "min_disk": _INT, "status": _STR,
                    "created_at": _NTIME}),
     "Service": _obj({"id": _INT, "binary": _STR, "host": _STR,
                      "status": {"enum": ["enabled", "disabled"]},
@@ -287,13 +289,14 @@ def _paths():
         },
         "/v1/images/{ref}": {
             "parameters": [{"$ref": "#/components/parameters/image"}],
-            "get": _op("showImage", "One image", 200, (400, 404),
-                       ok_schema=_wrap("image", _ref("Image"))),
+            "get": _op("showImage", "One image (409: a name several images carry)", 200,
+                       (400, 404, 409), ok_schema=_wrap("image", _ref("Image"))),
         },
         "/v1/images/{ref}/file": {
             "parameters": [{"$ref": "#/components/parameters/image"}],
             "get": _op("downloadImage", "The image file (compute hosts fill their cache "
-                                        "with it)", 200, (400, 404),
+                                        "with it; 409: an ambiguous name, or no data "
+                                        "yet)", 200, (400, 404, 409),
                        headers=("X-Image-Sha256",),
                        content={"application/octet-stream": {
                            "schema": {"type": "string", "format": "binary"}}}),

@@ -10,7 +10,6 @@ from common.db import actions
 from common.db import api as db_api
 from common.db import auth as db_auth
 from common.db import hosts as db_hosts
-from common.db import images as db_images
 from common.timeline import DbSink, Timeline
 from nova_api import lookups
 
@@ -35,9 +34,7 @@ class VMService:
     def create(self, ctxt, name, image_ref, flavor_ref, group_ref=None):
         """Store a VM in BUILD and cast it to the scheduler; returns its
         fields as a dict (``db_api.instance_insert``)."""
-        image = self.lookups.image(image_ref)
-        if not db_images.visible_to(ctxt, image):
-            raise exception.ImageNotFound(image=image_ref)
+        image = self.lookups.image(image_ref, ctxt)
         if image.status != "active":
             raise exception.Invalid(reason="image %s is %s, not active" % (image_ref,
                                                                           image.status))

@@ -43,7 +43,9 @@ def image_add(conf, args):
 def image_list(conf, args):
     with _db(conf).transaction() as s:
         for image in db_api.image_list(s):
-            print("%s  %-20s %10d  %s" % (image.id, image.name, image.size, image.checksum))
+            # Glance's images may have no name or data yet.
+            print("%s  %-20s %10s  %s" % (image.id, image.name or "", image.size or "-",
+                                          image.checksum or "-"))
 
 
 def flavor_create(conf, args):

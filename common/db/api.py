@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy import exc
 
 from common import exception, states
-from common.db import allocations, auth
+from common.db import allocations, auth, images
 from common.db.models import ComputeNode, Flavor, Image, Instance, Service, utcnow
 
 
@@ -56,16 +56,25 @@ def image_list(s):
                      .order_by(Image.created_at)).all()
 
 
-def image_get(s, name_or_id):
+def image_get(s, name_or_id, ctxt=None):
+    """The live image with id ``name_or_id``, else the one named so; only
+    among those ``ctxt`` may see (common/db/images.py) when given. Names may
+    repeat: several images of that name is a 409 listing their ids."""
     query = sa.select(Image).where(Image.deleted_at.is_(None))
-    image = None
     if is_uuid(name_or_id):
         image = s.scalars(query.where(Image.id == str(name_or_id))).first()
-    if image is None:
-        image = s.scalars(query.where(Image.name == str(name_or_id))).first()
-    if image is None:
+        if image is not None and (ctxt is None or images.visible_to(ctxt, image)):
+            return image
+    named = s.scalars(query.where(Image.name == str(name_or_id))
+                      .order_by(Image.created_at, Image.id)).all()
+    if ctxt is not None:
+        named = [i for i in named if images.visible_to(ctxt, i)]
+    if not named:
         raise exception.ImageNotFound(image=name_or_id)
-    return image
+    if len(named) > 1:
+        raise exception.Conflict(reason="%d images are named '%s' (ids %s); use an id."
+                                 % (len(named), name_or_id, ", ".join(i.id for i in named)))
+    return named[0]
 
 
 def image_names(s):
@@ -84,7 +93,7 @@ def image_create(s, **values):
     try:
         s.flush()
     except exc.IntegrityError as e:
-        raise exception.DuplicateName(kind="image", name=values.get("name")) from e
+        raise exception.Conflict(reason="An image with id %s already exists." % image.id) from e
     return image
 
 

@@ -114,9 +114,9 @@ def create(s, values, properties, tags):
     s.add(image)
     try:
         s.flush()
-    except exc.IntegrityError as e:  # the name, or an id created meanwhile
-        raise exception.Conflict(reason="An image with id %s or named '%s' already exists."
-                                 % (values["id"], values.get("name"))) from e
+    except exc.IntegrityError as e:  # the same id, created meanwhile
+        raise exception.Conflict(reason="An image with id %s already exists."
+                                 % values["id"]) from e
     set_properties(s, image.id, properties)
     set_tags(s, image.id, tags)
     return image
@@ -127,10 +127,7 @@ def update(s, image, values, properties, tags):
     for key, value in values.items():
         setattr(image, key, value)
     image.updated_at = utcnow()
-    try:
-        s.flush()
-    except exc.IntegrityError as e:
-        raise exception.DuplicateName(kind="image", name=values.get("name")) from e
+    s.flush()
     set_properties(s, image.id, properties)
     set_tags(s, image.id, tags)
     return image

@@ -96,11 +96,8 @@ class Image(Base):
     updated_at: Mapped[datetime.datetime | None] = mapped_column(DateTime, nullable=True,
                                                                  default=utcnow)
     deleted_at: Mapped[datetime.datetime | None] = mapped_column(DateTime, nullable=True)
-    __table_args__ = (
-        Index("uniq_images_name_live", "name", unique=True,
-              postgresql_where=text("deleted_at IS NULL"),
-              sqlite_where=text("deleted_at IS NULL")),
-    )
+    # Names may repeat (as in Glance); looked up by name, so indexed.
+    __table_args__ = (Index("ix_images_name", "name"),)
 
 
 class ImageProperty(Base):

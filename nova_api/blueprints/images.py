@@ -28,14 +28,13 @@ def _db():
 
 
 def _visible(s, ref, for_compute=False):
-    """The image ``ref`` names if the caller may see it (as in Glance v2);
-    ``for_compute``: also if the caller is a compute host's service user."""
-    image = db_api.image_get(s, ref)
-    if not db_images.visible_to(g.context, image) and not (
-            for_compute and db_images.may_fetch_any(
-                s, g.context, current_app.extensions["mininova"]["conf"].api.service_project)):
-        raise exception.ImageNotFound(image=ref)
-    return image
+    """The image ``ref`` names among those the caller may see (as in Glance
+    v2); ``for_compute``: among all if the caller is a compute host's
+    service user."""
+    conf = current_app.extensions["mininova"]["conf"]
+    if for_compute and db_images.may_fetch_any(s, g.context, conf.api.service_project):
+        return db_api.image_get(s, ref)
+    return db_api.image_get(s, ref, g.context)
 
 
 @bp.get("")

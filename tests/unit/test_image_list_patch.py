@@ -190,3 +190,18 @@ def test_vms_boot_only_from_active_images_they_may_see(member, other):
     error(other.post("/v1/vms", json=vm), 404, image["id"])
     r = member.post("/v1/vms", json=vm)
     assert r.status_code == 202, r.get_data(as_text=True)
+
+
+def test_names_repeat_and_v1_lookups_by_an_ambiguous_name_are_409(member, other):
+    first = member.create(name="twin")["id"]
+    second = member.create(name="twin")["id"]
+    for image_id in (first, second):
+        assert member.upload(image_id, qcow2()).status_code == 204
+    assert names(member, "?name=twin") == ["twin", "twin"]
+    message = error(member.get("/v1/images/twin"), 409, first, second)
+    assert "use an id" in message
+    vm = {"name": "vm-twin", "image": "twin", "flavor": "m1.tiny"}
+    error(member.post("/v1/vms", json=vm), 409, first, second)
+    # Another project sees neither: the name is unknown there, not ambiguous.
+    error(other.get("/v1/images/twin"), 404)
+    assert member.get("/v1/images/" + first).get_json()["image"]["id"] == first

@@ -1,6 +1,7 @@
 """Migration 0011: images registered before become public, ``bare`` and
 owned by nobody, still active with their sha256; the model and the
-migration agree; a downgrade refuses images without data."""
+migration agree; a downgrade refuses images without data. Migration 0012:
+names may repeat; a downgrade refuses repeated names."""
 import pytest
 import sqlalchemy as sa
 
@@ -54,6 +55,9 @@ def test_downgrade_refuses_images_without_data(conf):
                           "protected, os_hidden, created_at) VALUES ('q1', 'q', 'queued', 0, 0, "
                           "'shared', false, false, '2026-01-01')"))
     cfg = migration._config(url)
+    with engine.begin() as c:  # SQLite's DDL is not rolled back: start at 0011
+        cfg.attributes["connection"] = c
+        command.downgrade(cfg, "0011")
     with pytest.raises(RuntimeError, match="q1"):
         with engine.begin() as c:
             cfg.attributes["connection"] = c
@@ -67,3 +71,29 @@ def test_downgrade_refuses_images_without_data(conf):
         assert c.execute(sa.text("SELECT count(*) FROM images")).scalar() == 0
     engine.dispose()
     assert migration.db_version(url) == "0010"
+
+
+def test_names_may_repeat_and_a_downgrade_refuses_them(conf):
+    from alembic import command
+    url = config.database_url(conf)
+    migration.db_sync(url)
+    engine = sa.create_engine(url)
+    with engine.begin() as c:
+        for image_id in ("a1", "a2"):
+            c.execute(sa.text(
+                "INSERT INTO images (id, name, disk_format, size, checksum, min_ram, min_disk, "
+                "location, status, visibility, protected, os_hidden, created_at) VALUES (:i, "
+                "'same', 'qcow2', 1, 'x', 0, 0, '/x', 'active', 'public', false, false, "
+                "'2026-01-01')"), {"i": image_id})
+    cfg = migration._config(url)
+    with pytest.raises(RuntimeError, match="same"):
+        with engine.begin() as c:
+            cfg.attributes["connection"] = c
+            command.downgrade(cfg, "0011")
+    with engine.begin() as c:
+        c.execute(sa.text("UPDATE images SET name = 'other' WHERE id = 'a2'"))
+    with engine.begin() as c:
+        cfg.attributes["connection"] = c
+        command.downgrade(cfg, "0011")
+    engine.dispose()
+    assert migration.db_version(url) == "0011"
