@@ -70,6 +70,15 @@ def test_image_lifecycle_with_the_openstack_cli_and_a_vm_from_it(stack, member, 
     assert shown["owner"] == token["project_id"]
     listed = cli_json(member, "image", "list")
     assert image_id in [i["ID"] for i in listed]
+    # image set/unset: a JSON patch in Glance's media type.
+    cli(member, "image", "set", "--min-ram", "64", "--property", "color=blue", "--tag", "t1",
+        image_id)
+    shown = cli_json(member, "image", "show", image_id)
+    assert (shown["min_ram"], shown["properties"]["color"], shown["tags"]) == (64, "blue",
+                                                                                ["t1"])
+    cli(member, "image", "unset", "--property", "color", image_id)
+    assert "color" not in cli_json(member, "image", "show", image_id)["properties"]
+    assert [i["ID"] for i in cli_json(member, "image", "list", "--tag", "t1")] == [image_id]
     saved = tmp_path / "saved.qcow2"
     cli(member, "image", "save", "--file", str(saved), image_id)
     assert saved.read_bytes() == data
