@@ -235,6 +235,10 @@ class BuildFailed(MininovaException):
     msg_fmt = "Build of VM %(instance)s failed: %(reason)s"
 
 
+class NoMoreFixedIps(MininovaException):
+    msg_fmt = "No fixed IP address is free in network %(network)s."
+
+
 class ImageUnavailable(MininovaException):
     msg_fmt = "Image %(image)s is unavailable: %(reason)s"
 

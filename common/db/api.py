@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy import exc
 
 from common import exception, states
-from common.db import allocations, auth, images
+from common.db import allocations, auth, fixed_ips, images
 from common.db.models import ComputeNode, Flavor, Image, Instance, Service, utcnow
 
 
@@ -211,6 +211,7 @@ def instance_soft_delete(s, instance_id, **conditions):
         "power_state": states.NOSTATE}, **conditions)
     if done:
         allocations.release_instance(s, instance_id)
+        fixed_ips.release_instance(s, instance_id)
         project_id, vcpus, memory_mb = s.execute(
             sa.select(Instance.project_id, Instance.vcpus, Instance.memory_mb)
             .where(Instance.id == instance_id)).one()

@@ -219,6 +219,23 @@ class Allocation(Base):
     __table_args__ = (Index("ix_allocations_host", "host"),)
 
 
+class FixedIp(Base):
+    """A VM's fixed IPv4 address in a network, allocated before it boots (see
+    common/db/fixed_ips.py); ``instance_id`` NULL: free again since
+    ``released_at``."""
+    __tablename__ = "fixed_ips"
+    network: Mapped[str] = mapped_column(String(255), primary_key=True)
+    address: Mapped[str] = mapped_column(String(45), primary_key=True)
+    instance_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    host: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    allocated_at: Mapped[datetime.datetime | None] = mapped_column(DateTime, nullable=True)
+    released_at: Mapped[datetime.datetime | None] = mapped_column(DateTime, nullable=True)
+    # NULLs are distinct: any number of free rows, one held address per VM.
+    __table_args__ = (UniqueConstraint("network", "instance_id",
+                                       name="uniq_fixed_ips_network_instance"),
+                      Index("ix_fixed_ips_instance_id", "instance_id"))
+
+
 class Migration(Base):
     """A move of a VM between hosts (Nova's migration record): resize, cold
     migration, live migration or evacuation, from ``source_host`` to
