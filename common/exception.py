@@ -80,6 +80,11 @@ class QuotaExceeded(Forbidden):
                "%(limit)d used.")
 
 
+class MetadataLimitExceeded(QuotaExceeded):
+    msg_fmt = ("Quota exceeded for metadata_items: %(requested)d metadata items, at most "
+               "%(limit)d allowed.")
+
+
 class ReadOnlyRole(Forbidden):
     msg_fmt = "The reader role may only read (GET); %(method)s needs member or admin."
 
@@ -111,6 +116,10 @@ class FlavorExtraSpecNotFound(NotFound):
 
 class KeypairNotFound(NotFound):
     msg_fmt = "Keypair %(name)s not found for user %(user)s."
+
+
+class MetadataItemNotFound(NotFound):
+    msg_fmt = "VM %(instance)s has no metadata item with key %(key)s."
 
 
 class HostNotFound(NotFound):
@@ -176,6 +185,10 @@ class FlavorAccessExists(Conflict):
 
 class KeypairExists(Conflict):
     msg_fmt = "Key pair '%(name)s' already exists."
+
+
+class InstanceLocked(Conflict):
+    msg_fmt = "VM %(instance)s is locked; only an admin may %(action)s it now."
 
 
 class ImageStatusConflict(Conflict):

@@ -10,8 +10,9 @@ from common.db import actions
 from common.db import api as db_api
 from common.db import auth as db_auth
 from common.db import hosts as db_hosts
+from common.db import instance_metadata, keypairs, quota_sets
 from common.timeline import DbSink, Timeline
-from nova_api import lookups
+from nova_api import lookups, vm_fields
 
 LOG = logging.getLogger(__name__)
 
@@ -31,9 +32,18 @@ class VMService:
         self.scheduler_rpcapi = scheduler_rpcapi
         self.compute_rpcapi = compute_rpcapi
 
-    def create(self, ctxt, name, image_ref, flavor_ref, group_ref=None):
+    def create(self, ctxt, name, image_ref, flavor_ref, group_ref=None, *, metadata=None,
+               key_name=None, user_data=None, access_ipv4=None, access_ipv6=None,
+               disk_config="MANUAL"):
         """Store a VM in BUILD and cast it to the scheduler; returns its
-        fields as a dict (``db_api.instance_insert``)."""
+        fields as a dict (``db_api.instance_insert``) plus its ``metadata``.
+        ``key_name``: one of the caller's keypairs, whose public key the VM
+        keeps (Invalid if the caller has none by that name)."""
+        metadata = vm_fields.metadata_items(metadata or {})
+        fields = {"user_data": vm_fields.user_data(user_data),
+                  "access_ipv4": vm_fields.access_ip(access_ipv4, 4, "accessIPv4"),
+                  "access_ipv6": vm_fields.access_ip(access_ipv6, 6, "accessIPv6"),
+                  "disk_config": vm_fields.disk_config(disk_config)}
         image = self.lookups.image(image_ref, ctxt)
         if image.status != "active":
             raise exception.Invalid(reason="image %s is %s, not active" % (image_ref,
@@ -47,12 +57,16 @@ class VMService:
                                     % (flavor.name, flavor.root_gb, image.name, image.min_disk))
         with self.db.transaction() as s:
             group = db_hosts.group_get(s, ctxt.project_id, group_ref) if group_ref else None
+            if key_name is not None:
+                fields.update(key_name=key_name, key_data=self._public_key(s, ctxt, key_name))
+            vm_fields.metadata_count(len(metadata), self._metadata_limit(s, ctxt.project_id))
             vm = db_api.instance_insert(
                 s, name=name, project_id=ctxt.project_id, user_id=ctxt.user_id,
                 image_id=image.id, flavor_id=flavor.id, vcpus=flavor.vcpus,
                 memory_mb=flavor.memory_mb, root_gb=flavor.root_gb,
                 vm_state=states.BUILDING, task_state=states.SCHEDULING,
-                mac_address=random_mac(), group_id=group.id if group else None)
+                mac_address=random_mac(), group_id=group.id if group else None, **fields)
+            vm["metadata"] = instance_metadata.replace(s, vm["id"], metadata)
             # In the same transaction: a create costs one commit, not three.
             action_id = self._action_accepted(s, ctxt, vm["id"], "create",
                                               "stored; cast to the scheduler")
@@ -72,6 +86,18 @@ class VMService:
             self.timeline.finish(ctxt, vm["id"], "error", e.message)
             raise
         return vm
+
+    @staticmethod
+    def _public_key(s, ctxt, key_name):
+        try:
+            return keypairs.public_key(s, ctxt.user_id, key_name)
+        except exception.KeypairNotFound:
+            raise exception.ValidationError(
+                field="key_name", reason="you have no keypair named %r" % str(key_name)[:255]
+            ) from None
+
+    def _metadata_limit(self, s, project_id):
+        return quota_sets.project_limits(s, project_id, self.quota_defaults)["metadata_items"]
 
     def _action_accepted(self, s, ctxt, instance_id, action, details):
         return actions.action_begin(s, instance_id, ctxt.request_id, action, ctxt.project_id,

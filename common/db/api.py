@@ -109,7 +109,9 @@ def instance_insert(s, **values):
     row = {"id": str(uuid.uuid4()), "created_at": now, "updated_at": now,
            "power_state": states.NOSTATE, "host": None, "task_state": None, "fault": None,
            "group_id": None, "sched_attempts": None, "mac_address": None, "ip_address": None,
-           "launched_at": None, "deleted_at": None, "user_id": None}
+           "launched_at": None, "deleted_at": None, "user_id": None, "key_name": None,
+           "key_data": None, "user_data": None, "access_ipv4": None, "access_ipv6": None,
+           "disk_config": "MANUAL", "locked": False, "locked_by": None}
     row.update(values)
     try:
         s.connection().execute(_INSERT_INSTANCE, row)

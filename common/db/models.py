@@ -144,6 +144,17 @@ class Instance(Base):
     updated_at: Mapped[datetime.datetime] = mapped_column(DateTime, default=utcnow)
     launched_at: Mapped[datetime.datetime | None] = mapped_column(DateTime, nullable=True)
     deleted_at: Mapped[datetime.datetime | None] = mapped_column(DateTime, nullable=True)
+    # Nova's server fields (migration 0013); the metadata is InstanceMetadata.
+    # key_data: the keypair's public key as it was at create (the VM keeps it).
+    key_name: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    key_data: Mapped[str | None] = mapped_column(Text, nullable=True)
+    user_data: Mapped[str | None] = mapped_column(Text, nullable=True)  # base64, as given
+    access_ipv4: Mapped[str | None] = mapped_column(String(15), nullable=True)
+    access_ipv6: Mapped[str | None] = mapped_column(String(39), nullable=True)  # canonical
+    disk_config: Mapped[str] = mapped_column(String(8), default="MANUAL",
+                                             server_default="MANUAL")
+    locked: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    locked_by: Mapped[str | None] = mapped_column(String(16), nullable=True)  # owner | admin
     __table_args__ = (
         # Names are unique among a project's live VMs, enforced here and not by
         # read-then-write, so concurrent creates of one name cannot both win.
@@ -154,6 +165,16 @@ class Instance(Base):
         Index("ix_instances_deleted_at", "deleted_at"),
         Index("ix_instances_group_id", "group_id"),
     )
+
+
+class InstanceMetadata(Base):
+    """A key/value pair of a VM's metadata (Nova's server metadata)."""
+    __tablename__ = "instance_metadata"
+    instance_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("instances.id", ondelete="CASCADE",
+                               name="fk_instance_metadata_instance_id"), primary_key=True)
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    value: Mapped[str] = mapped_column(String(255))
 
 
 class ServerGroup(Base):

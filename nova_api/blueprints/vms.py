@@ -4,7 +4,7 @@ from flask import Blueprint, current_app, g, jsonify, request
 
 from common.db import api as db_api
 from common import exception
-from nova_api import validation, views
+from nova_api import validation, views, vm_fields
 
 bp = Blueprint("vms", __name__, url_prefix="/v1/vms")
 bp.before_request(validation.check_path_params)
@@ -16,6 +16,18 @@ CREATE_SCHEMA = {
         "image": validation.REF,
         "flavor": validation.REF,
         "group": validation.REF,
+        "key_name": dict(validation.REF, description="One of the caller's keypairs: its "
+                         "public key goes onto the VM's config drive."),
+        "user_data": {"type": "string", "maxLength": vm_fields.USER_DATA_MAX,
+                      "contentEncoding": "base64",
+                      "description": "Base64 text, on the VM's config drive as user_data."},
+        "metadata": {"type": "object",
+                     "propertyNames": {"pattern": vm_fields.METADATA_KEY_PATTERN},
+                     "additionalProperties": {"type": "string",
+                                              "maxLength": vm_fields.METADATA_VALUE_MAX},
+                     "description": "Key/value strings, on the VM's config drive as meta; "
+                                    "more items than the project's metadata_items quota: "
+                                    "403."},
     },
     "required": ["name", "image", "flavor"],
     "additionalProperties": False,
@@ -99,7 +111,8 @@ def _vm_body(vm):
 def create():
     body = validation.json_body(CREATE_SCHEMA)
     vm = _vm_service().create(g.context, body["name"], body["image"], body["flavor"],
-                              group_ref=body.get("group"))
+                              group_ref=body.get("group"), metadata=body.get("metadata"),
+                              key_name=body.get("key_name"), user_data=body.get("user_data"))
     response = _json_response(_vm_body(vm), 202)
     response.headers["Location"] = "/v1/vms/%s" % vm["id"]
     return response

@@ -1,0 +1,53 @@
+"""Migration 0013: VMs made before get the defaults of Nova's server fields
+(no metadata, MANUAL, unlocked); the model and the migration agree; a
+downgrade drops them again."""
+import sqlalchemy as sa
+
+from common import config
+from common.db import migration
+
+TABLES = {"instances", "instance_metadata"}
+
+
+def test_existing_vms_get_the_defaults_and_a_downgrade_drops_them(conf):
+    from alembic import command
+    url = config.database_url(conf)
+    migration.db_sync(url, revision="0012")
+    engine = sa.create_engine(url)
+    with engine.begin() as c:
+        c.execute(sa.text(
+            "INSERT INTO instances (id, name, project_id, image_id, flavor_id, vcpus, "
+            "memory_mb, root_gb, vm_state, power_state, created_at, updated_at) VALUES "
+            "('v1', 'web1', 'p', 'img', '1', 1, 128, 1, 'active', 'running', '2026-01-01', "
+            "'2026-01-01')"))
+    migration.db_sync(url)
+    with engine.begin() as c:
+        row = c.execute(sa.text("SELECT key_name, key_data, user_data, access_ipv4, "
+                                "access_ipv6, disk_config, locked, locked_by FROM instances")).one()
+        assert tuple(row) == (None, None, None, None, None, "MANUAL", False, None)
+        c.execute(sa.text("INSERT INTO instance_metadata (instance_id, key, value) "
+                          "VALUES ('v1', 'k', 'v')"))
+    cfg = migration._config(url)
+    with engine.begin() as c:
+        cfg.attributes["connection"] = c
+        command.downgrade(cfg, "0012")
+    assert "instance_metadata" not in sa.inspect(engine).get_table_names()
+    engine.dispose()
+    assert migration.db_version(url) == "0012"
+
+
+def test_models_match_the_migration(db):
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+    from common.db.models import Base
+    with db.engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+
+    def table_of(d):
+        item = d[0] if isinstance(d, list) else d
+        if item[0] in ("add_table", "remove_table"):
+            return item[1].name
+        if item[0] in ("add_column", "remove_column") or item[0].startswith("modify_"):
+            return item[2]
+        return getattr(getattr(item[1], "table", None), "name", None)
+    assert [d for d in diff if table_of(d) in TABLES] == []
