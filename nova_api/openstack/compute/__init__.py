@@ -12,9 +12,10 @@ from flask import request
 from nova_api.openstack.compute import (aggregates, availability_zones, extensions,
                                         flavor_access, flavor_extra_specs, flavors,
                                         hypervisors, keypairs, microversion, quota_sets,
-                                        resource, server_groups, services, versions)
+                                        resource, server_groups, servers, services,
+                                        versions)
 
-BLUEPRINTS = (flavors.bp, flavor_access.bp, flavor_extra_specs.bp, keypairs.bp,
+BLUEPRINTS = (servers.bp, flavors.bp, flavor_access.bp, flavor_extra_specs.bp, keypairs.bp,
               server_groups.bp, quota_sets.bp, availability_zones.bp, services.bp,
               hypervisors.bp, aggregates.bp, extensions.bp)
 

@@ -1,0 +1,139 @@
+"""/servers at 2.1: list and detail (Nova's filters, newest first, paged),
+show by id only (a name is 404: clients resolve names with ``?name=``, and
+would silently pick one of several VMs of one name otherwise), delete (204;
+the server stays visible with task_state ``deleting`` until it is gone).
+
+Admins see every project's servers by id, and lists of other projects with
+``all_tenants`` or ``project_id``/``tenant_id``; for anyone else those are
+ignored, as is every parameter Nova ignores at 2.1 (``deleted`` included,
+which OSC always sends)."""
+import datetime
+
+from flask import current_app, g, jsonify, request
+
+from common import context, exception
+from common.db import servers as db_servers
+from nova_api.openstack.compute import paging, params, resource, server_views
+
+bp = resource.blueprint("compute_servers", __name__)
+
+
+def _db():
+    return current_app.extensions["mininova"]["db"]
+
+
+def _vm_service():
+    return current_app.extensions["mininova"]["vm_service"]
+
+
+def _network_name():
+    return current_app.extensions["mininova"]["conf"].compute.network_name
+
+
+def views_for(s, instances):
+    """A ServerViews for ``instances`` (their metadata and flavors read at once)."""
+    return server_views.ServerViews(
+        _network_name(), g.context.is_admin,
+        flavor_ids=db_servers.existing_flavor_ids(s, [i.flavor_id for i in instances]),
+        metadata=db_servers.metadata_of(s, [i.id for i in instances]))
+
+
+def _scope():
+    """The project whose servers the caller sees by id: None (all) for admins."""
+    return None if g.context.is_admin else g.context.project_id
+
+
+def _list_scope():
+    """The project a list covers: admins may name one (``project_id`` or
+    ``tenant_id``) or ask for all (``all_tenants``, bare or a boolean)."""
+    ctxt = g.context
+    if not ctxt.is_admin:
+        return ctxt.project_id
+    named = request.args.get("project_id") or request.args.get("tenant_id")
+    if named:
+        return named
+    raw = request.args.get("all_tenants")
+    if raw is not None and (raw.strip() == "" or params.boolean("all_tenants", raw)):
+        return None
+    return ctxt.project_id
+
+
+def _last_segment(value):
+    """An id, or an href whose last path segment is the id."""
+    return value.rstrip("/").rsplit("/", 1)[-1] if value is not None else None
+
+
+def _changes_since():
+    raw = request.args.get("changes-since")
+    if raw is None:
+        return None
+    text = raw.strip()
+    # An unencoded "+" of a UTC offset arrives as a space.
+    if " " in text and "T" in text:
+        text = text.replace(" ", "+")
+    try:
+        when = datetime.datetime.fromisoformat(text)
+    except ValueError:
+        raise exception.ValidationError(
+            field="changes-since", reason="must be an ISO 8601 date and time") from None
+    if when.tzinfo is not None:
+        when = when.astimezone(datetime.timezone.utc).replace(tzinfo=None)
+    return when
+
+
+def _filters():
+    args = request.args
+    return db_servers.Filters(
+        name=args.get("name"), status=args.get("status"),
+        image=_last_segment(args.get("image")), flavor=_last_segment(args.get("flavor")),
+        ip=args.get("ip"), ip6=args.get("ip6"), changes_since=_changes_since())
+
+
+def _list(detailed, collection):
+    limit, marker = paging.limit_and_marker()
+    filters = _filters()
+    with _db().transaction() as s:
+        found = db_servers.page(s, _list_scope(), filters, limit, marker,
+                                status_of=server_views.status)
+        if detailed:
+            views = views_for(s, found)
+            items = [views.detail(inst) for inst in found]
+        else:
+            items = [server_views.summary(inst) for inst in found]
+    return jsonify({"servers": items, **paging.links(collection, items, limit)})
+
+
+@bp.get("/servers")
+def index():
+    return _list(False, "servers")
+
+
+@bp.get("/servers/detail")
+def index_detail():
+    return _list(True, "servers/detail")
+
+
+@bp.get("/servers/<server_id>")
+def show(server_id):
+    with _db().transaction() as s:
+        inst = db_servers.get(s, server_id, _scope())
+        return jsonify({"server": views_for(s, [inst]).detail(inst)})
+
+
+def acting_context(inst):
+    """The caller's context, in the server's project: VMService finds VMs
+    in its context's project, and an admin may act on any project's."""
+    ctxt = g.context
+    if inst.project_id == ctxt.project_id:
+        return ctxt
+    return context.RequestContext(request_id=ctxt.request_id, project_id=inst.project_id,
+                                  user_id=ctxt.user_id, roles=ctxt.roles,
+                                  is_admin=ctxt.is_admin)
+
+
+@bp.delete("/servers/<server_id>")
+def delete(server_id):
+    with _db().transaction() as s:
+        inst = db_servers.get(s, server_id, _scope())
+    _vm_service().delete(acting_context(inst), inst.id)
+    return "", 204
