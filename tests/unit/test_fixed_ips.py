@@ -115,7 +115,7 @@ def test_network_dict_round_trip():
 
 def test_migration_keeps_the_addresses_of_live_vms(conf):
     url = config.database_url(conf)
-    migration.db_sync(url, revision="0013")
+    migration.db_sync(url, revision="0012")
     engine = sa.create_engine(url)
     try:
         with engine.begin() as c:

@@ -4,14 +4,14 @@ common/db/fixed_ips.py). A live VM that already has an address (learned from
 its DHCP lease) keeps it: it becomes that VM's row in the network
 ``[compute] network_name`` had by default, "mininova".
 
-Revision ID: 0014
-Revises: 0013
+Revision ID: 0013
+Revises: 0012
 """
 from alembic import op
 import sqlalchemy as sa
 
-revision = "0014"
-down_revision = "0013"
+revision = "0013"
+down_revision = "0012"
 branch_labels = None
 depends_on = None
 
