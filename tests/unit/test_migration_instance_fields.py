@@ -1,4 +1,4 @@
-"""Migration 0013: VMs made before get the defaults of Nova's server fields
+"""Migration 0014: VMs made before get the defaults of Nova's server fields
 (no metadata, MANUAL, unlocked); the model and the migration agree; a
 downgrade drops them again."""
 import sqlalchemy as sa
@@ -12,7 +12,7 @@ TABLES = {"instances", "instance_metadata"}
 def test_existing_vms_get_the_defaults_and_a_downgrade_drops_them(conf):
     from alembic import command
     url = config.database_url(conf)
-    migration.db_sync(url, revision="0012")
+    migration.db_sync(url, revision="0013")
     engine = sa.create_engine(url)
     with engine.begin() as c:
         c.execute(sa.text(
@@ -30,10 +30,10 @@ def test_existing_vms_get_the_defaults_and_a_downgrade_drops_them(conf):
     cfg = migration._config(url)
     with engine.begin() as c:
         cfg.attributes["connection"] = c
-        command.downgrade(cfg, "0012")
+        command.downgrade(cfg, "0013")
     assert "instance_metadata" not in sa.inspect(engine).get_table_names()
     engine.dispose()
-    assert migration.db_version(url) == "0012"
+    assert migration.db_version(url) == "0013"
 
 
 def test_models_match_the_migration(db):

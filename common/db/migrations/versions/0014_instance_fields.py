@@ -1,14 +1,14 @@
 """Nova's server fields on VMs: metadata (a key/value table), the keypair's
 name and public key, user_data, access IPs, disk_config and the lock.
 
-Revision ID: 0013
-Revises: 0012
+Revision ID: 0014
+Revises: 0013
 """
 from alembic import op
 import sqlalchemy as sa
 
-revision = "0013"
-down_revision = "0012"
+revision = "0014"
+down_revision = "0013"
 branch_labels = None
 depends_on = None
 
