@@ -1,0 +1,104 @@
+"""``POST /servers/{id}/action`` at 2.1: the power actions and the console.
+
+The server is looked up first, so an unknown server is a 404 whatever the
+action (tempest asks for rebuild, forceDelete, restore on missing servers);
+then the body must name exactly one action this surface carries out (else
+400 "There is no such action"), with Nova's arguments (400). A move that the
+server's state does not allow now is VMService's 409.
+
+- ``os-stop``, ``os-start``, ``pause``, ``unpause``, ``suspend``,
+  ``resume``: value ``null`` or ``{}`` (what OSC and the SDK send); 202;
+- ``reboot``: ``{"type": "SOFT"|"HARD"}``, required, any case; 202;
+- ``os-getConsoleOutput``: ``{"length": N}`` (an integer or its string,
+  ``null`` or -1: all of it); 200 ``{"output"}``, Nova's tail of the log
+  (``console_tail``)."""
+import re
+
+from flask import g, jsonify
+
+from common import exception
+from nova_api import validation
+from nova_api.openstack.compute import resource, server_lookup
+
+bp = resource.blueprint("compute_server_actions", __name__)
+
+NO_ARGUMENTS = {"type": ["null", "object"], "additionalProperties": False}
+REBOOT = {"type": "object",
+          "properties": {"type": {"type": "string", "maxLength": 4}},
+          "required": ["type"],
+          "additionalProperties": False}
+# nova/api/openstack/compute/schemas/console_output.py
+CONSOLE_OUTPUT = {"type": "object",
+                  "properties": {"length": {"type": ["integer", "string", "null"],
+                                            "pattern": "^-?[0-9]{1,18}$", "minimum": -1}},
+                  "additionalProperties": False}
+# Nova action -> (VMService action, argument schema).
+POWER_ACTIONS = {"os-stop": "stop", "os-start": "start", "pause": "pause",
+                 "unpause": "unpause", "suspend": "suspend", "resume": "resume"}
+# The most lines asked of the compute for "all of it" (it reads at most the
+# log's last MiB anyway).
+ALL_LINES = 2 ** 31 - 1
+# What Nova strips from console output (control characters but \t and \n).
+_UNPRINTABLE = re.compile("[\x00-\x08\x0b-\x1f]")
+
+
+def _one_action(body):
+    """(name, value) of an action body; 400 unless it is one JSON object
+    with exactly one member."""
+    if not isinstance(body, dict) or len(body) != 1:
+        raise exception.Invalid(reason="Malformed request body: an action body is an object "
+                                "with exactly one member, the action")
+    return next(iter(body.items()))
+
+
+def _no_such_action(name):
+    shown = name if len(name) <= 64 else name[:64] + "..."
+    return exception.Invalid("There is no such action: %s" % shown)
+
+
+def console_tail(log, length):
+    """Nova's ``_tail_log``: the last ``length`` pieces of the log split at
+    newlines (None: all of it; 0: nothing), without control characters."""
+    if length == 0:
+        return ""
+    if length is not None:
+        log = "\n".join(log.split("\n")[-length:])
+    return _UNPRINTABLE.sub("", log)
+
+
+def _console_length(args):
+    length = args.get("length")
+    if length is None:
+        return None
+    length = int(length)
+    if length < -1:
+        raise exception.ValidationError(field="os-getConsoleOutput.length",
+                                        reason="must be -1 or greater")
+    return None if length == -1 else length
+
+
+@bp.post("/servers/<server_id>/action")
+def action(server_id):
+    name, args = _one_action(validation.json_body({}))
+    inst = server_lookup.server(server_id)
+    service = server_lookup.vm_service()
+    if name in POWER_ACTIONS:
+        validation.validate(args, NO_ARGUMENTS, root=name)
+        service.action(g.context, inst.id, POWER_ACTIONS[name])
+        return "", 202
+    if name == "reboot":
+        validation.validate(args, REBOOT, root=name)
+        kind = args["type"].lower()
+        if kind not in ("soft", "hard"):
+            raise exception.ValidationError(field="reboot.type", reason="must be SOFT or HARD")
+        service.action(g.context, inst.id, "reboot", hard=kind == "hard")
+        return "", 202
+    if name == "os-getConsoleOutput":
+        validation.validate(args, CONSOLE_OUTPUT, root=name)
+        length = _console_length(args)
+        # A log ending in a newline splits into one empty piece more than it has lines.
+        lines = ALL_LINES if length is None else min(length + 1, ALL_LINES)
+        log = service.get_console_output(g.context, inst.id, lines)
+        return jsonify({"output": console_tail(log or "", length)})
+    raise _no_such_action(name)
+
