@@ -1,5 +1,9 @@
 """DB rows as the plain JSON-able dicts that RPC messages carry."""
 
+# What the conductor's instance_get adds for one VM, read by the compute's
+# build for the config drive (common/db/instance_metadata.py guest_data).
+GUEST_FIELDS = ("metadata", "key_name", "key_data", "user_data")
+
 
 def instance(inst):
     return {

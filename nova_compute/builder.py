@@ -9,7 +9,7 @@ import logging
 import os
 import time
 
-from common import exception, states
+from common import exception, payloads, states
 from common.timeline import EventBuffer, Timeline
 from nova_compute import guest_data, ownership
 from nova_compute.virt.driver import InstanceSpec
@@ -64,6 +64,11 @@ class Builder:
                     self.timeline.finish(ctxt, instance_id, "error",
                                          "VM was deleted before it was built")
                 return
+            # The config drive's metadata, keypair and user_data as stored
+            # now; where the row has none (or an older conductor sends none),
+            # what the build's payload carries stays.
+            instance = dict(instance, **{k: current[k] for k in payloads.GUEST_FIELDS
+                                         if current.get(k)})
             self.builds.started(instance_id)
             try:
                 self._build(ctxt, instance, image, action_id)

@@ -9,7 +9,7 @@ import logging
 import sqlalchemy as sa
 
 from common import exception, metrics, payloads, states
-from common.db import actions, allocations
+from common.db import actions, allocations, instance_metadata
 from common.db import api as db_api
 from common.db import scheduling as db_scheduling
 from common.db.models import Instance, utcnow
@@ -42,10 +42,12 @@ class ConductorManager:
 
     def instance_get(self, ctxt, instance_id):
         """The live VM with its move in progress (``"migration"``, see
-        nova_compute/ownership.py), or None."""
+        nova_compute/ownership.py) and ``payloads.GUEST_FIELDS``, or None."""
         with self.db.transaction() as s:
             row = db_scheduling.instance_with_move(s, instance_id)
-            return None if row is None else _with_move(row)
+            if row is None:
+                return None
+            return dict(_with_move(row), **instance_metadata.guest_data(s, instance_id))
 
     def instance_list_for_host(self, ctxt, host):
         """The live VMs on ``host`` and those with a move in progress from or

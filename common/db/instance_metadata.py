@@ -4,9 +4,10 @@ against the project's ``metadata_items`` limit (see nova_api/vm_fields.py)."""
 import sqlalchemy as sa
 
 from common import exception
-from common.db.models import InstanceMetadata
+from common.db.models import Instance, InstanceMetadata
 
 _TABLE = InstanceMetadata.__table__
+_GUEST_COLUMNS = (Instance.key_name, Instance.key_data, Instance.user_data)
 
 
 def get(s, instance_id):
@@ -52,3 +53,13 @@ def delete_item(s, instance_id, key):
                                                 _TABLE.c.key == key)).rowcount
     if not removed:
         raise exception.MetadataItemNotFound(instance=instance_id, key=key)
+
+
+def guest_data(s, instance_id):
+    """What a VM's config drive carries beyond its row's usual fields
+    (``payloads.GUEST_FIELDS``): its metadata, keypair and user_data; {}
+    if there is no such VM."""
+    row = s.execute(sa.select(*_GUEST_COLUMNS).where(Instance.id == instance_id)).first()
+    if row is None:
+        return {}
+    return dict(row._mapping, metadata=get(s, instance_id))

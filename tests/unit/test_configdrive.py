@@ -14,7 +14,7 @@ import pytest
 from oslo_config import cfg
 
 from common import config, context, exception, payloads, states
-from common.db import allocations
+from common.db import allocations, instance_metadata
 from common.db import api as db_api
 from common.db.allocations import Resources
 from nova_compute import guest_data
@@ -278,7 +278,11 @@ class _Null:
 
 # -- a build through the compute manager -------------------------------------------
 
-def test_build_gives_the_vm_a_config_drive_from_its_payload(conf, db, tmp_path):
+@pytest.fixture
+def build_host(conf, db, tmp_path):
+    """(manager, driver, place): a compute manager on the fake-libvirt driver;
+    ``place(**row_values)`` stores a VM spawning on its host and returns the
+    build's (instance, image) payloads."""
     conf.set_override("compute_driver", "fake-libvirt", group="compute")
     drv = fake_libvirt.FakeLibvirtDriver(conf)
     drv.init_host(conf.host)
@@ -288,28 +292,55 @@ def test_build_gives_the_vm_a_config_drive_from_its_payload(conf, db, tmp_path):
     cache = ImageCache(conf.compute.image_cache_path,
                        fetcher=lambda url: read_file_chunks(str(src)))
     manager = ComputeManager(drv, ConductorManager(db), cache, conf)
-    ctxt = context.RequestContext(project_id="p")
-    ConductorManager(db).service_heartbeat(ctxt, conf.host, "mininova-compute",
+    ConductorManager(db).service_heartbeat(CTXT, conf.host, "mininova-compute",
                                            {"vcpus": 4, "memory_mb": 4096, "local_gb": 50})
-    with db.transaction() as s:
-        image = db_api.image_create(s, name="img", size=4096, checksum=checksum, min_ram=0,
-                                    min_disk=0, location=str(src), disk_format="qcow2",
-                                    status="active")
-        row = db_api.instance_create(s, name="Web One", project_id="p", image_id=image.id,
-                                     flavor_id="1", vcpus=1, memory_mb=128, root_gb=1,
-                                     vm_state=states.BUILDING, task_state=states.SPAWNING,
-                                     host=conf.host, mac_address=MAC)
-        allocations.allocate(s, row.id, conf.host, Resources(1, 128, 1), (16.0, 1.5, 1.0))
-        instance, image = payloads.instance(row), payloads.image(image)
-    try:
-        manager.build_instance(ctxt, dict(instance, key_name="alice", key_data=KEY,
-                                          metadata={"role": "web"}), image)
-        path = os.path.join(drv.instances_path, instance["id"], "disk.config")
-        with open(path) as f:
-            md = json.loads(json.load(f)["openstack/latest/meta_data.json"])
-        assert (md["uuid"], md["hostname"]) == (instance["id"], "web-one")
-        assert (md["public_keys"], md["meta"]) == ({"alice": KEY}, {"role": "web"})
-    finally:
-        for inst in drv.list_instances():
-            drv.destroy(inst["id"])
-        drv.cleanup_host()
+
+    def place(metadata=None, **values):
+        with db.transaction() as s:
+            image = db_api.image_create(s, name="img", size=4096, checksum=checksum,
+                                        min_ram=0, min_disk=0, location=str(src),
+                                        disk_format="qcow2", status="active")
+            row = db_api.instance_create(s, project_id="p", image_id=image.id, flavor_id="1",
+                                         vcpus=1, memory_mb=128, root_gb=1,
+                                         vm_state=states.BUILDING, task_state=states.SPAWNING,
+                                         host=conf.host, mac_address=MAC, **values)
+            instance_metadata.replace(s, row.id, metadata or {})
+            allocations.allocate(s, row.id, conf.host, Resources(1, 128, 1), (16.0, 1.5, 1.0))
+            return payloads.instance(row), payloads.image(image)
+    yield manager, drv, place
+    for inst in drv.list_instances():
+        drv.destroy(inst["id"])
+    drv.cleanup_host()
+
+
+CTXT = context.RequestContext(project_id="p")
+
+
+def drive_files(drv, instance_id):
+    with open(os.path.join(drv.instances_path, instance_id, "disk.config")) as f:
+        return json.load(f)  # the fake's stand-in: the drive's files
+
+
+def test_build_gives_the_vm_a_config_drive_from_its_payload(build_host):
+    manager, drv, place = build_host
+    instance, image = place(name="Web One")
+    manager.build_instance(CTXT, dict(instance, key_name="alice", key_data=KEY,
+                                      metadata={"role": "web"}), image)
+    md = json.loads(drive_files(drv, instance["id"])["openstack/latest/meta_data.json"])
+    assert (md["uuid"], md["hostname"]) == (instance["id"], "web-one")
+    assert (md["public_keys"], md["meta"]) == ({"alice": KEY}, {"role": "web"})
+
+
+def test_build_gives_the_vm_a_config_drive_from_its_stored_fields(build_host):
+    """The build's payload carries none of them: the builder reads the VM's
+    metadata, keypair and user_data from the conductor's instance_get."""
+    manager, drv, place = build_host
+    user_data = base64.b64encode(b"#cloud-config\n").decode()
+    instance, image = place(name="web2", key_name="alice", key_data=KEY, user_data=user_data,
+                            metadata={"role": "db", "tier": "2"})
+    assert not set(payloads.GUEST_FIELDS) & set(instance)
+    manager.build_instance(CTXT, instance, image)
+    files = drive_files(drv, instance["id"])
+    md = json.loads(files["openstack/latest/meta_data.json"])
+    assert (md["public_keys"], md["meta"]) == ({"alice": KEY}, {"role": "db", "tier": "2"})
+    assert files["openstack/latest/user_data"] == "#cloud-config\n"
