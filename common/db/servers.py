@@ -122,16 +122,3 @@ def existing_flavor_ids(s, flavor_ids):
     if not flavor_ids:
         return set()
     return set(s.scalars(sa.select(Flavor.id).where(Flavor.id.in_(set(flavor_ids)))))
-
-
-def metadata_of(s, instance_ids):
-    """{instance id: {key: value}} of ``instance_ids`` (each present)."""
-    found = {i: {} for i in instance_ids}
-    table = Instance.__table__.metadata.tables.get("instance_metadata")
-    if table is None or not instance_ids:
-        return found
-    for instance_id, key, value in s.execute(
-            sa.select(table.c.instance_id, table.c.key, table.c.value)
-            .where(table.c.instance_id.in_(list(found)))):
-        found[instance_id][key] = value
-    return found

@@ -69,11 +69,6 @@ def _addresses(inst, network_name, extended=True):
     return {network_name: [address]}
 
 
-def _column(inst, name, default=None):
-    # Columns that not every schema version has yet (migration 0013).
-    return getattr(inst, name, default)
-
-
 class ServerViews:
     """Views of VM rows for one request. ``network_name``: the one network
     (``[compute] network_name``); ``flavor_ids``: the flavors that still
@@ -102,10 +97,10 @@ class ServerViews:
             "created": views.isotime(inst.created_at),
             "updated": views.isotime(inst.updated_at),
             "addresses": _addresses(inst, self.network_name, extended=False),
-            "accessIPv4": _column(inst, "access_ipv4") or "",
-            "accessIPv6": _column(inst, "access_ipv6") or "",
+            "accessIPv4": inst.access_ipv4 or "",
+            "accessIPv6": inst.access_ipv6 or "",
             "links": views.links("servers", inst.id),
-            "OS-DCF:diskConfig": _column(inst, "disk_config") or "MANUAL",
+            "OS-DCF:diskConfig": inst.disk_config or "MANUAL",
         }
         if server_status in _PROGRESS_STATUSES:
             body["progress"] = 0
@@ -118,7 +113,7 @@ class ServerViews:
         body = self.basic(inst)
         body["addresses"] = _addresses(inst, self.network_name)
         body.update({
-            "key_name": _column(inst, "key_name"),
+            "key_name": inst.key_name,
             "security_groups": [{"name": "default"}],
             "OS-SRV-USG:launched_at": views.naive_isotime(inst.launched_at),
             "OS-SRV-USG:terminated_at": views.naive_isotime(inst.deleted_at),

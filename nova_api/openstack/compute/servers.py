@@ -1,7 +1,8 @@
-"""/servers at 2.1: list and detail (Nova's filters, newest first, paged),
-show by id only (a name is 404: clients resolve names with ``?name=``, and
-would silently pick one of several VMs of one name otherwise), delete (204;
-the server stays visible with task_state ``deleting`` until it is gone).
+"""/servers at 2.1: create (202; the body checked in ``server_requests``),
+list and detail (Nova's filters, newest first, paged), show by id only (a name is 404: clients resolve names with ``?name=``, and
+would silently pick one of several VMs of one name otherwise), update of name and
+access IPs (200, the basic view), delete (204; the server stays visible with
+task_state ``deleting`` until it is gone).
 
 Admins see every project's servers by id, and lists of other projects with
 ``all_tenants`` or ``project_id``/``tenant_id``; for anyone else those are
@@ -12,8 +13,11 @@ import datetime
 from flask import current_app, g, jsonify, request
 
 from common import context, exception
+from common.db import instance_metadata
 from common.db import servers as db_servers
-from nova_api.openstack.compute import paging, params, resource, server_views
+from nova_api import validation
+from nova_api.openstack.compute import (paging, params, resource, server_requests,
+                                        server_views, views)
 
 bp = resource.blueprint("compute_servers", __name__)
 
@@ -35,7 +39,7 @@ def views_for(s, instances):
     return server_views.ServerViews(
         _network_name(), g.context.is_admin,
         flavor_ids=db_servers.existing_flavor_ids(s, [i.flavor_id for i in instances]),
-        metadata=db_servers.metadata_of(s, [i.id for i in instances]))
+        metadata=instance_metadata.get_many(s, [i.id for i in instances]))
 
 
 def _scope():
@@ -137,3 +141,23 @@ def delete(server_id):
         inst = db_servers.get(s, server_id, _scope())
     _vm_service().delete(acting_context(inst), inst.id)
     return "", 204
+
+
+@bp.post("/servers")
+def create():
+    body = validation.json_body(server_requests.CREATE_SCHEMA)
+    args, kwargs, password = server_requests.create_arguments(body, _network_name())
+    try:
+        vm = _vm_service().create(g.context, *args, **kwargs)
+    except (exception.ImageNotFound, exception.FlavorNotFound,
+            exception.ServerGroupNotFound) as e:
+        # What the body names must exist: Nova answers 400, not 404.
+        raise exception.Invalid(reason=e.message) from e
+    links = views.links("servers", vm["id"])
+    response = jsonify({"server": {
+        "id": vm["id"], "links": links, "OS-DCF:diskConfig": vm["disk_config"],
+        "security_groups": [{"name": server_requests.SECURITY_GROUP}],
+        "adminPass": password}})
+    response.status_code = 202
+    response.headers["Location"] = links[0]["href"]
+    return response
