@@ -87,6 +87,7 @@ class AuditResponder:
                     ownership.describe(row))
             try:
                 self.driver.destroy(instance_id)
+                self.driver.unplug_fixed_ip(instance_id)
             except exception.MininovaException as e:
                 return "failed:%s" % e.message
         self.addresses.forget(instance_id)

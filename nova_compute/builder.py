@@ -12,6 +12,7 @@ import time
 from common import exception, payloads, states
 from common.timeline import EventBuffer, Timeline
 from nova_compute import guest_data, ownership
+from nova_compute.fixed_ips import FixedIps
 from nova_compute.virt.driver import InstanceSpec
 
 LOG = logging.getLogger(__name__)
@@ -36,11 +37,14 @@ def instance_spec(instance, image_id):
 
 class Builder:
     def __init__(self, driver, conductor, image_cache, locks, timeline, builds, reconciler,
-                 addresses, conf):
+                 addresses, conf, fixed_ips=None):
         """``conductor``: a RetryingConductor; ``timeline``: the VM actions'
         Timeline; ``builds``: the BuildTracker shared with ``reconciler``,
         which makes the power syncs deferred during a build; ``addresses``:
-        the AddressWatcher told about each new VM's MAC."""
+        the AddressWatcher told about the MAC of each new VM that got no
+        fixed IP; ``fixed_ips``: the FixedIps that allocate one before spawn
+        (default: on ``driver`` and ``conductor``)."""
+        self.fixed_ips = fixed_ips or FixedIps(driver, conductor, conf.host)
         self.driver = driver
         self.conductor = conductor
         self.image_cache = image_cache
@@ -83,6 +87,8 @@ class Builder:
         steps = EventBuffer()  # sent with the outcome, in one message
         timeline = Timeline(steps, self.host)
         try:
+            with timeline.step(ctxt, instance_id, "network allocated"):
+                instance = self.fixed_ips.allocate_for_instance(ctxt, instance)
             spec = instance_spec(instance, image["id"])
             with timeline.step(ctxt, instance_id, "image fetched"):
                 base = self.image_cache.fetch(image["id"], self._image_url(image["id"]),
@@ -96,7 +102,8 @@ class Builder:
             LOG.warning("VM %s: spawn failed, rolling back: %s", instance_id, why,
                         exc_info=not isinstance(e, exception.MininovaException))
             destroy_quietly(self.driver, instance_id)
-            # The conductor decides: another host, or ERROR (and it
+            self.fixed_ips.unplug_quietly(instance_id)
+            # The conductor decides (and frees the fixed IP): another host, or ERROR (and it
             # finishes the action then).
             self.conductor.instance_build_failed(ctxt, instance_id, self.host, why,
                                                  steps.events, action_id)
@@ -124,7 +131,7 @@ class Builder:
             return
         if spawned is False and self.given_up(ctxt, instance_id):
             return
-        if spec.mac_address:
+        if spec.mac_address and not instance.get("ip_address"):  # no fixed IP: DHCP
             self.addresses.expect(instance_id, spec.mac_address)
 
     def _sync_after_build(self, ctxt, instance_id):
@@ -146,6 +153,7 @@ class Builder:
         LOG.warning("VM %s: built, but no longer wanted here (now %s); destroying the "
                     "domain", instance_id, ownership.describe(current))
         destroy_quietly(self.driver, instance_id)
+        self.fixed_ips.unplug_quietly(instance_id)
         return True
 
     def reap_failed_builds(self, ctxt):
@@ -172,6 +180,7 @@ class Builder:
                 LOG.warning("VM %s: its build was given up; destroying what it left here",
                             instance_id)
                 destroy_quietly(self.driver, instance_id)
+                self.fixed_ips.unplug_quietly(instance_id)
                 reaped.append(instance_id)
         return reaped
 

@@ -6,14 +6,19 @@ domain or directory already gone is a success."""
 import logging
 
 from common import exception
+from nova_compute.fixed_ips import FixedIps
 
 LOG = logging.getLogger(__name__)
 
 
 class Deleter:
-    def __init__(self, driver, conductor, locks, timeline, cancels, addresses, host):
+    def __init__(self, driver, conductor, locks, timeline, cancels, addresses, host,
+                 fixed_ips=None):
         """``conductor``: a RetryingConductor; ``cancels``: the CancelRegistry
-        the VM's power tasks wait on; ``addresses``: the AddressWatcher."""
+        the VM's power tasks wait on; ``addresses``: the AddressWatcher;
+        ``fixed_ips``: the FixedIps whose DHCP host entry goes with the domain
+        (default: on ``driver``)."""
+        self.fixed_ips = fixed_ips or FixedIps(driver, conductor, host)
         self.driver = driver
         self.conductor = conductor
         self.locks = locks
@@ -29,6 +34,8 @@ class Deleter:
             try:
                 with self.timeline.step(ctxt, instance_id, "domain destroyed"):
                     self.driver.destroy(instance_id)
+                    # Before the report that frees the address in the DB.
+                    self.fixed_ips.unplug(instance_id)
             except exception.MininovaException as e:
                 self.timeline.finish(ctxt, instance_id, "error", e.message)
                 raise

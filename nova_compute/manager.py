@@ -17,6 +17,7 @@ from nova_compute.addresses import AddressWatcher
 from nova_compute.audit_responder import AuditResponder
 from nova_compute.builder import Builder
 from nova_compute.deleter import Deleter
+from nova_compute.fixed_ips import FixedIps
 from nova_compute.inflight import BuildTracker, CancelRegistry
 from common.locks import KeyedLocks
 from nova_compute.power_tasks import PowerTasks
@@ -51,10 +52,11 @@ class ComputeManager:
         self.addresses = AddressWatcher(driver, self._report_address)
         cancels, builds = CancelRegistry(), BuildTracker()
         self.reconciler = Reconciler(driver, self.conductor, self.locks, builds, conf)
+        self.fixed_ips = FixedIps(driver, self.conductor, self.host)
         self.builder = Builder(driver, self.conductor, image_cache, self.locks, self.timeline,
-                               builds, self.reconciler, self.addresses, conf)
+                               builds, self.reconciler, self.addresses, conf, self.fixed_ips)
         self.deleter = Deleter(driver, self.conductor, self.locks, self.timeline, cancels,
-                               self.addresses, self.host)
+                               self.addresses, self.host, self.fixed_ips)
         self.power = PowerTasks(driver, self.conductor, self.locks, self.timeline, cancels,
                                 conf)
         self.settler = StartupSettler(driver, self.conductor, self.locks, self.deleter,

@@ -9,10 +9,11 @@ import logging
 import sqlalchemy as sa
 
 from common import exception, metrics, payloads, states
-from common.db import actions, allocations, instance_metadata
+from common.db import actions, allocations, fixed_ips, instance_metadata
 from common.db import api as db_api
 from common.db import scheduling as db_scheduling
 from common.db.models import Instance, utcnow
+from common.fixed_networks import FixedNetwork
 from common.timeline import DbSink, Timeline
 
 LOG = logging.getLogger(__name__)
@@ -26,7 +27,8 @@ class ConductorManager:
         "instance_set_address", "instance_task_done", "instance_task_failed",
         "instance_power_sync", "instance_vanished", "instance_spawned",
         "instance_failed_builds_for_host", "instance_build_failed",
-        "instance_build_interrupted", "instance_terminated", "action_event", "action_finish"})
+        "instance_build_interrupted", "instance_terminated", "action_event", "action_finish",
+        "fixed_ip_allocate"})
 
     def __init__(self, db, scheduler_rpcapi=None, max_attempts=1, host="conductor"):
         """``max_attempts`` > 1 (with a ``scheduler_rpcapi``) hands a VM
@@ -59,6 +61,28 @@ class ConductorManager:
         with self.db.transaction() as s:
             return db_api.instance_update_if(s, instance_id, {"ip_address": ip_address},
                                              expected_host=host)
+
+    def fixed_ip_allocate(self, ctxt, instance_id, host, network):
+        """(message 1.3) The VM's fixed IP in ``network`` (a FixedNetwork as a
+        dict, which ``host`` read from its hypervisor), allocated if it holds
+        none, and written to the VM's row: known before the VM is ACTIVE.
+        None when the VM is no longer spawning on ``host`` (deleted, given
+        up, moved on): then nothing is allocated. Idempotent."""
+        net = FixedNetwork.from_dict(network)
+        with self.db.transaction() as s:
+            # The row lock orders this against a concurrent delete: either the
+            # delete comes first (the VM is gone here) or its release, after
+            # this commits, finds the address.
+            inst = s.execute(sa.select(Instance.host, Instance.task_state).where(
+                Instance.id == instance_id, Instance.deleted_at.is_(None))
+                .with_for_update()).first()
+            if inst is None or inst.host != host or inst.task_state != states.SPAWNING:
+                return None
+            address = fixed_ips.allocate(s, net, instance_id, host)
+            db_api.instance_update_if(s, instance_id, {"ip_address": address},
+                                      expected_host=host)
+        LOG.info("VM %s: fixed IP %s in %s", instance_id, address, net.name)
+        return address
 
     def instance_task_done(self, ctxt, instance_id, host, task_state, power_state):
         """A power action finished: the VM rests in the task's end state."""
@@ -170,6 +194,8 @@ class ConductorManager:
                                              expected_host=host)
             if done:
                 allocations.release(s, instance_id)
+                if fixed_ips.release_instance(s, instance_id):  # the next host allocates anew
+                    db_api.instance_update_if(s, instance_id, {"ip_address": None})
                 if events:
                     action_id = _action_id(s, ctxt, instance_id, action_id)
                     db_scheduling.events_insert(s, action_id, events)

@@ -12,11 +12,12 @@ Version history (a server at X.Y takes X.0 to X.Y; a client capped by
 * 1.1 - instance_spawned and instance_build_failed take ``action_id`` (the
   create's action row), so that nobody looks it up per report
 * 1.2 - instance_build_interrupted (a host's restart cut a build short)
+* 1.3 - fixed_ip_allocate (a VM's fixed IP allocated in the DB before spawn)
 """
 from common import rpc
 
 TOPIC = "conductor"
-VERSION = "1.2"
+VERSION = "1.3"
 
 
 class ConductorRPCAPI:
@@ -48,6 +49,15 @@ class ConductorRPCAPI:
     def instance_set_address(self, ctxt, instance_id, host, ip_address):
         self.client.call(ctxt, "instance_set_address", instance_id=instance_id, host=host,
                          ip_address=ip_address)
+
+    def fixed_ip_allocate(self, ctxt, instance_id, host, network):
+        """The VM's fixed IP in ``network`` (a FixedNetwork's dict), or None
+        when it is no longer spawning on ``host``. Capped below 1.3 (an older
+        conductor): None without asking, and the VM takes a DHCP lease."""
+        if not self.client.can_send_version("1.3"):
+            return None
+        return self.client.prepare(version="1.3").call(
+            ctxt, "fixed_ip_allocate", instance_id=instance_id, host=host, network=network)
 
     def instance_task_done(self, ctxt, instance_id, host, task_state, power_state):
         return self.client.call(ctxt, "instance_task_done", instance_id=instance_id, host=host,

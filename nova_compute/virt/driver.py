@@ -210,6 +210,30 @@ class ComputeDriver(abc.ABC):
         One look at the hypervisor's network, however many MACs are asked."""
         raise NotImplementedError
 
+    # -- the fixed IP's network (Nova: the network API's part of a build) --------
+
+    @abc.abstractmethod
+    def get_fixed_network(self):
+        """The network VMs' NICs join, as a ``common.fixed_networks.FixedNetwork``
+        (subnet, gateway, DNS, and the range fixed IPs come from: the network's
+        DHCP range), read from the hypervisor; None when VMs get no NIC.
+        HypervisorError when the network cannot be read."""
+        raise NotImplementedError
+
+    @abc.abstractmethod
+    def plug_fixed_ip(self, instance_id, mac, address):
+        """Post: the network's DHCP server hands ``address`` to ``mac`` (one
+        host entry, the instance's). An entry of another MAC for ``address``,
+        or of ``mac`` for another address, is replaced: it can only be stale,
+        as the database hands out each address once. Idempotent."""
+        raise NotImplementedError
+
+    @abc.abstractmethod
+    def unplug_fixed_ip(self, instance_id):
+        """Post: the network has no DHCP host entry of the instance.
+        Idempotent (none is no error)."""
+        raise NotImplementedError
+
     @abc.abstractmethod
     def cleanup_host(self):
         """Close the hypervisor connections. Safe to call more than once."""

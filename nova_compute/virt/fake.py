@@ -15,6 +15,7 @@ import os
 import threading
 
 from common import exception, states
+from common.fixed_networks import FixedNetwork
 from nova_compute.virt import driver
 from nova_compute.virt.fake_domains import GiB, MiB, FakeDomain, base_size, set_power
 
@@ -31,8 +32,14 @@ class FakeDriver(driver.ComputeDriver):
     live_migration_steps = 4     # progress reports of one live migration
     guest_ignores_acpi = False   # True: a clean shutdown waits out its timeout
 
+    # The network every fake host's VMs join (a /16: room for a scale run).
+    fixed_network = FixedNetwork(name="mininova", cidr="10.0.0.0/16", first="10.0.0.10",
+                                 last="10.0.255.250", gateway="10.0.0.1", dns=("10.0.0.1",))
+
     def __init__(self, conf, lifecycle_callback=None):
         self.instances_path = os.path.abspath(conf.compute.instances_path)
+        self.network_name = conf.compute.network_name
+        self.dhcp_hosts = {}    # instance id -> (mac, address): the DHCP host entries
         self._callback = lifecycle_callback
         self.host_name = None
         self._domains = {}      # instance id -> FakeDomain (ours or not)
@@ -71,6 +78,27 @@ class FakeDriver(driver.ComputeDriver):
         with self._events() as events:
             dom = self._owned(instance_id)
             set_power(dom, power_state, events)
+
+    # -- fixed IPs: DHCP host entries in a dict -------------------------------------
+
+    def get_fixed_network(self):
+        if not self.network_name:
+            return None
+        return dataclasses.replace(self.fixed_network, name=self.network_name)
+
+    def plug_fixed_ip(self, instance_id, mac, address):
+        driver.validate_instance_id(instance_id)
+        mac = mac.lower()
+        with self._lock:
+            for other, entry in list(self.dhcp_hosts.items()):
+                if other != instance_id and (entry[0] == mac or entry[1] == address):
+                    del self.dhcp_hosts[other]  # stale: the DB gives an address once
+            self.dhcp_hosts[instance_id] = (mac, address)
+
+    def unplug_fixed_ip(self, instance_id):
+        driver.validate_instance_id(instance_id)
+        with self._lock:
+            self.dhcp_hosts.pop(instance_id, None)
 
     # -- lifecycle ---------------------------------------------------------------
 

@@ -22,6 +22,10 @@ from nova_compute.virt import configdrive
 from nova_compute.virt.libvirt.driver import LibvirtDriver
 
 DEFAULT_URI = "test:///default"
+TEST_NETWORK_XML = """<network><name>%(name)s</name><forward mode='nat'/>
+  <ip address='203.0.113.1' netmask='255.255.255.0'>
+    <dhcp><range start='203.0.113.10' end='203.0.113.250'/></dhcp>
+  </ip></network>"""
 
 
 class FakeLibvirtDriver(LibvirtDriver):
@@ -36,6 +40,25 @@ class FakeLibvirtDriver(LibvirtDriver):
 
     def _detect_virt_type(self):
         return "test"
+
+    def init_host(self, host):
+        super().init_host(host)
+        if self.network_name:
+            self._ensure_network()
+
+    def _ensure_network(self):
+        """The test driver's host has only "default": define ours (NAT, DHCP
+        range .10-.250 of TEST-NET-3), as deploy/setup-network.sh does."""
+        conn = self._connection()
+        try:
+            conn.networkLookupByName(self.network_name)
+            return
+        except libvirt.libvirtError:
+            pass
+        try:
+            conn.networkDefineXML(TEST_NETWORK_XML % {"name": self.network_name}).create()
+        except libvirt.libvirtError:
+            conn.networkLookupByName(self.network_name)  # another driver defined it first
 
     def _create_overlay(self, instance, base_image_path, overlay_path):
         # No qemu-img: a placeholder naming its base is enough for the test driver.

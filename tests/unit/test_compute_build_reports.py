@@ -7,9 +7,10 @@ import os
 import pytest
 
 from common import exception, states
-from common.db import allocations
+from common.db import allocations, fixed_ips
 from common.db import api as db_api
 from nova_compute.virt import fake_libvirt
+from nova_compute.virt.libvirt import network as vnetwork
 from nova_conductor.manager import ConductorManager
 from tests.unit.test_compute_manager import (  # noqa: F401 (fixture)
     CTXT, base_image, make_manager, placed_vm, row)
@@ -97,6 +98,21 @@ def assert_rolled_back(manager, db, conf, instance_id, fault):
     assert fault in inst.fault
     assert domains(manager) == []
     assert not os.path.exists(os.path.join(conf.compute.instances_path, instance_id))
+    assert_no_fixed_ip(manager, db, instance_id)
+
+
+def dhcp_entries(manager):
+    """{instance id: (mac, ip)} of the DHCP host entries of the test network."""
+    net = manager.driver._connection().networkLookupByName(manager.driver.network_name)
+    return {name[len(vnetwork.HOST_NAME_PREFIX):]: (mac, ip)
+            for mac, ip, name in vnetwork.dhcp_hosts(net.XMLDesc(0))}
+
+
+def assert_no_fixed_ip(manager, db, instance_id):
+    """Nothing of the VM's fixed IP is left: no DHCP entry, no held address."""
+    assert instance_id not in dhcp_entries(manager)
+    with db.transaction() as s:
+        assert instance_id not in fixed_ips.held(s).values()
     with db.transaction() as s:
         assert not allocations.of_consumer(s, instance_id)
 
@@ -130,7 +146,7 @@ def test_a_lost_answer_then_a_refused_retry_keeps_the_vm(build, db):
     assert manager.reported_to.lost
     assert row(db, instance["id"]).vm_state == states.ACTIVE
     assert domains(manager) == [instance["id"]]
-    assert instance["id"] in manager.addresses.waiting()
+    assert row(db, instance["id"]).ip_address == dhcp_entries(manager)[instance["id"]][1]
 
 
 def test_conductor_away_keeps_the_domain_for_the_redelivered_build(build, db):
@@ -181,7 +197,9 @@ def test_a_vm_deleted_during_spawn_leaves_no_domain(build, db, conf, delete):
     assert domains(manager) == []
     assert not os.path.exists(os.path.join(conf.compute.instances_path, instance["id"]))
     assert instance["id"] not in manager.addresses.waiting()
+    assert instance["id"] not in dhcp_entries(manager)
     manager.terminate_instance(CTXT, instance["id"])
     assert row(db, instance["id"]) is None
+    assert_no_fixed_ip(manager, db, instance["id"])
     with db.transaction() as s:
         assert not allocations.of_consumer(s, instance["id"])

@@ -85,9 +85,8 @@ def test_build_then_address_then_delete(manager, db, conf, base_image):
     assert (inst.vm_state, inst.task_state, inst.power_state) == ("active", None, "running")
     assert [i["id"] for i in manager.driver.list_instances()] == [instance["id"]]
 
-    assert manager.addresses.waiting()
-    manager.addresses.poll(CTXT)
-    assert row(db, instance["id"]).ip_address == "198.51.100.44"
+    # Allocated before spawn (tests/unit/test_compute_fixed_ips.py): no lease to wait for.
+    assert row(db, instance["id"]).ip_address == "203.0.113.10"
     assert not manager.addresses.waiting()
 
     manager.build_instance(CTXT, instance, image)  # redelivered: no change
@@ -132,13 +131,42 @@ def test_build_of_deleted_vm_does_nothing(manager, db, conf, base_image):
     assert manager.driver.list_instances() == []
 
 
-def test_init_host_resumes_waiting_for_addresses(manager, db, conf, base_image):
-    instance, image = placed_vm(db, conf, *base_image)
-    manager.sources[image["id"]] = base_image[0]
-    manager.build_instance(CTXT, instance, image)
-    manager.addresses.forget(instance["id"])  # as after a restart
-    manager.init_host(CTXT)
-    assert instance["id"] in manager.addresses.waiting()
+class NoFixedNetworkDriver(fake_libvirt.FakeLibvirtDriver):
+    """A host whose network cannot be read as a fixed IPs' network: its VMs
+    take a DHCP lease, which the AddressWatcher learns."""
+
+    def get_fixed_network(self):
+        return None
+
+
+def test_without_fixed_network_the_address_comes_from_the_lease(conf, db, base_image):
+    manager = make_manager(conf, db, NoFixedNetworkDriver)
+    try:
+        instance, image = placed_vm(db, conf, *base_image)
+        manager.sources[image["id"]] = base_image[0]
+        manager.build_instance(CTXT, instance, image)
+        assert row(db, instance["id"]).ip_address is None
+        assert manager.addresses.waiting()
+        manager.addresses.poll(CTXT)
+        assert row(db, instance["id"]).ip_address == "198.51.100.44"
+        assert not manager.addresses.waiting()
+        manager.terminate_instance(CTXT, instance["id"])
+    finally:
+        manager.driver.cleanup_host()
+
+
+def test_init_host_resumes_waiting_for_addresses(conf, db, base_image):
+    manager = make_manager(conf, db, NoFixedNetworkDriver)
+    try:
+        instance, image = placed_vm(db, conf, *base_image)
+        manager.sources[image["id"]] = base_image[0]
+        manager.build_instance(CTXT, instance, image)
+        manager.addresses.forget(instance["id"])  # as after a restart
+        manager.init_host(CTXT)
+        assert instance["id"] in manager.addresses.waiting()
+        manager.terminate_instance(CTXT, instance["id"])
+    finally:
+        manager.driver.cleanup_host()
 
 
 def test_heartbeat_reports_capacity(manager, db, conf):
@@ -197,7 +225,7 @@ def test_events_of_the_build_itself_cost_no_message(conf, db, base_image):
         manager.sync_power_state(CTXT, instance_id)
         manager.sync_power_state(CTXT, instance_id)
     calls = build_with_events(conf, db, base_image, on_spawned=started_and_resumed)
-    assert calls == ["instance_get", "instance_spawned"]
+    assert calls == ["instance_get", "fixed_ip_allocate", "instance_spawned"]
 
 
 def test_an_event_after_the_builds_read_is_synced_after_its_report(conf, db, base_image):
@@ -208,4 +236,5 @@ def test_an_event_after_the_builds_read_is_synced_after_its_report(conf, db, bas
             fired.append(instance_id)
             manager.sync_power_state(CTXT, instance_id)
     calls = build_with_events(conf, db, base_image, on_read=stopped_meanwhile)
-    assert calls == ["instance_get", "instance_spawned", "instance_power_sync"]
+    assert calls == ["instance_get", "fixed_ip_allocate", "instance_spawned",
+                     "instance_power_sync"]

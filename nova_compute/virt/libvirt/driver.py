@@ -19,6 +19,7 @@ from nova_compute.virt.libvirt import guest
 from nova_compute.virt.libvirt import host as vhost
 from nova_compute.virt.libvirt import imagebackend
 from nova_compute.virt.libvirt import live_migration
+from nova_compute.virt.libvirt import network
 from nova_compute.virt.libvirt import power_ops
 from nova_compute.virt.libvirt.base import LibvirtBase, domain_name, no_step, reason
 from nova_compute.virt.libvirt.instance_files import tail_lines
@@ -159,6 +160,31 @@ class LibvirtDriver(LibvirtBase, driver.ComputeDriver):
         # A lease of a deleted domain can linger with a reused address; the
         # MAC is what identifies our NIC, and the newest lease wins.
         return {mac: ip for mac, ip in leases if mac in wanted}
+
+    def get_fixed_network(self):
+        if not self.network_name:
+            return None
+        with self._network("reading") as net:
+            return network.fixed_network(net.XMLDesc(0))
+
+    def plug_fixed_ip(self, instance_id, mac, address):
+        driver.validate_instance_id(instance_id)
+        with self._network("adding a DHCP host entry to") as net:
+            network.plug(net, instance_id, mac, address)
+
+    def unplug_fixed_ip(self, instance_id):
+        driver.validate_instance_id(instance_id)
+        if self.network_name:
+            with self._network("removing a DHCP host entry from") as net:
+                network.unplug(net, instance_id)
+
+    @contextlib.contextmanager
+    def _network(self, what):
+        try:
+            yield self._connection().networkLookupByName(self.network_name)
+        except libvirt.libvirtError as exc:
+            raise exception.HypervisorError(
+                reason="%s network %s: %s" % (what, self.network_name, exc)) from exc
 
     # -- power -------------------------------------------------------------------------
 
