@@ -15,6 +15,19 @@ USER_DATA_MAX = 65535  # characters of base64 text, as Nova's schema
 DISK_CONFIGS = ("MANUAL", "AUTO")
 
 
+NAME_MAX = 255
+
+
+def name(value):
+    """A VM's new name: 1-255 characters, no control characters (the APIs
+    check their own rules first)."""
+    if (not isinstance(value, str) or not value.strip() or len(value) > NAME_MAX
+            or any(ord(c) < 32 or ord(c) == 127 for c in value)):
+        raise exception.ValidationError(field="name", reason="must be 1-255 characters, not "
+                                                             "blank, no control characters")
+    return value
+
+
 def metadata_items(metadata, field="metadata"):
     """``metadata`` checked: a {str: str} of keys matching METADATA_KEY and
     values of at most 255 characters."""

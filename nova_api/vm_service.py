@@ -15,6 +15,7 @@ from common.timeline import DbSink, Timeline
 from nova_api import lookups, vm_fields
 
 LOG = logging.getLogger(__name__)
+UNSET = object()  # update(): a field not given (None clears an access IP)
 
 
 def random_mac():
@@ -112,8 +113,12 @@ class VMService:
             inst = db_api.instance_get_by_ref(s, ctxt.project_id, ref)
             moved = inst.host is not None and db_api.instance_update_if(
                 s, inst.id, {"task_state": task, "fault": None},
-                expected_task_state=None, expected_vm_state=tuple(allowed))
+                expected_task_state=None, expected_vm_state=tuple(allowed),
+                **_lock_guard(ctxt))
+            if not moved:
+                s.refresh(inst)  # why not: as it is now
         if not moved:
+            _refuse_if_locked(ctxt, inst, name.replace("_", " "))
             status = states.status(inst.vm_state, inst.task_state)
             why = ("while task %s is in progress" % inst.task_state if inst.task_state
                    else "while it is %s" % status)
@@ -155,13 +160,16 @@ class VMService:
         return rows[:limit], len(rows) > limit
 
     def delete(self, ctxt, ref):
-        """Delete wins over any task in progress; deleting twice is harmless."""
+        """Delete wins over any task in progress; deleting twice is harmless.
+        A locked VM: InstanceLocked (409) unless the caller is an admin."""
         with self.db.transaction() as s:
             inst = db_api.instance_get_by_ref(s, ctxt.project_id, ref)
+        _refuse_if_locked(ctxt, inst, "delete")
         self.timeline.start_action(ctxt, inst.id, "delete")
         if inst.host is None:
             with self.db.transaction() as s:
-                deleted = db_api.instance_soft_delete(s, inst.id, expected_host=None)
+                deleted = db_api.instance_soft_delete(s, inst.id, expected_host=None,
+                                                      **_lock_guard(ctxt))
             if deleted:
                 LOG.info("VM %s never reached a host; deleted by the API", inst.id)
                 self.timeline.record(ctxt, inst.id, "deleted", details="never reached a host")
@@ -170,8 +178,114 @@ class VMService:
         with self.db.transaction() as s:
             # Re-read: the scheduler may have placed it meanwhile.
             inst = db_api.instance_get(s, inst.id)
-            db_api.instance_update_if(s, inst.id, {"task_state": states.DELETING})
+            if not db_api.instance_update_if(s, inst.id, {"task_state": states.DELETING},
+                                             **_lock_guard(ctxt)):
+                s.refresh(inst)  # locked meanwhile? (gone meanwhile: the host is told anyway)
+                _refuse_if_locked(ctxt, inst, "delete")
             host = inst.host
         LOG.info("VM %s: delete cast to compute.%s", inst.id, host)
         self.compute_rpcapi.terminate_instance(ctxt, host, inst.id)
         self.timeline.record(ctxt, inst.id, "accepted", details="cast to compute.%s" % host)
+
+    # -- Nova's update, metadata and lock -------------------------------------
+
+    def update(self, ctxt, ref, name=UNSET, access_ipv4=UNSET, access_ipv6=UNSET):
+        """Rename a VM and/or set its access IPs (None clears one); the row
+        after. DuplicateName (409) where its name scope has that name."""
+        values = {}
+        if access_ipv4 is not UNSET:
+            values["access_ipv4"] = vm_fields.access_ip(access_ipv4, 4, "accessIPv4")
+        if access_ipv6 is not UNSET:
+            values["access_ipv6"] = vm_fields.access_ip(access_ipv6, 6, "accessIPv6")
+        if name is not UNSET:
+            name = vm_fields.name(name)
+        with self.db.transaction() as s:
+            inst = db_api.instance_get_by_ref(s, ctxt.project_id, ref)
+            if name is not UNSET and name != inst.name:
+                db_api.instance_rename(s, inst.id, name)
+            db_api.instance_update_if(s, inst.id, values)
+            s.refresh(inst)
+            return inst
+
+    def metadata_get(self, ctxt, ref):
+        with self.db.transaction() as s:
+            inst = db_api.instance_get_by_ref(s, ctxt.project_id, ref)
+            return instance_metadata.get(s, inst.id)
+
+    def metadata_get_item(self, ctxt, ref, key):
+        """One value; MetadataItemNotFound (404) for a key the VM has not."""
+        metadata = self.metadata_get(ctxt, ref)
+        if key not in metadata:
+            raise exception.MetadataItemNotFound(instance=ref, key=key)
+        return metadata[key]
+
+    def metadata_replace(self, ctxt, ref, metadata):
+        """The VM's metadata becomes exactly ``metadata``; returns it."""
+        metadata = vm_fields.metadata_items(metadata)
+        return self._metadata_write(ctxt, ref, lambda s, vm_id: instance_metadata.replace(
+            s, vm_id, metadata))
+
+    def metadata_merge(self, ctxt, ref, metadata):
+        """Set the keys of ``metadata``, keep the others; the whole metadata after."""
+        metadata = vm_fields.metadata_items(metadata)
+        return self._metadata_write(ctxt, ref, lambda s, vm_id: instance_metadata.merge(
+            s, vm_id, metadata))
+
+    def metadata_set_item(self, ctxt, ref, key, value):
+        """Set one key; returns {key: value}."""
+        item = vm_fields.metadata_items({key: value})
+        self._metadata_write(ctxt, ref, lambda s, vm_id: instance_metadata.merge(
+            s, vm_id, item))
+        return item
+
+    def metadata_delete_item(self, ctxt, ref, key):
+        """Drop one key; MetadataItemNotFound (404) if the VM has no such key."""
+        self._metadata_write(ctxt, ref, lambda s, vm_id: instance_metadata.delete_item(
+            s, vm_id, key))
+
+    def _metadata_write(self, ctxt, ref, write):
+        """``write(s, instance_id)`` in one transaction with the checks: the
+        lock (non-admins), then the count against ``metadata_items``."""
+        with self.db.transaction() as s:
+            inst = db_api.instance_get_by_ref(s, ctxt.project_id, ref)
+            # Updating the row first (its updated_at) holds its row lock to the
+            # commit: this VM's metadata writers go one at a time, so the count
+            # below is the one that gets committed.
+            if not db_api.instance_update_if(s, inst.id, {}, **_lock_guard(ctxt)):
+                s.refresh(inst)
+                _refuse_if_locked(ctxt, inst, "change the metadata of")
+            result = write(s, inst.id)
+            vm_fields.metadata_count(len(instance_metadata.get(s, inst.id)),
+                                     self._metadata_limit(s, inst.project_id))
+            return result
+
+    def lock(self, ctxt, ref):
+        """Lock a VM: non-admins can neither act on it, change its metadata
+        nor delete it until it is unlocked. Locking a locked VM changes nothing."""
+        by = "admin" if ctxt.is_admin else "owner"
+        with self.db.transaction() as s:
+            inst = db_api.instance_get_by_ref(s, ctxt.project_id, ref)
+            db_api.instance_update_if(s, inst.id, {"locked": True, "locked_by": by},
+                                      expected_locked=False)
+        LOG.info("VM %s locked by its %s", inst.id, by)
+
+    def unlock(self, ctxt, ref):
+        """Unlock a VM; a lock an admin set only an admin may lift (Forbidden)."""
+        with self.db.transaction() as s:
+            inst = db_api.instance_get_by_ref(s, ctxt.project_id, ref)
+            if inst.locked and inst.locked_by == "admin" and not ctxt.is_admin:
+                raise exception.Forbidden("VM %s was locked by an admin; only an admin may "
+                                          "unlock it." % inst.name)
+            db_api.instance_update_if(s, inst.id, {"locked": False, "locked_by": None})
+        LOG.info("VM %s unlocked", inst.id)
+
+
+def _lock_guard(ctxt):
+    """Conditions of a guarded UPDATE: the VM unlocked, unless the caller is
+    an admin (admins act on locked VMs, as in Nova)."""
+    return {} if ctxt.is_admin else {"expected_locked": False}
+
+
+def _refuse_if_locked(ctxt, inst, what):
+    if inst.locked and not ctxt.is_admin:
+        raise exception.InstanceLocked(instance=inst.name, action=what)

@@ -183,7 +183,7 @@ _UNSET = object()
 
 
 def instance_update_if(s, instance_id, values, expected_task_state=_UNSET,
-                       expected_host=_UNSET, expected_vm_state=_UNSET):
+                       expected_host=_UNSET, expected_vm_state=_UNSET, expected_locked=_UNSET):
     """Update a live VM only if it is still in the expected state.
 
     ``expected_task_state`` may be a value or a tuple of values (None allowed).
@@ -191,7 +191,8 @@ def instance_update_if(s, instance_id, values, expected_task_state=_UNSET,
     cond = [Instance.id == instance_id, Instance.deleted_at.is_(None)]
     for column, expected in ((Instance.task_state, expected_task_state),
                              (Instance.host, expected_host),
-                             (Instance.vm_state, expected_vm_state)):
+                             (Instance.vm_state, expected_vm_state),
+                             (Instance.locked, expected_locked)):
         if expected is _UNSET:
             continue
         options = expected if isinstance(expected, (tuple, list)) else (expected,)
@@ -201,6 +202,15 @@ def instance_update_if(s, instance_id, values, expected_task_state=_UNSET,
     result = s.execute(sa.update(Instance).where(*cond).values(**values)
                        .execution_options(synchronize_session=False))
     return result.rowcount == 1
+
+
+def instance_rename(s, instance_id, name, **conditions):
+    """``instance_update_if`` of the name; DuplicateName (409) if a live VM
+    of its scope has that name (see ``instance_insert``)."""
+    try:
+        return instance_update_if(s, instance_id, {"name": name}, **conditions)
+    except exc.IntegrityError as e:
+        raise exception.DuplicateName(kind="VM", name=name) from e
 
 
 def instance_soft_delete(s, instance_id, **conditions):
