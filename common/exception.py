@@ -98,6 +98,10 @@ class InstanceNotFound(NotFound):
     msg_fmt = "VM %(instance)s could not be found."
 
 
+class NetworkNotFound(NotFound):
+    msg_fmt = "The server is not a member of network %(network)s."
+
+
 class ImageNotFound(NotFound):
     msg_fmt = "Image %(image)s could not be found."
 

@@ -194,3 +194,12 @@ def test_served_under_the_project_id_too(db, member, app):
     server = add_server(db)
     r = member.post("/p1/servers/%s/action" % server, {"pause": None})
     assert r.status_code == 202 and r.get_data() == b""
+
+
+def test_admin_acts_on_another_projects_server(db, admin):
+    server = add_server(db)
+    check(schemas.server_actions_common_schema,
+          admin.post("/servers/%s/action" % server, {"os-stop": None}))
+    assert task_state(db, server) == states.POWERING_OFF
+    with db.transaction() as s:
+        assert [a.project_id for a in actions.action_list(s, server)] == ["p1"]

@@ -71,6 +71,18 @@ def test_hostile_server_ids(call, segment):
         assert "NUL" in message
 
 
+GET_PATHS = ["/servers/%s/ips", "/servers/{id}/ips/%s", "/servers/%s/ips/mininova"]
+
+
+@pytest.mark.parametrize("segment", SEGMENTS + ["%FF%FE", "%2e%2e", "9" * 40, "x" * 5000])
+@pytest.mark.parametrize("path", GET_PATHS)
+def test_hostile_path_segments_of_reads(call, path, segment):
+    message = fault(call("get", path % segment), 400, 404)
+    assert len(message) < 300
+    if "%00" in segment:
+        assert "NUL" in message
+
+
 @pytest.mark.parametrize("name", HOSTILE + ["x" * 10000, "\ud800"])
 def test_hostile_action_names(call, name):
     data = json.dumps({name: None}).encode("utf-8", "surrogatepass")

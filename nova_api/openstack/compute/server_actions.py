@@ -14,7 +14,7 @@ server's state does not allow now is VMService's 409.
   (``console_tail``)."""
 import re
 
-from flask import g, jsonify
+from flask import jsonify
 
 from common import exception
 from nova_api import validation
@@ -81,24 +81,24 @@ def _console_length(args):
 def action(server_id):
     name, args = _one_action(validation.json_body({}))
     inst = server_lookup.server(server_id)
-    service = server_lookup.vm_service()
+    service, ctxt = server_lookup.vm_service(), server_lookup.acting_context(inst)
     if name in POWER_ACTIONS:
         validation.validate(args, NO_ARGUMENTS, root=name)
-        service.action(g.context, inst.id, POWER_ACTIONS[name])
+        service.action(ctxt, inst.id, POWER_ACTIONS[name])
         return "", 202
     if name == "reboot":
         validation.validate(args, REBOOT, root=name)
         kind = args["type"].lower()
         if kind not in ("soft", "hard"):
             raise exception.ValidationError(field="reboot.type", reason="must be SOFT or HARD")
-        service.action(g.context, inst.id, "reboot", hard=kind == "hard")
+        service.action(ctxt, inst.id, "reboot", hard=kind == "hard")
         return "", 202
     if name == "os-getConsoleOutput":
         validation.validate(args, CONSOLE_OUTPUT, root=name)
         length = _console_length(args)
         # A log ending in a newline splits into one empty piece more than it has lines.
         lines = ALL_LINES if length is None else min(length + 1, ALL_LINES)
-        log = service.get_console_output(g.context, inst.id, lines)
+        log = service.get_console_output(ctxt, inst.id, lines)
         return jsonify({"output": console_tail(log or "", length)})
     raise _no_such_action(name)
 

@@ -1,9 +1,11 @@
-"""The caller's live server named in a v2.1 URL: by id only (a name is a
-404, as in Nova: clients resolve names themselves, and a name that looks
-up a server would make duplicates resolve silently)."""
+"""The live server named in a v2.1 URL, by id only (a name is a 404, as in
+Nova: clients resolve names themselves), as ``servers.show`` finds it: a
+member's own project's, any project's for an admin."""
 from flask import current_app, g
 
 from common import exception
+from common.db import servers as db_servers
+from nova_api.openstack.compute import servers
 
 # What a 404 repeats of an unknown id: enough to recognise it, never a 10 kB path.
 _SHOWN = 64
@@ -13,14 +15,27 @@ def vm_service():
     return current_app.extensions["mininova"]["vm_service"]
 
 
+def db():
+    return current_app.extensions["mininova"]["db"]
+
+
+def scope():
+    """The project whose servers the caller may address; None: all (admins)."""
+    return None if g.context.is_admin else g.context.project_id
+
+
 def server(server_id):
-    """The row of the caller's live VM with id ``server_id``;
-    InstanceNotFound (404) for a name, another project's VM or none."""
+    """The row of the live VM ``server_id`` the caller may address;
+    InstanceNotFound (404) for a name, another project's VM (to a member) or
+    none."""
     try:
-        inst = vm_service().get(g.context, server_id)
+        with db().transaction() as s:
+            return db_servers.get(s, server_id, scope())
     except exception.InstanceNotFound:
-        inst = None
-    # VMService.get also finds a VM by name: only the id counts here.
-    if inst is None or inst.id != server_id:
-        raise exception.InstanceNotFound(instance=server_id[:_SHOWN])
-    return inst
+        raise exception.InstanceNotFound(instance=server_id[:_SHOWN]) from None
+
+
+def acting_context(inst):
+    """The context VMService acts on ``inst`` in (its project's, for an admin's
+    request on another project's VM)."""
+    return servers.acting_context(inst)

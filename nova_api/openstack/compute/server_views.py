@@ -58,7 +58,9 @@ def summary(inst):
     return {"id": inst.id, "name": inst.name, "links": views.links("servers", inst.id)}
 
 
-def _addresses(inst, network_name, extended=True):
+def addresses(inst, network_name, extended=True):
+    """``{network: [address]}`` of a VM ({} while building); ``extended``:
+    with the ``OS-EXT-IPS*`` keys of the detail view."""
     if inst.vm_state == states.BUILDING or not inst.ip_address or not network_name:
         return {}
     address = {"version": 6 if ":" in inst.ip_address else 4, "addr": inst.ip_address}
@@ -96,7 +98,7 @@ class ServerViews:
                        if inst.flavor_id in self.flavor_ids else {}),
             "created": views.isotime(inst.created_at),
             "updated": views.isotime(inst.updated_at),
-            "addresses": _addresses(inst, self.network_name, extended=False),
+            "addresses": addresses(inst, self.network_name, extended=False),
             "accessIPv4": inst.access_ipv4 or "",
             "accessIPv6": inst.access_ipv6 or "",
             "links": views.links("servers", inst.id),
@@ -111,7 +113,7 @@ class ServerViews:
 
     def detail(self, inst):
         body = self.basic(inst)
-        body["addresses"] = _addresses(inst, self.network_name)
+        body["addresses"] = addresses(inst, self.network_name)
         body.update({
             "key_name": inst.key_name,
             "security_groups": [{"name": "default"}],
