@@ -21,9 +21,15 @@ class FixedNetwork:
     last: str
     gateway: str | None = None
     dns: tuple = ()
+    # Addresses the network already gives to other MACs (its DHCP host
+    # entries and leases, seen by the host that asks): skipped, so that a
+    # guest of another deployment on the same libvirt network, or one that
+    # took a lease before fixed IPs, never shares an address with ours.
+    taken: tuple = ()
 
     def __post_init__(self):
         object.__setattr__(self, "dns", tuple(self.dns or ()))
+        object.__setattr__(self, "taken", tuple(self.taken or ()))
         if not isinstance(self.name, str) or not self.name or len(self.name) > 255:
             raise exception.Invalid(reason="network name %r is not a name" % (self.name,))
         try:
@@ -32,11 +38,13 @@ class FixedNetwork:
             gateway = None if self.gateway is None else ipaddress.IPv4Address(self.gateway)
             for server in self.dns:
                 ipaddress.ip_address(server)
+            taken = {int(ipaddress.IPv4Address(a)) for a in self.taken}
         except (TypeError, ValueError) as exc:
             raise exception.Invalid(reason="network %r: %s" % (self.name, exc))
         if first not in net or last not in net or first > last:
             raise exception.Invalid(reason="network %r: range %s-%s is not inside %s"
                                     % (self.name, first, last, net))
+        object.__setattr__(self, "_taken", frozenset(taken))
         if gateway is not None and gateway not in net:
             raise exception.Invalid(reason="network %r: gateway %s is not inside %s"
                                     % (self.name, gateway, net))
@@ -50,9 +58,10 @@ class FixedNetwork:
         return self.network.prefixlen
 
     def reserved(self):
-        """Addresses of the range never handed out (as ints)."""
+        """Addresses of the range not to hand out (as ints): the subnet's own,
+        its broadcast, the gateway and ``taken``."""
         net = self.network
-        taken = {int(net.network_address), int(net.broadcast_address)}
+        taken = {int(net.network_address), int(net.broadcast_address)} | self._taken
         if self.gateway is not None:
             taken.add(int(ipaddress.IPv4Address(self.gateway)))
         return taken
@@ -64,7 +73,7 @@ class FixedNetwork:
     def to_dict(self):
         """The JSON-able form RPC messages and build payloads carry."""
         return {"name": self.name, "cidr": self.cidr, "first": self.first, "last": self.last,
-                "gateway": self.gateway, "dns": list(self.dns)}
+                "gateway": self.gateway, "dns": list(self.dns), "taken": list(self.taken)}
 
     @classmethod
     def from_dict(cls, value):
@@ -73,6 +82,7 @@ class FixedNetwork:
         try:
             return cls(name=value["name"], cidr=value["cidr"], first=value["first"],
                        last=value["last"], gateway=value.get("gateway"),
-                       dns=tuple(value.get("dns") or ()))
+                       dns=tuple(value.get("dns") or ()),
+                       taken=tuple(value.get("taken") or ()))
         except KeyError as exc:
             raise exception.Invalid(reason="network %r lacks %s" % (value, exc))

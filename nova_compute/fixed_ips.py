@@ -27,7 +27,7 @@ class FixedIps:
         than fixed IPs or says the VM is no longer spawning here (the build
         goes on and finds out when it reports; the guest uses DHCP)."""
         mac = instance.get("mac_address")
-        network = self.driver.get_fixed_network() if mac else None
+        network = self.driver.get_fixed_network(mac) if mac else None
         if network is None:
             return instance
         address = self.conductor.fixed_ip_allocate(ctxt, instance["id"], self.host,

@@ -213,11 +213,13 @@ class ComputeDriver(abc.ABC):
     # -- the fixed IP's network (Nova: the network API's part of a build) --------
 
     @abc.abstractmethod
-    def get_fixed_network(self):
+    def get_fixed_network(self, mac=None):
         """The network VMs' NICs join, as a ``common.fixed_networks.FixedNetwork``
         (subnet, gateway, DNS, and the range fixed IPs come from: the network's
-        DHCP range), read from the hypervisor; None when VMs get no NIC.
-        HypervisorError when the network cannot be read."""
+        DHCP range), read from the hypervisor; its ``taken``: the addresses
+        the network gives to MACs other than ``mac`` now (DHCP host entries
+        and leases). None when VMs get no NIC. HypervisorError when the
+        network cannot be read."""
         raise NotImplementedError
 
     @abc.abstractmethod

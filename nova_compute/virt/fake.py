@@ -81,10 +81,13 @@ class FakeDriver(driver.ComputeDriver):
 
     # -- fixed IPs: DHCP host entries in a dict -------------------------------------
 
-    def get_fixed_network(self):
+    def get_fixed_network(self, mac=None):
         if not self.network_name:
             return None
-        return dataclasses.replace(self.fixed_network, name=self.network_name)
+        mac = (mac or "").lower()
+        with self._lock:
+            taken = tuple(sorted(a for m, a in self.dhcp_hosts.values() if m != mac))
+        return dataclasses.replace(self.fixed_network, name=self.network_name, taken=taken)
 
     def plug_fixed_ip(self, instance_id, mac, address):
         driver.validate_instance_id(instance_id)

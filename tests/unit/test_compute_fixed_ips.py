@@ -38,9 +38,26 @@ SETUP_NETWORK_XML = """<network xmlns:dnsmasq='http://libvirt.org/schemas/networ
 def test_the_network_of_setup_network_sh():
     assert vnetwork.fixed_network(SETUP_NETWORK_XML) == FixedNetwork(
         name="mininova", cidr="192.168.123.0/24", first="192.168.123.10",
-        last="192.168.123.250", gateway="192.168.123.1", dns=("192.168.123.1",))
+        last="192.168.123.250", gateway="192.168.123.1", dns=("192.168.123.1",),
+        taken=("192.168.123.77",))
     assert vnetwork.dhcp_hosts(SETUP_NETWORK_XML) == [
         ("52:54:00:00:00:01", "192.168.123.77", "mn-x")]
+
+
+def test_addresses_given_to_other_macs_are_taken():
+    leases = [("52:54:00:00:00:02", "192.168.123.12"), ("52:54:00:00:00:03", "192.168.123.9")]
+    net = vnetwork.fixed_network(SETUP_NETWORK_XML, leases, mac="52:54:00:00:00:03")
+    assert net.taken == ("192.168.123.12", "192.168.123.77")
+    assert vnetwork.fixed_network(SETUP_NETWORK_XML, mac="52:54:00:00:00:01").taken == ()
+
+
+def test_taken_addresses_are_not_allocated(db):
+    net = FixedNetwork(name="n", cidr="192.0.2.0/24", first="192.0.2.10", last="192.0.2.12",
+                       taken=("192.0.2.10", "192.0.2.12"))
+    with db.transaction() as s:
+        assert fixed_ips.allocate(s, net, "vm-1", "h1") == "192.0.2.11"
+        with pytest.raises(exception.NoMoreFixedIps):
+            fixed_ips.allocate(s, net, "vm-2", "h1")
 
 
 def test_a_network_without_dhcp_range_or_dns():
@@ -107,6 +124,8 @@ def test_the_in_memory_fake_keeps_the_same_plan(conf):
     d.plug_fixed_ip(VM1, "52:54:00:AB:00:01", "10.0.0.10")
     d.plug_fixed_ip(VM2, "52:54:00:ab:00:02", "10.0.0.10")
     assert d.dhcp_hosts == {VM2: ("52:54:00:ab:00:02", "10.0.0.10")}
+    assert d.get_fixed_network("52:54:00:ab:00:01").taken == ("10.0.0.10",)
+    assert d.get_fixed_network("52:54:00:ab:00:02").taken == ()
     d.unplug_fixed_ip(VM2)
     d.unplug_fixed_ip(VM2)
     assert d.dhcp_hosts == {}

@@ -135,7 +135,7 @@ class NoFixedNetworkDriver(fake_libvirt.FakeLibvirtDriver):
     """A host whose network cannot be read as a fixed IPs' network: its VMs
     take a DHCP lease, which the AddressWatcher learns."""
 
-    def get_fixed_network(self):
+    def get_fixed_network(self, mac=None):
         return None
 
 

@@ -161,11 +161,11 @@ class LibvirtDriver(LibvirtBase, driver.ComputeDriver):
         # MAC is what identifies our NIC, and the newest lease wins.
         return {mac: ip for mac, ip in leases if mac in wanted}
 
-    def get_fixed_network(self):
+    def get_fixed_network(self, mac=None):
         if not self.network_name:
             return None
         with self._network("reading") as net:
-            return network.fixed_network(net.XMLDesc(0))
+            return network.fixed_network(net.XMLDesc(0), self._dhcp_leases(), mac)
 
     def plug_fixed_ip(self, instance_id, mac, address):
         driver.validate_instance_id(instance_id)

@@ -31,11 +31,12 @@ def _ipv4_elements(root):
             yield ip
 
 
-def fixed_network(xml):
+def fixed_network(xml, leases=(), mac=None):
     """The FixedNetwork of a network's XML (its first IPv4 <ip>), or None
     when it has no IPv4 subnet. The range: the DHCP range's first; without
     one, every host address of the subnet. DNS: the gateway's dnsmasq,
-    unless the network's DNS is off."""
+    unless the network's DNS is off. Taken: the addresses of the host entries
+    and of ``leases`` ([(mac, ip)]) of MACs other than ``mac``."""
     root = ET.fromstring(xml)
     ip = next(_ipv4_elements(root), None)
     if ip is None:
@@ -54,8 +55,13 @@ def fixed_network(xml):
         last = str(iface.network.broadcast_address - 1)
     dns_off = root.find("dns") is not None and root.find("dns").get("enable") == "no"
     gateway = str(iface.ip)
+    mac = (mac or "").lower()
+    given = [(m, a) for m, a, _name in dhcp_hosts(xml)] + list(leases)
+    taken = sorted({a for m, a in given if a and (m or "").lower() != mac},
+                   key=ipaddress.IPv4Address)
     return FixedNetwork(name=root.findtext("name"), cidr=str(iface.network), first=first,
-                        last=last, gateway=gateway, dns=() if dns_off else (gateway,))
+                        last=last, gateway=gateway, dns=() if dns_off else (gateway,),
+                        taken=tuple(taken))
 
 
 def dhcp_hosts(xml):
