@@ -71,7 +71,9 @@ def test_hostile_server_ids(call, segment):
         assert "NUL" in message
 
 
-GET_PATHS = ["/servers/%s/ips", "/servers/{id}/ips/%s", "/servers/%s/ips/mininova"]
+GET_PATHS = ["/servers/%s/ips", "/servers/{id}/ips/%s", "/servers/%s/ips/mininova",
+             "/servers/%s/os-instance-actions", "/servers/{id}/os-instance-actions/%s",
+             "/servers/%s/os-instance-actions/req-1"]
 
 
 @pytest.mark.parametrize("segment", SEGMENTS + ["%FF%FE", "%2e%2e", "9" * 40, "x" * 5000])

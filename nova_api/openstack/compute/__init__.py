@@ -11,14 +11,14 @@ from flask import request
 
 from nova_api.openstack.compute import (aggregates, availability_zones, extensions,
                                         flavor_access, flavor_extra_specs, flavors,
-                                        hypervisors, ips, keypairs, microversion, quota_sets,
-                                        resource, server_actions, server_groups, servers,
-                                        services, versions)
+                                        hypervisors, instance_actions, ips, keypairs,
+                                        microversion, quota_sets, resource, server_actions,
+                                        server_groups, servers, services, versions)
 
 BLUEPRINTS = (servers.bp, flavors.bp, flavor_access.bp, flavor_extra_specs.bp, keypairs.bp,
               server_groups.bp, quota_sets.bp, availability_zones.bp, services.bp,
               hypervisors.bp, aggregates.bp, extensions.bp,
-              server_actions.bp, ips.bp)
+              server_actions.bp, ips.bp, instance_actions.bp)
 
 
 def _versioned(path):
