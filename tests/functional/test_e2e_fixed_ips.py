@@ -1,0 +1,96 @@
+"""Addresses known at ACTIVE, on the real stack with real guests: the IP the
+API shows the moment a VM is ACTIVE is allocated in the database, the libvirt
+network's dnsmasq has a DHCP host entry for the VM's MAC with it, and the
+tiny guest configures exactly that address (its console says so, it answers
+ping there). A delete removes the entry and frees the address."""
+import ipaddress
+import re
+import subprocess
+import xml.etree.ElementTree as ET
+
+import pytest
+import sqlalchemy as sa
+
+from mininova_lab.waiting import wait_for
+
+pytestmark = pytest.mark.real_services("rabbitmq", "postgresql", "libvirt", "http")
+
+UP = re.compile(r"MININOVA-GUEST-UP ip=(\d+\.\d+\.\d+\.\d+)")
+
+
+def network_xml(stack):
+    out = subprocess.run(["virsh", "-q", "-c", "qemu:///system", "net-dumpxml", stack.network],
+                         capture_output=True, text=True, check=True, timeout=60)
+    return ET.fromstring(out.stdout)
+
+
+def dhcp_host(stack, instance_id):
+    """(mac, ip) of the network's DHCP host entry named for the VM, or None."""
+    for host in network_xml(stack).iterfind("ip/dhcp/host"):
+        if host.get("name") == "mn-" + instance_id:
+            return host.get("mac"), host.get("ip")
+    return None
+
+
+def held_by(stack, instance_id):
+    engine = sa.create_engine(stack.db_url)
+    try:
+        with engine.begin() as c:
+            return c.execute(sa.text("SELECT address FROM fixed_ips WHERE instance_id = :i"),
+                             {"i": instance_id}).scalars().all()
+    finally:
+        engine.dispose()
+
+
+def ping(ip):
+    return subprocess.run(["ping", "-c1", "-W2", ip], capture_output=True).returncode == 0
+
+
+@pytest.fixture
+def cleanup(stack):
+    ids = []
+    yield ids
+    for i in ids:
+        stack.delete("/v1/vms/" + i)
+    for i in ids:
+        stack.wait_gone(i, timeout=120)
+
+
+def boot(stack, name):
+    r = stack.post("/v1/vms", {"name": name, "image": "tiny", "flavor": "m1.tiny"})
+    assert r.status_code == 202, r.text
+    return stack.wait_status(r.json()["vm"]["id"], "ACTIVE", timeout=120)
+
+
+def test_the_address_at_active_is_the_one_the_guest_has(stack, cleanup):
+    a = boot(stack, "fixed-a")
+    cleanup.append(a["id"])
+    b = boot(stack, "fixed-b")
+    cleanup.append(b["id"])
+    subnet = ipaddress.ip_interface("%s/%s" % (
+        network_xml(stack).find("ip").get("address"),
+        network_xml(stack).find("ip").get("netmask"))).network
+    for vm in (a, b):
+        # The first answer that says ACTIVE already has the address.
+        (nic,) = vm["addresses"]
+        assert nic["ip"] and ipaddress.ip_address(nic["ip"]) in subnet
+        assert held_by(stack, vm["id"]) == [nic["ip"]]
+        assert dhcp_host(stack, vm["id"]) == (nic["mac"], nic["ip"])
+    assert a["addresses"][0]["ip"] != b["addresses"][0]["ip"]
+
+    for vm in (a, b):
+        ip = vm["addresses"][0]["ip"]
+
+        def guest_up():
+            console = stack.get("/v1/vms/%s/console?lines=200" % vm["id"]).json()["output"]
+            match = UP.search(console)
+            return match.group(1) if match else None
+        assert wait_for(guest_up, 180, interval=0.5, what="%s to configure its address"
+                        % vm["name"]) == ip
+        assert wait_for(lambda: ping(ip), 60, what="ping %s" % ip)
+        assert stack.vm(vm["id"])["addresses"][0]["ip"] == ip  # no poller changed it
+
+    stack.delete("/v1/vms/" + a["id"])
+    stack.wait_gone(a["id"], timeout=120)
+    assert dhcp_host(stack, a["id"]) is None
+    assert held_by(stack, a["id"]) == []
