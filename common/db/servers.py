@@ -25,7 +25,8 @@ def get(s, server_id, project_id=None):
             query = query.where(Instance.project_id == project_id)
         inst = s.scalars(query).first()
     if inst is None:
-        raise exception.InstanceNotFound(instance=server_id)
+        # A 404 repeats enough of an unknown id to recognise it, never a 10 kB path.
+        raise exception.InstanceNotFound(instance=str(server_id)[:64])
     return inst
 
 

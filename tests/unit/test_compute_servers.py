@@ -238,3 +238,4 @@ def test_a_reader_may_list_but_not_delete(app, db, make_vm):
     vm = make_vm("vm1")
     assert ids(reader.get("/servers")) == [vm]
     fault(reader.delete("/servers/" + vm), 403)
+

@@ -18,11 +18,15 @@ import uuid
 
 from common import exception
 from common.db.models import Instance
+from nova_api import validation
 from nova_api.openstack.compute import params
 
 UUID_PATTERN = ("^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?"
                 "[0-9a-fA-F]{12}$")
 _STRING = {"type": "string"}
+# What is looked up in the database: no control characters (NUL cannot even
+# be compared on PostgreSQL).
+_REF = {"type": "string", "maxLength": 2048, "pattern": validation.REF_PATTERN}
 _COUNT = {"type": ["integer", "string"], "pattern": "^[0-9]{1,9}$", "minimum": 1}
 _BDM_KEYS = ("uuid", "boot_index", "source_type", "destination_type",
              "delete_on_termination", "device_name", "device_type", "disk_bus",
@@ -41,7 +45,7 @@ CREATE_SCHEMA = {
                 "name": params.NAME,
                 "imageRef": {"type": "string", "maxLength": 2048},
                 "flavorRef": {"type": ["string", "integer"], "minLength": 1,
-                              "maxLength": 2048},
+                              "maxLength": 2048, "pattern": validation.REF_PATTERN},
                 "adminPass": {"type": "string", "maxLength": 255},
                 "metadata": {"type": "object"},
                 "networks": {"type": "array", "items": {
@@ -52,7 +56,7 @@ CREATE_SCHEMA = {
                 "OS-DCF:diskConfig": {"type": "string", "enum": ["AUTO", "MANUAL"]},
                 "accessIPv4": _STRING,
                 "accessIPv6": _STRING,
-                "key_name": {"type": "string", "minLength": 1, "maxLength": 255},
+                "key_name": dict(_REF, minLength=1, maxLength=255),
                 "security_groups": {"type": "array", "items": {
                     "type": "object", "properties": {"name": _STRING},
                     "additionalProperties": False}},
@@ -81,8 +85,7 @@ UPDATE_SCHEMA = {
     "type": "object",
     "properties": {"server": {
         "type": "object",
-        "properties": {"name": params.NAME, "accessIPv4": _STRING, "accessIPv6": _STRING,
-                       "OS-DCF:diskConfig": {"type": "string", "enum": ["AUTO", "MANUAL"]}},
+        "properties": {"name": params.NAME, "accessIPv4": _STRING, "accessIPv6": _STRING},
         "additionalProperties": False,
     }},
     "required": ["server"],
@@ -211,3 +214,17 @@ def create_arguments(body, network_name):
               "disk_config": server.get("OS-DCF:diskConfig", "MANUAL")}
     password = server.get("adminPass") or generate_password()
     return (name, image_ref, flavor_ref, _group(body)), kwargs, password
+
+
+def update_arguments(body):
+    """The keyword arguments of VMService.update from an update body
+    validated against UPDATE_SCHEMA: only what it names changes; an empty
+    access IP clears it."""
+    server = body["server"]
+    changes = {}
+    if "name" in server:
+        changes["name"] = check_name(server["name"], "server.name")
+    for key, argument in (("accessIPv4", "access_ipv4"), ("accessIPv6", "access_ipv6")):
+        if key in server:
+            changes[argument] = server[key] or None
+    return changes

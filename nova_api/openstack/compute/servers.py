@@ -1,8 +1,8 @@
 """/servers at 2.1: create (202; the body checked in ``server_requests``),
-list and detail (Nova's filters, newest first, paged), show by id only (a name is 404: clients resolve names with ``?name=``, and
-would silently pick one of several VMs of one name otherwise), update of name and
-access IPs (200, the basic view), delete (204; the server stays visible with
-task_state ``deleting`` until it is gone).
+list and detail (Nova's filters, newest first, paged), show by id only (a
+name is 404: clients resolve names with ``?name=``, and would silently pick
+one of several VMs of one name otherwise), delete (204; the server stays
+visible with task_state ``deleting`` until it is gone).
 
 Admins see every project's servers by id, and lists of other projects with
 ``all_tenants`` or ``project_id``/``tenant_id``; for anyone else those are
@@ -85,8 +85,15 @@ def _changes_since():
     return when
 
 
+# Query parameters compared in the database, where NUL cannot be (PostgreSQL).
+_COMPARED = ("image", "flavor", "project_id", "tenant_id", "name", "ip", "ip6", "status")
+
+
 def _filters():
     args = request.args
+    for key in _COMPARED:
+        if "\x00" in args.get(key, ""):
+            raise exception.ValidationError(field=key, reason="must not contain NUL characters")
     return db_servers.Filters(
         name=args.get("name"), status=args.get("status"),
         image=_last_segment(args.get("image")), flavor=_last_segment(args.get("flavor")),
