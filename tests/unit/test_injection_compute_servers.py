@@ -73,7 +73,8 @@ def test_hostile_server_ids(call, segment):
 
 GET_PATHS = ["/servers/%s/ips", "/servers/{id}/ips/%s", "/servers/%s/ips/mininova",
              "/servers/%s/os-instance-actions", "/servers/{id}/os-instance-actions/%s",
-             "/servers/%s/os-instance-actions/req-1"]
+             "/servers/%s/os-instance-actions/req-1", "/servers/%s/metadata",
+             "/servers/{id}/metadata/%s", "/servers/%s/metadata/k"]
 
 
 @pytest.mark.parametrize("segment", SEGMENTS + ["%FF%FE", "%2e%2e", "9" * 40, "x" * 5000])
@@ -129,3 +130,42 @@ def test_ten_megabyte_bodies_and_wrong_types(call):
                                      content_type="application/json"), 413)
     fault(call("post", "/servers/{id}/action", data=b'{"os-stop": null}',
                content_type="text/plain"), 415)
+
+
+WRITES = [("put", "/servers/{id}/metadata", {"metadata": {"k": "v"}}),
+          ("post", "/servers/{id}/metadata", {"metadata": {"k": "v"}}),
+          ("put", "/servers/{id}/metadata/k", {"meta": {"k": "v"}})]
+
+
+@pytest.mark.parametrize("method,path,body", WRITES)
+@pytest.mark.parametrize("value", VALUES)
+def test_hostile_metadata_keys_and_values(call, method, path, body, value):
+    """Each value, and (when a string) each key, replaced by a hostile one."""
+    hostile_bodies = []
+    for field_path in _string_paths(body):
+        hostile = json.loads(json.dumps(body))
+        _set(hostile, field_path, value)
+        hostile_bodies.append(hostile)
+    if isinstance(value, str):
+        (outer, inner), = body.items()
+        hostile_bodies.append({outer: {value: "v"}})
+    for hostile in hostile_bodies:
+        data = json.dumps(hostile).encode("utf-8", "surrogatepass")
+        r = call(method, path, data=data, content_type="application/json")
+        assert r.status_code < 500, (hostile, r.get_data(as_text=True)[:300])
+        if r.status_code >= 400:
+            fault(r, r.status_code)
+
+
+@pytest.mark.parametrize("method,path", [(m, p) for m, p, _ in WRITES])
+@pytest.mark.parametrize("data", [b"", b"null", b"[]", b"\"x\"", b"{", b"[" * 100000,
+                                  b'{"a": "\\ud800"}', b"\xff\xfe"])
+def test_malformed_metadata_bodies(call, method, path, data):
+    fault(call(method, path, data=data, content_type="application/json"), 400)
+
+
+@pytest.mark.parametrize("method,path", [(m, p) for m, p, _ in WRITES])
+def test_ten_megabyte_metadata_bodies_and_wrong_types(call, method, path):
+    assert "too large" in fault(call(method, path, data=TEN_MB,
+                                     content_type="application/json"), 413)
+    fault(call(method, path, data=b'{"metadata": {}}', content_type="text/plain"), 415)

@@ -9,6 +9,8 @@ server's state does not allow now is VMService's 409.
 - ``os-stop``, ``os-start``, ``pause``, ``unpause``, ``suspend``,
   ``resume``: value ``null`` or ``{}`` (what OSC and the SDK send); 202;
 - ``reboot``: ``{"type": "SOFT"|"HARD"}``, required, any case; 202;
+- ``lock``, ``unlock`` (null or {}): 202; a locked server refuses a
+  non-admin's actions, metadata changes and delete (VMService's 409);
 - ``os-getConsoleOutput``: ``{"length": N}`` (an integer or its string,
   ``null`` or -1: all of it); 200 ``{"output"}``, Nova's tail of the log
   (``console_tail``)."""
@@ -35,6 +37,7 @@ CONSOLE_OUTPUT = {"type": "object",
 # Nova action -> (VMService action, argument schema).
 POWER_ACTIONS = {"os-stop": "stop", "os-start": "start", "pause": "pause",
                  "unpause": "unpause", "suspend": "suspend", "resume": "resume"}
+LOCK_ACTIONS = ("lock", "unlock")
 # The most lines asked of the compute for "all of it" (it reads at most the
 # log's last MiB anyway).
 ALL_LINES = 2 ** 31 - 1
@@ -85,6 +88,10 @@ def action(server_id):
     if name in POWER_ACTIONS:
         validation.validate(args, NO_ARGUMENTS, root=name)
         service.action(ctxt, inst.id, POWER_ACTIONS[name])
+        return "", 202
+    if name in LOCK_ACTIONS:
+        validation.validate(args, NO_ARGUMENTS, root=name)
+        getattr(service, name)(ctxt, inst.id)
         return "", 202
     if name == "reboot":
         validation.validate(args, REBOOT, root=name)
