@@ -239,3 +239,43 @@ def test_a_reader_may_list_but_not_delete(app, db, make_vm):
     assert ids(reader.get("/servers")) == [vm]
     fault(reader.delete("/servers/" + vm), 403)
 
+
+def test_update_answers_the_basic_view(member, make_vm):
+    vm = make_vm("vm1", vm_state="stopped", power_state="shutdown")
+    body = check(schemas.update_server, member.put("/servers/" + vm, {"server": {
+        "name": "renamed", "accessIPv4": "192.0.2.9", "accessIPv6": "0::babe:dc0c"}}))
+    server = body["server"]
+    assert (server["name"], server["accessIPv4"], server["accessIPv6"]) == (
+        "renamed", "192.0.2.9", "::babe:dc0c")
+    assert not [k for k in server if k.startswith("OS-") and k != "OS-DCF:diskConfig"]
+    assert not {"key_name", "security_groups", "config_drive", "progress"} & set(server)
+    assert server["addresses"] == {"mininova": [{"version": 4, "addr": "192.168.122.10"}]}
+    shown = member.get("/servers/" + vm).get_json()["server"]
+    assert (shown["name"], shown["accessIPv4"]) == ("renamed", "192.0.2.9")
+    cleared = member.put("/servers/" + vm, {"server": {"accessIPv4": ""}}).get_json()
+    assert (cleared["server"]["accessIPv4"], cleared["server"]["name"]) == ("", "renamed")
+    unchanged = check(schemas.update_server, member.put("/servers/" + vm, {"server": {}}))
+    assert unchanged["server"]["name"] == "renamed"
+
+
+@pytest.mark.parametrize("body", [
+    {}, {"server": {"name": ""}}, {"server": {"name": " x"}}, {"server": {"name": 1}},
+    {"server": {"accessIPv4": "1.2.3"}}, {"server": {"accessIPv6": "::g"}},
+    {"server": {"description": "2.19"}}, {"server": {"name": "x" * 256}}, {"server": []},
+])
+def test_update_validation(member, make_vm, body):
+    vm = make_vm("vm1")
+    fault(member.put("/servers/" + vm, body), 400)
+    assert member.get("/servers/" + vm).get_json()["server"]["name"] == "vm1"
+
+
+def test_update_of_another_projects_server_or_by_name_is_404(member, other, make_vm):
+    vm = make_vm("vm1")
+    fault(other.put("/servers/" + vm, {"server": {"name": "x"}}), 404)
+    fault(member.put("/servers/vm1", {"server": {"name": "x"}}), 404)
+
+
+def test_update_to_a_taken_name_is_a_409(member, make_vm):
+    make_vm("vm1")
+    vm2 = make_vm("vm2")
+    fault(member.put("/servers/" + vm2, {"server": {"name": "vm1"}}), 409)

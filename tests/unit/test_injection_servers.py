@@ -1,7 +1,7 @@
 """Hostile input on /compute/v2.1/servers (test_injection.py's hostile
 strings): in the server id of every route, in every list filter, in every
-string of a create body; wrong types, malformed and 10 MB bodies, wrong
-content types. Every answer is a 2xx (a filter that matches
+string of a create and an update body; wrong types, malformed and 10 MB
+bodies, wrong content types. Every answer is a 2xx (a filter that matches
 nothing, a value valid there) or a 4xx in Nova's fault shape, never a 500."""
 import json
 import urllib.parse
@@ -65,7 +65,7 @@ def not_a_500(r):
 
 
 @pytest.mark.parametrize("segment", SEGMENTS + ["%FF%FE", "%2e%2e", "9" * 40, "x" * 3000])
-@pytest.mark.parametrize("method", ["get", "delete"])
+@pytest.mark.parametrize("method", ["get", "put", "delete"])
 def test_hostile_server_ids(call, method, segment):
     kwargs = {"json": {"server": {"name": "x"}}} if method == "put" else {}
     r = call(method, "/servers/" + segment, **kwargs)
@@ -115,7 +115,18 @@ def test_hostile_values_in_every_create_field(env, call, value):
             not_a_500(call("delete", "/servers/" + r.get_json()["server"]["id"]))
 
 
-@pytest.mark.parametrize("method,path", [("post", "/servers")])
+@pytest.mark.parametrize("value", VALUES)
+@pytest.mark.parametrize("field", ["name", "accessIPv4", "accessIPv6", "other"])
+def test_hostile_values_in_an_update(env, call, field, value):
+    _, _, _, server_id = env
+    data = json.dumps({"server": {field: value}}).encode("utf-8", "surrogatepass")
+    r = not_a_500(call("put", "/servers/" + server_id, data=data,
+                       content_type="application/json"))
+    if r.status_code == 200:
+        call("put", "/servers/" + server_id, json={"server": {"name": "target"}})
+
+
+@pytest.mark.parametrize("method,path", [("post", "/servers"), ("put", "/servers/%s")])
 @pytest.mark.parametrize("data", [b"", b"null", b"[]", b"\"x\"", b"{", b"[" * 100000,
                                   b'{"server": "\\ud800"}', b"\xff\xfe",
                                   b'{"server": {"name": {"a": {"b": [[[[1]]]]}}}}'])
@@ -125,7 +136,7 @@ def test_malformed_bodies(env, call, method, path, data):
     fault(call(method, path, data=data, content_type="application/json"), 400)
 
 
-@pytest.mark.parametrize("method,path", [("post", "/servers")])
+@pytest.mark.parametrize("method,path", [("post", "/servers"), ("put", "/servers/%s")])
 def test_ten_megabyte_bodies_and_wrong_types(env, call, method, path):
     _, _, _, server_id = env
     path = path % server_id if "%s" in path else path

@@ -1,8 +1,9 @@
 """/servers at 2.1: create (202; the body checked in ``server_requests``),
 list and detail (Nova's filters, newest first, paged), show by id only (a
 name is 404: clients resolve names with ``?name=``, and would silently pick
-one of several VMs of one name otherwise), delete (204; the server stays
-visible with task_state ``deleting`` until it is gone).
+one of several VMs of one name otherwise), update of the name and access
+IPs (200, the basic view), delete (204; the server stays visible with
+task_state ``deleting`` until it is gone).
 
 Admins see every project's servers by id, and lists of other projects with
 ``all_tenants`` or ``project_id``/``tenant_id``; for anyone else those are
@@ -140,6 +141,19 @@ def acting_context(inst):
     return context.RequestContext(request_id=ctxt.request_id, project_id=inst.project_id,
                                   user_id=ctxt.user_id, roles=ctxt.roles,
                                   is_admin=ctxt.is_admin)
+
+
+@bp.put("/servers/<server_id>")
+def update(server_id):
+    changes = server_requests.update_arguments(
+        validation.json_body(server_requests.UPDATE_SCHEMA))
+    with _db().transaction() as s:
+        inst = db_servers.get(s, server_id, _scope())
+    if changes:
+        _vm_service().update(acting_context(inst), inst.id, **changes)
+    with _db().transaction() as s:
+        inst = db_servers.get(s, inst.id)
+        return jsonify({"server": views_for(s, [inst]).basic(inst)})
 
 
 @bp.delete("/servers/<server_id>")
