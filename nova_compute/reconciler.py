@@ -109,6 +109,7 @@ class Reconciler:
                 LOG.warning("VM %s: evacuated from this host (now %s); destroying the copy "
                             "left here", step.instance_id, ownership.describe(row))
                 self.driver.destroy(step.instance_id)
+                self.driver.unplug_fixed_ip(step.instance_id)  # this network's entry
 
     def _report_vanished(self, ctxt, instance_id):
         try:
@@ -122,6 +123,7 @@ class Reconciler:
         if self.conf.compute.reap_orphans:
             LOG.warning("VM %s: orphan domain (no live VM row); destroying it", instance_id)
             self.driver.destroy(instance_id)
+            self.driver.unplug_fixed_ip(instance_id)
         else:
             LOG.warning("VM %s: orphan domain (no live VM row) left in place; set "
                         "[compute] reap_orphans to destroy such domains", instance_id)

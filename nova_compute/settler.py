@@ -54,6 +54,7 @@ class StartupSettler:
                 # A build that started may be what crashed us: not retried
                 # here but by the scheduler, which counts the attempts.
                 destroy_quietly(self.driver, instance_id)
+                self.deleter.fixed_ips.unplug_quietly(instance_id)
                 self.conductor.instance_build_interrupted(
                     ctxt, instance_id, self.host, "The build was interrupted by a restart "
                     "of the compute service on %s." % self.host)

@@ -231,3 +231,34 @@ def test_a_conductor_older_than_1_3_is_not_asked():
     api = conductor_rpcapi.ConductorRPCAPI(transport, timeout=5, version_cap="1.2")
     assert api.fixed_ip_allocate(context.RequestContext(), "vm", "h1", {}) is None
     assert transport.queue_length("conductor") == 0
+
+
+def test_a_build_cut_short_by_a_restart_gives_entry_and_address_back(conf, db, base_image):
+    manager = make_manager(conf, db)
+    try:
+        instance, image = placed_vm(db, conf, *base_image)
+        manager.fixed_ips.allocate_for_instance(CTXT, instance)  # then the host went down
+        os.makedirs(os.path.join(conf.compute.instances_path, instance["id"]))
+        assert instance["id"] in dhcp_entries(manager)
+        manager.settle_interrupted(CTXT)
+        assert row(db, instance["id"]).vm_state == states.ERROR
+        assert_no_fixed_ip(manager, db, instance["id"])
+    finally:
+        manager.driver.cleanup_host()
+
+
+def test_a_reaped_orphan_leaves_no_entry(conf, db, base_image):
+    conf.set_override("reap_orphans", True, group="compute")
+    manager = make_manager(conf, db)
+    try:
+        instance, image = placed_vm(db, conf, *base_image)
+        manager.sources[image["id"]] = base_image[0]
+        manager.build_instance(CTXT, instance, image)
+        with db.transaction() as s:  # the row goes, the domain and its entry stay
+            db_api.instance_soft_delete(s, instance["id"])
+        assert instance["id"] in dhcp_entries(manager)
+        manager.reconcile(CTXT)
+        assert manager.driver.list_instances() == []
+        assert_no_fixed_ip(manager, db, instance["id"])
+    finally:
+        manager.driver.cleanup_host()
