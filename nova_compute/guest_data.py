@@ -11,10 +11,10 @@ payload's optional keys, all absent today unless an API sends them:
   (Nova's instance fields)
 - ``availability_zone`` (default "nova"), ``launch_index`` (default 0)
 - ``ip_address`` + ``network`` {"cidr": "A.B.C.0/24", "gateway": ..., "dns":
-  [...]}: the VM's fixed IPv4 address and its network, allocated before boot;
-  with both the guest configures that address statically. Without a network
-  (``ip_address`` alone is also what a DHCP lease left in the row) the drive
-  says DHCP, and the network's DHCP host entry hands out the address.
+  [...]}: the VM's fixed IPv4 address and its network, allocated before boot
+  (nova_compute/fixed_ips.py sets both); with both the guest configures that
+  address statically. Without a network (``ip_address`` alone is also what a
+  DHCP lease left in the row) the drive says DHCP.
 """
 import ipaddress
 
