@@ -94,3 +94,30 @@ def test_the_address_at_active_is_the_one_the_guest_has(stack, cleanup):
     stack.wait_gone(a["id"], timeout=120)
     assert dhcp_host(stack, a["id"]) is None
     assert held_by(stack, a["id"]) == []
+
+
+def test_nova_api_shows_the_address_in_the_first_active_answer(stack):
+    """P14: tempest reads /servers/{id}/ips right after ACTIVE."""
+    compute = "/compute/v2.1"
+    flavors = stack.get(compute + "/flavors").json()["flavors"]
+    flavor = next(f["id"] for f in flavors if f["name"] == "m1.tiny")
+    r = stack.post(compute + "/servers", {"server": {
+        "name": "fixed-nova", "imageRef": stack.tiny["id"], "flavorRef": flavor}})
+    assert r.status_code == 202, r.text
+    server_id = r.json()["server"]["id"]
+    try:
+        def active():
+            server = stack.get(compute + "/servers/" + server_id).json()["server"]
+            assert server["status"] != "ERROR", server.get("fault")
+            if server["status"] == "BUILD":
+                assert server["addresses"] == {}
+            return server if server["status"] == "ACTIVE" else None
+        server = wait_for(active, 120, interval=0.1, what="the server to be ACTIVE")
+        (network, nics), = server["addresses"].items()
+        assert network == stack.network and [n["version"] for n in nics] == [4]
+        ips = stack.get(compute + "/servers/%s/ips" % server_id).json()["addresses"]
+        assert ips == {network: [{"version": 4, "addr": nics[0]["addr"]}]}
+        assert held_by(stack, server_id) == [nics[0]["addr"]]
+    finally:
+        stack.delete(compute + "/servers/" + server_id)
+        stack.wait_gone(server_id, timeout=120)
