@@ -146,7 +146,7 @@ conductor_opts = [
                     "build_timeout to ERROR, deletes on a down host to a local delete."),
     cfg.IntOpt("task_resend_after", default=120, min=1, deprecated_group="scheduler",
                help="Seconds after which the watchdog sends a request that made no "
-                    "progress again (both are idempotent): schedule_instance for a VM "
+                    "progress again (both are idempotent): build_instances for a VM "
                     "still 'scheduling', terminate_instance for a VM 'deleting' on a "
                     "live host (e.g. its message was lost to a broker outage)."),
     cfg.HostAddressOpt("metrics_host", default="0.0.0.0",

@@ -247,6 +247,12 @@ class RPCVersionCapError(MininovaException):
     msg_fmt = "Requested message version %(version)s is above the version cap %(version_cap)s"
 
 
+class NoValidHost(MininovaException):
+    """The scheduler found no host for a VM (select_destinations)."""
+
+    msg_fmt = "No valid host was found. %(reason)s"
+
+
 # Non-user errors raised inside the compute/virt layers; they end as a VM fault.
 class BuildFailed(MininovaException):
     msg_fmt = "Build of VM %(instance)s failed: %(reason)s"

@@ -17,9 +17,9 @@ DLX = "mininova.dlx"
 REPLY_PREFIX = "mininova.reply."
 # Casts the API sends: the first one of a VM names the action --until-done waits for.
 API_METHODS = frozenset({
-    "schedule_instance", "terminate_instance", "stop_instance", "start_instance",
-    "reboot_instance", "pause_instance", "unpause_instance", "suspend_instance",
-    "resume_instance"})
+    "build_instances", "schedule_instance", "terminate_instance", "stop_instance",
+    "start_instance", "reboot_instance", "pause_instance", "unpause_instance",
+    "suspend_instance", "resume_instance"})
 # Arguments worth a column, in this order, with their label.
 KEY_ARGS = (("host", "host"), ("task_state", "task"), ("power_state", "power"),
             ("event", "event"), ("result", "result"), ("hard", "hard"), ("binary", "binary"),

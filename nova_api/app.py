@@ -17,7 +17,7 @@ def quota_defaults(conf):
     return {r: getattr(conf.quota, r) for r in ("instances", "cores", "ram")}
 
 
-def create_app(conf, db, scheduler_rpcapi, compute_rpcapi, revocations=None):
+def create_app(conf, db, build_client, compute_rpcapi, revocations=None):
     """``revocations``: a started RevocationListener on ``db``; without it,
     tokens are looked up in the DB on every request (nothing cached)."""
     app = Flask("mininova-api")
@@ -26,7 +26,7 @@ def create_app(conf, db, scheduler_rpcapi, compute_rpcapi, revocations=None):
     app.extensions["mininova"] = {
         "conf": conf,
         "db": db,
-        "vm_service": vm_service.VMService(db, scheduler_rpcapi, compute_rpcapi,
+        "vm_service": vm_service.VMService(db, build_client, compute_rpcapi,
                                            host=conf.host, quota_defaults=quota_defaults(conf)),
     }
     tokens = auth.TokenCache(db, conf.api.token_cache_seconds, revocations)

@@ -7,7 +7,9 @@ from common.db.revocations import RevocationListener
 from common.db.session import Database
 from nova_api import http_server
 from nova_api.app import create_app
+from nova_api.build_client import BuildClient
 from nova_compute.rpcapi import ComputeRPCAPI
+from nova_conductor.rpcapi import ConductorRPCAPI
 from nova_scheduler.rpcapi import SchedulerRPCAPI
 
 IMAGE_UPLOAD = ("POST", "/v1/images")
@@ -21,7 +23,9 @@ def build_app(conf):
     revocations = (RevocationListener(db).start()
                    if db.dialect == "postgresql" and conf.api.token_cache_seconds > 0 else None)
     levels = conf.upgrade_levels
-    return create_app(conf, db, SchedulerRPCAPI(transport, version_cap=levels.scheduler),
+    builds = BuildClient(ConductorRPCAPI(transport, version_cap=levels.conductor),
+                         SchedulerRPCAPI(transport, version_cap=levels.scheduler))
+    return create_app(conf, db, builds,
                       ComputeRPCAPI(transport, version_cap=levels.compute),
                       revocations=revocations)
 

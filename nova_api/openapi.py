@@ -233,7 +233,7 @@ def _paths():
             "metrics", "Prometheus metrics of this API process (text format)", 200, (),
             public=True, content={"text/plain": {"schema": {"type": "string"}}})},
         "/v1/vms": {
-            "post": _op("createVM", "Create a VM: stored in BUILD and cast to the scheduler",
+            "post": _op("createVM", "Create a VM: stored in BUILD, its build cast to the conductor",
                         202, _JSON_BODY_ERRORS + (403, 404, 409, 503), ok_schema=vm_wrap,
                         headers=("Location",), body=_body(
                             vms.CREATE_SCHEMA,

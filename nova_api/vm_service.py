@@ -1,7 +1,7 @@
 """What the API does for VMs, apart from HTTP: the DB writes and the casts.
 
-Long work is never done here: create writes a BUILD row and casts to the
-scheduler; delete marks the row and casts to the owning compute host."""
+Long work is never done here: create writes a BUILD row and casts its build
+to the conductor; delete marks the row and casts to the owning compute host."""
 import logging
 import secrets
 
@@ -24,19 +24,19 @@ def random_mac():
 
 
 class VMService:
-    def __init__(self, db, scheduler_rpcapi, compute_rpcapi, host="api", quota_defaults=None):
+    def __init__(self, db, build_client, compute_rpcapi, host="api", quota_defaults=None):
         self.db = db
         self.host = host
         self.quota_defaults = quota_defaults or {"instances": -1, "cores": -1, "ram": -1}
         self.timeline = Timeline(DbSink(db), host)
         self.lookups = lookups.Lookups(db)
-        self.scheduler_rpcapi = scheduler_rpcapi
+        self.build_client = build_client
         self.compute_rpcapi = compute_rpcapi
 
     def create(self, ctxt, name, image_ref, flavor_ref, group_ref=None, *, metadata=None,
                key_name=None, user_data=None, access_ipv4=None, access_ipv6=None,
                disk_config="MANUAL"):
-        """Store a VM in BUILD and cast it to the scheduler; returns its
+        """Store a VM in BUILD and cast its build to the conductor; returns its
         fields as a dict (``db_api.instance_insert``) plus its ``metadata``.
         ``key_name``: one of the caller's keypairs, whose public key the VM
         keeps (Invalid if the caller has none by that name)."""
@@ -70,7 +70,7 @@ class VMService:
             vm["metadata"] = instance_metadata.replace(s, vm["id"], metadata)
             # In the same transaction: a create costs one commit, not three.
             action_id = self._action_accepted(s, ctxt, vm["id"], "create",
-                                              "stored; cast to the scheduler")
+                                              "stored; cast to the conductor")
             # Quota and row in one transaction: a burst cannot overshoot. Last
             # before the commit: the UPDATE locks the project's usage row,
             # which every create of the project waits for.
@@ -79,7 +79,7 @@ class VMService:
         LOG.info("VM %s (%s) accepted, scheduling", vm["id"], name)
         try:
             # The action id travels with the build: nobody looks it up again.
-            self.scheduler_rpcapi.schedule_instance(ctxt, vm["id"], action_id=action_id)
+            self.build_client.build_instances(ctxt, vm["id"], action_id=action_id)
         except exception.ServiceUnavailable as e:
             # Nothing may be left behind: the row goes, the user gets the 503.
             with self.db.transaction() as s:

@@ -1,14 +1,17 @@
-"""``mininova-conductor``: consumes ``conductor`` (the computes' reports and
-heartbeats) and watches over work in flight (the watchdog)."""
+"""``mininova-conductor``: consumes ``conductor`` (the builds the API casts,
+the computes' reports and heartbeats) and watches over work in flight (the
+watchdog)."""
 import sys
 
 from common import config, log, metrics, rpc, service
 from common.db import api as db_api
 from common.db.session import Database
+from common.timeline import DbSink, Timeline
 from nova_compute.rpcapi import ComputeRPCAPI
 from nova_conductor import rpcapi
 from nova_conductor.db_metrics import DatabaseCollector
 from nova_conductor.manager import ConductorManager
+from nova_conductor.tasks.build import BuildTask
 from nova_conductor.watchdog import Watchdog
 from nova_scheduler.rpcapi import SchedulerRPCAPI
 
@@ -20,8 +23,12 @@ def main(argv=None):
     db = Database(config.database_url(conf), pool_size=conf.database.pool_size)
     transport = rpc.get_transport(conf.transport_url)
     levels = conf.upgrade_levels
-    scheduler = SchedulerRPCAPI(transport, version_cap=levels.scheduler)
-    conductor = ConductorManager(db, scheduler,
+    compute = ComputeRPCAPI(transport, version_cap=levels.compute)
+    # Uncapped: schedulers are upgraded together with the conductors
+    # (nova_scheduler/rpcapi.py); [upgrade_levels] scheduler caps the APIs.
+    build_task = BuildTask(db, SchedulerRPCAPI(transport), compute,
+                           Timeline(DbSink(db), conf.host))
+    conductor = ConductorManager(db, build_task,
                                  max_attempts=conf.scheduler.max_attempts, host=conf.host)
 
     def heartbeat(ctxt):
@@ -29,8 +36,7 @@ def main(argv=None):
             db_api.service_heartbeat(s, conf.host, "mininova-conductor", None)
 
     # Builds past [compute] build_timeout, deletes on a down host, lost requests.
-    watchdog = Watchdog(db, scheduler, ComputeRPCAPI(transport, version_cap=levels.compute),
-                        conf)
+    watchdog = Watchdog(db, rpcapi.ConductorRPCAPI(transport), compute, conf)
     svc = service.Service("mininova-conductor", servers=[
         rpc.RPCServer(transport, rpc.Target(rpcapi.TOPIC, version=rpcapi.VERSION),
                       [conductor], workers=conf.rpc_workers),

@@ -28,15 +28,20 @@ class ConductorManager:
         "instance_power_sync", "instance_vanished", "instance_spawned",
         "instance_failed_builds_for_host", "instance_build_failed",
         "instance_build_interrupted", "instance_terminated", "action_event", "action_finish",
-        "fixed_ip_allocate"})
+        "fixed_ip_allocate", "build_instances"})
 
-    def __init__(self, db, scheduler_rpcapi=None, max_attempts=1, host="conductor"):
-        """``max_attempts`` > 1 (with a ``scheduler_rpcapi``) hands a VM
-        whose build failed back to the scheduler for another host."""
+    def __init__(self, db, build_task=None, max_attempts=1, host="conductor"):
+        """``build_task``: a ``tasks.build.BuildTask``, which runs the builds
+        the API casts here; ``max_attempts`` > 1 (with a ``build_task``) hands
+        a VM whose build failed back to it for another host."""
         self.db = db
-        self.scheduler_rpcapi = scheduler_rpcapi
-        self.max_attempts = max_attempts if scheduler_rpcapi is not None else 1
+        self.build_task = build_task
+        self.max_attempts = max_attempts if build_task is not None else 1
         self.timeline = Timeline(DbSink(db), host)
+
+    def build_instances(self, ctxt, instance_id, action_id=None):
+        """(message 1.4) Place a VM stored in 'scheduling' and cast its build."""
+        self.build_task.build_instances(ctxt, instance_id, action_id=action_id)
 
     def service_heartbeat(self, ctxt, host, binary, resources=None):
         with self.db.transaction() as s:
@@ -136,7 +141,7 @@ class ConductorManager:
 
     def instance_spawned(self, ctxt, instance_id, host, power_state, events=(), action_id=None):
         """``action_id`` (message 1.1): the create's action, which the
-        scheduler passed along with the build: no lookup then (see
+        build task passed along with the build: no lookup then (see
         ``_action_id`` for a 1.0 message)."""
         with self.db.transaction() as s:
             now = utcnow()
@@ -156,8 +161,8 @@ class ConductorManager:
         return done
 
     def instance_build_failed(self, ctxt, instance_id, host, reason, events=(), action_id=None):
-        """Compute cleaned up after a failed spawn. Free its allocations; then try
-        another host, or after ``max_attempts`` hosts give up with a fault
+        """Compute cleaned up after a failed spawn. Free its allocations; then build
+        again on another host (the build task, in this process), or after ``max_attempts`` hosts give up with a fault
         listing each host tried and its error."""
         return self._build_failed(ctxt, instance_id, {"host": host, "error": reason},
                                   events, action_id)
@@ -210,7 +215,12 @@ class ConductorManager:
         if retry:
             self.timeline.record(ctxt, instance_id, "rescheduled", result="error",
                                  details="%s failed: %s" % (host, reason))
-            self.scheduler_rpcapi.schedule_instance(ctxt, instance_id, action_id=action_id)
+            try:
+                self.build_task.build_instances(ctxt, instance_id, action_id=action_id)
+            except exception.ServiceUnavailable as e:
+                # The failure is recorded; the VM waits in 'scheduling' for
+                # the watchdog's resend.
+                LOG.warning("VM %s: no new host now: %s", instance_id, e.message)
         return True
 
     def instance_failed_builds_for_host(self, ctxt, host):

@@ -13,11 +13,17 @@ Version history (a server at X.Y takes X.0 to X.Y; a client capped by
   create's action row), so that nobody looks it up per report
 * 1.2 - instance_build_interrupted (a host's restart cut a build short)
 * 1.3 - fixed_ip_allocate (a VM's fixed IP allocated in the DB before spawn)
+* 1.4 - build_instances: the API hands a create to the conductor's build task
+  (select_destinations on the scheduler, then the build cast to the chosen
+  compute host). Conductors and schedulers of a release are upgraded
+  together, before the APIs (computes last): an API capped below 1.4 casts
+  schedule_instance to the (older) schedulers instead, and an older API's
+  schedule_instance reaching a newer scheduler is handed to the conductor.
 """
 from common import rpc
 
 TOPIC = "conductor"
-VERSION = "1.3"
+VERSION = "1.4"
 
 
 class ConductorRPCAPI:
@@ -32,6 +38,19 @@ class ConductorRPCAPI:
         if self.client.can_send_version("1.1"):
             kwargs["action_id"], version = action_id, "1.1"
         return self.client.prepare(version=version).call(ctxt, method, **kwargs)
+
+    @property
+    def can_build_instances(self):
+        """False while conductors older than 1.4 run: the API then casts
+        schedule_instance to the scheduler, as the previous release did."""
+        return self.client.can_send_version("1.4")
+
+    def build_instances(self, ctxt, instance_id, action_id=None):
+        """Place the VM and cast its build (a cast: the API answers 202 at
+        once). ``action_id``: the create's action, which travels with the
+        build to the compute and back."""
+        self.client.prepare(version="1.4").cast(ctxt, "build_instances",
+                                                 instance_id=instance_id, action_id=action_id)
 
     def service_heartbeat(self, ctxt, host, binary, resources, wait=False):
         """A cast; with ``wait`` a call, which returns once the heartbeat is

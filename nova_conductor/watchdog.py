@@ -17,7 +17,7 @@ looks at the VMs with a task in progress:
   report is refused, and at start-up and periodically for the failed builds
   of its host), and a delete still goes there;
 - still ``scheduling`` after ``[conductor] task_resend_after``: its
-  schedule_instance is sent again (idempotent; in case it was lost), at most
+  build_instances is sent again (idempotent; in case it was lost), at most
   every ``task_resend_after`` and ``MAX_RESENDS`` times per conductor;
 - ``deleting`` on a host that is down (no heartbeat for ``[scheduler]
   service_down_time``) or on no host: deleted locally, as Nova's API does:
@@ -54,9 +54,11 @@ MAX_RESENDS = 3
 
 
 class Watchdog:
-    def __init__(self, db, scheduler_rpcapi, compute_rpcapi, conf):
+    def __init__(self, db, conductor_rpcapi, compute_rpcapi, conf):
+        """``conductor_rpcapi``: resent builds go to any conductor (a cast),
+        so a pass never waits on the scheduler."""
         self.db = db
-        self.scheduler_rpcapi = scheduler_rpcapi
+        self.conductor_rpcapi = conductor_rpcapi
         self.compute_rpcapi = compute_rpcapi
         self.conf = conf
         # (instance id, task) -> (resends, time.monotonic() of the last one)
@@ -110,9 +112,9 @@ class Watchdog:
                 done["expired"].append(row.id)
         elif (row.task_state == states.SCHEDULING
               and age >= self.conf.conductor.task_resend_after and self._due(row)):
-            LOG.warning("VM %s still scheduling after %.0f s; sending schedule_instance "
+            LOG.warning("VM %s still scheduling after %.0f s; sending build_instances "
                         "again", row.id, age)
-            self.scheduler_rpcapi.schedule_instance(self._context(row), row.id)
+            self.conductor_rpcapi.build_instances(self._context(row), row.id)
             self._sent(row)
             done["resent"].append(row.id)
 

@@ -4,7 +4,7 @@ import sys
 from common import config, log, metrics, rpc, service
 from common.db import api as db_api
 from common.db.session import Database
-from nova_compute.rpcapi import ComputeRPCAPI
+from nova_conductor.rpcapi import ConductorRPCAPI
 from nova_scheduler import rpcapi
 from nova_scheduler.manager import SchedulerManager
 
@@ -15,8 +15,8 @@ def main(argv=None):
     rpc.protocol.set_sender("scheduler", conf.host)  # "sender" in its messages
     db = Database(config.database_url(conf), pool_size=conf.database.pool_size)
     transport = rpc.get_transport(conf.transport_url)
-    scheduler = SchedulerManager(
-        db, ComputeRPCAPI(transport, version_cap=conf.upgrade_levels.compute), conf)
+    # Uncapped: conductors are upgraded together with the schedulers (see rpcapi.py).
+    scheduler = SchedulerManager(db, ConductorRPCAPI(transport), conf)
 
     def heartbeat(ctxt):
         with db.transaction() as s:

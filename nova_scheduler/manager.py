@@ -1,8 +1,10 @@
-"""Scheduler endpoint: filter, weigh, claim atomically, cast the build.
+"""Scheduler endpoint: placement only, like Nova's select_destinations.
 
-Handlers are idempotent because RPC is at-least-once: a redelivered request for
-a VM that already has a host and a claim re-casts the build (compute's build
-is idempotent too) instead of claiming twice."""
+The conductor's build task (nova_conductor/tasks/build.py) calls
+``select_destinations``: filter, weigh, claim atomically, answer the host.
+The scheduler casts to no compute host. It is idempotent because RPC is
+at-least-once: a repeated request for a VM that already has a host and an
+allocation answers that host again instead of claiming twice."""
 import logging
 import time
 
@@ -12,23 +14,22 @@ from common.db import api as db_api
 from common.db import hosts as db_hosts
 from common.db import scheduling as db_scheduling
 from common.db.models import utcnow
-from common.timeline import DbSink, Timeline
 from nova_scheduler import filters
 from nova_scheduler.host_state import HostStates
 
 LOG = logging.getLogger(__name__)
 
 
-
 class SchedulerManager:
     # What other daemons may call over the scheduler topic (see rpcapi.py).
-    RPC_METHODS = frozenset({"schedule_instance"})
+    RPC_METHODS = frozenset({"select_destinations", "schedule_instance"})
 
-    def __init__(self, db, compute_rpcapi, conf):
+    def __init__(self, db, conductor_rpcapi, conf):
+        """``conductor_rpcapi``: where a create from an API older than the
+        conductor's build task goes (``schedule_instance``)."""
         self.db = db
-        self.compute_rpcapi = compute_rpcapi
+        self.conductor_rpcapi = conductor_rpcapi
         self.conf = conf
-        self.timeline = Timeline(DbSink(db), conf.host)
         self.host_states = HostStates(db)
 
     def _ratios(self):
@@ -36,18 +37,23 @@ class SchedulerManager:
         return sch.cpu_allocation_ratio, sch.ram_allocation_ratio, sch.disk_allocation_ratio
 
     def schedule_instance(self, ctxt, instance_id, action_id=None):
-        """``action_id`` (message 1.1): the create's action, when the API sent it."""
-        try:
-            self._schedule(ctxt, instance_id, action_id)
-        except exception.InstanceNotFound:
-            LOG.info("VM %s is gone; nothing to schedule", instance_id)
-            self.timeline.finish(ctxt, instance_id, "error",
-                                 "VM was deleted before it was scheduled")
-        except exception.ImageNotFound as e:
-            metrics.scheduling_failed("image unavailable")
-            self._fail(ctxt, instance_id, "image unavailable", e.message)
+        """(messages 1.0, 1.1) A create from an API that predates the
+        conductor's build task: handed to the conductor, which calls
+        ``select_destinations`` back and casts the build."""
+        self.conductor_rpcapi.build_instances(ctxt, instance_id, action_id=action_id)
 
-    def _schedule(self, ctxt, instance_id, action_id):
+    def select_destinations(self, ctxt, instance_id, action_id=None):
+        """(message 1.2) Place the VM: {"host", "instance", "image",
+        "action_id"} (what the compute's build needs, read here once), or None
+        when the VM no longer waits for a host. Raises InstanceNotFound,
+        ImageNotFound or NoValidHost; the conductor records those."""
+        try:
+            return self._select(ctxt, instance_id, action_id)
+        except exception.ImageNotFound:
+            metrics.scheduling_failed("image unavailable")
+            raise
+
+    def _select(self, ctxt, instance_id, action_id):
         with self.db.transaction() as s:
             inst = db_scheduling.instance_row(s, instance_id)
             if inst is None:
@@ -57,16 +63,18 @@ class SchedulerManager:
                 raise exception.ImageNotFound(image=inst.image_id)
             image = payloads.image(image_row)
             # The create's action: its events (here, on compute, in the
-            # conductor) are then written by id, without a lookup each. A 1.0
-            # message carries no id: the action of its request.
+            # conductor) are then written by id, without a lookup each. A
+            # request without one (an old API, the watchdog's resend): the
+            # action of its request.
             if action_id is None:
                 action_id = db_scheduling.action_id(s, instance_id, ctxt.request_id)
+            instance = payloads.instance(inst)
             if inst.task_state == states.SPAWNING and allocations.holds_any(s, instance_id):
-                LOG.info("VM %s already placed on %s; re-casting the build", instance_id, inst.host)
-                return self._cast_build(ctxt, payloads.instance(inst), image, action_id)
+                LOG.info("VM %s already placed on %s; answering it again", instance_id, inst.host)
+                return _selection(instance, image, action_id)
             if inst.task_state != states.SCHEDULING:
                 LOG.info("VM %s is %s/%s; not scheduling", instance_id, inst.vm_state, inst.task_state)
-                return
+                return None
             spec = self._request_spec(s, inst)
             # The hosts as of the request or later: its creation, or its
             # return to 'scheduling' after a failed or interrupted build
@@ -75,13 +83,14 @@ class SchedulerManager:
             requested_at = max(inst.created_at, inst.updated_at or inst.created_at)
             self.host_states.refresh_if_needed(requested_at, session=s)
         host = self._place(ctxt, instance_id, spec, action_id, requested_at)
-        if host is not None:
-            instance = payloads.instance(inst)
-            instance.update(host=host, task_state=states.SPAWNING)
-            self._cast_build(ctxt, instance, image, action_id)
+        if host is None:
+            return None
+        instance.update(host=host, task_state=states.SPAWNING)
+        return _selection(instance, image, action_id)
 
     def _place(self, ctxt, instance_id, spec, action_id, requested_at):
-        """Claim a host for the VM; its name, or None (VM gone or in ERROR).
+        """Claim a host for the VM; its name, or None (the VM left
+        'scheduling' meanwhile). NoValidHost when no host has room.
 
         The choice is made in memory under the lock, and counted there at
         once (so that the next choice of this process sees it, as if placed
@@ -123,8 +132,8 @@ class SchedulerManager:
         if spec.attempts:
             explanation += ". Earlier attempts: " + "; ".join(
                 "%s: %s" % (t["host"], t["error"]) for t in spec.attempts)
-        self._no_valid_host(ctxt, instance_id, explanation)
-        return None
+        LOG.warning("VM %s: no valid host: %s", instance_id, explanation)
+        raise exception.NoValidHost(reason=explanation)
 
     def _request_spec(self, s, inst):
         tried = tuple(db_api.instance_attempts(inst))
@@ -184,21 +193,10 @@ class SchedulerManager:
             if not done:
                 reservation.cancel()
 
-    def _no_valid_host(self, ctxt, instance_id, explanation):
-        LOG.warning("VM %s: no valid host: %s", instance_id, explanation)
-        self._fail(ctxt, instance_id, "no valid host", "No valid host was found. " + explanation)
 
-    def _fail(self, ctxt, instance_id, event, fault):
-        with self.db.transaction() as s:
-            db_api.instance_update_if(
-                s, instance_id, {"vm_state": states.ERROR, "task_state": None, "fault": fault},
-                expected_task_state=states.SCHEDULING)
-        self.timeline.record(ctxt, instance_id, event, result="error", details=fault)
-        self.timeline.finish(ctxt, instance_id, "error", fault)
-
-    def _cast_build(self, ctxt, instance, image, action_id):
-        self.compute_rpcapi.build_instance(ctxt, instance["host"], instance, image,
-                                           action_id=action_id)
+def _selection(instance, image, action_id):
+    return {"host": instance["host"], "instance": instance, "image": image,
+            "action_id": action_id}
 
 
 class _Gone(Exception):

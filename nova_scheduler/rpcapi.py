@@ -5,11 +5,16 @@ Version history (a server at X.Y takes X.0 to X.Y; a client capped by
 
 * 1.0 - schedule_instance
 * 1.1 - schedule_instance takes ``action_id`` (the create's action row)
+* 1.2 - select_destinations: placement only, called by the conductor's build
+  task, which casts the build itself. schedule_instance stays for APIs older
+  than the conductor's build_instances (conductor 1.4): the scheduler hands
+  it to the conductor. Schedulers and conductors of a release are upgraded
+  together (before the APIs; computes last), so the two talk uncapped.
 """
 from common import rpc
 
 TOPIC = "scheduler"
-VERSION = "1.1"
+VERSION = "1.2"
 
 
 class SchedulerRPCAPI:
@@ -24,3 +29,10 @@ class SchedulerRPCAPI:
         if self.client.can_send_version("1.1"):
             kwargs["action_id"], version = action_id, "1.1"
         self.client.prepare(version=version).cast(ctxt, "schedule_instance", **kwargs)
+
+    def select_destinations(self, ctxt, instance_id, action_id=None):
+        """Claim a host for the VM: {"host", "instance", "image", "action_id"},
+        or None when it no longer waits for one. Raises InstanceNotFound,
+        ImageNotFound, NoValidHost (and MessagingTimeout)."""
+        return self.client.prepare(version="1.2").call(
+            ctxt, "select_destinations", instance_id=instance_id, action_id=action_id)

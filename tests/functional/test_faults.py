@@ -413,9 +413,9 @@ def test_scheduler_and_conductor_killed_mid_burst(make_stack):
     wait_gone(stack, [gone], 30)
     recovered = time.monotonic() - restarted
     assert all(v["status"] == "ACTIVE" for v in final.values())
-    scheduler_log = log(stack, "scheduler")
-    assert "Received cast schedule_instance on scheduler" in scheduler_log
-    assert ", redelivered)" in scheduler_log, "no unacknowledged request was redelivered"
+    conductor_log = log(stack, "conductor")
+    assert "Received cast build_instances on conductor" in conductor_log
+    assert ", redelivered)" in conductor_log, "no unacknowledged request was redelivered"
     assert spawn_counts(stack, ids) == {i: 1 for i in ids}, "a VM was built twice"
     with _engine(stack).connect() as c:
         held = c.execute(sa.text("SELECT consumer_id, count(*) FROM allocations "
@@ -510,8 +510,8 @@ def test_postgresql_restart(pg_cluster, make_stack):  # cluster outlives the sta
     wait_settled(stack, old, 60, allow_error=False)
     scheduler = stack.procs["scheduler"]
     api_pid = stack.procs["api"].pid
-    # Requests queue up for the scheduler (stopped for a moment) so that it
-    # meets the outage with casts of its own to handle, and compute with
+    # Builds wait on the scheduler (stopped for a moment) so that the
+    # conductor meets the outage with builds to place, and compute with
     # reports (the deletes) to make.
     scheduler.send_signal(signal.SIGSTOP)
     try:
@@ -530,9 +530,9 @@ def test_postgresql_restart(pg_cluster, make_stack):  # cluster outlives the sta
         r = stack.post("/v1/vms", {"name": "during", "image": "blank", "flavor": "m1.tiny"})
         assert r.status_code == 503, r.text
         scheduler.send_signal(signal.SIGCONT)
-        wait_for(lambda: "Cast schedule_instance on scheduler: Service unavailable: database "
-                         "unreachable; retrying" in log(stack, "scheduler"), 30,
-                 what="the scheduler to put its casts back for later")
+        wait_for(lambda: "Cast build_instances on conductor: Service unavailable: database "
+                         "unreachable; retrying" in log(stack, "conductor"), 120,
+                 what="the conductor to put its builds back for later")
         wait_for(lambda: "conductor unavailable (Service unavailable: database unreachable)"
                          in log(stack, "compute"), 30, what="compute to retry its reports")
     finally:
@@ -664,8 +664,8 @@ def test_watchdog_rules(pg_db, conf, recorder):
     conf.set_override("build_timeout", 60, group="compute")
     conf.set_override("task_resend_after", 20, group="conductor")
     conf.set_override("service_down_time", 30, group="scheduler")
-    scheduler, compute = recorder(), recorder()
-    dog = Watchdog(pg_db, scheduler, compute, conf)
+    conductor_rpcapi, compute = recorder(), recorder()
+    dog = Watchdog(pg_db, conductor_rpcapi, compute, conf)
     now = utcnow()
 
     def ago(seconds):
@@ -705,8 +705,8 @@ def test_watchdog_rules(pg_db, conf, recorder):
     assert sorted(done["expired"]) == sorted([unplaced, silent])
     assert done["deleted"] == [on_dead]
     assert sorted(done["resent"]) == sorted([slow, lost_delete])
-    assert [(m, a, k) for m, a, k in scheduler.calls] == [
-        ("schedule_instance", (slow,), {})]
+    assert [(m, a, k) for m, a, k in conductor_rpcapi.calls] == [
+        ("build_instances", (slow,), {})]
     assert [(m, a) for m, a, _ in compute.calls] == [("terminate_instance", ("up", lost_delete))]
     with pg_db.transaction() as s:
         rows = {i.id: i for i in s.scalars(sa.select(Instance))}

@@ -49,14 +49,15 @@ def test_a_build_is_counted_by_every_daemon(stack):
                 status="202") == 1
     assert grew("mininova_api_request_duration_seconds_count", "api", method="POST",
                 route="/v1/vms") == 1
-    assert grew("mininova_rpc_messages_sent_total", "api", topic="scheduler",
-                method="schedule_instance", kind="cast") == 1
+    assert grew("mininova_rpc_messages_sent_total", "api", topic="conductor",
+                method="build_instances", kind="cast") == 1
 
-    # Scheduler: the placement and the messages it handled.
+    # Scheduler: the placement and the call it answered.
     assert grew("mininova_scheduling_duration_seconds_count", "scheduler") == 1
     assert grew("mininova_rpc_messages_received_total", "scheduler", topic="scheduler",
-                method="schedule_instance", kind="cast") == 1
-    assert grew("mininova_rpc_messages_sent_total", "scheduler", topic="compute",
+                method="select_destinations", kind="call") == 1
+    # Conductor: the build cast to the chosen host.
+    assert grew("mininova_rpc_messages_sent_total", "conductor", topic="compute",
                 method="build_instance", kind="cast") == 1
     # Conductor: the build and its duration, the report it handled, and the
     # gauges read from the database.

@@ -8,8 +8,7 @@ from common.db import allocations
 from common.db import api as db_api
 from common.db.allocations import Resources
 from common.db.models import Base
-from nova_scheduler.manager import SchedulerManager
-from tests.conftest import Recorder
+from tests.builds import Builds
 from tests.unit.test_scheduler import CTXT, RATIOS, add_host, add_member, get, group
 
 pytestmark = pytest.mark.real_services("postgresql")
@@ -42,8 +41,8 @@ def test_anti_affinity_burst_with_two_schedulers(pg_db, conf):
         add_host(pg_db, "h%d" % i)
     gid = group(pg_db, "anti-affinity")
     vms = [add_member(pg_db, "b%d" % i, gid) for i in range(6)]
-    schedulers = [SchedulerManager(pg_db, Recorder(), conf) for _ in range(2)]
+    schedulers = [Builds(pg_db, conf) for _ in range(2)]
     with concurrent.futures.ThreadPoolExecutor(6) as pool:
-        list(pool.map(lambda i: schedulers[i % 2].schedule_instance(CTXT, vms[i]), range(6)))
+        list(pool.map(lambda i: schedulers[i % 2].build(CTXT, vms[i]), range(6)))
     hosts = [get(pg_db, vm).host for vm in vms]
     assert None not in hosts and len(set(hosts)) == 6, hosts

@@ -172,9 +172,11 @@ def test_trace_a_vm_create_and_delete_until_done(stack):
         found = [line for line in action if route in line and what in line]
         assert found, "no %r / %r line in:\n%s" % (route, what, lines)
         return found[0]
-    line_of("api@%s → scheduler" % host, "cast schedule_instance")
+    line_of("api@%s → conductor" % host, "cast build_instances")
+    line_of("conductor@%s → scheduler" % host, "call select_destinations")
+    line_of("scheduler@%s → conductor@%s" % (host, host), "reply select_destinations")
     assert "vm=%s(%s)" % (vm_id[:8], name) in line_of(
-        "scheduler@%s → compute.%s" % (host, host), "cast build_instance")
+        "conductor@%s → compute.%s" % (host, host), "cast build_instance")
     assert "power=running" in line_of("compute@%s → conductor" % host, "call instance_spawned")
     assert "result=true" in line_of("conductor@%s → compute@%s" % (host, host),
                                     "reply instance_spawned")
@@ -183,10 +185,11 @@ def test_trace_a_vm_create_and_delete_until_done(stack):
     rows = [json.loads(line) for line in as_json.out]
     create = [r for r in rows if r["request_id"] == request_id]
     methods = [(r["kind"], r["method"]) for r in create]
-    assert methods[:2] == [("cast", "schedule_instance"), ("cast", "build_instance")]
+    assert methods[:4] == [("cast", "build_instances"), ("call", "select_destinations"),
+                           ("reply", "select_destinations"), ("cast", "build_instance")]
     assert methods[-2:] == [("call", "instance_spawned"), ("reply", "instance_spawned")]
     assert [r["t_ms"] for r in rows] == sorted(r["t_ms"] for r in rows)
-    assert create[1]["to"] == "compute." + host and create[1]["args"]["instance"]["id"] == vm_id
+    assert create[3]["to"] == "compute." + host and create[3]["args"]["instance"]["id"] == vm_id
 
     # A delete ends with compute's action_finish cast.
     delete = Trace(stack, "--vm", vm_id, "--until-done", "--timeout", "120")
@@ -211,8 +214,11 @@ def test_until_done_times_out_with_exit_4(stack):
 @pytest.mark.real_services("rabbitmq", "postgresql", "libvirt", "http")
 def test_daemons_capped_by_upgrade_levels_build_a_vm_with_1_0_messages(tmp_path):
     """[upgrade_levels] at 1.0 everywhere, as during an upgrade from a 1.0
-    release: every message of a create is sent in its 1.0 form (no action
-    id), and the VM is built and its create's action finished all the same."""
+    release: every message of a create the API and the computes send is in its
+    1.0 form (no action id; the API casts schedule_instance to the scheduler,
+    which hands it to the conductor: schedulers and conductors of a release
+    run together and talk uncapped), and the VM is built and its create's
+    action finished all the same."""
     stack = Stack(tmp_path, network="", extra_conf=(
         "\n[upgrade_levels]\nscheduler = 1.0\nconductor = 1.0\ncompute = 1.0\n"))
     try:
@@ -233,7 +239,9 @@ def test_daemons_capped_by_upgrade_levels_build_a_vm_with_1_0_messages(tmp_path)
         assert ("schedule_instance", "1.0", False) in sent
         assert ("build_instance", "1.0", False) in sent
         assert ("instance_spawned", "1.0", False) in sent
-        assert {version for _, version, _ in sent} == {"1.0"}, sent
+        between_releases = {"build_instances", "select_destinations"}
+        assert {version for method, version, _ in sent
+                if method not in between_releases} == {"1.0"}, sent
         assert stack.vm(vm_id)["status"] == "ACTIVE"
         action = stack.get("/v1/vms/%s/actions/%s" % (vm_id, request_id)).json()["action"]
         assert (action["action"], action["result"]) == ("create", "success"), action

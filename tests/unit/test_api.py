@@ -16,11 +16,11 @@ def OTHER(db):
 
 @pytest.fixture
 def api(conf, db, image, recorder):
-    scheduler, compute = recorder(), recorder()
-    app = create_app(conf, db, scheduler, compute)
+    conductor, compute = recorder(), recorder()
+    app = create_app(conf, db, conductor, compute)
     client = app.test_client()
     client.environ_base["HTTP_X_AUTH_TOKEN"] = token_for(db, "default", "admin")
-    client.scheduler, client.compute = scheduler, compute
+    client.conductor, client.compute = conductor, compute
     return client
 
 
@@ -28,14 +28,14 @@ def create(api, name="web1", **kw):
     return api.post("/v1/vms", json=dict({"name": name, "image": "blank", "flavor": "m1.tiny"}, **kw))
 
 
-def test_create_casts_to_scheduler(api):
+def test_create_casts_the_build_to_the_conductor(api):
     r = create(api)
     assert r.status_code == 202
     vm = r.get_json()["vm"]
     assert vm["status"] == "BUILD" and vm["task_state"] == "scheduling"
     assert r.headers["Location"] == "/v1/vms/" + vm["id"]
-    [(method, args, kwargs)] = api.scheduler.calls
-    assert (method, args) == ("schedule_instance", (vm["id"],))
+    [(method, args, kwargs)] = api.conductor.calls
+    assert (method, args) == ("build_instances", (vm["id"],))
     assert isinstance(kwargs["action_id"], int)  # the create's action travels along
     assert vm["flavor"] == {"id": "1", "name": "m1.tiny", "vcpus": 1, "ram": 128, "disk": 1}
     assert vm["image"]["name"] == "blank"
@@ -105,7 +105,7 @@ def test_bad_bodies(api, body, code, needle):
     r = api.post("/v1/vms", json=body)
     assert r.status_code == code, r.get_json()
     assert needle in r.get_json()["error"]["message"]
-    assert api.scheduler.calls == []
+    assert api.conductor.calls == []
 
 
 def test_malformed_json_and_content_type(api):

@@ -10,7 +10,7 @@ from common.db import allocations
 from common.db import api as db_api
 from common.db.allocations import Resources
 from nova_scheduler.host_state import HostStates
-from nova_scheduler.manager import SchedulerManager
+from tests.builds import Builds
 from tests.unit.test_scheduler import CTXT, RATIOS, add_host, add_vm, get
 
 # add_host defaults with RATIOS (16, 1.5, 1.0): room for 64 vCPUs, 6144 MB, 100 GB.
@@ -69,7 +69,7 @@ def memory_in_db(db):
 def sched(conf, db, recorder):
     """A scheduler whose view of the hosts is read when the test says so
     (``refresh``), not when a second has passed."""
-    s = SchedulerManager(db, recorder(), conf)
+    s = Builds(db, conf)
     s.host_states = HostStates(db, max_age=3600)
     s.refresh = lambda: (s.host_states.mark_stale(), s.host_states.refresh_if_needed())
     return s
@@ -78,7 +78,7 @@ def sched(conf, db, recorder):
 def test_a_placed_vm_is_counted_once_in_the_view(sched, db):
     add_host(db, "h1")
     vm = add_vm(db)
-    sched.schedule_instance(CTXT, vm)
+    sched.build(CTXT, vm)
     assert get(db, vm).host == "h1"
     assert memory_in_view(sched) == {"h1": 128}   # the old snapshot plus the reservation
     sched.refresh()
@@ -90,7 +90,7 @@ def test_a_claim_lost_in_the_db_leaves_no_reservation(sched, db):
     vm = add_vm(db, memory_mb=1024)
     sched.refresh()                               # the view: h1 empty
     assert claim(db, "intruder", memory_mb=1024)  # another scheduler takes the room
-    sched.schedule_instance(CTXT, vm)
+    sched.build(CTXT, vm)
     assert get(db, vm).vm_state == states.ERROR   # no valid host
     assert memory_in_view(sched) == memory_in_db(db) == {"h1": 1024}
 
@@ -105,7 +105,7 @@ def test_after_a_lost_claim_the_hosts_are_read_again(sched, db):
     assert claim(db, "intruder", "h1", memory_mb=1024)
     with db.transaction() as s:
         allocations.release(s, "old")             # h2 has room again
-    sched.schedule_instance(CTXT, vm)
+    sched.build(CTXT, vm)
     inst = get(db, vm)
     assert (inst.host, inst.task_state) == ("h2", states.SPAWNING)
     assert [args[0] for _, args, _ in sched.compute_rpcapi.calls] == ["h2"]
@@ -138,7 +138,7 @@ def test_a_vm_that_stops_waiting_is_not_claimed(sched, db, meanwhile):
     vm = add_vm(db)
     sched.host_states = GivenUpWhileChoosing(db, max_age=3600)
     sched.host_states.meanwhile = lambda: meanwhile(db, vm)
-    sched.schedule_instance(CTXT, vm)
+    sched.build(CTXT, vm)
     assert sched.compute_rpcapi.calls == []
     with db.transaction() as s:
         assert not allocations.of_consumer(s, vm)

@@ -52,8 +52,8 @@ class FakeCloud:
         with self.db.transaction() as s:
             return db_api.instance_get(s, instance_id).name
 
-    def schedule_instance(self, ctxt, instance_id, action_id=None):
-        self.calls.append(("schedule_instance", instance_id))
+    def build_instances(self, ctxt, instance_id, action_id=None):
+        self.calls.append(("build_instances", instance_id))
         if not self._name(instance_id).startswith("slow"):
             self._later(self._build, ctxt, instance_id)
 

@@ -193,8 +193,8 @@ def test_a_failed_spawn_leaves_no_entry_and_no_address(conf, db, base_image):
 
 
 def test_a_rescheduled_build_gives_its_address_back(conf, db, base_image):
-    scheduler = Recorder()
-    conductor = ConductorManager(db, scheduler_rpcapi=scheduler, max_attempts=2)
+    build_task = Recorder()
+    conductor = ConductorManager(db, build_task=build_task, max_attempts=2)
     manager = make_manager(conf, db, fake_libvirt.FailingSpawnDriver, conductor=conductor)
     try:
         instance, image = placed_vm(db, conf, *base_image)
@@ -202,7 +202,7 @@ def test_a_rescheduled_build_gives_its_address_back(conf, db, base_image):
         manager.build_instance(CTXT, instance, image)
         inst = row(db, instance["id"])
         assert (inst.task_state, inst.host, inst.ip_address) == (states.SCHEDULING, None, None)
-        assert [c[0] for c in scheduler.calls] == ["schedule_instance"]
+        assert [c[0] for c in build_task.calls] == ["build_instances"]
         assert_no_fixed_ip(manager, db, instance["id"])
     finally:
         manager.driver.cleanup_host()

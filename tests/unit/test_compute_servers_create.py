@@ -39,8 +39,8 @@ def test_tempests_create(member, image, app):
     shown = check(schemas.get_server, member.get("/servers/" + body["id"]))["server"]
     assert (shown["name"], shown["status"], shown["image"]["id"], shown["flavor"]["id"]) == (
         "vm1", "BUILD", image, "1")
-    scheduler = app.extensions["mininova"]["vm_service"].scheduler_rpcapi
-    assert [(m, a) for m, a, _ in scheduler.calls] == [("schedule_instance", (body["id"],))]
+    builds = app.extensions["mininova"]["vm_service"].build_client
+    assert [(m, a) for m, a, _ in builds.calls] == [("build_instances", (body["id"],))]
 
 
 def test_a_random_admin_password_when_none_is_given(member, image):

@@ -19,7 +19,7 @@ from common.db.models import Instance, utcnow
 from nova_api.app import create_app
 from nova_conductor.manager import ConductorManager
 from nova_conductor.db_metrics import DatabaseCollector
-from nova_scheduler.manager import SchedulerManager
+from tests.builds import Builds
 from nova_conductor.watchdog import Watchdog
 from tests.unit.conftest import token_for
 from tests.unit.test_scheduler import CTXT, RATIOS, add_host, add_vm
@@ -194,16 +194,16 @@ def test_conductor_counts_a_reschedule(db, recorder):
 
 
 def test_scheduler_counts_failures_by_reason_and_times_placements(conf, db, recorder):
-    scheduler = SchedulerManager(db, recorder(), conf)
+    scheduler = Builds(db, conf)
     no_hosts = value("mininova_scheduling_failures_total", reason="no hosts")
     ram = value("mininova_scheduling_failures_total", reason="RamFilter")
     placed = value("mininova_scheduling_duration_seconds_count")
-    scheduler.schedule_instance(CTXT, add_vm(db, "a"))
+    scheduler.build(CTXT, add_vm(db, "a"))
     assert value("mininova_scheduling_failures_total", reason="no hosts") == no_hosts + 1
     add_host(db, "tiny", memory_mb=1024)
-    scheduler.schedule_instance(CTXT, add_vm(db, "b", memory_mb=4096))
+    scheduler.build(CTXT, add_vm(db, "b", memory_mb=4096))
     assert value("mininova_scheduling_failures_total", reason="RamFilter") == ram + 1
-    scheduler.schedule_instance(CTXT, add_vm(db, "c"))
+    scheduler.build(CTXT, add_vm(db, "c"))
     assert value("mininova_scheduling_duration_seconds_count") == placed + 1
 
 

@@ -45,7 +45,11 @@ def _sent_by(api_class):
             if name.startswith("_"):
                 continue
             params = list(inspect.signature(method).parameters.values())[1:]  # ctxt
-            method(CTXT, *["x" for p in params if p.default is p.empty])
+            try:
+                method(CTXT, *["x" for p in params if p.default is p.empty])
+            except (exception.RPCVersionCapError, exception.ServiceUnavailable):
+                assert cap is not None  # a message newer than the cap: not sent
+    assert sink.methods
     return sink.methods
 
 

@@ -9,7 +9,7 @@ from common.db import api as db_api
 from common.db.allocations import Resources
 from common.db.models import utcnow
 from nova_conductor.manager import ConductorManager
-from nova_scheduler.manager import SchedulerManager
+from tests.builds import Builds
 
 CTXT = context.RequestContext(project_id="p")
 RATIOS = (16.0, 1.5, 1.0)
@@ -42,61 +42,61 @@ def get(db, instance_id):
 
 
 @pytest.fixture
-def scheduler(conf, db, recorder):
-    return SchedulerManager(db, recorder(), conf)
+def builds(conf, db):
+    return Builds(db, conf)
 
 
-def test_places_on_host_with_most_free_ram_and_claims(scheduler, db):
+def test_places_on_host_with_most_free_ram_and_claims(builds, db):
     add_host(db, "small", memory_mb=1024)
     add_host(db, "big", memory_mb=8192)
     vm = add_vm(db)
-    scheduler.schedule_instance(CTXT, vm)
+    builds.build(CTXT, vm)
     inst = get(db, vm)
     assert inst.host == "big" and inst.task_state == states.SPAWNING
-    (method, args, _), = scheduler.compute_rpcapi.calls
+    (method, args, _), = builds.compute_rpcapi.calls
     assert method == "build_instance" and args[0] == "big" and args[1]["id"] == vm
     with db.transaction() as s:
         assert allocations.of_consumer(s, vm)[0].memory_mb == 128
 
 
-def test_redelivered_request_does_not_claim_twice(scheduler, db):
+def test_redelivered_request_does_not_claim_twice(builds, db):
     add_host(db, "h1")
     vm = add_vm(db)
-    scheduler.schedule_instance(CTXT, vm)
-    scheduler.schedule_instance(CTXT, vm)  # at-least-once: the same message again
-    assert [c[0] for c in scheduler.compute_rpcapi.calls] == ["build_instance"] * 2
+    builds.build(CTXT, vm)
+    builds.build(CTXT, vm)  # at-least-once: the same message again
+    assert [c[0] for c in builds.compute_rpcapi.calls] == ["build_instance"] * 2
     with db.transaction() as s:
         node = [n for _, n in db_api.compute_hosts(s)][0]
         assert node.memory_mb_used == 128
 
 
-def test_no_valid_host_explains_each_filter(scheduler, db):
+def test_no_valid_host_explains_each_filter(builds, db):
     add_host(db, "down", age=3600)
     add_host(db, "off", disabled=True)
     add_host(db, "tiny", memory_mb=1024)
     vm = add_vm(db, memory_mb=4096)
-    scheduler.schedule_instance(CTXT, vm)
+    builds.build(CTXT, vm)
     inst = get(db, vm)
     assert inst.vm_state == states.ERROR and inst.task_state is None
     assert inst.fault.startswith("No valid host was found. 3 hosts: ")
     assert "ComputeFilter removed 2 (disabled, down)" in inst.fault
     assert "RamFilter removed 1 (need 4096 MB, max free 1536 MB)" in inst.fault
-    assert scheduler.compute_rpcapi.calls == []
+    assert builds.compute_rpcapi.calls == []
 
 
-def test_no_hosts_at_all(scheduler, db):
+def test_no_hosts_at_all(builds, db):
     vm = add_vm(db)
-    scheduler.schedule_instance(CTXT, vm)
+    builds.build(CTXT, vm)
     assert "0 hosts" in get(db, vm).fault
 
 
-def test_deleted_vm_is_not_scheduled(scheduler, db):
+def test_deleted_vm_is_not_scheduled(builds, db):
     add_host(db, "h1")
     vm = add_vm(db)
     with db.transaction() as s:
         db_api.instance_soft_delete(s, vm)
-    scheduler.schedule_instance(CTXT, vm)
-    assert scheduler.compute_rpcapi.calls == []
+    builds.build(CTXT, vm)
+    assert builds.compute_rpcapi.calls == []
 
 
 def test_concurrent_claims_never_overcommit(db):
@@ -169,19 +169,19 @@ def test_pack_weigher(conf, db, recorder):
     conf.set_override("ram_weight_multiplier", -1.0, group="scheduler")
     add_host(db, "small", memory_mb=2048)
     add_host(db, "big", memory_mb=8192)
-    sched = SchedulerManager(db, recorder(), conf)
+    sched = Builds(db, conf)
     vm = add_vm(db)
-    sched.schedule_instance(CTXT, vm)
+    sched.build(CTXT, vm)
     assert get(db, vm).host == "small"
 
 
-def test_anti_affinity_sequential_and_exhausted(scheduler, db):
+def test_anti_affinity_sequential_and_exhausted(builds, db):
     for h in ("h1", "h2"):
         add_host(db, h)
     gid = group(db, "anti-affinity")
     vms = [add_member(db, "m%d" % i, gid) for i in range(3)]
     for vm in vms:
-        scheduler.schedule_instance(CTXT, vm)
+        builds.build(CTXT, vm)
     hosts = [get(db, vm).host for vm in vms[:2]]
     assert sorted(hosts) == ["h1", "h2"]
     third = get(db, vms[2])
@@ -194,20 +194,20 @@ def test_anti_affinity_concurrent_burst_lands_on_distinct_hosts(conf, db, record
         add_host(db, "h%d" % i)
     gid = group(db, "anti-affinity")
     vms = [add_member(db, "b%d" % i, gid) for i in range(4)]
-    schedulers = [SchedulerManager(db, recorder(), conf) for _ in range(2)]
+    schedulers = [Builds(db, conf) for _ in range(2)]
     with concurrent.futures.ThreadPoolExecutor(4) as pool:
-        list(pool.map(lambda i: schedulers[i % 2].schedule_instance(CTXT, vms[i]), range(4)))
+        list(pool.map(lambda i: schedulers[i % 2].build(CTXT, vms[i]), range(4)))
     hosts = [get(db, vm).host for vm in vms]
     assert None not in hosts and len(set(hosts)) == 4, hosts
 
 
-def test_affinity_keeps_members_together(scheduler, db):
+def test_affinity_keeps_members_together(builds, db):
     for h in ("h1", "h2", "h3"):
         add_host(db, h)
     gid = group(db, "affinity")
     vms = [add_member(db, "a%d" % i, gid) for i in range(3)]
     for vm in vms:
-        scheduler.schedule_instance(CTXT, vm)
+        builds.build(CTXT, vm)
     assert len({get(db, vm).host for vm in vms}) == 1
 
 
@@ -215,14 +215,10 @@ def test_reschedule_then_fault_lists_every_host(conf, db, recorder):
     for h in ("h1", "h2", "h3"):
         add_host(db, h)
     compute = recorder()
-    sched = SchedulerManager(db, compute, conf)
-
-    class SchedulerRPC:  # the conductor's cast back to the scheduler, in-process
-        def schedule_instance(self, ctxt, instance_id, action_id=None):
-            sched.schedule_instance(ctxt, instance_id, action_id=action_id)
-    conductor = ConductorManager(db, SchedulerRPC(), max_attempts=3)
+    sched = Builds(db, conf, compute_rpcapi=compute)
+    conductor = ConductorManager(db, sched.task, max_attempts=3)
     vm = add_vm(db)
-    sched.schedule_instance(CTXT, vm)
+    sched.build(CTXT, vm)
     tried = []
     for _ in range(3):
         host = get(db, vm).host
@@ -239,7 +235,7 @@ def test_reschedule_then_fault_lists_every_host(conf, db, recorder):
         assert all(n.memory_mb_used == 0 for _, n in db_api.compute_hosts(s))
 
 
-def test_action_id_travels_from_scheduler_to_conductor(scheduler, db):
+def test_action_id_travels_from_scheduler_to_conductor(builds, db):
     """The scheduler finds the create's action once and sends its id with the
     build; the report carries it back and the conductor writes by id."""
     from common.db import actions
@@ -247,8 +243,8 @@ def test_action_id_travels_from_scheduler_to_conductor(scheduler, db):
     vm = add_vm(db)
     with db.transaction() as s:
         action_id = actions.action_start(s, vm, CTXT.request_id, "create", "p").id
-    scheduler.schedule_instance(CTXT, vm)
-    (method, args, kwargs), = scheduler.compute_rpcapi.calls
+    builds.build(CTXT, vm)
+    (method, args, kwargs), = builds.compute_rpcapi.calls
     assert method == "build_instance" and kwargs["action_id"] == action_id
     step = {"event": "domain started", "host": "h1", "start_time": "2030-01-01T00:00:00Z",
             "finish_time": "2030-01-01T00:00:01.5Z", "result": "success", "details": None}
@@ -268,10 +264,10 @@ def test_burst_in_one_process_spreads_and_stops_at_capacity(conf, db, recorder):
     spreads evenly, and the DB claim stops it at capacity."""
     for h in ("h1", "h2"):
         add_host(db, h, memory_mb=1024)  # * 1.5 = 12 VMs of 128 MB each
-    sched = SchedulerManager(db, recorder(), conf)
+    sched = Builds(db, conf)
     vms = [add_vm(db, "b%d" % i) for i in range(26)]
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
-        list(pool.map(lambda vm: sched.schedule_instance(CTXT, vm), vms))
+        list(pool.map(lambda vm: sched.build(CTXT, vm), vms))
     placed = [get(db, vm) for vm in vms]
     hosts = [i.host for i in placed if i.vm_state != states.ERROR]
     assert sorted(hosts.count(h) for h in ("h1", "h2")) == [12, 12]
@@ -307,25 +303,15 @@ def test_host_states_count_each_claim_once(db):
     assert used() == {"h1": 128}  # the new snapshot has it; not added again
 
 
-class InProcessScheduler:
-    """The conductor's cast back to the scheduler, run at once in-process."""
-
-    def __init__(self, scheduler):
-        self.scheduler = scheduler
-
-    def schedule_instance(self, ctxt, instance_id, action_id=None):
-        self.scheduler.schedule_instance(ctxt, instance_id, action_id=action_id)
-
-
 def test_a_build_interrupted_by_its_hosts_restart_may_go_back_there(conf, db, recorder):
     """One host: a build its restart cut short is placed there again (a
     failed build is not); each interruption counts as an attempt, so a build
     that keeps crashing its host ends in ERROR."""
     add_host(db, "h1")
-    sched = SchedulerManager(db, recorder(), conf)
-    conductor = ConductorManager(db, InProcessScheduler(sched), max_attempts=3)
+    sched = Builds(db, conf)
+    conductor = ConductorManager(db, sched.task, max_attempts=3)
     vm = add_vm(db)
-    sched.schedule_instance(CTXT, vm)
+    sched.build(CTXT, vm)
     for attempt in (1, 2):
         assert conductor.instance_build_interrupted(CTXT, vm, "h1", "restart %d" % attempt)
         inst = get(db, vm)
@@ -337,7 +323,7 @@ def test_a_build_interrupted_by_its_hosts_restart_may_go_back_there(conf, db, re
     assert inst.vm_state == states.ERROR and "h1: restart 3" in inst.fault
 
     failed = add_vm(db, "failed")
-    sched.schedule_instance(CTXT, failed)
+    sched.build(CTXT, failed)
     assert conductor.instance_build_failed(CTXT, failed, "h1", "disk exploded")
     inst = get(db, failed)
     assert inst.vm_state == states.ERROR and "RetryFilter removed 1" in inst.fault
@@ -350,15 +336,15 @@ def test_a_vm_back_in_scheduling_sees_the_hosts_as_of_then(conf, db, recorder):
     back by a host that restarted and reported in just before) reads them
     again, and finds that host up."""
     add_host(db, "h1", age=3600)  # down: killed an hour ago
-    sched = SchedulerManager(db, recorder(), conf)
+    sched = Builds(db, conf)
     sched.host_states.max_age = 3600  # only a newer request refreshes the snapshot
-    conductor = ConductorManager(db, InProcessScheduler(sched), max_attempts=3)
+    conductor = ConductorManager(db, sched.task, max_attempts=3)
     interrupted = add_vm(db, "interrupted")  # created (and placed) before the snapshot
     with db.transaction() as s:
         db_api.instance_update_if(s, interrupted, {"host": "h1",
                                                    "task_state": states.SPAWNING})
     early = add_vm(db, "early")
-    sched.schedule_instance(CTXT, early)  # reads the snapshot: h1 down
+    sched.build(CTXT, early)  # reads the snapshot: h1 down
     assert "ComputeFilter removed 1 (down)" in get(db, early).fault
     # h1 restarts: reports in, then hands back the build it had under way.
     conductor.service_heartbeat(CTXT, "h1", "mininova-compute",

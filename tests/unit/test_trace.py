@@ -49,16 +49,24 @@ def reply_to(method, result, sender_fn, who, received):
 
 
 def build_flow(ctxt, sender):
-    """The messages of a create, as the tap sees them."""
+    """The messages of a create, as the tap sees them: the API casts the build
+    to the conductor, which asks the scheduler for a host and casts the build
+    to that host's compute."""
     return [
-        request(ctxt, "schedule_instance", "scheduler", sender, "api", 100.000,
+        request(ctxt, "build_instances", "conductor", sender, "api", 100.000,
                 instance_id=VM),
-        request(ctxt, "build_instance", "compute.node1", sender, "scheduler", 100.015,
+        request(ctxt, "select_destinations", "scheduler", sender, "conductor", 100.004,
+                reply=True, instance_id=VM),
+        reply_to("select_destinations", {"host": "node1"}, sender, "scheduler", 100.012),
+        request(ctxt, "build_instance", "compute.node1", sender, "conductor", 100.015,
                 instance={"id": VM, "name": "web1"}, image={"id": "i1", "name": "tiny"}),
         request(ctxt, "instance_spawned", "conductor", sender, "compute", 102.130, reply=True,
                 instance_id=VM, host="node1", power_state="running", events=[{}, {}]),
-        reply_to("instance_spawned", True, sender, "scheduler", 102.140),
+        reply_to("instance_spawned", True, sender, "conductor", 102.140),
     ]
+
+BUILD_METHODS = ["build_instances", "select_destinations", "select_destinations",
+                 "build_instance", "instance_spawned", "instance_spawned"]
 
 
 # -- the wire format's sender ---------------------------------------------------
@@ -82,13 +90,19 @@ def test_parse_requests_and_a_reply_matched_to_its_call(sender, ctxt):
     follow = trace_timeline.Follow()
     records = [trace_timeline.parse(t) for t in build_flow(ctxt, sender)]
     assert all(follow.accept(r) for r in records)
-    cast, build, call, reply = records
+    cast, select, selected, build, call, reply = records
     assert (cast["kind"], cast["method"], cast["from"], cast["to"], cast["request_id"]) == (
-        "cast", "schedule_instance", "api@ctl1", "scheduler", ctxt.request_id)
+        "cast", "build_instances", "api@ctl1", "conductor", ctxt.request_id)
+    assert (select["kind"], select["from"], select["to"]) == (
+        "call", "conductor@ctl1", "scheduler")
+    assert (selected["kind"], selected["method"], selected["to"], selected["result"]) == (
+        "reply", "select_destinations", "conductor@ctl1", {"host": "node1"})
+    assert (build["kind"], build["from"], build["to"]) == (
+        "cast", "conductor@ctl1", "compute.node1")
     assert call["kind"] == "call" and call["args"]["host"] == "node1"
     assert (reply["kind"], reply["method"], reply["from"], reply["to"],
             reply["request_id"], reply["result"]) == (
-        "reply", "instance_spawned", "scheduler@ctl1", "compute@ctl1", ctxt.request_id, True)
+        "reply", "instance_spawned", "conductor@ctl1", "compute@ctl1", ctxt.request_id, True)
 
 
 def test_follow_a_request_keeps_its_messages_and_replies_only(sender, ctxt):
@@ -98,8 +112,7 @@ def test_follow_a_request_keeps_its_messages_and_replies_only(sender, ctxt):
                      host="node1", binary="mininova-compute", resources={})]
     follow = trace_timeline.Follow(request_id=ctxt.request_id)
     kept = [r for r in map(trace_timeline.parse, noise + flow) if follow.accept(r)]
-    assert [r["method"] for r in kept] == ["schedule_instance", "build_instance",
-                                          "instance_spawned", "instance_spawned"]
+    assert [r["method"] for r in kept] == BUILD_METHODS
     assert kept[-1]["kind"] == "reply"
 
 
@@ -112,8 +125,7 @@ def test_follow_a_vm_matches_its_id_anywhere_in_the_arguments(sender, ctxt):
                 instance_ids=[OTHER_VM, VM])]
     follow = trace_timeline.Follow(vm_id=VM)
     kept = [r["method"] for r in map(trace_timeline.parse, messages) if follow.accept(r)]
-    assert kept == ["schedule_instance", "build_instance", "instance_spawned",
-                    "instance_spawned", "audit_fix"]
+    assert kept == BUILD_METHODS + ["audit_fix"]
 
 
 def test_dead_letters_and_unreadable_bodies_are_shown_not_fatal(sender, ctxt):
@@ -138,19 +150,22 @@ def test_timeline_lines_show_time_route_method_key_arguments_and_request(sender,
         follow.accept(rec)
         timeline.write(rec)
     lines = out.getvalue().splitlines()
-    assert len(lines) == 4
+    assert len(lines) == 6
     assert lines[0].startswith("+     0 ms  ")
-    assert "api@ctl1 → scheduler" in lines[0] and "cast schedule_instance" in lines[0]
+    assert "api@ctl1 → conductor" in lines[0] and "cast build_instances" in lines[0]
     assert "vm=5b1c9e2a" in lines[0] and "v1.0" in lines[0]
     assert lines[0].endswith(ctxt.request_id)
-    assert lines[1].startswith("+    15 ms")
-    assert "scheduler@ctl1 → compute.node1" in lines[1]
-    assert "vm=5b1c9e2a(web1)" in lines[1] and "image=tiny" in lines[1]
-    assert "call instance_spawned" in lines[2] and "host=node1" in lines[2]
-    assert "power=running" in lines[2] and "events=2" in lines[2]
-    assert lines[3].startswith("+  2140 ms")
-    assert "scheduler@ctl1 → compute@ctl1" in lines[3]
-    assert "reply instance_spawned" in lines[3] and "result=true" in lines[3]
+    assert "conductor@ctl1 → scheduler" in lines[1] and "call select_destinations" in lines[1]
+    assert "scheduler@ctl1 → conductor@ctl1" in lines[2]
+    assert "reply select_destinations" in lines[2]
+    assert lines[3].startswith("+    15 ms")
+    assert "conductor@ctl1 → compute.node1" in lines[3]
+    assert "vm=5b1c9e2a(web1)" in lines[3] and "image=tiny" in lines[3]
+    assert "call instance_spawned" in lines[4] and "host=node1" in lines[4]
+    assert "power=running" in lines[4] and "events=2" in lines[4]
+    assert lines[5].startswith("+  2140 ms")
+    assert "conductor@ctl1 → compute@ctl1" in lines[5]
+    assert "reply instance_spawned" in lines[5] and "result=true" in lines[5]
 
 
 def test_json_lines_carry_everything(sender, ctxt):
@@ -161,10 +176,10 @@ def test_json_lines_carry_everything(sender, ctxt):
         follow.accept(rec)
         timeline.write(rec)
     rows = [json.loads(line) for line in out.getvalue().splitlines()]
-    assert [r["t_ms"] for r in rows] == [0, 15, 2130, 2140]
-    assert rows[1]["args"]["instance"] == {"id": VM, "name": "web1"}
-    assert rows[1]["from"] == "scheduler@ctl1" and rows[1]["to"] == "compute.node1"
-    assert rows[3]["kind"] == "reply" and rows[3]["result"] is True
+    assert [r["t_ms"] for r in rows] == [0, 4, 12, 15, 2130, 2140]
+    assert rows[3]["args"]["instance"] == {"id": VM, "name": "web1"}
+    assert rows[3]["from"] == "conductor@ctl1" and rows[3]["to"] == "compute.node1"
+    assert rows[5]["kind"] == "reply" and rows[5]["result"] is True
     assert all(r["request_id"] == ctxt.request_id for r in rows)
     assert rows[0]["time"].endswith("+00:00")
 
@@ -205,7 +220,7 @@ def test_until_done_ends_on_the_spawned_reply_or_action_finish(sender, ctxt):
     admin = context.get_admin_context()
     for tapped in [request(admin, "instance_set_address", "conductor", sender, "compute",
                            99.0, instance_id=VM, host="n", ip_address="10.0.0.2")] \
-            + build_flow(ctxt, sender)[:3]:
+            + build_flow(ctxt, sender)[:5]:
         rec = trace_timeline.parse(tapped)
         follow.accept(rec)
         watch.see(rec)

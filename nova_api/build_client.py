@@ -1,0 +1,18 @@
+"""Where the API sends a create's build.
+
+The conductor's build_instances (conductor RPC 1.4) places the VM and casts
+its build. While conductors of the previous release run (``[upgrade_levels]
+conductor`` below 1.4), so do its schedulers, which place and cast the build
+themselves: the create goes to their schedule_instance instead."""
+
+
+class BuildClient:
+    def __init__(self, conductor_rpcapi, scheduler_rpcapi):
+        self.conductor_rpcapi = conductor_rpcapi
+        self.scheduler_rpcapi = scheduler_rpcapi
+
+    def build_instances(self, ctxt, instance_id, action_id=None):
+        if self.conductor_rpcapi.can_build_instances:
+            self.conductor_rpcapi.build_instances(ctxt, instance_id, action_id=action_id)
+        else:
+            self.scheduler_rpcapi.schedule_instance(ctxt, instance_id, action_id=action_id)
