@@ -112,7 +112,7 @@ BAD_FIELDS = [
     ("availability_zone", "elsewhere"),
     ("OS-DCF:diskConfig", "SOMETIMES"),
     ("user_data", "not base64!"),
-    ("personality", [{"path": "/etc/motd", "contents": ""}]),
+    ("personality", [{"path": "/etc/motd", "contents": ""}]), ("return_reservation_id", True),
     ("block_device_mapping_v2", [{"source_type": "volume", "destination_type": "volume",
                                   "uuid": "00000000-0000-0000-0000-000000000000",
                                   "boot_index": 0}]),

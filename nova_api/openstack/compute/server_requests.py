@@ -65,7 +65,6 @@ CREATE_SCHEMA = {
                 "config_drive": {"anyOf": [params.BOOLEAN, {"type": "string", "enum": [""]}]},
                 "min_count": _COUNT,
                 "max_count": _COUNT,
-                "return_reservation_id": params.BOOLEAN,
                 "block_device_mapping_v2": {"type": "array", "items": {
                     "type": "object",
                     "properties": {k: {} for k in _BDM_KEYS},
@@ -212,6 +211,8 @@ def create_arguments(body, network_name):
               "user_data": server.get("user_data"),
               "access_ipv4": server.get("accessIPv4"), "access_ipv6": server.get("accessIPv6"),
               "disk_config": server.get("OS-DCF:diskConfig", "MANUAL")}
+    # Nova answers the password it would set; mininova sets none in the guest
+    # (keys and user_data reach it through the config drive).
     password = server.get("adminPass") or generate_password()
     return (name, image_ref, flavor_ref, _group(body)), kwargs, password
 
