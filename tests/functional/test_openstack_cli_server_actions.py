@@ -1,0 +1,75 @@
+"""The unmodified ``openstack`` CLI's server actions at 2.1 on a real stack
+(API on waitress, PostgreSQL, RabbitMQ, a compute on the fake driver), as a
+member: stop, start, pause, unpause, suspend, resume, reboot --hard --wait,
+console log show --lines, server event list/show (create and reboot, as
+Nova names them), set/unset --property (server metadata), lock (a locked
+server refuses the member's stop) and unlock."""
+import os
+
+import pytest
+
+from mininova_lab.stack import qemu_img_create
+from mininova_lab.waiting import wait_for
+from tests.functional.test_openstack_cli_admin import osc, stack  # noqa: F401  (fixture)
+
+pytestmark = pytest.mark.real_services("rabbitmq", "postgresql", "http")
+
+
+@pytest.fixture(scope="module")
+def image(stack):  # noqa: F811
+    path = os.path.join(stack.workdir, "osc-actions.qcow2")
+    qemu_img_create(path, "1G")
+    return stack.add_image("osc-actions", path)
+
+
+def wait_status(stack, name, status):  # noqa: F811
+    def settled():
+        shown = osc(stack, "demo", "server", "show", name, "-f", "json")
+        return shown if (shown["status"] == status
+                         and shown["OS-EXT-STS:task_state"] is None) else None
+    return wait_for(settled, 120, what="server %s to be %s" % (name, status))
+
+
+def test_server_actions(stack, image):  # noqa: F811
+    created = osc(stack, "demo", "server", "create", "--image", "osc-actions", "--flavor",
+                  "m1.tiny", "--wait", "act1", "-f", "json")
+    assert created["status"] == "ACTIVE"
+    for action, status in (("stop", "SHUTOFF"), ("start", "ACTIVE"), ("pause", "PAUSED"),
+                           ("unpause", "ACTIVE"), ("suspend", "SUSPENDED"),
+                           ("resume", "ACTIVE")):
+        osc(stack, "demo", "server", action, "act1")
+        wait_status(stack, "act1", status)
+    refused = osc(stack, "demo", "server", "resume", "act1", check=False)
+    assert refused.returncode != 0 and "409" in refused.stderr + refused.stdout
+
+    osc(stack, "demo", "server", "reboot", "--hard", "--wait", "act1")
+    wait_status(stack, "act1", "ACTIVE")
+
+    log = osc(stack, "demo", "console", "log", "show", "--lines", "3", "act1")
+    assert log.returncode == 0 and len(log.stdout.splitlines()) <= 3, log.stdout
+
+    events = osc(stack, "demo", "server", "event", "list", "act1", "-f", "json")
+    actions = [e["Action"] for e in events]
+    assert actions[0] == "reboot" and actions[-1] == "create", actions
+    assert set(actions) <= {"create", "stop", "start", "pause", "unpause", "suspend",
+                            "resume", "reboot"}
+    shown = osc(stack, "demo", "server", "event", "show", "act1", events[0]["Request ID"],
+                "-f", "json")
+    assert shown["action"] == "reboot" and shown["request_id"] == events[0]["Request ID"]
+
+    osc(stack, "demo", "server", "set", "--property", "color=blue", "--property", "n=1",
+        "act1")
+    shown = osc(stack, "demo", "server", "show", "act1", "-f", "json")
+    assert shown["properties"] == {"color": "blue", "n": "1"}
+    osc(stack, "demo", "server", "unset", "--property", "n", "act1")
+    assert osc(stack, "demo", "server", "show", "act1", "-f", "json")["properties"] == {
+        "color": "blue"}
+
+    osc(stack, "demo", "server", "lock", "act1")
+    refused = osc(stack, "demo", "server", "stop", "act1", check=False)
+    assert refused.returncode != 0 and "locked" in refused.stderr + refused.stdout
+    osc(stack, "demo", "server", "unlock", "act1")
+    osc(stack, "demo", "server", "stop", "act1")
+    wait_status(stack, "act1", "SHUTOFF")
+
+    osc(stack, "demo", "server", "delete", "--wait", "act1")
