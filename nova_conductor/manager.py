@@ -11,7 +11,6 @@ import sqlalchemy as sa
 from common import exception, metrics, payloads, states
 from common.db import actions, allocations, fixed_ips, instance_metadata
 from common.db import api as db_api
-from common.db import scheduling as db_scheduling
 from common.db.models import Instance, utcnow
 from common.fixed_networks import FixedNetwork
 from common.timeline import DbSink, Timeline
@@ -51,7 +50,7 @@ class ConductorManager:
         """The live VM with its move in progress (``"migration"``, see
         nova_compute/ownership.py) and ``payloads.GUEST_FIELDS``, or None."""
         with self.db.transaction() as s:
-            row = db_scheduling.instance_with_move(s, instance_id)
+            row = db_api.instance_with_move(s, instance_id)
             if row is None:
                 return None
             return dict(_with_move(row), **instance_metadata.guest_data(s, instance_id))
@@ -60,7 +59,7 @@ class ConductorManager:
         """The live VMs on ``host`` and those with a move in progress from or
         to it (each with its ``"migration"``)."""
         with self.db.transaction() as s:
-            return [_with_move(row) for row in db_scheduling.instances_of_host(s, host)]
+            return [_with_move(row) for row in db_api.instances_of_host(s, host)]
 
     def instance_set_address(self, ctxt, instance_id, host, ip_address):
         with self.db.transaction() as s:
@@ -113,7 +112,7 @@ class ConductorManager:
         the reconcile loop saw it): adopt it. A VM with a task in progress is
         left to that task, which reports its own end state."""
         with self.db.transaction() as s:
-            inst = db_scheduling.instance_row(s, instance_id)
+            inst = db_api.instance_row(s, instance_id)
             if inst is None or inst.host != host or inst.task_state is not None:
                 return False
             vm_state = states.vm_state_for_power(inst.vm_state, power_state)
@@ -141,20 +140,21 @@ class ConductorManager:
 
     def instance_spawned(self, ctxt, instance_id, host, power_state, events=(), action_id=None):
         """``action_id`` (message 1.1): the create's action, which the
-        build task passed along with the build: no lookup then (see
-        ``_action_id`` for a 1.0 message)."""
+        build task passed along with the build: no lookup then (a 1.0
+        message has none: the action of its request)."""
         with self.db.transaction() as s:
             now = utcnow()
-            done = db_scheduling.instance_spawned(s, instance_id, host, states.SPAWNING,
-                                                  states.ACTIVE, power_state, now)
+            done = db_api.instance_spawned(s, instance_id, host, states.SPAWNING,
+                                           states.ACTIVE, power_state, now)
             if done:  # the build's steps, its report and its outcome: one commit
                 steps = list(events) + [{
                     "event": "reported", "host": host, "start_time": now,
                     "finish_time": now, "result": "success",
                     "details": "power %s" % power_state}]
-                action_id = _action_id(s, ctxt, instance_id, action_id)
-                db_scheduling.events_insert(s, action_id, steps)
-                db_scheduling.action_finish(s, action_id, instance_id, "success", None, now)
+                if action_id is None:  # a 1.0 report: the action of its request
+                    action_id = actions.action_id_or_unknown(s, instance_id, ctxt.request_id)
+                actions.events_add(s, action_id, steps)
+                actions.action_finish_by_id(s, action_id, instance_id, "success", None, now)
         LOG.info("VM %s ACTIVE on %s%s", instance_id, host, "" if done else " (ignored: state moved on)")
         if done:
             metrics.build_finished("success", events)
@@ -202,8 +202,10 @@ class ConductorManager:
                 if fixed_ips.release_instance(s, instance_id):  # the next host allocates anew
                     db_api.instance_update_if(s, instance_id, {"ip_address": None})
                 if events:
-                    action_id = _action_id(s, ctxt, instance_id, action_id)
-                    db_scheduling.events_insert(s, action_id, events)
+                    if action_id is None:  # a 1.0 report: the action of its request
+                        action_id = actions.action_id_or_unknown(s, instance_id,
+                                                                 ctxt.request_id)
+                    actions.events_add(s, action_id, events)
                 if not retry:  # the create ends here, whoever reported it
                     actions.finish_open_action(s, instance_id, "build failed", host,
                                                actions.ERROR, values["fault"])
@@ -245,7 +247,6 @@ class ConductorManager:
                      details=None):
         """Store one step of the action ``ctxt.request_id`` on a VM (times are
         ISO 8601 strings). Idempotent: a redelivered event is stored once."""
-        from common.db import actions
         with self.db.transaction() as s:
             actions.event_record(s, instance_id, ctxt.request_id, event, host=host,
                                  start_time=actions.parse_time(start_time),
@@ -255,7 +256,6 @@ class ConductorManager:
 
     def action_finish(self, ctxt, instance_id, result, message=None):
         """Record the outcome ("success"/"error") of the action ``ctxt.request_id``."""
-        from common.db import actions
         with self.db.transaction() as s:
             actions.action_finish(s, instance_id, ctxt.request_id, result, message,
                                   project_id=ctxt.project_id, user_id=ctxt.user_id)
@@ -265,16 +265,5 @@ class ConductorManager:
 
 def _with_move(row):
     instance = payloads.instance(row)
-    instance["migration"] = db_scheduling.move_of(row)
+    instance["migration"] = db_api.move_of(row)
     return instance
-
-
-def _action_id(s, ctxt, instance_id, action_id):
-    """The create's action a build report belongs to: ``action_id`` from a
-    1.1 message; for a 1.0 one (no action id), the action of the message's
-    request, created as "unknown" if missing, as any step arriving before its
-    action is (common.db.actions)."""
-    if action_id is None:
-        action_id = actions.action_start(s, instance_id, ctxt.request_id,
-                                         actions.UNKNOWN_ACTION, None).id
-    return action_id

@@ -9,44 +9,13 @@ from common.db.allocations import Resources
 from common.db.models import utcnow
 
 
-class HostState:
-    """What the scheduler knows of one compute host (see host_state)."""
-
-    __slots__ = ("host", "disabled", "disabled_reason", "last_heartbeat", "vcpus",
-                 "vcpus_used", "memory_mb", "memory_mb_used", "local_gb", "local_gb_used")
-
-    def __init__(self, host, disabled, disabled_reason, last_heartbeat, vcpus, vcpus_used,
-                 memory_mb, memory_mb_used, local_gb, local_gb_used):
-        self.host = host
-        self.disabled = disabled
-        self.disabled_reason = disabled_reason
-        self.last_heartbeat = last_heartbeat
-        self.vcpus, self.vcpus_used = vcpus, vcpus_used
-        self.memory_mb, self.memory_mb_used = memory_mb, memory_mb_used
-        self.local_gb, self.local_gb_used = local_gb, local_gb_used
-
-    @classmethod
-    def from_row(cls, row):
-        """From a ``common.db.scheduling.host_rows`` row (its generation is
-        host_state's business)."""
-        return cls(*row[:len(cls.__slots__)])
-
-    def consume(self, vcpus, memory_mb, disk_gb):
-        """Count a VM placed here that the DB row does not show yet."""
-        self.vcpus_used += vcpus
-        self.memory_mb_used += memory_mb
-        self.local_gb_used += disk_gb
-
-    def free(self, total, used, ratio):
-        return int(total * ratio) - used
-
-
 @dataclasses.dataclass
 class RequestSpec:
     instance_id: str
     vcpus: int
     memory_mb: int
     root_gb: int
+    project_id: str | None = None          # the group's project (set with group_id)
     group_id: str | None = None
     group_policy: str | None = None
     group_hosts: frozenset = frozenset()   # hosts other members of the group are on

@@ -5,8 +5,7 @@ A snapshot of the hosts' DB rows is shared by the placements of this process
 and read again when it is older than ``max_age``, when a VM asks that was
 created (or returned to scheduling) after it was read (so that a host
 disabled, added or back up before the request is seen by it), or after a
-claim lost in the DB (another scheduler
-used the room). On top of the snapshot go the claims this process made that
+claim lost in the DB (another scheduler used the room). On top of the snapshot go the claims this process made that
 the snapshot cannot contain yet. Choosing a host is then pure Python and
 needs no DB round trip: the lock around it is held for microseconds, and the
 atomic claim in the DB (one conditional UPDATE) stays the arbiter between
@@ -18,11 +17,43 @@ counts one of our claims: never counted twice, never left out.
 import threading
 import time
 
-from common.db import scheduling as db_scheduling
+from common.db import hosts as db_hosts
 from common.db.models import utcnow
-from nova_scheduler.filters import HostState
 
 MAX_AGE = 1.0  # seconds a snapshot serves before it is read again
+
+
+class HostState:
+    """What the scheduler knows of one compute host: its DB row plus the
+    claims of this process the row does not show yet."""
+
+    __slots__ = ("host", "disabled", "disabled_reason", "last_heartbeat", "vcpus",
+                 "vcpus_used", "memory_mb", "memory_mb_used", "local_gb", "local_gb_used")
+
+    def __init__(self, host, disabled, disabled_reason, last_heartbeat, vcpus, vcpus_used,
+                 memory_mb, memory_mb_used, local_gb, local_gb_used):
+        self.host = host
+        self.disabled = disabled
+        self.disabled_reason = disabled_reason
+        self.last_heartbeat = last_heartbeat
+        self.vcpus, self.vcpus_used = vcpus, vcpus_used
+        self.memory_mb, self.memory_mb_used = memory_mb, memory_mb_used
+        self.local_gb, self.local_gb_used = local_gb, local_gb_used
+
+    @classmethod
+    def from_row(cls, row):
+        """From a ``common.db.hosts.host_rows`` row (its generation is the
+        cache's business)."""
+        return cls(**{name: getattr(row, name) for name in cls.__slots__})
+
+    def consume(self, vcpus, memory_mb, disk_gb):
+        """Count a VM placed here that the DB row does not show yet."""
+        self.vcpus_used += vcpus
+        self.memory_mb_used += memory_mb
+        self.local_gb_used += disk_gb
+
+    def free(self, total, used, ratio):
+        return int(total * ratio) - used
 
 
 class _Snapshot:
@@ -52,7 +83,10 @@ class Reservation:
         self._states._drop(self)
 
 
-class HostStates:
+class HostStateCache:
+    """The HostStates of every compute host, from a shared snapshot of
+    their rows plus this process's reservations (see the module's doc)."""
+
     def __init__(self, db, max_age=MAX_AGE):
         self.db = db
         self.max_age = max_age
@@ -75,10 +109,10 @@ class HostStates:
             return
         read_wall, read_start = utcnow(), time.monotonic()
         if session is not None:
-            rows = db_scheduling.host_rows(session)
+            rows = db_hosts.host_rows(session)
         else:
             with self.db.transaction() as s:
-                rows = db_scheduling.host_rows(s)
+                rows = db_hosts.host_rows(s)
         fresh = _Snapshot(rows, read_wall, read_start)
         with self.lock:
             current = self._snapshot
@@ -92,7 +126,7 @@ class HostStates:
             snap.stale = True
 
     def hosts(self):
-        """HostStates: the snapshot plus the reservations it cannot show.
+        """A HostState per host: the snapshot plus the reservations it cannot show.
         Call with ``lock`` held."""
         snap = self._snapshot
         if snap is None:

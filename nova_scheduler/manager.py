@@ -12,10 +12,10 @@ from common import exception, metrics, payloads, states
 from common.db import actions, allocations
 from common.db import api as db_api
 from common.db import hosts as db_hosts
-from common.db import scheduling as db_scheduling
+from common.db import images as db_images
 from common.db.models import utcnow
 from nova_scheduler import filters
-from nova_scheduler.host_state import HostStates
+from nova_scheduler.host_state import HostStateCache
 
 LOG = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ class SchedulerManager:
         self.db = db
         self.conductor_rpcapi = conductor_rpcapi
         self.conf = conf
-        self.host_states = HostStates(db)
+        self.host_cache = HostStateCache(db)
 
     def _ratios(self):
         sch = self.conf.scheduler
@@ -55,10 +55,10 @@ class SchedulerManager:
 
     def _select(self, ctxt, instance_id, action_id):
         with self.db.transaction() as s:
-            inst = db_scheduling.instance_row(s, instance_id)
+            inst = db_api.instance_row(s, instance_id)
             if inst is None:
                 raise exception.InstanceNotFound(instance=instance_id)
-            image_row = db_scheduling.image_row(s, inst.image_id)
+            image_row = db_images.image_row(s, inst.image_id)
             if image_row is None:
                 raise exception.ImageNotFound(image=inst.image_id)
             image = payloads.image(image_row)
@@ -67,7 +67,7 @@ class SchedulerManager:
             # request without one (an old API, the watchdog's resend): the
             # action of its request.
             if action_id is None:
-                action_id = db_scheduling.action_id(s, instance_id, ctxt.request_id)
+                action_id = actions.action_id(s, instance_id, ctxt.request_id)
             instance = payloads.instance(inst)
             if inst.task_state == states.SPAWNING and allocations.holds_any(s, instance_id):
                 LOG.info("VM %s already placed on %s; answering it again", instance_id, inst.host)
@@ -81,7 +81,7 @@ class SchedulerManager:
             # (after which a restarted host has reported in: see
             # ComputeManager.report_in).
             requested_at = max(inst.created_at, inst.updated_at or inst.created_at)
-            self.host_states.refresh_if_needed(requested_at, session=s)
+            self.host_cache.refresh_if_needed(requested_at, session=s)
         host = self._place(ctxt, instance_id, spec, action_id, requested_at)
         if host is None:
             return None
@@ -98,16 +98,16 @@ class SchedulerManager:
         the DB refuses (another scheduler used the room) re-reads the hosts
         and chooses again among the others."""
         started = time.monotonic()
-        self.host_states.refresh_if_needed(requested_at)
+        self.host_cache.refresh_if_needed(requested_at)
         lost, notes = set(), []
         while True:
-            with self.host_states.lock:
-                hosts = self.host_states.hosts()
+            with self.host_cache.lock:
+                hosts = self.host_cache.hosts()
                 candidates, explanation = filters.filter_hosts(self.conf, hosts, spec)
                 candidates = [h for h in candidates if h.host not in lost]
                 chosen = filters.weigh_hosts(self.conf, candidates)[0] if candidates else None
                 if chosen is not None:
-                    reservation = self.host_states.reserve(chosen.host, spec.vcpus,
+                    reservation = self.host_cache.reserve(chosen.host, spec.vcpus,
                                                            spec.memory_mb, spec.root_gb)
             if chosen is None:
                 break
@@ -121,8 +121,8 @@ class SchedulerManager:
                 return chosen.host
             lost.add(chosen.host)
             notes.append("claim on %s lost to a concurrent request" % chosen.host)
-            self.host_states.mark_stale()
-            self.host_states.refresh_if_needed()
+            self.host_cache.mark_stale()
+            self.host_cache.refresh_if_needed()
             if spec.group_policy:
                 with self.db.transaction() as s:  # refresh what the group occupies
                     spec.group_hosts = frozenset(db_hosts.group_hosts(s, spec.group_id,
@@ -147,7 +147,8 @@ class SchedulerManager:
                 group = db_hosts.group_get(s, inst.project_id, inst.group_id)
             except exception.ServerGroupNotFound:
                 return spec  # the group was deleted: no constraint left
-            spec.group_id, spec.group_policy = group.id, group.policy
+            spec.project_id, spec.group_id, spec.group_policy = (inst.project_id, group.id,
+                                                                  group.policy)
             spec.group_hosts = frozenset(db_hosts.group_hosts(s, group.id, inst.id))
         return spec
 
@@ -162,8 +163,7 @@ class SchedulerManager:
                 if spec.group_policy:
                     # Lock the group, then re-check against the members placed
                     # by concurrent requests since the filters ran.
-                    inst = db_api.instance_get(s, instance_id)
-                    db_hosts.group_get(s, inst.project_id, spec.group_id, lock=True)
+                    db_hosts.group_get(s, spec.project_id, spec.group_id, lock=True)
                     if not filters.host_passes_group_policy(
                             spec, host, db_hosts.group_hosts(s, spec.group_id, instance_id)):
                         return False
@@ -175,16 +175,15 @@ class SchedulerManager:
                 # generation, so the reservation keeps being counted.
                 reservation.claimed(generation)
                 now = utcnow()
-                if not db_scheduling.instance_start_spawning(
+                if not db_api.instance_start_spawning(
                         s, instance_id, host, states.SCHEDULING, states.SPAWNING, now):
                     raise _Gone()
                 event = {"event": "scheduled", "host": self.conf.host, "start_time": now,
                          "finish_time": now, "result": "success",
                          "details": "on host %s" % host}
-                if action_id is not None:
-                    db_scheduling.events_insert(s, action_id, [event])
-                else:
-                    actions.events_add(s, instance_id, ctxt.request_id, [event])
+                if action_id is None:  # a request that came without its action
+                    action_id = actions.action_id_or_unknown(s, instance_id, ctxt.request_id)
+                actions.events_add(s, action_id, [event])
             done = True
             return True
         except _Gone:

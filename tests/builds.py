@@ -27,12 +27,12 @@ class Builds:
                               Timeline(DbSink(db), "conductor"))
 
     @property
-    def host_states(self):
-        return self.scheduler.host_states
+    def host_cache(self):
+        return self.scheduler.host_cache
 
-    @host_states.setter
-    def host_states(self, host_states):
-        self.scheduler.host_states = host_states
+    @host_cache.setter
+    def host_cache(self, host_cache):
+        self.scheduler.host_cache = host_cache
 
     def build(self, ctxt, instance_id, action_id=None):
         """The host the VM was built on, or None."""

@@ -133,13 +133,8 @@ def action_finish(s, instance_id, request_id, result, message=None, finish_time=
     finish_time = parse_time(finish_time) or utcnow()
     row, _ = _get_or_create(s, instance_id, request_id, UNKNOWN_ACTION, project_id, user_id,
                             finish_time)
-    if row.result is not None:
-        return row
-    row.result = _cut("result", result)
-    row.finish_time = max(finish_time, row.start_time)
-    row.message = message
-    s.flush()
-    return row
+    action_finish_by_id(s, row.id, instance_id, result, message, finish_time)
+    s.expire(row)  # the UPDATE went past the ORM
 
 
 def event_record(s, instance_id, request_id, event, host=None, start_time=None,
@@ -190,9 +185,42 @@ def action_get(s, instance_id, request_id):
     return action, events
 
 
-# Built once: constructing a statement costs more CPU than running it.
-_INSERT_ACTION = sa.insert(InstanceAction.__table__).returning(InstanceAction.__table__.c.id)
+# Built once: constructing a statement costs more CPU than running it (these
+# run for every VM built).
+_A = InstanceAction.__table__.c
+_NOW = sa.bindparam("now", type_=sa.DateTime())
+_INSERT_ACTION = sa.insert(InstanceAction.__table__).returning(_A.id)
 _INSERT_EVENT = sa.insert(InstanceActionEvent.__table__)
+_ACTION_ID = sa.select(_A.id).where(_A.instance_id == sa.bindparam("instance_id"),
+                                    _A.request_id == sa.bindparam("request_id"))
+_FINISH = (sa.update(InstanceAction.__table__)
+           .where(_A.id == sa.bindparam("action_id"),
+                  _A.instance_id == sa.bindparam("action_instance_id"), _A.result.is_(None))
+           .values(result=sa.bindparam("result"), message=sa.bindparam("message"),
+                   # never before the start (clocks of two hosts)
+                   finish_time=sa.case((_A.start_time > _NOW, _A.start_time), else_=_NOW)))
+
+
+def action_id(s, instance_id, request_id):
+    """The id of the action (instance_id, request_id), or None."""
+    return s.execute(_ACTION_ID, {"instance_id": instance_id,
+                                  "request_id": request_id}).scalar()
+
+
+def action_id_or_unknown(s, instance_id, request_id):
+    """The id of the action (instance_id, request_id), created as "unknown"
+    if missing (as any step arriving before its action is)."""
+    found = action_id(s, instance_id, request_id)
+    if found is None:
+        found = _get_or_create(s, instance_id, request_id, UNKNOWN_ACTION)[0].id
+    return found
+
+
+def action_finish_by_id(s, action_id, instance_id, result, message=None, now=None):
+    """Finish the action by id, unless already finished (first finish wins)."""
+    s.execute(_FINISH, {"action_id": action_id, "action_instance_id": instance_id,
+                        "result": _cut("result", result), "message": message,
+                        "now": now or utcnow()})
 
 
 def action_begin(s, instance_id, request_id, action, project_id, user_id, event, host,
@@ -213,21 +241,20 @@ def action_begin(s, instance_id, request_id, action, project_id, user_id, event,
     return action_id
 
 
-def events_add(s, instance_id, request_id, events):
-    """Add several events (dicts with event, host, start_time, finish_time,
-    result, details; times as ISO text or datetimes) in one INSERT, in the
-    caller's transaction. The caller guarantees they are new (e.g. it made a
-    conditional state change in the same transaction)."""
-    if not events:
-        return
-    action, _ = _get_or_create(s, instance_id, request_id, UNKNOWN_ACTION)
-    s.execute(sa.insert(InstanceActionEvent), [{
-        "action_id": action.id, "event": _cut("event", e["event"]),
-        "host": _cut("host", e.get("host")),
-        "start_time": parse_time(e.get("start_time")) or utcnow(),
-        "finish_time": parse_time(e.get("finish_time")),
-        "result": _cut("result", e.get("result")), "details": e.get("details"),
-    } for e in events])
+def events_add(s, action_id, events):
+    """Add events of the action ``action_id`` (dicts with event, host,
+    start_time, finish_time, result, details; times as ISO text or
+    datetimes) in one INSERT, in the caller's transaction. The caller
+    guarantees they are new (e.g. it made a conditional state change in the
+    same transaction)."""
+    if events:
+        s.execute(_INSERT_EVENT, [{
+            "action_id": action_id, "event": _cut("event", e["event"]),
+            "host": _cut("host", e.get("host")),
+            "start_time": parse_time(e.get("start_time")) or utcnow(),
+            "finish_time": parse_time(e.get("finish_time")),
+            "result": _cut("result", e.get("result")), "details": e.get("details"),
+        } for e in events])
 
 
 def open_action(s, instance_id):
@@ -247,8 +274,10 @@ def finish_open_action(s, instance_id, event, host, result, details):
     if action is None:
         return None
     now = utcnow()
-    events_add(s, instance_id, action.request_id, [{
+    events_add(s, action.id, [{
         "event": event, "host": host, "start_time": now, "finish_time": now,
         "result": result, "details": details}])
-    return action_finish(s, instance_id, action.request_id, result,
-                         details if result == ERROR else None)
+    action_finish_by_id(s, action.id, instance_id, result,
+                        details if result == ERROR else None, now)
+    s.expire(action)  # the UPDATE went past the ORM
+    return action

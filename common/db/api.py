@@ -11,8 +11,8 @@ import sqlalchemy as sa
 from sqlalchemy import exc
 
 from common import exception, states
-from common.db import allocations, auth, fixed_ips, images
-from common.db.models import ComputeNode, Flavor, Image, Instance, Service, utcnow
+from common.db import allocations, auth, fixed_ips, images, vm_migrations
+from common.db.models import ComputeNode, Flavor, Image, Instance, Migration, Service, utcnow
 
 
 def is_uuid(value):
@@ -135,6 +135,95 @@ def instance_get(s, instance_id):
     if inst is None:
         raise exception.InstanceNotFound(instance=instance_id)
     return inst
+
+
+# -- the VM reads and state changes of every build (prebuilt) ----------------
+# They run once or twice per VM built, so they are Core statements built once
+# at import with bound parameters (SQLAlchemy reuses their compiled form), and
+# answer read-only rows whose columns are read by name. ``instance_get`` is
+# the ORM entity, for callers that change or refresh it through the session.
+
+_I = Instance.__table__.c
+_NOW = sa.bindparam("now", type_=sa.DateTime())
+_ROW_FIELDS = (_I.id, _I.name, _I.project_id, _I.user_id, _I.image_id, _I.flavor_id,
+               _I.vcpus, _I.memory_mb, _I.root_gb, _I.host, _I.vm_state, _I.task_state,
+               _I.power_state, _I.mac_address, _I.ip_address, _I.group_id, _I.sched_attempts,
+               _I.created_at, _I.updated_at)
+_ROW = (sa.select(*_ROW_FIELDS)
+        .where(_I.id == sa.bindparam("instance_id"), _I.deleted_at.is_(None)))
+
+# The VM with its move in progress, if any (one statement: the conductor
+# answers this for every build and power task).
+_MOVES = Migration.__table__
+_WITH_MOVE = (sa.select(*_ROW_FIELDS,
+                        *(c.label("migration_" + c.name) for c in vm_migrations.FIELDS))
+              .outerjoin_from(Instance.__table__, _MOVES, sa.and_(
+                  _MOVES.c.instance_id == _I.id, vm_migrations.IN_PROGRESS))
+              .where(_I.deleted_at.is_(None)))
+_ROW_WITH_MOVE = _WITH_MOVE.where(_I.id == sa.bindparam("instance_id"))
+_ROWS_OF_HOST = (_WITH_MOVE.where(sa.or_(
+    _I.host == sa.bindparam("host"),
+    _MOVES.c.source_host == sa.bindparam("host"),
+    _MOVES.c.dest_host == sa.bindparam("host")))
+    .order_by(_I.created_at, _I.id))
+
+_START_SPAWNING = (sa.update(Instance.__table__)
+                   .where(_I.id == sa.bindparam("instance_id"), _I.deleted_at.is_(None),
+                          _I.task_state == sa.bindparam("expected_task_state"))
+                   .values(host=sa.bindparam("host"), task_state=sa.bindparam("task_state"),
+                           updated_at=_NOW))
+
+_SPAWNED = (sa.update(Instance.__table__)
+            .where(_I.id == sa.bindparam("instance_id"), _I.deleted_at.is_(None),
+                   _I.task_state == sa.bindparam("expected_task_state"),
+                   _I.host == sa.bindparam("expected_host"))
+            .values(vm_state=sa.bindparam("vm_state"), task_state=None,
+                    power_state=sa.bindparam("power_state"), launched_at=_NOW, fault=None,
+                    updated_at=_NOW))
+
+
+def instance_row(s, instance_id):
+    """A live VM as a read-only row with the fields of ``payloads.instance``
+    (plus group_id, sched_attempts, created_at, updated_at, user_id); None
+    if gone."""
+    return s.execute(_ROW, {"instance_id": instance_id}).first()
+
+
+def instance_with_move(s, instance_id):
+    """``instance_row`` plus its move in progress (``migration_uuid``,
+    ``migration_source_host``, ... None when it has none); None if gone."""
+    return s.execute(_ROW_WITH_MOVE, {"instance_id": instance_id}).first()
+
+
+def instances_of_host(s, host):
+    """Rows as ``instance_with_move`` of the live VMs on ``host`` or with a
+    move in progress from or to it, oldest first."""
+    return s.execute(_ROWS_OF_HOST, {"host": host}).all()
+
+
+def move_of(row):
+    """The move in progress of an ``instance_with_move`` row as
+    ``vm_migrations.as_dict`` makes it, or None."""
+    if row.migration_uuid is None:
+        return None
+    return {"uuid": row.migration_uuid, "source_host": row.migration_source_host,
+            "dest_host": row.migration_dest_host, "type": row.migration_migration_type,
+            "status": row.migration_status}
+
+
+def instance_start_spawning(s, instance_id, host, expected_task_state, task_state, now):
+    """Give a VM still in ``expected_task_state`` its host; True if it was."""
+    return s.execute(_START_SPAWNING, {
+        "instance_id": instance_id, "expected_task_state": expected_task_state,
+        "host": host, "task_state": task_state, "now": now}).rowcount == 1
+
+
+def instance_spawned(s, instance_id, host, expected_task_state, vm_state, power_state, now):
+    """A VM still in ``expected_task_state`` on ``host`` now runs; True if it was."""
+    return s.execute(_SPAWNED, {
+        "instance_id": instance_id, "expected_task_state": expected_task_state,
+        "expected_host": host, "vm_state": vm_state, "power_state": power_state,
+        "now": now}).rowcount == 1
 
 
 def instance_get_by_ref(s, project_id, ref):

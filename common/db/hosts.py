@@ -9,6 +9,24 @@ from common.db.models import ComputeNode, Instance, ServerGroup, Service, utcnow
 POLICIES = ("affinity", "anti-affinity")
 
 
+# The scheduler's snapshot of every host, read often: prebuilt, rows by name.
+_HOST_ROWS = (sa.select(Service.host, Service.disabled, Service.disabled_reason,
+                        Service.last_heartbeat, ComputeNode.vcpus, ComputeNode.vcpus_used,
+                        ComputeNode.memory_mb, ComputeNode.memory_mb_used,
+                        ComputeNode.local_gb, ComputeNode.local_gb_used,
+                        ComputeNode.generation)
+              .join_from(Service.__table__, ComputeNode.__table__,
+                         ComputeNode.host == Service.host)
+              .where(Service.binary == "mininova-compute"))
+
+
+def host_rows(s):
+    """One read-only row (host, disabled, disabled_reason, last_heartbeat,
+    vcpus, vcpus_used, memory_mb, memory_mb_used, local_gb, local_gb_used,
+    generation) per compute service that reported capacity."""
+    return s.execute(_HOST_ROWS).all()
+
+
 def service_get(s, service_id):
     svc = s.get(Service, service_id)
     if svc is None:

@@ -22,6 +22,16 @@ def _live():
     return sa.select(Image).where(Image.deleted_at.is_(None))
 
 
+# Read for every VM built: prebuilt, a read-only row.
+_BUILD_FIELDS = (sa.select(Image.id, Image.name, Image.checksum, Image.size, Image.disk_format)
+                 .where(Image.id == sa.bindparam("image_id"), Image.deleted_at.is_(None)))
+
+
+def image_row(s, image_id):
+    """A live image by id, with the fields of ``payloads.image``; None if gone."""
+    return s.execute(_BUILD_FIELDS, {"image_id": image_id}).first()
+
+
 def visible_to(ctxt, image):
     return (ctxt.is_admin or image.visibility in ("public", "community")
             or (image.owner is not None and image.owner == ctxt.project_id))

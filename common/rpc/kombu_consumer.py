@@ -23,6 +23,7 @@ import amqp.exceptions
 import kombu
 import kombu.exceptions
 
+from common import exception
 from common.rpc import transport as base
 
 LOG = logging.getLogger(__name__)
@@ -251,9 +252,9 @@ class ServerListener(_ConsumerLoop, base.Listener):
     def _undecodable(self, message, exc):
         """kombu could not even build the message (e.g. an unknown
         ``compression`` header): dead-letter it; never let it loop."""
-        LOG.error("Dead-lettering message %s on %s: undecodable (%s: %s)",
+        LOG.error("Dead-lettering message %s on %s: undecodable (%s)",
                   message.properties.get("message_id"), self.queue_name,
-                  type(exc).__name__, exc)
+                  exception.describe(exc))
         self.settle(message, ack=False)
 
     def settle(self, message, ack, requeue=False):
@@ -312,8 +313,8 @@ class ReplyListener(_ConsumerLoop):
         consumer.consume()
 
     def _undecodable(self, message, exc):
-        LOG.error("Dropping an undecodable reply on %s (%s: %s)", self.queue_name,
-                  type(exc).__name__, exc)
+        LOG.error("Dropping an undecodable reply on %s (%s)", self.queue_name,
+                  exception.describe(exc))
 
     def _deliver(self, message):
         correlation_id = message.properties.get("correlation_id")

@@ -1,6 +1,6 @@
 """The scheduler's claims (allocations of a VM on its host): each resource
 bounds a claim, the host generation moves with every claim and release, and
-the scheduler's in-memory view (HostStates) never keeps a reservation a claim
+the scheduler's in-memory view (HostStateCache) never keeps a reservation a claim
 did not make, never counts one twice, and is read again after a claim lost in
 the DB."""
 import pytest
@@ -9,7 +9,7 @@ from common import states
 from common.db import allocations
 from common.db import api as db_api
 from common.db.allocations import Resources
-from nova_scheduler.host_state import HostStates
+from nova_scheduler.host_state import HostStateCache
 from tests.builds import Builds
 from tests.unit.test_scheduler import CTXT, RATIOS, add_host, add_vm, get
 
@@ -56,8 +56,8 @@ def test_every_claim_and_release_moves_the_host_generation(db):
 
 def memory_in_view(sched):
     """What this scheduler's view counts as used on each host."""
-    with sched.host_states.lock:
-        return {h.host: h.memory_mb_used for h in sched.host_states.hosts()}
+    with sched.host_cache.lock:
+        return {h.host: h.memory_mb_used for h in sched.host_cache.hosts()}
 
 
 def memory_in_db(db):
@@ -70,8 +70,8 @@ def sched(conf, db, recorder):
     """A scheduler whose view of the hosts is read when the test says so
     (``refresh``), not when a second has passed."""
     s = Builds(db, conf)
-    s.host_states = HostStates(db, max_age=3600)
-    s.refresh = lambda: (s.host_states.mark_stale(), s.host_states.refresh_if_needed())
+    s.host_cache = HostStateCache(db, max_age=3600)
+    s.refresh = lambda: (s.host_cache.mark_stale(), s.host_cache.refresh_if_needed())
     return s
 
 
@@ -111,7 +111,7 @@ def test_after_a_lost_claim_the_hosts_are_read_again(sched, db):
     assert [args[0] for _, args, _ in sched.compute_rpcapi.calls] == ["h2"]
 
 
-class GivenUpWhileChoosing(HostStates):
+class GivenUpWhileChoosing(HostStateCache):
     """While the scheduler chooses a host, the VM stops waiting for one:
     ``meanwhile(instance_id)`` changes it (the watchdog, a delete)."""
     meanwhile = staticmethod(lambda: None)
@@ -136,8 +136,8 @@ def delete(db, vm):  # the API's delete of a VM on no host
 def test_a_vm_that_stops_waiting_is_not_claimed(sched, db, meanwhile):
     add_host(db, "h1")
     vm = add_vm(db)
-    sched.host_states = GivenUpWhileChoosing(db, max_age=3600)
-    sched.host_states.meanwhile = lambda: meanwhile(db, vm)
+    sched.host_cache = GivenUpWhileChoosing(db, max_age=3600)
+    sched.host_cache.meanwhile = lambda: meanwhile(db, vm)
     sched.build(CTXT, vm)
     assert sched.compute_rpcapi.calls == []
     with db.transaction() as s:

@@ -276,21 +276,21 @@ def test_burst_in_one_process_spreads_and_stops_at_capacity(conf, db, recorder):
         assert all(n.memory_mb_used == 1536 for _, n in db_api.compute_hosts(s))
 
 
-def test_host_states_count_each_claim_once(db):
+def test_host_cache_count_each_claim_once(db):
     """A reservation shows on top of a snapshot that does not contain it, not
     on one whose host generation shows its claim (no double count), and a
     cancelled one gives its room back."""
-    from nova_scheduler.host_state import HostStates
+    from nova_scheduler.host_state import HostStateCache
     add_host(db, "h1")
-    states_ = HostStates(db)
-    states_.refresh_if_needed()
+    cache = HostStateCache(db)
+    cache.refresh_if_needed()
 
     def used():
-        with states_.lock:
-            return {h.host: h.memory_mb_used for h in states_.hosts()}
-    with states_.lock:
-        kept = states_.reserve("h1", 1, 128, 1)
-        dropped = states_.reserve("h1", 1, 256, 1)
+        with cache.lock:
+            return {h.host: h.memory_mb_used for h in cache.hosts()}
+    with cache.lock:
+        kept = cache.reserve("h1", 1, 128, 1)
+        dropped = cache.reserve("h1", 1, 256, 1)
     assert used() == {"h1": 384}
     dropped.cancel()
     assert used() == {"h1": 128}
@@ -298,8 +298,8 @@ def test_host_states_count_each_claim_once(db):
         generation = allocations.allocate(s, "vm-kept", "h1", Resources(1, 128, 1), RATIOS)
     kept.claimed(generation)
     assert used() == {"h1": 128}  # the old snapshot, plus the claim
-    states_.mark_stale()
-    states_.refresh_if_needed()
+    cache.mark_stale()
+    cache.refresh_if_needed()
     assert used() == {"h1": 128}  # the new snapshot has it; not added again
 
 
@@ -337,7 +337,7 @@ def test_a_vm_back_in_scheduling_sees_the_hosts_as_of_then(conf, db, recorder):
     again, and finds that host up."""
     add_host(db, "h1", age=3600)  # down: killed an hour ago
     sched = Builds(db, conf)
-    sched.host_states.max_age = 3600  # only a newer request refreshes the snapshot
+    sched.host_cache.max_age = 3600  # only a newer request refreshes the snapshot
     conductor = ConductorManager(db, sched.task, max_attempts=3)
     interrupted = add_vm(db, "interrupted")  # created (and placed) before the snapshot
     with db.transaction() as s:
