@@ -94,6 +94,12 @@ api_opts = [
                       "noticed); mininova-manage waits that long (+1 s) at most, and must "
                       "see the same value as the API. With SQLite nothing is cached. 0: no "
                       "cache."),
+    cfg.StrOpt("unique_vm_name_scope", default="project", choices=["project", "global", ""],
+               help="Where a new VM's name must be unique among live VMs: 'project' (its "
+                    "project's), 'global' (all projects'), or empty: nowhere, names may "
+                    "repeat as in Nova (a /v1 lookup by a name several of the caller's VMs "
+                    "carry then answers 409 with their ids). Enforced atomically by the "
+                    "database; a VM keeps the scope it was created with."),
 ]
 
 identity_opts = [

@@ -27,7 +27,8 @@ def create_app(conf, db, build_client, compute_rpcapi, revocations=None):
         "conf": conf,
         "db": db,
         "vm_service": vm_service.VMService(db, build_client, compute_rpcapi,
-                                           host=conf.host, quota_defaults=quota_defaults(conf)),
+                                           host=conf.host, quota_defaults=quota_defaults(conf),
+                                           name_scope=conf.api.unique_vm_name_scope),
     }
     tokens = auth.TokenCache(db, conf.api.token_cache_seconds, revocations)
     errors.register(app)

@@ -24,8 +24,11 @@ def random_mac():
 
 
 class VMService:
-    def __init__(self, db, build_client, compute_rpcapi, host="api", quota_defaults=None):
+    def __init__(self, db, build_client, compute_rpcapi, host="api", quota_defaults=None,
+                 name_scope="project"):
+        """``name_scope``: [api] unique_vm_name_scope (project, global or "")."""
         self.db = db
+        self.name_scope = name_scope
         self.host = host
         self.quota_defaults = quota_defaults or {"instances": -1, "cores": -1, "ram": -1}
         self.timeline = Timeline(DbSink(db), host)
@@ -66,7 +69,8 @@ class VMService:
                 image_id=image.id, flavor_id=flavor.id, vcpus=flavor.vcpus,
                 memory_mb=flavor.memory_mb, root_gb=flavor.root_gb,
                 vm_state=states.BUILDING, task_state=states.SCHEDULING,
-                mac_address=random_mac(), group_id=group.id if group else None, **fields)
+                mac_address=random_mac(), group_id=group.id if group else None,
+                name_scope=self._name_scope_key(ctxt), **fields)
             vm["metadata"] = instance_metadata.replace(s, vm["id"], metadata)
             # In the same transaction: a create costs one commit, not three.
             action_id = self._action_accepted(s, ctxt, vm["id"], "create",
@@ -87,6 +91,11 @@ class VMService:
             self.timeline.finish(ctxt, vm["id"], "error", e.message)
             raise
         return vm
+
+    def _name_scope_key(self, ctxt):
+        """The VM's ``name_scope``: a unique index on (name_scope, name) among
+        live VMs makes its name unique there; NULL never collides."""
+        return {"project": ctxt.project_id, "global": ""}.get(self.name_scope)
 
     @staticmethod
     def _public_key(s, ctxt, key_name):

@@ -104,14 +104,15 @@ _INSERT_INSTANCE = sa.insert(Instance.__table__)  # built once
 
 def instance_insert(s, **values):
     """Add a VM row with one INSERT (no ORM flush) and return all its values
-    as a dict, defaults included: what the API shows of a new VM."""
+    as a dict, defaults included: what the API shows of a new VM.
+    DuplicateName (409) if a live VM of the same ``name_scope`` has its name."""
     now = utcnow()
     row = {"id": str(uuid.uuid4()), "created_at": now, "updated_at": now,
            "power_state": states.NOSTATE, "host": None, "task_state": None, "fault": None,
            "group_id": None, "sched_attempts": None, "mac_address": None, "ip_address": None,
            "launched_at": None, "deleted_at": None, "user_id": None, "key_name": None,
            "key_data": None, "user_data": None, "access_ipv4": None, "access_ipv6": None,
-           "disk_config": "MANUAL", "locked": False, "locked_by": None}
+           "disk_config": "MANUAL", "locked": False, "locked_by": None, "name_scope": None}
     row.update(values)
     try:
         s.connection().execute(_INSERT_INSTANCE, row)
@@ -227,16 +228,23 @@ def instance_spawned(s, instance_id, host, expected_task_state, vm_state, power_
 
 
 def instance_get_by_ref(s, project_id, ref):
-    """A project's live VM by id or by name."""
+    """A project's live VM by id, else by name. Names may repeat (see
+    ``[api] unique_vm_name_scope``): several VMs of that name is a 409
+    listing their ids."""
     query = _live_instances().where(Instance.project_id == project_id)
-    inst = None
     if is_uuid(ref):
         inst = s.scalars(query.where(Instance.id == str(ref))).first()
-    if inst is None:
-        inst = s.scalars(query.where(Instance.name == str(ref))).first()
-    if inst is None:
+        if inst is not None:
+            return inst
+    named = s.scalars(query.where(Instance.name == str(ref))
+                      .order_by(Instance.created_at, Instance.id).limit(21)).all()
+    if not named:
         raise exception.InstanceNotFound(instance=ref)
-    return inst
+    if len(named) > 1:
+        raise exception.Conflict(reason="%s VMs are named '%s' (ids %s); use an id." % (
+            "More than 20" if len(named) > 20 else len(named), ref,
+            ", ".join(i.id for i in named[:20])))
+    return named[0]
 
 
 def instance_page(s, project_id, columns, limit, marker=None):

@@ -121,7 +121,10 @@ class ImageTag(Base):
 class Instance(Base):
     __tablename__ = "instances"
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    name: Mapped[str] = mapped_column(String(63))
+    name: Mapped[str] = mapped_column(String(255))
+    # Where the name is unique ([api] unique_vm_name_scope at create): the
+    # project's id, "" for all projects, None for nowhere.
+    name_scope: Mapped[str | None] = mapped_column(String(64), nullable=True)
     project_id: Mapped[str] = mapped_column(String(64))
     user_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     image_id: Mapped[str] = mapped_column(String(36))
@@ -156,11 +159,13 @@ class Instance(Base):
     locked: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     locked_by: Mapped[str | None] = mapped_column(String(16), nullable=True)  # owner | admin
     __table_args__ = (
-        # Names are unique among a project's live VMs, enforced here and not by
-        # read-then-write, so concurrent creates of one name cannot both win.
-        Index("uniq_instances_project_name_live", "project_id", "name", unique=True,
+        # Names are unique among the live VMs of a name scope, enforced here and
+        # not by read-then-write, so concurrent creates of one name cannot both
+        # win; NULL scopes never collide.
+        Index("uniq_instances_name_scope_live", "name_scope", "name", unique=True,
               postgresql_where=text("deleted_at IS NULL"),
               sqlite_where=text("deleted_at IS NULL")),
+        Index("ix_instances_project_name", "project_id", "name"),
         Index("ix_instances_host", "host"),
         Index("ix_instances_deleted_at", "deleted_at"),
         Index("ix_instances_group_id", "group_id"),

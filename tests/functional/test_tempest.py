@@ -21,7 +21,7 @@ LISTS = ("m1.load-list", "m2.load-list")
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("tempest")
-    stack = Stack(workdir, debug=False)
+    stack = Stack(workdir, debug=False, extra_conf=tempest.STACK_CONF)
     try:
         stack.start()
         workspace = tempest.prepare(stack, os.environ["MININOVA_TINY_IMAGE"], workdir)
