@@ -105,14 +105,16 @@ _INSERT_INSTANCE = sa.insert(Instance.__table__)  # built once
 def instance_insert(s, **values):
     """Add a VM row with one INSERT (no ORM flush) and return all its values
     as a dict, defaults included: what the API shows of a new VM.
-    DuplicateName (409) if a live VM of the same ``name_scope`` has its name."""
+    DuplicateName (409) if a live VM of the same ``name_scope`` (by default
+    its project; None: none) has its name."""
     now = utcnow()
     row = {"id": str(uuid.uuid4()), "created_at": now, "updated_at": now,
            "power_state": states.NOSTATE, "host": None, "task_state": None, "fault": None,
            "group_id": None, "sched_attempts": None, "mac_address": None, "ip_address": None,
            "launched_at": None, "deleted_at": None, "user_id": None, "key_name": None,
            "key_data": None, "user_data": None, "access_ipv4": None, "access_ipv6": None,
-           "disk_config": "MANUAL", "locked": False, "locked_by": None, "name_scope": None}
+           "disk_config": "MANUAL", "locked": False, "locked_by": None,
+           "name_scope": values.get("project_id")}
     row.update(values)
     try:
         s.connection().execute(_INSERT_INSTANCE, row)
