@@ -18,15 +18,26 @@ pytestmark = pytest.mark.real_services("rabbitmq", "postgresql", "libvirt", "htt
 UP = re.compile(r"MININOVA-GUEST-UP ip=(\d+\.\d+\.\d+\.\d+)")
 
 
-def network_xml(stack):
-    out = subprocess.run(["virsh", "-q", "-c", "qemu:///system", "net-dumpxml", stack.network],
-                         capture_output=True, text=True, check=True, timeout=60)
+def network_xml(stack, *flags):
+    out = subprocess.run(["virsh", "-q", "-c", "qemu:///system", "net-dumpxml", *flags,
+                          stack.network], capture_output=True, text=True, check=True,
+                         timeout=60)
     return ET.fromstring(out.stdout)
 
 
-def dhcp_host(stack, instance_id):
-    """(mac, ip) of the network's DHCP host entry named for the VM, or None."""
-    for host in network_xml(stack).iterfind("ip/dhcp/host"):
+def dnsmasq_hosts(stack):
+    """The lines of the hosts file libvirt gives the network's dnsmasq."""
+    try:
+        with open("/var/lib/libvirt/dnsmasq/%s.hostsfile" % stack.network) as f:
+            return f.read().splitlines()
+    except FileNotFoundError:
+        return []
+
+
+def dhcp_host(stack, instance_id, *flags):
+    """(mac, ip) of the network's DHCP host entry named for the VM, or None
+    (``--inactive``: in the persistent definition)."""
+    for host in network_xml(stack, *flags).iterfind("ip/dhcp/host"):
         if host.get("name") == "mn-" + instance_id:
             return host.get("mac"), host.get("ip")
     return None
@@ -76,6 +87,8 @@ def test_the_address_at_active_is_the_one_the_guest_has(stack, cleanup):
         assert nic["ip"] and ipaddress.ip_address(nic["ip"]) in subnet
         assert held_by(stack, vm["id"]) == [nic["ip"]]
         assert dhcp_host(stack, vm["id"]) == (nic["mac"], nic["ip"])
+        assert dhcp_host(stack, vm["id"], "--inactive") == (nic["mac"], nic["ip"])
+        assert "%s,%s,mn-%s" % (nic["mac"], nic["ip"], vm["id"]) in dnsmasq_hosts(stack)
     assert a["addresses"][0]["ip"] != b["addresses"][0]["ip"]
 
     for vm in (a, b):
@@ -93,6 +106,8 @@ def test_the_address_at_active_is_the_one_the_guest_has(stack, cleanup):
     stack.delete("/v1/vms/" + a["id"])
     stack.wait_gone(a["id"], timeout=120)
     assert dhcp_host(stack, a["id"]) is None
+    assert dhcp_host(stack, a["id"], "--inactive") is None
+    assert not [line for line in dnsmasq_hosts(stack) if a["id"] in line]
     assert held_by(stack, a["id"]) == []
 
 
