@@ -245,6 +245,9 @@ def _paths():
         "/v1/vms/{ref}": {
             "parameters": [_VM],
             "get": _op("showVM", "One VM", 200, (400, 404), ok_schema=vm_wrap),
+            "put": _op("renameVM", "Rename a VM (409 if its name scope has a VM of that name)",
+                       200, _JSON_BODY_ERRORS + (404, 409), ok_schema=vm_wrap,
+                       body=_body(vms.UPDATE_SCHEMA, {"name": "web2"})),
             "delete": _op("deleteVM", "Delete a VM (asynchronous once it is on a host)", 202,
                           (400, 404, 503)),
         },

@@ -33,6 +33,13 @@ CREATE_SCHEMA = {
     "additionalProperties": False,
 }
 
+# PUT /v1/vms/<ref>: a new name (unique as at create: [api] unique_vm_name_scope).
+UPDATE_SCHEMA = {
+    "type": "object",
+    "properties": {"name": validation.NAME},
+    "required": ["name"],
+    "additionalProperties": False,
+}
 
 _NO_ARGS = {"type": "object", "additionalProperties": False}
 ACTION_ARGS = {
@@ -144,6 +151,12 @@ def index():
 @bp.get("/<ref>")
 def show(ref):
     return _json_response(_vm_body(_vm_service().get(g.context, ref)))
+
+
+@bp.put("/<ref>")
+def update(ref):
+    body = validation.json_body(UPDATE_SCHEMA)
+    return _json_response(_vm_body(_vm_service().update(g.context, ref, name=body["name"])))
 
 
 @bp.delete("/<ref>")

@@ -230,6 +230,11 @@ def test_real_responses_match_the_document(conf, db, image, doc):
          content_type="application/json")
     call("get", "/v1/vms", 200)
     call("get", "/v1/vms/web1", 200)
+    call("post", "/v1/vms", 202, json={"name": "web0", "image": "blank", "flavor": "m1.tiny"})
+    call("put", "/v1/vms/web0", 200, json={"name": "web9"})
+    call("put", "/v1/vms/web9", 409, json={"name": "web1"})
+    call("put", "/v1/vms/web9", 400, json={"name": ""})
+    call("delete", "/v1/vms/web9", 202)
     call("get", "/v1/vms/nope", 404)
     call("get", "/v1/vms/a%00b", 400)
     call("get", "/v1/vms/web1/console", 409)  # not on a host yet

@@ -85,3 +85,17 @@ def test_names_up_to_255_characters_on_update(service):
     svc = service("project")
     vm = create(svc, P1)
     assert svc.update(P1, vm, name="n" * 255).name == "n" * 255
+
+
+def test_v1_rename(conf, db, image, recorder):
+    client = create_app(conf, db, recorder(), recorder()).test_client()
+    client.environ_base["HTTP_X_AUTH_TOKEN"] = token_for(db, "p1")
+    for name in ("web", "db"):
+        client.post("/v1/vms", json={"name": name, "image": "blank", "flavor": "m1.tiny"})
+    r = client.put("/v1/vms/web", json={"name": "web2"})
+    assert r.status_code == 200 and r.get_json()["vm"]["name"] == "web2"
+    assert client.put("/v1/vms/web2", json={"name": "db"}).status_code == 409
+    assert client.put("/v1/vms/web2", json={"name": "a b"}).status_code == 400
+    assert client.put("/v1/vms/web2", json={}).status_code == 400
+    assert client.put("/v1/vms/nope", json={"name": "x"}).status_code == 404
+    assert client.get("/v1/vms/web2").get_json()["vm"]["name"] == "web2"
