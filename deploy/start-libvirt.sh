@@ -8,6 +8,8 @@ LOG_DIR=${MININOVA_LOG_DIR:-/var/log/mininova}
 TIMEOUT=${LIBVIRT_START_TIMEOUT:-30}   # seconds
 URI=qemu:///system
 mkdir -p "$LOG_DIR"
+# shellcheck source=deploy/machine-cgroup.sh
+source "$(dirname "$0")/machine-cgroup.sh"
 
 start_daemons() {
     # QEMU's stdout/stderr go through virtlogd; domains fail to start without it.
@@ -22,6 +24,7 @@ start_daemons() {
         { setsid tini -s -- libvirtd </dev/null >>"$LOG_DIR/libvirtd.log" 2>&1 & }
 }
 
+prepare_machine_cgroup /sys/fs/cgroup/cpuset
 # Retried inside the loop: a daemon that was just stopped may still hold its
 # pidfile lock, and then the new one exits at once.
 start_daemons
