@@ -2,7 +2,13 @@
 
 Every report is a conditional update, so a late or repeated report (RPC is
 at-least-once) cannot undo a newer state: e.g. "spawned" after the user asked
-for a delete leaves the VM DELETING."""
+for a delete leaves the VM DELETING.
+
+Which host may report what (as nova_compute/ownership.py decides on the
+host's side): the VM's host, or either end of its move in progress, for task
+results, addresses and the end of a delete; only the VM's host, and only
+outside a move involving it, for power-state syncs and a vanished domain (a
+domain arriving or leaving is the move's business)."""
 import json
 import logging
 
@@ -64,7 +70,7 @@ class ConductorManager:
     def instance_set_address(self, ctxt, instance_id, host, ip_address):
         with self.db.transaction() as s:
             return db_api.instance_update_if(s, instance_id, {"ip_address": ip_address},
-                                             expected_host=host)
+                                             involved_host=host)
 
     def fixed_ip_allocate(self, ctxt, instance_id, host, network):
         """(message 1.3) The VM's fixed IP in ``network`` (a FixedNetwork as a
@@ -94,7 +100,7 @@ class ConductorManager:
             return db_api.instance_update_if(
                 s, instance_id, {"vm_state": states.TASK_RESULT[task_state], "task_state": None,
                                  "power_state": power_state, "fault": None},
-                expected_task_state=task_state, expected_host=host)
+                expected_task_state=task_state, involved_host=host)
 
     def instance_task_failed(self, ctxt, instance_id, host, task_state, power_state, message):
         """A power action failed: the VM keeps the state the hypervisor shows."""
@@ -105,7 +111,7 @@ class ConductorManager:
                 s, instance_id,
                 {"task_state": None, "power_state": power_state, "fault": message,
                  "vm_state": states.vm_state_for_power(inst.vm_state, power_state)},
-                expected_task_state=task_state, expected_host=host)
+                expected_task_state=task_state, involved_host=host)
 
     def instance_power_sync(self, ctxt, instance_id, host, power_state):
         """The hypervisor shows ``power_state`` for a resting VM (an event or
@@ -120,7 +126,8 @@ class ConductorManager:
                 return False
             done = db_api.instance_update_if(
                 s, instance_id, {"vm_state": vm_state, "power_state": power_state},
-                expected_task_state=None, expected_host=host, expected_vm_state=inst.vm_state)
+                expected_task_state=None, expected_host=host, expected_vm_state=inst.vm_state,
+                not_in_transit_on=host)
         if done:
             LOG.info("VM %s is %s on %s: vm_state %s -> %s", instance_id, power_state, host,
                      inst.vm_state, vm_state)
@@ -133,7 +140,7 @@ class ConductorManager:
                 s, instance_id,
                 {"vm_state": states.ERROR, "power_state": states.NOSTATE,
                  "fault": "The VM's domain vanished from host %s outside mininova." % host},
-                expected_task_state=None, expected_host=host)
+                expected_task_state=None, expected_host=host, not_in_transit_on=host)
         if done:
             LOG.warning("VM %s: domain vanished from %s; VM in ERROR", instance_id, host)
         return done
@@ -237,7 +244,7 @@ class ConductorManager:
 
     def instance_terminated(self, ctxt, instance_id, host):
         with self.db.transaction() as s:
-            done = db_api.instance_soft_delete(s, instance_id, expected_host=host)
+            done = db_api.instance_soft_delete(s, instance_id, involved_host=host)
         LOG.info("VM %s deleted from %s", instance_id, host)
         return done
 

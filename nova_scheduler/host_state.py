@@ -84,7 +84,7 @@ class Reservation:
 
 
 class HostStateCache:
-    """The HostStates of every compute host, from a shared snapshot of
+    """The HostState of every compute host, from a shared snapshot of
     their rows plus this process's reservations (see the module's doc)."""
 
     def __init__(self, db, max_age=MAX_AGE):

@@ -282,12 +282,22 @@ _UNSET = object()
 
 
 def instance_update_if(s, instance_id, values, expected_task_state=_UNSET,
-                       expected_host=_UNSET, expected_vm_state=_UNSET, expected_locked=_UNSET):
+                       expected_host=_UNSET, expected_vm_state=_UNSET, expected_locked=_UNSET,
+                       involved_host=_UNSET, not_in_transit_on=_UNSET):
     """Update a live VM only if it is still in the expected state.
 
     ``expected_task_state`` may be a value or a tuple of values (None allowed).
+    ``involved_host``: the VM is on that host, or its move in progress has
+    it as source or destination (a report of either end of a move).
+    ``not_in_transit_on``: no move in progress of the VM involves that host
+    (its domain there may be arriving or leaving: not the host's to judge).
     Returns True when the row was updated."""
     cond = [Instance.id == instance_id, Instance.deleted_at.is_(None)]
+    if involved_host is not _UNSET:
+        cond.append(sa.or_(Instance.host == involved_host,
+                           vm_migrations.in_progress_involving(Instance.id, involved_host)))
+    if not_in_transit_on is not _UNSET:
+        cond.append(~vm_migrations.in_progress_involving(Instance.id, not_in_transit_on))
     for column, expected in ((Instance.task_state, expected_task_state),
                              (Instance.host, expected_host),
                              (Instance.vm_state, expected_vm_state),

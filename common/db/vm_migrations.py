@@ -21,6 +21,15 @@ FIELDS = (M.uuid, M.instance_id, M.source_host, M.dest_host, M.migration_type, M
 
 IN_PROGRESS = M.status.not_in(sorted(states.MIGRATION_ENDED))
 
+
+
+def in_progress_involving(instance_id_column, host):
+    """EXISTS a move in progress of the VM ``instance_id_column`` with
+    ``host`` as its source or destination (for a WHERE on instances)."""
+    return sa.exists().where(M.instance_id == instance_id_column, IN_PROGRESS,
+                             sa.or_(M.source_host == host, M.dest_host == host))
+
+
 _OF_INSTANCE = (sa.select(*FIELDS)
                 .where(M.instance_id == sa.bindparam("instance_id"), IN_PROGRESS)
                 .order_by(M.created_at.desc(), M.id.desc()).limit(1))
