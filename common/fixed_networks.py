@@ -38,13 +38,13 @@ class FixedNetwork:
             gateway = None if self.gateway is None else ipaddress.IPv4Address(self.gateway)
             for server in self.dns:
                 ipaddress.ip_address(server)
-            taken = {int(ipaddress.IPv4Address(a)) for a in self.taken}
+            for address in self.taken:
+                ipaddress.IPv4Address(address)
         except (TypeError, ValueError) as exc:
             raise exception.Invalid(reason="network %r: %s" % (self.name, exc))
         if first not in net or last not in net or first > last:
             raise exception.Invalid(reason="network %r: range %s-%s is not inside %s"
                                     % (self.name, first, last, net))
-        object.__setattr__(self, "_taken", frozenset(taken))
         if gateway is not None and gateway not in net:
             raise exception.Invalid(reason="network %r: gateway %s is not inside %s"
                                     % (self.name, gateway, net))
@@ -53,15 +53,12 @@ class FixedNetwork:
     def network(self):
         return ipaddress.IPv4Network(self.cidr)
 
-    @property
-    def prefixlen(self):
-        return self.network.prefixlen
-
     def reserved(self):
         """Addresses of the range not to hand out (as ints): the subnet's own,
         its broadcast, the gateway and ``taken``."""
         net = self.network
-        taken = {int(net.network_address), int(net.broadcast_address)} | self._taken
+        taken = {int(net.network_address), int(net.broadcast_address)}
+        taken.update(int(ipaddress.IPv4Address(address)) for address in self.taken)
         if self.gateway is not None:
             taken.add(int(ipaddress.IPv4Address(self.gateway)))
         return taken
