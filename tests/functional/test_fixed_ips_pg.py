@@ -1,15 +1,18 @@
 """Fixed IPs on PostgreSQL, the real path: concurrent allocators (as several
 conductors serving many hosts) never hand out one address twice, also while
-others release and reuse addresses."""
+others release and reuse addresses; an allocation racing the VM's delete
+leaves no address behind."""
 import concurrent.futures
 import threading
 import uuid
 
 import pytest
 
-from common import exception
+from common import context, exception, states
+from common.db import api as db_api
 from common.db import fixed_ips
 from common.fixed_networks import FixedNetwork
+from nova_conductor.manager import ConductorManager
 
 pytestmark = pytest.mark.real_services("postgresql")
 
@@ -70,3 +73,36 @@ def test_release_and_reuse_under_concurrency(pg_db):
         held = fixed_ips.held(s, NET.name)
     assert len(held) == 90 - 48 + 45
     assert set(newcomers) <= set(held.values())
+
+
+def test_an_allocation_racing_a_delete_leaves_no_address_behind(pg_db):
+    """The conductor locks the VM's row before allocating: a delete either
+    comes first (nothing is allocated) or after (its release finds the address)."""
+    conductor = ConductorManager(pg_db)
+    ids = []
+    with pg_db.transaction() as s:
+        for i in range(40):
+            ids.append(db_api.instance_create(
+                s, name="race-%d" % i, project_id="p", image_id="i", flavor_id="1", vcpus=1,
+                memory_mb=64, root_gb=1, vm_state=states.BUILDING,
+                task_state=states.SPAWNING, host="h1").id)
+    start = threading.Barrier(16)
+
+    def allocate_one(instance_id):
+        return conductor.fixed_ip_allocate(context.RequestContext(), instance_id, "h1",
+                                           NET.to_dict())
+
+    def delete_one(instance_id):
+        with pg_db.transaction() as s:
+            return db_api.instance_soft_delete(s, instance_id)
+
+    def work(k):
+        start.wait(timeout=120)
+        for instance_id in ids[k // 2::8]:
+            (allocate_one if k % 2 == 0 else delete_one)(instance_id)
+
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        list(pool.map(work, range(16)))
+    with pg_db.transaction() as s:
+        assert fixed_ips.held(s, NET.name) == {}
+        assert db_api.instance_list(s) == []
