@@ -26,6 +26,7 @@ UNPAUSING = "unpausing"
 SUSPENDING = "suspending"
 RESUMING = "resuming"
 DELETING = "deleting"
+REBUILDING = "rebuilding"
 
 # power_state: what the hypervisor says.
 RUNNING = "running"
@@ -51,6 +52,7 @@ _STATUS_BY_TASK = {
     DELETING: "DELETING",
     REBOOTING: "REBOOT",
     REBOOTING_HARD: "HARD_REBOOT",
+    REBUILDING: "REBUILD",
 }
 
 
@@ -72,13 +74,24 @@ ACTION_GUARDS = {
     "unpause": ((PAUSED,), UNPAUSING),
     "suspend": ((ACTIVE,), SUSPENDING),
     "resume": ((SUSPENDED,), RESUMING),
+    "rebuild": ((ACTIVE, STOPPED, ERROR), REBUILDING),
 }
 
 # Where each task ends when it succeeds.
 TASK_RESULT = {
     POWERING_OFF: STOPPED, POWERING_ON: ACTIVE, REBOOTING: ACTIVE, REBOOTING_HARD: ACTIVE,
     PAUSING: PAUSED, UNPAUSING: ACTIVE, SUSPENDING: SUSPENDED, RESUMING: ACTIVE,
+    REBUILDING: ACTIVE,
 }
+
+def task_result(task_state, power_state):
+    """The vm_state a VM rests in when ``task_state`` succeeded and the
+    hypervisor shows ``power_state``: the task's end state, except that a
+    rebuild keeps the power the VM had (a stopped VM is rebuilt stopped)."""
+    if task_state == REBUILDING:
+        return _VM_STATE_BY_POWER.get(power_state, ACTIVE)
+    return TASK_RESULT[task_state]
+
 
 _VM_STATE_BY_POWER = {
     RUNNING: ACTIVE, SHUTDOWN: STOPPED, CRASHED: STOPPED, PAUSED_POWER: PAUSED,

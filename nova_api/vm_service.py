@@ -5,11 +5,12 @@ to the conductor; delete marks the row and casts to the owning compute host."""
 import logging
 import secrets
 
-from common import exception, states
+from common import exception, payloads, states
 from common.db import actions
 from common.db import api as db_api
 from common.db import auth as db_auth
 from common.db import hosts as db_hosts
+from common.db import images as db_images
 from common.db import instance_metadata, keypairs, quota_sets
 from common.timeline import DbSink, Timeline
 from nova_api import lookups, vm_fields
@@ -148,6 +149,63 @@ class VMService:
             self.timeline.finish(ctxt, inst.id, "error", e.message)
             raise
         self.timeline.record(ctxt, inst.id, "accepted", details="cast to compute.%s" % inst.host)
+
+    def rebuild(self, ctxt, ref, image_ref, name=UNSET, metadata=None):
+        """Rebuild a VM from ``image_ref`` (Nova's rebuild): the guarded move
+        to ``rebuilding`` with the new image, and the new name and metadata
+        when given, in one transaction (409 as the power actions: the state,
+        a task in progress, the lock), then a cast to its host; the row after.
+        ImageNotFound for an image the caller cannot see."""
+        image = self.lookups.image(image_ref, ctxt)
+        if image.status != "active":
+            raise exception.Invalid(reason="image %s is %s, not active" % (image_ref,
+                                                                          image.status))
+        name = vm_fields.name(name) if name is not UNSET else UNSET
+        metadata = vm_fields.metadata_items(metadata) if metadata is not None else None
+        allowed, task = states.ACTION_GUARDS["rebuild"]
+        with self.db.transaction() as s:
+            inst = db_api.instance_get_by_ref(s, ctxt.project_id, ref)
+            if inst.memory_mb < image.min_ram or inst.root_gb < image.min_disk:
+                raise exception.Invalid(reason="image %s needs %d MB RAM and a %d GB disk; VM "
+                                        "%s has %d MB and %d GB" % (
+                                            image.name, image.min_ram, image.min_disk,
+                                            inst.name, inst.memory_mb, inst.root_gb))
+            image_row = db_images.image_row(s, image.id)
+            if image_row is None:
+                raise exception.ImageNotFound(image=image_ref)
+            old_image_id = inst.image_id
+            moved = inst.host is not None and db_api.instance_update_if(
+                s, inst.id, {"task_state": task, "fault": None, "image_id": image.id},
+                expected_task_state=None, expected_vm_state=tuple(allowed),
+                **_lock_guard(ctxt))
+            if moved and name is not UNSET and name != inst.name:
+                db_api.instance_rename(s, inst.id, name)
+            if moved and metadata is not None:
+                instance_metadata.replace(s, inst.id, metadata)
+                vm_fields.metadata_count(len(metadata), self._metadata_limit(s, inst.project_id))
+            s.refresh(inst)
+        if not moved:
+            _refuse_if_locked(ctxt, inst, "rebuild")
+            why = ("while task %s is in progress" % inst.task_state if inst.task_state
+                   else "while it is %s" % states.status(inst.vm_state, inst.task_state))
+            raise exception.Conflict(reason="cannot rebuild VM %s %s" % (inst.name, why))
+        LOG.info("VM %s: rebuild from image %s accepted", inst.id, image.id)
+        self.timeline.start_action(ctxt, inst.id, "rebuild")
+        try:
+            self.compute_rpcapi.rebuild_instance(ctxt, inst.host, inst.id,
+                                                 payloads.image(image_row))
+        except (exception.ServiceUnavailable, exception.RPCVersionCapError) as e:
+            with self.db.transaction() as s:  # undo: nothing will carry it out
+                db_api.instance_update_if(s, inst.id, {"task_state": None,
+                                                       "image_id": old_image_id},
+                                          expected_task_state=task)
+            self.timeline.finish(ctxt, inst.id, "error", e.message)
+            if isinstance(e, exception.RPCVersionCapError):
+                raise exception.Conflict(reason="the compute hosts are not all upgraded to "
+                                         "take a rebuild yet") from e
+            raise
+        self.timeline.record(ctxt, inst.id, "accepted", details="cast to compute.%s" % inst.host)
+        return inst
 
     def get_console_output(self, ctxt, ref, lines):
         inst = self.get(ctxt, ref)

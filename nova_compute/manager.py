@@ -21,6 +21,7 @@ from nova_compute.fixed_ips import FixedIps
 from nova_compute.inflight import BuildTracker, CancelRegistry
 from common.locks import KeyedLocks
 from nova_compute.power_tasks import PowerTasks
+from nova_compute.rebuilder import Rebuilder
 from nova_compute.reconciler import Reconciler
 from nova_compute.retrying_conductor import RetryingConductor
 from nova_compute.settler import StartupSettler
@@ -34,7 +35,7 @@ class ComputeManager:
     RPC_METHODS = frozenset({
         "build_instance", "terminate_instance", "get_console_output",
         "stop_instance", "start_instance", "reboot_instance", "pause_instance",
-        "unpause_instance", "suspend_instance", "resume_instance",
+        "unpause_instance", "suspend_instance", "resume_instance", "rebuild_instance",
         "audit_report", "audit_fix"})
 
     def __init__(self, driver, conductor_api, image_cache, conf, report_deadline=120.0,
@@ -59,6 +60,7 @@ class ComputeManager:
                                self.addresses, self.host, self.fixed_ips)
         self.power = PowerTasks(driver, self.conductor, self.locks, self.timeline, cancels,
                                 conf)
+        self.rebuilder = Rebuilder(driver, self.conductor, image_cache, self.power, conf)
         self.settler = StartupSettler(driver, self.conductor, self.locks, self.deleter,
                                       self.power, conf)
         self.audit = AuditResponder(driver, conductor_api, image_cache, self.locks,
@@ -112,6 +114,9 @@ class ComputeManager:
 
     def resume_instance(self, ctxt, instance_id):
         self.power.resume(ctxt, instance_id)
+
+    def rebuild_instance(self, ctxt, instance_id, image):
+        self.rebuilder.rebuild(ctxt, instance_id, image)
 
     def audit_report(self, ctxt):
         return self.audit.report()

@@ -7,11 +7,12 @@ Version history (a server at X.Y takes X.0 to X.Y; a client capped by
   start_instance, reboot_instance, pause_instance, unpause_instance,
   suspend_instance, resume_instance, audit_report, audit_fix
 * 1.1 - build_instance takes ``action_id`` (sent back with the build's report)
+* 1.2 - rebuild_instance
 """
 from common import rpc
 
 TOPIC = "compute"
-VERSION = "1.1"
+VERSION = "1.2"
 
 
 class ComputeRPCAPI:
@@ -61,6 +62,12 @@ class ComputeRPCAPI:
 
     def resume_instance(self, ctxt, host, instance_id):
         self._cast(ctxt, host, "resume_instance", instance_id=instance_id)
+
+    def rebuild_instance(self, ctxt, host, instance_id, image):
+        """Rebuild the VM from ``image`` (a ``payloads.image``); under a cap
+        below 1.2 (hosts not all upgraded): RPCVersionCapError, nothing sent."""
+        self._host_client(host, "1.2").cast(ctxt, "rebuild_instance",
+                                            instance_id=instance_id, image=image)
 
     def get_console_output(self, ctxt, host, instance_id, lines):
         return self.client.prepare(server=host, timeout=10).call(

@@ -98,7 +98,8 @@ class ConductorManager:
         """A power action finished: the VM rests in the task's end state."""
         with self.db.transaction() as s:
             return db_api.instance_update_if(
-                s, instance_id, {"vm_state": states.TASK_RESULT[task_state], "task_state": None,
+                s, instance_id, {"vm_state": states.task_result(task_state, power_state),
+                                 "task_state": None,
                                  "power_state": power_state, "fault": None},
                 expected_task_state=task_state, involved_host=host)
 

@@ -96,6 +96,8 @@ def test_hostile_action_names(call, name):
 
 @pytest.mark.parametrize("body", [
     {"reboot": {"type": "SOFT"}}, {"os-getConsoleOutput": {"length": "3"}},
+    {"rebuild": {"imageRef": "x", "name": "n", "adminPass": "p"}},
+    {"rebuild": {"imageRef": "x", "metadata": {"k": "v"}}},
 ])
 @pytest.mark.parametrize("value", VALUES)
 def test_hostile_action_arguments(call, body, value):

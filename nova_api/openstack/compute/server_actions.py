@@ -11,16 +11,21 @@ server's state does not allow now is VMService's 409.
 - ``reboot``: ``{"type": "SOFT"|"HARD"}``, required, any case; 202;
 - ``lock``, ``unlock`` (null or {}): 202; a locked server refuses a
   non-admin's actions, metadata changes and delete (VMService's 409);
+- ``rebuild``: ``{"imageRef", "name"?, "metadata"?, "adminPass"?,
+  "preserve_ephemeral"?}``; 202 with the basic view of the server (status
+  REBUILD) and ``adminPass`` (the given one, else a random one: the guest
+  is not told, as mininova injects no password);
 - ``os-getConsoleOutput``: ``{"length": N}`` (an integer or its string,
   ``null`` or -1: all of it); 200 ``{"output"}``, Nova's tail of the log
   (``console_tail``)."""
 import re
+import secrets
 
 from flask import jsonify
 
 from common import exception
 from nova_api import validation
-from nova_api.openstack.compute import resource, server_lookup
+from nova_api.openstack.compute import params, resource, server_lookup, servers
 
 bp = resource.blueprint("compute_server_actions", __name__)
 
@@ -34,6 +39,15 @@ CONSOLE_OUTPUT = {"type": "object",
                   "properties": {"length": {"type": ["integer", "string", "null"],
                                             "pattern": "^-?[0-9]{1,18}$", "minimum": -1}},
                   "additionalProperties": False}
+REBUILD_ARGS = {"type": "object",
+                "properties": {"imageRef": {"type": "string", "minLength": 1,
+                                            "maxLength": 2048},
+                               "name": params.NAME,
+                               "metadata": {"type": "object"},
+                               "adminPass": {"type": "string", "maxLength": 255},
+                               "preserve_ephemeral": params.BOOLEAN},
+                "required": ["imageRef"],
+                "additionalProperties": False}
 # Nova action -> (VMService action, argument schema).
 POWER_ACTIONS = {"os-stop": "stop", "os-start": "start", "pause": "pause",
                  "unpause": "unpause", "suspend": "suspend", "resume": "resume"}
@@ -93,6 +107,9 @@ def action(server_id):
         validation.validate(args, NO_ARGUMENTS, root=name)
         getattr(service, name)(ctxt, inst.id)
         return "", 202
+    if name == "rebuild":
+        validation.validate(args, REBUILD_ARGS, root=name)
+        return _rebuild(inst, ctxt, args)
     if name == "reboot":
         validation.validate(args, REBOOT, root=name)
         kind = args["type"].lower()
@@ -109,3 +126,22 @@ def action(server_id):
         return jsonify({"output": console_tail(log or "", length)})
     raise _no_such_action(name)
 
+
+
+def _rebuild(inst, ctxt, args):
+    # An image id, or an href whose last path segment is the id (as at create).
+    image_ref = args["imageRef"].rstrip("/").rsplit("/", 1)[-1]
+    try:
+        server_lookup.vm_service().rebuild(
+            ctxt, inst.id, image_ref, metadata=args.get("metadata"),
+            **({"name": args["name"]} if "name" in args else {}))
+    except exception.ImageNotFound as e:
+        # What the body names must exist: Nova answers 400, not 404.
+        raise exception.ValidationError(field="rebuild.imageRef", reason=e.message) from e
+    with server_lookup.db().transaction() as s:
+        inst = server_lookup.server_in(s, inst.id)
+        body = servers.views_for(s, [inst]).basic(inst)
+    body["adminPass"] = args.get("adminPass") or secrets.token_urlsafe(9)
+    response = jsonify({"server": body})
+    response.status_code = 202
+    return response

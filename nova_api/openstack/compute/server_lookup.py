@@ -39,3 +39,8 @@ def acting_context(inst):
     """The context VMService acts on ``inst`` in (its project's, for an admin's
     request on another project's VM)."""
     return servers.acting_context(inst)
+
+
+def server_in(s, server_id):
+    """``server`` in the open session ``s`` (its row usable while ``s`` is)."""
+    return db_servers.get(s, server_id, scope())
