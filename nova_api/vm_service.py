@@ -321,6 +321,7 @@ class VMService:
             if not db_api.instance_update_if(s, inst.id, {}, **_lock_guard(ctxt)):
                 s.refresh(inst)
                 _refuse_if_locked(ctxt, inst, "change the metadata of")
+                raise exception.InstanceNotFound(instance=ref)  # deleted meanwhile
             result = write(s, inst.id)
             vm_fields.metadata_count(len(instance_metadata.get(s, inst.id)),
                                      self._metadata_limit(s, inst.project_id))
