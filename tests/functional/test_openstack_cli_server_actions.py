@@ -3,7 +3,8 @@
 member: stop, start, pause, unpause, suspend, resume, reboot --hard --wait,
 console log show --lines, server event list/show (create and reboot, as
 Nova names them), set/unset --property (server metadata), lock (a locked
-server refuses the member's stop) and unlock."""
+server refuses the member's stop) and unlock; server rebuild --wait to
+another image, of an active and of a stopped server (which stays stopped)."""
 import os
 
 import pytest
@@ -73,3 +74,23 @@ def test_server_actions(stack, image):  # noqa: F811
     wait_status(stack, "act1", "SHUTOFF")
 
     osc(stack, "demo", "server", "delete", "--wait", "act1")
+
+
+def test_server_rebuild(stack, image):  # noqa: F811
+    path = os.path.join(stack.workdir, "osc-rebuild.qcow2")
+    qemu_img_create(path, "1G")
+    other = stack.add_image("osc-rebuild", path)
+    created = osc(stack, "demo", "server", "create", "--image", "osc-actions", "--flavor",
+                  "m1.tiny", "--wait", "reb1", "-f", "json")
+    osc(stack, "demo", "server", "rebuild", "--image", "osc-rebuild", "--wait", "reb1")
+    shown = wait_status(stack, "reb1", "ACTIVE")
+    assert shown["id"] == created["id"] and other["id"] in shown["image"]
+
+    osc(stack, "demo", "server", "stop", "reb1")
+    wait_status(stack, "reb1", "SHUTOFF")
+    osc(stack, "demo", "server", "rebuild", "--image", "osc-actions", "reb1")
+    shown = wait_status(stack, "reb1", "SHUTOFF")
+    assert image["id"] in shown["image"]
+    events = osc(stack, "demo", "server", "event", "list", "reb1", "-f", "json")
+    assert [e["Action"] for e in events] == ["rebuild", "stop", "rebuild", "create"]
+    osc(stack, "demo", "server", "delete", "--wait", "reb1")
