@@ -93,6 +93,15 @@ def task_result(task_state, power_state):
     return TASK_RESULT[task_state]
 
 
+def task_failure_state(task_state, vm_state, power_state):
+    """The vm_state a VM takes when ``task_state`` failed and the hypervisor
+    shows ``power_state``: what that power means for it, except that a
+    rebuild that lost the domain (NOSTATE) leaves the VM in ERROR."""
+    if task_state == REBUILDING and power_state == NOSTATE:
+        return ERROR
+    return vm_state_for_power(vm_state, power_state)
+
+
 _VM_STATE_BY_POWER = {
     RUNNING: ACTIVE, SHUTDOWN: STOPPED, CRASHED: STOPPED, PAUSED_POWER: PAUSED,
     SUSPENDED_POWER: SUSPENDED,

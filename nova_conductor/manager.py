@@ -111,7 +111,8 @@ class ConductorManager:
             return db_api.instance_update_if(
                 s, instance_id,
                 {"task_state": None, "power_state": power_state, "fault": message,
-                 "vm_state": states.vm_state_for_power(inst.vm_state, power_state)},
+                 "vm_state": states.task_failure_state(task_state, inst.vm_state,
+                                                       power_state)},
                 expected_task_state=task_state, involved_host=host)
 
     def instance_power_sync(self, ctxt, instance_id, host, power_state):

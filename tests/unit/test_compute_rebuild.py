@@ -6,8 +6,9 @@ import hashlib
 
 import pytest
 
-from common import payloads, states
+from common import exception, payloads, states
 from common.db import api as db_api
+from nova_compute.virt import fake_libvirt
 from tests.unit.test_compute_manager import CTXT, base_image, make_manager, placed_vm, row  # noqa: F401,E501
 
 
@@ -89,3 +90,26 @@ def test_a_missing_image_fails_the_rebuild_and_ends_the_task(manager, db, built)
     manager.rebuild_instance(CTXT, instance_id, dict(image, id="no-such-image"))
     after = row(db, instance_id)
     assert after.task_state is None and after.fault
+
+
+class DomainLosingRebuildDriver(fake_libvirt.FakeLibvirtDriver):
+    """A rebuild that fails after the old domain is gone."""
+
+    def rebuild(self, instance, base_image_path, step=None):
+        self.destroy(instance.id)
+        raise exception.HypervisorError(reason="no room for the new overlay")
+
+
+def test_a_rebuild_that_lost_the_domain_leaves_the_vm_in_error(conf, db, base_image):  # noqa: F811,E501
+    manager = make_manager(conf, db, driver_cls=DomainLosingRebuildDriver)
+    try:
+        instance, image = placed_vm(db, conf, *base_image)
+        manager.sources[image["id"]] = base_image[0]
+        manager.build_instance(CTXT, instance, image)
+        start_rebuild(db, instance["id"], image["id"])
+        manager.rebuild_instance(CTXT, instance["id"], image)
+        after = row(db, instance["id"])
+        assert (after.vm_state, after.task_state) == (states.ERROR, None)
+        assert "no room" in after.fault
+    finally:
+        manager.driver.cleanup_host()
