@@ -45,7 +45,10 @@ class ConductorManager:
         self.timeline = Timeline(DbSink(db), host)
 
     def build_instances(self, ctxt, instance_id, action_id=None):
-        """(message 1.4) Place a VM stored in 'scheduling' and cast its build."""
+        """(message 1.4) Place a VM stored in 'scheduling' and cast its build.
+        A malformed request is dead-lettered here, where it arrived."""
+        if not isinstance(instance_id, str):
+            raise TypeError("instance_id must be a string, not %s" % type(instance_id).__name__)
         self.build_task.build_instances(ctxt, instance_id, action_id=action_id)
 
     def service_heartbeat(self, ctxt, host, binary, resources=None):

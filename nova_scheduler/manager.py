@@ -39,7 +39,9 @@ class SchedulerManager:
     def schedule_instance(self, ctxt, instance_id, action_id=None):
         """(messages 1.0, 1.1) A create from an API that predates the
         conductor's build task: handed to the conductor, which calls
-        ``select_destinations`` back and casts the build."""
+        ``select_destinations`` back and casts the build. A malformed one
+        is dead-lettered here, where it arrived (TypeError)."""
+        _check_instance_id(instance_id)
         self.conductor_rpcapi.build_instances(ctxt, instance_id, action_id=action_id)
 
     def select_destinations(self, ctxt, instance_id, action_id=None):
@@ -47,6 +49,7 @@ class SchedulerManager:
         "action_id"} (what the compute's build needs, read here once), or None
         when the VM no longer waits for a host. Raises InstanceNotFound,
         ImageNotFound or NoValidHost; the conductor records those."""
+        _check_instance_id(instance_id)
         try:
             return self._select(ctxt, instance_id, action_id)
         except exception.ImageNotFound:
@@ -191,6 +194,11 @@ class SchedulerManager:
         finally:
             if not done:
                 reservation.cancel()
+
+
+def _check_instance_id(instance_id):
+    if not isinstance(instance_id, str):
+        raise TypeError("instance_id must be a string, not %s" % type(instance_id).__name__)
 
 
 def _selection(instance, image, action_id):

@@ -149,3 +149,13 @@ def test_a_scheduler_away_puts_the_build_back_for_later(db):
     with pytest.raises(exception.ServiceUnavailable):
         task.build_instances(CTXT, vm)
     assert get(db, vm).task_state == states.SCHEDULING
+
+
+def test_a_malformed_build_request_fails_where_it_arrived(conf, db):
+    """Not handed on: the RPC server dead-letters what raised a TypeError."""
+    conductor = Recorder()
+    with pytest.raises(TypeError):
+        SchedulerManager(db, conductor, conf).schedule_instance(CTXT, ["not", "an", "id"])
+    with pytest.raises(TypeError):
+        ConductorManager(db, Recorder()).build_instances(CTXT, {"not": "an id"})
+    assert conductor.calls == []
