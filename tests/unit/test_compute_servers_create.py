@@ -108,7 +108,7 @@ BAD_FIELDS = [
     ("key_name", "no-such-keypair"),
     ("metadata", {"bad/key": "v"}), ("metadata", {"k": "v" * 256}), ("metadata", {"": "v"}),
     ("metadata", {"k": 1}), ("metadata", []),
-    ("min_count", 2), ("max_count", 3), ("min_count", 0), ("max_count", "x"),
+    ("min_count", 0), ("max_count", "x"), ("max_count", 101), ("min_count", "101"),
     ("availability_zone", "elsewhere"),
     ("OS-DCF:diskConfig", "SOMETIMES"),
     ("user_data", "not base64!"),
@@ -177,3 +177,26 @@ def test_a_reader_may_not_create(app, db, image):
     from tests.unit.conftest import token_for
     reader = Caller(app.test_client(), token_for(db, "p1", "reader"))
     fault(reader.post("/servers", server(image)), 403)
+
+
+def test_min_count_creates_servers_named_as_nova_does(member, image):
+    """tempest's ListServersNegativeTestJSON creates its servers with min_count 3."""
+    created, _ = create(member, server(image, min_count=3))
+    listed = member.get("/servers?name=^vm1-").get_json()["servers"]
+    assert sorted(s["name"] for s in listed) == ["vm1-1", "vm1-2", "vm1-3"]
+    assert created["id"] == [s["id"] for s in listed if s["name"] == "vm1-1"][0]
+
+
+def test_max_count_stops_at_the_quota_min_count_does_not(member, admin, image, db):
+    assert admin.put("/os-quota-sets/p1", {"quota_set": {"instances": 3}}).status_code == 200
+    assert "instances" in fault(member.post("/servers", server(image, min_count=4)), 403)
+    with db.transaction() as s:
+        assert db_api.instance_list(s) == []
+    create(member, server(image, min_count=2, max_count=5))
+    names = sorted(s["name"] for s in member.get("/servers").get_json()["servers"])
+    assert names == ["vm1-1", "vm1-2", "vm1-3"]
+
+
+def test_min_count_over_max_count(member, image):
+    assert "max_count" in fault(member.post("/servers", server(image, min_count=3,
+                                                               max_count=2)), 400)

@@ -6,7 +6,8 @@ and what mininova can do of them, each refusal a 400 naming the field:
   the one network (``network_uuid``); ports and fixed IPs need Neutron;
 - ``block_device_mapping_v2``: only the image as the local root disk (OSC
   always sends that entry), since there are no volumes;
-- ``min_count``/``max_count``: 1; ``security_groups``: ``default`` only;
+- ``min_count``/``max_count``: up to MAX_COUNT servers, named as Nova does;
+  ``security_groups``: ``default`` only;
   ``availability_zone``: ``nova`` only;
 - the scheduler hint ``group`` under either spelling
   (``os:scheduler_hints``, tempest; ``OS-SCH-HNT:scheduler_hints``, OSC).
@@ -34,6 +35,9 @@ _BDM_KEYS = ("uuid", "boot_index", "source_type", "destination_type",
 _HINTS = {"type": "object", "properties": {"group": {"type": "string",
                                                      "pattern": UUID_PATTERN}}}
 AVAILABILITY_ZONE = "nova"
+# Servers one request may create (Nova's only bound is the quota; this one
+# keeps a project without quota from asking for millions).
+MAX_COUNT = 100
 SECURITY_GROUP = "default"
 
 CREATE_SCHEMA = {
@@ -158,16 +162,25 @@ def _check_networks(networks, network_name):
                     network_name, ours) if ours else "no network is configured")
 
 
-def _check_counts(server):
-    counts = {}
-    for key in ("min_count", "max_count"):
-        counts[key] = params.integer("server." + key, server.get(key, 1), minimum=1)
-    if counts["min_count"] > counts["max_count"]:
+def _counts(server):
+    """(min_count, max_count): Nova creates max_count servers if the quota
+    allows, else as many as it allows but at least min_count."""
+    min_count = params.integer("server.min_count", server.get("min_count", 1), minimum=1,
+                               maximum=MAX_COUNT)
+    max_count = params.integer("server.max_count", server.get("max_count", min_count),
+                               minimum=1, maximum=MAX_COUNT)
+    if min_count > max_count:
         raise exception.ValidationError(field="server.min_count",
                                         reason="must not exceed max_count")
-    if counts["min_count"] != 1 or counts["max_count"] != 1:
-        raise exception.ValidationError(field="server.max_count",
-                                        reason="only one server per request is supported")
+    return min_count, max_count
+
+
+def _names(name, count):
+    """The servers' names: ``name`` for one, Nova's "<name>-<n>" (n from 1)
+    for several."""
+    if count == 1:
+        return [check_name(name, "server.name")]
+    return [check_name("%s-%d" % (name, n), "server.name") for n in range(1, count + 1)]
 
 
 def _check_placement(server):
@@ -197,24 +210,28 @@ def generate_password(length=12):
     return "".join(secrets.choice(symbols) for _ in range(length))
 
 
-def create_arguments(body, network_name):
-    """(positional args after ctxt, keyword args) of VMService.create, and
-    the adminPass, from a create body validated against CREATE_SCHEMA."""
-    server = body["server"]
-    name = check_name(server["name"], "server.name")
-    image_ref = _image_ref(server)
-    _check_networks(server.get("networks"), network_name)
-    _check_counts(server)
-    _check_placement(server)
-    flavor_ref = _last_segment(server["flavorRef"])
-    kwargs = {"metadata": server.get("metadata"), "key_name": server.get("key_name"),
-              "user_data": server.get("user_data"),
-              "access_ipv4": server.get("accessIPv4"), "access_ipv6": server.get("accessIPv6"),
-              "disk_config": server.get("OS-DCF:diskConfig", "MANUAL")}
-    # Nova answers the password it would set; mininova sets none in the guest
-    # (keys and user_data reach it through the config drive).
-    password = server.get("adminPass") or generate_password()
-    return (name, image_ref, flavor_ref, _group(body)), kwargs, password
+class CreateRequest:
+    """What a create body (validated against CREATE_SCHEMA) asks for:
+    ``names`` (one per server wanted), of which at least ``min_count`` must
+    be created; ``args``/``kwargs`` of VMService.create after the name;
+    ``password`` the adminPass to answer."""
+
+    def __init__(self, body, network_name):
+        server = body["server"]
+        image_ref = _image_ref(server)
+        _check_networks(server.get("networks"), network_name)
+        self.min_count, max_count = _counts(server)
+        self.names = _names(server["name"], max_count)
+        _check_placement(server)
+        self.args = (image_ref, _last_segment(server["flavorRef"]), _group(body))
+        self.kwargs = {"metadata": server.get("metadata"), "key_name": server.get("key_name"),
+                       "user_data": server.get("user_data"),
+                       "access_ipv4": server.get("accessIPv4"),
+                       "access_ipv6": server.get("accessIPv6"),
+                       "disk_config": server.get("OS-DCF:diskConfig", "MANUAL")}
+        # Nova answers the password it would set; mininova sets none in the
+        # guest (keys and user_data reach it through the config drive).
+        self.password = server.get("adminPass") or generate_password()
 
 
 def update_arguments(body):

@@ -10,6 +10,7 @@ Admins see every project's servers by id, and lists of other projects with
 ignored, as is every parameter Nova ignores at 2.1 (``deleted`` included,
 which OSC always sends)."""
 import datetime
+import logging
 
 from flask import current_app, g, jsonify, request
 
@@ -19,6 +20,8 @@ from common.db import servers as db_servers
 from nova_api import validation
 from nova_api.openstack.compute import (paging, params, resource, server_requests,
                                         server_views, views)
+
+LOG = logging.getLogger(__name__)
 
 bp = resource.blueprint("compute_servers", __name__)
 
@@ -166,19 +169,48 @@ def delete(server_id):
 
 @bp.post("/servers")
 def create():
-    body = validation.json_body(server_requests.CREATE_SCHEMA)
-    args, kwargs, password = server_requests.create_arguments(body, _network_name())
-    try:
-        vm = _vm_service().create(g.context, *args, **kwargs)
-    except (exception.ImageNotFound, exception.FlavorNotFound,
-            exception.ServerGroupNotFound) as e:
-        # What the body names must exist: Nova answers 400, not 404.
-        raise exception.Invalid(reason=e.message) from e
-    links = views.links("servers", vm["id"])
+    wanted = server_requests.CreateRequest(
+        validation.json_body(server_requests.CREATE_SCHEMA), _network_name())
+    created = _create_servers(wanted)
+    links = views.links("servers", created[0]["id"])
+    # Several servers: Nova answers the first (without return_reservation_id).
     response = jsonify({"server": {
-        "id": vm["id"], "links": links, "OS-DCF:diskConfig": vm["disk_config"],
+        "id": created[0]["id"], "links": links, "OS-DCF:diskConfig": created[0]["disk_config"],
         "security_groups": [{"name": server_requests.SECURITY_GROUP}],
-        "adminPass": password}})
+        "adminPass": wanted.password}})
     response.status_code = 202
     response.headers["Location"] = links[0]["href"]
     return response
+
+
+def _create_servers(wanted):
+    """The rows of the servers created: all of ``wanted.names``, or as many
+    as the quota allows if that is at least ``wanted.min_count``; else none
+    (those created are deleted again) and the error."""
+    service, created = _vm_service(), []
+    try:
+        for name in wanted.names:
+            try:
+                created.append(service.create(g.context, name, *wanted.args, **wanted.kwargs))
+            except exception.QuotaExceeded:
+                if len(created) < wanted.min_count:
+                    raise
+                break
+    except (exception.ImageNotFound, exception.FlavorNotFound,
+            exception.ServerGroupNotFound) as e:
+        _delete_quietly(created)
+        # What the body names must exist: Nova answers 400, not 404.
+        raise exception.Invalid(reason=e.message) from e
+    except Exception:
+        _delete_quietly(created)
+        raise
+    return created
+
+
+def _delete_quietly(rows):
+    for row in rows:
+        try:
+            _vm_service().delete(g.context, row["id"])
+        except exception.MininovaException as e:
+            LOG.warning("server %s of a failed create not deleted: %s", row["id"],
+                        exception.describe(e))
