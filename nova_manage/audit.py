@@ -4,8 +4,8 @@ compute hosts disagree about, and (with ``--fix``) making them agree again.
 Level-based, like ``nova_compute.reconciler``: observe, ``find_orphans(db_view,
 host_reports)`` (pure), apply.
 
-Observe: the DB (live VM rows, moves in progress, allocations, compute
-services and nodes) in one
+Observe: the DB (live VM rows, moves in progress, allocations, held fixed
+IPs, compute services and nodes) in one
 consistent snapshot, then each compute host that is up over RPC
 (``audit_report``: its domains, UUID-named instance directories and cached
 images), then the DB once more. A finding must hold against both snapshots:
@@ -27,7 +27,8 @@ lock, that there is still no live row for it there; orphan allocations are
 released and the nodes' sums recomputed from the allocations in one
 transaction that holds the nodes' row locks; an orphan row is soft-deleted
 (host gone, which frees its allocations) or put in ERROR with a fault (domain missing), each
-by a conditional update that re-checks the state it was found in.
+by a conditional update that re-checks the state it was found in; an orphan
+fixed IP is freed once its VM's row is found not live again under its lock.
 """
 import collections
 import concurrent.futures
@@ -43,7 +44,7 @@ from common import config, context, exception, rpc, states
 from nova_manage.audit_findings import (  # noqa: F401
     DEFAULT_STUCK_AFTER, KINDS, DbView, Finding, allocation_orphan_reason, find_orphans, fmt,
     stable_findings)
-from common.db import allocations, vm_migrations
+from common.db import allocations, fixed_ips, vm_migrations
 from common.db import api as db_api
 from common.db.models import ComputeNode, Instance, Service, utcnow
 from common.db.session import Database
@@ -86,7 +87,9 @@ def observe_db(db):
                  for r in s.execute(sa.select(ComputeNode.host, ComputeNode.vcpus_used,
                                               ComputeNode.memory_mb_used,
                                               ComputeNode.local_gb_used))}
-    return DbView(now, instances, held, services, nodes, moves)
+        held_ips = [{"network": n, "address": a, "instance": i}
+                    for n, a, i in fixed_ips.held_rows(s)]
+    return DbView(now, instances, held, services, nodes, moves, held_ips)
 
 
 def _move(row):
@@ -223,6 +226,8 @@ def apply_fixes(db, compute_rpcapi, ctxt, findings):
                 f.fix = _retry(db, _fix_host_gone, f)
             elif f.kind == "orphan-row" and f.reason == "domain-missing":
                 f.fix = _retry(db, _fix_domain_missing, f)
+            elif f.kind == "orphan-fixed-ip":
+                f.fix = _retry(db, _fix_fixed_ip, f)
             elif f.kind == "stuck-row":
                 f.fix = "none:report-only"
         except Exception as e:
@@ -268,6 +273,15 @@ def _fix_domain_missing(s, f):
                            "mininova-manage audit)." % f.host},
         expected_task_state=None, expected_host=f.host, expected_vm_state=states.RESTING)
     return "error-marked" if done else "skipped:the row changed meanwhile"
+
+
+def _fix_fixed_ip(s, f):
+    """Free what a VM without a live row holds (re-checked under the row's lock,
+    which the conductor's allocation takes too)."""
+    if s.scalar(sa.select(Instance.id).where(Instance.id == f.vm, Instance.deleted_at.is_(None))
+                .with_for_update()) is not None:
+        return "skipped:the VM is live again"
+    return "released" if fixed_ips.release_instance(s, f.vm) else "skipped:already free"
 
 
 def _fix_allocations(s, findings):

@@ -17,6 +17,8 @@ Findings (one line each, ``kind key=value ...``):
   progress (``row-elsewhere``); a move's allocation on a host that is not the
   move's (``host-not-in-move``). (A VM in ERROR that still has its host keeps
   its allocation until it is deleted, as Nova does.)
+- ``orphan-fixed-ip``: a fixed IP held by a VM with no live row (every
+  delete frees it: only a row removed behind mininova's back leaves one).
 - ``usage-mismatch``: a compute node whose ``*_used`` are not the sums of the
   allocations on it.
 - ``orphan-row``: a live row whose host is not a compute service
@@ -32,8 +34,8 @@ import json
 
 from common import states
 
-KINDS = ("orphan-domain", "orphan-overlay", "orphan-allocation", "usage-mismatch", "orphan-row",
-         "stuck-row")
+KINDS = ("orphan-domain", "orphan-overlay", "orphan-allocation", "orphan-fixed-ip",
+         "usage-mismatch", "orphan-row", "stuck-row")
 DEFAULT_STUCK_AFTER = 3600   # seconds a row may stay building/deleting
 
 
@@ -95,6 +97,8 @@ class DbView:
     nodes: dict       # host -> {vcpus_used, memory_mb_used, local_gb_used}
     # instance id -> {uuid, source_host, dest_host, status}: moves in progress
     moves: dict = dataclasses.field(default_factory=dict)
+    # [{network, address, instance}]: the held fixed IPs
+    fixed_ips: list = dataclasses.field(default_factory=list)
 
     def move_hosts(self, instance_id):
         """The hosts of the VM's move in progress (empty without one)."""
@@ -164,6 +168,10 @@ def find_orphans(db, host_reports, stuck_after=DEFAULT_STUCK_AFTER):
             findings.append(Finding("orphan-allocation", a["host"], consumer, why[0], dict(
                 {"vcpus": a["vcpus"], "memory_mb": a["memory_mb"],
                  "disk_gb": a["disk_gb"]}, **why[1])))
+    for ip in sorted(db.fixed_ips, key=lambda i: (i["instance"], i["network"])):
+        if ip["instance"] not in rows:
+            findings.append(Finding("orphan-fixed-ip", None, ip["instance"], "no-live-row",
+                                    {"network": ip["network"], "address": ip["address"]}))
     for host, node in sorted(db.nodes.items()):
         used = (node["vcpus_used"], node["memory_mb_used"], node["local_gb_used"])
         sums = tuple(allocated.get(host, (0, 0, 0)))

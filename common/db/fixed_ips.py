@@ -101,3 +101,10 @@ def held(s, network_name=None):
     if network_name is not None:
         query = query.where(C.network == network_name)
     return dict(s.execute(query).all())
+
+
+def held_rows(s):
+    """[(network, address, instance_id)] of every held address."""
+    return [tuple(row) for row in s.execute(
+        sa.select(C.network, C.address, C.instance_id).where(C.instance_id.is_not(None))
+        .order_by(C.network, C.address)).all()]

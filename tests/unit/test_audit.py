@@ -207,6 +207,16 @@ def test_a_domain_arriving_or_leaving_in_a_move_is_no_orphan():
         ("orphan-domain", H, vid(1), "row-elsewhere")]
 
 
+def test_fixed_ip_held_by_a_vm_without_live_row_is_an_orphan():
+    db = view({vid(1): row()})
+    db.fixed_ips = [{"network": "mininova", "address": "192.168.123.10", "instance": vid(1)},
+                    {"network": "mininova", "address": "192.168.123.11", "instance": vid(2)}]
+    (f,) = find_orphans(db, {H: report([vid(1)])})
+    assert (f.kind, f.host, f.vm, f.reason) == ("orphan-fixed-ip", None, vid(2), "no-live-row")
+    assert f.line() == ("orphan-fixed-ip host=- vm=%s network=mininova "
+                        "address=192.168.123.11 reason=no-live-row" % vid(2))
+
+
 def test_node_sums_that_differ_from_the_allocations_are_reported():
     db = view({vid(1): row()}, nodes={
         H: {"vcpus_used": 3, "memory_mb_used": 128, "local_gb_used": 1},
@@ -463,6 +473,7 @@ def test_audit_command_finds_fixes_and_then_finds_nothing(rpc_compute, db, conf,
         ("orphan-overlay", conf.host, stray_dir, "no-live-row"),
         ("orphan-allocation", conf.host, rowless, "no-live-row"),
         ("orphan-allocation", conf.host, stray_allocation, "no-live-row"),
+        ("orphan-fixed-ip", None, rowless, "no-live-row"),
         ("usage-mismatch", conf.host, None, "used-differs-from-allocations"),
         ("orphan-row", "decommissioned", ghost, "host-gone"),
         ("orphan-row", conf.host, vanished, "domain-missing"),
@@ -470,7 +481,7 @@ def test_audit_command_finds_fixes_and_then_finds_nothing(rpc_compute, db, conf,
     assert out["hosts"]["silent"]["status"] == "unreachable"
     assert out["hosts"][conf.host]["status"] == "audited"
     assert out["not_audited"] == ["silent"]
-    assert out["summary"]["remaining"] == 7 and out["summary"]["hosts_unreachable"] == 1
+    assert out["summary"]["remaining"] == 8 and out["summary"]["hosts_unreachable"] == 1
     assert out["summary"]["hosts_not_audited"] == 1
     sql(db, "DELETE FROM services WHERE host = 'silent'")
 
@@ -482,11 +493,12 @@ def test_audit_command_finds_fixes_and_then_finds_nothing(rpc_compute, db, conf,
         ("orphan-overlay", stray_dir): "destroyed",
         ("orphan-allocation", rowless): "released",
         ("orphan-allocation", stray_allocation): "released",
+        ("orphan-fixed-ip", rowless): "released",
         ("usage-mismatch", None): "recomputed",
         ("orphan-row", ghost): "soft-deleted",
         ("orphan-row", vanished): "error-marked",
     }
-    assert out["summary"]["fixed"] == 7 and out["summary"]["remaining"] == 0
+    assert out["summary"]["fixed"] == 8 and out["summary"]["remaining"] == 0
 
     code, out = run(conf, capsys)
     assert (code, out["findings"]) == (0, [])
