@@ -1,7 +1,9 @@
 """``mininova vm ...``: create, list, show, delete, power actions, console
 and the action timeline. Each command is ``f(client, args, out)``."""
+import base64
 import urllib.parse
 
+from mininova_client import USAGE, CLIError
 from mininova_client import format as fmt
 from mininova_client.api import quote
 from mininova_client.wait import wait_vm
@@ -22,10 +24,36 @@ def _accepted(out, what, vm, request_id):
                 {"request_id": request_id})
 
 
+def _metadata(properties):
+    """{key: value} of ``--property KEY=VALUE`` options."""
+    metadata = {}
+    for item in properties:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise CLIError("error: --property %s: expected KEY=VALUE" % item, USAGE)
+        metadata[key] = value
+    return metadata
+
+
+def _user_data(path):
+    """The file's bytes as base64 text, as the API takes user_data."""
+    try:
+        with open(path, "rb") as f:
+            return base64.b64encode(f.read()).decode("ascii")
+    except OSError as e:
+        raise CLIError("error: --user-data %s: %s" % (path, e.strerror), USAGE) from None
+
+
 def create(client, args, out):
     body = {"name": args.name, "image": args.image, "flavor": args.flavor}
     if args.group:
         body["group"] = args.group
+    if args.key_name:
+        body["key_name"] = args.key_name
+    if args.user_data:
+        body["user_data"] = _user_data(args.user_data)
+    if args.property:
+        body["metadata"] = _metadata(args.property)
     resp = client.post("/v1/vms", body)
     vm = resp.body["vm"]
     if args.wait:
@@ -59,6 +87,11 @@ def list_(client, args, out):
 def show(client, args, out):
     body = client.get(_path(args.name))
     out.show(body, fmt.vm_pairs(body["vm"]))
+
+
+def rename(client, args, out):
+    vm = client.put(_path(args.name), {"name": args.new_name}).body["vm"]
+    out.show({"vm": vm}, fmt.vm_pairs(vm))
 
 
 def delete(client, args, out):
@@ -131,7 +164,17 @@ def add_parsers(sub, common, wait_opts):
     p.add_argument("--image", required=True, help="image name or id")
     p.add_argument("--flavor", required=True, help="flavor name or id")
     p.add_argument("--group", help="server group name or id")
+    p.add_argument("--key-name", help="one of your keypairs: its public key goes onto the "
+                                      "VM's config drive")
+    p.add_argument("--user-data", metavar="FILE", help="a file for the config drive's "
+                                                       "user_data (e.g. a cloud-init script)")
+    p.add_argument("--property", action="append", default=[], metavar="KEY=VALUE",
+                   help="a metadata item (repeat for more)")
     p.set_defaults(func=create)
+    p = vm.add_parser("rename", parents=[common], help="rename a VM")
+    p.add_argument("name", help="VM name or id")
+    p.add_argument("new_name")
+    p.set_defaults(func=rename)
     vm.add_parser("list", parents=[common], help="list VMs").set_defaults(func=list_)
     p = vm.add_parser("show", parents=[common], help="show a VM")
     p.add_argument("name", help="VM name or id")
