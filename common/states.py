@@ -69,7 +69,7 @@ ACTION_GUARDS = {
     "stop": ((ACTIVE, PAUSED, SUSPENDED), POWERING_OFF),
     "start": ((STOPPED,), POWERING_ON),
     "reboot": ((ACTIVE,), REBOOTING),
-    "reboot_hard": ((ACTIVE, STOPPED, PAUSED, SUSPENDED), REBOOTING_HARD),
+    "reboot_hard": (RESTING, REBOOTING_HARD),
     "pause": ((ACTIVE,), PAUSING),
     "unpause": ((PAUSED,), UNPAUSING),
     "suspend": ((ACTIVE,), SUSPENDING),
