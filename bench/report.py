@@ -22,11 +22,12 @@ GOALS = {
     "p4_post_p50_ms": 20.0,       # under concurrent load
     "p5_ms": 1000.0,
     "p6_rss_mb": {"api": 120.0, "scheduler": 120.0, "conductor": 120.0, "compute": 80.0},
+    "p10_compute_server_ms": 20.0,  # the API's own time per /compute request of the clients
 }
 
 # The phases of a run in order: (name in results["phases"], --only key).
-PHASES = (("floor+P1+P5", "p1"), ("P2", "p2"), ("P4 list", "p4"), ("P4 POST", "p4"),
-          ("P6", "p6"), ("P3", "p3"))
+PHASES = (("floor+P1+P5", "p1"), ("P2", "p2"), ("P10", "p10"), ("P4 list", "p4"),
+          ("P4 POST", "p4"), ("P6", "p6"), ("P3", "p3"))
 OK, FAILED, NOT_RUN = "ok", "failed", "not run"
 
 # Keys the JSON always has (null when their phase failed).
@@ -164,12 +165,57 @@ def _rows(r):
              _num(v("p5_virsh_max_ms"), "ms"), _ratio(v("p5_max_ms"), v("p5_virsh_max_ms")),
              "≤ %.0f ms" % g["p5_ms"], (v("p5_max_ms"),), _at_most(g["p5_ms"])),
     ]
+    rows += _p10_rows(v, g)
     for daemon in ("api", "scheduler", "conductor", "compute"):
         x = (v("p6_rss_mb") or {}).get(daemon)
         goal = g["p6_rss_mb"][daemon]
         rows.append(_Row("P6", "P6 RSS %s" % daemon, _num(x, "MB", "%.1f"),
                          goal="≤ %.0f MB" % goal, values=(x,), check=_at_most(goal)))
     return rows
+
+
+def _p10_rows(v, g):
+    """P10: each client's create -> ACTIVE beside /v1's on the same stack
+    (the "floor" column), the facade's server-side time per request, the
+    boot+delete loop and the CLI's start-up."""
+    rows = []
+    sdk_call = (v("p10") or {}).get("sdk_call", "create_server(wait=True)")
+    for path, what in (("cli", "openstack server create --wait"),
+                       ("sdk", "openstacksdk " + sdk_call)):
+        for key, name in (("p50_ms", "p50"), ("p95_ms", "p95"), ("cold_ms", "cold (1st)")):
+            x, floor = v("p10_%s_%s" % (path, key)), v("p10_v1_%s" % key)
+            rows.append(_Row("P10", "P10 %s → ACTIVE %s (floor: /v1 POST)" % (what, name),
+                             _num(x, "ms"), _num(floor, "ms"), _ratio(x, floor)))
+    rows += [
+        _Row("P10", "P10 API time per /compute request (floor: per /v1 request)",
+             _num(v("p10_compute_server_ms"), "ms", "%.1f"),
+             _num(v("p10_v1_server_ms"), "ms", "%.1f"),
+             _ratio(v("p10_compute_server_ms"), v("p10_v1_server_ms")),
+             "≤ %.0f ms" % g["p10_compute_server_ms"], (v("p10_compute_server_ms"),),
+             _at_most(g["p10_compute_server_ms"])),
+        _Row("P10", "P10 openstacksdk boot+delete p50", _num(v("p10_rally_p50_ms"), "ms")),
+        _Row("P10", "P10 openstacksdk boot+delete p95", _num(v("p10_rally_p95_ms"), "ms")),
+        _Row("P10", "P10 CLI start-up (imports, client cost) p50",
+             _num(v("p10_cli_import_p50_ms"), "ms")),
+    ]
+    return rows
+
+
+def format_p10(p10):
+    """What P10's figures are made of, one line per path."""
+    lines = []
+    for path, x in p10["paths"].items():
+        served = ", ".join("%s %d × %.1f ms" % (name, s["requests"], s["ms_per_request"])
+                           for name, s in x["server"].items())
+        lines.append("  %-4s %.1f requests per create (%s); API CPU %s ms per request; "
+                     "launched (conductor) p50 %s ms after the start" % (
+                         path, x["requests_per_create"], served,
+                         x["api_cpu_ms_per_request"], x["launched_p50_ms"]))
+    loop = p10["rally"]
+    lines.append("  boot+delete loop: %d × (%s)" % (loop["loops"], ", ".join(
+        "%s %d × %.1f ms" % (name, s["requests"], s["ms_per_request"])
+        for name, s in loop["server"].items())))
+    return "\n".join(lines)
 
 
 def phase_status(only, errors):

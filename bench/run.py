@@ -27,6 +27,10 @@ with what the same work costs without mininova:
   built on fake-driver hosts, the real host disabled meanwhile), against one
   INSERT + COMMIT in psycopg2;
 - P5: external ``virsh destroy`` -> SHUTOFF in the API, against virsh itself;
+- P10: ``openstack server create --wait`` and openstacksdk's
+  create_server(wait=True) -> ACTIVE beside POST /v1/vms -> ACTIVE, the
+  facade's server-side time per /compute request, and a Rally-style
+  boot-and-delete loop with openstacksdk (bench/phase_openstack.py);
 - P6: resident memory (VmRSS) of each daemon after all of the above;
 - P3: the scale simulation (bench.scale_sim), after the stack is gone.
 
@@ -60,8 +64,8 @@ import traceback
 
 import libvirt
 
-from bench import (phase_api, phase_burst, phase_list, phase_memory, phase_scale,
-                   phases_latency, profiling, report)
+from bench import (phase_api, phase_burst, phase_list, phase_memory, phase_openstack,
+                   phase_scale, phases_latency, profiling, report)
 from bench.harness import TINY, URI, Bench, log
 from common import exception
 
@@ -70,13 +74,15 @@ RESULTS = os.path.join(ROOT, "bench", "results")
 
 FULL = dict(samples=20, p2_vms=20, p2_rounds=3, p4_vms=1000, p4_gets=200, p4_idle_posts=50,
             p4_posts=400, p4_concurrency=10, p4_churn_pct=5.0, p4_get_interval=0.2,
-            fake_hosts=3, hosts=50, vms=1000)
+            fake_hosts=3, hosts=50, vms=1000, p10_samples=10, p10_loops=10)
 QUICK = dict(samples=5, p2_vms=5, p2_rounds=1, p4_vms=1000, p4_gets=50, p4_idle_posts=10,
              p4_posts=100, p4_concurrency=10, p4_churn_pct=5.0, p4_get_interval=0.2,
-             fake_hosts=1, hosts=10, vms=200)
+             fake_hosts=1, hosts=10, vms=200, p10_samples=2, p10_loops=2)
 # The stack's phases, in order: (name, --only key, module).
+# P10 runs before P4, which fills the DB and moves the builds to fake hosts.
 STACK_PHASES = (("floor+P1+P5", "p1", phases_latency), ("P2", "p2", phase_burst),
-                ("P4 list", "p4", phase_list), ("P4 POST", "p4", phase_api),
+                ("P10", "p10", phase_openstack), ("P4 list", "p4", phase_list),
+                ("P4 POST", "p4", phase_api),
                 ("P6", "p6", phase_memory))
 
 
@@ -120,13 +126,17 @@ def parse_args(argv):
     p.add_argument("--p4-posts", type=int, help="POSTs under load (default 400)")
     p.add_argument("--p4-concurrency", type=int, help="concurrent clients (default 10)")
     p.add_argument("--fake-hosts", type=int, help="fake-driver hosts for P4 (default 3)")
+    p.add_argument("--p10-samples", type=int, help="P10 creates of each path (/v1, CLI, "
+                   "SDK), interleaved; the first of each is reported as cold (default 10)")
+    p.add_argument("--p10-loops", type=int, help="P10 boot+delete loops with openstacksdk "
+                   "(default 10)")
     p.add_argument("--hosts", type=int, help="P3 simulated hosts (default 50)")
     p.add_argument("--vms", type=int, help="P3 VMs (default 1000)")
     p.add_argument("--sim-threads", type=int, default=32, help="P3 concurrent POSTs")
     p.add_argument("--skip-sim", action="store_true", help="no P3")
-    p.add_argument("--only", default="p1,p2,p3,p4,p6",
+    p.add_argument("--only", default="p1,p2,p3,p4,p6,p10",
                    help="comma-separated phases to run (default: all): p1 (with the floor "
-                   "and P5), p2, p3, p4, p6")
+                   "and P5), p2, p3, p4, p6, p10")
     p.add_argument("--network", default="", help="libvirt network of the VMs' NIC, "
                    "'' (default): no NIC (nor on the floor's domains)")
     p.add_argument("--json", default=os.path.join(RESULTS, "latest.json"),
@@ -147,8 +157,10 @@ def parse_args(argv):
     for key, value in defaults.items():
         if getattr(args, key) is None:
             setattr(args, key, value)
-    if min(args.samples, args.p2_vms, args.p2_rounds) < 1:
-        p.error("--samples, --p2-vms and --p2-rounds must be at least 1")
+    if min(args.samples, args.p2_vms, args.p2_rounds, args.p10_loops) < 1:
+        p.error("--samples, --p2-vms, --p2-rounds and --p10-loops must be at least 1")
+    if args.p10_samples < 2:
+        p.error("--p10-samples must be at least 2 (the first of each path is the cold one)")
     return args
 
 
@@ -174,7 +186,7 @@ def main(argv=None):
             return False
     try:
         try:
-            if args.only & {"p1", "p2", "p4", "p6"} and attempt("start", bench.start):
+            if args.only & {"p1", "p2", "p4", "p6", "p10"} and attempt("start", bench.start):
                 for phase, key, module in STACK_PHASES:
                     if key in args.only:
                         attempt(phase, lambda: module.run(bench))
@@ -232,6 +244,10 @@ def main(argv=None):
     if any(v is not None for _, v, _ in cpu):
         print("\nCPU per request / VM: " + "; ".join(
             "%s %.1f ms (%s)" % (what, v, who) for what, v, who in cpu if v is not None))
+    if r.get("p10"):
+        print("\nP10, the API's own time per request by surface, each path "
+              "(from its request-duration histogram):")
+        print(report.format_p10(r["p10"]))
     print("\n%d CPUs; load average at start %s, at end %s; %s other guests running at start; "
           "run time %.0f s; results in %s" % (
               env["cpus"], " ".join(env["loadavg_at_start"]), " ".join(env["loadavg_at_end"]),

@@ -27,7 +27,8 @@ GETS = 5
 SMOKE = ["--quick", "--samples", "2", "--p2-vms", "2", "--p4-vms", "1000",
          "--p4-gets", str(GETS), "--p4-get-interval", "0.05",
          "--p4-idle-posts", "2", "--p4-posts", "10", "--p4-concurrency", "2",
-         "--fake-hosts", "1", "--hosts", "2", "--vms", "10", "--sim-threads", "4"]
+         "--fake-hosts", "1", "--hosts", "2", "--vms", "10", "--sim-threads", "4",
+         "--p10-samples", "2", "--p10-loops", "2"]
 # Python's clock and the DB's timestamps (microseconds, written by the
 # daemons with the same system clock) may differ by rounding only.
 CLOCK_TOLERANCE_MS = 2.0
@@ -41,7 +42,7 @@ def test_bench_quickest_run_writes_every_figure(tmp_path):
     out = tmp_path / "bench.json"
     started = time.monotonic()
     proc = subprocess.run([sys.executable, "-m", "bench.run", *SMOKE, "--json", str(out)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+                          cwd=ROOT, capture_output=True, text=True, timeout=900)
     wall_ms = (time.monotonic() - started) * 1000.0
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     r = json.loads(out.read_text())
@@ -92,6 +93,21 @@ def test_bench_quickest_run_writes_every_figure(tmp_path):
     assert r["p4_built"].get("active") == 10
     assert set(r["p6_rss_mb"]) == {"api", "scheduler", "conductor", "compute"}
     assert all(5 < mb < 2000 for mb in r["p6_rss_mb"].values()), r["p6_rss_mb"]
+    # P10: each path's servers were built inside its samples (the API wrote the
+    # row and the conductor marked it launched within the time taken), every
+    # client sent /compute requests the API accounted for, the loop ran.
+    p10 = r["p10"]
+    for path in ("v1", "cli", "sdk"):
+        x = p10["paths"][path]
+        assert positive(x["cold_ms"]) and positive(x["p50_ms"]), (path, x)
+        assert len(x["evidence"]) == 2, (path, x)
+        for e in x["evidence"]:
+            assert -tol <= e["created_ms"] <= e["launched_ms"] <= e["sample_ms"] + tol, (path, e)
+    for path in ("cli", "sdk"):
+        assert p10["paths"][path]["server"]["compute"]["requests"] >= 2, p10["paths"][path]
+    assert p10["paths"]["v1"]["server"]["v1"]["requests"] >= 2
+    assert p10["rally"]["loops"] == 2 and all(positive(s) for s in p10["rally"]["samples_ms"])
+    assert positive(r["p10_compute_server_ms"]) and positive(r["p10_cli_import_p50_ms"])
     # Floor and mininova boot the same domain, up to names and paths.
     assert r["domain_settings"]["type"] in ("qemu", "kvm")
     assert r["domain_settings"]["serial_log"] is True
@@ -100,7 +116,8 @@ def test_bench_quickest_run_writes_every_figure(tmp_path):
     figures = [row["figure"] for row in r["table"]]
     for prefix in ("P1 overhead", "P2 ", "P3 VMs/s", "P3 over-commit", "P4 churn",
                    "P4 GET /v1/vms", "P4 GET ?limit=100", "P4 POST", "P5 ", "P6 RSS api",
-                   "P6 RSS scheduler", "P6 RSS compute"):
+                   "P6 RSS scheduler", "P6 RSS compute", "P10 API time per /compute request",
+                   "P10 openstack server create --wait", "P10 openstacksdk boot+delete"):
         assert any(f.startswith(prefix) for f in figures), prefix
     assert "met?" in proc.stdout and "P1 overhead over floor p50" in proc.stdout
     assert "how each figure was measured" in proc.stdout
