@@ -54,7 +54,8 @@ SCHEMAS = {
         "id": {"type": "string", "format": "uuid"},
         "name": _STR,
         "status": {"enum": ["BUILD", "ACTIVE", "SHUTOFF", "PAUSED", "SUSPENDED", "ERROR",
-                            "DELETED", "DELETING", "REBOOT", "HARD_REBOOT", "UNKNOWN"]},
+                            "DELETED", "DELETING", "REBOOT", "HARD_REBOOT", "REBUILD",
+                            "UNKNOWN"]},
         "vm_state": _STR,
         "task_state": _NSTR,
         "power_state": _STR,
@@ -68,7 +69,12 @@ SCHEMAS = {
         "launched_at": _NTIME,
         "addresses": {"type": "array", "items": _obj({"mac": _STR, "ip": _NSTR})},
         "fault": {"oneOf": [{"type": "null"}, _obj({"message": _STR})]},
-    }),
+        # One VM's answers only (create, show, rename), not the list's:
+        "key_name": _NSTR,
+        "metadata": {"type": "object", "additionalProperties": _STR},
+    }, required=["id", "name", "status", "vm_state", "task_state", "power_state", "host",
+                 "project_id", "server_group", "image", "flavor", "created_at", "updated_at",
+                 "launched_at", "addresses", "fault"]),
     "Link": _obj({"rel": {"enum": ["next"]},
                   "href": {"type": "string", "description": "The next page: the same "
                            "request with the marker of this page's last item."}}),

@@ -114,13 +114,22 @@ def _vm_body(vm):
                            lookups.flavor_names((flavor_id,)))}
 
 
+def _vm_detail(vm, metadata):
+    """``_vm_body`` plus what only one VM's answers carry: its keypair's
+    name and its metadata."""
+    body = _vm_body(vm)
+    body["vm"]["key_name"] = vm["key_name"] if isinstance(vm, dict) else vm.key_name
+    body["vm"]["metadata"] = metadata
+    return body
+
+
 @bp.post("")
 def create():
     body = validation.json_body(CREATE_SCHEMA)
     vm = _vm_service().create(g.context, body["name"], body["image"], body["flavor"],
                               group_ref=body.get("group"), metadata=body.get("metadata"),
                               key_name=body.get("key_name"), user_data=body.get("user_data"))
-    response = _json_response(_vm_body(vm), 202)
+    response = _json_response(_vm_detail(vm, vm["metadata"]), 202)
     response.headers["Location"] = "/v1/vms/%s" % vm["id"]
     return response
 
@@ -150,13 +159,15 @@ def index():
 
 @bp.get("/<ref>")
 def show(ref):
-    return _json_response(_vm_body(_vm_service().get(g.context, ref)))
+    vm = _vm_service().get(g.context, ref)
+    return _json_response(_vm_detail(vm, _vm_service().metadata_get(g.context, vm.id)))
 
 
 @bp.put("/<ref>")
 def update(ref):
     body = validation.json_body(UPDATE_SCHEMA)
-    return _json_response(_vm_body(_vm_service().update(g.context, ref, name=body["name"])))
+    vm = _vm_service().update(g.context, ref, name=body["name"])
+    return _json_response(_vm_detail(vm, _vm_service().metadata_get(g.context, vm.id)))
 
 
 @bp.delete("/<ref>")

@@ -59,6 +59,10 @@ def test_v1_create_stores_metadata_key_and_user_data(api, db):
     r = create(api, metadata={"role": "web", "a:b. c-d_e": ""}, key_name="mykey",
                user_data=user_data)
     assert r.status_code == 202, r.get_json()
+    shown = [r.get_json()["vm"], api.get("/v1/vms/web1").get_json()["vm"]]
+    for vm in shown:
+        assert (vm["key_name"], vm["metadata"]) == ("mykey", {"role": "web", "a:b. c-d_e": ""})
+    assert "metadata" not in api.get("/v1/vms").get_json()["vms"][0]
     [vm] = live_vms(db)
     assert (vm.key_name, vm.key_data, vm.user_data) == ("mykey", KEY, user_data)
     assert (vm.disk_config, vm.locked, vm.access_ipv4) == ("MANUAL", False, None)
