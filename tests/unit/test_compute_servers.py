@@ -9,7 +9,7 @@ import pytest
 from tempest.lib.api_schema.response.compute.v2_1 import servers as schemas
 
 from common.db import api as db_api
-from tests.unit.compute_surface import admin, app, fault, member, other  # noqa: F401
+from tests.unit.compute_surface import admin, app, fault, member, other, reader  # noqa: F401
 from tests.unit.test_compute_tempest_schemas import check
 
 BASE = "http://localhost"
@@ -231,10 +231,7 @@ def test_delete_of_a_server_not_on_a_host_is_immediate(member, admin, make_vm):
     fault(member.delete("/servers/" + vm), 404)
 
 
-def test_a_reader_may_list_but_not_delete(app, db, make_vm):
-    from tests.unit.compute_surface import Caller
-    from tests.unit.conftest import token_for
-    reader = Caller(app.test_client(), token_for(db, "p1", "reader"))
+def test_a_reader_may_list_but_not_delete(reader, make_vm):
     vm = make_vm("vm1")
     assert ids(reader.get("/servers")) == [vm]
     fault(reader.delete("/servers/" + vm), 403)

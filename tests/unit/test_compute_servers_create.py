@@ -6,7 +6,7 @@ from tempest.lib.api_schema.response.compute.v2_1 import servers as schemas
 
 from common.db import api as db_api
 from nova_api.openstack.compute import server_requests
-from tests.unit.compute_surface import admin, app, fault, member, other  # noqa: F401
+from tests.unit.compute_surface import admin, app, fault, member, other, reader  # noqa: F401
 from tests.unit.test_compute_tempest_schemas import check
 
 BASE = "http://localhost"
@@ -172,10 +172,7 @@ def test_a_duplicate_name_in_the_project_is_a_409(member, other, image):
     assert other.post("/servers", server(image)).status_code == 202
 
 
-def test_a_reader_may_not_create(app, db, image):
-    from tests.unit.compute_surface import Caller
-    from tests.unit.conftest import token_for
-    reader = Caller(app.test_client(), token_for(db, "p1", "reader"))
+def test_a_reader_may_not_create(reader, image):
     fault(reader.post("/servers", server(image)), 403)
 
 

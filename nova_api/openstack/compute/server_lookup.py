@@ -3,9 +3,8 @@ Nova: clients resolve names themselves), as ``servers.show`` finds it: a
 member's own project's, any project's for an admin."""
 from flask import current_app, g
 
-from common import exception
+from common import context, exception
 from common.db import servers as db_servers
-from nova_api.openstack.compute import servers
 
 # What a 404 repeats of an unknown id: enough to recognise it, never a 10 kB path.
 _SHOWN = 64
@@ -36,9 +35,15 @@ def server(server_id):
 
 
 def acting_context(inst):
-    """The context VMService acts on ``inst`` in (its project's, for an admin's
-    request on another project's VM)."""
-    return servers.acting_context(inst)
+    """The context VMService acts on ``inst`` in: the caller's, in the VM's
+    project (VMService finds VMs in its context's project, and an admin may
+    act on any project's)."""
+    ctxt = g.context
+    if inst.project_id == ctxt.project_id:
+        return ctxt
+    return context.RequestContext(request_id=ctxt.request_id, project_id=inst.project_id,
+                                  user_id=ctxt.user_id, roles=ctxt.roles,
+                                  is_admin=ctxt.is_admin)
 
 
 def server_in(s, server_id):

@@ -23,7 +23,6 @@ _STATUS_BY_VM_STATE = {
     states.DELETED: "DELETED",
 }
 _ACTIVE_TASK_STATUS = {states.REBOOTING: "REBOOT", states.REBOOTING_HARD: "HARD_REBOOT"}
-REBUILDING = "rebuilding"
 _PROGRESS_STATUSES = ("ACTIVE", "BUILD", "REBUILD", "RESIZE", "VERIFY_RESIZE", "MIGRATING")
 _FAULT_STATUSES = ("ERROR", "DELETED")
 
@@ -39,7 +38,8 @@ DOMAIN_NAME_PREFIX = "mininova-"
 def status(vm_state, task_state):
     if vm_state == states.BUILDING:
         return "BUILD"
-    if task_state == REBUILDING and vm_state in (states.ACTIVE, states.STOPPED, states.ERROR):
+    if task_state == states.REBUILDING and vm_state in (states.ACTIVE, states.STOPPED,
+                                                        states.ERROR):
         return "REBUILD"
     if vm_state == states.ACTIVE and task_state in _ACTIVE_TASK_STATUS:
         return _ACTIVE_TASK_STATUS[task_state]

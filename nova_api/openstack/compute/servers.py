@@ -14,12 +14,12 @@ import logging
 
 from flask import current_app, g, jsonify, request
 
-from common import context, exception
+from common import exception
 from common.db import instance_metadata
 from common.db import servers as db_servers
 from nova_api import validation
-from nova_api.openstack.compute import (paging, params, resource, server_requests,
-                                        server_views, views)
+from nova_api.openstack.compute import (paging, params, resource, server_lookup,
+                                        server_requests, server_views, views)
 
 LOG = logging.getLogger(__name__)
 
@@ -44,11 +44,6 @@ def views_for(s, instances):
         _network_name(), g.context.is_admin,
         flavor_ids=db_servers.existing_flavor_ids(s, [i.flavor_id for i in instances]),
         metadata=instance_metadata.get_many(s, [i.id for i in instances]))
-
-
-def _scope():
-    """The project whose servers the caller sees by id: None (all) for admins."""
-    return None if g.context.is_admin else g.context.project_id
 
 
 def _list_scope():
@@ -131,19 +126,8 @@ def index_detail():
 @bp.get("/servers/<server_id>")
 def show(server_id):
     with _db().transaction() as s:
-        inst = db_servers.get(s, server_id, _scope())
+        inst = server_lookup.server_in(s, server_id)
         return jsonify({"server": views_for(s, [inst]).detail(inst)})
-
-
-def acting_context(inst):
-    """The caller's context, in the server's project: VMService finds VMs
-    in its context's project, and an admin may act on any project's."""
-    ctxt = g.context
-    if inst.project_id == ctxt.project_id:
-        return ctxt
-    return context.RequestContext(request_id=ctxt.request_id, project_id=inst.project_id,
-                                  user_id=ctxt.user_id, roles=ctxt.roles,
-                                  is_admin=ctxt.is_admin)
 
 
 @bp.put("/servers/<server_id>")
@@ -151,9 +135,9 @@ def update(server_id):
     changes = server_requests.update_arguments(
         validation.json_body(server_requests.UPDATE_SCHEMA))
     with _db().transaction() as s:
-        inst = db_servers.get(s, server_id, _scope())
+        inst = server_lookup.server_in(s, server_id)
     if changes:
-        _vm_service().update(acting_context(inst), inst.id, **changes)
+        _vm_service().update(server_lookup.acting_context(inst), inst.id, **changes)
     with _db().transaction() as s:
         inst = db_servers.get(s, inst.id)
         return jsonify({"server": views_for(s, [inst]).basic(inst)})
@@ -162,8 +146,8 @@ def update(server_id):
 @bp.delete("/servers/<server_id>")
 def delete(server_id):
     with _db().transaction() as s:
-        inst = db_servers.get(s, server_id, _scope())
-    _vm_service().delete(acting_context(inst), inst.id)
+        inst = server_lookup.server_in(s, server_id)
+    _vm_service().delete(server_lookup.acting_context(inst), inst.id)
     return "", 204
 
 
