@@ -262,6 +262,11 @@ class NoMoreFixedIps(MininovaException):
     msg_fmt = "No fixed IP address is free in network %(network)s."
 
 
+class FixedIpInUse(MininovaException):
+    msg_fmt = ("Fixed IP %(address)s of network %(network)s is already given to MAC "
+               "%(mac)s there.")
+
+
 class ImageUnavailable(MininovaException):
     msg_fmt = "Image %(image)s is unavailable: %(reason)s"
 

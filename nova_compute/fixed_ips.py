@@ -10,7 +10,13 @@ The conductor frees the address (a failed build, every delete); this host
 removes the DHCP entry (a failed build, a delete, a destroyed leftover)."""
 import logging
 
+from common import exception
+
 LOG = logging.getLogger(__name__)
+
+# Tries to plug an address another deployment's guest on the same network
+# may take between the network's read and the plug (each try reads anew).
+PLUG_ATTEMPTS = 3
 
 
 class FixedIps:
@@ -27,15 +33,26 @@ class FixedIps:
         than fixed IPs or says the VM is no longer spawning here (the build
         goes on and finds out when it reports; the guest uses DHCP)."""
         mac = instance.get("mac_address")
-        network = self.driver.get_fixed_network(mac) if mac else None
-        if network is None:
+        if not mac:
             return instance
-        address = self.conductor.fixed_ip_allocate(ctxt, instance["id"], self.host,
-                                                   network.to_dict())
-        if address is None:
-            return instance
-        self.driver.plug_fixed_ip(instance["id"], mac, address)
-        return dict(instance, ip_address=address, network=network.to_dict())
+        for attempt in range(1, PLUG_ATTEMPTS + 1):
+            network = self.driver.get_fixed_network(mac)
+            if network is None:
+                return instance
+            # Read again on each attempt: an address the network gave to
+            # another MAC meanwhile is ``taken`` now, and the VM moves off it.
+            address = self.conductor.fixed_ip_allocate(ctxt, instance["id"], self.host,
+                                                       network.to_dict())
+            if address is None:
+                return instance
+            try:
+                self.driver.plug_fixed_ip(instance["id"], mac, address)
+            except exception.FixedIpInUse as e:
+                if attempt == PLUG_ATTEMPTS:
+                    raise
+                LOG.warning("VM %s: %s; allocating another", instance["id"], e.message)
+                continue
+            return dict(instance, ip_address=address, network=network.to_dict())
 
     def unplug(self, instance_id):
         """Remove the instance's DHCP host entry here (idempotent)."""

@@ -43,14 +43,19 @@ def address_of(s, network_name, instance_id):
 def allocate(s, network, instance_id, host):
     """The address of ``network`` (a FixedNetwork) that ``instance_id`` holds,
     allocating one if it holds none (idempotent: a repeated build gets the
-    same address). NoMoreFixedIps when every address of the range is held."""
+    same address), unless the address it holds is now one the network says
+    is ``taken``: then it moves to another. NoMoreFixedIps when every address
+    of the range is held."""
     first, last = network.bounds()
     reserved = network.reserved()
     size = last - first + 1
     for _attempt in range(size + 1):  # each miss means another allocator won one
         held = address_of(s, network.name, instance_id)
-        if held is not None:
+        if held is not None and held not in network.taken:
             return held
+        if held is not None:  # given to another MAC on the network meanwhile
+            s.execute(sa.update(_T).where(C.network == network.name, C.address == held)
+                      .values(instance_id=None, host=None, released_at=utcnow()))
         now = utcnow()
         known = {int(ipaddress.IPv4Address(a)) for a in s.execute(
             sa.select(C.address).where(C.network == network.name)).scalars()}

@@ -225,9 +225,10 @@ class ComputeDriver(abc.ABC):
     @abc.abstractmethod
     def plug_fixed_ip(self, instance_id, mac, address):
         """Post: the network's DHCP server hands ``address`` to ``mac`` (one
-        host entry, the instance's). An entry of another MAC for ``address``,
-        or of ``mac`` for another address, is replaced: it can only be stale,
-        as the database hands out each address once. Idempotent."""
+        host entry, the instance's; an older one of ``mac`` for another
+        address is replaced). Idempotent. FixedIpInUse, changing nothing,
+        when the network gives ``address`` to another MAC (e.g. another
+        deployment's guest on the same network took it since it was read)."""
         raise NotImplementedError
 
     @abc.abstractmethod

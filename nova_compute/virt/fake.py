@@ -94,8 +94,11 @@ class FakeDriver(driver.ComputeDriver):
         mac = mac.lower()
         with self._lock:
             for other, entry in list(self.dhcp_hosts.items()):
-                if other != instance_id and (entry[0] == mac or entry[1] == address):
-                    del self.dhcp_hosts[other]  # stale: the DB gives an address once
+                if other != instance_id and entry[1] == address and entry[0] != mac:
+                    raise exception.FixedIpInUse(address=address, network=self.network_name,
+                                                 mac=entry[0])
+                if other != instance_id and entry[0] == mac:
+                    del self.dhcp_hosts[other]  # an older entry of this NIC
             self.dhcp_hosts[instance_id] = (mac, address)
 
     def unplug_fixed_ip(self, instance_id):

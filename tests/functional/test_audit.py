@@ -137,6 +137,7 @@ def test_audit_lists_exactly_the_orphans_and_fix_removes_them(audit_stack, capsy
         ("orphan-overlay", host, stray_dir, "no-live-row"),
         ("orphan-allocation", host, rowless, "no-live-row"),
         ("orphan-allocation", host, stray_allocation, "no-live-row"),
+        ("orphan-fixed-ip", "", rowless, "no-live-row"),
         ("usage-mismatch", host, "", "used-differs-from-allocations"),
         ("orphan-row", "decommissioned-" + stack.tag, ghost, "host-gone"),
         ("orphan-row", host, vanished, "domain-missing"),
@@ -151,12 +152,13 @@ def test_audit_lists_exactly_the_orphans_and_fix_removes_them(audit_stack, capsy
 
     code, text, took = run_audit(stack, capsys, as_json=False)
     lines = text.splitlines()
-    assert code == 1 and len(lines) == 9
+    assert code == 1 and len(lines) == 10
     assert ("orphan-domain host=%s vm=%s power=running reason=no-live-row" % (host, rowless)
             in lines)
     assert "orphan-overlay host=%s vm=%s reason=no-live-row" % (host, stray_dir) in lines
-    assert lines[-1] == ("summary findings=8 fixed=0 remaining=8 orphan-domain=1 "
-                         "orphan-overlay=1 orphan-allocation=2 usage-mismatch=1 orphan-row=2 "
+    assert lines[-1] == ("summary findings=9 fixed=0 remaining=9 orphan-domain=1 "
+                         "orphan-overlay=1 orphan-allocation=2 orphan-fixed-ip=1 "
+                         "usage-mismatch=1 orphan-row=2 "
                          "stuck-row=1 hosts_audited=1 hosts_unreachable=0 hosts_down=0 "
                          "hosts_skipped=0 hosts_not_audited=0")
 
@@ -181,12 +183,13 @@ def test_audit_lists_exactly_the_orphans_and_fix_removes_them(audit_stack, capsy
         ("orphan-overlay", stray_dir): "destroyed",
         ("orphan-allocation", rowless): "released",
         ("orphan-allocation", stray_allocation): "released",
+        ("orphan-fixed-ip", rowless): "released",
         ("usage-mismatch", None): "recomputed",
         ("orphan-row", ghost): "soft-deleted",
         ("orphan-row", vanished): "error-marked",
         ("stuck-row", stuck): "none:report-only",
     }, json.dumps(out, indent=1)
-    assert out["summary"]["fixed"] == 7 and out["summary"]["remaining"] == 1
+    assert out["summary"]["fixed"] == 8 and out["summary"]["remaining"] == 1
 
     assert "mininova-" + rowless not in domain_names()
     assert not os.path.exists(os.path.join(stack.instances_path, rowless))

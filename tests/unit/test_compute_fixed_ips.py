@@ -8,6 +8,7 @@ import json
 import os
 import uuid
 
+import libvirt
 import pytest
 
 from common import context, exception, rpc, states
@@ -60,6 +61,17 @@ def test_taken_addresses_are_not_allocated(db):
             fixed_ips.allocate(s, net, "vm-2", "h1")
 
 
+def test_a_vm_moves_off_an_address_the_network_now_gives_to_another_mac(db):
+    net = FixedNetwork(name="n", cidr="192.0.2.0/24", first="192.0.2.10", last="192.0.2.12")
+    with db.transaction() as s:
+        assert fixed_ips.allocate(s, net, "vm-1", "h1") == "192.0.2.10"
+    moved = FixedNetwork(name="n", cidr="192.0.2.0/24", first="192.0.2.10",
+                         last="192.0.2.12", taken=("192.0.2.10",))
+    with db.transaction() as s:
+        assert fixed_ips.allocate(s, moved, "vm-1", "h1") == "192.0.2.11"
+        assert fixed_ips.held(s) == {"192.0.2.11": "vm-1"}
+
+
 def test_a_network_without_dhcp_range_or_dns():
     xml = ("<network><name>n</name><dns enable='no'/>"
            "<ip address='10.1.0.1' prefix='28'/></network>")
@@ -109,12 +121,41 @@ def test_plug_is_idempotent_and_unplug_too(drv):
     assert entries(drv) == {}
 
 
-def test_plug_replaces_stale_entries_of_the_address_or_the_mac(drv):
+def test_plug_refuses_an_address_another_mac_has_and_replaces_its_own_older_entry(drv):
     drv.plug_fixed_ip(VM1, "52:54:00:ab:00:01", "203.0.113.20")
-    drv.plug_fixed_ip(VM2, "52:54:00:ab:00:02", "203.0.113.20")  # VM1's leaked entry
-    assert entries(drv) == {VM2: ("52:54:00:ab:00:02", "203.0.113.20")}
-    drv.plug_fixed_ip(VM2, "52:54:00:ab:00:02", "203.0.113.21")  # a new address
-    assert entries(drv) == {VM2: ("52:54:00:ab:00:02", "203.0.113.21")}
+    with pytest.raises(exception.FixedIpInUse, match="52:54:00:ab:00:01"):
+        drv.plug_fixed_ip(VM2, "52:54:00:ab:00:02", "203.0.113.20")
+    assert entries(drv) == {VM1: ("52:54:00:ab:00:01", "203.0.113.20")}  # not touched
+    drv.plug_fixed_ip(VM2, "52:54:00:ab:00:02", "203.0.113.21")
+    drv.plug_fixed_ip(VM2, "52:54:00:ab:00:02", "203.0.113.22")  # moved: one entry
+    assert entries(drv) == {VM1: ("52:54:00:ab:00:01", "203.0.113.20"),
+                            VM2: ("52:54:00:ab:00:02", "203.0.113.22")}
+
+
+class NetworkRacedAtAdd:
+    """A libvirt network on which another deployment adds an entry for the
+    same address between plug's read and its ADD."""
+
+    def __init__(self, net, foreign):
+        self.net, self.foreign = net, foreign
+
+    def __getattr__(self, name):
+        return getattr(self.net, name)
+
+    def update(self, command, section, index, xml, flags):
+        if command == libvirt.VIR_NETWORK_UPDATE_COMMAND_ADD_LAST and self.foreign:
+            self.net.update(command, section, index, self.foreign, flags)
+            self.foreign = None
+        return self.net.update(command, section, index, xml, flags)
+
+
+def test_plug_losing_the_race_at_add_says_the_address_is_in_use(drv):
+    net = drv._connection().networkLookupByName(drv.network_name)
+    raced = NetworkRacedAtAdd(net, "<host mac='52:54:00:ee:ee:ee' ip='203.0.113.30' "
+                                   "name='mn-%s'/>" % VM2)
+    with pytest.raises(exception.FixedIpInUse, match="52:54:00:ee:ee:ee"):
+        vnetwork.plug(raced, VM1, "52:54:00:ab:00:01", "203.0.113.30")
+    assert entries(drv) == {VM2: ("52:54:00:ee:ee:ee", "203.0.113.30")}
 
 
 def test_the_in_memory_fake_keeps_the_same_plan(conf):
@@ -122,13 +163,14 @@ def test_the_in_memory_fake_keeps_the_same_plan(conf):
     d.init_host(conf.host)
     assert d.get_fixed_network().name == "mininova"
     d.plug_fixed_ip(VM1, "52:54:00:AB:00:01", "10.0.0.10")
-    d.plug_fixed_ip(VM2, "52:54:00:ab:00:02", "10.0.0.10")
-    assert d.dhcp_hosts == {VM2: ("52:54:00:ab:00:02", "10.0.0.10")}
-    assert d.get_fixed_network("52:54:00:ab:00:01").taken == ("10.0.0.10",)
-    assert d.get_fixed_network("52:54:00:ab:00:02").taken == ()
+    with pytest.raises(exception.FixedIpInUse):
+        d.plug_fixed_ip(VM2, "52:54:00:ab:00:02", "10.0.0.10")
+    d.plug_fixed_ip(VM2, "52:54:00:ab:00:02", "10.0.0.11")
+    assert d.get_fixed_network("52:54:00:ab:00:01").taken == ("10.0.0.11",)
+    assert d.get_fixed_network("52:54:00:ab:00:02").taken == ("10.0.0.10",)
     d.unplug_fixed_ip(VM2)
     d.unplug_fixed_ip(VM2)
-    assert d.dhcp_hosts == {}
+    assert d.dhcp_hosts == {VM1: ("52:54:00:ab:00:01", "10.0.0.10")}
     conf.set_override("network_name", "", group="compute")
     assert fake.FakeDriver(conf).get_fixed_network() is None
 
@@ -261,4 +303,34 @@ def test_a_reaped_orphan_leaves_no_entry(conf, db, base_image):
         assert manager.driver.list_instances() == []
         assert_no_fixed_ip(manager, db, instance["id"])
     finally:
+        manager.driver.cleanup_host()
+
+
+class RacedDriver(fake_libvirt.FakeLibvirtDriver):
+    """Another deployment's guest on the same network gets the allocated
+    address between the network's read and the first plug."""
+    raced = False
+
+    def plug_fixed_ip(self, instance_id, mac, address):
+        if not self.raced:
+            self.raced = True
+            super().plug_fixed_ip(VM2, "52:54:00:ee:ee:ee", address)
+        super().plug_fixed_ip(instance_id, mac, address)
+
+
+def test_an_address_taken_on_the_network_meanwhile_is_allocated_anew(conf, db, base_image):
+    manager = make_manager(conf, db, RacedDriver)
+    try:
+        instance, image = placed_vm(db, conf, *base_image)
+        manager.sources[image["id"]] = base_image[0]
+        manager.build_instance(CTXT, instance, image)
+        inst = row(db, instance["id"])
+        assert inst.vm_state == states.ACTIVE and inst.ip_address == "203.0.113.11"
+        assert dhcp_entries(manager)[VM2] == ("52:54:00:ee:ee:ee", "203.0.113.10")  # theirs
+        assert dhcp_entries(manager)[instance["id"]] == ("52:54:00:00:00:2a", "203.0.113.11")
+        with db.transaction() as s:
+            assert fixed_ips.held(s) == {"203.0.113.11": instance["id"]}
+        manager.terminate_instance(CTXT, instance["id"])
+    finally:
+        manager.driver.unplug_fixed_ip(VM2)
         manager.driver.cleanup_host()

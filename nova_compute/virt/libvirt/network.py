@@ -98,21 +98,37 @@ def _delete(net, mac, ip, name):
             raise  # OPERATION_INVALID: no such entry (any more)
 
 
+def _in_use(net, entries, mac, address):
+    """FixedIpInUse if one of ``entries`` gives ``address`` to another MAC."""
+    for other_mac, ip, _name in entries:
+        if ip == address and other_mac != mac:
+            raise exception.FixedIpInUse(address=address, network=net.name(), mac=other_mac)
+
+
 def plug(net, instance_id, mac, address):
-    """One DHCP host entry mac -> address named for the instance; stale
-    entries holding the MAC, the address or the name are removed first."""
+    """One DHCP host entry mac -> address named for the instance; older
+    entries of the instance (its MAC or name, another address) are removed
+    first. FixedIpInUse when the network gives the address to another MAC:
+    not ours to remove (another deployment on this network may have put it
+    there since the address was allocated)."""
     mac, name = mac.lower(), host_name(instance_id)
     wanted = (mac, address, name)
     with _updates:
         entries = dhcp_hosts(net.XMLDesc(0))
+        _in_use(net, entries, mac, address)
         for entry in entries:
-            if entry != wanted and (entry[0] == mac or entry[1] == address
-                                    or entry[2] == name):
+            if entry != wanted and (entry[0] == mac or entry[2] == name):
                 _delete(net, *entry)
-        if wanted not in entries:
+        if wanted in entries:
+            return
+        try:
             net.update(libvirt.VIR_NETWORK_UPDATE_COMMAND_ADD_LAST,
                        libvirt.VIR_NETWORK_SECTION_IP_DHCP_HOST, -1, _host_xml(*wanted),
                        _flags(net))
+        except libvirt.libvirtError as exc:
+            if exc.get_error_code() == libvirt.VIR_ERR_OPERATION_INVALID:
+                _in_use(net, dhcp_hosts(net.XMLDesc(0)), mac, address)  # added meanwhile
+            raise
 
 
 def unplug(net, instance_id):
