@@ -91,7 +91,7 @@ def test_a_locked_server_is_rebuilt_only_by_an_admin(db, member, admin, image):
 
 
 @pytest.mark.parametrize("args", [
-    {}, {"imageRef": ""}, {"imageRef": 1}, {"imageRef": "x", "name": ""},
+    {}, {"imageRef": ""}, {"imageRef": "/"}, {"imageRef": 1}, {"imageRef": "x", "name": ""},
     {"imageRef": "x", "flavorRef": "1"}, {"imageRef": "x", "metadata": []},
 ])
 def test_malformed_rebuilds_are_400(db, member, compute, args):

@@ -1,4 +1,5 @@
-"""``POST /servers/{id}/action`` at 2.1: the power actions and the console.
+"""``POST /servers/{id}/action`` at 2.1: the power actions, lock, rebuild
+and the console.
 
 The server is looked up first, so an unknown server is a 404 whatever the
 action (tempest asks for rebuild, forceDelete, restore on missing servers);
@@ -48,7 +49,7 @@ REBUILD_ARGS = {"type": "object",
                                "preserve_ephemeral": params.BOOLEAN},
                 "required": ["imageRef"],
                 "additionalProperties": False}
-# Nova action -> (VMService action, argument schema).
+# Nova's power actions -> VMService's.
 POWER_ACTIONS = {"os-stop": "stop", "os-start": "start", "pause": "pause",
                  "unpause": "unpause", "suspend": "suspend", "resume": "resume"}
 LOCK_ACTIONS = ("lock", "unlock")
@@ -127,10 +128,11 @@ def action(server_id):
     raise _no_such_action(name)
 
 
-
 def _rebuild(inst, ctxt, args):
     # An image id, or an href whose last path segment is the id (as at create).
     image_ref = args["imageRef"].rstrip("/").rsplit("/", 1)[-1]
+    if not image_ref:
+        raise exception.ValidationError(field="rebuild.imageRef", reason="names no image")
     try:
         server_lookup.vm_service().rebuild(
             ctxt, inst.id, image_ref, metadata=args.get("metadata"),
