@@ -12,6 +12,8 @@ METADATA_KEY_PATTERN = "^[a-zA-Z0-9-_:. ]{1,255}$"  # ECMA-262: $ only at the en
 METADATA_KEY = re.compile(METADATA_KEY_PATTERN[:-1] + "\\Z")
 METADATA_VALUE_MAX = 255
 USER_DATA_MAX = 65535  # characters of base64 text, as Nova's schema
+# Base64 with its padding, exactly what b64decode(validate=True) takes.
+USER_DATA_PATTERN = "^([A-Za-z0-9+/]{4})*([A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"
 DISK_CONFIGS = ("MANUAL", "AUTO")
 
 

@@ -19,7 +19,7 @@ CREATE_SCHEMA = {
         "key_name": dict(validation.REF, description="One of the caller's keypairs: its "
                          "public key goes onto the VM's config drive."),
         "user_data": {"type": "string", "maxLength": vm_fields.USER_DATA_MAX,
-                      "contentEncoding": "base64",
+                      "pattern": vm_fields.USER_DATA_PATTERN, "contentEncoding": "base64",
                       "description": "Base64 text, on the VM's config drive as user_data."},
         "metadata": {"type": "object",
                      "propertyNames": {"pattern": vm_fields.METADATA_KEY_PATTERN},

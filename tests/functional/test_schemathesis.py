@@ -32,6 +32,12 @@ CONFIG = """
 include-operation-id = "uploadImage"
 checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403", "404", "409"]
 
+# A key_name must name one of the caller's keypairs, which no schema can say:
+# any other is rightly answered 400 ("you have no keypair named ...").
+[[operations]]
+include-operation-id = "createVM"
+checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403", "404", "409"]
+
 # A marker must be the id of one of the caller's VMs, which no schema can
 # say: any other string is rightly answered 400 ("marker ... not found").
 [[operations]]
