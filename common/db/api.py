@@ -333,10 +333,9 @@ def instance_soft_delete(s, instance_id, **conditions):
     if done:
         allocations.release_instance(s, instance_id)
         fixed_ips.release_instance(s, instance_id)
-        project_id, vcpus, memory_mb = s.execute(
-            sa.select(Instance.project_id, Instance.vcpus, Instance.memory_mb)
-            .where(Instance.id == instance_id)).one()
-        auth.quota_release(s, project_id, vcpus, memory_mb)
+        sizes = s.execute(sa.select(Instance.project_id, Instance.vcpus, Instance.memory_mb)
+                          .where(Instance.id == instance_id)).one()
+        auth.quota_release(s, sizes.project_id, sizes.vcpus, sizes.memory_mb)
     return done
 
 

@@ -191,9 +191,9 @@ def quota_limits(s, project_id, defaults):
                   .where(QuotaClass.class_name == DEFAULT_QUOTA_CLASS),
                   sa.select(QuotaLimit.resource, QuotaLimit.hard_limit)
                   .where(QuotaLimit.project_id == project_id)):
-        for resource, hard_limit in s.execute(query):
-            if resource in limits:
-                limits[resource] = hard_limit
+        for row in s.execute(query):
+            if row.resource in limits:
+                limits[row.resource] = row.hard_limit
     return limits
 
 

@@ -32,11 +32,11 @@ def user_list(s):
     """[(user, {project name: [roles]})] by name."""
     users = s.scalars(sa.select(User).order_by(User.name)).all()
     roles = {}
-    for user_id, project, role in s.execute(
+    for row in s.execute(
             sa.select(RoleAssignment.user_id, Project.name, RoleAssignment.role)
             .join(Project, Project.id == RoleAssignment.project_id)
             .order_by(Project.name, RoleAssignment.role)):
-        roles.setdefault(user_id, {}).setdefault(project, []).append(role)
+        roles.setdefault(row.user_id, {}).setdefault(row.name, []).append(row.role)
     return [(u, roles.get(u.id, {})) for u in users]
 
 
