@@ -158,7 +158,8 @@ def test_changes_since(member, make_vm, db):
     assert ids(member.get("/servers?changes-since=2025-12-31T00:00:00Z")) == [vm]
     assert ids(member.get("/servers?changes-since=2026-01-01T00:00:01%2B00:00")) == [vm]
     assert ids(member.get("/servers?changes-since=2099-01-01T00:00:00Z")) == []
-    assert "changes-since" in fault(member.get("/servers?changes-since=yesterday"), 400)
+    for bad in ("yesterday", "0001-01-01T00:00:00%2B01:00", "9999-12-31T23:59:59-01:00"):
+        assert "changes-since" in fault(member.get("/servers?changes-since=" + bad), 400)
     with db.transaction() as s:
         db_api.instance_soft_delete(s, vm)
     assert ids(member.get("/servers")) == []

@@ -76,11 +76,11 @@ def _changes_since():
         text = text.replace(" ", "+")
     try:
         when = datetime.datetime.fromisoformat(text)
-    except ValueError:
+        if when.tzinfo is not None:
+            when = when.astimezone(datetime.timezone.utc).replace(tzinfo=None)
+    except (ValueError, OverflowError):   # overflow: e.g. year 1 at +01:00 is year 0 in UTC
         raise exception.ValidationError(
             field="changes-since", reason="must be an ISO 8601 date and time") from None
-    if when.tzinfo is not None:
-        when = when.astimezone(datetime.timezone.utc).replace(tzinfo=None)
     return when
 
 
@@ -106,8 +106,8 @@ def _list(detailed, collection):
         found = db_servers.page(s, _list_scope(), filters, limit, marker,
                                 status_of=server_views.status)
         if detailed:
-            views = views_for(s, found)
-            items = [views.detail(inst) for inst in found]
+            server_view = views_for(s, found)
+            items = [server_view.detail(inst) for inst in found]
         else:
             items = [server_views.summary(inst) for inst in found]
     return jsonify({"servers": items, **paging.links(collection, items, limit)})
