@@ -197,3 +197,11 @@ def test_max_count_stops_at_the_quota_min_count_does_not(member, admin, image, d
 def test_min_count_over_max_count(member, image):
     assert "max_count" in fault(member.post("/servers", server(image, min_count=3,
                                                                max_count=2)), 400)
+
+
+def test_a_name_too_long_for_the_numbered_names_is_a_400(member, image, db):
+    create(member, server(image, name="x" * 255))
+    assert "name" in fault(member.post("/servers", server(image, name="y" * 254,
+                                                          min_count=2)), 400)
+    with db.transaction() as s:
+        assert len(db_api.instance_list(s)) == 1

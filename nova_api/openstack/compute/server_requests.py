@@ -103,7 +103,8 @@ def network_uuid(network_name):
 
 
 def check_name(name, field="name"):
-    """Names fit the column that stores them (Nova's 255 once it is that wide)."""
+    """Names fit the column that stores them (255 characters, as Nova's),
+    "-<n>" of a multiple create included."""
     longest = Instance.__table__.c.name.type.length
     if longest and len(name) > longest:
         raise exception.ValidationError(field=field, reason="must be at most %d characters "
