@@ -66,7 +66,9 @@ user_token() {  # PROJECT USER ROLE [password] -> token (created once, kept in $
     cat "$CREDS/$2.token"
 }
 # Passwords are for the OpenStack clients (Keystone v3 under /identity): a
-# clouds.yaml with a cloud per user.
+# clouds.yaml with a cloud per user. No floating IPs (no network service):
+# without floating_ip_source None, openstacksdk's create_server(wait=True)
+# asks Nova for a floating IP pool.
 CLOUDS=$STATE/clouds.yaml
 echo "clouds:" > "$CLOUDS.tmp" && chmod 600 "$CLOUDS.tmp"
 for who in admin:admin:admin demo:demo:member; do
@@ -85,6 +87,7 @@ for who in admin:admin:admin demo:demo:member; do
       project_domain_name: Default
     region_name: RegionOne
     identity_api_version: 3
+    floating_ip_source: None
 YAML
 done
 mv "$CLOUDS.tmp" "$CLOUDS"

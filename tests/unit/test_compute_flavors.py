@@ -123,6 +123,13 @@ def test_admin_creates_and_deletes(admin, member):
     assert create(admin, name="f2", id=42).status_code == 200   # id and name free again
 
 
+def test_a_null_description_as_openstacksdk_sends_it_is_no_description(admin):
+    r = create(admin, name="sdk.tiny", description=None)
+    assert r.status_code == 200, r.get_data(as_text=True)
+    assert set(r.get_json()["flavor"]) == DETAIL_KEYS   # nothing of 2.55 answered
+    assert "flavor.description" in fault(create(admin, name="f9", description="small"), 400)
+
+
 @pytest.mark.parametrize("flavor,field", [
     ({"ram": 0}, "flavor.ram"), ({"ram": "x"}, "flavor.ram"), ({"vcpus": -1}, "flavor.vcpus"),
     ({"vcpus": 2 ** 31}, "flavor.vcpus"), ({"disk": "-1"}, "flavor.disk"),
