@@ -44,6 +44,7 @@ def body_cap(api_conf):
 
 
 def main(argv=None):
+    service.tune_malloc()
     conf = config.parse_args(sys.argv[1:] if argv is None else argv, prog="mininova-api")
     log.setup(conf, "mininova-api")
     rpc.protocol.set_sender("api", conf.host)  # "sender" in its messages

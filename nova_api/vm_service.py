@@ -64,7 +64,8 @@ class VMService:
             group = db_hosts.group_get(s, ctxt.project_id, group_ref) if group_ref else None
             if key_name is not None:
                 fields.update(key_name=key_name, key_data=self._public_key(s, ctxt, key_name))
-            vm_fields.metadata_count(len(metadata), self._metadata_limit(s, ctxt.project_id))
+            if metadata:  # none: nothing to count against the limit, nothing to store
+                vm_fields.metadata_count(len(metadata), self._metadata_limit(s, ctxt.project_id))
             vm = db_api.instance_insert(
                 s, name=name, project_id=ctxt.project_id, user_id=ctxt.user_id,
                 image_id=image.id, flavor_id=flavor.id, vcpus=flavor.vcpus,
@@ -72,7 +73,8 @@ class VMService:
                 vm_state=states.BUILDING, task_state=states.SCHEDULING,
                 mac_address=random_mac(), group_id=group.id if group else None,
                 name_scope=self._name_scope_key(ctxt), **fields)
-            vm["metadata"] = instance_metadata.replace(s, vm["id"], metadata)
+            vm["metadata"] = (instance_metadata.replace(s, vm["id"], metadata) if metadata
+                              else {})
             # In the same transaction: a create costs one commit, not three.
             action_id = self._action_accepted(s, ctxt, vm["id"], "create",
                                               "stored; cast to the conductor")

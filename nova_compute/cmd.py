@@ -12,6 +12,7 @@ from nova_conductor.rpcapi import ConductorRPCAPI
 
 
 def main(argv=None):
+    service.tune_malloc()
     conf = config.parse_args(sys.argv[1:] if argv is None else argv, prog="mininova-compute")
     log.setup(conf, "mininova-compute")
     rpc.protocol.set_sender("compute", conf.host)  # "sender" in its messages

@@ -17,6 +17,7 @@ from nova_scheduler.rpcapi import SchedulerRPCAPI
 
 
 def main(argv=None):
+    service.tune_malloc()
     conf = config.parse_args(sys.argv[1:] if argv is None else argv, prog="mininova-conductor")
     log.setup(conf, "mininova-conductor")
     rpc.protocol.set_sender("conductor", conf.host)  # "sender" in its messages

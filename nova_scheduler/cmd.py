@@ -10,6 +10,7 @@ from nova_scheduler.manager import SchedulerManager
 
 
 def main(argv=None):
+    service.tune_malloc()
     conf = config.parse_args(sys.argv[1:] if argv is None else argv, prog="mininova-scheduler")
     log.setup(conf, "mininova-scheduler")
     rpc.protocol.set_sender("scheduler", conf.host)  # "sender" in its messages
