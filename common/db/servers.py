@@ -5,13 +5,19 @@ Nova's order (newest first) with Nova's filters.
 Scope: ``project_id`` None means every project (admins only; the caller
 decides). Live VMs only, except with ``changes_since``, which, as in Nova,
 also returns the VMs deleted since then (status DELETED)."""
-import re
+import time
 
+import regex
 import sqlalchemy as sa
 
 from common import exception
 from common.db.api import is_uuid
 from common.db.models import Instance, Flavor
+
+# The time one list may spend in its filters' regular expressions (the
+# ``regex`` module's search timeout; ``re`` has none): a pattern that
+# backtracks catastrophically, e.g. ``(a+)+$``, must not hold an API thread.
+SEARCH_BUDGET = 1.0
 
 
 def get(s, server_id, project_id=None):
@@ -50,26 +56,43 @@ def _search(pattern):
     searched for literally (OSC looks names up with ``?name=<the name>``,
     and a name may hold "(" or "[")."""
     try:
-        return re.compile(pattern)
-    except (re.error, OverflowError, RecursionError):
-        return re.compile(re.escape(pattern))
+        return regex.compile(pattern)
+    except (regex.error, OverflowError, RecursionError, ValueError):
+        return regex.compile(regex.escape(pattern))
 
 
-def _matcher(filters, status_of):
+class _Budget:
+    """Searches that share one deadline; past it, Invalid (400) naming the
+    filter whose expression took too long."""
+
+    def __init__(self, seconds):
+        self.deadline = time.monotonic() + seconds
+
+    def search(self, field, compiled, text):
+        try:
+            return compiled.search(text, timeout=max(self.deadline - time.monotonic(), 0.001))
+        except TimeoutError:
+            raise exception.Invalid(
+                reason="the %s filter's regular expression takes too long to match; "
+                       "simplify it" % field) from None
+
+
+def _matcher(filters, status_of, budget):
     name = _search(filters.name) if filters.name is not None else None
     ip = _search(filters.ip) if filters.ip is not None else None
     ip6 = _search(filters.ip6) if filters.ip6 is not None else None
     status = filters.status.upper() if filters.status is not None else None
 
     def matches(inst):
-        if name is not None and not name.search(inst.name or ""):
+        if name is not None and not budget.search("name", name, inst.name or ""):
             return False
         if status is not None and status_of(inst.vm_state, inst.task_state) != status:
             return False
         address = inst.ip_address or ""
-        if ip is not None and (":" in address or not address or not ip.search(address)):
+        if ip is not None and (":" in address or not address
+                               or not budget.search("ip", ip, address)):
             return False
-        if ip6 is not None and (":" not in address or not ip6.search(address)):
+        if ip6 is not None and (":" not in address or not budget.search("ip6", ip6, address)):
             return False
         return True
     return matches
@@ -107,7 +130,7 @@ def page(s, project_id, filters, limit, marker=None, status_of=None):
         return []
     if not filters.in_python():
         return list(s.scalars(query.limit(limit)))
-    matches = _matcher(filters, status_of)
+    matches = _matcher(filters, status_of, _Budget(SEARCH_BUDGET))
     found = []
     for inst in s.scalars(query.execution_options(yield_per=200)):
         if matches(inst):

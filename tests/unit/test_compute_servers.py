@@ -153,6 +153,13 @@ def test_filters(member, make_vm):
         db1, web2, web1]
 
 
+def test_a_catastrophic_name_regex_is_a_400_not_a_held_thread(member, make_vm):
+    make_vm("a" * 60 + "!")
+    pattern = urllib.parse.quote("(a|aa)+$")   # backtracks exponentially on that name
+    assert "name" in fault(member.get("/servers?name=" + pattern), 400)
+    assert "name" in fault(member.get("/servers/detail?name=" + pattern), 400)
+
+
 def test_changes_since(member, make_vm, db):
     vm = make_vm("vm1")
     assert ids(member.get("/servers?changes-since=2025-12-31T00:00:00Z")) == [vm]
