@@ -1,7 +1,7 @@
 """The unmodified ``openstack`` CLI (python-openstackclient, openstacksdk)
 on a real stack (API on waitress, PostgreSQL, RabbitMQ, a compute on the
 fake driver): flavors, keypairs, server groups, quotas and limits as a
-member, hypervisors and compute services as an admin, all at 2.1 through
+member, hypervisors, compute services and availability zones, all at 2.1 through
 the real version discovery and microversion negotiation."""
 import json
 import os
@@ -140,3 +140,11 @@ def test_hypervisors_and_compute_services(stack):
     assert status() == "disabled"
     osc(stack, "admin", "compute", "service", "set", "--enable", stack.host, "nova-compute")
     wait_for(lambda: status() == "enabled", 30, what="the compute enabled again")
+
+
+def test_availability_zones(stack):
+    zones = osc(stack, "demo", "availability", "zone", "list", "--compute", "-f", "json")
+    assert [(z["Zone Name"], z["Zone Status"]) for z in zones] == [("nova", "available")]
+    detailed = osc(stack, "admin", "availability", "zone", "list", "--compute", "--long",
+                   "-f", "json")
+    assert ("nova", stack.host) in {(z["Zone Name"], z["Host Name"]) for z in detailed}
