@@ -10,6 +10,7 @@ from common.db.allocations import Resources
 from nova_compute.imagecache import ImageCache, read_file_chunks
 from nova_compute.manager import ComputeManager
 from nova_compute.virt import fake_libvirt
+from nova_compute.virt.libvirt import network as vnetwork
 from nova_conductor.manager import ConductorManager
 
 CTXT = context.RequestContext(project_id="p")
@@ -64,9 +65,20 @@ def placed_vm(db, conf, image_path, checksum, name="vm1"):
 def manager(conf, db):
     m = make_manager(conf, db)
     yield m
-    for inst in m.driver.list_instances():
-        m.driver.destroy(inst["id"])
-    m.driver.cleanup_host()
+    clean_up(m.driver)
+
+
+def clean_up(driver):
+    """Destroy the test's domains and drop every DHCP host entry left in the
+    network: test:///default is shared by the process while any connection
+    is open, so an entry left here takes an address from a later test."""
+    for inst in driver.list_instances():
+        driver.destroy(inst["id"])
+    if driver.network_name:
+        net = driver._connection().networkLookupByName(driver.network_name)
+        for _mac, _ip, name in vnetwork.dhcp_hosts(net.XMLDesc(0)):
+            driver.unplug_fixed_ip(name[len(vnetwork.HOST_NAME_PREFIX):])
+    driver.cleanup_host()
 
 
 def row(db, instance_id):
@@ -212,9 +224,7 @@ def build_with_events(conf, db, base_image, **hooks):
     instance, image = placed_vm(db, conf, *base_image)
     manager.sources[image["id"]] = base_image[0]
     manager.build_instance(CTXT, instance, image)
-    for inst in manager.driver.list_instances():
-        manager.driver.destroy(inst["id"])
-    manager.driver.cleanup_host()
+    clean_up(manager.driver)
     return conductor.calls
 
 

@@ -24,6 +24,7 @@ from nova_compute.virt import configdrive, fake_libvirt
 from nova_compute.virt import driver as virt_driver
 from nova_compute.virt.libvirt import config as vconfig
 from nova_conductor.manager import ConductorManager
+from tests.unit.test_compute_manager import clean_up
 from tests.unit.test_virt_libvirt_moves import B, base_image, hosts  # noqa: F401 (fixtures)
 
 ID = "6f1c1a52-8a55-4a1e-9c35-2f0d3f2a1b7e"
@@ -205,9 +206,7 @@ def fake_driver(tmp_path):
     drv = fake_libvirt.FakeLibvirtDriver(make_conf(tmp_path))
     drv.init_host("cd-host")
     yield drv
-    for inst in drv.list_instances():
-        drv.destroy(inst["id"])
-    drv.cleanup_host()
+    clean_up(drv)
 
 
 def cdroms(drv, instance_id):
@@ -308,9 +307,7 @@ def build_host(conf, db, tmp_path):
             allocations.allocate(s, row.id, conf.host, Resources(1, 128, 1), (16.0, 1.5, 1.0))
             return payloads.instance(row), payloads.image(image)
     yield manager, drv, place
-    for inst in drv.list_instances():
-        drv.destroy(inst["id"])
-    drv.cleanup_host()
+    clean_up(drv)
 
 
 CTXT = context.RequestContext(project_id="p")

@@ -23,7 +23,7 @@ from nova_conductor.manager import ConductorManager
 from nova_conductor.watchdog import Watchdog
 from tests.unit.conftest import token_for
 from tests.unit.test_compute_manager import (  # noqa: F401 (fixture)
-    CTXT, base_image, make_manager, placed_vm, row)
+    CTXT, base_image, clean_up, make_manager, placed_vm, row)
 from mininova_lab.waiting import wait_for
 
 
@@ -37,9 +37,7 @@ def managers(conf, db):
         return made[-1]
     yield make
     for manager in made:
-        for inst in manager.driver.list_instances():
-            manager.driver.destroy(inst["id"])
-        manager.driver.cleanup_host()
+        clean_up(manager.driver)
 
 
 def build(manager, db, conf, base_image, name="vm1"):
