@@ -9,6 +9,7 @@ PAUSED = "paused"
 SUSPENDED = "suspended"
 ERROR = "error"
 DELETED = "deleted"
+RESIZED = "resized"  # a resize or cold migration awaits confirm or revert
 
 # The vm_states of a VM at rest: built, not deleted, not in error. Its domain
 # belongs on its host, and the hypervisor's power state is its truth.
@@ -27,6 +28,15 @@ SUSPENDING = "suspending"
 RESUMING = "resuming"
 DELETING = "deleting"
 REBUILDING = "rebuilding"
+# Moves and snapshots (Nova's names).
+IMAGE_SNAPSHOT = "image_snapshot"
+RESIZE_PREP = "resize_prep"            # destination chosen, being prepared
+RESIZE_MIGRATING = "resize_migrating"  # source powering off, disk set aside
+RESIZE_FINISH = "resize_finish"        # destination defines and starts it
+RESIZE_REVERTING = "resize_reverting"
+RESIZE_CONFIRMING = "resize_confirming"
+MIGRATING = "migrating"                # live migration in progress
+REBUILD_SPAWNING = "rebuild_spawning"  # evacuation: rebuilt on another host
 
 # power_state: what the hypervisor says.
 RUNNING = "running"
@@ -45,6 +55,7 @@ _STATUS_BY_VM_STATE = {
     SUSPENDED: "SUSPENDED",
     ERROR: "ERROR",
     DELETED: "DELETED",
+    RESIZED: "VERIFY_RESIZE",
 }
 
 # A task in progress overrides the resting status where Nova's API does so.
@@ -53,6 +64,12 @@ _STATUS_BY_TASK = {
     REBOOTING: "REBOOT",
     REBOOTING_HARD: "HARD_REBOOT",
     REBUILDING: "REBUILD",
+    REBUILD_SPAWNING: "REBUILD",
+    RESIZE_PREP: "RESIZE",
+    RESIZE_MIGRATING: "RESIZE",
+    RESIZE_FINISH: "RESIZE",
+    RESIZE_REVERTING: "REVERT_RESIZE",
+    MIGRATING: "MIGRATING",
 }
 
 
@@ -75,6 +92,13 @@ ACTION_GUARDS = {
     "suspend": ((ACTIVE,), SUSPENDING),
     "resume": ((SUSPENDED,), RESUMING),
     "rebuild": ((ACTIVE, STOPPED, ERROR), REBUILDING),
+    "snapshot": ((ACTIVE, STOPPED, PAUSED, SUSPENDED), IMAGE_SNAPSHOT),
+    "resize": ((ACTIVE, STOPPED), RESIZE_PREP),
+    "migrate": ((ACTIVE, STOPPED), RESIZE_PREP),
+    "confirm_resize": ((RESIZED,), RESIZE_CONFIRMING),
+    "revert_resize": ((RESIZED,), RESIZE_REVERTING),
+    "live_migrate": ((ACTIVE, PAUSED), MIGRATING),
+    "evacuate": ((ACTIVE, STOPPED, ERROR), REBUILDING),
 }
 
 # Where each task ends when it succeeds.
