@@ -7,7 +7,9 @@
 #     loads the modules, starts acpid (ACPI power button -> poweroff), prints
 #     "MININOVA-GUEST-BOOTED" on the serial console, runs udhcpc on eth0 and
 #     prints "MININOVA-GUEST-UP ip=A.B.C.D" once it has a lease; then it idles
-#     with a root shell on the console (ttyS0)
+#     with a root shell on the console (ttyS0); with "mininova_tick": "N" in the
+#     config drive's metadata, "MININOVA-TICK boot=<boot id> up=<uptime>" every
+#     N seconds (continuity across a live migration)
 #   - an OpenStack config drive, when there is one (a CD-ROM or disk labelled
 #     config-2; tiny-image/config-drive.sh): the host name from meta_data.json,
 #     its public_keys for root in dropbear (SSH, keys only; Debian's dropbear-bin
@@ -188,6 +190,18 @@ acpid -l /dev/console || echo "init: acpid failed to start"
 
 echo "mininova: hostname $(hostname), kernel $(uname -r), $(cut -d' ' -f1 /proc/uptime) s since kernel start"
 echo "MININOVA-GUEST-BOOTED"
+
+# A heartbeat when the config drive's metadata asks for one ("mininova_tick":
+# seconds between two lines): this boot's id and the uptime, so that a reader
+# tells a guest that kept running (a live migration) from one that booted again.
+tick=$(cd_get meta_data meta.mininova_tick 2>/dev/null) || tick=
+case $tick in ''|*[!0-9]*|0) ;; *)
+    boot=$(cat /proc/sys/kernel/random/boot_id)
+    while :; do
+        echo "MININOVA-TICK boot=$boot up=$(cut -d' ' -f1 /proc/uptime)"
+        sleep "$tick"
+    done &
+esac
 
 ip link set lo up
 if [ -e /sys/class/net/eth0 ]; then

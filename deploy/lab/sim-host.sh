@@ -21,6 +21,8 @@
 #   NETNS=mn-NAME
 #   HOST_IP=10.77.INDEX.2
 #   GATEWAY_IP=10.77.INDEX.1
+#   MIGRATION_URI=qemu+tcp://10.77.INDEX.2/system (other sim hosts' libvirtd reach
+#     this one there: live migration, peer to peer, no authentication: lab only)
 #   plus INDEX=, LAB_DIR=, LIBVIRT_SOCKET=, FORWARDS= (ports forwarded to loopback)
 #
 # How it works (README.md in this directory has the pitfalls):
@@ -220,6 +222,31 @@ seed_etc() {
     touch "$D/etc/.mininova-lab-seeded"
 }
 
+set_conf() {  # FILE 'key = value': the one setting of key in FILE
+    local key=${2%% *}
+    sed -i -E "/^[[:space:]]*${key}[[:space:]]*=/d" "$1"
+    echo "$2" >> "$1"
+}
+
+# Live migration between sim hosts (peer to peer, block copy): each libvirtd
+# listens on its own address without authentication (lab only: real hosts use
+# TLS or SASL), has a host UUID of its own that stays the same across restarts
+# (libvirt refuses to migrate to a libvirtd with the source's UUID, and with
+# none set it makes up a new one at every start here), and QEMU announces this
+# address for the incoming memory and NBD disk streams (else the host name,
+# which does not resolve in the other namespaces).
+conf_migration() {
+    local h
+    h=$(printf '%s' "$NAME" | md5sum)
+    set_conf "$D/etc/libvirtd.conf" 'listen_tcp = 1'
+    set_conf "$D/etc/libvirtd.conf" 'listen_tls = 0'
+    set_conf "$D/etc/libvirtd.conf" "listen_addr = \"$IP\""
+    set_conf "$D/etc/libvirtd.conf" 'auth_tcp = "none"'
+    set_conf "$D/etc/libvirtd.conf" \
+        "host_uuid = \"${h:0:8}-${h:8:4}-${h:12:4}-${h:16:4}-${h:20:12}\""
+    set_conf "$D/etc/qemu.conf" "migration_host = \"$IP\""
+}
+
 setup_net() {
     [[ -e /run/netns/$NETNS ]] || ip netns add "$NETNS"
     if ! ip link show "$HOSTIF" >/dev/null 2>&1; then
@@ -292,7 +319,7 @@ if [[ $3 == 1 ]]; then
         </dev/null >>"$D/logs/virtlogd.log" 2>&1 &
 fi
 if [[ $4 == 1 ]]; then
-    setsid taskset -c "$6" tini -s -- "$D/bin/libvirtd-lab" -p "$D/pids/libvirtd.pid" \
+    setsid taskset -c "$6" tini -s -- "$D/bin/libvirtd-lab" --listen -p "$D/pids/libvirtd.pid" \
         </dev/null >>"$D/logs/libvirtd.log" 2>&1 &
     echo $! > "$D/pids/tini.pid"
 fi
@@ -348,6 +375,7 @@ facts() {
     echo "INDEX=$INDEX"
     echo "LAB_DIR=$D"
     echo "LIBVIRT_SOCKET=$SOCK"
+    echo "MIGRATION_URI=qemu+tcp://$IP/system"
     echo "FORWARDS=$(paste -sd, "$D/forwards" 2>/dev/null || true)"
 }
 
@@ -362,6 +390,7 @@ do_up() {
     fi
     make_dirs
     seed_etc
+    conf_migration
     setup_net
     for p in ${SIM_HOST_FORWARD-5672}; do start_forward "$p"; done
     start_daemons

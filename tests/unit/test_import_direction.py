@@ -44,7 +44,8 @@ MAY_IMPORT = {
 # Who may ``import libvirt``: the drivers, and the tools that drive libvirt
 # itself rather than mininova (the bench's physical floor: libvirt-python
 # without mininova; a lab host's private libvirtd).
-LIBVIRT_IMPORTERS = ("nova_compute.virt", "bench", "mininova_lab.sim_host")
+LIBVIRT_IMPORTERS = ("nova_compute.virt", "bench", "mininova_lab.sim_host",
+                     "mininova_lab.raw_migration")
 
 # (importing module, imported name) -> why it is still there. Each entry must
 # still occur: remove it with the import it excuses.
