@@ -167,6 +167,13 @@ class Conflict(MininovaException):
     msg_fmt = "%(reason)s"
 
 
+class ComputeServiceInUse(Conflict):
+    """An evacuation of a VM whose host's compute service is still up."""
+    msg_fmt = ("The compute service of host %(host)s is still up (its last heartbeat "
+               "%(age)s ago, within service_down_time %(down_after)d s): only a VM of a "
+               "down host can be evacuated.")
+
+
 class DuplicateName(Conflict):
     msg_fmt = "A %(kind)s named '%(name)s' already exists."
 

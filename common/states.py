@@ -145,5 +145,10 @@ def vm_state_for_power(vm_state, power_state):
 # Moves (the ``migrations`` table): their types, and the statuses of a move
 # that has ended (its hosts are no longer in transit).
 MIGRATION_TYPES = ("resize", "migration", "live-migration", "evacuation")
+# An evacuation is "done" once the VM runs on its destination: the move is
+# over for every host's ownership, but its source (down) still has to destroy
+# its stale copy and give back the source allocation its record holds, which
+# makes it "completed".
 MIGRATION_ENDED = frozenset({"confirmed", "reverted", "completed", "error", "failed",
-                             "cancelled"})
+                             "cancelled", "done"})
+EVACUATION_DONE = "done"

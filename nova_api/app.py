@@ -5,7 +5,7 @@ import time
 from flask import Flask, Response, g, request
 
 from common import context, metrics
-from nova_api import auth, errors, vm_service
+from nova_api import auth, errors, evacuation, vm_service
 from nova_api import openstack
 from nova_api.blueprints import (actions, flavors, images, openapi, quotas, server_groups,
                                   services, versions, vms)
@@ -29,6 +29,8 @@ def create_app(conf, db, build_client, compute_rpcapi, revocations=None):
         "vm_service": vm_service.VMService(db, build_client, compute_rpcapi,
                                            host=conf.host, quota_defaults=quota_defaults(conf),
                                            name_scope=conf.api.unique_vm_name_scope),
+        "evacuations": evacuation.EvacuationService(db, build_client, conf,
+                                                    host=conf.host),
     }
     tokens = auth.TokenCache(db, conf.api.token_cache_seconds, revocations)
     errors.register(app)

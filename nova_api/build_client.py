@@ -3,7 +3,8 @@
 The conductor's build_instances (conductor RPC 1.4) places the VM and casts
 its build. While conductors of the previous release run (``[upgrade_levels]
 conductor`` below 1.4), so do its schedulers, which place and cast the build
-themselves: the create goes to their schedule_instance instead."""
+themselves: the create goes to their schedule_instance instead. An
+evacuation goes to the conductor only (1.5; RPCVersionCapError below)."""
 
 
 class BuildClient:
@@ -16,3 +17,6 @@ class BuildClient:
             self.conductor_rpcapi.build_instances(ctxt, instance_id, action_id=action_id)
         else:
             self.scheduler_rpcapi.schedule_instance(ctxt, instance_id, action_id=action_id)
+
+    def evacuate_instance(self, ctxt, instance_id, migration_uuid, host=None):
+        self.conductor_rpcapi.evacuate_instance(ctxt, instance_id, migration_uuid, host)

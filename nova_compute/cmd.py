@@ -31,6 +31,9 @@ def main(argv=None):
     # scheduler must find this host up, and it stays up however long
     # init_host takes (the heartbeats go on from here).
     admin = context.get_admin_context()
+    # Before anything is reported: no heartbeat may count this host up (nor
+    # a power sync run) while a copy of a VM evacuated away from it lives.
+    manager.destroy_evacuated_instances(admin)
     manager.report_in(admin)
     heartbeat = service.PeriodicTask("heartbeat", manager.heartbeat,
                                      conf.compute.heartbeat_interval,

@@ -17,6 +17,7 @@ from nova_compute.addresses import AddressWatcher
 from nova_compute.audit_responder import AuditResponder
 from nova_compute.builder import Builder
 from nova_compute.deleter import Deleter
+from nova_compute.evacuator import Evacuator
 from nova_compute.fixed_ips import FixedIps
 from nova_compute.inflight import BuildTracker, CancelRegistry
 from common.locks import KeyedLocks
@@ -36,7 +37,7 @@ class ComputeManager:
         "build_instance", "terminate_instance", "get_console_output",
         "stop_instance", "start_instance", "reboot_instance", "pause_instance",
         "unpause_instance", "suspend_instance", "resume_instance", "rebuild_instance",
-        "audit_report", "audit_fix"})
+        "audit_report", "audit_fix", "evacuate_instance"})
 
     def __init__(self, driver, conductor_api, image_cache, conf, report_deadline=120.0,
                  report_delay=0.5):
@@ -63,6 +64,8 @@ class ComputeManager:
         self.rebuilder = Rebuilder(driver, self.conductor, image_cache, self.power, conf)
         self.settler = StartupSettler(driver, self.conductor, self.locks, self.deleter,
                                       self.power, conf)
+        self.evacuator = Evacuator(driver, self.conductor, image_cache, self.locks,
+                                   self.timeline, self.fixed_ips, conf)
         self.audit = AuditResponder(driver, conductor_api, image_cache, self.locks,
                                     self.addresses, conf)
 
@@ -77,6 +80,12 @@ class ComputeManager:
                     and inst["vm_state"] == states.ACTIVE and inst["mac_address"]
                     and not inst["ip_address"]):
                 self.addresses.expect(inst["id"], inst["mac_address"])
+
+    def destroy_evacuated_instances(self, ctxt):
+        """At start, before this host reports anything (its first heartbeat,
+        any power sync): destroy the copies of VMs evacuated away from it
+        while it was down (Nova's _destroy_evacuated_instances)."""
+        return self.evacuator.destroy_evacuated(ctxt)
 
     def _report_address(self, ctxt, instance_id, ip_address):
         self.conductor.instance_set_address(ctxt, instance_id, self.host, ip_address)
@@ -117,6 +126,11 @@ class ComputeManager:
 
     def rebuild_instance(self, ctxt, instance_id, image):
         self.rebuilder.rebuild(ctxt, instance_id, image)
+
+    def evacuate_instance(self, ctxt, instance_id, image, migration_uuid):
+        """(message 1.3) Rebuild here, from ``image``, a VM evacuated from its
+        down host."""
+        self.evacuator.rebuild_here(ctxt, instance_id, image, migration_uuid)
 
     def audit_report(self, ctxt):
         return self.audit.report()

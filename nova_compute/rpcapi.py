@@ -8,11 +8,12 @@ Version history (a server at X.Y takes X.0 to X.Y; a client capped by
   suspend_instance, resume_instance, audit_report, audit_fix
 * 1.1 - build_instance takes ``action_id`` (sent back with the build's report)
 * 1.2 - rebuild_instance
+* 1.3 - evacuate_instance (the destination of an evacuation rebuilds the VM)
 """
 from common import rpc
 
 TOPIC = "compute"
-VERSION = "1.2"
+VERSION = "1.3"
 
 
 class ComputeRPCAPI:
@@ -68,6 +69,13 @@ class ComputeRPCAPI:
         below 1.2 (hosts not all upgraded): RPCVersionCapError, nothing sent."""
         self._host_client(host, "1.2").cast(ctxt, "rebuild_instance",
                                             instance_id=instance_id, image=image)
+
+    def evacuate_instance(self, ctxt, host, instance_id, image, migration_uuid):
+        """Rebuild on ``host`` the VM evacuated by ``migration_uuid``; under
+        a cap below 1.3: RPCVersionCapError, nothing sent."""
+        self._host_client(host, "1.3").cast(ctxt, "evacuate_instance",
+                                            instance_id=instance_id, image=image,
+                                            migration_uuid=migration_uuid)
 
     def get_console_output(self, ctxt, host, instance_id, lines):
         return self.client.prepare(server=host, timeout=10).call(

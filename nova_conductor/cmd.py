@@ -12,6 +12,7 @@ from nova_conductor import rpcapi
 from nova_conductor.db_metrics import DatabaseCollector
 from nova_conductor.manager import ConductorManager
 from nova_conductor.tasks.build import BuildTask
+from nova_conductor.tasks.evacuate import EvacuateTask
 from nova_conductor.watchdog import Watchdog
 from nova_scheduler.rpcapi import SchedulerRPCAPI
 
@@ -29,8 +30,11 @@ def main(argv=None):
     # (nova_scheduler/rpcapi.py); [upgrade_levels] scheduler caps the APIs.
     build_task = BuildTask(db, SchedulerRPCAPI(transport), compute,
                            Timeline(DbSink(db), conf.host))
+    evacuate_task = EvacuateTask(db, SchedulerRPCAPI(transport), compute,
+                                 Timeline(DbSink(db), conf.host), conf.host)
     conductor = ConductorManager(db, build_task,
-                                 max_attempts=conf.scheduler.max_attempts, host=conf.host)
+                                 max_attempts=conf.scheduler.max_attempts, host=conf.host,
+                                 evacuate_task=evacuate_task)
 
     def heartbeat(ctxt):
         with db.transaction() as s:

@@ -20,6 +20,7 @@ from common.db import api as db_api
 from common.db.models import Instance, utcnow
 from common.fixed_networks import FixedNetwork
 from common.timeline import DbSink, Timeline
+from nova_conductor.tasks.evacuate import EvacuateTask
 
 LOG = logging.getLogger(__name__)
 
@@ -33,16 +34,21 @@ class ConductorManager:
         "instance_power_sync", "instance_vanished", "instance_spawned",
         "instance_failed_builds_for_host", "instance_build_failed",
         "instance_build_interrupted", "instance_terminated", "action_event", "action_finish",
-        "fixed_ip_allocate", "build_instances"})
+        "fixed_ip_allocate", "build_instances", "evacuate_instance", "evacuation_done",
+        "evacuation_failed", "evacuations_to_clean", "evacuation_source_cleaned"})
 
-    def __init__(self, db, build_task=None, max_attempts=1, host="conductor"):
+    def __init__(self, db, build_task=None, max_attempts=1, host="conductor",
+                 evacuate_task=None):
         """``build_task``: a ``tasks.build.BuildTask``, which runs the builds
         the API casts here; ``max_attempts`` > 1 (with a ``build_task``) hands
-        a VM whose build failed back to it for another host."""
+        a VM whose build failed back to it for another host;
+        ``evacuate_task``: a ``tasks.evacuate.EvacuateTask`` (default: one
+        that only takes the compute hosts' reports)."""
         self.db = db
         self.build_task = build_task
         self.max_attempts = max_attempts if build_task is not None else 1
         self.timeline = Timeline(DbSink(db), host)
+        self.evacuations = evacuate_task or EvacuateTask(db, None, None, self.timeline, host)
 
     def build_instances(self, ctxt, instance_id, action_id=None):
         """(message 1.4) Place a VM stored in 'scheduling' and cast its build.
@@ -50,6 +56,27 @@ class ConductorManager:
         if not isinstance(instance_id, str):
             raise TypeError("instance_id must be a string, not %s" % type(instance_id).__name__)
         self.build_task.build_instances(ctxt, instance_id, action_id=action_id)
+
+    # -- evacuation (message 1.5; nova_conductor/tasks/evacuate.py) ---------
+
+    def evacuate_instance(self, ctxt, instance_id, migration_uuid, host=None):
+        """From the API: place the VM of a down host elsewhere and rebuild it
+        there (``host``: the admin's choice of destination)."""
+        if not isinstance(instance_id, str):
+            raise TypeError("instance_id must be a string, not %s" % type(instance_id).__name__)
+        self.evacuations.evacuate(ctxt, instance_id, migration_uuid, host)
+
+    def evacuation_done(self, ctxt, instance_id, host, migration_uuid, power_state):
+        return self.evacuations.done(ctxt, instance_id, host, migration_uuid, power_state)
+
+    def evacuation_failed(self, ctxt, instance_id, host, migration_uuid, reason):
+        return self.evacuations.failed(ctxt, instance_id, host, migration_uuid, reason)
+
+    def evacuations_to_clean(self, ctxt, host):
+        return self.evacuations.to_clean(ctxt, host)
+
+    def evacuation_source_cleaned(self, ctxt, migration_uuid, host):
+        return self.evacuations.source_cleaned(ctxt, migration_uuid, host)
 
     def service_heartbeat(self, ctxt, host, binary, resources=None):
         with self.db.transaction() as s:

@@ -19,11 +19,14 @@ Version history (a server at X.Y takes X.0 to X.Y; a client capped by
   together, before the APIs (computes last): an API capped below 1.4 casts
   schedule_instance to the (older) schedulers instead, and an older API's
   schedule_instance reaching a newer scheduler is handed to the conductor.
+* 1.5 - evacuate_instance (from the API), evacuation_done and
+  evacuation_failed (the destination's reports), evacuations_to_clean and
+  evacuation_source_cleaned (the source, back up, destroys its stale copies)
 """
 from common import rpc
 
 TOPIC = "conductor"
-VERSION = "1.4"
+VERSION = "1.5"
 
 
 class ConductorRPCAPI:
@@ -51,6 +54,36 @@ class ConductorRPCAPI:
         build to the compute and back."""
         self.client.prepare(version="1.4").cast(ctxt, "build_instances",
                                                  instance_id=instance_id, action_id=action_id)
+
+    # Evacuation (1.5): a compute older than 1.5 never receives an evacuation.
+    def evacuate_instance(self, ctxt, instance_id, migration_uuid, host=None):
+        """Place the VM of a down host elsewhere and rebuild it there (a cast).
+        Capped below 1.5: RPCVersionCapError, nothing sent."""
+        self.client.prepare(version="1.5").cast(ctxt, "evacuate_instance",
+                                                 instance_id=instance_id,
+                                                 migration_uuid=migration_uuid, host=host)
+
+    def evacuation_done(self, ctxt, instance_id, host, migration_uuid, power_state):
+        return self.client.prepare(version="1.5").call(
+            ctxt, "evacuation_done", instance_id=instance_id, host=host,
+            migration_uuid=migration_uuid, power_state=power_state)
+
+    def evacuation_failed(self, ctxt, instance_id, host, migration_uuid, reason):
+        return self.client.prepare(version="1.5").call(
+            ctxt, "evacuation_failed", instance_id=instance_id, host=host,
+            migration_uuid=migration_uuid, reason=reason)
+
+    def evacuations_to_clean(self, ctxt, host):
+        """[{"uuid", "instance_id", "status", "host"}]; [] from a conductor
+        older than 1.5 (it knows no evacuation)."""
+        if not self.client.can_send_version("1.5"):
+            return []
+        return self.client.prepare(version="1.5").call(ctxt, "evacuations_to_clean",
+                                                        host=host)
+
+    def evacuation_source_cleaned(self, ctxt, migration_uuid, host):
+        return self.client.prepare(version="1.5").call(
+            ctxt, "evacuation_source_cleaned", migration_uuid=migration_uuid, host=host)
 
     def service_heartbeat(self, ctxt, host, binary, resources, wait=False):
         """A cast; with ``wait`` a call, which returns once the heartbeat is

@@ -16,13 +16,15 @@ from common.db import images as db_images
 from common.db.models import utcnow
 from nova_scheduler import filters
 from nova_scheduler.host_state import HostStateCache
+from nova_scheduler.move_placement import MovePlacement
 
 LOG = logging.getLogger(__name__)
 
 
 class SchedulerManager:
     # What other daemons may call over the scheduler topic (see rpcapi.py).
-    RPC_METHODS = frozenset({"select_destinations", "schedule_instance"})
+    RPC_METHODS = frozenset({"select_destinations", "schedule_instance",
+                             "select_move_destination"})
 
     def __init__(self, db, conductor_rpcapi, conf):
         """``conductor_rpcapi``: where a create from an API older than the
@@ -31,6 +33,7 @@ class SchedulerManager:
         self.conductor_rpcapi = conductor_rpcapi
         self.conf = conf
         self.host_cache = HostStateCache(db)
+        self.moves = MovePlacement(db, self.host_cache, conf, self._request_spec, self._ratios)
 
     def _ratios(self):
         sch = self.conf.scheduler
@@ -55,6 +58,14 @@ class SchedulerManager:
         except exception.ImageNotFound:
             metrics.scheduling_failed("image unavailable")
             raise
+
+    def select_move_destination(self, ctxt, instance_id, migration_uuid, requested_host=None):
+        """(message 1.3) Place the VM's move ``migration_uuid`` on another
+        host than its source (``requested_host`` only, when given): the
+        destination, or None when the move no longer waits for one.
+        InstanceNotFound, MigrationNotFound or NoValidHost."""
+        _check_instance_id(instance_id)
+        return self.moves.select(ctxt, instance_id, migration_uuid, requested_host)
 
     def _select(self, ctxt, instance_id, action_id):
         with self.db.transaction() as s:

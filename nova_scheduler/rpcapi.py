@@ -10,11 +10,13 @@ Version history (a server at X.Y takes X.0 to X.Y; a client capped by
   than the conductor's build_instances (conductor 1.4): the scheduler hands
   it to the conductor. Schedulers and conductors of a release are upgraded
   together (before the APIs; computes last), so the two talk uncapped.
+* 1.3 - select_move_destination: the destination of a VM's move (an
+  evacuation), its source allocation handed to the migration record
 """
 from common import rpc
 
 TOPIC = "scheduler"
-VERSION = "1.2"
+VERSION = "1.3"
 
 
 class SchedulerRPCAPI:
@@ -36,3 +38,11 @@ class SchedulerRPCAPI:
         ImageNotFound, NoValidHost (and MessagingTimeout)."""
         return self.client.prepare(version="1.2").call(
             ctxt, "select_destinations", instance_id=instance_id, action_id=action_id)
+
+    def select_move_destination(self, ctxt, instance_id, migration_uuid, requested_host=None):
+        """Claim a destination for the move ``migration_uuid`` of the VM: the
+        host, or None when the move no longer waits for one. Raises
+        InstanceNotFound, MigrationNotFound, NoValidHost (and MessagingTimeout)."""
+        return self.client.prepare(version="1.3").call(
+            ctxt, "select_move_destination", instance_id=instance_id,
+            migration_uuid=migration_uuid, requested_host=requested_host)

@@ -100,3 +100,13 @@ def as_dict(row):
         return None
     return {"uuid": row.uuid, "source_host": row.source_host, "dest_host": row.dest_host,
             "type": row.migration_type, "status": row.status}
+
+
+def evacuations_to_clean(s, source_host):
+    """The evacuations away from ``source_host`` whose copy there may still
+    exist: in progress, or "done" (rebuilt elsewhere) and not yet cleaned
+    (Nova's _destroy_evacuated_instances reads the same), as rows of FIELDS."""
+    return s.execute(sa.select(*FIELDS).where(
+        M.migration_type == "evacuation", M.source_host == source_host,
+        sa.or_(IN_PROGRESS, M.status == states.EVACUATION_DONE))
+        .order_by(M.created_at, M.id)).all()

@@ -47,6 +47,11 @@ ACTION_ARGS = {
     "suspend": _NO_ARGS, "resume": _NO_ARGS,
     "reboot": {"type": "object", "additionalProperties": False,
                "properties": {"type": {"enum": ["soft", "hard", "SOFT", "HARD"]}}},
+    # Admin: rebuild elsewhere a VM whose host is down (nova_api/evacuation.py).
+    "evacuate": {"type": "object", "additionalProperties": False,
+                 "properties": {"host": dict(validation.REF, description="The destination "
+                                             "(default: the scheduler's choice)."),
+                                "admin_pass": {"type": "string", "maxLength": 255}}},
 }
 # Exactly one action, with its arguments: {"stop": {}}, {"reboot": {"type": "hard"}}.
 ACTION_SCHEMA = {
@@ -185,6 +190,12 @@ def action(ref):
                 '{"%s": {}}' % a for a in ACTIONS))
     name = next(iter(body))
     validation.validate(body, ACTION_SCHEMA)
+    if name == "evacuate":
+        args = body["evacuate"]
+        accepted = _ext()["evacuations"].evacuate(g.context, ref, host=args.get("host"),
+                                                  admin_pass=args.get("admin_pass"))
+        return _json_response({"migration": accepted["migration"],
+                               "admin_pass": accepted["admin_pass"]}, 202)
     hard = name == "reboot" and body["reboot"].get("type", "soft").lower() == "hard"
     _vm_service().action(g.context, ref, name, hard=hard)
     return "", 202
