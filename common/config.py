@@ -192,7 +192,15 @@ compute_opts = [
     cfg.StrOpt("image_api_url", default="http://127.0.0.1:8774",
                help="Where compute downloads images it lacks: GET <url>/v1/images/<id>/file."),
     cfg.StrOpt("image_api_token", secret=True,
-               help="The X-Auth-Token compute sends with those downloads."),
+               help="The X-Auth-Token compute sends with those downloads, and with the "
+                    "uploads of snapshots (PUT <url>/image/v2/images/<id>/file)."),
+    cfg.StrOpt("snapshots_path", default="",
+               help="Directory of the temporary flattened disks of snapshots being "
+                    "uploaded (removed once uploaded or failed). Empty: 'snapshots' "
+                    "beside instances_path."),
+    cfg.IntOpt("image_upload_timeout", default=300, min=1,
+               help="Seconds a snapshot's upload to the image store may wait on one "
+                    "socket operation."),
     cfg.IntOpt("shutdown_timeout", default=60, min=0,
                help="Seconds a guest gets to power off after an ACPI request before "
                     "it is forced off (soft stop and soft reboot)."),

@@ -286,6 +286,10 @@ class MigrationError(MininovaException):
     msg_fmt = "Migration of VM %(instance)s failed: %(reason)s"
 
 
+class SnapshotFailed(MininovaException):
+    msg_fmt = "Snapshot of VM %(instance)s failed: %(reason)s"
+
+
 class MigrationAborted(MigrationError):
     msg_fmt = "Migration of VM %(instance)s was aborted."
 

@@ -111,8 +111,9 @@ TASK_RESULT = {
 def task_result(task_state, power_state):
     """The vm_state a VM rests in when ``task_state`` succeeded and the
     hypervisor shows ``power_state``: the task's end state, except that a
-    rebuild keeps the power the VM had (a stopped VM is rebuilt stopped)."""
-    if task_state == REBUILDING:
+    rebuild keeps the power the VM had (a stopped VM is rebuilt stopped) and
+    a snapshot leaves the VM as it found it."""
+    if task_state in (REBUILDING, IMAGE_SNAPSHOT):
         return _VM_STATE_BY_POWER.get(power_state, ACTIVE)
     return TASK_RESULT[task_state]
 

@@ -5,7 +5,7 @@ import time
 from flask import Flask, Response, g, request
 
 from common import context, metrics
-from nova_api import auth, errors, evacuation, vm_service
+from nova_api import auth, errors, evacuation, vm_service, vm_snapshots
 from nova_api import openstack
 from nova_api.blueprints import (actions, flavors, images, openapi, quotas, server_groups,
                                   services, versions, vms)
@@ -31,6 +31,7 @@ def create_app(conf, db, build_client, compute_rpcapi, revocations=None):
                                            name_scope=conf.api.unique_vm_name_scope),
         "evacuations": evacuation.EvacuationService(db, build_client, conf,
                                                     host=conf.host),
+        "snapshot_service": vm_snapshots.SnapshotService(db, compute_rpcapi, host=conf.host),
     }
     tokens = auth.TokenCache(db, conf.api.token_cache_seconds, revocations)
     errors.register(app)

@@ -2,8 +2,8 @@
 collaborators are put together.
 
 Each RPC method delegates to one collaborator: the Builder (builds), the
-Deleter, PowerTasks, the Reconciler (periodic and event-driven syncs), the
-StartupSettler and the AuditResponder. They share, explicitly, the VM locks
+Deleter, PowerTasks, the Rebuilder, the Snapshotter, the Reconciler
+(periodic and event-driven syncs), the StartupSettler and the AuditResponder. They share, explicitly, the VM locks
 (work on one VM is serialized), a CancelRegistry (a delete cuts a power
 task's wait short) and a BuildTracker (event syncs wait for a build's end).
 Handlers are idempotent (RPC is at-least-once)."""
@@ -22,10 +22,12 @@ from nova_compute.fixed_ips import FixedIps
 from nova_compute.inflight import BuildTracker, CancelRegistry
 from common.locks import KeyedLocks
 from nova_compute.power_tasks import PowerTasks
+from nova_compute.image_upload import ImageUploader
 from nova_compute.rebuilder import Rebuilder
 from nova_compute.reconciler import Reconciler
 from nova_compute.retrying_conductor import RetryingConductor
 from nova_compute.settler import StartupSettler
+from nova_compute.snapshotter import Snapshotter
 
 LOG = logging.getLogger(__name__)
 
@@ -37,13 +39,14 @@ class ComputeManager:
         "build_instance", "terminate_instance", "get_console_output",
         "stop_instance", "start_instance", "reboot_instance", "pause_instance",
         "unpause_instance", "suspend_instance", "resume_instance", "rebuild_instance",
-        "audit_report", "audit_fix", "evacuate_instance"})
+        "snapshot_instance", "audit_report", "audit_fix", "evacuate_instance"})
 
     def __init__(self, driver, conductor_api, image_cache, conf, report_deadline=120.0,
-                 report_delay=0.5):
+                 report_delay=0.5, image_uploader=None):
         """``conductor_api``: the conductor client; reports through it are
         retried for ``report_deadline`` s while the conductor is away (see
-        RetryingConductor)."""
+        RetryingConductor). ``image_uploader``: where snapshots go (default:
+        the API's image store at [compute] image_api_url)."""
         self.driver = driver
         self.conf = conf
         self.host = conf.host
@@ -62,6 +65,10 @@ class ComputeManager:
         self.power = PowerTasks(driver, self.conductor, self.locks, self.timeline, cancels,
                                 conf)
         self.rebuilder = Rebuilder(driver, self.conductor, image_cache, self.power, conf)
+        uploader = image_uploader or ImageUploader(conf.compute.image_api_url,
+                                                   conf.compute.image_api_token,
+                                                   conf.compute.image_upload_timeout)
+        self.snapshotter = Snapshotter(driver, self.power, uploader, self.timeline, conf)
         self.settler = StartupSettler(driver, self.conductor, self.locks, self.deleter,
                                       self.power, conf)
         self.evacuator = Evacuator(driver, self.conductor, image_cache, self.locks,
@@ -131,6 +138,10 @@ class ComputeManager:
         """(message 1.3) Rebuild here, from ``image``, a VM evacuated from its
         down host."""
         self.evacuator.rebuild_here(ctxt, instance_id, image, migration_uuid)
+
+    def snapshot_instance(self, ctxt, instance_id, image_id):
+        """(message 1.4) Capture the VM's disk as the data of image ``image_id``."""
+        self.snapshotter.snapshot(ctxt, instance_id, image_id)
 
     def audit_report(self, ctxt):
         return self.audit.report()

@@ -9,11 +9,12 @@ Version history (a server at X.Y takes X.0 to X.Y; a client capped by
 * 1.1 - build_instance takes ``action_id`` (sent back with the build's report)
 * 1.2 - rebuild_instance
 * 1.3 - evacuate_instance (the destination of an evacuation rebuilds the VM)
+* 1.4 - snapshot_instance
 """
 from common import rpc
 
 TOPIC = "compute"
-VERSION = "1.3"
+VERSION = "1.4"
 
 
 class ComputeRPCAPI:
@@ -76,6 +77,12 @@ class ComputeRPCAPI:
         self._host_client(host, "1.3").cast(ctxt, "evacuate_instance",
                                             instance_id=instance_id, image=image,
                                             migration_uuid=migration_uuid)
+
+    def snapshot_instance(self, ctxt, host, instance_id, image_id):
+        """Capture the VM's disk as the data of the queued image ``image_id``;
+        under a cap below 1.4: RPCVersionCapError, nothing sent."""
+        self._host_client(host, "1.4").cast(ctxt, "snapshot_instance",
+                                            instance_id=instance_id, image_id=image_id)
 
     def get_console_output(self, ctxt, host, instance_id, lines):
         return self.client.prepare(server=host, timeout=10).call(

@@ -54,6 +54,23 @@ def may_fetch_any(s, ctxt, service_project):
     return project is not None and project.name == service_project
 
 
+def service_writable(s, ctxt, image_id, service_project):
+    """The live snapshot image ``image_id`` (one with an ``instance_uuid``
+    property, made by a VM's snapshot) that is not active yet, if ``ctxt``
+    is a compute host's service user: the host uploads its data, or deletes
+    it when the snapshot failed. None otherwise (the caller's own rights
+    apply)."""
+    if ctxt.is_admin or not may_fetch_any(s, ctxt, service_project):
+        return None
+    image = s.scalars(_live().where(Image.id == image_id, Image.status.in_(
+        ("queued", "saving")))).first()
+    if image is None or s.scalar(sa.select(ImageProperty.value).where(
+            ImageProperty.image_id == image.id,
+            ImageProperty.name == "instance_uuid")) is None:
+        return None
+    return image
+
+
 def get(s, ctxt, image_id):
     """The live image ``image_id`` if ``ctxt`` may see it; else ImageNotFound."""
     image = s.scalars(_live().where(Image.id == image_id)).first()

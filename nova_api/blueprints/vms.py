@@ -52,6 +52,16 @@ ACTION_ARGS = {
                  "properties": {"host": dict(validation.REF, description="The destination "
                                              "(default: the scheduler's choice)."),
                                 "admin_pass": {"type": "string", "maxLength": 255}}},
+    "snapshot": {"type": "object", "additionalProperties": False, "required": ["name"],
+                 "description": "A new image of the VM's disk: 202 with the image "
+                                "(queued, then active once the VM's host uploaded it).",
+                 "properties": {
+                     "name": {"type": "string", "minLength": 1, "maxLength": 255,
+                              "pattern": validation.TEXT_PATTERN},
+                     "metadata": {"type": "object",
+                                  "additionalProperties": {"type": "string",
+                                                           "maxLength": 65535},
+                                  "description": "The image's extra properties."}}},
 }
 # Exactly one action, with its arguments: {"stop": {}}, {"reboot": {"type": "hard"}}.
 ACTION_SCHEMA = {
@@ -196,6 +206,12 @@ def action(ref):
                                                   admin_pass=args.get("admin_pass"))
         return _json_response({"migration": accepted["migration"],
                                "admin_pass": accepted["admin_pass"]}, 202)
+    if name == "snapshot":
+        image = _ext()["snapshot_service"].snapshot(g.context, ref, body[name]["name"],
+                                                    body[name].get("metadata"))
+        response = _json_response({"image": views.image(image)}, 202)
+        response.headers["Location"] = "/v1/images/%s" % image.id
+        return response
     hard = name == "reboot" and body["reboot"].get("type", "soft").lower() == "hard"
     _vm_service().action(g.context, ref, name, hard=hard)
     return "", 202
