@@ -1,5 +1,5 @@
-"""``mininova vm ...``: create, list, show, delete, power actions, console
-and the action timeline. Each command is ``f(client, args, out)``."""
+"""``mininova vm ...``: create, list, show, delete, power actions,
+evacuate, console and the action timeline. Each command is ``f(client, args, out)``."""
 import base64
 import urllib.parse
 
@@ -120,6 +120,25 @@ def power(client, args, out):
         _accepted(out, action, vm, resp.request_id)
 
 
+def evacuate(client, args, out):
+    """evacuate NAME [--host H] [--admin-pass P] [--wait] (admin): rebuild
+    elsewhere a VM whose host is down."""
+    vm = _get(client, args.name)
+    body = {k: v for k, v in (("host", args.host), ("admin_pass", args.admin_pass)) if v}
+    resp = client.post(_path(vm["id"], "action"), {"evacuate": body})
+    if not args.wait:
+        _accepted(out, "evacuate", vm, resp.request_id)
+        return
+    source = vm.get("host")
+    vm = wait_vm(client, vm, "evacuate", resp.request_id, args.timeout,
+                 expected="SHUTOFF" if vm["status"] == "SHUTOFF" else "ACTIVE")
+    if out.json:
+        fmt.dump_json({"vm": vm}, out.out)
+    else:
+        out.message("VM %s is %s on %s (evacuated from %s)." % (
+            vm["name"], vm["status"], vm.get("host"), source))
+
+
 def console(client, args, out):
     body = client.get(_path(args.name, "console"), query={"lines": args.lines})
     if out.json:
@@ -188,6 +207,12 @@ def add_parsers(sub, common, wait_opts):
         if action == "reboot":
             p.add_argument("--hard", action="store_true", help="reset instead of ACPI reboot")
         p.set_defaults(func=power, action=action, hard=False)
+    p = vm.add_parser("evacuate", parents=[common, wait_opts],
+                      help="rebuild elsewhere a VM whose host is down (admin)")
+    p.add_argument("name", help="VM name or id")
+    p.add_argument("--host", help="the destination (default: the scheduler's choice)")
+    p.add_argument("--admin-pass", help="echoed back (mininova sets no guest password)")
+    p.set_defaults(func=evacuate)
     p = vm.add_parser("console", parents=[common], help="tail of the serial console")
     p.add_argument("name", help="VM name or id")
     p.add_argument("--lines", type=int, default=100, help="how many lines (default 100)")

@@ -14,7 +14,7 @@ from mininova_client.format import fault
 # Where each action rests when it succeeded.
 EXPECTED = {"create": "ACTIVE", "stop": "SHUTOFF", "start": "ACTIVE", "reboot": "ACTIVE",
             "unpause": "ACTIVE", "resume": "ACTIVE", "pause": "PAUSED",
-            "suspend": "SUSPENDED", "delete": None}
+            "suspend": "SUSPENDED", "delete": None, "evacuate": "ACTIVE"}
 FIRST_INTERVAL = 0.2
 MAX_INTERVAL = 2.0
 
@@ -69,13 +69,14 @@ def _suffix(request_id):
 
 
 def wait_vm(client, vm, goal, request_id=None, timeout=300.0, stream=None, tty=None,
-            sleep=time.sleep):
-    """Wait for ``goal`` ("create", "delete" or a power action) on ``vm`` (its
-    JSON). Returns the final VM (None after a delete); raises ``CLIError``
+            sleep=time.sleep, expected=None):
+    """Wait for ``goal`` ("create", "delete", "evacuate" or a power action)
+    on ``vm`` (its JSON) to end in ``expected`` (default: the goal's status
+    in EXPECTED; an evacuated VM that was stopped ends SHUTOFF). Returns the final VM (None after a delete); raises ``CLIError``
     with exit code 3 when it ended in ERROR (or the action failed), 4 on
     timeout. An API that is briefly unreachable or answers 5xx (a restart)
     is retried until the deadline."""
-    name, expected = vm["name"], EXPECTED[goal]
+    name, expected = vm["name"], expected or EXPECTED[goal]
     progress = Progress(name, stream, tty)
     deadline = time.monotonic() + timeout
     interval = FIRST_INTERVAL
@@ -105,7 +106,7 @@ def wait_vm(client, vm, goal, request_id=None, timeout=300.0, stream=None, tty=N
                 action, step = _action(client, vm["id"], request_id)
                 status, task = vm["status"], vm.get("task_state")
                 progress.update(status, task, step)
-                _check_failed(goal, vm, action, request_id)
+                _check_failed(goal, vm, action, request_id, expected)
                 if goal != "delete" and task is None and status == expected:
                     return vm
                 if time.monotonic() >= deadline:
@@ -121,7 +122,7 @@ def wait_vm(client, vm, goal, request_id=None, timeout=300.0, stream=None, tty=N
         progress.end()
 
 
-def _check_failed(goal, vm, action, request_id):
+def _check_failed(goal, vm, action, request_id, expected):
     """Raise (exit 3) once the wait cannot end well any more."""
     status, task = vm["status"], vm.get("task_state")
     reason = fault(vm) or action.get("message")
@@ -132,9 +133,9 @@ def _check_failed(goal, vm, action, request_id):
         return
     # A power action (or a delete) is over once no task is in progress.
     if action.get("result") == "error" or (task is None and (
-            goal == "delete" or status != EXPECTED[goal])):
+            goal == "delete" or status != expected)):
         if not reason:
             reason = ("it stopped, the VM is still there" if goal == "delete"
-                      else "it ended %s, not %s" % (status, EXPECTED[goal]))
+                      else "it ended %s, not %s" % (status, expected))
         raise CLIError("error: %s of VM %s failed: %s (now %s)%s" % (
             goal, vm["name"], reason, status, _suffix(request_id)), WAIT_ERROR)

@@ -255,3 +255,28 @@ def test_a_redelivered_evacuation_cast_places_once(w):
     w.conductor.evacuate_instance(CTXT, vm, uuid)  # redelivered after the end: nothing
     assert held(w.db, vm) == [B] and row(w.db, vm).host == B
     assert len(w.b.driver.list_instances()) == 1
+
+
+def nova_evacuate(w, vm, args, headers=None):
+    return w.client.post("/compute/v2.1/servers/%s/action" % vm, json={"evacuate": args},
+                         headers=headers or w.admin)
+
+
+def nova_fault(r, code):
+    assert r.status_code == code, (r.status_code, r.get_json())
+    (body,) = r.get_json().values()
+    return body["message"]
+
+
+def test_nova_evacuate_at_2_1(w):
+    vm = build_on(w, A)
+    assert "still up" in nova_fault(nova_evacuate(w, vm, {"onSharedStorage": False}), 400)
+    host_down(w.db, A)
+    assert "onSharedStorage" in nova_fault(nova_evacuate(w, vm, {}), 400)
+    assert "shared" in nova_fault(nova_evacuate(w, vm, {"onSharedStorage": True}), 400)
+    assert nova_fault(nova_evacuate(w, vm, {"onSharedStorage": False}, headers=w.member), 403)
+    r = nova_evacuate(w, vm, {"host": B, "onSharedStorage": "false", "adminPass": "pw"})
+    assert r.status_code == 200 and r.get_json() == {"adminPass": "pw"}
+    assert (row(w.db, vm).host, row(w.db, vm).vm_state) == (B, states.ACTIVE)
+    r = w.client.get("/compute/v2.1/servers/%s" % vm, headers=w.admin)
+    assert r.get_json()["server"]["status"] == "ACTIVE"

@@ -16,6 +16,7 @@ server's state does not allow now is VMService's 409.
   "preserve_ephemeral"?}``; 202 with the basic view of the server (status
   REBUILD) and ``adminPass`` (the given one, else a random one: the guest
   is not told, as mininova injects no password);
+- ``evacuate`` (admin): server_evacuate.py;
 - ``os-getConsoleOutput``: ``{"length": N}`` (an integer or its string,
   ``null`` or -1: all of it); 200 ``{"output"}``, Nova's tail of the log
   (``console_tail``)."""
@@ -26,7 +27,8 @@ from flask import jsonify
 
 from common import exception
 from nova_api import validation
-from nova_api.openstack.compute import params, resource, server_lookup, servers
+from nova_api.openstack.compute import (params, resource, server_evacuate, server_lookup,
+                                        servers)
 
 bp = resource.blueprint("compute_server_actions", __name__)
 
@@ -111,6 +113,8 @@ def action(server_id):
     if name == "rebuild":
         validation.validate(args, REBUILD_ARGS, root=name)
         return _rebuild(inst, ctxt, args)
+    if name == "evacuate":
+        return server_evacuate.evacuate(inst, ctxt, args)
     if name == "reboot":
         validation.validate(args, REBOOT, root=name)
         kind = args["type"].lower()
