@@ -155,6 +155,11 @@ conductor_opts = [
                     "progress again (both are idempotent): build_instances for a VM "
                     "still 'scheduling', terminate_instance for a VM 'deleting' on a "
                     "live host (e.g. its message was lost to a broker outage)."),
+    cfg.IntOpt("move_step_timeout", default=300, min=1,
+               help="Seconds the conductor waits for one step of a resize or cold "
+                    "migration on a compute host (prepare, power off and set the disk "
+                    "aside, finish, confirm, revert) before it takes the host for "
+                    "failed and rolls the move back."),
     cfg.HostAddressOpt("metrics_host", default="0.0.0.0",
                        help="Address of the Prometheus metrics endpoint (GET /metrics)."),
     cfg.PortOpt("metrics_port", default=9103,
@@ -219,6 +224,14 @@ compute_opts = [
                     "in ERROR with a fault naming the host, and frees its allocations. A late "
                     "'spawned' report from that host then loses, and the host destroys "
                     "what it built."),
+    cfg.BoolOpt("allow_resize_to_same_host", default=False,
+                help="A resize may keep the VM on its host (when the scheduler picks "
+                     "it); otherwise the source is excluded. A cold migration always "
+                     "leaves its host."),
+    cfg.IntOpt("resize_confirm_window", default=0, min=0,
+               help="Seconds after which a resized or migrated VM awaiting confirmation "
+                    "(VERIFY_RESIZE) is confirmed automatically by the conductor; 0: "
+                    "never."),
     cfg.HostAddressOpt("metrics_host", default="0.0.0.0",
                        help="Address of the Prometheus metrics endpoint (GET /metrics)."),
     cfg.PortOpt("metrics_port", default=9102,

@@ -25,6 +25,7 @@ from nova_compute.power_tasks import PowerTasks
 from nova_compute.image_upload import ImageUploader
 from nova_compute.rebuilder import Rebuilder
 from nova_compute.reconciler import Reconciler
+from nova_compute.resizer import Resizer
 from nova_compute.retrying_conductor import RetryingConductor
 from nova_compute.settler import StartupSettler
 from nova_compute.snapshotter import Snapshotter
@@ -39,7 +40,9 @@ class ComputeManager:
         "build_instance", "terminate_instance", "get_console_output",
         "stop_instance", "start_instance", "reboot_instance", "pause_instance",
         "unpause_instance", "suspend_instance", "resume_instance", "rebuild_instance",
-        "snapshot_instance", "audit_report", "audit_fix", "evacuate_instance"})
+        "snapshot_instance", "audit_report", "audit_fix", "evacuate_instance", "prep_resize",
+        "resize_instance", "finish_resize", "confirm_resize", "revert_resize",
+        "finish_revert_resize"})
 
     def __init__(self, driver, conductor_api, image_cache, conf, report_deadline=120.0,
                  report_delay=0.5, image_uploader=None):
@@ -69,6 +72,8 @@ class ComputeManager:
                                                    conf.compute.image_api_token,
                                                    conf.compute.image_upload_timeout)
         self.snapshotter = Snapshotter(driver, self.power, uploader, self.timeline, conf)
+        self.resizer = Resizer(driver, self.conductor, image_cache, self.locks, self.timeline,
+                               conf)
         self.settler = StartupSettler(driver, self.conductor, self.locks, self.deleter,
                                       self.power, conf)
         self.evacuator = Evacuator(driver, self.conductor, image_cache, self.locks,
@@ -142,6 +147,28 @@ class ComputeManager:
     def snapshot_instance(self, ctxt, instance_id, image_id):
         """(message 1.4) Capture the VM's disk as the data of image ``image_id``."""
         self.snapshotter.snapshot(ctxt, instance_id, image_id)
+
+    # Resize and cold migration (message 1.5): calls of the conductor's task.
+    def prep_resize(self, ctxt, instance_id, migration_uuid, image):
+        self.resizer.prep_resize(ctxt, instance_id, migration_uuid, image)
+
+    def resize_instance(self, ctxt, instance_id, migration_uuid):
+        return self.resizer.resize_instance(ctxt, instance_id, migration_uuid)
+
+    def finish_resize(self, ctxt, instance_id, migration_uuid, disk_info, image, flavor,
+                      power_on):
+        return self.resizer.finish_resize(ctxt, instance_id, migration_uuid, disk_info, image,
+                                          flavor, power_on)
+
+    def confirm_resize(self, ctxt, instance_id, migration_uuid):
+        self.resizer.confirm_resize(ctxt, instance_id, migration_uuid)
+
+    def revert_resize(self, ctxt, instance_id, migration_uuid):
+        self.resizer.revert_resize(ctxt, instance_id, migration_uuid)
+
+    def finish_revert_resize(self, ctxt, instance_id, migration_uuid, flavor, power_on):
+        return self.resizer.finish_revert_resize(ctxt, instance_id, migration_uuid, flavor,
+                                                 power_on)
 
     def audit_report(self, ctxt):
         return self.audit.report()

@@ -10,11 +10,14 @@ Version history (a server at X.Y takes X.0 to X.Y; a client capped by
 * 1.2 - rebuild_instance
 * 1.3 - evacuate_instance (the destination of an evacuation rebuilds the VM)
 * 1.4 - snapshot_instance
+* 1.5 - prep_resize, resize_instance, finish_resize, confirm_resize,
+  revert_resize, finish_revert_resize: the steps of a resize or cold
+  migration, each a call of the conductor's migrate task with ``timeout``
 """
 from common import rpc
 
 TOPIC = "compute"
-VERSION = "1.4"
+VERSION = "1.5"
 
 
 class ComputeRPCAPI:
@@ -83,6 +86,43 @@ class ComputeRPCAPI:
         under a cap below 1.4: RPCVersionCapError, nothing sent."""
         self._host_client(host, "1.4").cast(ctxt, "snapshot_instance",
                                             instance_id=instance_id, image_id=image_id)
+
+    # Resize and cold migration: calls of the conductor's migrate task, which
+    # waits for each step's end (``timeout``: how long a step may take).
+    def _move_call(self, ctxt, host, method, timeout, **kwargs):
+        return self.client.prepare(server=host, version="1.5", timeout=timeout).call(
+            ctxt, method, **kwargs)
+
+    def prep_resize(self, ctxt, host, instance_id, migration_uuid, image, timeout):
+        self._move_call(ctxt, host, "prep_resize", timeout, instance_id=instance_id,
+                        migration_uuid=migration_uuid, image=image)
+
+    def resize_instance(self, ctxt, host, instance_id, migration_uuid, timeout):
+        """The source's ``disk_info`` for finish_resize."""
+        return self._move_call(ctxt, host, "resize_instance", timeout,
+                               instance_id=instance_id, migration_uuid=migration_uuid)
+
+    def finish_resize(self, ctxt, host, instance_id, migration_uuid, disk_info, image, flavor,
+                      power_on, timeout):
+        """The VM's power state on the destination after."""
+        return self._move_call(ctxt, host, "finish_resize", timeout, instance_id=instance_id,
+                               migration_uuid=migration_uuid, disk_info=disk_info,
+                               image=image, flavor=flavor, power_on=power_on)
+
+    def confirm_resize(self, ctxt, host, instance_id, migration_uuid, timeout):
+        self._move_call(ctxt, host, "confirm_resize", timeout, instance_id=instance_id,
+                        migration_uuid=migration_uuid)
+
+    def revert_resize(self, ctxt, host, instance_id, migration_uuid, timeout):
+        self._move_call(ctxt, host, "revert_resize", timeout, instance_id=instance_id,
+                        migration_uuid=migration_uuid)
+
+    def finish_revert_resize(self, ctxt, host, instance_id, migration_uuid, flavor, power_on,
+                             timeout):
+        """The VM's power state on the source after."""
+        return self._move_call(ctxt, host, "finish_revert_resize", timeout,
+                               instance_id=instance_id, migration_uuid=migration_uuid,
+                               flavor=flavor, power_on=power_on)
 
     def get_console_output(self, ctxt, host, instance_id, lines):
         return self.client.prepare(server=host, timeout=10).call(

@@ -13,6 +13,7 @@ from nova_conductor.db_metrics import DatabaseCollector
 from nova_conductor.manager import ConductorManager
 from nova_conductor.tasks.build import BuildTask
 from nova_conductor.tasks.evacuate import EvacuateTask
+from nova_conductor.tasks.migrate import MigrateTask
 from nova_conductor.watchdog import Watchdog
 from nova_scheduler.rpcapi import SchedulerRPCAPI
 
@@ -32,9 +33,11 @@ def main(argv=None):
                            Timeline(DbSink(db), conf.host))
     evacuate_task = EvacuateTask(db, SchedulerRPCAPI(transport), compute,
                                  Timeline(DbSink(db), conf.host), conf.host)
+    migrate_task = MigrateTask(db, SchedulerRPCAPI(transport), compute,
+                               Timeline(DbSink(db), conf.host), conf)
     conductor = ConductorManager(db, build_task,
                                  max_attempts=conf.scheduler.max_attempts, host=conf.host,
-                                 evacuate_task=evacuate_task)
+                                 evacuate_task=evacuate_task, migrate_task=migrate_task)
 
     def heartbeat(ctxt):
         with db.transaction() as s:
@@ -48,6 +51,10 @@ def main(argv=None):
     ], tasks=[
         service.PeriodicTask("conductor-heartbeat", heartbeat, conf.compute.heartbeat_interval),
         service.PeriodicTask("watchdog", watchdog.run, conf.conductor.watchdog_interval,
+                             delay=conf.conductor.watchdog_interval),
+        # VMs in VERIFY_RESIZE past [compute] resize_confirm_window (0: never).
+        service.PeriodicTask("resize-auto-confirm", migrate_task.confirm_expired,
+                             conf.conductor.watchdog_interval,
                              delay=conf.conductor.watchdog_interval),
     ], on_stop=transport.cleanup)
     metrics.REGISTRY.register(DatabaseCollector(db, conf.scheduler.service_down_time))

@@ -35,17 +35,21 @@ class ConductorManager:
         "instance_failed_builds_for_host", "instance_build_failed",
         "instance_build_interrupted", "instance_terminated", "action_event", "action_finish",
         "fixed_ip_allocate", "build_instances", "evacuate_instance", "evacuation_done",
-        "evacuation_failed", "evacuations_to_clean", "evacuation_source_cleaned"})
+        "evacuation_failed", "evacuations_to_clean", "evacuation_source_cleaned",
+        "migrate_server", "confirm_resize", "revert_resize"})
 
     def __init__(self, db, build_task=None, max_attempts=1, host="conductor",
-                 evacuate_task=None):
+                 evacuate_task=None, migrate_task=None):
         """``build_task``: a ``tasks.build.BuildTask``, which runs the builds
         the API casts here; ``max_attempts`` > 1 (with a ``build_task``) hands
         a VM whose build failed back to it for another host;
         ``evacuate_task``: a ``tasks.evacuate.EvacuateTask`` (default: one
-        that only takes the compute hosts' reports)."""
+        that only takes the compute hosts' reports); ``migrate_task``: a
+        ``tasks.migrate.MigrateTask`` (resize, cold migration, their confirm
+        and revert)."""
         self.db = db
         self.build_task = build_task
+        self.migrate_task = migrate_task
         self.max_attempts = max_attempts if build_task is not None else 1
         self.timeline = Timeline(DbSink(db), host)
         self.evacuations = evacuate_task or EvacuateTask(db, None, None, self.timeline, host)
@@ -77,6 +81,15 @@ class ConductorManager:
 
     def evacuation_source_cleaned(self, ctxt, migration_uuid, host):
         return self.evacuations.source_cleaned(ctxt, migration_uuid, host)
+    # Resize and cold migration (message 1.6): casts of the API.
+    def migrate_server(self, ctxt, instance_id, migration_uuid, target_host=None):
+        self.migrate_task.migrate_server(ctxt, instance_id, migration_uuid, target_host)
+
+    def confirm_resize(self, ctxt, instance_id, migration_uuid):
+        self.migrate_task.confirm_resize(ctxt, instance_id, migration_uuid)
+
+    def revert_resize(self, ctxt, instance_id, migration_uuid):
+        self.migrate_task.revert_resize(ctxt, instance_id, migration_uuid)
 
     def service_heartbeat(self, ctxt, host, binary, resources=None):
         with self.db.transaction() as s:

@@ -22,11 +22,14 @@ Version history (a server at X.Y takes X.0 to X.Y; a client capped by
 * 1.5 - evacuate_instance (from the API), evacuation_done and
   evacuation_failed (the destination's reports), evacuations_to_clean and
   evacuation_source_cleaned (the source, back up, destroys its stale copies)
+* 1.6 - migrate_server, confirm_resize, revert_resize: the API hands a resize
+  or cold migration (and its confirm or revert) to the conductor's migrate
+  task, which drives the compute hosts' steps
 """
 from common import rpc
 
 TOPIC = "conductor"
-VERSION = "1.5"
+VERSION = "1.6"
 
 
 class ConductorRPCAPI:
@@ -84,6 +87,23 @@ class ConductorRPCAPI:
     def evacuation_source_cleaned(self, ctxt, migration_uuid, host):
         return self.client.prepare(version="1.5").call(
             ctxt, "evacuation_source_cleaned", migration_uuid=migration_uuid, host=host)
+    def _move_cast(self, ctxt, method, **kwargs):
+        """Under a cap below 1.6 (conductors not all upgraded):
+        RPCVersionCapError, nothing sent."""
+        self.client.prepare(version="1.6").cast(ctxt, method, **kwargs)
+
+    def migrate_server(self, ctxt, instance_id, migration_uuid, target_host=None):
+        """Run the resize or cold migration ``migration_uuid`` (a cast)."""
+        self._move_cast(ctxt, "migrate_server", instance_id=instance_id,
+                        migration_uuid=migration_uuid, target_host=target_host)
+
+    def confirm_resize(self, ctxt, instance_id, migration_uuid):
+        self._move_cast(ctxt, "confirm_resize", instance_id=instance_id,
+                        migration_uuid=migration_uuid)
+
+    def revert_resize(self, ctxt, instance_id, migration_uuid):
+        self._move_cast(ctxt, "revert_resize", instance_id=instance_id,
+                        migration_uuid=migration_uuid)
 
     def service_heartbeat(self, ctxt, host, binary, resources, wait=False):
         """A cast; with ``wait`` a call, which returns once the heartbeat is

@@ -59,13 +59,17 @@ class SchedulerManager:
             metrics.scheduling_failed("image unavailable")
             raise
 
-    def select_move_destination(self, ctxt, instance_id, migration_uuid, requested_host=None):
+    def select_move_destination(self, ctxt, instance_id, migration_uuid, requested_host=None,
+                                allow_source=False):
         """(message 1.3) Place the VM's move ``migration_uuid`` on another
         host than its source (``requested_host`` only, when given): the
         destination, or None when the move no longer waits for one.
-        InstanceNotFound, MigrationNotFound or NoValidHost."""
+        InstanceNotFound, MigrationNotFound or NoValidHost. ``allow_source``
+        (message 1.4): the source may be chosen too (a resize with [compute]
+        allow_resize_to_same_host)."""
         _check_instance_id(instance_id)
-        return self.moves.select(ctxt, instance_id, migration_uuid, requested_host)
+        return self.moves.select(ctxt, instance_id, migration_uuid, requested_host,
+                                 allow_source=allow_source)
 
     def _select(self, ctxt, instance_id, action_id):
         with self.db.transaction() as s:

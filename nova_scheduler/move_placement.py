@@ -28,9 +28,13 @@ class MovePlacement:
         self.request_spec = request_spec
         self.ratios = ratios
 
-    def select(self, ctxt, instance_id, migration_uuid, requested_host=None):
+    def select(self, ctxt, instance_id, migration_uuid, requested_host=None,
+               allow_source=False):
         """The destination's name, or None when the move is no longer waiting
-        for one. InstanceNotFound, MigrationNotFound or NoValidHost."""
+        for one. InstanceNotFound, MigrationNotFound or NoValidHost.
+        ``allow_source``: the source is a candidate too (a resize on one host:
+        the VM's new flavor is claimed there beside the old one, which its
+        migration record holds)."""
         with self.db.transaction() as s:
             inst = db_api.instance_row(s, instance_id)
             if inst is None:
@@ -53,7 +57,8 @@ class MovePlacement:
         lost, notes = set(), []
         while True:
             with self.host_cache.lock:
-                hosts = self._eligible(self.host_cache.hosts(), source, requested_host, notes)
+                hosts = self._eligible(self.host_cache.hosts(), None if allow_source else source,
+                                       requested_host, notes)
                 candidates, explanation = filters.filter_hosts(self.conf, hosts, spec)
                 candidates = [h for h in candidates if h.host not in lost]
                 chosen = filters.weigh_hosts(self.conf, candidates)[0] if candidates else None

@@ -12,11 +12,13 @@ Version history (a server at X.Y takes X.0 to X.Y; a client capped by
   together (before the APIs; computes last), so the two talk uncapped.
 * 1.3 - select_move_destination: the destination of a VM's move (an
   evacuation), its source allocation handed to the migration record
+* 1.4 - select_move_destination takes ``allow_source`` (a resize that may stay
+  on its host, [compute] allow_resize_to_same_host)
 """
 from common import rpc
 
 TOPIC = "scheduler"
-VERSION = "1.3"
+VERSION = "1.4"
 
 
 class SchedulerRPCAPI:
@@ -39,10 +41,15 @@ class SchedulerRPCAPI:
         return self.client.prepare(version="1.2").call(
             ctxt, "select_destinations", instance_id=instance_id, action_id=action_id)
 
-    def select_move_destination(self, ctxt, instance_id, migration_uuid, requested_host=None):
+    def select_move_destination(self, ctxt, instance_id, migration_uuid, requested_host=None,
+                                allow_source=False):
         """Claim a destination for the move ``migration_uuid`` of the VM: the
         host, or None when the move no longer waits for one. Raises
-        InstanceNotFound, MigrationNotFound, NoValidHost (and MessagingTimeout)."""
-        return self.client.prepare(version="1.3").call(
+        InstanceNotFound, MigrationNotFound, NoValidHost (and MessagingTimeout).
+        ``allow_source``: the source may be chosen (sent as 1.4 only then)."""
+        kwargs, version = {}, "1.3"
+        if allow_source:
+            kwargs, version = {"allow_source": True}, "1.4"
+        return self.client.prepare(version=version).call(
             ctxt, "select_move_destination", instance_id=instance_id,
-            migration_uuid=migration_uuid, requested_host=requested_host)
+            migration_uuid=migration_uuid, requested_host=requested_host, **kwargs)

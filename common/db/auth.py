@@ -228,7 +228,7 @@ def _ensure_usage_row(s, project_id):
 # unlimited. One aggregate row even when there is no override at all.
 _RESERVE = sa.text("""
 UPDATE quota_usages
-SET instances = quota_usages.instances + 1, cores = quota_usages.cores + :cores,
+SET instances = quota_usages.instances + :instances, cores = quota_usages.cores + :cores,
     ram = quota_usages.ram + :ram
 FROM (SELECT coalesce(max(CASE WHEN tier = 0 AND resource = 'instances' THEN hard_limit END),
                       max(CASE WHEN tier = 1 AND resource = 'instances' THEN hard_limit END),
@@ -245,16 +245,16 @@ FROM (SELECT coalesce(max(CASE WHEN tier = 0 AND resource = 'instances' THEN har
             SELECT 1 AS tier, resource, hard_limit FROM quota_classes
             WHERE class_name = 'default') AS overrides) AS lim
 WHERE quota_usages.project_id = :project_id
-  AND (lim.instances < 0 OR quota_usages.instances + 1 <= lim.instances)
+  AND (lim.instances < 0 OR quota_usages.instances + :instances <= lim.instances)
   AND (lim.cores < 0 OR quota_usages.cores + :cores <= lim.cores)
   AND (lim.ram < 0 OR quota_usages.ram + :ram <= lim.ram)
 """)
 
 
-def _reserve(s, project_id, defaults, cores, ram):
+def _reserve(s, project_id, defaults, cores, ram, instances=1):
     """The conditional UPDATE: True if it fit."""
     result = s.connection().execute(_RESERVE, {
-        "project_id": project_id, "cores": cores, "ram": ram,
+        "project_id": project_id, "cores": cores, "ram": ram, "instances": instances,
         "default_instances": defaults["instances"], "default_cores": defaults["cores"],
         "default_ram": defaults["ram"]})
     return result.rowcount == 1
@@ -286,7 +286,30 @@ def quota_reserve(s, project_id, defaults, cores, ram):
                                   limit=limits["instances"])
 
 
-def quota_release(s, project_id, cores, ram):
+def quota_resize(s, project_id, defaults, cores, ram):
+    """Count a VM's change of flavor against the project: ``cores`` and
+    ``ram`` more (negative: fewer; a shrink always fits), or QuotaExceeded
+    naming what would be exceeded. The same conditional UPDATE as a create's
+    (last before the COMMIT, for the same reason)."""
+    if (cores <= 0 and ram <= 0) or _reserve(s, project_id, defaults, cores, ram, 0):
+        if cores <= 0 and ram <= 0:
+            quota_release(s, project_id, -cores, -ram, instances=0)
+        return
+    if s.get(QuotaUsage, project_id) is None:
+        _ensure_usage_row(s, project_id)
+        if _reserve(s, project_id, defaults, cores, ram, 0):
+            return
+    limits = quota_limits(s, project_id, defaults)
+    used = quota_usage(s, project_id)
+    for resource, amount in (("cores", cores), ("ram", ram)):
+        if amount > 0 and 0 <= limits[resource] < used[resource] + amount:
+            raise exception.QuotaExceeded(resource=resource, requested=amount,
+                                          used=used[resource], limit=limits[resource])
+    raise exception.QuotaExceeded(resource="cores", requested=cores, used=used["cores"],
+                                  limit=limits["cores"])
+
+
+def quota_release(s, project_id, cores, ram, instances=1):
     s.execute(sa.update(QuotaUsage).where(QuotaUsage.project_id == project_id).values(
-        instances=QuotaUsage.instances - 1, cores=QuotaUsage.cores - cores,
+        instances=QuotaUsage.instances - instances, cores=QuotaUsage.cores - cores,
         ram=QuotaUsage.ram - ram).execution_options(synchronize_session=False))

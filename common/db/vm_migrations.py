@@ -110,3 +110,30 @@ def evacuations_to_clean(s, source_host):
         M.migration_type == "evacuation", M.source_host == source_host,
         sa.or_(IN_PROGRESS, M.status == states.EVACUATION_DONE))
         .order_by(M.created_at, M.id)).all()
+
+
+# The listings (GET /v1/migrations, os-migrations): newest first.
+_LISTED = sa.select(_MIGRATIONS).order_by(M.created_at.desc(), M.id.desc())
+
+
+def listing(s, instance_id=None, host=None, status=None, migration_type=None, limit=1000):
+    """Migration rows, newest first; ``host`` matches the source or the
+    destination."""
+    query = _LISTED
+    if instance_id is not None:
+        query = query.where(M.instance_id == instance_id)
+    if host is not None:
+        query = query.where(sa.or_(M.source_host == host, M.dest_host == host))
+    if status is not None:
+        query = query.where(M.status == status)
+    if migration_type is not None:
+        query = query.where(M.migration_type == migration_type)
+    return s.execute(query.limit(limit)).all()
+
+
+def finished_before(s, when, migration_types=("resize", "migration")):
+    """Uuids and VMs of the moves of ``migration_types`` that await a confirm
+    ("finished") since before ``when``: the auto-confirm's."""
+    return s.execute(sa.select(M.uuid, M.instance_id).where(
+        M.status == "finished", M.migration_type.in_(list(migration_types)),
+        M.updated_at < when)).all()

@@ -19,7 +19,8 @@ from nova_api.openstack.compute import resource, server_lookup, views
 bp = resource.blueprint("compute_instance_actions", __name__)
 
 # The timeline's names -> Nova's.
-NOVA_NAMES = {"reboot_hard": "reboot"}
+NOVA_NAMES = {"reboot_hard": "reboot", "confirm_resize": "confirmResize",
+              "revert_resize": "revertResize"}
 RESULTS = {actions.SUCCESS: "Success", actions.ERROR: "Error"}
 # What a 404 repeats of an unknown request id.
 _SHOWN = 64
