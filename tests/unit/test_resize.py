@@ -314,3 +314,26 @@ def test_the_auto_confirm(stack, db, tmp_path):
     assert stack.task.confirm_expired() == 1
     inst = settled(db, vm, states.ACTIVE)
     assert inst.host == "h2" and stack.migration(vm).status == "confirmed"
+
+
+def test_a_resize_stays_on_its_host_only_when_allowed(stack, db, tmp_path):
+    vm = stack.boot(tmp_path)
+    with db.transaction() as s:  # h2 disabled: the source is the only host left
+        for svc in db_api.service_list(s):
+            if svc.host == "h2":
+                svc.disabled = True
+    stack.api.resize(CTXT, vm, "big")
+    wait_for(lambda: stack.migration(vm).status == "error", DEADLINE, what="no valid host")
+    assert settled(db, vm, states.ACTIVE).flavor_id == "small"
+
+    stack.conf.set_override("allow_resize_to_same_host", True, group="compute")
+    migration_uuid = stack.api.resize(CTXT, vm, "big")
+    inst = settled(db, vm, states.RESIZED)
+    assert inst.host == "h1" and stack.migration(vm).dest_host == "h1"
+    assert stack.held(vm) == {("h1", 2, 256, 2)}
+    assert stack.held(migration_uuid) == {("h1", 1, 128, 1)}
+    stack.api.revert_resize(CTXT, vm)
+    inst = settled(db, vm, states.ACTIVE)
+    assert (inst.host, inst.flavor_id) == ("h1", "small")
+    assert stack.held(vm) == {("h1", 1, 128, 1)} and stack.held(migration_uuid) == set()
+    assert stack.domains("h1") == {vm: states.RUNNING}
