@@ -78,6 +78,10 @@ def observe_db(db):
         held = [dict(r._mapping, consumer=r.consumer_id)
                 for r in allocations.all_allocations(s)]
         moves = {i: _move(m) for i, m in vm_migrations.in_progress_by_instance(s).items()}
+        # An evacuation "done" still holds its (down) source until that host,
+        # back up, destroys its copy there: counted as a move until then.
+        for m in vm_migrations.evacuations_to_clean(s):
+            moves.setdefault(m.instance_id, _move(m))
         services = {r.host: {"last_heartbeat": r.last_heartbeat, "disabled": r.disabled}
                     for r in s.execute(sa.select(Service.host, Service.last_heartbeat,
                                                  Service.disabled)

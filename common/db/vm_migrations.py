@@ -102,14 +102,16 @@ def as_dict(row):
             "type": row.migration_type, "status": row.status}
 
 
-def evacuations_to_clean(s, source_host):
-    """The evacuations away from ``source_host`` whose copy there may still
-    exist: in progress, or "done" (rebuilt elsewhere) and not yet cleaned
-    (Nova's _destroy_evacuated_instances reads the same), as rows of FIELDS."""
-    return s.execute(sa.select(*FIELDS).where(
-        M.migration_type == "evacuation", M.source_host == source_host,
-        sa.or_(IN_PROGRESS, M.status == states.EVACUATION_DONE))
-        .order_by(M.created_at, M.id)).all()
+def evacuations_to_clean(s, source_host=None):
+    """The evacuations away from ``source_host`` (None: from any host) whose
+    copy there may still exist: in progress, or "done" (rebuilt elsewhere)
+    and not yet cleaned (Nova's _destroy_evacuated_instances reads the
+    same), as rows of FIELDS, oldest first."""
+    cond = [M.migration_type == "evacuation",
+            sa.or_(IN_PROGRESS, M.status == states.EVACUATION_DONE)]
+    if source_host is not None:
+        cond.append(M.source_host == source_host)
+    return s.execute(sa.select(*FIELDS).where(*cond).order_by(M.created_at, M.id)).all()
 
 
 # The listings (GET /v1/migrations, os-migrations): newest first.

@@ -280,3 +280,15 @@ def test_nova_evacuate_at_2_1(w):
     assert (row(w.db, vm).host, row(w.db, vm).vm_state) == (B, states.ACTIVE)
     r = w.client.get("/compute/v2.1/servers/%s" % vm, headers=w.admin)
     assert r.get_json()["server"]["status"] == "ACTIVE"
+
+
+def test_the_audit_counts_a_done_evacuation_until_its_source_cleans(w):
+    from nova_manage import audit, audit_findings
+    vm = build_on(w, A)
+    host_down(w.db, A)
+    uuid = evacuate(w, vm).get_json()["migration"]
+    assert held(w.db, uuid) == [A]
+    view = audit.observe_db(w.db)
+    assert audit_findings.find_orphans(view, {}) == []
+    w.a.destroy_evacuated_instances(CTXT)
+    assert audit_findings.find_orphans(audit.observe_db(w.db), {}) == []

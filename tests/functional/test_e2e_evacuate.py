@@ -1,0 +1,177 @@
+"""Evacuate on the lab: two sim hosts (deploy/lab/sim-host.sh, each its own
+libvirtd, network namespace and "mininova" guest network), a VM on A, A's
+compute killed with SIGKILL while its libvirtd keeps the guest running (the
+host is "down", the guest lives: the split-brain case), evacuated past
+service_down_time -> ACTIVE on B with its MAC and fixed IP (a DHCP host
+entry on B's network); A's compute restarted -> A's copy destroyed before
+A's first heartbeat; ``mininova-manage audit`` clean."""
+import json
+import os
+import sys
+
+import pytest
+import sqlalchemy as sa
+
+from mininova_lab import services
+from mininova_lab.sim_host import SimHost
+from mininova_lab.stack import ROOT, Stack, qemu_img_create
+from mininova_lab.waiting import wait_for
+
+pytestmark = pytest.mark.real_services("rabbitmq", "postgresql", "libvirt", "http")
+
+DOWN_AFTER = 6  # [scheduler] service_down_time in this stack
+BASE_DIR = "/var/lib/mininova-lab-evac"
+INDEXES = (80, 81)
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("evacuate")
+    stack = Stack(workdir, network="mininova",
+                  extra_conf="[scheduler]\nservice_down_time = %d\n" % DOWN_AFTER)
+    sims, stack.computes = [], {}
+    try:
+        stack.start(compute=False)
+        base = os.path.join(stack.workdir, "blank.qcow2")
+        qemu_img_create(base, "1G")
+        stack.add_image("blank", base)
+        for name, index in zip(("eva", "evb"), INDEXES):
+            sim = SimHost("%s-%s" % (name, stack.tag[-4:]), index=index, base_dir=BASE_DIR,
+                          guest_network=True)
+            sim.up()
+            sim.forward(stack.port)
+            sims.append(sim)
+            stack.computes[sim.name] = start_compute(stack, sim)
+        wait_for(lambda: {s.name for s in sims} <= stack.computes_up(), 60,
+                 what="two sim compute hosts up")
+        stack.sims = sims
+        stack.engine = sa.create_engine(stack.db_url)
+        yield stack
+    finally:
+        if stack.procs:
+            stack.delete_all_vms(timeout=60)
+        for proc in stack.computes.values():
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(20)
+                except Exception:
+                    proc.kill()
+        for sim in sims:
+            sim.down()
+        if getattr(stack, "engine", None) is not None:
+            stack.engine.dispose()
+        stack.stop()
+
+
+def compute_conf(stack, sim):
+    """The config of a compute agent on ``sim`` whose VMs join its "mininova"
+    network (as tests/functional/test_e2e_multihost.py's, with a network)."""
+    workdir = os.path.join(stack.workdir, sim.name)
+    os.makedirs(workdir, exist_ok=True)
+    conf = os.path.join(workdir, "compute.conf")
+    with open(conf, "w") as f:
+        f.write(f"""[DEFAULT]
+host = {sim.name}
+transport_url = {services.rabbit_url(stack.vhost, host=sim.gateway_ip)}
+
+[compute]
+instances_path = {workdir}/instances
+image_cache_path = {workdir}/_base
+image_api_url = http://{sim.gateway_ip}:{stack.port}
+network_name = mininova
+
+[libvirt]
+connection_uri = {sim.libvirt_uri}
+virt_type = qemu
+""")
+    return conf
+
+
+def start_compute(stack, sim):
+    """The compute agent in ``sim``'s network namespace (RabbitMQ and the
+    API reached over its veth)."""
+    log = open(os.path.join(stack.logs, "compute-%s.out" % sim.name), "ab")
+    return sim.popen([sys.executable, "-m", "nova_compute.cmd", "--config-file",
+                      stack.conf_path, "--config-file", compute_conf(stack, sim),
+                      "--log-file", os.path.join(stack.logs, "compute-%s.log" % sim.name)],
+                     cwd=ROOT, stdout=log, stderr=log, stdin=open(os.devnull))
+
+
+def sql(stack, query, **params):
+    with stack.engine.begin() as c:
+        return c.execute(sa.text(query), params).first()
+
+
+def domains(sim):
+    out = sim.virsh("list", "--name")
+    assert out.returncode == 0, out.stderr
+    return set(out.stdout.split())
+
+
+def test_evacuate_a_vm_of_a_killed_compute_and_the_host_comes_back(lab):
+    a, b = lab.sims
+    lab.set_disabled(b.name, True)  # the VM goes to A
+    try:
+        r = lab.post("/v1/vms", {"name": "evac1", "image": "blank", "flavor": "m1.tiny"})
+        assert r.status_code == 202, r.text
+        vm_id = r.json()["vm"]["id"]
+        vm = lab.wait_status(vm_id, "ACTIVE", timeout=180)
+    finally:
+        lab.set_disabled(b.name, False)
+    assert vm["host"] == a.name
+    domain = "mininova-" + vm_id
+    address = vm["addresses"][0]
+    assert address["ip"], vm
+
+    # A's compute dies; its libvirtd (and the guest) live on.
+    r = lab.post("/v1/vms/%s/action" % vm_id, {"evacuate": {}})
+    assert r.status_code == 409 and "still up" in r.json()["error"]["message"], r.text
+    lab.computes[a.name].kill()
+    lab.computes[a.name].wait(10)
+    wait_for(lambda: a.name not in lab.computes_up(), DOWN_AFTER * 4,
+             what="A counted down")
+    assert domain in domains(a)
+
+    r = lab.post("/v1/vms/%s/action" % vm_id, {"evacuate": {"host": a.name}})
+    assert r.status_code == 400 and "own host" in r.json()["error"]["message"], r.text
+    r = lab.post("/v1/vms/%s/action" % vm_id, {"evacuate": {}})
+    assert r.status_code == 202, r.text
+    migration = r.json()["migration"]
+    vm = wait_for(lambda: (lambda v: v if v["status"] == "ACTIVE" and v["host"] == b.name
+                           else None)(lab.vm(vm_id)), 180, what="VM ACTIVE on B")
+    assert vm["addresses"] == [address]  # its MAC and fixed IP
+    assert domain in domains(b)
+    net = b.virsh("net-dumpxml", "mininova").stdout
+    assert address["mac"] in net and address["ip"] in net  # B's DHCP host entry
+    assert domain in domains(a)  # the split brain: A is down, its guest runs
+    row = sql(lab, "SELECT status, source_host, dest_host FROM migrations WHERE uuid = :u",
+              u=migration)
+    assert tuple(row) == ("done", a.name, b.name)
+    # Down, A is not audited; the source allocation its evacuation holds is no orphan.
+    assert json.loads(lab.manage("audit", "--json", "--skip-down"))["findings"] == []
+
+    # A's compute comes back: its copy goes before its first heartbeat.
+    before = sql(lab, "SELECT last_heartbeat FROM services WHERE host = :h "
+                 "AND \"binary\" = 'mininova-compute'", h=a.name)[0]
+    lab.computes[a.name] = start_compute(lab, a)
+
+    def beat():
+        now = sql(lab, "SELECT last_heartbeat FROM services WHERE host = :h "
+                  "AND \"binary\" = 'mininova-compute'", h=a.name)[0]
+        if now == before:
+            return None
+        return now, sql(lab, "SELECT status, updated_at FROM migrations WHERE uuid = :u",
+                        u=migration)
+    first_beat, (status, cleaned_at) = wait_for(beat, 120, 0.05, what="A's first heartbeat")
+    assert status == "completed" and cleaned_at <= first_beat
+    assert domain not in domains(a)
+    assert address["mac"] not in a.virsh("net-dumpxml", "mininova").stdout
+    assert domain in domains(b) and lab.vm(vm_id)["status"] == "ACTIVE"
+    held = sql(lab, "SELECT count(*) FROM allocations WHERE consumer_id = :u", u=migration)[0]
+    assert held == 0
+    wait_for(lambda: a.name in lab.computes_up(), 30, what="A up again")
+    assert json.loads(lab.manage("audit", "--json"))["findings"] == []  # and exit 0
+    lab.delete("/v1/vms/" + vm_id)
+    lab.wait_gone(vm_id, timeout=120)
+    assert domain not in domains(b)
