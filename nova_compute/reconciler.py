@@ -110,6 +110,9 @@ class Reconciler:
                             "left here", step.instance_id, ownership.describe(row))
                 self.driver.destroy(step.instance_id)
                 self.driver.unplug_fixed_ip(step.instance_id)  # this network's entry
+                # The allocation the evacuation holds here goes with the copy.
+                self.conductor.evacuation_source_cleaned(ctxt, row["migration"]["uuid"],
+                                                         self.host)
 
     def _report_vanished(self, ctxt, instance_id):
         try:

@@ -60,7 +60,8 @@ class RowsConductor:
 
 
 def migration(source=A, dest=B, type_="live-migration", status="running"):
-    return {"id": 1, "type": type_, "status": status, "source_host": source, "dest_host": dest}
+    return {"id": 1, "uuid": "mig-1", "type": type_, "status": status, "source_host": source,
+            "dest_host": dest}
 
 
 def make_conf(tmp_path, host=A):
@@ -137,6 +138,8 @@ def test_reconcile_leaves_moving_domains_alone_and_reaps_the_rest(world, base_im
         Step(VANISHED, vanished)], key=lambda s: s.kind)
     assert [d["id"] for d in w.driver.list_instances()] == [arriving]
     assert w.reports("instance_vanished") == [("instance_vanished", vanished, A)]
+    # The evacuation's allocation here goes with the stale copy.
+    assert w.reports("evacuation_source_cleaned") == [("evacuation_source_cleaned", "mig-1", A)]
     assert leaving not in str(w.conductor.calls)
 
 

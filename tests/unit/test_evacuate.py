@@ -292,3 +292,20 @@ def test_the_audit_counts_a_done_evacuation_until_its_source_cleans(w):
     assert audit_findings.find_orphans(view, {}) == []
     w.a.destroy_evacuated_instances(CTXT)
     assert audit_findings.find_orphans(audit.observe_db(w.db), {}) == []
+
+
+def test_the_source_back_during_the_rebuild_destroys_its_copy_and_frees_its_allocation(w):
+    vm = build_on(w, A)
+    host_down(w.db, A)
+    rebuild = w.b.driver.rebuild
+
+    def source_back_first(*args, **kwargs):
+        heartbeat(w.a)  # A is back while B rebuilds: its reconcile sees a stale copy
+        w.a.reconcile(CTXT)
+        return rebuild(*args, **kwargs)
+    w.b.driver.rebuild = source_back_first
+    uuid = evacuate(w, vm).get_json()["migration"]
+    assert running_on(w, vm) == [B]
+    assert migration(w.db, uuid).status == "completed"  # its source cleaned already
+    assert held(w.db, uuid) == [] and held(w.db, vm) == [B]
+    assert row(w.db, vm).vm_state == states.ACTIVE
