@@ -5,7 +5,7 @@ import time
 from flask import Flask, Response, g, request
 
 from common import context, metrics
-from nova_api import auth, errors, evacuation, vm_service, vm_snapshots
+from nova_api import auth, errors, evacuation, live_migrations, vm_service, vm_snapshots
 from nova_api import openstack
 from nova_api.blueprints import (actions, flavors, images, openapi, quotas, server_groups,
                                   services, versions, vms)
@@ -32,6 +32,8 @@ def create_app(conf, db, build_client, compute_rpcapi, revocations=None):
         "evacuations": evacuation.EvacuationService(db, build_client, conf,
                                                     host=conf.host),
         "snapshot_service": vm_snapshots.SnapshotService(db, compute_rpcapi, host=conf.host),
+        "live_migrations": live_migrations.LiveMigrations(
+            db, build_client, compute_rpcapi, host=conf.host),
     }
     tokens = auth.TokenCache(db, conf.api.token_cache_seconds, revocations)
     errors.register(app)

@@ -20,3 +20,6 @@ class BuildClient:
 
     def evacuate_instance(self, ctxt, instance_id, migration_uuid, host=None):
         self.conductor_rpcapi.evacuate_instance(ctxt, instance_id, migration_uuid, host)
+
+    def live_migrate_instance(self, ctxt, instance_id, migration_uuid, host=None):
+        self.conductor_rpcapi.live_migrate_instance(ctxt, instance_id, migration_uuid, host)

@@ -260,9 +260,17 @@ def _paths():
         "/v1/vms/{ref}/action": {
             "parameters": [_VM],
             "post": _op("actVM", "A power action: stop, start, reboot, pause, unpause, "
-                                 "suspend, resume", 202,
-                        _JSON_BODY_ERRORS + (404, 409, 503),
+                                 "suspend, resume; or (admin only, else 403) live_migrate, "
+                                 "live_migrate_abort, answered with the migration's id",
+                        202, _JSON_BODY_ERRORS + (403, 404, 409, 503),
                         body=_body(vms.ACTION_SCHEMA, {"reboot": {"type": "soft"}})),
+        },
+        "/v1/vms/{ref}/migrations/{migration_id}": {
+            "parameters": [_VM, {"name": "migration_id", "in": "path", "required": True,
+                                 "schema": {"type": "string", "maxLength": 36}}],
+            "delete": _op("abortLiveMigration", "Abort the VM's live migration while its "
+                                                "copy runs (409 before or after that)", 202,
+                          (400, 404, 409, 503), admin=True),
         },
         "/v1/vms/{ref}/console": {
             "parameters": [_VM],

@@ -2,8 +2,9 @@
 collaborators are put together.
 
 Each RPC method delegates to one collaborator: the Builder (builds), the
-Deleter, PowerTasks, the Rebuilder, the Snapshotter, the Reconciler
-(periodic and event-driven syncs), the StartupSettler and the AuditResponder. They share, explicitly, the VM locks
+Deleter, PowerTasks, the Rebuilder, the Snapshotter, the Resizer, the
+LiveMigrator, the Reconciler (periodic and event-driven syncs), the
+StartupSettler and the AuditResponder. They share, explicitly, the VM locks
 (work on one VM is serialized), a CancelRegistry (a delete cuts a power
 task's wait short) and a BuildTracker (event syncs wait for a build's end).
 Handlers are idempotent (RPC is at-least-once)."""
@@ -21,6 +22,7 @@ from nova_compute.evacuator import Evacuator
 from nova_compute.fixed_ips import FixedIps
 from nova_compute.inflight import BuildTracker, CancelRegistry
 from common.locks import KeyedLocks
+from nova_compute.live_migrator import LiveMigrator
 from nova_compute.power_tasks import PowerTasks
 from nova_compute.image_upload import ImageUploader
 from nova_compute.rebuilder import Rebuilder
@@ -42,7 +44,9 @@ class ComputeManager:
         "unpause_instance", "suspend_instance", "resume_instance", "rebuild_instance",
         "snapshot_instance", "audit_report", "audit_fix", "evacuate_instance", "prep_resize",
         "resize_instance", "finish_resize", "confirm_resize", "revert_resize",
-        "finish_revert_resize"})
+        "finish_revert_resize", "pre_live_migration", "live_migration",
+        "live_migration_abort", "post_live_migration_at_destination",
+        "rollback_live_migration_at_destination"})
 
     def __init__(self, driver, conductor_api, image_cache, conf, report_deadline=120.0,
                  report_delay=0.5, image_uploader=None):
@@ -74,6 +78,7 @@ class ComputeManager:
         self.snapshotter = Snapshotter(driver, self.power, uploader, self.timeline, conf)
         self.resizer = Resizer(driver, self.conductor, image_cache, self.locks, self.timeline,
                                conf)
+        self.live_migrator = LiveMigrator(driver, self.conductor, image_cache, self.locks, conf)
         self.settler = StartupSettler(driver, self.conductor, self.locks, self.deleter,
                                       self.power, conf)
         self.evacuator = Evacuator(driver, self.conductor, image_cache, self.locks,
@@ -169,6 +174,25 @@ class ComputeManager:
     def finish_revert_resize(self, ctxt, instance_id, migration_uuid, flavor, power_on):
         return self.resizer.finish_revert_resize(ctxt, instance_id, migration_uuid, flavor,
                                                  power_on)
+
+    # Live migration (message 1.6): the conductor's live-migrate task.
+    def pre_live_migration(self, ctxt, instance_id, migration_uuid, image):
+        return self.live_migrator.pre_live_migration(ctxt, instance_id, migration_uuid, image)
+
+    def live_migration(self, ctxt, instance_id, migration_uuid, dest_host, migrate_data):
+        self.live_migrator.live_migration(ctxt, instance_id, migration_uuid, dest_host,
+                                          migrate_data)
+
+    def live_migration_abort(self, ctxt, instance_id, migration_uuid):
+        self.live_migrator.live_migration_abort(ctxt, instance_id, migration_uuid)
+
+    def post_live_migration_at_destination(self, ctxt, instance_id, migration_uuid):
+        return self.live_migrator.post_live_migration_at_destination(ctxt, instance_id,
+                                                                     migration_uuid)
+
+    def rollback_live_migration_at_destination(self, ctxt, instance_id, migration_uuid):
+        self.live_migrator.rollback_live_migration_at_destination(ctxt, instance_id,
+                                                                  migration_uuid)
 
     def audit_report(self, ctxt):
         return self.audit.report()

@@ -13,11 +13,14 @@ Version history (a server at X.Y takes X.0 to X.Y; a client capped by
 * 1.5 - prep_resize, resize_instance, finish_resize, confirm_resize,
   revert_resize, finish_revert_resize: the steps of a resize or cold
   migration, each a call of the conductor's migrate task with ``timeout``
+* 1.6 - pre_live_migration, post_live_migration_at_destination (calls),
+  live_migration, live_migration_abort, rollback_live_migration_at_destination
+  (casts): the steps of a live migration, which the conductor orchestrates
 """
 from common import rpc
 
 TOPIC = "compute"
-VERSION = "1.5"
+VERSION = "1.6"
 
 
 class ComputeRPCAPI:
@@ -123,6 +126,36 @@ class ComputeRPCAPI:
         return self._move_call(ctxt, host, "finish_revert_resize", timeout,
                                instance_id=instance_id, migration_uuid=migration_uuid,
                                flavor=flavor, power_on=power_on)
+    # Live migration (1.6), the conductor's live-migrate task: under a cap
+    # below 1.6, RPCVersionCapError and nothing sent.
+    def pre_live_migration(self, ctxt, host, instance_id, migration_uuid, image, timeout):
+        """On the destination: its migrate_data for the source."""
+        return self.client.prepare(server=host, version="1.6", timeout=timeout).call(
+            ctxt, "pre_live_migration", instance_id=instance_id,
+            migration_uuid=migration_uuid, image=image)
+
+    def live_migration(self, ctxt, host, instance_id, migration_uuid, dest_host, migrate_data):
+        """On the source, which reports the outcome to the conductor."""
+        self._host_client(host, "1.6").cast(
+            ctxt, "live_migration", instance_id=instance_id, migration_uuid=migration_uuid,
+            dest_host=dest_host, migrate_data=migrate_data)
+
+    def live_migration_abort(self, ctxt, host, instance_id, migration_uuid):
+        self._host_client(host, "1.6").cast(ctxt, "live_migration_abort",
+                                            instance_id=instance_id,
+                                            migration_uuid=migration_uuid)
+
+    def post_live_migration_at_destination(self, ctxt, host, instance_id, migration_uuid,
+                                           timeout):
+        """The VM's power state on the destination, now its host."""
+        return self.client.prepare(server=host, version="1.6", timeout=timeout).call(
+            ctxt, "post_live_migration_at_destination", instance_id=instance_id,
+            migration_uuid=migration_uuid)
+
+    def rollback_live_migration_at_destination(self, ctxt, host, instance_id, migration_uuid):
+        self._host_client(host, "1.6").cast(
+            ctxt, "rollback_live_migration_at_destination", instance_id=instance_id,
+            migration_uuid=migration_uuid)
 
     def get_console_output(self, ctxt, host, instance_id, lines):
         return self.client.prepare(server=host, timeout=10).call(

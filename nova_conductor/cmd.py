@@ -14,6 +14,7 @@ from nova_conductor.manager import ConductorManager
 from nova_conductor.tasks.build import BuildTask
 from nova_conductor.tasks.evacuate import EvacuateTask
 from nova_conductor.tasks.migrate import MigrateTask
+from nova_conductor.tasks.live_migrate import LiveMigrationTask
 from nova_conductor.watchdog import Watchdog
 from nova_scheduler.rpcapi import SchedulerRPCAPI
 
@@ -35,9 +36,12 @@ def main(argv=None):
                                  Timeline(DbSink(db), conf.host), conf.host)
     migrate_task = MigrateTask(db, SchedulerRPCAPI(transport), compute,
                                Timeline(DbSink(db), conf.host), conf)
+    live_migration_task = LiveMigrationTask(db, SchedulerRPCAPI(transport), compute,
+                                            Timeline(DbSink(db), conf.host))
     conductor = ConductorManager(db, build_task,
                                  max_attempts=conf.scheduler.max_attempts, host=conf.host,
-                                 evacuate_task=evacuate_task, migrate_task=migrate_task)
+                                 evacuate_task=evacuate_task, migrate_task=migrate_task,
+                                 live_migration_task=live_migration_task)
 
     def heartbeat(ctxt):
         with db.transaction() as s:

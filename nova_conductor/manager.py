@@ -36,20 +36,23 @@ class ConductorManager:
         "instance_build_interrupted", "instance_terminated", "action_event", "action_finish",
         "fixed_ip_allocate", "build_instances", "evacuate_instance", "evacuation_done",
         "evacuation_failed", "evacuations_to_clean", "evacuation_source_cleaned",
-        "migrate_server", "confirm_resize", "revert_resize"})
+        "migrate_server", "confirm_resize", "revert_resize", "live_migrate_instance",
+        "live_migration_progress", "live_migration_succeeded", "live_migration_failed"})
 
     def __init__(self, db, build_task=None, max_attempts=1, host="conductor",
-                 evacuate_task=None, migrate_task=None):
+                 evacuate_task=None, migrate_task=None, live_migration_task=None):
         """``build_task``: a ``tasks.build.BuildTask``, which runs the builds
         the API casts here; ``max_attempts`` > 1 (with a ``build_task``) hands
         a VM whose build failed back to it for another host;
         ``evacuate_task``: a ``tasks.evacuate.EvacuateTask`` (default: one
         that only takes the compute hosts' reports); ``migrate_task``: a
         ``tasks.migrate.MigrateTask`` (resize, cold migration, their confirm
-        and revert)."""
+        and revert); ``live_migration_task``: a
+        ``tasks.live_migrate.LiveMigrationTask``."""
         self.db = db
         self.build_task = build_task
         self.migrate_task = migrate_task
+        self.live_migration_task = live_migration_task
         self.max_attempts = max_attempts if build_task is not None else 1
         self.timeline = Timeline(DbSink(db), host)
         self.evacuations = evacuate_task or EvacuateTask(db, None, None, self.timeline, host)
@@ -90,6 +93,23 @@ class ConductorManager:
 
     def revert_resize(self, ctxt, instance_id, migration_uuid):
         self.migrate_task.revert_resize(ctxt, instance_id, migration_uuid)
+
+    # -- live migration (message 1.7; nova_conductor/tasks/live_migrate.py) --------
+
+    def live_migrate_instance(self, ctxt, instance_id, migration_uuid, host=None):
+        """From the API: place, prepare and start the VM's live migration."""
+        self.live_migration_task.execute(ctxt, instance_id, migration_uuid, host=host)
+
+    def live_migration_progress(self, ctxt, instance_id, migration_uuid, progress):
+        return self.live_migration_task.progress(ctxt, instance_id, migration_uuid, progress)
+
+    def live_migration_succeeded(self, ctxt, instance_id, migration_uuid, host):
+        return self.live_migration_task.succeeded(ctxt, instance_id, migration_uuid, host)
+
+    def live_migration_failed(self, ctxt, instance_id, migration_uuid, host, reason,
+                              aborted=False):
+        return self.live_migration_task.failed(ctxt, instance_id, migration_uuid, host,
+                                               reason, aborted)
 
     def service_heartbeat(self, ctxt, host, binary, resources=None):
         with self.db.transaction() as s:

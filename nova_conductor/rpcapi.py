@@ -25,11 +25,17 @@ Version history (a server at X.Y takes X.0 to X.Y; a client capped by
 * 1.6 - migrate_server, confirm_resize, revert_resize: the API hands a resize
   or cold migration (and its confirm or revert) to the conductor's migrate
   task, which drives the compute hosts' steps
+* 1.7 - live_migrate_instance (from the API), live_migration_progress (a
+  cast), live_migration_succeeded and live_migration_failed (calls): a live
+  migration, orchestrated by the conductor's live-migrate task, and the
+  source host's reports of it
 """
 from common import rpc
 
 TOPIC = "conductor"
-VERSION = "1.6"
+VERSION = "1.7"
+# live_migration_succeeded waits for the destination to settle the domain.
+POST_TIMEOUT = 150
 
 
 class ConductorRPCAPI:
@@ -104,6 +110,29 @@ class ConductorRPCAPI:
     def revert_resize(self, ctxt, instance_id, migration_uuid):
         self._move_cast(ctxt, "revert_resize", instance_id=instance_id,
                         migration_uuid=migration_uuid)
+    # Live migration (1.7): under a cap below it, RPCVersionCapError, nothing sent.
+    def live_migrate_instance(self, ctxt, instance_id, migration_uuid, host=None):
+        """Start the VM's live migration ``migration_uuid`` (a cast)."""
+        self.client.prepare(version="1.7").cast(
+            ctxt, "live_migrate_instance", instance_id=instance_id,
+            migration_uuid=migration_uuid, host=host)
+
+    def live_migration_progress(self, ctxt, instance_id, migration_uuid, progress):
+        """``progress``: the record's memory_*/disk_* byte counts (a cast)."""
+        self.client.prepare(version="1.7").cast(
+            ctxt, "live_migration_progress", instance_id=instance_id,
+            migration_uuid=migration_uuid, progress=progress)
+
+    def live_migration_succeeded(self, ctxt, instance_id, migration_uuid, host):
+        return self.client.prepare(version="1.7", timeout=POST_TIMEOUT).call(
+            ctxt, "live_migration_succeeded", instance_id=instance_id,
+            migration_uuid=migration_uuid, host=host)
+
+    def live_migration_failed(self, ctxt, instance_id, migration_uuid, host, reason,
+                              aborted=False):
+        return self.client.prepare(version="1.7").call(
+            ctxt, "live_migration_failed", instance_id=instance_id,
+            migration_uuid=migration_uuid, host=host, reason=reason, aborted=aborted)
 
     def service_heartbeat(self, ctxt, host, binary, resources, wait=False):
         """A cast; with ``wait`` a call, which returns once the heartbeat is

@@ -278,6 +278,13 @@ class Migration(Base):
     old_flavor_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
     new_flavor_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
     request_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # A live migration's progress in bytes, as its source last reported it.
+    memory_total: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    memory_processed: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    memory_remaining: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    disk_total: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    disk_processed: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    disk_remaining: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     created_at: Mapped[datetime.datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[datetime.datetime] = mapped_column(DateTime, default=utcnow)
     __table_args__ = (Index("ix_migrations_instance_id", "instance_id"),

@@ -62,7 +62,19 @@ ACTION_ARGS = {
                                   "additionalProperties": {"type": "string",
                                                            "maxLength": 65535},
                                   "description": "The image's extra properties."}}},
+    # Admin only (403): the VM moves to another host while it runs.
+    "live_migrate": {
+        "type": "object", "additionalProperties": False,
+        "properties": {
+            "host": dict(validation.REF, type=["string", "null"],
+                         description="The destination (a compute host, not the VM's); "
+                                     "absent or null: the scheduler's choice."),
+            "block_migration": {"enum": ["auto", True], "default": "auto",
+                                "description": "The disk is always copied (hosts share "
+                                               "no instances_path)."}}},
+    "live_migrate_abort": _NO_ARGS,   # admin only: stop the copy; the VM stays where it was
 }
+MIGRATION_ACTIONS = ("live_migrate", "live_migrate_abort")
 # Exactly one action, with its arguments: {"stop": {}}, {"reboot": {"type": "hard"}}.
 ACTION_SCHEMA = {
     "type": "object",
@@ -212,8 +224,26 @@ def action(ref):
         response = _json_response({"image": views.image(image)}, 202)
         response.headers["Location"] = "/v1/images/%s" % image.id
         return response
+    if name in MIGRATION_ACTIONS:
+        return _migration_action(ref, name, body[name])
     hard = name == "reboot" and body["reboot"].get("type", "soft").lower() == "hard"
     _vm_service().action(g.context, ref, name, hard=hard)
+    return "", 202
+
+
+def _migration_action(ref, name, args):
+    service = _ext()["live_migrations"]
+    if name == "live_migrate_abort":
+        return _json_response({"migration": service.abort(g.context, ref)}, 202)
+    _vm, migration = service.start(g.context, ref, host=args.get("host"),
+                                   block_migration=args.get("block_migration", "auto"))
+    return _json_response({"migration": migration}, 202)
+
+
+@bp.delete("/<ref>/migrations/<migration_id>")
+def abort_migration(ref, migration_id):
+    """Abort the VM's live migration ``migration_id`` while it copies (admin)."""
+    _ext()["live_migrations"].abort(g.context, ref, migration_id)
     return "", 202
 
 

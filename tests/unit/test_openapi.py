@@ -6,6 +6,7 @@ import jsonschema
 import pytest
 
 from common.db import api as db_api
+from common.db import vm_migrations
 from nova_api import openapi, validation
 from nova_api.app import create_app
 from nova_api.blueprints import images, quotas, server_groups, services, vms
@@ -251,6 +252,15 @@ def test_real_responses_match_the_document(conf, db, image, doc):
                                                    "task_state": None})
     call("post", "/v1/vms/web1/action", 202, json={"reboot": {"type": "hard"}})
     call("get", "/v1/vms/%s/console?lines=5" % vm["id"], 200)
+    with db.transaction() as s:  # a live migration whose copy runs: abortable
+        migration = vm_migrations.create(s, vm["id"], "live-migration", "h1",
+                                         dest_host="h2", status="running")
+    call("delete", "/v1/vms/web1/migrations/" + migration, 403, headers=member)
+    call("delete", "/v1/vms/web1/migrations/nope", 404)
+    call("delete", "/v1/vms/web1/migrations/" + migration, 202)
+    with db.transaction() as s:
+        vm_migrations.update_if(s, migration, {"status": "cancelled"})
+    call("delete", "/v1/vms/web1/migrations/" + migration, 404)  # ended
     call("delete", "/v1/vms/web1", 202)
     call("delete", "/v1/server-groups/" + group["id"], 204)
     call("get", "/v1/server-groups/" + group["id"], 404)

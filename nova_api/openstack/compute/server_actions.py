@@ -1,5 +1,5 @@
-"""``POST /servers/{id}/action`` at 2.1: the power actions, lock, rebuild
-and the console.
+"""``POST /servers/{id}/action`` at 2.1: the power actions, lock, rebuild,
+live migration and the console.
 
 The server is looked up first, so an unknown server is a 404 whatever the
 action (tempest asks for rebuild, forceDelete, restore on missing servers);
@@ -17,6 +17,12 @@ server's state does not allow now is VMService's 409.
   REBUILD) and ``adminPass`` (the given one, else a random one: the guest
   is not told, as mininova injects no password);
 - ``evacuate`` (admin): server_evacuate.py;
+- ``os-migrateLive`` (admin, else 403): ``{"host": null|name,
+  "block_migration": bool, "disk_over_commit": bool}``, all required (2.1);
+  202; block_migration false is a 400 (no shared instances_path here);
+  ``disk_over_commit`` is accepted and ignored (as Nova's libvirt driver
+  does since it checks disk space itself). The abort is 2.24's DELETE
+  ``/servers/{id}/migrations/{id}``, not at 2.1: /v1 has it;
 - ``os-getConsoleOutput``: ``{"length": N}`` (an integer or its string,
   ``null`` or -1: all of it); 200 ``{"output"}``, Nova's tail of the log
   (``console_tail``)."""
@@ -50,6 +56,14 @@ REBUILD_ARGS = {"type": "object",
                                "adminPass": {"type": "string", "maxLength": 255},
                                "preserve_ephemeral": params.BOOLEAN},
                 "required": ["imageRef"],
+                "additionalProperties": False}
+# nova/api/openstack/compute/schemas/migrate_server.py, 2.1 (admin only).
+MIGRATE_LIVE = {"type": "object",
+                "properties": {"host": {"type": ["string", "null"], "minLength": 1,
+                                        "maxLength": 255},
+                               "block_migration": params.BOOLEAN,
+                               "disk_over_commit": params.BOOLEAN},
+                "required": ["block_migration", "disk_over_commit", "host"],
                 "additionalProperties": False}
 # Nova's power actions -> VMService's.
 POWER_ACTIONS = {"os-stop": "stop", "os-start": "start", "pause": "pause",
@@ -121,6 +135,12 @@ def action(server_id):
         if kind not in ("soft", "hard"):
             raise exception.ValidationError(field="reboot.type", reason="must be SOFT or HARD")
         service.action(ctxt, inst.id, "reboot", hard=kind == "hard")
+        return "", 202
+    if name == "os-migrateLive":
+        validation.validate(args, MIGRATE_LIVE, root=name)
+        block = params.boolean("os-migrateLive.block_migration", args["block_migration"])
+        server_lookup.live_migrations().start(ctxt, inst.id, host=args["host"],
+                                              block_migration=block)
         return "", 202
     if name == "os-getConsoleOutput":
         validation.validate(args, CONSOLE_OUTPUT, root=name)

@@ -42,16 +42,23 @@ def destination_xml(domain_xml, dest_host, source_dir, dest_dir):
 
 def job_progress(dom):
     """``dict(processed_bytes, remaining_bytes, total_bytes)`` of the
-    domain's job now, or None when there is none (any more)."""
+    domain's job now, with the same of its memory and disk apart
+    (``memory_processed_bytes``, ``disk_total_bytes``, ...), or None when
+    there is none (any more)."""
     try:
         stats = dom.jobStats(0)
     except libvirt.libvirtError:
         return None
     if not stats or stats.get("type", libvirt.VIR_DOMAIN_JOB_NONE) == libvirt.VIR_DOMAIN_JOB_NONE:
         return None
-    return {"processed_bytes": stats.get("data_processed", 0),
-            "remaining_bytes": stats.get("data_remaining", 0),
-            "total_bytes": stats.get("data_total", 0)}
+    progress = {"processed_bytes": stats.get("data_processed", 0),
+                "remaining_bytes": stats.get("data_remaining", 0),
+                "total_bytes": stats.get("data_total", 0)}
+    for kind in ("memory", "disk"):
+        for key in ("processed", "remaining", "total"):
+            if "%s_%s" % (kind, key) in stats:
+                progress["%s_%s_bytes" % (kind, key)] = stats["%s_%s" % (kind, key)]
+    return progress
 
 
 def run(dom, dest_uri, params, flags=FLAGS, progress=None, abort=None,
