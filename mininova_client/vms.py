@@ -5,6 +5,7 @@ import urllib.parse
 
 from mininova_client import USAGE, CLIError
 from mininova_client import format as fmt
+from mininova_client import snapshots
 from mininova_client.api import quote
 from mininova_client.wait import wait_vm
 
@@ -213,6 +214,7 @@ def add_parsers(sub, common, wait_opts):
     p.add_argument("--host", help="the destination (default: the scheduler's choice)")
     p.add_argument("--admin-pass", help="echoed back (mininova sets no guest password)")
     p.set_defaults(func=evacuate)
+    snapshots.add_parser(vm, common, wait_opts)
     p = vm.add_parser("console", parents=[common], help="tail of the serial console")
     p.add_argument("name", help="VM name or id")
     p.add_argument("--lines", type=int, default=100, help="how many lines (default 100)")

@@ -23,6 +23,8 @@ server's state does not allow now is VMService's 409.
   ``disk_over_commit`` is accepted and ignored (as Nova's libvirt driver
   does since it checks disk space itself). The abort is 2.24's DELETE
   ``/servers/{id}/migrations/{id}``, not at 2.1: /v1 has it;
+- ``createImage``: ``{"name", "metadata"?}``; 202, the image's URL in
+  ``Location`` (server_images.py);
 - ``os-getConsoleOutput``: ``{"length": N}`` (an integer or its string,
   ``null`` or -1: all of it); 200 ``{"output"}``, Nova's tail of the log
   (``console_tail``)."""
@@ -33,8 +35,8 @@ from flask import jsonify
 
 from common import exception
 from nova_api import validation
-from nova_api.openstack.compute import (params, resource, server_evacuate, server_lookup,
-                                        servers)
+from nova_api.openstack.compute import (params, resource, server_evacuate, server_images,
+                                        server_lookup, servers)
 
 bp = resource.blueprint("compute_server_actions", __name__)
 
@@ -129,6 +131,8 @@ def action(server_id):
         return _rebuild(inst, ctxt, args)
     if name == "evacuate":
         return server_evacuate.evacuate(inst, ctxt, args)
+    if name == "createImage":
+        return server_images.create_image(inst, ctxt, args)
     if name == "reboot":
         validation.validate(args, REBOOT, root=name)
         kind = args["type"].lower()
