@@ -5,7 +5,7 @@ import urllib.parse
 
 from mininova_client import USAGE, CLIError
 from mininova_client import format as fmt
-from mininova_client import snapshots
+from mininova_client import moves, snapshots
 from mininova_client.api import quote
 from mininova_client.wait import wait_vm
 
@@ -179,6 +179,7 @@ def add_parsers(sub, common, wait_opts):
     """The ``vm`` command tree; ``common``/``wait_opts``: parent parsers."""
     vm = sub.add_parser("vm", help="virtual machines").add_subparsers(
         dest="command", metavar="COMMAND", required=True)
+    moves.add_parsers(sub, vm, common, wait_opts)
     p = vm.add_parser("create", parents=[common, wait_opts], help="boot a VM")
     p.add_argument("name")
     p.add_argument("--image", required=True, help="image name or id")

@@ -14,7 +14,9 @@ from mininova_client.format import fault
 # Where each action rests when it succeeded.
 EXPECTED = {"create": "ACTIVE", "stop": "SHUTOFF", "start": "ACTIVE", "reboot": "ACTIVE",
             "unpause": "ACTIVE", "resume": "ACTIVE", "pause": "PAUSED",
-            "suspend": "SUSPENDED", "delete": None, "evacuate": "ACTIVE"}
+            "suspend": "SUSPENDED", "delete": None, "evacuate": "ACTIVE",
+            "resize": "VERIFY_RESIZE", "migrate": "VERIFY_RESIZE", "confirm_resize": "ACTIVE",
+            "revert_resize": "ACTIVE"}
 FIRST_INTERVAL = 0.2
 MAX_INTERVAL = 2.0
 

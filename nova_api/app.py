@@ -5,10 +5,11 @@ import time
 from flask import Flask, Response, g, request
 
 from common import context, metrics
-from nova_api import auth, errors, evacuation, live_migrations, vm_service, vm_snapshots
+from nova_api import (auth, errors, evacuation, live_migrations, move_service, vm_service,
+                      vm_snapshots)
 from nova_api import openstack
-from nova_api.blueprints import (actions, flavors, images, openapi, quotas, server_groups,
-                                  services, versions, vms)
+from nova_api.blueprints import (actions, flavors, images, migrations, openapi, quotas,
+                                  server_groups, services, versions, vms)
 
 LOG = logging.getLogger(__name__)
 
@@ -34,11 +35,13 @@ def create_app(conf, db, build_client, compute_rpcapi, revocations=None):
         "snapshot_service": vm_snapshots.SnapshotService(db, compute_rpcapi, host=conf.host),
         "live_migrations": live_migrations.LiveMigrations(
             db, build_client, compute_rpcapi, host=conf.host),
+        "move_service": move_service.MoveService(db, build_client, host=conf.host,
+                                                 quota_defaults=quota_defaults(conf)),
     }
     tokens = auth.TokenCache(db, conf.api.token_cache_seconds, revocations)
     errors.register(app)
     for bp in (versions.bp, vms.bp, actions.bp, flavors.bp, images.bp, services.bp,
-               server_groups.bp, quotas.bp, openapi.bp):
+               server_groups.bp, quotas.bp, openapi.bp, migrations.bp):
         app.register_blueprint(bp)
     openstack.register(app)  # /identity, /compute, /image beside /v1
 

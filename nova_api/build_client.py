@@ -23,3 +23,13 @@ class BuildClient:
 
     def live_migrate_instance(self, ctxt, instance_id, migration_uuid, host=None):
         self.conductor_rpcapi.live_migrate_instance(ctxt, instance_id, migration_uuid, host)
+
+    # Resize and cold migration: the conductor's migrate task (conductor 1.6).
+    def migrate_server(self, ctxt, instance_id, migration_uuid, target_host=None):
+        self.conductor_rpcapi.migrate_server(ctxt, instance_id, migration_uuid, target_host)
+
+    def confirm_resize(self, ctxt, instance_id, migration_uuid):
+        self.conductor_rpcapi.confirm_resize(ctxt, instance_id, migration_uuid)
+
+    def revert_resize(self, ctxt, instance_id, migration_uuid):
+        self.conductor_rpcapi.revert_resize(ctxt, instance_id, migration_uuid)

@@ -13,6 +13,7 @@ from common.db import api as db_api
 from common.db import auth as db_auth
 from common.db import hosts as db_hosts
 from common.db import vm_migrations
+from common.db.models import Instance
 from common.timeline import DbSink, Timeline
 from nova_api import lookups
 
@@ -21,6 +22,8 @@ LOG = logging.getLogger(__name__)
 
 class MoveService:
     def __init__(self, db, conductor_rpcapi, host="api", quota_defaults=None):
+        """``conductor_rpcapi``: the conductor's client (or the API's
+        BuildClient, which forwards the three casts)."""
         self.db = db
         self.conductor_rpcapi = conductor_rpcapi
         self.quota_defaults = quota_defaults or {"instances": -1, "cores": -1, "ram": -1}
@@ -34,7 +37,10 @@ class MoveService:
         lock)."""
         flavor = self.lookups.flavor(flavor_ref, ctxt.project_id, ctxt.is_admin)
         with self.db.transaction() as s:
-            inst = db_api.instance_get_by_ref(s, ctxt.project_id, ref)
+            inst = find(s, ctxt, ref)
+            allowed, _task = states.ACTION_GUARDS["resize"]
+            if inst.task_state is not None or inst.vm_state not in allowed:
+                _refuse(ctxt, inst, "resize")  # (the guarded UPDATE decides for good)
             if flavor.id == inst.flavor_id:
                 raise exception.Invalid(reason="VM %s already has flavor %s; resize to "
                                         "another flavor" % (inst.name, flavor.name))
@@ -60,7 +66,7 @@ class MoveService:
     def _start(self, ctxt, ref, action, migration_type, sizes, target_host=None):
         allowed, task = states.ACTION_GUARDS[action]
         with self.db.transaction() as s:
-            inst = db_api.instance_get_by_ref(s, ctxt.project_id, ref)
+            inst = find(s, ctxt, ref)
             if target_host is not None and target_host == inst.host:
                 raise exception.Invalid(reason="VM %s is on host %s already" % (inst.name,
                                                                                  target_host))
@@ -120,7 +126,7 @@ class MoveService:
     def _finish(self, ctxt, ref, action, status, cast):
         allowed, task = states.ACTION_GUARDS[action]
         with self.db.transaction() as s:
-            inst = db_api.instance_get_by_ref(s, ctxt.project_id, ref)
+            inst = find(s, ctxt, ref)
             migration = vm_migrations.in_progress_for_instance(s, inst.id)
             moved = migration is not None and db_api.instance_update_if(
                 s, inst.id, {"task_state": task}, expected_task_state=None,
@@ -160,8 +166,22 @@ class MoveService:
     def vm_migrations(self, ctxt, ref):
         """The VM's migrations, newest first (the VM found as any lookup)."""
         with self.db.transaction() as s:
-            inst = db_api.instance_get_by_ref(s, ctxt.project_id, ref)
+            inst = find(s, ctxt, ref)
             return inst, vm_migrations.listing(s, instance_id=inst.id)
+
+
+def find(s, ctxt, ref):
+    """The VM ``ref`` of the caller's project, or (an admin's) any live VM
+    by id."""
+    try:
+        return db_api.instance_get_by_ref(s, ctxt.project_id, ref)
+    except exception.InstanceNotFound:
+        if not (ctxt.is_admin and db_api.is_uuid(ref)):
+            raise
+        inst = s.get(Instance, str(ref))
+        if inst is None or inst.deleted_at is not None:
+            raise
+        return inst
 
 
 def _lock_guard(ctxt):

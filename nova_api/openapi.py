@@ -12,7 +12,8 @@ import functools
 from common.db import auth as db_auth
 from common.db import hosts as db_hosts
 from nova_api import validation
-from nova_api.blueprints import images, quotas, server_groups, services, versions, vms
+from nova_api.blueprints import (images, migrations, quotas, server_groups, services,
+                                  versions, vms)
 
 OPENAPI_VERSION = "3.1.0"
 TOKEN_HEADER = "X-Auth-Token"
@@ -111,6 +112,10 @@ SCHEMAS = {
         "usage": _obj({r: _INT for r in db_auth.RESOURCES}),
     }),
 }
+SCHEMAS["Migration"] = _obj({
+    "id": _STR, "vm": _STR, "type": _STR, "status": _STR, "source": _NSTR,
+    "destination": _NSTR, "old_flavor": _NSTR, "new_flavor": _NSTR, "request_id": _NSTR,
+    "created_at": _NTIME, "updated_at": _NTIME})
 SCHEMAS["InstanceActionDetail"] = {"allOf": [_ref("InstanceAction"), _obj({
     "duration_ms": {"type": ["integer", "null"]},
     "events": {"type": "array", "items": _ref("InstanceActionEvent")}})]}
@@ -260,8 +265,10 @@ def _paths():
         "/v1/vms/{ref}/action": {
             "parameters": [_VM],
             "post": _op("actVM", "A power action: stop, start, reboot, pause, unpause, "
-                                 "suspend, resume; or (admin only, else 403) live_migrate, "
-                                 "live_migrate_abort, answered with the migration's id",
+                                 "suspend, resume; a resize (resize, confirm_resize, "
+                                 "revert_resize) or snapshot; or (admin only, else 403) "
+                                 "migrate, evacuate, live_migrate, live_migrate_abort, "
+                                 "answered with the migration's id",
                         202, _JSON_BODY_ERRORS + (403, 404, 409, 503),
                         body=_body(vms.ACTION_SCHEMA, {"reboot": {"type": "soft"}})),
         },
@@ -277,6 +284,16 @@ def _paths():
             "get": _op("showConsole", "Tail of the VM's serial console", 200,
                        (400, 404, 409, 503), params=_query_params(vms.CONSOLE_PARAMS),
                        ok_schema=_obj({"output": _STR})),
+        },
+        "/v1/vms/{ref}/migrations": {
+            "parameters": [_VM],
+            "get": _op("listVMMigrations", "The VM's moves between hosts, newest first", 200,
+                       (400, 404), ok_schema=_list("migrations", "Migration")),
+        },
+        "/v1/migrations": {
+            "get": _op("listMigrations", "Moves of VMs between hosts, newest first", 200,
+                       (400,), admin=True, params=_query_params(migrations.LIST_PARAMS),
+                       ok_schema=_list("migrations", "Migration")),
         },
         "/v1/vms/{ref}/actions": {
             "parameters": [_VM],

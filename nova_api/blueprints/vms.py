@@ -73,6 +73,16 @@ ACTION_ARGS = {
                                 "description": "The disk is always copied (hosts share "
                                                "no instances_path)."}}},
     "live_migrate_abort": _NO_ARGS,   # admin only: stop the copy; the VM stays where it was
+    # Resize and cold migration (nova_api/move_service.py): 202, the VM goes
+    # RESIZE, then VERIFY_RESIZE until confirm_resize or revert_resize.
+    "resize": {"type": "object", "additionalProperties": False, "required": ["flavor"],
+               "properties": {"flavor": dict(validation.REF, description="The new flavor "
+                                             "(id or name); its disk may not be smaller.")}},
+    "confirm_resize": _NO_ARGS, "revert_resize": _NO_ARGS,
+    "migrate": {"type": "object", "additionalProperties": False,
+                "description": "Admin: a cold migration to another host.",
+                "properties": {"host": dict(validation.REF, description="The destination "
+                                            "(default: the scheduler's choice).")}},
 }
 MIGRATION_ACTIONS = ("live_migrate", "live_migrate_abort")
 # Exactly one action, with its arguments: {"stop": {}}, {"reboot": {"type": "hard"}}.
@@ -226,6 +236,8 @@ def action(ref):
         return response
     if name in MIGRATION_ACTIONS:
         return _migration_action(ref, name, body[name])
+    if name in MOVE_ACTIONS:
+        return _move(ref, name, body[name])
     hard = name == "reboot" and body["reboot"].get("type", "soft").lower() == "hard"
     _vm_service().action(g.context, ref, name, hard=hard)
     return "", 202
@@ -244,6 +256,22 @@ def _migration_action(ref, name, args):
 def abort_migration(ref, migration_id):
     """Abort the VM's live migration ``migration_id`` while it copies (admin)."""
     _ext()["live_migrations"].abort(g.context, ref, migration_id)
+    return "", 202
+
+
+MOVE_ACTIONS = ("resize", "confirm_resize", "revert_resize", "migrate")
+
+
+def _move(ref, name, args):
+    moves = _ext()["move_service"]
+    if name == "resize":
+        return _json_response({"migration": moves.resize(g.context, ref, args["flavor"])}, 202)
+    if name == "migrate":
+        if not g.context.is_admin:
+            raise exception.Forbidden("Migrating a VM needs the admin role.")
+        return _json_response({"migration": moves.migrate(g.context, ref, args.get("host"))},
+                              202)
+    getattr(moves, name)(g.context, ref)
     return "", 202
 
 

@@ -246,6 +246,11 @@ def test_real_responses_match_the_document(conf, db, image, doc):
     request_id = client.get("/v1/vms/web1/actions").get_json()["actions"][0]["request_id"]
     call("get", "/v1/vms/web1/actions/" + request_id, 200)
     call("get", "/v1/vms/web1/actions/req-nope", 404)
+    call("get", "/v1/vms/web1/migrations", 200)
+    call("get", "/v1/vms/web9/migrations", 404)
+    call("get", "/v1/migrations?type=resize&host=h1", 200)
+    call("get", "/v1/migrations?type=sideways", 400)
+    call("get", "/v1/migrations", 403, headers=member)
     call("get", "/v1/server-groups/" + group["id"], 200)
     with db.transaction() as s:  # on a host: the console is asked over RPC
         db_api.instance_update_if(s, vm["id"], {"host": "h1", "vm_state": "active",

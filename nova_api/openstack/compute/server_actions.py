@@ -25,6 +25,8 @@ server's state does not allow now is VMService's 409.
   ``/servers/{id}/migrations/{id}``, not at 2.1: /v1 has it;
 - ``createImage``: ``{"name", "metadata"?}``; 202, the image's URL in
   ``Location`` (server_images.py);
+- ``resize``, ``confirmResize``, ``revertResize``, ``migrate`` (admin):
+  server_moves.py;
 - ``os-getConsoleOutput``: ``{"length": N}`` (an integer or its string,
   ``null`` or -1: all of it); 200 ``{"output"}``, Nova's tail of the log
   (``console_tail``)."""
@@ -36,7 +38,7 @@ from flask import jsonify
 from common import exception
 from nova_api import validation
 from nova_api.openstack.compute import (params, resource, server_evacuate, server_images,
-                                        server_lookup, servers)
+                                        server_lookup, server_moves, servers)
 
 bp = resource.blueprint("compute_server_actions", __name__)
 
@@ -133,6 +135,8 @@ def action(server_id):
         return server_evacuate.evacuate(inst, ctxt, args)
     if name == "createImage":
         return server_images.create_image(inst, ctxt, args)
+    if name in server_moves.ACTIONS:
+        return server_moves.act(inst, ctxt, name, args)
     if name == "reboot":
         validation.validate(args, REBOOT, root=name)
         kind = args["type"].lower()

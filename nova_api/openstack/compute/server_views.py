@@ -20,8 +20,11 @@ from nova_api.openstack.compute import views
 _STATUS_BY_VM_STATE = {
     states.BUILDING: "BUILD", states.ACTIVE: "ACTIVE", states.STOPPED: "SHUTOFF",
     states.PAUSED: "PAUSED", states.SUSPENDED: "SUSPENDED", states.ERROR: "ERROR",
-    states.DELETED: "DELETED",
+    states.DELETED: "DELETED", states.RESIZED: "VERIFY_RESIZE",
 }
+# A resize or cold migration in progress shows RESIZE (from ACTIVE or SHUTOFF),
+# its revert REVERT_RESIZE (from VERIFY_RESIZE), as Nova's _STATE_MAP.
+_RESIZE_TASKS = (states.RESIZE_PREP, states.RESIZE_MIGRATING, states.RESIZE_FINISH)
 _ACTIVE_TASK_STATUS = {states.REBOOTING: "REBOOT", states.REBOOTING_HARD: "HARD_REBOOT"}
 _PROGRESS_STATUSES = ("ACTIVE", "BUILD", "REBUILD", "RESIZE", "VERIFY_RESIZE", "MIGRATING")
 _FAULT_STATUSES = ("ERROR", "DELETED")
@@ -41,6 +44,10 @@ def status(vm_state, task_state):
     if task_state == states.REBUILDING and vm_state in (states.ACTIVE, states.STOPPED,
                                                         states.ERROR):
         return "REBUILD"
+    if task_state in _RESIZE_TASKS and vm_state in (states.ACTIVE, states.STOPPED):
+        return "RESIZE"
+    if task_state == states.RESIZE_REVERTING and vm_state == states.RESIZED:
+        return "REVERT_RESIZE"
     if vm_state == states.ACTIVE and task_state in _ACTIVE_TASK_STATUS:
         return _ACTIVE_TASK_STATUS[task_state]
     return _STATUS_BY_VM_STATE.get(vm_state, "UNKNOWN")
