@@ -83,7 +83,7 @@ class LiveMigrator:
                     LOG.info("VM %s: what arrived of migration %s removed", instance_id,
                              migration_uuid)
                     return True
-                except exception.MininovaException as exc:
+                except Exception as exc:  # e.g. the hypervisor restarting: retried
                     if time.monotonic() > give_up:
                         LOG.error("VM %s: could not remove what arrived of migration %s: %s",
                                   instance_id, migration_uuid, exception.describe(exc))
@@ -105,15 +105,16 @@ class LiveMigrator:
                     LOG.warning("%s; not migrating", exc.message)
                     return
                 error, aborted = None, False
+                reporter = _Reporter(self.conductor.conductor, ctxt, instance_id,
+                                     migration_uuid, self.progress_interval)
                 try:
                     self.driver.live_migration(instance_id, dest_host, migrate_data,
-                                               progress=self._reporter(ctxt, instance_id,
-                                                                       migration_uuid),
-                                               abort=abort)
+                                               progress=reporter, abort=abort)
                 except exception.MigrationAborted as exc:
                     error, aborted = exc, True
                 except Exception as exc:  # reported: the VM still runs here
                     error = exc
+                reporter.flush()
         finally:
             with self._guard:
                 self._aborts.pop(migration_uuid, None)
@@ -137,21 +138,6 @@ class LiveMigrator:
     def _abort_event(self, migration_uuid):
         with self._guard:
             return self._aborts.setdefault(migration_uuid, threading.Event())
-
-    def _reporter(self, ctxt, instance_id, migration_uuid):
-        last = [None]
-
-        def report(progress):
-            now = time.monotonic()
-            if last[0] is not None and now - last[0] < self.progress_interval:
-                return
-            last[0] = now
-            try:
-                self.conductor.conductor.live_migration_progress(
-                    ctxt, instance_id, migration_uuid, progress_record(progress))
-            except Exception as exc:  # progress is best effort
-                LOG.debug("VM %s: progress not sent: %s", instance_id, exc)
-        return report
 
     # -- helpers ----------------------------------------------------------------
 
@@ -191,3 +177,32 @@ def progress_record(progress):
         return value
     return {"%s_%s" % (kind, key): part(kind, key)
             for kind in ("memory", "disk") for key in ("total", "processed", "remaining")}
+
+
+class _Reporter:
+    """The driver's progress callback: casts the record's progress at most
+    every ``interval`` s, and the last one held back on ``flush``."""
+
+    def __init__(self, conductor_api, ctxt, instance_id, migration_uuid, interval):
+        self.conductor_api = conductor_api
+        self.ctxt, self.instance_id, self.migration_uuid = ctxt, instance_id, migration_uuid
+        self.interval = interval
+        self._sent_at = None
+        self._pending = None
+
+    def __call__(self, progress):
+        self._pending = progress_record(progress)
+        now = time.monotonic()
+        if self._sent_at is None or now - self._sent_at >= self.interval:
+            self._sent_at = now
+            self.flush()
+
+    def flush(self):
+        record, self._pending = self._pending, None
+        if record is None:
+            return
+        try:
+            self.conductor_api.live_migration_progress(self.ctxt, self.instance_id,
+                                                       self.migration_uuid, record)
+        except Exception as exc:  # progress is best effort
+            LOG.debug("VM %s: progress not sent: %s", self.instance_id, exc)

@@ -96,12 +96,14 @@ class LiveMigrationTask:
     # -- 3 and 4: the source's reports -----------------------------------------------
 
     def progress(self, ctxt, instance_id, migration_uuid, progress):
+        """The copy's progress on the record, whatever its status: the last
+        report (a cast) may arrive after the outcome (a call), and still
+        tells how far the copy got."""
         values = {k: progress.get(k) for k in PROGRESS_COLUMNS if progress.get(k) is not None}
         if not values:
             return False
         with self.db.transaction() as s:
-            return vm_migrations.update_if(s, migration_uuid, values,
-                                           expected_status=("running",))
+            return vm_migrations.update_if(s, migration_uuid, values)
 
     def succeeded(self, ctxt, instance_id, migration_uuid, host):
         """The guest runs on the destination: the VM is its."""

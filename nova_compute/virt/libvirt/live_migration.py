@@ -21,7 +21,7 @@ LOG = logging.getLogger(__name__)
 FLAGS = (libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_PEER2PEER
          | libvirt.VIR_MIGRATE_PERSIST_DEST | libvirt.VIR_MIGRATE_UNDEFINE_SOURCE
          | libvirt.VIR_MIGRATE_NON_SHARED_INC)
-POLL_INTERVAL = 0.5  # seconds between two looks at the job (progress, abort)
+POLL_INTERVAL = 0.2  # seconds between two looks at the job (progress, abort)
 
 
 def destination_xml(domain_xml, dest_host, source_dir, dest_dir):

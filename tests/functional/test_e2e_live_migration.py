@@ -1,0 +1,260 @@
+"""Live migration on the lab: two sim hosts (deploy/lab/sim-host.sh, each its
+own libvirtd listening on its own address), a compute agent on each with
+``[libvirt] live_migration_inbound_uri`` set to the other hosts' way in, and
+a running tiny guest whose console prints a heartbeat (boot id, uptime) every
+second. Through the API:
+
+- A -> B and back: the console on the destination goes on with the same boot
+  and a larger uptime, no new boot marker; the migration record completed,
+  with its progress; nothing of the VM left on the source; allocations on
+  the destination only;
+- an abort while the copy runs (its speed capped with ``virsh
+  migrate-setspeed`` so that there is time): the VM never stopped on A, no
+  leftover on B, the record cancelled;
+- B's libvirtd stopped while the copy runs: the same, the record error, and
+  once B's libvirtd is back B holds nothing of the VM."""
+import os
+import signal
+import sys
+
+import pytest
+import sqlalchemy as sa
+
+from mininova_lab import services
+from mininova_lab.raw_migration import BOOTED, ticks
+from mininova_lab.sim_host import SimHost
+from mininova_lab.stack import ROOT, Stack
+from mininova_lab.waiting import wait_for
+from tests.functional.test_lab_live_migration import build_image
+
+pytestmark = pytest.mark.real_services("rabbitmq", "postgresql", "libvirt", "http")
+
+BASE_DIR = "/var/lib/mininova-lab-live"
+INDEXES = (72, 73)
+SLOW_MIB_S = "4"  # migrate-setspeed: ~128 MiB of RAM then takes ~30 s to copy
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("livemig")
+    stack = Stack(workdir, network="")
+    sims, stack.computes = [], {}
+    try:
+        stack.start(compute=False)
+        stack.add_image("tiny", build_image())
+        for name, index in zip(("lva", "lvb"), INDEXES):
+            sim = SimHost("%s-%s" % (name, stack.tag[-4:]), index=index, base_dir=BASE_DIR)
+            sim.up()
+            sim.forward(stack.port)
+            sims.append(sim)
+            stack.computes[sim.name] = start_compute(stack, sim)
+        wait_for(lambda: {s.name for s in sims} <= stack.computes_up(), 60,
+                 what="two sim compute hosts up")
+        stack.sims = sims
+        stack.engine = sa.create_engine(stack.db_url)
+        yield stack
+    finally:
+        if stack.procs:
+            stack.delete_all_vms(timeout=60)
+        for proc in stack.computes.values():
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(20)
+                except Exception:
+                    proc.kill()
+        for sim in sims:
+            sim.down()
+        if getattr(stack, "engine", None) is not None:
+            stack.engine.dispose()
+        stack.stop()
+
+
+def compute_conf(stack, sim):
+    workdir = os.path.join(stack.workdir, sim.name)
+    os.makedirs(workdir, exist_ok=True)
+    conf = os.path.join(workdir, "compute.conf")
+    with open(conf, "w") as f:
+        f.write(f"""[DEFAULT]
+host = {sim.name}
+transport_url = {services.rabbit_url(stack.vhost, host=sim.gateway_ip)}
+
+[compute]
+instances_path = {workdir}/instances
+image_cache_path = {workdir}/_base
+image_api_url = http://{sim.gateway_ip}:{stack.port}
+network_name =
+
+[libvirt]
+connection_uri = {sim.libvirt_uri}
+virt_type = qemu
+live_migration_inbound_uri = {sim.facts["MIGRATION_URI"]}
+""")
+    return conf
+
+
+def start_compute(stack, sim):
+    log = open(os.path.join(stack.logs, "compute-%s.out" % sim.name), "ab")
+    return sim.popen([sys.executable, "-m", "nova_compute.cmd", "--config-file",
+                      stack.conf_path, "--config-file", compute_conf(stack, sim),
+                      "--log-file", os.path.join(stack.logs, "compute-%s.log" % sim.name)],
+                     cwd=ROOT, stdout=log, stderr=log, stdin=open(os.devnull))
+
+
+def migration(stack, uuid):
+    with stack.engine.begin() as c:
+        return c.execute(sa.text("SELECT * FROM migrations WHERE uuid = :u"),
+                         {"u": uuid}).mappings().first()
+
+
+def allocation_hosts(stack, consumer):
+    with stack.engine.begin() as c:
+        return sorted(r[0] for r in c.execute(sa.text(
+            "SELECT host FROM allocations WHERE consumer_id = :c"), {"c": consumer}))
+
+
+def domains(sim):
+    out = sim.virsh("list", "--all", "--name")
+    assert out.returncode == 0, out.stderr
+    return set(out.stdout.split())
+
+
+def instance_dir(stack, sim, vm_id):
+    return os.path.join(stack.workdir, sim.name, "instances", vm_id)
+
+
+def console(stack, vm_id):
+    return stack.get("/v1/vms/%s/console?lines=10000" % vm_id).json().get("output", "")
+
+
+def running_vm_on(stack, host, name):
+    """A running tiny guest built on ``host`` (the other hosts disabled
+    meanwhile), once its heartbeat shows."""
+    others = [s.name for s in stack.sims if s.name != host]
+    for other in others:
+        stack.set_disabled(other, True)
+    try:
+        r = stack.post("/v1/vms", {"name": name, "image": "tiny", "flavor": "m1.tiny",
+                                   "metadata": {"mininova_tick": "1"}})
+        assert r.status_code == 202, r.text
+        vm_id = r.json()["vm"]["id"]
+        vm = stack.wait_status(vm_id, "ACTIVE", timeout=180)
+    finally:
+        for other in others:
+            stack.set_disabled(other, False)
+    assert vm["host"] == host
+    wait_for(lambda: len(ticks(console(stack, vm_id))) >= 2, 180, 0.5, what="heartbeat")
+    return vm_id
+
+
+def live_migrate(stack, vm_id, **args):
+    r = stack.post("/v1/vms/%s/action" % vm_id, {"live_migrate": args})
+    assert r.status_code == 202, r.text
+    return r.json()["migration"]
+
+
+def wait_migration(stack, uuid, statuses, timeout=240):
+    return wait_for(lambda: (migration(stack, uuid)["status"] in statuses
+                             and migration(stack, uuid)), timeout, 0.3,
+                    what="migration %s in %s" % (uuid, statuses))
+
+
+def copying(stack, uuid):
+    """Wait until the copy runs and its progress shows; the record."""
+    return wait_for(lambda: (lambda m: m["status"] == "running"
+                             and (m["memory_processed"] or 0) > 0 and m)(migration(stack, uuid)),
+                    120, 0.2, what="migration %s copying" % uuid)
+
+
+def test_live_migration_there_and_back(lab):
+    a, b = lab.sims
+    vm_id = running_vm_on(lab, a.name, "lm1")
+    domain = "mininova-" + vm_id
+    boot, last_up = ticks(console(lab, vm_id))[-1]
+    for source, dest, target in ((a, b, b.name), (b, a, None)):
+        uuid = live_migrate(lab, vm_id, **({"host": target} if target else {}))
+        m = wait_migration(lab, uuid, ("completed", "error", "cancelled"))
+        assert m["status"] == "completed", m
+        assert (m["source_host"], m["dest_host"], m["migration_type"]) == (
+            source.name, dest.name, "live-migration")
+        # The last progress report (a cast) may come after the outcome.
+        wait_for(lambda: (migration(lab, uuid)["memory_processed"] or 0)
+                 + (migration(lab, uuid)["disk_processed"] or 0) > 0, 10, 0.2,
+                 what="the copy's progress on the record")
+        vm = lab.wait_status(vm_id, "ACTIVE", timeout=60)
+        assert vm["host"] == dest.name
+        assert domain in domains(dest) and domain not in domains(source)
+        assert not os.path.exists(instance_dir(lab, source, vm_id))
+        assert allocation_hosts(lab, vm_id) == [dest.name]
+        assert allocation_hosts(lab, uuid) == []
+        wait_for(lambda: len(ticks(console(lab, vm_id))) >= 2, 60, 0.5,
+                 what="heartbeat on %s" % dest.name)
+        text = console(lab, vm_id)
+        here = ticks(text)
+        assert {t[0] for t in here} == {boot}, text   # the same boot: it kept running
+        assert here[0][1] > last_up
+        assert BOOTED not in text
+        last_up = here[-1][1]
+    events = lab.get("/v1/vms/%s/actions" % vm_id).json()["actions"]
+    assert [e["action"] for e in events[:2]] == ["live-migration", "live-migration"]
+    lab.delete("/v1/vms/" + vm_id)
+    lab.wait_gone(vm_id, timeout=60)
+
+
+def test_abort_while_copying_keeps_it_running_on_the_source(lab):
+    a, b = lab.sims
+    vm_id = running_vm_on(lab, a.name, "lm2")
+    domain = "mininova-" + vm_id
+    assert a.virsh("migrate-setspeed", domain, SLOW_MIB_S).returncode == 0
+    boot, _ = ticks(console(lab, vm_id))[-1]
+    uuid = live_migrate(lab, vm_id, host=b.name)
+    assert lab.vm(vm_id)["status"] == "MIGRATING"
+    m = copying(lab, uuid)
+    assert 0 < m["memory_processed"] and m["memory_remaining"] > 0
+    r = lab.delete("/v1/vms/%s/migrations/%s" % (vm_id, uuid))
+    assert r.status_code == 202, r.text
+    m = wait_migration(lab, uuid, ("cancelled", "error", "completed"))
+    assert m["status"] == "cancelled", m
+    vm = lab.wait_status(vm_id, "ACTIVE", timeout=60)
+    assert vm["host"] == a.name
+    after_abort = ticks(console(lab, vm_id))[-1]
+    wait_for(lambda: ticks(console(lab, vm_id))[-1][1] > after_abort[1] + 1, 30, 0.5,
+             what="the heartbeat going on on A")
+    assert {t[0] for t in ticks(console(lab, vm_id))} == {boot}  # never rebooted
+    assert domain in domains(a)
+    wait_for(lambda: domain not in domains(b)
+             and not os.path.exists(instance_dir(lab, b, vm_id)), 60,
+             what="nothing of it left on B")
+    assert allocation_hosts(lab, vm_id) == [a.name] and allocation_hosts(lab, uuid) == []
+    lab.delete("/v1/vms/" + vm_id)
+    lab.wait_gone(vm_id, timeout=60)
+
+
+def test_destination_libvirtd_stopped_while_copying(lab):
+    a, b = lab.sims
+    vm_id = running_vm_on(lab, a.name, "lm3")
+    domain = "mininova-" + vm_id
+    assert a.virsh("migrate-setspeed", domain, SLOW_MIB_S).returncode == 0
+    boot, _ = ticks(console(lab, vm_id))[-1]
+    uuid = live_migrate(lab, vm_id, host=b.name)
+    copying(lab, uuid)
+    pid = int(open(os.path.join(b.lab_dir, "pids", "libvirtd.pid")).read())
+    os.kill(pid, signal.SIGTERM)
+    try:
+        m = wait_migration(lab, uuid, ("cancelled", "error", "completed"))
+        assert m["status"] == "error", m
+        vm = lab.wait_status(vm_id, "ACTIVE", timeout=60)
+        assert vm["host"] == a.name
+        after = ticks(console(lab, vm_id))[-1]
+        wait_for(lambda: ticks(console(lab, vm_id))[-1][1] > after[1] + 1, 30, 0.5,
+                 what="the heartbeat going on on A")
+        assert {t[0] for t in ticks(console(lab, vm_id))} == {boot}
+        assert domain in domains(a)
+        assert allocation_hosts(lab, vm_id) == [a.name] and allocation_hosts(lab, uuid) == []
+    finally:
+        b.up()  # heals the dead libvirtd
+    wait_for(lambda: domain not in domains(b)
+             and not os.path.exists(instance_dir(lab, b, vm_id)), 150,
+             what="nothing of it left on B once its libvirtd is back")
+    lab.delete("/v1/vms/" + vm_id)
+    lab.wait_gone(vm_id, timeout=60)
