@@ -26,7 +26,7 @@ GOALS = {
 }
 
 # The phases of a run in order: (name in results["phases"], --only key).
-PHASES = (("floor+P1+P5", "p1"), ("P2", "p2"), ("P10", "p10"), ("P4 list", "p4"),
+PHASES = (("floor+P1+P5", "p1"), ("P8 snapshot", "p8"), ("P2", "p2"), ("P10", "p10"), ("P4 list", "p4"),
           ("P4 POST", "p4"), ("P6", "p6"), ("P3", "p3"))
 OK, FAILED, NOT_RUN = "ok", "failed", "not run"
 
@@ -34,7 +34,7 @@ OK, FAILED, NOT_RUN = "ok", "failed", "not run"
 REQUIRED_KEYS = ("floor_p50_ms", "p1_p50_ms", "p1_overhead_ms", "p2_wall_s", "p2_floor_wall_s",
                  "p3_vms_per_s", "p3_overcommit", "p4_get_p99_ms", "p4_get_failures",
                  "p4_page_p99_ms", "p4_get_warm_p99_ms", "p4_post_p50_ms",
-                 "p5_p50_ms", "p6_rss_mb")
+                 "p5_p50_ms", "p6_rss_mb", "p8_snapshot_p50_ms", "p8_snapshot_floor_p50_ms")
 
 
 def _num(x, unit, fmt="%.0f"):
@@ -165,6 +165,7 @@ def _rows(r):
              _num(v("p5_virsh_max_ms"), "ms"), _ratio(v("p5_max_ms"), v("p5_virsh_max_ms")),
              "≤ %.0f ms" % g["p5_ms"], (v("p5_max_ms"),), _at_most(g["p5_ms"])),
     ]
+    rows += _p8_snapshot_rows(v)
     rows += _p10_rows(v, g)
     for daemon in ("api", "scheduler", "conductor", "compute"):
         x = (v("p6_rss_mb") or {}).get(daemon)
@@ -172,6 +173,21 @@ def _rows(r):
         rows.append(_Row("P6", "P6 RSS %s" % daemon, _num(x, "MB", "%.1f"),
                          goal="≤ %.0f MB" % goal, values=(x,), check=_at_most(goal)))
     return rows
+
+
+def _p8_snapshot_rows(v):
+    """P8 snapshot against managedSave + qemu-img convert + restore of a
+    floor domain (bench/p8_snapshot.py); no goal but the floor beside it."""
+    x, floor = v("p8_snapshot_p50_ms"), v("p8_snapshot_floor_p50_ms")
+    return [
+        _Row("P8 snapshot", "P8 snapshot → image active p50 (floor: save+convert+restore)",
+             _num(x, "ms"), _num(floor, "ms"), _ratio(x, floor)),
+        _Row("P8 snapshot", "P8 snapshot → image active max",
+             _num(v("p8_snapshot_max_ms"), "ms")),
+        _Row("P8 snapshot", "P8 snapshot overhead over the floor p50 (convert alone)",
+             _num(v("p8_snapshot_overhead_ms"), "ms"),
+             _num(v("p8_snapshot_convert_p50_ms"), "ms")),
+    ]
 
 
 def _p10_rows(v, g):

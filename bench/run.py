@@ -31,6 +31,9 @@ with what the same work costs without mininova:
   create_server(wait=True) -> ACTIVE beside POST /v1/vms -> ACTIVE, the
   facade's server-side time per /compute request, and a Rally-style
   boot-and-delete loop with openstacksdk (bench/phase_openstack.py);
+- P8 snapshot: POST {"snapshot"} of a running tiny guest -> the image
+  active, against managedSave + qemu-img convert of the overlay + restore
+  of a floor domain (bench/p8_snapshot.py);
 - P6: resident memory (VmRSS) of each daemon after all of the above;
 - P3: the scale simulation (bench.scale_sim), after the stack is gone.
 
@@ -64,8 +67,8 @@ import traceback
 
 import libvirt
 
-from bench import (phase_api, phase_burst, phase_list, phase_memory, phase_openstack,
-                   phase_scale, phases_latency, profiling, report)
+from bench import (p8_snapshot, phase_api, phase_burst, phase_list, phase_memory,
+                   phase_openstack, phase_scale, phases_latency, profiling, report)
 from bench.harness import TINY, URI, Bench, log
 from common import exception
 
@@ -80,7 +83,8 @@ QUICK = dict(samples=5, p2_vms=5, p2_rounds=1, p4_vms=1000, p4_gets=50, p4_idle_
              fake_hosts=1, hosts=10, vms=200, p10_samples=2, p10_loops=2)
 # The stack's phases, in order: (name, --only key, module).
 # P10 runs before P4, which fills the DB and moves the builds to fake hosts.
-STACK_PHASES = (("floor+P1+P5", "p1", phases_latency), ("P2", "p2", phase_burst),
+STACK_PHASES = (("floor+P1+P5", "p1", phases_latency), ("P8 snapshot", "p8", p8_snapshot),
+                ("P2", "p2", phase_burst),
                 ("P10", "p10", phase_openstack), ("P4 list", "p4", phase_list),
                 ("P4 POST", "p4", phase_api),
                 ("P6", "p6", phase_memory))
@@ -134,9 +138,9 @@ def parse_args(argv):
     p.add_argument("--vms", type=int, help="P3 VMs (default 1000)")
     p.add_argument("--sim-threads", type=int, default=32, help="P3 concurrent POSTs")
     p.add_argument("--skip-sim", action="store_true", help="no P3")
-    p.add_argument("--only", default="p1,p2,p3,p4,p6,p10",
+    p.add_argument("--only", default="p1,p2,p3,p4,p6,p8,p10",
                    help="comma-separated phases to run (default: all): p1 (with the floor "
-                   "and P5), p2, p3, p4, p6, p10")
+                   "and P5), p2, p3, p4, p6, p8 (P8 snapshot), p10")
     p.add_argument("--network", default="", help="libvirt network of the VMs' NIC, "
                    "'' (default): no NIC (nor on the floor's domains)")
     p.add_argument("--json", default=os.path.join(RESULTS, "latest.json"),
@@ -186,7 +190,8 @@ def main(argv=None):
             return False
     try:
         try:
-            if args.only & {"p1", "p2", "p4", "p6", "p10"} and attempt("start", bench.start):
+            if args.only & {"p1", "p2", "p4", "p6", "p8", "p10"} and attempt("start",
+                                                                            bench.start):
                 for phase, key, module in STACK_PHASES:
                     if key in args.only:
                         attempt(phase, lambda: module.run(bench))
@@ -226,6 +231,9 @@ def main(argv=None):
         print("\nP4 list, how each figure was measured (floor: the same SQL, interleaved):")
         for name, f in r["p4_list"].items():
             print("  %-6s %s; n=%d, %d failed" % (name, f["conditions"], f["n"], f["failures"]))
+    if r.get("p8_snapshot_steps_p50_ms"):
+        print("\nP8 snapshot steps (the VM's action timeline), median ms: %s" % ", ".join(
+            "%s %.0f" % kv for kv in r["p8_snapshot_steps_p50_ms"].items()))
     if r.get("floor_steps_p50_ms"):
         print("\nfloor steps, median ms: %s" % ", ".join(
             "%s %.0f" % kv for kv in r["floor_steps_p50_ms"].items()))

@@ -164,3 +164,16 @@ def test_series_counts_every_kind_of_failed_request(flaky_url):
     assert "/500 -> 500" in reasons and "JSONDecodeError" in reasons
     assert "RemoteDisconnected" in reasons and "timed out" in reasons
     assert out["max_ms"] < 300   # the failures' time is not among the samples
+
+
+def test_p8_snapshot_rows_beside_their_floor_and_failed_when_the_phase_failed():
+    figures = {"p8_snapshot_p50_ms": 1900.0, "p8_snapshot_floor_p50_ms": 1100.0,
+               "p8_snapshot_max_ms": 2300.0, "p8_snapshot_overhead_ms": 800.0,
+               "p8_snapshot_convert_p50_ms": 100.0}
+    rows, met, code = verdicts(figures, only=("p8",))
+    first = rows[0]
+    assert (first["phase"], first["mininova"], first["floor"], first["ratio"]) == (
+        "P8 snapshot", "1900 ms", "1100 ms", "1.73×")
+    assert code == 0 and all(r["phase"] == "P8 snapshot" for r in rows)
+    rows, met, code = verdicts({}, only=("p8",), errors={"P8 snapshot": "boom"})
+    assert code == 1 and rows[0]["mininova"] == "FAILED"
