@@ -81,9 +81,9 @@ class EvacuateTask:
                 return None
             if not self._move_row(ctxt, instance_id, migration_uuid, source, dest):
                 return None
+        self.timeline.record(ctxt, instance_id, "rebuild sent", details="to compute.%s" % dest)
+        # A broker away raises: this cast comes back and sends it again (above).
         self.compute_rpcapi.evacuate_instance(ctxt, dest, instance_id, image, migration_uuid)
-        self.timeline.record(ctxt, instance_id, "accepted",
-                             details="rebuild cast to compute.%s" % dest)
         return dest
 
     def _move_row(self, ctxt, instance_id, migration_uuid, source, dest):

@@ -51,8 +51,12 @@ class Conductor:
 
     def __init__(self, conductor):
         self.conductor = conductor
+        self.deferred = None  # a list: casts kept there instead of run
 
     def evacuate_instance(self, ctxt, instance_id, migration_uuid, host=None):
+        if self.deferred is not None:
+            self.deferred.append((ctxt, instance_id, migration_uuid, host))
+            return
         self.conductor.evacuate_instance(ctxt, instance_id, migration_uuid, host)
 
 
@@ -71,9 +75,11 @@ def w(conf, db, base_image):  # noqa: F811
                            fetcher=lambda url: read_file_chunks(path))
         computes.managers[host] = ComputeManager(driver, conductor, cache, hconf)
         heartbeat(computes.managers[host])
-    app = create_app(conf, db, Conductor(conductor), Recorder())
+    api_casts = Conductor(conductor)
+    app = create_app(conf, db, api_casts, Recorder())
     w = type("World", (), {})()
     w.db, w.conf, w.conductor, w.computes = db, conf, conductor, computes
+    w.api_casts = api_casts
     w.a, w.b = computes.managers[A], computes.managers[B]
     w.client = app.test_client()
     w.admin = auth_headers(db, "p", "admin")
@@ -154,6 +160,13 @@ def test_evacuate_rebuilds_on_another_host_and_the_dead_host_destroys_its_copy(w
         "evacuation", A, B, "done")
     assert held(w.db, vm) == [B] and held(w.db, uuid) == [A]
     assert running_on(w, vm) == [A, B]  # the split brain of a host that is only "down"
+    timeline = w.client.get("/v1/vms/%s/actions" % vm, headers=w.admin).get_json()["actions"]
+    assert (timeline[0]["action"], timeline[0]["result"]) == ("evacuate", "success")
+    steps = w.client.get("/v1/vms/%s/actions/%s" % (vm, timeline[0]["request_id"]),
+                         headers=w.admin).get_json()["action"]["events"]
+    assert [(e["event"], e["host"]) for e in steps][1:] == [
+        ("scheduled", "conductor"), ("rebuild sent", "conductor"), ("rebuilt from image", B),
+        ("evacuated", B)]
 
     # A's compute restarts: its copy goes before it reports anything.
     assert w.a.destroy_evacuated_instances(CTXT) == [vm]
@@ -309,3 +322,24 @@ def test_the_source_back_during_the_rebuild_destroys_its_copy_and_frees_its_allo
     assert migration(w.db, uuid).status == "completed"  # its source cleaned already
     assert held(w.db, uuid) == [] and held(w.db, vm) == [B]
     assert row(w.db, vm).vm_state == states.ACTIVE
+
+
+def test_a_rebuild_cast_that_could_not_be_sent_is_sent_again_on_redelivery(w):
+    vm = build_on(w, A)
+    host_down(w.db, A)
+    w.api_casts.deferred = []
+    uuid = evacuate(w, vm).get_json()["migration"]
+    (cast,) = w.api_casts.deferred
+    send = w.computes.evacuate_instance
+
+    def broker_away(*args, **kwargs):
+        raise exception.ServiceUnavailable(reason="broker away")
+    w.computes.evacuate_instance = broker_away
+    with pytest.raises(exception.ServiceUnavailable):  # the RPC server requeues the cast
+        w.conductor.evacuate_instance(*cast)
+    after = row(w.db, vm)
+    assert (after.host, after.task_state) == (B, states.REBUILD_SPAWNING)
+    w.computes.evacuate_instance = send
+    w.conductor.evacuate_instance(*cast)  # redelivered: the rebuild is sent again
+    assert (row(w.db, vm).host, row(w.db, vm).vm_state) == (B, states.ACTIVE)
+    assert held(w.db, vm) == [B] and held(w.db, uuid) == [A]
