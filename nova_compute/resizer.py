@@ -44,9 +44,11 @@ class Resizer:
     def finish_resize(self, ctxt, instance_id, migration_uuid, disk_info, image, flavor,
                       power_on):
         """Define the VM here with ``flavor`` ({vcpus, memory_mb, root_gb})
-        on the disk the source set aside, running if ``power_on``; its power
-        state after."""
-        with self._step(ctxt, instance_id, migration_uuid, DEST, "resize_finish") as row:
+        on the disk the source set aside, running if ``power_on`` (the
+        conductor defines it first, then starts it: a repeat finds it
+        defined); its power state after."""
+        event = "resize_power_on" if power_on else "resize_finish"
+        with self._step(ctxt, instance_id, migration_uuid, DEST, event) as row:
             base = self._fetch(image)
             instance = self._with_network(dict(row, **_sizes(flavor)))
             same_host = row["migration"]["source_host"] == self.host

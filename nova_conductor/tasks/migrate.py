@@ -14,7 +14,10 @@ The API guards the VM into ``resize_prep``, writes the new flavor to its row
 3. ``resize_instance`` on the source (``migrating``): the domain powered off,
    its disk set aside -> ``disk_info``;
 4. ``finish_resize`` on the destination (``post-migrating``): the domain
-   defined there with the new flavor on that disk, started if the VM ran;
+   defined there, shut off, with the new flavor on that disk; then the VM is
+   the destination's (its row's host), and a second ``finish_resize`` starts
+   it there if it ran (so that a destination dying mid-step never leaves a
+   running copy beside the one the source takes back);
 5. the VM rests in ``resized`` (VERIFY_RESIZE) on the destination, the
    migration "finished"; both allocations are held until confirm or revert.
 
@@ -110,18 +113,33 @@ class MigrateTask:
         try:
             self._advance(instance_id, migration_uuid, "migrating", "post-migrating",
                           states.RESIZE_MIGRATING, states.RESIZE_FINISH)
+            # Defined there shut off: a destination that dies now leaves at
+            # most a stopped copy, so the source may take the VM back.
             power = self.compute.finish_resize(ctxt, dest, instance_id, migration_uuid,
-                                               disk_info, image, new, was_running,
-                                               self.timeout)
+                                               disk_info, image, new, False, self.timeout)
         except MoveGivenUp:
             return self._given_up(ctxt, instance_id, migration_uuid, (dest, source))
         except Exception as e:
             return self._roll_back(ctxt, instance_id, migration_uuid, old, "finish_resize", e,
                                    revert_source=True, power_on=was_running)
+        with self.db.transaction() as s:  # from here on the VM is the destination's
+            done = db_api.instance_update_if(
+                s, instance_id, {"host": dest, "power_state": power},
+                expected_task_state=states.RESIZE_FINISH)
+        if not done:
+            return self._given_up(ctxt, instance_id, migration_uuid, (dest, source))
+        fault = None
+        if was_running:
+            try:
+                power = self.compute.finish_resize(ctxt, dest, instance_id, migration_uuid,
+                                                   disk_info, image, new, True, self.timeout)
+            except Exception as e:  # the one copy stays there, as it is
+                fault = "starting it on %s failed: %s" % (dest, exception.describe(e))
+                LOG.warning("VM %s: %s", instance_id, fault)
         with self.db.transaction() as s:
             done = db_api.instance_update_if(
-                s, instance_id, {"host": dest, "vm_state": states.RESIZED, "task_state": None,
-                                 "power_state": power, "fault": None},
+                s, instance_id, {"vm_state": states.RESIZED, "task_state": None,
+                                 "power_state": power, "fault": fault},
                 expected_task_state=states.RESIZE_FINISH)
             if done:
                 vm_migrations.update_if(s, migration_uuid, {"status": "finished"},

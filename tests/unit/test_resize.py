@@ -337,3 +337,32 @@ def test_a_resize_stays_on_its_host_only_when_allowed(stack, db, tmp_path):
     assert (inst.host, inst.flavor_id) == ("h1", "small")
     assert stack.held(vm) == {("h1", 1, 128, 1)} and stack.held(migration_uuid) == set()
     assert stack.domains("h1") == {vm: states.RUNNING}
+
+
+class FailingStartDriver(fake.FakeDriver):
+    """A destination that defines the VM but cannot start it."""
+
+    def finish_migration(self, instance, disk_info, base_image_path, power_on=True):
+        super().finish_migration(instance, disk_info, base_image_path, power_on=False)
+        if power_on:
+            raise exception.MigrationError(instance=instance.id, reason="no CPU left")
+
+
+def test_a_destination_that_cannot_start_it_keeps_the_one_copy(conf, db, tmp_path):
+    st = Stack(conf, db, tmp_path, drivers={"h2": FailingStartDriver})
+    try:
+        vm = st.boot(tmp_path)
+        st.api.resize(CTXT, vm, "big")
+        inst = settled(db, vm, states.RESIZED)
+        # Defined on h2 before it was started there: the source's copy stays off.
+        with db.transaction() as s:
+            assert "no CPU left" in db_api.instance_get(s, vm).fault
+        assert (inst.host, inst.power_state) == ("h2", states.SHUTDOWN)
+        assert st.domains("h2") == {vm: states.SHUTDOWN}
+        assert st.domains("h1") == {vm: states.SHUTDOWN}
+        st.api.revert_resize(CTXT, vm)  # back as it is now: stopped
+        inst = settled(db, vm, states.STOPPED)
+        assert inst.host == "h1" and st.domains("h1") == {vm: states.SHUTDOWN}
+        assert st.domains("h2") == {}
+    finally:
+        st.stop()
