@@ -10,9 +10,11 @@ stopped. Reported with evacuation_done; on failure nothing is left here and
 evacuation_failed says why.
 
 As source, at start-up and before this host reports anything (heartbeat,
-power syncs): every copy of a VM evacuated away from here is destroyed with
-its DHCP host entry, and the conductor frees the source allocation the
-evacuation held, so two hosts never run the same VM."""
+power syncs), and again before each periodic reconcile (a host that was only
+cut off from the others and never restarted): every copy of a VM evacuated
+away from here is destroyed with its DHCP host entry, and the conductor frees
+the source allocation the evacuation held, so two hosts never run the same
+VM (for longer than a reconcile interval, in the cut-off case)."""
 import ipaddress
 import logging
 
@@ -113,9 +115,9 @@ class Evacuator:
                 try:
                     self.driver.destroy(instance_id)
                     self.fixed_ips.unplug(instance_id)
-                except Exception:
+                    self.conductor.evacuation_source_cleaned(ctxt, move["uuid"], self.host)
+                except Exception:  # the next reconcile tries again
                     LOG.exception("VM %s: destroying its evacuated copy failed", instance_id)
                     continue
-                self.conductor.evacuation_source_cleaned(ctxt, move["uuid"], self.host)
                 cleaned.append(instance_id)
         return cleaned

@@ -207,6 +207,10 @@ class ComputeManager:
         self.reconciler.sync_power_state(ctxt, instance_id)
 
     def reconcile(self, ctxt):
+        """The periodic reconcile. First the copies of VMs evacuated away
+        while this host was only cut off (its compute never restarted, so its
+        start-up did not destroy them): they must not run beside the new ones."""
+        self.evacuator.destroy_evacuated(ctxt)
         return self.reconciler.reconcile(ctxt)
 
     def settle_interrupted(self, ctxt):

@@ -343,3 +343,14 @@ def test_a_rebuild_cast_that_could_not_be_sent_is_sent_again_on_redelivery(w):
     w.conductor.evacuate_instance(*cast)  # redelivered: the rebuild is sent again
     assert (row(w.db, vm).host, row(w.db, vm).vm_state) == (B, states.ACTIVE)
     assert held(w.db, vm) == [B] and held(w.db, uuid) == [A]
+
+
+def test_a_source_that_was_only_cut_off_destroys_its_copy_at_its_next_reconcile(w):
+    vm = build_on(w, A)
+    host_down(w.db, A)  # A's compute lives on, unheard (a network cut)
+    uuid = evacuate(w, vm).get_json()["migration"]
+    assert running_on(w, vm) == [A, B]
+    heartbeat(w.a)  # the cut heals: no restart, so no start-up destroy
+    w.a.reconcile(CTXT)
+    assert running_on(w, vm) == [B]
+    assert migration(w.db, uuid).status == "completed" and held(w.db, uuid) == []
