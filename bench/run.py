@@ -35,7 +35,10 @@ with what the same work costs without mininova:
   active, against managedSave + qemu-img convert of the overlay + restore
   of a floor domain (bench/p8_snapshot.py);
 - P6: resident memory (VmRSS) of each daemon after all of the above;
-- P3: the scale simulation (bench.scale_sim), after the stack is gone.
+- P3: the scale simulation (bench.scale_sim), after the stack is gone;
+- P7: live migration of a running tiny guest between two lab hosts (sim
+  hosts, a stack of its own), against the same virsh migrate done directly
+  (bench/p7_live_migration.py).
 
 A VM's status is watched in its DB row (a cheap primary-key SELECT every
 5 ms, see DB_POLL) and then confirmed through the API, whose answer times
@@ -67,8 +70,9 @@ import traceback
 
 import libvirt
 
-from bench import (p8_snapshot, phase_api, phase_burst, phase_list, phase_memory,
-                   phase_openstack, phase_scale, phases_latency, profiling, report)
+from bench import (p7_live_migration, p8_snapshot, phase_api, phase_burst, phase_list,
+                   phase_memory, phase_openstack, phase_scale, phases_latency, profiling,
+                   report)
 from bench.harness import TINY, URI, Bench, log
 from common import exception
 
@@ -77,10 +81,10 @@ RESULTS = os.path.join(ROOT, "bench", "results")
 
 FULL = dict(samples=20, p2_vms=20, p2_rounds=3, p4_vms=1000, p4_gets=200, p4_idle_posts=50,
             p4_posts=400, p4_concurrency=10, p4_churn_pct=5.0, p4_get_interval=0.2,
-            fake_hosts=3, hosts=50, vms=1000, p10_samples=10, p10_loops=10)
+            fake_hosts=3, hosts=50, vms=1000, p10_samples=10, p10_loops=10, p7_samples=6)
 QUICK = dict(samples=5, p2_vms=5, p2_rounds=1, p4_vms=1000, p4_gets=50, p4_idle_posts=10,
              p4_posts=100, p4_concurrency=10, p4_churn_pct=5.0, p4_get_interval=0.2,
-             fake_hosts=1, hosts=10, vms=200, p10_samples=2, p10_loops=2)
+             fake_hosts=1, hosts=10, vms=200, p10_samples=2, p10_loops=2, p7_samples=2)
 # The stack's phases, in order: (name, --only key, module).
 # P10 runs before P4, which fills the DB and moves the builds to fake hosts.
 STACK_PHASES = (("floor+P1+P5", "p1", phases_latency), ("P8 snapshot", "p8", p8_snapshot),
@@ -134,13 +138,15 @@ def parse_args(argv):
                    "SDK), interleaved; the first of each is reported as cold (default 10)")
     p.add_argument("--p10-loops", type=int, help="P10 boot+delete loops with openstacksdk "
                    "(default 10)")
+    p.add_argument("--p7-samples", type=int, help="P7 live migrations of each (mininova, "
+                   "virsh), interleaved, after a warm-up round trip (default 6)")
     p.add_argument("--hosts", type=int, help="P3 simulated hosts (default 50)")
     p.add_argument("--vms", type=int, help="P3 VMs (default 1000)")
     p.add_argument("--sim-threads", type=int, default=32, help="P3 concurrent POSTs")
     p.add_argument("--skip-sim", action="store_true", help="no P3")
-    p.add_argument("--only", default="p1,p2,p3,p4,p6,p8,p10",
+    p.add_argument("--only", default="p1,p2,p3,p4,p6,p8,p10,p7",
                    help="comma-separated phases to run (default: all): p1 (with the floor "
-                   "and P5), p2, p3, p4, p6, p8 (P8 snapshot), p10")
+                   "and P5), p2, p3, p4, p6, p8 (P8 snapshot), p10, p7")
     p.add_argument("--network", default="", help="libvirt network of the VMs' NIC, "
                    "'' (default): no NIC (nor on the floor's domains)")
     p.add_argument("--json", default=os.path.join(RESULTS, "latest.json"),
@@ -161,8 +167,9 @@ def parse_args(argv):
     for key, value in defaults.items():
         if getattr(args, key) is None:
             setattr(args, key, value)
-    if min(args.samples, args.p2_vms, args.p2_rounds, args.p10_loops) < 1:
-        p.error("--samples, --p2-vms, --p2-rounds and --p10-loops must be at least 1")
+    if min(args.samples, args.p2_vms, args.p2_rounds, args.p10_loops, args.p7_samples) < 1:
+        p.error("--samples, --p2-vms, --p2-rounds, --p10-loops and --p7-samples must be at "
+                "least 1")
     if args.p10_samples < 2:
         p.error("--p10-samples must be at least 2 (the first of each path is the cold one)")
     return args
@@ -199,6 +206,8 @@ def main(argv=None):
             bench.stop()
         if "p3" in args.only:
             attempt("P3", lambda: phase_scale.run(bench))
+        if "p7" in args.only:
+            attempt("P7", lambda: p7_live_migration.run(bench))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     r = bench.results

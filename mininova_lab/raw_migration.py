@@ -18,13 +18,14 @@ import subprocess
 import tempfile
 import time
 import uuid
+import xml.etree.ElementTree as ET
 
 TICK = re.compile(r"MININOVA-TICK boot=(\S+) up=([0-9.]+)")
 BOOTED = "MININOVA-GUEST-BOOTED"
 
 _XML = """<domain type='qemu'>
-  <name>{name}</name>
-  <uuid>{uuid}</uuid>
+  <name>@NAME@</name>
+  <uuid>@UUID@</uuid>
   <memory unit='MiB'>128</memory>
   <vcpu>1</vcpu>
   <os><type arch='x86_64' machine='pc'>hvm</type><boot dev='hd'/></os>
@@ -32,16 +33,16 @@ _XML = """<domain type='qemu'>
   <devices>
     <disk type='file' device='disk'>
       <driver name='qemu' type='qcow2'/>
-      <source file='{dir}/disk'/>
+      <source file='@DIR@/disk'/>
       <target dev='vda' bus='virtio'/>
     </disk>
     <disk type='file' device='cdrom'>
       <driver name='qemu' type='raw'/>
-      <source file='{dir}/disk.config'/>
+      <source file='@DIR@/disk.config'/>
       <target dev='hdd' bus='ide'/>
       <readonly/>
     </disk>
-    <serial type='pty'><log file='{dir}/console.log' append='on'/><target port='0'/></serial>
+    <serial type='pty'><log file='@DIR@/console.log' append='on'/><target port='0'/></serial>
     <console type='pty'><target type='serial' port='0'/></console>
   </devices>
 </domain>
@@ -56,18 +57,42 @@ def ticks(text):
 class RawGuest:
     """One tiny guest of the raw floor; ``workdir`` holds a directory per host."""
 
-    def __init__(self, workdir, base_image, name=None):
+    def __init__(self, workdir, base_image, name=None, template=_XML):
+        """``template``: the domain XML with @NAME@, @UUID@ and @DIR@ (the
+        guest's directory on a host) in it; ``from_domain_xml`` makes one of
+        another guest's (e.g. a mininova VM's: the same guest)."""
         self.workdir = workdir
         self.base = base_image
         self.uuid = str(uuid.uuid4())
         self.name = name or "raw-" + self.uuid[:8]
         self.host = None
+        self.template = template
+
+    @classmethod
+    def from_domain_xml(cls, workdir, base_image, domain_xml):
+        """A guest defined as ``domain_xml``'s, but for its name, UUID,
+        metadata (dropped) and files (disk, disk.config and console.log of
+        its own directory)."""
+        root = ET.fromstring(domain_xml)
+        for tag in ("name", "uuid"):
+            root.find(tag).text = "@%s@" % tag.upper()
+        for meta in root.findall("metadata"):
+            root.remove(meta)
+        for disk in root.iter("disk"):  # the chain is read from the overlay itself
+            for chain in disk.findall("backingStore"):
+                disk.remove(chain)
+        for elem in root.iter():
+            path = elem.get("file")
+            if path and os.path.basename(path) in ("disk", "disk.config", "console.log"):
+                elem.set("file", "@DIR@/" + os.path.basename(path))
+        return cls(workdir, base_image, template=ET.tostring(root, encoding="unicode"))
 
     def dir(self, sim):
         return os.path.join(self.workdir, sim.name, self.uuid)
 
     def xml(self, sim):
-        return _XML.format(name=self.name, uuid=self.uuid, dir=self.dir(sim))
+        return (self.template.replace("@NAME@", self.name).replace("@UUID@", self.uuid)
+                .replace("@DIR@", self.dir(sim)))
 
     def prepare(self, sim):
         """The overlay (fresh, on the base) and config drive on ``sim``."""

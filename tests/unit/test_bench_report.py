@@ -177,3 +177,21 @@ def test_p8_snapshot_rows_beside_their_floor_and_failed_when_the_phase_failed():
     assert code == 0 and all(r["phase"] == "P8 snapshot" for r in rows)
     rows, met, code = verdicts({}, only=("p8",), errors={"P8 snapshot": "boom"})
     assert code == 1 and rows[0]["mininova"] == "FAILED"
+
+
+P7_TOTAL = "P7 live migration total (POST → completed; raw: virsh) p50"
+P7_DOWNTIME = "P7 live migration downtime (libvirt's job) p50"
+
+
+def test_p7_goals_are_over_the_raw_migration():
+    good = {"p7_mininova_total_ms": 1700.0, "p7_raw_total_ms": 1500.0,
+            "p7_mininova_downtime_ms": 120.0, "p7_raw_downtime_ms": 100.0,
+            "p7_mininova_elapsed_ms": 800.0, "p7_raw_elapsed_ms": 750.0}
+    rows, met, code = verdicts(good, only=("p7",))
+    assert {row["phase"] for row in rows} == {"P7"} and code == 0
+    assert met[P7_TOTAL] is True and met[P7_DOWNTIME] is True
+    _, met, _ = verdicts(dict(good, p7_mininova_total_ms=1801.0,
+                              p7_mininova_downtime_ms=151.0), only=("p7",))
+    assert met[P7_TOTAL] is False and met[P7_DOWNTIME] is False
+    _, met, code = verdicts({}, only=("p7",), errors={"P7": "sim host down"})
+    assert met[P7_TOTAL] is False and code == 1
