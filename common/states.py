@@ -30,6 +30,7 @@ DELETING = "deleting"
 REBUILDING = "rebuilding"
 # Moves and snapshots (Nova's names).
 IMAGE_SNAPSHOT = "image_snapshot"
+IMAGE_BACKUP = "image_backup"          # a snapshot kept in a rotation of backups
 RESIZE_PREP = "resize_prep"            # destination chosen, being prepared
 RESIZE_MIGRATING = "resize_migrating"  # source powering off, disk set aside
 RESIZE_FINISH = "resize_finish"        # destination defines and starts it
@@ -93,6 +94,7 @@ ACTION_GUARDS = {
     "resume": ((SUSPENDED,), RESUMING),
     "rebuild": ((ACTIVE, STOPPED, ERROR), REBUILDING),
     "snapshot": ((ACTIVE, STOPPED, PAUSED, SUSPENDED), IMAGE_SNAPSHOT),
+    "backup": ((ACTIVE, STOPPED, PAUSED, SUSPENDED), IMAGE_BACKUP),
     "resize": ((ACTIVE, STOPPED), RESIZE_PREP),
     "migrate": ((ACTIVE, STOPPED), RESIZE_PREP),
     "confirm_resize": ((RESIZED,), RESIZE_CONFIRMING),
@@ -113,7 +115,7 @@ def task_result(task_state, power_state):
     hypervisor shows ``power_state``: the task's end state, except that a
     rebuild keeps the power the VM had (a stopped VM is rebuilt stopped) and
     a snapshot leaves the VM as it found it."""
-    if task_state in (REBUILDING, IMAGE_SNAPSHOT):
+    if task_state in (REBUILDING, IMAGE_SNAPSHOT, IMAGE_BACKUP):
         return _VM_STATE_BY_POWER.get(power_state, ACTIVE)
     return TASK_RESULT[task_state]
 

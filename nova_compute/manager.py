@@ -42,7 +42,8 @@ class ComputeManager:
         "build_instance", "terminate_instance", "get_console_output",
         "stop_instance", "start_instance", "reboot_instance", "pause_instance",
         "unpause_instance", "suspend_instance", "resume_instance", "rebuild_instance",
-        "snapshot_instance", "audit_report", "audit_fix", "evacuate_instance", "prep_resize",
+        "snapshot_instance", "backup_instance", "audit_report", "audit_fix",
+        "evacuate_instance", "prep_resize",
         "resize_instance", "finish_resize", "confirm_resize", "revert_resize",
         "finish_revert_resize", "pre_live_migration", "live_migration",
         "live_migration_abort", "post_live_migration_at_destination",
@@ -148,6 +149,10 @@ class ComputeManager:
         """(message 1.3) Rebuild here, from ``image``, a VM evacuated from its
         down host."""
         self.evacuator.rebuild_here(ctxt, instance_id, image, migration_uuid)
+
+    def backup_instance(self, ctxt, instance_id, image_id, rotate_out):
+        """(message 1.7) A snapshot, then the older backups ``rotate_out`` deleted."""
+        self.snapshotter.snapshot(ctxt, instance_id, image_id, rotate_out=rotate_out)
 
     def snapshot_instance(self, ctxt, instance_id, image_id):
         """(message 1.4) Capture the VM's disk as the data of image ``image_id``."""

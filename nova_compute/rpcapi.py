@@ -16,11 +16,12 @@ Version history (a server at X.Y takes X.0 to X.Y; a client capped by
 * 1.6 - pre_live_migration, post_live_migration_at_destination (calls),
   live_migration, live_migration_abort, rollback_live_migration_at_destination
   (casts): the steps of a live migration, which the conductor orchestrates
+* 1.7 - backup_instance (a snapshot kept in a rotation of backups)
 """
 from common import rpc
 
 TOPIC = "compute"
-VERSION = "1.6"
+VERSION = "1.7"
 
 
 class ComputeRPCAPI:
@@ -83,6 +84,13 @@ class ComputeRPCAPI:
         self._host_client(host, "1.3").cast(ctxt, "evacuate_instance",
                                             instance_id=instance_id, image=image,
                                             migration_uuid=migration_uuid)
+
+    def backup_instance(self, ctxt, host, instance_id, image_id, rotate_out):
+        """As snapshot_instance, then, once the image is active, delete the
+        older backups ``rotate_out`` (image ids) that the rotation drops;
+        under a cap below 1.7: RPCVersionCapError, nothing sent."""
+        self._host_client(host, "1.7").cast(ctxt, "backup_instance", instance_id=instance_id,
+                                            image_id=image_id, rotate_out=list(rotate_out))
 
     def snapshot_instance(self, ctxt, host, instance_id, image_id):
         """Capture the VM's disk as the data of the queued image ``image_id``;

@@ -3,7 +3,8 @@
 The API has created the image (``queued``, owned by the VM's project, its
 source VM recorded) and moved the VM to ``image_snapshot``. Here, as a power
 task (PowerTasks.run: under the VM's lock, only while the VM is this host's
-and still ``image_snapshot``; reported with instance_task_done/failed, which
+and still ``image_snapshot``, or ``image_backup`` for a backup; reported with
+instance_task_done/failed, which
 leave the VM in the state its power shows):
 
 1. the driver writes the VM's disk as one flattened qcow2 to a temp file
@@ -12,6 +13,10 @@ leave the VM in the state its power shows):
 2. unless a delete overtook the snapshot meanwhile, the file is uploaded as
    the image's data (the store sums it; queued -> saving -> active);
 3. the temp file is removed in every case.
+
+A backup (Nova's createBackup) is a snapshot whose image is of type backup;
+once it is active, the older backups the API chose for the rotation are
+deleted (after, never before: a failed backup drops none).
 
 Truth under failure: the image is usable (active, with the data) or absent.
 Any failure, and a delete of the VM before the upload, discards the image;
@@ -44,12 +49,15 @@ class Snapshotter:
         self.timeline = timeline
         self.conf = conf
 
-    def snapshot(self, ctxt, instance_id, image_id):
+    def snapshot(self, ctxt, instance_id, image_id, rotate_out=None):
+        """``rotate_out``: a backup (task ``image_backup``), after which these
+        older backups are deleted (the rotation); None: a snapshot."""
         outcome = {}
+        task = states.IMAGE_SNAPSHOT if rotate_out is None else states.IMAGE_BACKUP
         try:
-            self.power_tasks.run(ctxt, instance_id, states.IMAGE_SNAPSHOT,
+            self.power_tasks.run(ctxt, instance_id, task,
                                  lambda cancel: self._snapshot(ctxt, instance_id, image_id,
-                                                               cancel, outcome))
+                                                               cancel, outcome, rotate_out))
         finally:
             if "uploaded" not in outcome and "discarded" not in outcome:
                 # Skipped (a delete or another task overtook it) or interrupted.
@@ -57,7 +65,7 @@ class Snapshotter:
                          instance_id, image_id)
                 self.uploader.discard(image_id)
 
-    def _snapshot(self, ctxt, instance_id, image_id, cancel, outcome):
+    def _snapshot(self, ctxt, instance_id, image_id, cancel, outcome, rotate_out):
         """Under the VM's lock, the VM ``image_snapshot`` on this host."""
         directory = snapshots_dir(self.conf)
         path = os.path.join(directory, "%s.qcow2" % image_id)
@@ -82,6 +90,17 @@ class Snapshotter:
             raise
         finally:
             _remove(path)
+        if rotate_out:
+            self._rotate(ctxt, instance_id, rotate_out)
+
+    def _rotate(self, ctxt, instance_id, image_ids):
+        """The older backups the rotation drops, once the new one is active
+        (a failed backup deletes none). One that cannot be deleted stays,
+        noted in the timeline; the backup itself succeeded."""
+        with self.timeline.step(ctxt, instance_id, "backup rotation") as step:
+            kept = [i for i in image_ids if not self.uploader.discard(i)]
+            step.details = "%d deleted%s" % (len(image_ids) - len(kept), "; kept (could not "
+                                             "delete) %s" % ", ".join(kept) if kept else "")
 
 
 def _remove(path):

@@ -54,21 +54,25 @@ def may_fetch_any(s, ctxt, service_project):
     return project is not None and project.name == service_project
 
 
-def service_writable(s, ctxt, image_id, service_project):
+def service_writable(s, ctxt, image_id, service_project, deleting=False):
     """The live snapshot image ``image_id`` (one with an ``instance_uuid``
-    property, made by a VM's snapshot) that is not active yet, if ``ctxt``
-    is a compute host's service user: the host uploads its data, or deletes
-    it when the snapshot failed. None otherwise (the caller's own rights
-    apply)."""
+    property, made by a VM's snapshot or backup) that is not active yet, if
+    ``ctxt`` is a compute host's service user: the host uploads its data, or
+    deletes it when the snapshot failed; ``deleting``: also an active backup
+    (``image_type`` backup), which the host deletes when a newer one rotates
+    it out. None otherwise (the caller's own rights apply)."""
     if ctxt.is_admin or not may_fetch_any(s, ctxt, service_project):
         return None
-    image = s.scalars(_live().where(Image.id == image_id, Image.status.in_(
-        ("queued", "saving")))).first()
-    if image is None or s.scalar(sa.select(ImageProperty.value).where(
-            ImageProperty.image_id == image.id,
-            ImageProperty.name == "instance_uuid")) is None:
+    image = s.scalars(_live().where(Image.id == image_id)).first()
+    if image is None:
         return None
-    return image
+    properties = properties_of(s, [image.id])[image.id]
+    if "instance_uuid" not in properties:
+        return None
+    if image.status in ("queued", "saving") or (
+            deleting and properties.get("image_type") == "backup"):
+        return image
+    return None
 
 
 def get(s, ctxt, image_id):

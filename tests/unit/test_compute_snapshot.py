@@ -184,3 +184,45 @@ def test_a_vm_gone_from_the_hypervisor_fails_the_snapshot(manager, db, conf, vm,
     after = row(db, vm)
     assert after.task_state is None and after.fault
     assert leftovers(conf) == []
+
+
+def start_backup(db, instance_id):
+    with db.transaction() as s:
+        assert db_api.instance_update_if(s, instance_id, {"task_state": states.IMAGE_BACKUP},
+                                         expected_task_state=None)
+
+
+def test_a_backup_rotates_out_the_older_ones_after_its_upload(manager, db, vm, uploader):
+    start_backup(db, vm)
+    manager.backup_instance(CTXT, vm, IMAGE, ["old-1", "old-2"])
+    assert [i for i, _ in uploader.uploaded] == [IMAGE]
+    assert uploader.discarded == ["old-1", "old-2"]
+    after = row(db, vm)
+    assert (after.vm_state, after.task_state, after.fault) == (states.ACTIVE, None, None)
+    with db.transaction() as s:
+        _, events = actions.action_get(s, vm, CTXT.request_id)
+        rotation = next(e for e in events if e.event == "backup rotation")
+    assert (rotation.result, rotation.details) == ("success", "2 deleted")
+
+
+def test_a_failed_backup_rotates_nothing_out(conf, db, base_image):  # noqa: F811
+    uploader = RecordingUploader(fail=exception.ImageUnavailable(image=IMAGE, reason="full"))
+    manager = make_manager(conf, db, image_uploader=uploader)
+    try:
+        instance, image = placed_vm(db, conf, *base_image)
+        manager.sources[image["id"]] = base_image[0]
+        manager.build_instance(CTXT, instance, image)
+        start_backup(db, instance["id"])
+        manager.backup_instance(CTXT, instance["id"], IMAGE, ["old-1"])
+        assert uploader.discarded == [IMAGE]  # the new one only
+        assert row(db, instance["id"]).fault
+    finally:
+        for inst in manager.driver.list_instances():
+            manager.driver.destroy(inst["id"])
+        manager.driver.cleanup_host()
+
+
+def test_a_backup_is_not_taken_for_a_snapshot_task(manager, db, vm, uploader):
+    start_snapshot(db, vm)  # image_snapshot, not image_backup: skipped
+    manager.backup_instance(CTXT, vm, IMAGE, ["old-1"])
+    assert (uploader.uploaded, uploader.discarded) == ([], [IMAGE])

@@ -138,3 +138,16 @@ def test_others_cannot_use_the_service_rights(db, served, disk):
         other.upload(image_id, disk)
     other.discard(image_id)
     assert image(db, image_id).deleted_at is None
+
+
+def test_the_service_user_deletes_active_backups_not_active_snapshots(db, service_uploader):
+    backup = queued_image(db, properties={"instance_uuid": "vm-1", "image_type": "backup",
+                                          "backup_type": "daily"})
+    snapshot = queued_image(db)
+    with db.transaction() as s:
+        for image_id in (backup, snapshot):
+            s.get(db_images.Image, image_id).status = "active"
+    assert service_uploader.discard(backup) is True
+    assert image(db, backup).deleted_at is not None
+    service_uploader.discard(snapshot)
+    assert image(db, snapshot).deleted_at is None

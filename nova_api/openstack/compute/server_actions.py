@@ -24,7 +24,7 @@ server's state does not allow now is VMService's 409.
   does since it checks disk space itself). The abort is 2.24's DELETE
   ``/servers/{id}/migrations/{id}``, not at 2.1: /v1 has it;
 - ``createImage``: ``{"name", "metadata"?}``; 202, the image's URL in
-  ``Location`` (server_images.py);
+  ``Location``; ``createBackup`` likewise, with a rotation (server_images.py);
 - ``resize``, ``confirmResize``, ``revertResize``, ``migrate`` (admin):
   server_moves.py;
 - ``os-getConsoleOutput``: ``{"length": N}`` (an integer or its string,
@@ -135,6 +135,8 @@ def action(server_id):
         return server_evacuate.evacuate(inst, ctxt, args)
     if name == "createImage":
         return server_images.create_image(inst, ctxt, args)
+    if name == "createBackup":
+        return server_images.create_backup(inst, ctxt, args)
     if name in server_moves.ACTIONS:
         return server_moves.act(inst, ctxt, name, args)
     if name == "reboot":

@@ -1,5 +1,6 @@
 """Glance v2 images: ``POST /v2/images`` (201, ``queued``, no data yet),
-``GET /v2/images`` (listing.py), ``GET /v2/images/{id}``, ``PATCH`` with
+``GET /v2/images`` (listing.py), ``GET /v2/images/{id}`` (and its import
+tasks: none), ``PATCH`` with
 a JSON patch (patch.py), ``DELETE`` (204; the file goes with it), and
 adding or removing one tag.
 
@@ -112,12 +113,23 @@ def update(image_id):
         return jsonify(render(s, image))
 
 
+@bp.get("/<image_id>/tasks")
+def tasks(image_id):
+    """Glance's import tasks of an image (2.12): mininova imports nothing
+    asynchronously, so there are none (clients wait on them to be done)."""
+    with _db().transaction() as s:
+        db_images.get(s, g.context, image_id)
+    return jsonify({"tasks": []})
+
+
 @bp.delete("/<image_id>")
 def delete(image_id):
     conf = current_app.extensions["mininova"]["conf"]
     with _db().transaction() as s:
-        # A compute host discards the snapshot images it failed to fill.
-        snapshot = db_images.service_writable(s, g.context, image_id, conf.api.service_project)
+        # A compute host discards the snapshot images it failed to fill, and
+        # the backups a newer one rotates out.
+        snapshot = db_images.service_writable(s, g.context, image_id, conf.api.service_project,
+                                              deleting=True)
         image = snapshot or db_images.get(s, g.context, image_id)
         if snapshot is None and not db_images.owned_by(g.context, image):
             raise exception.Forbidden("You are not allowed to delete image %s." % image.id)
