@@ -4,7 +4,10 @@ compute killed with SIGKILL while its libvirtd keeps the guest running (the
 host is "down", the guest lives: the split-brain case), evacuated past
 service_down_time -> ACTIVE on B with its MAC and fixed IP (a DHCP host
 entry on B's network); A's compute restarted -> A's copy destroyed before
-A's first heartbeat; ``mininova-manage audit`` clean."""
+A's first heartbeat; ``mininova-manage audit`` clean. And a rebuild that
+fails on the destination (the image's download no longer matches its
+checksum): the VM in ERROR on its source with the fault, nothing left on
+the destination, its source allocation back."""
 import json
 import os
 import subprocess
@@ -212,3 +215,48 @@ def test_evacuate_a_vm_of_a_killed_compute_and_the_host_comes_back(lab):
     for i in ids:
         lab.wait_gone(i, timeout=120)
     assert not {domain, domain2} & domains(b)
+
+
+def test_a_rebuild_failing_on_the_destination_leaves_the_vm_in_error_on_its_source(lab):
+    a, b = lab.sims
+    base = os.path.join(lab.workdir, "blank2.qcow2")
+    qemu_img_create(base, "1G")
+    image = lab.add_image("blank2", base)  # cached on A only, by the build below
+    lab.set_disabled(b.name, True)
+    try:
+        r = lab.post("/v1/vms", {"name": "evac3", "image": "blank2", "flavor": "m1.tiny"})
+        assert r.status_code == 202, r.text
+        vm_id = r.json()["vm"]["id"]
+        vm = lab.wait_status(vm_id, "ACTIVE", timeout=180)
+    finally:
+        lab.set_disabled(b.name, False)
+    assert vm["host"] == a.name
+    domain, address = "mininova-" + vm_id, vm["addresses"][0]
+    lab.computes[a.name].kill()
+    lab.computes[a.name].wait(10)
+    wait_for(lambda: a.name not in lab.computes_up(), DOWN_AFTER * 4, what="A counted down")
+    # The store's copy no longer matches its checksum: B's download fails.
+    location = sql(lab, "SELECT location FROM images WHERE id = :i", i=image["id"])[0]
+    with open(location, "ab") as f:
+        f.write(b"corrupted")
+
+    r = lab.post("/v1/vms/%s/action" % vm_id, {"evacuate": {"host": b.name}})
+    assert r.status_code == 202, r.text
+    migration = r.json()["migration"]
+    vm = lab.wait_status(vm_id, "ERROR", timeout=180)
+    assert vm["host"] == a.name and "Evacuation to %s failed" % b.name in vm["fault"]["message"], vm
+    assert domain not in domains(b)  # nothing left on the destination
+    assert address["mac"] not in b.virsh("net-dumpxml", "mininova").stdout
+    assert sql(lab, "SELECT status FROM migrations WHERE uuid = :u", u=migration)[0] == "failed"
+    held = sql(lab, "SELECT string_agg(consumer_id || '@' || host, ',') FROM allocations "
+               "WHERE consumer_id IN (:v, :u)", v=vm_id, u=migration)[0]
+    assert held == "%s@%s" % (vm_id, a.name)  # its source allocation back, B's freed
+    assert domain in domains(a)  # the VM's only copy: A keeps it
+
+    lab.computes[a.name] = start_compute(lab, a)
+    wait_for(lambda: a.name in lab.computes_up(), 120, what="A up again")
+    assert domain in domains(a) and lab.vm(vm_id)["status"] == "ERROR"
+    assert json.loads(lab.manage("audit", "--json"))["findings"] == []
+    lab.delete("/v1/vms/" + vm_id)
+    lab.wait_gone(vm_id, timeout=120)
+    assert domain not in domains(a) and domain not in domains(b)
