@@ -5,7 +5,7 @@ import urllib.parse
 
 from mininova_client import USAGE, CLIError
 from mininova_client import format as fmt
-from mininova_client import moves, snapshots
+from mininova_client import live_migration, moves, snapshots
 from mininova_client.api import quote
 from mininova_client.wait import wait_vm
 
@@ -180,6 +180,7 @@ def add_parsers(sub, common, wait_opts):
     vm = sub.add_parser("vm", help="virtual machines").add_subparsers(
         dest="command", metavar="COMMAND", required=True)
     moves.add_parsers(sub, vm, common, wait_opts)
+    live_migration.add_parsers(vm, common, wait_opts)
     p = vm.add_parser("create", parents=[common, wait_opts], help="boot a VM")
     p.add_argument("name")
     p.add_argument("--image", required=True, help="image name or id")

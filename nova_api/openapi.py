@@ -115,7 +115,9 @@ SCHEMAS = {
 SCHEMAS["Migration"] = _obj({
     "id": _STR, "vm": _STR, "type": _STR, "status": _STR, "source": _NSTR,
     "destination": _NSTR, "old_flavor": _NSTR, "new_flavor": _NSTR, "request_id": _NSTR,
-    "created_at": _NTIME, "updated_at": _NTIME})
+    "created_at": _NTIME, "updated_at": _NTIME,
+    **{"%s_%s_bytes" % (kind, key): _NINT
+       for kind in ("memory", "disk") for key in ("total", "processed", "remaining")}})
 SCHEMAS["InstanceActionDetail"] = {"allOf": [_ref("InstanceAction"), _obj({
     "duration_ms": {"type": ["integer", "null"]},
     "events": {"type": "array", "items": _ref("InstanceActionEvent")}})]}

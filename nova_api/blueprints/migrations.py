@@ -41,7 +41,11 @@ def migration(row):
             "status": row.status, "source": row.source_host, "destination": row.dest_host,
             "old_flavor": row.old_flavor_id, "new_flavor": row.new_flavor_id,
             "request_id": row.request_id, "created_at": views.isotime(row.created_at),
-            "updated_at": views.isotime(row.updated_at)}
+            "updated_at": views.isotime(row.updated_at),
+            # A live migration's progress (bytes) as its source last reported it;
+            # null for other moves and before the first report (Nova 2.23's names).
+            **{"%s_%s_bytes" % (kind, key): getattr(row, "%s_%s" % (kind, key))
+               for kind in ("memory", "disk") for key in ("total", "processed", "remaining")}}
 
 
 @bp.get("/v1/migrations")

@@ -139,6 +139,12 @@ def test_live_migration_there_and_back(w):
     assert m.memory_total > 0 and m.memory_processed == m.memory_total
     assert m.memory_remaining == 0
     assert held(w.db, vm) == [B] and held(w.db, uuid) == []
+    listed = w.client.get("/v1/vms/%s/migrations" % vm, headers=w.admin).get_json()
+    (shown,) = listed["migrations"]
+    assert (shown["id"], shown["type"], shown["status"], shown["source"],
+            shown["destination"]) == (uuid, "live-migration", "completed", A, B)
+    assert shown["memory_processed_bytes"] == shown["memory_total_bytes"] == m.memory_total
+    assert shown["memory_remaining_bytes"] == 0
     assert w.computes.sent == [
         (B, "pre_live_migration"), (A, "live_migration"),
         (B, "post_live_migration_at_destination")]
