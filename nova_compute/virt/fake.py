@@ -12,12 +12,15 @@ injected by small subclasses, never by patching.
 import contextlib
 import dataclasses
 import os
+import struct
 import threading
 
 from common import exception, states
 from common.fixed_networks import FixedNetwork
 from nova_compute.virt import driver
 from nova_compute.virt.fake_domains import GiB, MiB, FakeDomain, base_size, set_power
+
+QCOW2_MAGIC = b"QFI\xfb"
 
 
 def _no_step(_event):
@@ -222,9 +225,12 @@ class FakeDriver(driver.ComputeDriver):
     def snapshot(self, instance_id, target_path):
         with self._lock:
             dom = self._owned(instance_id)
-            content = ("mininova fake snapshot of %s: image %s, disk generation %d\n"
-                       % (instance_id, dom.spec.image_id, dom.generation)).encode()
             virtual_size = dom.virtual_size
+            # A qcow2 v2 header (what the image store checks), then who it is.
+            content = (QCOW2_MAGIC + struct.pack(">IQIIQ", 2, 0, 0, 16, virtual_size)
+                       + bytes(40) + ("mininova fake snapshot of %s: image %s, disk "
+                                      "generation %d\n" % (instance_id, dom.spec.image_id,
+                                                           dom.generation)).encode())
         tmp = "%s.part" % target_path
         try:
             with open(tmp, "wb") as f:

@@ -4,7 +4,9 @@ member: stop, start, pause, unpause, suspend, resume, reboot --hard --wait,
 console log show --lines, server event list/show (create and reboot, as
 Nova names them), set/unset --property (server metadata), lock (a locked
 server refuses the member's stop) and unlock; server rebuild --wait to
-another image, of an active and of a stopped server (which stays stopped)."""
+another image, of an active and of a stopped server (which stays stopped);
+server image create --wait and server backup create --rotate (createImage,
+createBackup)."""
 import os
 
 import pytest
@@ -94,3 +96,32 @@ def test_server_rebuild(stack, image):  # noqa: F811
     events = osc(stack, "demo", "server", "event", "list", "reb1", "-f", "json")
     assert [e["Action"] for e in events] == ["rebuild", "stop", "rebuild", "create"]
     osc(stack, "demo", "server", "delete", "--wait", "reb1")
+
+
+def test_server_image_and_backup_create(stack, image):  # noqa: F811
+    """createImage and createBackup through the unmodified CLI (the fake
+    driver's disk is a small qcow2): the image active with the server
+    recorded; a second backup with --rotate 1 rotates the first out."""
+    osc(stack, "demo", "server", "create", "--image", "osc-actions", "--flavor", "m1.tiny",
+        "--wait", "snap1")
+    server_id = osc(stack, "demo", "server", "show", "snap1", "-f", "json")["id"]
+    made = osc(stack, "demo", "server", "image", "create", "--name", "snap1-img", "--wait",
+               "snap1", "-f", "json")
+    shown = osc(stack, "demo", "image", "show", made["id"], "-f", "json")
+    assert shown["status"] == "active" and shown["properties"]["instance_uuid"] == server_id
+    wait_status(stack, "snap1", "ACTIVE")
+
+    def backups():
+        listed = osc(stack, "demo", "image", "list", "--property", "image_type=backup",
+                     "--status", "active", "-f", "json")
+        return sorted(i["Name"] for i in listed)
+    osc(stack, "demo", "server", "backup", "create", "--name", "nightly-1", "--type", "daily",
+        "--rotate", "1", "--wait", "snap1")
+    assert backups() == ["nightly-1"]
+    wait_status(stack, "snap1", "ACTIVE")
+    osc(stack, "demo", "server", "backup", "create", "--name", "nightly-2", "--type", "daily",
+        "--rotate", "1", "--wait", "snap1")
+    wait_for(lambda: backups() == ["nightly-2"], 60, what="nightly-1 rotated out")
+    for name in ("snap1-img", "nightly-2"):
+        osc(stack, "demo", "image", "delete", name)
+    osc(stack, "demo", "server", "delete", "--wait", "snap1")

@@ -152,6 +152,7 @@ def test_snapshot_writes_the_target_and_keeps_the_power_state(make_driver, base_
     target = tmp_path / "snap.qcow2"
     got = drv.snapshot(vm.id, str(target))
     assert got["path"] == str(target) and got["size"] == target.stat().st_size > 0
+    assert target.read_bytes()[:4] == b"QFI\xfb"  # what the image store takes
     assert got["virtual_size"] == 1024 ** 3 and power(drv, vm.id) == "running"
     info = drv.get_instance_disk_info(vm.id)
     assert (info["format"], info["virtual_size"], info["image_id"]) == (
