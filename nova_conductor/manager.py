@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from common import exception, metrics, payloads, states
 from common.db import actions, allocations, fixed_ips, instance_metadata
 from common.db import api as db_api
+from common.db import images as db_images
 from common.db.models import Instance, utcnow
 from common.fixed_networks import FixedNetwork
 from common.timeline import DbSink, Timeline
@@ -167,16 +168,26 @@ class ConductorManager:
                 expected_task_state=task_state, involved_host=host)
 
     def instance_task_failed(self, ctxt, instance_id, host, task_state, power_state, message):
-        """A power action failed: the VM keeps the state the hypervisor shows."""
+        """A power action failed: the VM keeps the state the hypervisor shows.
+        A failed snapshot or backup leaves no image waiting for its data (the
+        host discards its own; this covers one whose host restarted and no
+        longer knows it), in the same transaction: a next snapshot of the VM
+        cannot start before."""
         LOG.warning("VM %s: %s failed on %s: %s", instance_id, task_state, host, message)
         with self.db.transaction() as s:
             inst = db_api.instance_get(s, instance_id)
-            return db_api.instance_update_if(
+            done = db_api.instance_update_if(
                 s, instance_id,
                 {"task_state": None, "power_state": power_state, "fault": message,
                  "vm_state": states.task_failure_state(task_state, inst.vm_state,
                                                        power_state)},
                 expected_task_state=task_state, involved_host=host)
+            if done and task_state in (states.IMAGE_SNAPSHOT, states.IMAGE_BACKUP):
+                dropped = db_images.delete_unfilled_snapshots(s, instance_id)
+                if dropped:
+                    LOG.info("VM %s: image(s) %s of its failed %s deleted", instance_id,
+                             ", ".join(dropped), task_state)
+            return done
 
     def instance_power_sync(self, ctxt, instance_id, host, power_state):
         """The hypervisor shows ``power_state`` for a resting VM (an event or

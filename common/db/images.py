@@ -75,6 +75,17 @@ def service_writable(s, ctxt, image_id, service_project, deleting=False):
     return None
 
 
+def delete_unfilled_snapshots(s, instance_id):
+    """Delete the VM's snapshot images still ``queued`` (no data: a failed
+    upload put its image back to queued with nothing stored); their ids."""
+    images = s.scalars(_live().where(Image.status == "queued", sa.exists().where(
+        ImageProperty.image_id == Image.id, ImageProperty.name == "instance_uuid",
+        ImageProperty.value == instance_id))).all()
+    for image in images:
+        delete(s, image)
+    return [i.id for i in images]
+
+
 def get(s, ctxt, image_id):
     """The live image ``image_id`` if ``ctxt`` may see it; else ImageNotFound."""
     image = s.scalars(_live().where(Image.id == image_id)).first()

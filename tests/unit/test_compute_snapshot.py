@@ -226,3 +226,25 @@ def test_a_backup_is_not_taken_for_a_snapshot_task(manager, db, vm, uploader):
     start_snapshot(db, vm)  # image_snapshot, not image_backup: skipped
     manager.backup_instance(CTXT, vm, IMAGE, ["old-1"])
     assert (uploader.uploaded, uploader.discarded) == ([], [IMAGE])
+
+
+def test_a_snapshot_interrupted_by_a_restart_leaves_no_queued_image(manager, db, vm):
+    """The restarted host no longer knows the image: the conductor deletes
+    the VM's queued snapshot images with the failed task (not others')."""
+    from common.db import images as db_images
+
+    def image(name, instance_uuid, status):
+        with db.transaction() as s:
+            return db_images.create(s, {"id": name, "name": name, "status": status},
+                                    {"instance_uuid": instance_uuid}, ()).id
+    half = image("half", vm, "queued")
+    done = image("done", vm, "active")
+    other = image("other", "another-vm", "queued")
+    start_snapshot(db, vm)
+    manager.settle_interrupted(CTXT)
+    after = row(db, vm)
+    assert after.task_state is None and "restart" in after.fault
+    with db.transaction() as s:
+        gone = {i: s.get(db_images.Image, i).deleted_at is not None
+                for i in (half, done, other)}
+    assert gone == {half: True, done: False, other: False}
