@@ -6,7 +6,7 @@ import datetime
 
 import pytest
 
-from common import context, exception, states
+from common import context, exception, payloads, states
 from common.db import allocations, vm_migrations
 from common.db import api as db_api
 from common.db.models import Service, utcnow
@@ -110,7 +110,6 @@ def build_on(w, host, name="vm1"):
                                       host=host, mac_address="52:54:00:00:00:2a")
         allocations.allocate(s, inst.id, host, allocations.Resources(1, 128, 1),
                              (16.0, 1.5, 1.0))
-        from common import payloads
         instance, image = payloads.instance(inst), payloads.image(image)
     w.computes.managers[host].build_instance(CTXT, instance, image)
     return instance["id"]
