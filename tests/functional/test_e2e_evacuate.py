@@ -260,3 +260,40 @@ def test_a_rebuild_failing_on_the_destination_leaves_the_vm_in_error_on_its_sour
     lab.delete("/v1/vms/" + vm_id)
     lab.wait_gone(vm_id, timeout=120)
     assert domain not in domains(a) and domain not in domains(b)
+
+
+def test_a_host_only_cut_off_destroys_its_copy_once_it_is_back(lab):
+    """A's network cable is pulled (its compute lives on, unheard), its VM
+    evacuated; the cable back, A's compute, never restarted, destroys its
+    copy at its next reconcile ([compute] sync_interval, 5 s here)."""
+    a, b = lab.sims
+    lab.set_disabled(b.name, True)
+    try:
+        r = lab.post("/v1/vms", {"name": "evac4", "image": "blank", "flavor": "m1.tiny"})
+        assert r.status_code == 202, r.text
+        vm_id = r.json()["vm"]["id"]
+        assert lab.wait_status(vm_id, "ACTIVE", timeout=180)["host"] == a.name
+    finally:
+        lab.set_disabled(b.name, False)
+    domain = "mininova-" + vm_id
+    a.set_link(False)
+    try:
+        wait_for(lambda: a.name not in lab.computes_up(), DOWN_AFTER * 4,
+                 what="A counted down")
+        r = lab.post("/v1/vms/%s/action" % vm_id, {"evacuate": {}})
+        assert r.status_code == 202, r.text
+        migration = r.json()["migration"]
+        wait_for(lambda: (lambda v: v["status"] == "ACTIVE" and v["host"] == b.name)(
+            lab.vm(vm_id)), 180, what="VM ACTIVE on B")
+        assert domain in domains(a) and domain in domains(b)
+    finally:
+        a.set_link(True)
+    wait_for(lambda: domain not in domains(a), 120, what="A's copy destroyed")
+    wait_for(lambda: sql(lab, "SELECT status FROM migrations WHERE uuid = :u",
+                         u=migration)[0] == "completed", 30, what="the evacuation completed")
+    assert lab.computes[a.name].poll() is None  # never restarted
+    assert domain in domains(b) and lab.vm(vm_id)["status"] == "ACTIVE"
+    wait_for(lambda: a.name in lab.computes_up(), 60, what="A up again")
+    assert json.loads(lab.manage("audit", "--json"))["findings"] == []
+    lab.delete("/v1/vms/" + vm_id)
+    lab.wait_gone(vm_id, timeout=120)
