@@ -12,6 +12,7 @@ from common import exception, states
 from common.db import actions, vm_migrations
 from common.db import api as db_api
 from common.db import hosts as db_hosts
+from common.db.models import utcnow
 from common.timeline import DbSink, Timeline
 
 LOG = logging.getLogger(__name__)
@@ -101,8 +102,12 @@ class LiveMigrations:
             raise exception.Conflict(reason="cannot abort live migration %s of VM %s while "
                                      "it is %s" % (move.uuid, inst.name, move.status))
         self.compute_rpcapi.live_migration_abort(ctxt, move.source_host, inst.id, move.uuid)
-        self.timeline.record(ctxt, inst.id, "live-migration abort asked",
-                             details="cast to compute.%s" % move.source_host)
+        with self.db.transaction() as s:  # a step of the live migration's own action
+            request_id = vm_migrations.get(s, move.uuid).request_id or ctxt.request_id
+            actions.event_record(s, inst.id, request_id, "live-migration abort asked",
+                                 host=self.host, finish_time=utcnow(), result=actions.SUCCESS,
+                                 details="by request %s, cast to compute.%s" % (
+                                     ctxt.request_id, move.source_host))
         LOG.info("VM %s: abort of live migration %s cast to %s", inst.id, move.uuid,
                  move.source_host)
         return move.uuid

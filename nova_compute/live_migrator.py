@@ -8,10 +8,12 @@ another but through libvirt.
   the VM's directory, an empty overlay on that base and its config drive.
 - Source: the copy, under the VM's lock (no power task, delete or second
   move of the VM runs meanwhile), its progress cast to the conductor at most
-  every ``progress_interval`` s, stopped when ``abort`` is asked (an Event per
-  migration, set even if the abort overtakes the start); its outcome is
-  reported with a call, retried while the conductor is away: the VM's host
-  changes only when the conductor hears it.
+  every ``progress_interval`` s, stopped when an abort is asked (an Event per
+  migration, set even if the abort overtakes the start) or a delete of the
+  VM comes (its CancelRegistry event: the delete then finds the VM here);
+  its outcome is reported with a call, retried while the conductor is away,
+  before the lock is released: the VM's host changes only when the
+  conductor hears it, and a delete waiting for the lock follows it.
 - Destination, last: the arrived domain made this host's, or whatever arrived
   removed; the removal is retried while this host's hypervisor does not
   answer (e.g. its libvirtd, which broke the migration, restarting).
@@ -22,6 +24,7 @@ import time
 
 from common import exception
 from nova_compute import builder, ownership
+from nova_compute.inflight import CancelRegistry
 
 LOG = logging.getLogger(__name__)
 
@@ -30,11 +33,13 @@ CLEANUP_DEADLINE = 120.0  # seconds a destination retries removing what arrived
 
 
 class LiveMigrator:
-    def __init__(self, driver, conductor, image_cache, locks, conf,
+    def __init__(self, driver, conductor, image_cache, locks, conf, cancels=None,
                  progress_interval=PROGRESS_INTERVAL, cleanup_deadline=CLEANUP_DEADLINE,
                  sleep=time.sleep):
         """``conductor``: a RetryingConductor (its ``conductor`` attribute, the
-        plain client, casts the progress: a lost one is not worth a retry)."""
+        plain client, casts the progress: a lost one is not worth a retry);
+        ``cancels``: the CancelRegistry a delete sets (default: a new one)."""
+        self.cancels = cancels or CancelRegistry()
         self.driver = driver
         self.conductor = conductor
         self.image_cache = image_cache
@@ -96,7 +101,7 @@ class LiveMigrator:
     # -- source -----------------------------------------------------------------
 
     def live_migration(self, ctxt, instance_id, migration_uuid, dest_host, migrate_data):
-        abort = self._abort_event(migration_uuid)
+        abort = _Either(self._abort_event(migration_uuid), self.cancels.event(instance_id))
         try:
             with self.locks.lock(instance_id):
                 try:
@@ -115,9 +120,12 @@ class LiveMigrator:
                 except Exception as exc:  # reported: the VM still runs here
                     error = exc
                 reporter.flush()
+                self._report(ctxt, instance_id, migration_uuid, dest_host, error, aborted)
         finally:
             with self._guard:
                 self._aborts.pop(migration_uuid, None)
+
+    def _report(self, ctxt, instance_id, migration_uuid, dest_host, error, aborted):
         if error is None:
             LOG.info("VM %s live-migrated to %s (migration %s)", instance_id, dest_host,
                      migration_uuid)
@@ -206,3 +214,13 @@ class _Reporter:
                                                        self.migration_uuid, record)
         except Exception as exc:  # progress is best effort
             LOG.debug("VM %s: progress not sent: %s", self.instance_id, exc)
+
+
+class _Either:
+    """Set when either event is (the driver only asks ``is_set``)."""
+
+    def __init__(self, *events):
+        self.events = events
+
+    def is_set(self):
+        return any(e.is_set() for e in self.events)

@@ -79,7 +79,8 @@ class ComputeManager:
         self.snapshotter = Snapshotter(driver, self.power, uploader, self.timeline, conf)
         self.resizer = Resizer(driver, self.conductor, image_cache, self.locks, self.timeline,
                                conf)
-        self.live_migrator = LiveMigrator(driver, self.conductor, image_cache, self.locks, conf)
+        self.live_migrator = LiveMigrator(driver, self.conductor, image_cache, self.locks, conf,
+                                          cancels=cancels)
         self.settler = StartupSettler(driver, self.conductor, self.locks, self.deleter,
                                       self.power, conf)
         self.evacuator = Evacuator(driver, self.conductor, image_cache, self.locks,

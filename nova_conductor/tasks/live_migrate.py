@@ -29,6 +29,7 @@ import logging
 from common import exception, payloads, states
 from common.db import actions, allocations, vm_migrations
 from common.db import api as db_api
+from common.db.models import utcnow
 
 LOG = logging.getLogger(__name__)
 
@@ -125,17 +126,22 @@ class LiveMigrationTask:
                       instance_id, dest, exception.describe(exc))
         with self.db.transaction() as s:
             inst = db_api.instance_row(s, instance_id)
-            vm_state = states.vm_state_for_power(inst.vm_state, power_state) if inst else None
-            db_api.instance_update_if(
-                s, instance_id, {"host": dest, "task_state": None, "power_state": power_state,
-                                 "vm_state": vm_state or states.ACTIVE},
-                expected_task_state=states.MIGRATING)
+            # A delete that came after the copy: the VM is on the destination
+            # now, and deleted there.
+            deleting = inst is not None and inst.task_state == states.DELETING
+            values = {"host": dest, "power_state": power_state}
+            if inst is not None and not deleting:
+                values.update(task_state=None,
+                              vm_state=states.vm_state_for_power(inst.vm_state, power_state))
+            db_api.instance_update_if(s, instance_id, values,
+                                      expected_task_state=(states.MIGRATING, states.DELETING))
             vm_migrations.update_if(s, migration_uuid, {"status": "completed"},
                                     expected_status=("post-migrating",))
             allocations.release(s, migration_uuid)  # the source's
-            actions.finish_open_action(s, instance_id, "live-migration completed", dest,
-                                       actions.SUCCESS, None)
+            _finish(s, ctxt, instance_id, "live-migration completed", dest, actions.SUCCESS)
         LOG.info("VM %s live-migrated from %s to %s", instance_id, host, dest)
+        if deleting:
+            self.compute_rpcapi.terminate_instance(ctxt, dest, instance_id)
         return True
 
     def failed(self, ctxt, instance_id, migration_uuid, host, reason, aborted=False):
@@ -181,8 +187,8 @@ class LiveMigrationTask:
                 allocations.move_allocations(s, migration_uuid, instance_id)
             db_api.instance_update_if(s, instance_id, {"task_state": None},
                                       expected_task_state=states.MIGRATING)
-            actions.finish_open_action(s, instance_id, "live-migration %s" % status,
-                                       dest or source, actions.ERROR, reason)
+            _finish(s, ctxt, instance_id, "live-migration %s" % status, dest or source,
+                    actions.ERROR, reason)
         LOG.warning("VM %s: live migration %s %s: %s", instance_id, migration_uuid, status,
                     reason)
         return True
@@ -195,3 +201,18 @@ def _image(s, image_id):
         return payloads.image(db_api.image_get(s, image_id))
     except exception.ImageNotFound:
         return None
+
+
+def _finish(s, ctxt, instance_id, event, host, result, details=None):
+    """Record ``event`` on the live migration's own action (the request that
+    started it, whose id travels with every message of the move: a delete
+    may have opened a newer one) and finish it."""
+    action_id = actions.action_id(s, instance_id, ctxt.request_id)
+    if action_id is None:
+        return
+    now = utcnow()
+    actions.events_add(s, action_id, [{"event": event, "host": host, "start_time": now,
+                                       "finish_time": now, "result": result,
+                                       "details": details}])
+    actions.action_finish_by_id(s, action_id, instance_id, result,
+                                details if result == actions.ERROR else None, now)

@@ -3,6 +3,8 @@
 and two compute hosts on the in-memory fake driver, each RPC run at once on
 its receiver; then what failures and an abort leave: the VM running on its
 source, its allocations as before, nothing on the destination."""
+import threading
+
 import pytest
 
 from common import context, exception, states
@@ -31,6 +33,7 @@ class Computes:
     def __init__(self):
         self.managers = {}
         self.sent = []
+        self.threads = []
 
     def _on(self, ctxt, host, method, *args):
         self.sent.append((host, method))
@@ -49,6 +52,15 @@ class Computes:
                                            timeout):
         return self._on(ctxt, host, "post_live_migration_at_destination", instance_id,
                         migration_uuid)
+
+    def terminate_instance(self, ctxt, host, instance_id):
+        """Later, in a thread: the source's delete waits for the VM's lock,
+        which the copy (this very thread, here) holds."""
+        self.sent.append((host, "terminate_instance"))
+        thread = threading.Thread(target=self.managers[host].terminate_instance,
+                                  args=(ctxt, instance_id), daemon=True)
+        self.threads.append(thread)
+        thread.start()
 
     def rollback_live_migration_at_destination(self, ctxt, host, instance_id, migration_uuid):
         self._on(ctxt, host, "rollback_live_migration_at_destination", instance_id, migration_uuid)
@@ -294,3 +306,24 @@ def test_repeated_reports_change_nothing_twice(w):
     assert row(w.db, vm).host == B and len(domains(w.b, vm)) == 1
     with w.db.transaction() as s:
         assert vm_migrations.get(s, uuid).status == "completed"
+
+
+@pytest.mark.parametrize("step, status", [(2, "cancelled"),   # the copy stops: deleted on A
+                                          (4, "completed")])  # too late: deleted on B
+def test_a_delete_during_the_copy_leaves_nothing_anywhere(w, step, status):
+    vm = build_on(w, A)
+    answers = []
+
+    def delete_at(n):
+        if n == step:
+            answers.append(w.client.delete("/v1/vms/%s" % vm, headers=w.admin).status_code)
+    w.a.driver.on_copy = delete_at
+    uuid = live_migrate(w, vm, host=B).get_json()["migration"]
+    assert answers == [202]
+    for thread in w.computes.threads:
+        thread.join(30)
+    assert migration(w.db, uuid).status == status
+    with w.db.transaction() as s:
+        assert db_api.instance_row(s, vm) is None
+    assert domains(w.a, vm) == [] and domains(w.b, vm) == []
+    assert held(w.db, vm) == [] and held(w.db, uuid) == []
