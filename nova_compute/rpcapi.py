@@ -78,6 +78,11 @@ class ComputeRPCAPI:
         self._host_client(host, "1.2").cast(ctxt, "rebuild_instance",
                                             instance_id=instance_id, image=image)
 
+    @property
+    def can_evacuate(self):
+        """False while compute hosts older than 1.3 run ([upgrade_levels] compute)."""
+        return self.client.can_send_version("1.3")
+
     def evacuate_instance(self, ctxt, host, instance_id, image, migration_uuid):
         """Rebuild on ``host`` the VM evacuated by ``migration_uuid``; under
         a cap below 1.3: RPCVersionCapError, nothing sent."""

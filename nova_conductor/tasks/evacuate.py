@@ -68,6 +68,10 @@ class EvacuateTask:
                                    "image %s is gone: the VM cannot be rebuilt elsewhere"
                                    % inst.image_id)
         image = payloads.image(image_row)
+        if not self.compute_rpcapi.can_evacuate:  # before anything is claimed
+            return self._not_moved(ctxt, instance_id, migration_uuid, "not sent",
+                                   "the compute hosts are not all upgraded to take an "
+                                   "evacuation yet ([upgrade_levels] compute)")
         if dest is None:
             try:
                 dest = self.scheduler_rpcapi.select_move_destination(

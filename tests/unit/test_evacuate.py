@@ -41,6 +41,7 @@ class Computes:
 
     def __init__(self):
         self.managers = {}
+        self.can_evacuate = True
 
     def evacuate_instance(self, ctxt, host, instance_id, image, migration_uuid):
         self.managers[host].evacuate_instance(ctxt, instance_id, image, migration_uuid)
@@ -353,3 +354,23 @@ def test_a_source_that_was_only_cut_off_destroys_its_copy_at_its_next_reconcile(
     w.a.reconcile(CTXT)
     assert running_on(w, vm) == [B]
     assert migration(w.db, uuid).status == "completed" and held(w.db, uuid) == []
+
+
+def test_compute_hosts_capped_below_evacuation_leave_the_vm_as_it_was(w):
+    vm = build_on(w, A)
+    host_down(w.db, A)
+    w.computes.can_evacuate = False  # [upgrade_levels] compute below 1.3
+    uuid = evacuate(w, vm).get_json()["migration"]
+    after = row(w.db, vm)
+    assert (after.host, after.vm_state, after.task_state) == (A, states.ACTIVE, None)
+    assert "not all upgraded" in after.fault
+    assert held(w.db, vm) == [A] and held(w.db, uuid) == []
+    assert migration(w.db, uuid).status == "error"
+
+
+def test_the_compute_client_says_whether_it_may_send_an_evacuation():
+    from common import rpc
+    from nova_compute.rpcapi import ComputeRPCAPI
+    transport = rpc.get_transport("memory://evac-cap")
+    assert ComputeRPCAPI(transport).can_evacuate
+    assert not ComputeRPCAPI(transport, version_cap="1.2").can_evacuate
