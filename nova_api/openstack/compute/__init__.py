@@ -11,7 +11,7 @@ from flask import request
 
 from nova_api.openstack.compute import (aggregates, availability_zones, extensions,
                                         flavor_access, flavor_extra_specs, flavors,
-                                        hypervisors, instance_actions, ips, keypairs,
+                                        hypervisors, images, instance_actions, ips, keypairs,
                                         microversion, migrations, quota_sets, resource,
                                         server_actions, server_groups, server_metadata,
                                         servers, services, versions)
@@ -20,7 +20,7 @@ BLUEPRINTS = (servers.bp, flavors.bp, flavor_access.bp, flavor_extra_specs.bp, k
               server_groups.bp, quota_sets.bp, availability_zones.bp, services.bp,
               hypervisors.bp, aggregates.bp, extensions.bp,
               server_actions.bp, ips.bp, instance_actions.bp, server_metadata.bp,
-              migrations.bp)
+              migrations.bp, images.bp)
 
 
 def _versioned(path):

@@ -124,14 +124,22 @@ def tasks(image_id):
 
 @bp.delete("/<image_id>")
 def delete(image_id):
+    delete_image(g.context, image_id)
+    return "", 204
+
+
+def delete_image(ctxt, image_id):
+    """Delete an image and its file (Glance's DELETE; also the compute
+    API's deprecated images proxy): its owner or an admin, never a
+    protected one (403)."""
     conf = current_app.extensions["mininova"]["conf"]
     with _db().transaction() as s:
         # A compute host discards the snapshot images it failed to fill, and
         # the backups a newer one rotates out.
-        snapshot = db_images.service_writable(s, g.context, image_id, conf.api.service_project,
+        snapshot = db_images.service_writable(s, ctxt, image_id, conf.api.service_project,
                                               deleting=True)
-        image = snapshot or db_images.get(s, g.context, image_id)
-        if snapshot is None and not db_images.owned_by(g.context, image):
+        image = snapshot or db_images.get(s, ctxt, image_id)
+        if snapshot is None and not db_images.owned_by(ctxt, image):
             raise exception.Forbidden("You are not allowed to delete image %s." % image.id)
         if image.protected:
             raise exception.Forbidden("Image %s is protected and cannot be deleted."
@@ -140,7 +148,6 @@ def delete(image_id):
         db_images.delete(s, image)
     if location:
         imagestore.remove(location)
-    return "", 204
 
 
 @bp.put("/<image_id>/tags/<tag>")
