@@ -135,7 +135,7 @@ class Instance(Base):
     root_gb: Mapped[int] = mapped_column(Integer)
     host: Mapped[str | None] = mapped_column(String(255), nullable=True)
     vm_state: Mapped[str] = mapped_column(String(16))
-    task_state: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    task_state: Mapped[str | None] = mapped_column(String(32), nullable=True)
     power_state: Mapped[str] = mapped_column(String(16), default="nostate")
     fault: Mapped[str | None] = mapped_column(Text, nullable=True)
     group_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
