@@ -1,0 +1,52 @@
+"""A compute agent on a lab sim host (deploy/lab/sim-host.sh) of a Stack:
+its config (RabbitMQ and the API reached over the host's veth, its own
+instances and image cache under the stack's workdir, on this machine's
+filesystem, which every sim host shares) and its process in the host's
+network namespace."""
+import os
+import sys
+
+from mininova_lab import services
+from mininova_lab.stack import ROOT
+
+
+def compute_conf(stack, sim, extra=""):
+    """The path of ``sim``'s compute config; ``extra``: more lines for its
+    [compute] section."""
+    workdir = os.path.join(stack.workdir, sim.name)
+    os.makedirs(workdir, exist_ok=True)
+    conf = os.path.join(workdir, "compute.conf")
+    with open(conf, "w") as f:
+        f.write(f"""[DEFAULT]
+host = {sim.name}
+transport_url = {services.rabbit_url(stack.vhost, host=sim.gateway_ip)}
+
+[compute]
+instances_path = {workdir}/instances
+image_cache_path = {workdir}/_base
+image_api_url = http://{sim.gateway_ip}:{stack.port}
+network_name = mininova
+{extra}
+
+[libvirt]
+connection_uri = {sim.libvirt_uri}
+virt_type = qemu
+""")
+    return conf
+
+
+def instances_path(stack, sim):
+    return os.path.join(stack.workdir, sim.name, "instances")
+
+
+def cache_path(stack, sim):
+    return os.path.join(stack.workdir, sim.name, "_base")
+
+
+def start_compute(stack, sim, extra=""):
+    """The compute agent's process (its logs in the stack's logs)."""
+    log = open(os.path.join(stack.logs, "compute-%s.out" % sim.name), "ab")
+    return sim.popen([sys.executable, "-m", "nova_compute.cmd", "--config-file",
+                      stack.conf_path, "--config-file", compute_conf(stack, sim, extra),
+                      "--log-file", os.path.join(stack.logs, "compute-%s.log" % sim.name)],
+                     cwd=ROOT, stdout=log, stderr=log, stdin=open(os.devnull))
