@@ -140,6 +140,26 @@ def evacuate(client, args, out):
             vm["name"], vm["status"], vm.get("host"), source))
 
 
+def rebuild(client, args, out):
+    """rebuild NAME [--image IMAGE] [--name NEW] [--wait]: the VM's disk made
+    anew from an image (default: the one it runs); it keeps its power state."""
+    vm = _get(client, args.name)
+    body = {"image": args.image or vm["image"]["id"]}
+    if args.new_name:
+        body["name"] = args.new_name
+    resp = client.post(_path(vm["id"], "action"), {"rebuild": body})
+    if not args.wait:
+        _accepted(out, "rebuild", vm, resp.request_id)
+        return
+    vm = wait_vm(client, vm, "rebuild", resp.request_id, args.timeout,
+                 expected="SHUTOFF" if vm["status"] == "SHUTOFF" else "ACTIVE")
+    if out.json:
+        fmt.dump_json({"vm": vm}, out.out)
+    else:
+        out.message("VM %s is %s, rebuilt from image %s." % (vm["name"], vm["status"],
+                                                            body["image"]))
+
+
 def console(client, args, out):
     body = client.get(_path(args.name, "console"), query={"lines": args.lines})
     if out.json:
@@ -216,6 +236,12 @@ def add_parsers(sub, common, wait_opts):
     p.add_argument("--host", help="the destination (default: the scheduler's choice)")
     p.add_argument("--admin-pass", help="echoed back (mininova sets no guest password)")
     p.set_defaults(func=evacuate)
+    p = vm.add_parser("rebuild", parents=[common, wait_opts],
+                      help="make the VM's disk anew from an image, on its host")
+    p.add_argument("name", help="VM name or id")
+    p.add_argument("--image", help="image name or id (default: the VM's own)")
+    p.add_argument("--name", dest="new_name", help="a new name for the VM")
+    p.set_defaults(func=rebuild)
     snapshots.add_parser(vm, common, wait_opts)
     p = vm.add_parser("console", parents=[common], help="tail of the serial console")
     p.add_argument("name", help="VM name or id")

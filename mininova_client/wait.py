@@ -16,7 +16,7 @@ EXPECTED = {"create": "ACTIVE", "stop": "SHUTOFF", "start": "ACTIVE", "reboot": 
             "unpause": "ACTIVE", "resume": "ACTIVE", "pause": "PAUSED",
             "suspend": "SUSPENDED", "delete": None, "evacuate": "ACTIVE",
             "resize": "VERIFY_RESIZE", "migrate": "VERIFY_RESIZE", "confirm_resize": "ACTIVE",
-            "revert_resize": "ACTIVE"}
+            "revert_resize": "ACTIVE", "rebuild": "ACTIVE"}
 FIRST_INTERVAL = 0.2
 MAX_INTERVAL = 2.0
 

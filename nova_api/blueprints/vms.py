@@ -72,7 +72,13 @@ ACTION_ARGS = {
             "block_migration": {"enum": ["auto", True], "default": "auto",
                                 "description": "The disk is always copied (hosts share "
                                                "no instances_path)."}}},
-    "live_migrate_abort": _NO_ARGS,   # admin only: stop the copy; the VM stays where it was
+    "live_migrate_abort": _NO_ARGS,
+    # Nova's rebuild: the VM's disk made anew from an image (its own or another),
+    # on its host; id, MAC and fixed IP kept; a stopped VM stays stopped.
+    "rebuild": {"type": "object", "additionalProperties": False, "required": ["image"],
+                "properties": {"image": dict(validation.REF, description="The image "
+                                             "(id or name) to rebuild from."),
+                               "name": dict(validation.NAME, description="A new name.")}},   # admin only: stop the copy; the VM stays where it was
     # Resize and cold migration (nova_api/move_service.py): 202, the VM goes
     # RESIZE, then VERIFY_RESIZE until confirm_resize or revert_resize.
     "resize": {"type": "object", "additionalProperties": False, "required": ["flavor"],
@@ -234,6 +240,11 @@ def action(ref):
         response = _json_response({"image": views.image(image)}, 202)
         response.headers["Location"] = "/v1/images/%s" % image.id
         return response
+    if name == "rebuild":
+        args = body["rebuild"]
+        vm = _vm_service().rebuild(g.context, ref, args["image"],
+                                   **({"name": args["name"]} if "name" in args else {}))
+        return _json_response(_vm_body(vm), 202)
     if name in MIGRATION_ACTIONS:
         return _migration_action(ref, name, body[name])
     if name in MOVE_ACTIONS:
