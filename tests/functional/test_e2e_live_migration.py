@@ -12,7 +12,10 @@ second. Through the API:
   record meanwhile): the VM never stopped on A, no leftover on B, the record
   cancelled;
 - B's libvirtd stopped while the copy runs: the same, the record error, and
-  once B's libvirtd is back B holds nothing of the VM."""
+  once B's libvirtd is back B holds nothing of the VM.
+
+``mininova-manage audit`` finds nothing after each."""
+import json
 import os
 import signal
 import sys
@@ -193,6 +196,7 @@ def test_live_migration_there_and_back(lab):
         last_up = here[-1][1]
     events = lab.get("/v1/vms/%s/actions" % vm_id).json()["actions"]
     assert [e["action"] for e in events[:2]] == ["live-migration", "live-migration"]
+    assert json.loads(lab.manage("audit", "--json"))["findings"] == []
     lab.delete("/v1/vms/" + vm_id)
     lab.wait_gone(vm_id, timeout=60)
 
@@ -222,6 +226,7 @@ def test_abort_while_copying_keeps_it_running_on_the_source(lab):
              and not os.path.exists(instance_dir(lab, b, vm_id)), 60,
              what="nothing of it left on B")
     assert allocation_hosts(lab, vm_id) == [a.name] and allocation_hosts(lab, uuid) == []
+    assert json.loads(lab.manage("audit", "--json"))["findings"] == []
     lab.delete("/v1/vms/" + vm_id)
     lab.wait_gone(vm_id, timeout=60)
 
@@ -252,5 +257,7 @@ def test_destination_libvirtd_stopped_while_copying(lab):
     wait_for(lambda: domain not in domains(b)
              and not os.path.exists(instance_dir(lab, b, vm_id)), 150,
              what="nothing of it left on B once its libvirtd is back")
+    wait_for(lambda: b.name in lab.computes_up(), 60, what="B's compute reporting")
+    assert json.loads(lab.manage("audit", "--json"))["findings"] == []
     lab.delete("/v1/vms/" + vm_id)
     lab.wait_gone(vm_id, timeout=60)
