@@ -7,7 +7,7 @@ import datetime
 import pytest
 
 from common import context, exception, payloads, states
-from common.db import allocations, vm_migrations
+from common.db import allocations, instance_metadata, vm_migrations
 from common.db import api as db_api
 from common.db.models import Service, utcnow
 from common.timeline import DbSink, Timeline
@@ -144,6 +144,8 @@ def running_on(w, vm):
 
 def test_evacuate_rebuilds_on_another_host_and_the_dead_host_destroys_its_copy(w):
     vm = build_on(w, A)
+    with w.db.transaction() as s:
+        instance_metadata.replace(s, vm, {"role": "web"})
     before = row(w.db, vm)
     assert before.vm_state == states.ACTIVE and before.ip_address
     host_down(w.db, A)  # A's compute died; its hypervisor still runs the guest
@@ -155,6 +157,9 @@ def test_evacuate_rebuilds_on_another_host_and_the_dead_host_destroys_its_copy(w
         B, states.ACTIVE, None, states.RUNNING)
     assert (after.ip_address, after.mac_address) == (before.ip_address, before.mac_address)
     assert w.b.driver.dhcp_hosts[vm] == (before.mac_address, before.ip_address)
+    drive = w.b.driver._domains[vm].spec.config_drive  # written again on B
+    assert drive.fixed_ip.address.startswith(before.ip_address + "/")
+    assert dict(drive.metadata) == {"role": "web"}
     m = migration(w.db, uuid)
     assert (m.migration_type, m.source_host, m.dest_host, m.status) == (
         "evacuation", A, B, "done")
