@@ -327,3 +327,39 @@ def test_a_delete_during_the_copy_leaves_nothing_anywhere(w, step, status):
         assert db_api.instance_row(s, vm) is None
     assert domains(w.a, vm) == [] and domains(w.b, vm) == []
     assert held(w.db, vm) == [] and held(w.db, uuid) == []
+
+
+class UnreachableThenBack(HookedDriver):
+    """A destination whose hypervisor does not answer for its first two
+    rollbacks (its libvirtd restarting)."""
+    failures = 2
+
+    def rollback_live_migration_at_destination(self, instance_id):
+        if self.failures:
+            self.failures -= 1
+            raise exception.HypervisorError(reason="libvirtd is not answering")
+        super().rollback_live_migration_at_destination(instance_id)
+
+
+def test_the_destination_retries_its_cleanup_until_its_hypervisor_answers(
+        conf, db, base_image):  # noqa: F811
+    w = make_world(conf, db, base_image, drivers=(HookedDriver, UnreachableThenBack))
+    naps = []
+    w.b.live_migrator._sleep = naps.append
+
+    def fail_at(n):
+        if n == 1:
+            raise exception.HypervisorError(reason="the destination's libvirtd went away")
+    w.a.driver.on_copy = fail_at
+    vm = build_on(w, A)
+    uuid = live_migrate(w, vm, host=B).get_json()["migration"]
+    assert migration(w.db, uuid).status == "error" and row(w.db, vm).host == A
+    assert naps == [0.5, 1.0] and w.b.driver.failures == 0
+    assert domains(w.b, vm) == [] and [d["power_state"] for d in domains(w.a, vm)] == [
+        states.RUNNING]
+
+
+def test_the_destination_never_removes_a_vm_it_owns(w):
+    vm = build_on(w, B)
+    assert w.b.live_migrator.rollback_live_migration_at_destination(CTXT, vm, "m-1") is False
+    assert [d["power_state"] for d in domains(w.b, vm)] == [states.RUNNING]
