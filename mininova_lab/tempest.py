@@ -21,8 +21,10 @@ TEMPEST_FILES = os.path.join(ROOT, "tests", "tempest")
 # Small enough for ~10 live guests on a 2-CPU machine, as SPEC §5.2 advises.
 FLAVORS = (("tempest-1", 128), ("tempest-2", 192))
 # The stack's config beyond Stack's own (its extra_conf): server names repeat
-# as in Nova (ServersTestJSON.test_create_with_existing_server_name).
-STACK_CONF = "[api]\nunique_vm_name_scope =\n"
+# as in Nova (ServersTestJSON.test_create_with_existing_server_name); one
+# compute host, so a resize stays on it (as devstack's single node).
+STACK_CONF = ("[api]\nunique_vm_name_scope =\n"
+              "[compute]\nallow_resize_to_same_host = True\n")
 
 
 def _bin(name):
