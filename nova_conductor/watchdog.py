@@ -26,7 +26,12 @@ looks at the VMs with a task in progress:
   removes the domain when it comes back;
 - ``deleting`` on a live host after ``task_resend_after``: terminate_instance
   is sent again (idempotent; same limits), e.g. when the API's cast was lost
-  to a broker outage.
+  to a broker outage;
+- ``rebuilding`` with an evacuation still "accepted" (no conductor placed
+  it) for longer than ``[compute] build_timeout``: given up, nothing having
+  been claimed: the VM keeps its state and host with a fault, the migration
+  "error" (a conditional UPDATE of both, so a placement that won meanwhile
+  is left alone). The admin evacuates again.
 
 A resend that finds the broker away ends the resends of that pass; the
 database work (timeouts, local deletes) goes on.
@@ -40,7 +45,7 @@ import time
 import sqlalchemy as sa
 
 from common import context, exception, metrics, states
-from common.db import actions, allocations
+from common.db import actions, allocations, vm_migrations
 from common.db import api as db_api
 from common.db.models import Instance, Service, utcnow
 
@@ -78,7 +83,8 @@ class Watchdog:
                 sa.select(Instance.id, Instance.host, Instance.vm_state, Instance.task_state,
                           Instance.updated_at, Instance.project_id, Instance.user_id)
                 .where(Instance.deleted_at.is_(None),
-                       Instance.task_state.in_(_BUILDING_TASKS + (states.DELETING,)))).all()
+                       Instance.task_state.in_(_BUILDING_TASKS + (
+                           states.DELETING, states.REBUILDING)))).all()
             heartbeats = dict(s.execute(
                 sa.select(Service.host, Service.last_heartbeat)
                 .where(Service.binary == COMPUTE_BINARY)).all())
@@ -86,6 +92,9 @@ class Watchdog:
             try:
                 if row.task_state == states.DELETING:
                     self._check_delete(row, now, heartbeats, done)
+                elif row.task_state == states.REBUILDING:
+                    if self._expire_evacuation(row, now):
+                        done["expired"].append(row.id)
                 elif row.vm_state == states.BUILDING:
                     self._check_build(row, now, done)
             except exception.ServiceUnavailable as e:
@@ -143,6 +152,31 @@ class Watchdog:
             self._finish_action(s, row.id, "build timed out", actions.ERROR, fault)
         LOG.warning("VM %s: %s%s", row.id, fault, " Allocations released." if released else "")
         metrics.build_finished("timed_out")
+        return True
+
+    # -- evacuations -----------------------------------------------------------
+
+    def _expire_evacuation(self, row, now):
+        timeout = self.conf.compute.build_timeout
+        if (now - row.updated_at).total_seconds() < timeout:
+            return False
+        fault = ("Evacuation timed out: no conductor placed the VM within %d s "
+                 "([compute] build_timeout); nothing was moved." % timeout)
+        try:
+            with self.db.transaction() as s:
+                move = vm_migrations.in_progress_for_instance(s, row.id)
+                if (move is None or move.migration_type != "evacuation"
+                        or not vm_migrations.update_if(s, move.uuid, {"status": "error"},
+                                                       expected_status=("accepted",))):
+                    return False  # a plain rebuild, or placed meanwhile
+                if not db_api.instance_update_if(
+                        s, row.id, {"task_state": None, "fault": fault},
+                        expected_task_state=states.REBUILDING, expected_host=row.host):
+                    raise _Undo()
+                self._finish_action(s, row.id, "evacuation timed out", actions.ERROR, fault)
+        except _Undo:
+            return False
+        LOG.warning("VM %s: %s", row.id, fault)
         return True
 
     # -- deletes -------------------------------------------------------------
@@ -204,3 +238,7 @@ class Watchdog:
     def _finish_action(self, s, instance_id, event, result, details):
         """Record ``event`` on the stalled action and finish it, in ``s``."""
         actions.finish_open_action(s, instance_id, event, self.conf.host, result, details)
+
+
+class _Undo(Exception):
+    """Rolls back a give-up that lost to the VM's own progress."""

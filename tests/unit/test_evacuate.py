@@ -9,7 +9,7 @@ import pytest
 from common import context, exception, payloads, states
 from common.db import allocations, instance_metadata, vm_migrations
 from common.db import api as db_api
-from common.db.models import Service, utcnow
+from common.db.models import Instance, Service, utcnow
 from common.timeline import DbSink, Timeline
 from nova_api.app import create_app
 from nova_compute.imagecache import ImageCache, read_file_chunks
@@ -379,3 +379,39 @@ def test_the_compute_client_says_whether_it_may_send_an_evacuation():
     transport = rpc.get_transport("memory://evac-cap")
     assert ComputeRPCAPI(transport).can_evacuate
     assert not ComputeRPCAPI(transport, version_cap="1.2").can_evacuate
+
+
+def age(db, vm, seconds):
+    """The VM's last change ``seconds`` ago."""
+    with db.transaction() as s:
+        s.query(Instance).filter_by(id=vm).update(
+            {"updated_at": utcnow() - datetime.timedelta(seconds=seconds)})
+
+
+def test_an_evacuation_no_conductor_placed_is_given_up_by_the_watchdog(w):
+    from nova_conductor.watchdog import Watchdog
+    vm = build_on(w, A)
+    host_down(w.db, A)
+    w.api_casts.deferred = []  # the cast to the conductor is lost
+    uuid = evacuate(w, vm).get_json()["migration"]
+    watchdog = Watchdog(w.db, Recorder(), Recorder(), w.conf)
+    assert watchdog.run()["expired"] == []  # not yet past build_timeout
+    age(w.db, vm, w.conf.compute.build_timeout + 1)
+    assert watchdog.run()["expired"] == [vm]
+    after = row(w.db, vm)
+    assert (after.host, after.vm_state, after.task_state) == (A, states.ACTIVE, None)
+    assert "Evacuation timed out" in after.fault
+    assert migration(w.db, uuid).status == "error" and held(w.db, vm) == [A]
+    (cast,) = w.api_casts.deferred
+    w.conductor.evacuate_instance(*cast)  # the lost cast after all: nothing happens
+    assert row(w.db, vm).host == A and held(w.db, uuid) == []
+
+
+def test_the_watchdog_leaves_a_plain_rebuild_and_a_placed_evacuation_alone(w):
+    from nova_conductor.watchdog import Watchdog
+    vm = build_on(w, A)
+    with w.db.transaction() as s:
+        db_api.instance_update_if(s, vm, {"task_state": states.REBUILDING})
+    age(w.db, vm, 86400)
+    assert Watchdog(w.db, Recorder(), Recorder(), w.conf).run()["expired"] == []
+    assert row(w.db, vm).task_state == states.REBUILDING
