@@ -38,9 +38,13 @@ def _rotated_out(s, instance_id, backup_type, rotation):
 
 
 def image_properties(inst, metadata, user_id):
-    """The new image's extra properties: the caller's ``metadata`` (checked
-    as Glance checks properties), then the source VM's (which win)."""
-    properties = {}
+    """The new image's extra properties, as Nova's: the source's
+    (``image_type`` snapshot, ``base_image_ref``, ``user_id``), then the
+    caller's ``metadata`` over them (checked as Glance checks properties),
+    and ``instance_uuid`` always the VM's (what the host's rights and the
+    clean-up go by)."""
+    properties = {"image_type": "snapshot", "base_image_ref": inst.image_id or "",
+                  "user_id": user_id or ""}
     for key, value in (metadata or {}).items():
         if (key in image_schemas.CORE or key in image_schemas.READ_ONLY
                 or key in image_schemas.RESERVED
@@ -49,8 +53,7 @@ def image_properties(inst, metadata, user_id):
                                             reason="is an image attribute, not a property")
         image_schemas.check_property(key, value)
         properties[key] = value
-    properties.update({"instance_uuid": inst.id, "image_type": "snapshot",
-                       "base_image_ref": inst.image_id or "", "user_id": user_id or ""})
+    properties["instance_uuid"] = inst.id
     image_schemas.check_quotas(properties, ())
     return properties
 

@@ -1,5 +1,5 @@
 """LibvirtDriver's moves against the real libvirtd (qemu:///system), QEMU and
-qemu-img: a snapshot of a running guest, a resize on the same host
+qemu-img: a snapshot of a running and of a paused guest, a resize on the same host
 (confirmed and reverted) on real overlays, a live migration's destination
 prepared. (A domain UUID is unique per libvirtd: moves between two hosts
 run on the test driver in tests/unit/test_virt_libvirt_moves.py.)"""
@@ -46,6 +46,20 @@ def test_snapshot_of_a_running_guest(make_driver, base_image, tmp_path):
     assert not os.path.exists(target + ".part")
     disk = drv.get_instance_disk_info(vm.id)
     assert (disk["virtual_size"], disk["image_id"]) == (2 * GiB, "blank")
+
+
+def test_snapshot_of_a_paused_guest_leaves_it_paused(make_driver, base_image, tmp_path):
+    """Saved paused, restored paused (it is never waited on to run)."""
+    drv = make_driver()
+    vm = spec()
+    drv.spawn(vm, base_image)
+    drv.pause(vm.id)
+    target = str(tmp_path / "snap.qcow2")
+    got = drv.snapshot(vm.id, target)
+    assert got["size"] == os.path.getsize(target) > 0
+    assert drv.get_info(vm.id)["power_state"] == "paused"
+    drv.unpause(vm.id)
+    assert drv.get_info(vm.id)["power_state"] == "running"
 
 
 def test_resize_on_the_same_host_confirmed(make_driver, base_image, tmp_path):

@@ -145,3 +145,11 @@ def test_a_cast_that_cannot_be_sent_leaves_nothing(conf, db, image, recorder, er
     assert r.status_code in (409, 503)
     assert client.get("/v1/vms/web1").get_json()["vm"]["task_state"] is None
     assert image_names(db) == ["blank"]
+
+
+def test_the_callers_metadata_wins_but_not_over_the_source(api, db):
+    vm = placed(api, db)
+    r = snapshot(api, "web1", name="s", metadata={"image_type": "test",
+                                                  "instance_uuid": "another"})
+    _, properties = image_row(db, r.get_json()["image"]["id"])
+    assert (properties["image_type"], properties["instance_uuid"]) == ("test", vm["id"])

@@ -242,13 +242,27 @@ class LibvirtDriver(LibvirtBase, driver.ComputeDriver):
                     os.unlink(tmp)
                 raise
             finally:
-                if active:
+                if state == libvirt.VIR_DOMAIN_PAUSED:
+                    self._restore_paused(dom)  # saved paused: restored paused, never run
+                elif active:
                     self._ensure_running(dom)  # restores the saved memory
-                    if state == libvirt.VIR_DOMAIN_PAUSED:
-                        dom.suspend()
             virtual, _ = self._disk_sizes(target_path)
         return {"path": target_path, "format": "qcow2",
                 "size": os.path.getsize(target_path), "virtual_size": virtual}
+
+    def _restore_paused(self, dom):
+        """Start a domain managed-saved while paused: it comes back paused."""
+        deadline = time.monotonic() + self.spawn_timeout
+        guest.run_before(deadline, self.spawn_timeout, lambda: self._launch_domain(dom),
+                         "restoring the domain")
+        while dom.state()[0] != libvirt.VIR_DOMAIN_PAUSED:
+            if dom.state()[0] in guest.RUNNING_STATES:
+                dom.suspend()
+            elif time.monotonic() > deadline:
+                raise exception.HypervisorError(reason="domain not back paused %d s after "
+                                                "its restore" % self.spawn_timeout)
+            else:
+                time.sleep(0.01)
 
     def rebuild(self, instance, base_image_path, step=None):
         try:
