@@ -8,7 +8,7 @@ and B -> A.
 
 Figures, medians of ``p7_samples`` migrations of each:
 - total: mininova from POST .../action {"live_migrate"} to the migration
-  record "completed" (seen in the DB, polled every DB_POLL s), against the
+  record "completed" (seen in the DB, polled every POLL s), against the
   wall time of virsh migrate itself;
 - downtime and time elapsed: libvirt's statistics of the completed job
   (dom.jobStats(VIR_DOMAIN_JOB_STATS_COMPLETED) on the destination) of both.
@@ -24,16 +24,20 @@ import time
 import libvirt
 import sqlalchemy as sa
 
-from bench.harness import DB_POLL, TINY, log, ms
-from mininova_lab import services
+from bench.harness import TINY, log, ms
+from mininova_lab import sim_compute
 from mininova_lab.raw_migration import RawGuest
 from mininova_lab.sim_host import SimHost
-from mininova_lab.stack import ROOT, Stack
+from mininova_lab.stack import Stack
 from mininova_lab.waiting import wait_for
 
 BASE_DIR = "/var/lib/mininova-lab-p7"
 INDEXES = (74, 75)
 ENDED = ("completed", "error", "cancelled")
+# Seconds between two reads of the migration's status: coarser than the
+# harness's DB_POLL, whose reads every 5 ms would take CPU from the two
+# libvirtd and QEMU at the switch-over (the raw migration has no such reader).
+POLL = 0.02
 
 
 def run(bench):
@@ -129,30 +133,7 @@ class _Lab:
         return False
 
     def _compute(self, sim):
-        d = os.path.join(self.workdir, sim.name)
-        os.makedirs(d, exist_ok=True)
-        conf = os.path.join(d, "compute.conf")
-        with open(conf, "w") as f:
-            f.write(f"""[DEFAULT]
-host = {sim.name}
-transport_url = {services.rabbit_url(self.stack.vhost, host=sim.gateway_ip)}
-
-[compute]
-instances_path = {d}/instances
-image_cache_path = {d}/_base
-image_api_url = http://{sim.gateway_ip}:{self.stack.port}
-network_name =
-
-[libvirt]
-connection_uri = {sim.libvirt_uri}
-virt_type = qemu
-live_migration_inbound_uri = {sim.facts["MIGRATION_URI"]}
-""")
-        log_file = open(os.path.join(self.stack.logs, "compute-%s.out" % sim.name), "ab")
-        return sim.popen([sys.executable, "-m", "nova_compute.cmd", "--config-file",
-                          self.stack.conf_path, "--config-file", conf, "--log-file",
-                          os.path.join(self.stack.logs, "compute-%s.log" % sim.name)],
-                         cwd=ROOT, stdout=log_file, stderr=log_file, stdin=open(os.devnull))
+        return sim_compute.start_compute(self.stack, sim, network="")
 
     def boot_vm(self):
         self.stack.set_disabled(self.sims[1].name, True)
@@ -183,7 +164,7 @@ live_migration_inbound_uri = {sim.facts["MIGRATION_URI"]}
                 c.rollback()
                 if status in ENDED or time.monotonic() > deadline:
                     break
-                time.sleep(DB_POLL)
+                time.sleep(POLL)
         total = ms(time.monotonic() - started)
         if status != "completed":
             raise RuntimeError("live migration %s to %s ended %s" % (uuid, dest.name, status))

@@ -10,9 +10,11 @@ from mininova_lab import services
 from mininova_lab.stack import ROOT
 
 
-def compute_conf(stack, sim, extra=""):
+def compute_conf(stack, sim, extra="", network="mininova"):
     """The path of ``sim``'s compute config; ``extra``: more lines for its
-    [compute] section."""
+    [compute] section; ``network``: the guests' libvirt network ("": no NIC,
+    for a sim host made without guest_network). Other sim hosts' libvirtd
+    reach this one's at its MIGRATION_URI (live migration)."""
     workdir = os.path.join(stack.workdir, sim.name)
     os.makedirs(workdir, exist_ok=True)
     conf = os.path.join(workdir, "compute.conf")
@@ -25,12 +27,13 @@ transport_url = {services.rabbit_url(stack.vhost, host=sim.gateway_ip)}
 instances_path = {workdir}/instances
 image_cache_path = {workdir}/_base
 image_api_url = http://{sim.gateway_ip}:{stack.port}
-network_name = mininova
+network_name = {network}
 {extra}
 
 [libvirt]
 connection_uri = {sim.libvirt_uri}
 virt_type = qemu
+live_migration_inbound_uri = {sim.facts.get("MIGRATION_URI", "")}
 """)
     return conf
 
@@ -43,10 +46,10 @@ def cache_path(stack, sim):
     return os.path.join(stack.workdir, sim.name, "_base")
 
 
-def start_compute(stack, sim, extra=""):
+def start_compute(stack, sim, extra="", network="mininova"):
     """The compute agent's process (its logs in the stack's logs)."""
     log = open(os.path.join(stack.logs, "compute-%s.out" % sim.name), "ab")
     return sim.popen([sys.executable, "-m", "nova_compute.cmd", "--config-file",
-                      stack.conf_path, "--config-file", compute_conf(stack, sim, extra),
+                      stack.conf_path, "--config-file", compute_conf(stack, sim, extra, network),
                       "--log-file", os.path.join(stack.logs, "compute-%s.log" % sim.name)],
                      cwd=ROOT, stdout=log, stderr=log, stdin=open(os.devnull))

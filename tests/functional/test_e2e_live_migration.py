@@ -18,15 +18,14 @@ second. Through the API:
 import json
 import os
 import signal
-import sys
 
 import pytest
 import sqlalchemy as sa
 
-from mininova_lab import services
+from mininova_lab import sim_compute
 from mininova_lab.raw_migration import BOOTED, ticks
 from mininova_lab.sim_host import SimHost
-from mininova_lab.stack import ROOT, Stack
+from mininova_lab.stack import Stack
 from mininova_lab.waiting import wait_for
 from tests.functional.test_lab_live_migration import build_image
 
@@ -73,35 +72,9 @@ def lab(tmp_path_factory):
         stack.stop()
 
 
-def compute_conf(stack, sim):
-    workdir = os.path.join(stack.workdir, sim.name)
-    os.makedirs(workdir, exist_ok=True)
-    conf = os.path.join(workdir, "compute.conf")
-    with open(conf, "w") as f:
-        f.write(f"""[DEFAULT]
-host = {sim.name}
-transport_url = {services.rabbit_url(stack.vhost, host=sim.gateway_ip)}
-
-[compute]
-instances_path = {workdir}/instances
-image_cache_path = {workdir}/_base
-image_api_url = http://{sim.gateway_ip}:{stack.port}
-network_name =
-
-[libvirt]
-connection_uri = {sim.libvirt_uri}
-virt_type = qemu
-live_migration_inbound_uri = {sim.facts["MIGRATION_URI"]}
-""")
-    return conf
-
-
 def start_compute(stack, sim):
-    log = open(os.path.join(stack.logs, "compute-%s.out" % sim.name), "ab")
-    return sim.popen([sys.executable, "-m", "nova_compute.cmd", "--config-file",
-                      stack.conf_path, "--config-file", compute_conf(stack, sim),
-                      "--log-file", os.path.join(stack.logs, "compute-%s.log" % sim.name)],
-                     cwd=ROOT, stdout=log, stderr=log, stdin=open(os.devnull))
+    """No guest network: the heartbeat is on the console."""
+    return sim_compute.start_compute(stack, sim, network="")
 
 
 def migration(stack, uuid):
