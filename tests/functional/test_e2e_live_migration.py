@@ -4,7 +4,7 @@ own libvirtd listening on its own address), a compute agent on each with
 a running tiny guest whose console prints a heartbeat (boot id, uptime) every
 second. Through the API:
 
-- A -> B and back: the console on the destination goes on with the same boot
+- A -> B (the API) and back (``mininova vm live-migrate --wait``): the console on the destination goes on with the same boot
   and a larger uptime, no new boot marker; the migration record completed;
   nothing of the VM left on the source; allocations on the destination only;
 - an abort while the copy runs (its speed capped with ``virsh
@@ -18,6 +18,8 @@ second. Through the API:
 import json
 import os
 import signal
+import subprocess
+import sys
 
 import pytest
 import sqlalchemy as sa
@@ -25,7 +27,7 @@ import sqlalchemy as sa
 from mininova_lab import sim_compute
 from mininova_lab.raw_migration import BOOTED, ticks
 from mininova_lab.sim_host import SimHost
-from mininova_lab.stack import Stack
+from mininova_lab.stack import ROOT, Stack
 from mininova_lab.waiting import wait_for
 from tests.functional.test_lab_live_migration import build_image
 
@@ -75,6 +77,13 @@ def lab(tmp_path_factory):
 def start_compute(stack, sim):
     """No guest network: the heartbeat is on the console."""
     return sim_compute.start_compute(stack, sim, network="")
+
+
+def cli(stack, *args):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MININOVA_")}
+    env.update(MININOVA_URL=stack.url, MININOVA_TOKEN=stack.http.headers["X-Auth-Token"])
+    return subprocess.run([sys.executable, "-S", "-m", "mininova_client.cli", *args],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
 
 
 def migration(stack, uuid):
@@ -148,7 +157,14 @@ def test_live_migration_there_and_back(lab):
     domain = "mininova-" + vm_id
     boot, last_up = ticks(console(lab, vm_id))[-1]
     for source, dest, target in ((a, b, b.name), (b, a, None)):
-        uuid = live_migrate(lab, vm_id, **({"host": target} if target else {}))
+        if target:  # the API, then the CLI (the scheduler's choice: the only other host)
+            uuid = live_migrate(lab, vm_id, host=target)
+        else:
+            r = cli(lab, "vm", "live-migrate", vm_id, "--wait")
+            assert r.returncode == 0, r.stdout + r.stderr
+            assert "(live-migrated from %s)" % source.name in r.stdout, r.stdout
+            assert "migration running" in r.stderr or "migration completed" in r.stderr
+            uuid = lab.get("/v1/vms/%s/migrations" % vm_id).json()["migrations"][0]["id"]
         m = wait_migration(lab, uuid, ("completed", "error", "cancelled"))
         assert m["status"] == "completed", m
         assert (m["source_host"], m["dest_host"], m["migration_type"]) == (
