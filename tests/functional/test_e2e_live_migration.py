@@ -4,9 +4,10 @@ own libvirtd listening on its own address), a compute agent on each with
 a running tiny guest whose console prints a heartbeat (boot id, uptime) every
 second. Through the API:
 
-- A -> B (the API) and back (``mininova vm live-migrate --wait``): the console on the destination goes on with the same boot
-  and a larger uptime, no new boot marker; the migration record completed;
-  nothing of the VM left on the source; allocations on the destination only;
+- A -> B (the API) and back (``mininova vm live-migrate --wait``): the
+  console on the destination goes on with the same boot and a larger
+  uptime, no new boot marker; the migration record completed; nothing of
+  the VM left on the source; allocations on the destination only;
 - an abort while the copy runs (its speed capped with ``virsh
   migrate-setspeed`` so that there is time; its progress shows on the
   record meanwhile): the VM never stopped on A, no leftover on B, the record
