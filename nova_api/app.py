@@ -34,7 +34,8 @@ def create_app(conf, db, build_client, compute_rpcapi, revocations=None):
                                                     host=conf.host),
         "snapshot_service": vm_snapshots.SnapshotService(db, compute_rpcapi, host=conf.host),
         "live_migrations": live_migrations.LiveMigrations(
-            db, build_client, compute_rpcapi, host=conf.host),
+            db, build_client, compute_rpcapi, host=conf.host,
+            service_down_time=conf.scheduler.service_down_time),
         "move_service": move_service.MoveService(db, build_client, host=conf.host,
                                                  quota_defaults=quota_defaults(conf)),
     }

@@ -6,6 +6,7 @@ to the source host, which stops the copy (the task then rolls back).
 
 Block migration only: every host has its own instances_path, so the disk is
 always copied (``block_migration`` "auto" or true; false is a 400)."""
+import datetime
 import logging
 
 from common import exception, states
@@ -22,8 +23,10 @@ ABORTABLE = ("running",)
 
 
 class LiveMigrations:
-    def __init__(self, db, build_client, compute_rpcapi, host="api"):
-        """``build_client``: the API's way to the conductor (BuildClient)."""
+    def __init__(self, db, build_client, compute_rpcapi, host="api", service_down_time=60):
+        """``build_client``: the API's way to the conductor (BuildClient);
+        ``service_down_time``: [scheduler]'s, past which a target host is down."""
+        self.down_after = datetime.timedelta(seconds=service_down_time)
         self.db = db
         self.build_client = build_client
         self.compute_rpcapi = compute_rpcapi
@@ -44,14 +47,7 @@ class LiveMigrations:
         with self.db.transaction() as s:
             inst = db_api.instance_get_by_ref(s, ctxt.project_id, ref)
             if host is not None:
-                try:
-                    db_hosts.host_get(s, host)
-                except exception.HostNotFound:
-                    raise exception.Invalid(reason="compute host %s could not be found"
-                                            % host) from None
-                if host == inst.host:
-                    raise exception.Invalid(reason="VM %s is on %s already: the target "
-                                            "host must be another one" % (inst.name, host))
+                self._check_target(s, inst, host)
             moved = inst.host is not None and db_api.instance_update_if(
                 s, inst.id, {"task_state": task, "fault": None},
                 expected_task_state=None, expected_vm_state=tuple(allowed),
@@ -61,7 +57,7 @@ class LiveMigrations:
                                                  dest_host=None, status="accepted",
                                                  request_id=ctxt.request_id)
                 actions.action_begin(s, inst.id, ctxt.request_id, "live-migration",
-                                     ctxt.project_id, ctxt.user_id, "accepted", self.host,
+                                     inst.project_id, ctxt.user_id, "accepted", self.host,
                                      "to %s" % (host or "the scheduler's choice"))
             s.refresh(inst)
         if not moved:
@@ -84,6 +80,26 @@ class LiveMigrations:
                                          "live-migrate yet") from e
             raise
         return inst, migration
+
+    def _check_target(self, s, inst, host):
+        """400 (Nova's answer to os-migrateLive) unless ``host`` is a compute
+        host other than the VM's, up and enabled: the scheduler checks its
+        room and the VM's filters."""
+        if host == inst.host:
+            raise exception.Invalid(reason="VM %s is on %s already: the target host must be "
+                                    "another one" % (inst.name, host))
+        try:
+            svc, _node = db_hosts.host_get(s, host)
+        except exception.HostNotFound:
+            raise exception.Invalid(reason="compute host %s could not be found"
+                                    % str(host)[:255]) from None
+        if svc.last_heartbeat is None or utcnow() - svc.last_heartbeat > self.down_after:
+            raise exception.Invalid(reason="the target host %s is down (no heartbeat within "
+                                    "service_down_time %d s)"
+                                    % (host, self.down_after.total_seconds()))
+        if svc.disabled:
+            raise exception.Invalid(reason="the target host %s is disabled%s" % (
+                host, ": %s" % svc.disabled_reason if svc.disabled_reason else ""))
 
     def abort(self, ctxt, ref, migration_uuid=None):
         """Stop the VM's live migration in progress (``migration_uuid``, or

@@ -3,6 +3,7 @@
 and two compute hosts on the in-memory fake driver, each RPC run at once on
 its receiver; then what failures and an abort leave: the VM running on its
 source, its allocations as before, nothing on the destination."""
+import datetime
 import threading
 
 import pytest
@@ -10,7 +11,7 @@ import pytest
 from common import context, exception, states
 from common.db import api as db_api
 from common.db import vm_migrations
-from common.db.models import Service
+from common.db.models import Service, utcnow
 from common.timeline import DbSink, Timeline
 from nova_api.app import create_app
 from nova_compute.imagecache import ImageCache, read_file_chunks
@@ -199,6 +200,17 @@ def test_refusals_name_what_is_wrong(w):
     assert r.status_code == 400 and "another one" in r.text
     r = live_migrate(w, vm, host="nosuchhost")
     assert r.status_code == 400 and "nosuchhost" in r.text
+    with w.db.transaction() as s:
+        s.query(Service).filter_by(host=B, binary="mininova-compute").one().disabled = True
+    r = live_migrate(w, vm, host=B)
+    assert r.status_code == 400 and "disabled" in r.text
+    with w.db.transaction() as s:
+        svc = s.query(Service).filter_by(host=B, binary="mininova-compute").one()
+        svc.disabled, svc.last_heartbeat = False, utcnow() - datetime.timedelta(hours=1)
+    r = live_migrate(w, vm, host=B)
+    assert r.status_code == 400 and "down" in r.text
+    assert held(w.db, vm) == [A]
+    w.b.heartbeat(CTXT)
     r = live_migrate(w, vm, block_migration=False)
     assert r.status_code == 400
     r = live_migrate(w, vm, bogus=1)
