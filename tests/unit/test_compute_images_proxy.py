@@ -69,3 +69,11 @@ def test_others_images_are_404_and_delete_is_the_owners(db, member, other, publi
     assert member.delete("/images/%s" % snap).status_code == 204
     fault(member.get("/images/%s" % snap), 404)
     fault(member.delete("/images/%s" % snap), 404)
+
+
+def test_changes_since(db, member, public):
+    snap = snapshot(db, status="active")
+    ids = lambda q: {i["id"] for i in member.get("/images" + q).get_json()["images"]}  # noqa
+    assert ids("?changes-since=2000-01-01T00:00:00Z") == {public, snap}
+    assert ids("?changes-since=2999-01-01T00:00:00Z") == set()
+    fault(member.get("/images?changes-since=yesterday"), 400)

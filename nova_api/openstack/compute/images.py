@@ -11,14 +11,16 @@ and links (self, bookmark, and the image service's ``alternate``).
 
 Filters as Nova's: ``name``, ``status`` (Nova's names), ``server`` (an
 ``instance_uuid``), ``type`` (``image_type``: snapshot or backup),
-``minRam``, ``minDisk`` (at least), ``limit`` and ``marker``."""
+``minRam``, ``minDisk`` (at least), ``changes-since`` (updated since, as
+for servers), ``limit`` and ``marker``."""
+import sqlalchemy as sa
 from flask import current_app, g, jsonify, request
 
 from common import exception
 from common.db import images as db_images
 from common.db.models import Image
 from nova_api.openstack import urls
-from nova_api.openstack.compute import params, resource, views
+from nova_api.openstack.compute import params, resource, servers, views
 from nova_api.openstack.image import images as glance_images
 
 bp = resource.blueprint("compute_images", __name__)
@@ -71,6 +73,9 @@ def _query(s, ctxt):
     for name, column in (("minRam", Image.min_ram), ("minDisk", Image.min_disk)):
         if name in args:
             conditions.append(column >= params.integer(name, args[name]))
+    changed = servers.changes_since()
+    if changed is not None:
+        conditions.append(sa.func.coalesce(Image.updated_at, Image.created_at) >= changed)
     if "server" in args:
         properties["instance_uuid"] = args["server"].rstrip("/").rsplit("/", 1)[-1]
     if "type" in args:

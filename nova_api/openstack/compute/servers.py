@@ -66,7 +66,9 @@ def _last_segment(value):
     return value.rstrip("/").rsplit("/", 1)[-1] if value is not None else None
 
 
-def _changes_since():
+def changes_since():
+    """The ``changes-since`` query parameter as a naive UTC datetime, or None
+    (400 unless ISO 8601); the images proxy filters by it too."""
     raw = request.args.get("changes-since")
     if raw is None:
         return None
@@ -96,7 +98,7 @@ def _filters():
     return db_servers.Filters(
         name=args.get("name"), status=args.get("status"),
         image=_last_segment(args.get("image")), flavor=_last_segment(args.get("flavor")),
-        ip=args.get("ip"), ip6=args.get("ip6"), changes_since=_changes_since())
+        ip=args.get("ip"), ip6=args.get("ip6"), changes_since=changes_since())
 
 
 def _list(detailed, collection):
