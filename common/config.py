@@ -16,7 +16,10 @@ default_opts = [
     cfg.StrOpt("state_path", default="/var/lib/mininova",
                help="Top directory for mininova's state (embedded DB, image store)."),
     cfg.StrOpt("transport_url", default="rabbit://guest:guest@127.0.0.1:5672/", secret=True,
-               help="Message bus: rabbit://user:pass@host:port/vhost, or memory:// (tests)."),
+               help="Message bus: rabbit://user:pass@host:port/vhost, or memory:// (tests). "
+                    "Several brokers of one RabbitMQ cluster: rabbit://user:pass@host1:port1,"
+                    "user:pass@host2:port2/vhost; each connection goes to the first that "
+                    "answers, starting with the last that did."),
     cfg.IntOpt("rpc_response_timeout", default=30, min=1,
                help="Seconds to wait for the reply of an RPC call."),
     cfg.IntOpt("rpc_workers", default=16, min=1,
@@ -261,6 +264,34 @@ quota_opts = [
     cfg.IntOpt("ram", default=51200, min=-1, help="Default MB of RAM per project (-1: unlimited)."),
 ]
 
+# Named as oslo.messaging's options of the same purpose.
+oslo_messaging_rabbit_opts = [
+    cfg.BoolOpt("rabbit_quorum_queue", default=False,
+                help="Declare the service queues (scheduler, conductor, compute.<host>) and "
+                     "the dead-letter queue mininova.dead as quorum queues, replicated over "
+                     "the nodes of a RabbitMQ cluster, so that they survive the loss of a "
+                     "minority of them. Reply queues stay classic and transient (they live "
+                     "as long as the caller's connection). Every daemon of a vhost must have "
+                     "the same value: RabbitMQ refuses to declare an existing queue with "
+                     "another type (switching means emptying and deleting the queues first). "
+                     "False: classic durable queues, for a one-node broker."),
+    cfg.IntOpt("rabbit_quorum_delivery_limit", default=50, min=0,
+               help="With rabbit_quorum_queue: deliveries of a message without an ack "
+                    "(redeliveries after a daemon died holding it, delayed retries of a "
+                    "cast) after which RabbitMQ dead-letters it to mininova.dead instead "
+                    "of delivering it again, so a message that kills its daemon does not "
+                    "loop forever (x-delivery-limit). Above the 20 delayed retries a server "
+                    "gives a cast itself. 0: no limit."),
+    cfg.FloatOpt("rabbit_retry_interval", default=0.5, min=0.01,
+                 help="Seconds a consumer waits before its first reconnection attempt after "
+                      "losing the broker; doubled at each failed attempt up to "
+                      "rabbit_interval_max, each pause cut by up to half at random "
+                      "(jitter) so that the clients of a broker node that died do not "
+                      "come back in step."),
+    cfg.FloatOpt("rabbit_interval_max", default=5.0, min=0.01,
+                 help="Longest pause, in seconds, between two reconnection attempts."),
+]
+
 # As Nova's: during a rolling upgrade, old and new daemons share the queues.
 # Set each to the oldest version still running of that service, upgrade them
 # all, then empty it again.
@@ -288,6 +319,7 @@ OPT_GROUPS = {
     "libvirt": libvirt_opts,
     "quota": quota_opts,
     "upgrade_levels": upgrade_levels_opts,
+    "oslo_messaging_rabbit": oslo_messaging_rabbit_opts,
 }
 
 
@@ -319,6 +351,16 @@ def parse_args(argv, conf=CONF, prog=None, default_config_files=None):
     conf(argv, project="mininova", prog=prog,
          default_config_files=default_config_files)
     return conf
+
+
+def transport_options(conf=CONF):
+    """What rpc.get_transport(conf.transport_url, ...) takes from the config
+    (ignored by the in-memory transport)."""
+    group = conf.oslo_messaging_rabbit
+    return {"quorum_queues": group.rabbit_quorum_queue,
+            "delivery_limit": group.rabbit_quorum_delivery_limit,
+            "reconnect_interval": group.rabbit_retry_interval,
+            "reconnect_max": group.rabbit_interval_max}
 
 
 def database_url(conf=CONF):

@@ -18,7 +18,7 @@ GLANCE_UPLOAD = re.compile(r"^/image/v2/images/[^/]+/file/?\Z")
 
 def build_app(conf):
     db = Database(config.database_url(conf), pool_size=conf.database.pool_size)
-    transport = rpc.get_transport(conf.transport_url)
+    transport = rpc.get_transport(conf.transport_url, **config.transport_options(conf))
     # The token cache needs revocations announced: PostgreSQL's NOTIFY.
     revocations = (RevocationListener(db).start()
                    if db.dialect == "postgresql" and conf.api.token_cache_seconds > 0 else None)

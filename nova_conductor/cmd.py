@@ -25,7 +25,7 @@ def main(argv=None):
     log.setup(conf, "mininova-conductor")
     rpc.protocol.set_sender("conductor", conf.host)  # "sender" in its messages
     db = Database(config.database_url(conf), pool_size=conf.database.pool_size)
-    transport = rpc.get_transport(conf.transport_url)
+    transport = rpc.get_transport(conf.transport_url, **config.transport_options(conf))
     levels = conf.upgrade_levels
     compute = ComputeRPCAPI(transport, version_cap=levels.compute)
     # Uncapped: schedulers are upgraded together with the conductors

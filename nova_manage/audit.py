@@ -370,7 +370,7 @@ def audit_command(conf, args):
     host's answer time; ``args.skip_down`` excuses down hosts."""
     from nova_compute import rpcapi as compute_rpcapi  # only the command needs it
     db = Database(config.database_url(conf))
-    transport = rpc.get_transport(conf.transport_url)
+    transport = rpc.get_transport(conf.transport_url, **config.transport_options(conf))
     try:
         result = run_audit(
             db, compute_rpcapi.ComputeRPCAPI(transport, timeout=conf.rpc_response_timeout,

@@ -15,7 +15,7 @@ def main(argv=None):
     log.setup(conf, "mininova-scheduler")
     rpc.protocol.set_sender("scheduler", conf.host)  # "sender" in its messages
     db = Database(config.database_url(conf), pool_size=conf.database.pool_size)
-    transport = rpc.get_transport(conf.transport_url)
+    transport = rpc.get_transport(conf.transport_url, **config.transport_options(conf))
     # Uncapped: conductors are upgraded together with the schedulers (see rpcapi.py).
     scheduler = SchedulerManager(db, ConductorRPCAPI(transport), conf)
 

@@ -8,12 +8,16 @@ consumer costs nothing (no polling), a queued ack runs at once. Replies are
 published through the transport's locked publisher connection instead, so a
 call's round trip does not wait for the consumer thread.
 
-When the broker goes away the consumer reconnects with backoff (0.5, 1, 2, 4,
-5, 5 ... s) and declares its topology again. Acks queued for a channel that
+When the broker goes away the consumer reconnects with a jittered backoff
+(by default 0.5, 1, 2, 4, 5, 5 ... s, each cut by up to half at random, so that
+the consumers of a whole cloud do not come back in step) - to the next host
+of a failover list (``KombuTransport.connect``) - and declares its topology
+again. Acks queued for a channel that
 died are dropped: RabbitMQ redelivers those messages anyway.
 """
 import logging
 import queue
+import random
 import select
 import socket
 import threading
@@ -30,10 +34,15 @@ LOG = logging.getLogger(__name__)
 
 RECOVERABLE = (amqp.exceptions.AMQPError, amqp.exceptions.MessageNacked,
                kombu.exceptions.KombuError, OSError)
-_MAX_BACKOFF = 5.0
 # An idle consumer still wakes this often, for AMQP heartbeats (sent and
 # checked by heartbeat_check; the broker allows 2 heartbeat intervals).
 _IDLE_WAKEUP = 1.0
+
+
+def jittered(delay):
+    """``delay`` cut by up to half at random: never longer than the plain
+    backoff, but clients that lost the broker together spread out."""
+    return delay * random.uniform(0.5, 1.0)
 
 
 class _ConsumerLoop:
@@ -94,7 +103,8 @@ class _ConsumerLoop:
 
     # -- the thread ------------------------------------------------------------
     def _run(self):
-        delay, lost = 0.5, False
+        first = delay = self.transport.reconnect_interval
+        lost = False
         while not self._finish.is_set() and self._should_connect():
             conn, failed = None, True
             try:
@@ -105,7 +115,7 @@ class _ConsumerLoop:
                 if lost:
                     LOG.info("Reconnected to the message broker; consuming %s again",
                              self.queue_name)
-                delay, lost = 0.5, False
+                delay, lost = first, False
                 self._loop(conn)
                 failed = False
             except Exception as exc:
@@ -119,8 +129,8 @@ class _ConsumerLoop:
                     LOG.exception("Unexpected error in consumer of %s; reconnecting in %.1f s",
                                   self.queue_name, delay)
                 lost = True
-                self._finish.wait(delay)
-                delay = min(delay * 2, _MAX_BACKOFF)
+                self._finish.wait(jittered(delay))
+                delay = min(delay * 2, self.transport.reconnect_max)
             finally:
                 self._channel = None
                 self.ready.clear()

@@ -15,6 +15,22 @@ to a service that has not started yet waits in its queue):
   call without the header (an older caller) gets its reply on the default
   exchange.
 
+With ``quorum_queues`` the Target queues and ``mininova.dead`` are quorum
+queues (``x-queue-type: quorum``: replicated by Raft over the cluster's nodes,
+always durable, never exclusive or auto-delete), with ``x-delivery-limit``:
+a message delivered that many times without an ack (say, one that kills its
+daemon each time) is dead-lettered instead of looping. Reply queues stay
+classic, exclusive and transient: a reply is only of use to the connection
+that waits for it, and dies with it; replicating it would buy nothing (a
+quorum queue cannot be exclusive anyway). A caller whose node died re-declares
+its reply queue on another node and its pending calls time out. RabbitMQ
+refuses to re-declare a queue with another type (PRECONDITION_FAILED): every
+client and server of a vhost must agree on the option.
+
+``url`` may name several brokers of one cluster,
+``rabbit://u:p@h1:5672,u:p@h2:5672/vhost``: each connection goes to the first
+that answers, starting with the last that did.
+
 py-amqp connections are not thread-safe, so each one has a single owner:
 the publisher connection is only touched under its lock (by any thread that
 casts, calls or - for servers - replies), and every consumer connection only
@@ -23,6 +39,7 @@ by its own thread (see ``kombu_consumer``).
 import logging
 import os
 import threading
+import urllib.parse
 import time
 import uuid
 
@@ -42,17 +59,56 @@ DEAD_QUEUE = "mininova.dead"
 RECOVERABLE = kombu_consumer.RECOVERABLE
 
 
-def declare_queue(channel, name):
+def parse_url(url):
+    """``rabbit://u:p@h1:p1,u:p@h2:p2/vhost`` -> [``amqp://u:p@h1:p1/vhost``, ...].
+
+    A host without credentials takes those of the first; ValueError for a
+    url without a host.
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        raise ValueError("transport url without scheme")
+    netlocs, slash, path = rest.partition("/")
+    hosts = [h.strip() for h in netlocs.split(",")]
+    if not all(hosts):
+        raise ValueError("transport url with an empty host")
+    credentials = hosts[0].rpartition("@")[0]
+    urls = []
+    for host in hosts:
+        if "@" not in host and credentials:
+            host = credentials + "@" + host
+        urls.append("amqp://" + host + slash + path)
+    return urls
+
+
+def queue_arguments(quorum=False, delivery_limit=0):
+    """The arguments of a Target queue (see the module docstring)."""
+    arguments = {"x-dead-letter-exchange": DLX}
+    if quorum:
+        arguments["x-queue-type"] = "quorum"
+        if delivery_limit:
+            arguments["x-delivery-limit"] = delivery_limit
+    return arguments
+
+
+def declare_queue(channel, name, quorum=False, delivery_limit=0):
     """Declare the exchanges, the dead-letter queue and queue ``name``.
 
     Client and server call this with identical arguments: RabbitMQ refuses a
     re-declaration with different ones (PRECONDITION_FAILED).
     """
     dlx = kombu.Exchange(DLX, "fanout", durable=True)
-    kombu.Queue(DEAD_QUEUE, dlx, routing_key="", durable=True)(channel).declare()
+    kombu.Queue(DEAD_QUEUE, dlx, routing_key="", durable=True,
+                queue_arguments={"x-queue-type": "quorum"} if quorum else None)(channel).declare()
     exchange = kombu.Exchange(EXCHANGE, "topic", durable=True)
     kombu.Queue(name, exchange, routing_key=name, durable=True,
-                queue_arguments={"x-dead-letter-exchange": DLX})(channel).declare()
+                queue_arguments=queue_arguments(quorum, delivery_limit))(channel).declare()
+
+
+def _safe(amqp_url):
+    """``amqp_url`` without its credentials, for logs."""
+    parts = urllib.parse.urlsplit(amqp_url)
+    return "%s:%s" % (parts.hostname, parts.port or 5672)
 
 
 def _now():
@@ -66,14 +122,23 @@ class KombuTransport(base.Transport):
     broker before raising ServiceUnavailable (callers are HTTP requests: they
     must not hang). ``poll_interval``: how long a consumer thread that has data on
     its socket waits for the rest of a message before it runs queued acks.
+    ``quorum_queues``, ``delivery_limit``: see the module docstring.
+    ``reconnect_interval``, ``reconnect_max``: first and longest pause of a
+    consumer between two reconnection attempts (doubled each time, jittered).
     """
 
     reply_exchange = EXCHANGE  # reply queues are bound to it (see above)
 
     def __init__(self, url, publish_retry_timeout=2.0, connect_timeout=1.0,
-                 heartbeat=20, poll_interval=0.05):
+                 heartbeat=20, poll_interval=0.05, quorum_queues=False, delivery_limit=0,
+                 reconnect_interval=0.5, reconnect_max=5.0):
         self.url = url
-        self._amqp_url = "amqp://" + url.split("://", 1)[1]
+        self._amqp_urls = parse_url(url)
+        self._next_host = 0  # index in _amqp_urls of the broker tried first
+        self.quorum_queues = quorum_queues
+        self.delivery_limit = delivery_limit
+        self.reconnect_interval = reconnect_interval
+        self.reconnect_max = max(reconnect_max, reconnect_interval)
         self.publish_retry_timeout = publish_retry_timeout
         self.connect_timeout = connect_timeout
         self.heartbeat = heartbeat
@@ -83,7 +148,9 @@ class KombuTransport(base.Transport):
         self._replies_lock = threading.Lock()
 
     def connect(self, consumer, timeout=None, name="publisher"):
-        """A connected kombu.Connection; raises at once if the broker is down.
+        """A connected kombu.Connection to the first broker of the url that
+        answers, starting with the last one that did; raises (the last
+        error) at once if none does.
 
         ``name`` shows in the management UI's connection list.
         """
@@ -91,12 +158,28 @@ class KombuTransport(base.Transport):
             "connection_name": "mininova %s (pid %d)" % (name, os.getpid())}}
         if not consumer:
             options["confirm_publish"] = True
-        conn = kombu.Connection(self._amqp_url,
-                                connect_timeout=timeout or self.connect_timeout,
-                                heartbeat=self.heartbeat if consumer else 0,
-                                transport_options=options)
-        conn.ensure_connection(max_retries=0)  # kombu's own retry would sleep 2 s
-        return conn
+        first = self._next_host
+        for attempt in range(len(self._amqp_urls)):
+            index = (first + attempt) % len(self._amqp_urls)
+            conn = kombu.Connection(self._amqp_urls[index],
+                                    connect_timeout=timeout or self.connect_timeout,
+                                    heartbeat=self.heartbeat if consumer else 0,
+                                    transport_options=options)
+            try:
+                conn.ensure_connection(max_retries=0)  # kombu's own retry would sleep 2 s
+            except RECOVERABLE:
+                conn.collect()
+                if attempt == len(self._amqp_urls) - 1:
+                    raise
+                LOG.warning("Message broker %s unreachable; trying the next one",
+                            _safe(self._amqp_urls[index]))
+                continue
+            self._next_host = index
+            return conn
+        raise AssertionError("unreachable")  # the loop returns or raises
+
+    def declare_queue(self, channel, name):
+        declare_queue(channel, name, self.quorum_queues, self.delivery_limit)
 
     def send(self, target, body, *, wait_for_reply=False, timeout=None):
         properties = {"message_id": uuid.uuid4().hex, "timestamp": _now(), "delivery_mode": 2}
@@ -125,7 +208,7 @@ class KombuTransport(base.Transport):
                                 delivery_mode=1)
 
     def listen(self, target, prefetch):
-        return kombu_consumer.ServerListener(self, target.queue, prefetch, declare_queue)
+        return kombu_consumer.ServerListener(self, target.queue, prefetch, self.declare_queue)
 
     def _reply_listener(self):
         with self._replies_lock:
@@ -182,7 +265,7 @@ class _Publisher:
             if time.monotonic() + delay >= deadline:
                 break
             LOG.warning("Publishing to %s failed (%s); retrying", routing_key, error)
-            time.sleep(delay)
+            time.sleep(kombu_consumer.jittered(delay))
             delay = min(delay * 2, 1.0)
         raise exception.ServiceUnavailable(
             reason="message broker unreachable: %s" % (error or "publisher busy"))
@@ -197,7 +280,7 @@ class _Publisher:
             self._channel = self._conn.channel()
             self._declared = set()
         if declare is not None and declare not in self._declared:
-            declare_queue(self._channel, declare)
+            self._transport.declare_queue(self._channel, declare)
             self._declared.add(declare)
         # py-amqp directly: kombu's Producer adds nothing used here, only its
         # own per-message work. The channel is in confirm mode

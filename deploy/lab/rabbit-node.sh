@@ -10,9 +10,17 @@
 # Usage: rabbit-node.sh create DIR NAME AMQP_PORT [MANAGEMENT_PORT]
 #            writes the node's files (does not start it); prints
 #            RABBITMQ_CONF_ENV_FILE=DIR/rabbitmq-env.conf
+#            With RABBIT_NODE_HOME=H (a dir holding an .erlang.cookie
+#            readable by rabbitmq) and RABBIT_NODE_EPMD_PORT=P in the
+#            environment, the node (and rabbitmqctl for it) uses that cookie
+#            and an epmd of its own on P instead of the system's: HOME and
+#            ERL_EPMD_PORT are set in its env file, which the scripts read
+#            after the root wrappers' `su rabbitmq` reset HOME (see
+#            rabbit-cluster.sh).
 #        rabbit-node.sh start|stop|kill|destroy DIR
 #            start: waits until it serves AMQP; stop: clean stop; kill: kill -9
 #            of the node's VM; destroy: kill it and remove DIR
+#        rabbit-node.sh ctl DIR ARGS...: rabbitmqctl ARGS for this node
 set -euo pipefail
 PROG=rabbit-node.sh
 die() { echo "$PROG: $*" >&2; exit 1; }
@@ -50,6 +58,13 @@ CONFIG_FILE=$dir/rabbitmq
 PID_FILE=$dir/pid
 ERL_EPMD_ADDRESS=127.0.0.1
 ENV
+    if [[ -n ${RABBIT_NODE_HOME:-} ]]; then
+        [[ -r $RABBIT_NODE_HOME/.erlang.cookie ]] || die "no .erlang.cookie in $RABBIT_NODE_HOME"
+        echo "HOME=$(realpath "$RABBIT_NODE_HOME")" >> "$env_file"
+    fi
+    if [[ -n ${RABBIT_NODE_EPMD_PORT:-} ]]; then
+        echo "ERL_EPMD_PORT=$RABBIT_NODE_EPMD_PORT" >> "$env_file"
+    fi
     {
         echo "listeners.tcp.default = 127.0.0.1:$amqp"
         if [[ -n $mgmt ]]; then
@@ -77,6 +92,11 @@ start)
 stop)
     export RABBITMQ_CONF_ENV_FILE=$env_file
     if running; then rabbitmqctl -q stop >/dev/null 2>&1 || true; fi
+    ;;
+ctl)
+    [[ -e $env_file ]] || die "no node in $dir"
+    shift 2
+    RABBITMQ_CONF_ENV_FILE=$env_file rabbitmqctl "$@"
     ;;
 kill)
     if pid=$(node_pid); then kill -9 "$pid" 2>/dev/null || true; fi
