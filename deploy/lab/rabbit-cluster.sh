@@ -71,7 +71,9 @@ up() {
     for p in "${pids[@]}"; do wait "$p" || die "a node did not start (logs in $dir/n*/log)"; done
     for ((i = 2; i <= n; i++)); do
         node ctl "$dir/n$i" -q stop_app
-        node ctl "$dir/n$i" -q join_cluster "$name-1@localhost"
+        # (3.10 logs harmless "tracked connection table" errors while joining)
+        node ctl "$dir/n$i" -q join_cluster "$name-1@localhost" 2>>"$dir/join.log" \
+            || { cat "$dir/join.log" >&2; die "node $i could not join the cluster"; }
         node ctl "$dir/n$i" -q start_app
     done
     user=mininova password=$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')
@@ -107,7 +109,8 @@ status() {
     facts >/dev/null || die "no cluster in $dir"
     for d in "$dir"/n*/; do
         d=${d%/}
-        if [[ -s $d/pid ]] && [[ -e /proc/$(cat "$d/pid") ]]; then
+        # A killed node stays a zombie for a while here: not running.
+        if [[ -s $d/pid ]] && [[ $(awk '{print $3}' "/proc/$(cat "$d/pid")/stat" 2>/dev/null) =~ ^[^Z]$ ]]; then
             echo "$(basename "$d"): running (pid $(cat "$d/pid"))"
             any=${any:-$d}
         else
