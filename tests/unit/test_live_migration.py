@@ -375,3 +375,19 @@ def test_the_destination_never_removes_a_vm_it_owns(w):
     vm = build_on(w, B)
     assert w.b.live_migrator.rollback_live_migration_at_destination(CTXT, vm, "m-1") is False
     assert [d["power_state"] for d in domains(w.b, vm)] == [states.RUNNING]
+
+
+def test_an_abort_that_overtakes_the_start_of_the_copy_stops_it(w):
+    vm = build_on(w, A)
+    prepare = w.b.driver.pre_live_migration
+
+    def abort_first(instance, base, data):  # the abort cast is handled before the copy's
+        with w.db.transaction() as s:
+            move = vm_migrations.in_progress_for_instance(s, instance.id)
+        w.a.live_migration_abort(CTXT, instance.id, move.uuid)
+        return prepare(instance, base, data)
+    w.b.driver.pre_live_migration = abort_first
+    uuid = live_migrate(w, vm, host=B).get_json()["migration"]
+    assert migration(w.db, uuid).status == "cancelled"
+    assert row(w.db, vm).host == A and domains(w.b, vm) == []
+    assert w.a.live_migrator._aborts == {}  # nothing kept once the copy ended
