@@ -18,6 +18,9 @@ from nova_compute import builder, ownership
 LOG = logging.getLogger(__name__)
 
 SOURCE, DEST = "source_host", "dest_host"
+# The source takes the VM back on a revert, or when the conductor rolls a
+# failed move back (the migration is still "migrating" or "post-migrating").
+ROLL_BACK = ("reverting", "migrating", "post-migrating")
 
 
 class Resizer:
@@ -38,7 +41,8 @@ class Resizer:
     def prep_resize(self, ctxt, instance_id, migration_uuid, image):
         """Check the VM may come here and cache its image (the base of the
         disk finish_resize adopts)."""
-        with self._step(ctxt, instance_id, migration_uuid, DEST, "resize_prep"):
+        with self._step(ctxt, instance_id, migration_uuid, DEST, "resize_prep",
+                        ("pre-migrating",)):
             self._fetch(image)
 
     def finish_resize(self, ctxt, instance_id, migration_uuid, disk_info, image, flavor,
@@ -48,7 +52,8 @@ class Resizer:
         conductor defines it first, then starts it: a repeat finds it
         defined); its power state after."""
         event = "resize_power_on" if power_on else "resize_finish"
-        with self._step(ctxt, instance_id, migration_uuid, DEST, event) as row:
+        with self._step(ctxt, instance_id, migration_uuid, DEST, event,
+                        ("post-migrating",)) as row:
             base = self._fetch(image)
             instance = self._with_network(dict(row, **_sizes(flavor)))
             same_host = row["migration"]["source_host"] == self.host
@@ -68,7 +73,8 @@ class Resizer:
         """Destroy this host's copy (the source takes the VM back); nothing
         to do when the source is this host (finish_revert_resize replaces
         the resized domain itself)."""
-        with self._step(ctxt, instance_id, migration_uuid, DEST, "resize_revert_dest") as row:
+        with self._step(ctxt, instance_id, migration_uuid, DEST, "resize_revert_dest",
+                        ("reverting",)) as row:
             if row["migration"]["source_host"] != self.host:
                 self.driver.destroy(instance_id)
                 self.driver.unplug_fixed_ip(instance_id)
@@ -78,14 +84,16 @@ class Resizer:
     def resize_instance(self, ctxt, instance_id, migration_uuid):
         """Power the VM off and set its disk aside for the destination:
         the ``disk_info`` finish_resize needs."""
-        with self._step(ctxt, instance_id, migration_uuid, SOURCE, "resize_migrate") as row:
+        with self._step(ctxt, instance_id, migration_uuid, SOURCE, "resize_migrate",
+                        ("migrating",)) as row:
             return self.driver.migrate_disk_and_power_off(
                 instance_id, row["migration"]["dest_host"], self.conf.compute.shutdown_timeout)
 
     def confirm_resize(self, ctxt, instance_id, migration_uuid):
         """Drop what the source kept for a revert (its domain too, unless the
         VM lives on here)."""
-        with self._step(ctxt, instance_id, migration_uuid, SOURCE, "resize_confirm") as row:
+        with self._step(ctxt, instance_id, migration_uuid, SOURCE, "resize_confirm",
+                        ("confirming",)) as row:
             self.driver.confirm_migration(instance_id)
             if row["migration"]["dest_host"] != self.host:
                 self.driver.unplug_fixed_ip(instance_id)
@@ -93,7 +101,8 @@ class Resizer:
     def finish_revert_resize(self, ctxt, instance_id, migration_uuid, flavor, power_on):
         """Define the VM here again with its old ``flavor`` on the disk set
         aside, running if ``power_on``; its power state after."""
-        with self._step(ctxt, instance_id, migration_uuid, SOURCE, "resize_revert") as row:
+        with self._step(ctxt, instance_id, migration_uuid, SOURCE, "resize_revert",
+                        ROLL_BACK) as row:
             instance = self._with_network(dict(row, **_sizes(flavor)))
             self.driver.finish_revert_migration(
                 builder.instance_spec(instance, row["image_id"]), power_on=power_on)
@@ -102,11 +111,11 @@ class Resizer:
     # -- helpers ----------------------------------------------------------------
 
     @contextlib.contextmanager
-    def _step(self, ctxt, instance_id, migration_uuid, role, event):
+    def _step(self, ctxt, instance_id, migration_uuid, role, event, statuses):
         """Under the VM's lock, after the check (the row is yielded): a
         timed step of the move's action."""
         with self.locks.lock(instance_id):
-            row = self._check(ctxt, instance_id, migration_uuid, role)
+            row = self._check(ctxt, instance_id, migration_uuid, role, statuses)
             try:
                 with self.timeline.step(ctxt, instance_id, event, details="on %s" % self.host):
                     yield row
@@ -116,15 +125,19 @@ class Resizer:
                 raise
             LOG.info("VM %s: %s done on %s", instance_id, event, self.host)
 
-    def _check(self, ctxt, instance_id, migration_uuid, role):
+    def _check(self, ctxt, instance_id, migration_uuid, role, statuses):
+        """The VM's row, if its move in progress is ``migration_uuid`` in one
+        of ``statuses`` with this host as its ``role``: a step the conductor
+        gave up on (its call timed out) and that arrives late is refused, so
+        a confirm the conductor undid never drops what a revert needs."""
         row = self.conductor.instance_get(ctxt, instance_id)
         migration = ownership.migration_in_progress(row)
         if (migration is None or migration.get("uuid") != migration_uuid
-                or migration.get(role) != self.host):
+                or migration.get(role) != self.host or migration.get("status") not in statuses):
             raise exception.MigrationError(
-                instance=instance_id, reason="move %s is not in progress with %s as its %s "
-                "(VM %s)" % (migration_uuid, self.host, role.split("_")[0],
-                             ownership.describe(row)))
+                instance=instance_id, reason="move %s is not %s with %s as its %s (VM %s)" % (
+                    migration_uuid, " or ".join(statuses), self.host, role.split("_")[0],
+                    ownership.describe(row)))
         return row
 
     def _fetch(self, image):

@@ -3,15 +3,18 @@ MoveService casts to the conductor's migrate task, which claims through the
 real scheduler and drives two compute hosts (the in-memory fake driver) over
 the in-memory RPC transport; the DB is SQLite."""
 import hashlib
+import threading
 import uuid
 
 import pytest
+import sqlalchemy as sa
 from oslo_config import cfg
 
 from common import config, context, exception, rpc, states
 from common.db import allocations, auth, vm_migrations
 from common.db import api as db_api
 from common.db import flavors as db_flavors
+from common.db.models import ComputeNode
 from common.timeline import DbSink, Timeline
 from mininova_lab.waiting import wait_for
 from nova_api.move_service import MoveService
@@ -101,7 +104,7 @@ class Stack:
         for srv in self.servers:
             srv.wait(timeout=5)
 
-    def boot(self, tmp_path, host="h1"):
+    def boot(self, tmp_path, host="h1", name="vm"):
         """An ACTIVE VM of flavor small on ``host``, built by its compute."""
         src = tmp_path / ("img-%s" % uuid.uuid4().hex[:6])
         src.write_bytes(b"QFI\xfb" + b"\0" * 4092)
@@ -110,7 +113,7 @@ class Stack:
             image = db_api.image_create(s, name="img", size=4096, checksum=checksum, min_ram=0,
                                         min_disk=0, location=str(src), disk_format="qcow2",
                                         status="active")
-            inst = db_api.instance_create(s, name="vm", project_id="p", image_id=image.id,
+            inst = db_api.instance_create(s, name=name, project_id="p", image_id=image.id,
                                           flavor_id="small", vcpus=1, memory_mb=128, root_gb=1,
                                           vm_state=states.BUILDING, task_state=states.SPAWNING,
                                           host=host, mac_address="52:54:00:00:00:2a")
@@ -364,5 +367,72 @@ def test_a_destination_that_cannot_start_it_keeps_the_one_copy(conf, db, tmp_pat
         inst = settled(db, vm, states.STOPPED)
         assert inst.host == "h1" and st.domains("h1") == {vm: states.SHUTDOWN}
         assert st.domains("h2") == {}
+    finally:
+        st.stop()
+
+
+def test_concurrent_resizes_never_over_commit_the_destination(stack, db, tmp_path):
+    vms = [stack.boot(tmp_path, name="vm%d" % i) for i in range(3)]
+    with db.transaction() as s:  # h2 has room for one "big" (256 MB) only: 300 x 1.5
+        s.execute(sa.update(ComputeNode).where(ComputeNode.host == "h2")
+                  .values(memory_mb=300))
+    for vm in vms:
+        stack.api.resize(CTXT, vm, "big")
+    ends = {}
+    for vm in vms:
+        wait_for(lambda: stack.migration(vm).status in ("finished", "error"), DEADLINE,
+                 what="the end of each move")
+        ends[vm] = stack.migration(vm).status
+    assert sorted(ends.values()) == ["error", "error", "finished"]
+    with db.transaction() as s:
+        node = {n.host: n for _svc, n in db_api.compute_hosts(s)}
+    assert node["h2"].memory_mb_used == 256 <= 300 * 1.5
+    for vm, status in ends.items():
+        inst = row(db, vm)
+        if status == "error":
+            assert (inst.host, inst.vm_state, inst.flavor_id) == ("h1", "active", "small")
+        else:
+            assert (inst.host, inst.vm_state) == ("h2", states.RESIZED)
+    assert stack.usage() == (4, 3 * 128 + 128)
+
+
+class SourceDyingDriver(fake.FakeDriver):
+    """A source whose compute goes away right after it set the disk aside."""
+    on_aside = None
+
+    def migrate_disk_and_power_off(self, instance_id, dest_host, timeout=0, cancel=None):
+        disk_info = super().migrate_disk_and_power_off(instance_id, dest_host, timeout, cancel)
+        if self.on_aside is not None:
+            self.on_aside()
+        return disk_info
+
+
+def test_a_source_gone_after_the_copy_the_move_completes(conf, db, tmp_path):
+    conf.set_override("move_step_timeout", 2, group="conductor")
+    st = Stack(conf, db, tmp_path, drivers={"h1": SourceDyingDriver})
+    h1_server = st.servers[2]  # h1's compute: conductor, scheduler, h1, h2
+    try:
+        vm = st.boot(tmp_path)
+        st.hosts["h1"].driver.on_aside = lambda: threading.Thread(target=h1_server.stop).start()
+        migration_uuid = st.api.resize(CTXT, vm, "big")
+        inst = settled(db, vm, states.RESIZED)  # the destination needs nothing more of it
+        assert inst.host == "h2" and st.domains("h2") == {vm: states.RUNNING}
+        h1_server.wait(timeout=5)
+        # A confirm while the source is away: not done, the VM awaits one again.
+        st.api.confirm_resize(CTXT, vm)
+        wait_for(lambda: row(db, vm).task_state is None, DEADLINE, what="the confirm's end")
+        assert row(db, vm).vm_state == states.RESIZED
+        assert st.migration(vm).status == "finished"
+        assert st.held(migration_uuid) == {("h1", 1, 128, 1)}
+        # The source back: the stale confirm is refused; a new one works.
+        h1_back = rpc.RPCServer(st.transport, rpc.Target(
+            compute_rpcapi.TOPIC, server="h1", version=compute_rpcapi.VERSION),
+            [st.hosts["h1"]], workers=2)
+        st.servers[2] = h1_back
+        h1_back.start()
+        st.api.confirm_resize(CTXT, vm)
+        inst = settled(db, vm, states.ACTIVE)
+        assert inst.host == "h2" and st.domains("h1") == {}
+        assert st.held(migration_uuid) == set()
     finally:
         st.stop()
