@@ -29,8 +29,9 @@ GOALS = {
 }
 
 # The phases of a run in order: (name in results["phases"], --only key).
-PHASES = (("floor+P1+P5", "p1"), ("P8 snapshot", "p8"), ("P2", "p2"), ("P10", "p10"),
-          ("P4 list", "p4"), ("P4 POST", "p4"), ("P6", "p6"), ("P3", "p3"), ("P7", "p7"))
+PHASES = (("floor+P1+P5", "p1"), ("P8 snapshot", "p8"), ("P8 moves", "p8"), ("P2", "p2"),
+          ("P10", "p10"), ("P4 list", "p4"), ("P4 POST", "p4"), ("P6", "p6"), ("P3", "p3"),
+          ("P7", "p7"))
 OK, FAILED, NOT_RUN = "ok", "failed", "not run"
 
 # Keys the JSON always has (null when their phase failed).
@@ -169,6 +170,7 @@ def _rows(r):
              "≤ %.0f ms" % g["p5_ms"], (v("p5_max_ms"),), _at_most(g["p5_ms"])),
     ]
     rows += _p8_snapshot_rows(v)
+    rows += _p8_moves_rows(v)
     rows += _p10_rows(v, g) + _p7_rows(v, g)
     for daemon in ("api", "scheduler", "conductor", "compute"):
         x = (v("p6_rss_mb") or {}).get(daemon)
@@ -190,6 +192,24 @@ def _p8_snapshot_rows(v):
         _Row("P8 snapshot", "P8 snapshot overhead over the floor p50 (convert alone)",
              _num(v("p8_snapshot_overhead_ms"), "ms"),
              _num(v("p8_snapshot_convert_p50_ms"), "ms")),
+    ]
+
+
+def _p8_moves_rows(v):
+    """P8 cold migration and resize between two sim hosts against the raw
+    shutdown + copy + rebase + define + start (bench/p8_moves.py)."""
+    migrate, floor = v("p8_migrate_p50_ms"), v("p8_migrate_floor_p50_ms")
+    resize, resize_floor = v("p8_resize_p50_ms"), v("p8_resize_floor_p50_ms")
+    return [
+        _Row("P8 moves", "P8 cold migrate → VERIFY_RESIZE p50 (floor: shutdown+copy+define+"
+             "start)", _num(migrate, "ms"), _num(floor, "ms"), _ratio(migrate, floor)),
+        _Row("P8 moves", "P8 cold migrate + confirm → ACTIVE on the new host p50",
+             _num(v("p8_migrate_active_p50_ms"), "ms")),
+        _Row("P8 moves", "P8 floor copy+define+start alone p50",
+             _num(v("p8_migrate_floor_copy_start_p50_ms"), "ms")),
+        _Row("P8 moves", "P8 resize → VERIFY_RESIZE p50 (floor: shutdown+copy+grow+define+"
+             "start)", _num(resize, "ms"), _num(resize_floor, "ms"),
+             _ratio(resize, resize_floor)),
     ]
 
 

@@ -33,7 +33,8 @@ with what the same work costs without mininova:
   boot-and-delete loop with openstacksdk (bench/phase_openstack.py);
 - P8 snapshot: POST {"snapshot"} of a running tiny guest -> the image
   active, against managedSave + qemu-img convert of the overlay + restore
-  of a floor domain (bench/p8_snapshot.py);
+  of a floor domain (bench/p8_snapshot.py); P8 moves: a cold migration and a resize
+  between two lab sim hosts beside the raw copy + define + start (bench/p8_moves.py);
 - P6: resident memory (VmRSS) of each daemon after all of the above;
 - P3: the scale simulation (bench.scale_sim), after the stack is gone;
 - P7: live migration of a running tiny guest between two lab hosts (sim
@@ -70,9 +71,9 @@ import traceback
 
 import libvirt
 
-from bench import (p7_live_migration, p8_snapshot, phase_api, phase_burst, phase_list,
-                   phase_memory, phase_openstack, phase_scale, phases_latency, profiling,
-                   report)
+from bench import (p7_live_migration, p8_moves, p8_snapshot, phase_api, phase_burst,
+                   phase_list, phase_memory, phase_openstack, phase_scale, phases_latency,
+                   profiling, report)
 from bench.harness import TINY, URI, Bench, log
 from common import exception
 
@@ -88,6 +89,7 @@ QUICK = dict(samples=5, p2_vms=5, p2_rounds=1, p4_vms=1000, p4_gets=50, p4_idle_
 # The stack's phases, in order: (name, --only key, module).
 # P10 runs before P4, which fills the DB and moves the builds to fake hosts.
 STACK_PHASES = (("floor+P1+P5", "p1", phases_latency), ("P8 snapshot", "p8", p8_snapshot),
+                ("P8 moves", "p8", p8_moves),
                 ("P2", "p2", phase_burst),
                 ("P10", "p10", phase_openstack), ("P4 list", "p4", phase_list),
                 ("P4 POST", "p4", phase_api),
@@ -146,7 +148,7 @@ def parse_args(argv):
     p.add_argument("--skip-sim", action="store_true", help="no P3")
     p.add_argument("--only", default="p1,p2,p3,p4,p6,p8,p10,p7",
                    help="comma-separated phases to run (default: all): p1 (with the floor "
-                   "and P5), p2, p3, p4, p6, p8 (P8 snapshot), p10, p7")
+                   "and P5), p2, p3, p4, p6, p8 (P8 snapshot and moves), p10, p7")
     p.add_argument("--network", default="", help="libvirt network of the VMs' NIC, "
                    "'' (default): no NIC (nor on the floor's domains)")
     p.add_argument("--json", default=os.path.join(RESULTS, "latest.json"),
@@ -243,6 +245,10 @@ def main(argv=None):
     if r.get("p8_snapshot_steps_p50_ms"):
         print("\nP8 snapshot steps (the VM's action timeline), median ms: %s" % ", ".join(
             "%s %.0f" % kv for kv in r["p8_snapshot_steps_p50_ms"].items()))
+    for kind in ("migrate", "resize"):
+        if r.get("p8_%s_steps_p50_ms" % kind):
+            print("P8 %s steps (the VM's action timeline), median ms: %s" % (kind, ", ".join(
+                "%s %.0f" % kv for kv in r["p8_%s_steps_p50_ms" % kind].items())))
     if r.get("floor_steps_p50_ms"):
         print("\nfloor steps, median ms: %s" % ", ".join(
             "%s %.0f" % kv for kv in r["floor_steps_p50_ms"].items()))

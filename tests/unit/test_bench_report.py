@@ -174,7 +174,7 @@ def test_p8_snapshot_rows_beside_their_floor_and_failed_when_the_phase_failed():
     first = rows[0]
     assert (first["phase"], first["mininova"], first["floor"], first["ratio"]) == (
         "P8 snapshot", "1900 ms", "1100 ms", "1.73×")
-    assert code == 0 and all(r["phase"] == "P8 snapshot" for r in rows)
+    assert code == 0 and all(r["phase"] in ("P8 snapshot", "P8 moves") for r in rows)
     rows, met, code = verdicts({}, only=("p8",), errors={"P8 snapshot": "boom"})
     assert code == 1 and rows[0]["mininova"] == "FAILED"
 
@@ -195,3 +195,14 @@ def test_p7_goals_are_over_the_raw_migration():
     assert met[P7_TOTAL] is False and met[P7_DOWNTIME] is False
     _, met, code = verdicts({}, only=("p7",), errors={"P7": "sim host down"})
     assert met[P7_TOTAL] is False and code == 1
+
+
+def test_p8_moves_rows_beside_their_floor():
+    figures = {"p8_migrate_p50_ms": 9000.0, "p8_migrate_floor_p50_ms": 6000.0,
+               "p8_migrate_active_p50_ms": 9500.0, "p8_migrate_floor_copy_start_p50_ms": 900.0,
+               "p8_resize_p50_ms": 9200.0, "p8_resize_floor_p50_ms": 6100.0}
+    rows, met, code = verdicts(figures, only=("p8",))
+    moves = [r for r in rows if r["phase"] == "P8 moves"]
+    assert [(r["mininova"], r["floor"], r["ratio"]) for r in moves] == [
+        ("9000 ms", "6000 ms", "1.50×"), ("9500 ms", "", ""), ("900 ms", "", ""),
+        ("9200 ms", "6100 ms", "1.51×")]
