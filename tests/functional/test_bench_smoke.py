@@ -119,6 +119,12 @@ def test_bench_quickest_run_writes_every_figure(tmp_path):
                    "P6 RSS scheduler", "P6 RSS compute", "P10 API time per /compute request",
                    "P10 openstack server create --wait", "P10 openstacksdk boot+delete"):
         assert any(f.startswith(prefix) for f in figures), prefix
+    # P8 snapshot: each sample's image as big as the floor's, its steps timed.
+    assert r["p8_snapshot_samples"] == 2
+    assert positive(r["p8_snapshot_p50_ms"]) and positive(r["p8_snapshot_floor_p50_ms"])
+    assert all(s["mininova_bytes"] == s["floor_bytes"] > 0 for s in r["p8_snapshot_sizes"])
+    assert {"snapshot disk", "snapshot upload"} <= set(r["p8_snapshot_steps_p50_ms"])
+    assert any(f.startswith("P8 snapshot") for f in figures)
     assert "met?" in proc.stdout and "P1 overhead over floor p50" in proc.stdout
     assert "how each figure was measured" in proc.stdout
 
