@@ -14,6 +14,7 @@ statistics on the destination.
 import json
 import os
 import re
+import shutil
 import subprocess
 import tempfile
 import time
@@ -66,6 +67,7 @@ class RawGuest:
         self.uuid = str(uuid.uuid4())
         self.name = name or "raw-" + self.uuid[:8]
         self.host = None
+        self.visited = []   # hosts where it has a directory
         self.template = template
 
     @classmethod
@@ -96,6 +98,7 @@ class RawGuest:
 
     def prepare(self, sim):
         """The overlay (fresh, on the base) and config drive on ``sim``."""
+        self.visited.append(sim)
         d = self.dir(sim)
         os.makedirs(d, exist_ok=True)
         for f in ("disk", "console.log"):
@@ -149,9 +152,12 @@ class RawGuest:
         return stats
 
     def destroy(self):
+        """The domain and the guest's files on every host it was on."""
         for sim in [self.host] if self.host else []:
             sim.virsh("destroy", self.name)
             sim.virsh("undefine", self.name)
+        for sim in self.visited:
+            shutil.rmtree(self.dir(sim), ignore_errors=True)
 
 
 def job_stats(sim, name):
