@@ -23,14 +23,32 @@ def _redacted(url):
 # -- RabbitMQ ----------------------------------------------------------------
 
 def check_rabbitmq(transport_url, timeout=3.0):
-    """Connect with ``[DEFAULT] transport_url`` as the daemons do."""
-    import amqp
-    import kombu
+    """Connect with ``[DEFAULT] transport_url`` as the daemons do: one result
+    per broker of a failover list (rabbit://u:p@h1,u:p@h2/vhost), so that a
+    cluster node down shows although the daemons still have the others."""
+    from common.rpc import kombu_transport
     name = "rabbitmq"
     if transport_url.startswith("memory://"):
         return [warn(name, "transport_url is memory:// (in-process, for tests): daemons on "
                      "different processes cannot talk", "set [DEFAULT] transport_url = "
                      "rabbit://USER:PASSWORD@HOST:5672/")]
+    try:
+        urls = kombu_transport.parse_url(transport_url)
+    except ValueError as exc:
+        return [fail(name, "bad [DEFAULT] transport_url: %s" % exc,
+                     "set [DEFAULT] transport_url = rabbit://USER:PASSWORD@HOST:5672/VHOST")]
+    scheme = transport_url.split("://", 1)[0]
+    results = []
+    for url in urls:
+        results += _check_broker(scheme + "://" + url.split("://", 1)[1], timeout)
+    return results
+
+
+def _check_broker(transport_url, timeout):
+    """``transport_url``: one broker."""
+    import amqp
+    import kombu
+    name = "rabbitmq"
     parts = urllib.parse.urlsplit(transport_url)
     user, vhost = parts.username or "guest", urllib.parse.unquote(parts.path[1:]) or "/"
     where = "%s:%s" % (parts.hostname, parts.port or 5672)

@@ -52,6 +52,20 @@ def test_rabbitmq_ok_wrong_password_vhost_and_unreachable():
     assert "secret" not in r.what and ":***@" in r.what
 
 
+@pytest.mark.real_services("rabbitmq")
+def test_rabbitmq_failover_list_checks_each_broker():
+    url, port = services.rabbit_url(), free_port()
+    netloc, _, vhost = url.split("://", 1)[1].partition("/")
+    credentials = netloc.rpartition("@")[0]
+    results = service_checks.check_rabbitmq(
+        "rabbit://%s,%s@127.0.0.1:%d/%s" % (netloc, credentials, port, vhost), timeout=2)
+    assert [r.status for r in results] == [OK, FAIL]
+    assert results[1].what.startswith("unreachable at 127.0.0.1:%d" % port)
+    assert ":***@" in results[1].what
+    r = one(service_checks.check_rabbitmq("rabbit://u:p@h1,,h2/"))
+    assert r.status == FAIL and "bad [DEFAULT] transport_url" in r.what
+
+
 # -- PostgreSQL --------------------------------------------------------------
 
 @pytest.mark.real_services("postgresql")

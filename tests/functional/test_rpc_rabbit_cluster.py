@@ -13,6 +13,7 @@ import kombu
 import pytest
 
 from common import context
+from common import exception
 from common import rpc
 from common.rpc import kombu_transport
 
@@ -65,6 +66,12 @@ class Cluster:
         index = self.nodes.index(node)
         self._node("kill", self.node_dirs[index])
         self.killed.add(index)
+
+    def status(self):
+        proc = subprocess.run(["bash", os.path.join(LAB, "rabbit-cluster.sh"), "status",
+                               self.dir], capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        return proc.stdout
 
     def amqp_urls(self):
         return kombu_transport.parse_url(self.url)
@@ -141,6 +148,23 @@ def test_quorum_queues_survive_the_loss_of_their_leader(cluster):
 
         call_results, cast_durations = [], []
         killed_at = None
+        # Besides the calls between casts, a caller of its own that calls in
+        # a loop all along: some of its calls are in flight at the kill.
+        looped, done = [], threading.Event()
+
+        def caller():
+            i = 0
+            while not done.is_set():
+                started = time.monotonic()
+                try:
+                    ok = client.prepare(timeout=5).call(ctxt, "echo", value=i) == i
+                except (TimeoutError, exception.ServiceUnavailable):
+                    ok = False
+                looped.append((started, ok))
+                i += 1
+                done.wait(0.02)
+        caller_thread = threading.Thread(target=caller, daemon=True)
+        caller_thread.start()
         for n in range(total):
             if n == kill_after:
                 wait_for(lambda: recorder.holding == set(held), 30, "held casts in their handlers")
@@ -158,6 +182,10 @@ def test_quorum_queues_survive_the_loss_of_their_leader(cluster):
                     call_results.append((n, False))
 
         wait_for(lambda: len(recorder.counts) == total, 60, "every cast handled")
+        wait_for(lambda: any(ok and started > killed_at + 2.0 for started, ok in list(looped)),
+                 30, "a call started 2 s after the kill answered")
+        done.set()
+        caller_thread.join(30)
         # Calls resume: whatever was in flight at the kill, the ones after work.
         assert client.call(ctxt, "echo", value="after") == "after"
         missing = set(range(total)) - set(recorder.counts)
@@ -166,19 +194,31 @@ def test_quorum_queues_survive_the_loss_of_their_leader(cluster):
         new_leader = cluster.queues()[topic][1]
         stall_n, stall = max(cast_durations[kill_after:], key=lambda d: d[1])
         failed_calls = [n for n, ok in call_results if not ok]
+        looped_failed = [started - killed_at for started, ok in looped if not ok]
         print("\nquorum failover: leader %s killed after %d of %d casts; new leader %s; "
               "lost %d; handled twice %d (of the %d held unacked at the kill: %d); longest cast after the kill %.3f s (cast "
               "%d); first cast sent after the kill handled %.3f s after it; calls %d, "
-              "failed %s" % (leader, kill_after, total, new_leader, len(missing), duplicates,
+              "failed %s; looped calls %d (%d after the kill), failed %d, started at %s s "
+              "from the kill" % (leader, kill_after, total, new_leader, len(missing), duplicates,
                             len(held), redelivered_held, stall, stall_n, recorder.first_after - killed_at,
-                            len(call_results), failed_calls))
+                            len(call_results), failed_calls, len(looped),
+                            sum(1 for started, _ in looped if started > killed_at),
+                            len(looped_failed), ["%.3f" % t for t in looped_failed]))
         assert not missing
         assert new_leader != leader and new_leader in cluster.nodes
+        status = cluster.status()
+        killed = cluster.nodes.index(leader)
+        for index in range(len(cluster.nodes)):
+            state = "not running" if index == killed else "running (pid"
+            assert "n%d: %s" % (index + 1, state) in status, status
         # At-least-once: what was unacked at the kill may come again (when the
         # server's connection died with the node), nothing else does.
         assert all(count <= 2 for count in recorder.counts.values())
         assert duplicates <= len(held) + 5
         assert all(ok for n, ok in call_results if n >= kill_after + 50), call_results
+        # Only calls in flight at the kill may fail (their reply queue died
+        # with the node): none started 2 s after it.
+        assert not [t for t in looped_failed if t > 2.0], looped_failed
     finally:
         server.stop()
         server.wait(timeout=10)
