@@ -99,7 +99,9 @@ ACTION_GUARDS = {
     "migrate": ((ACTIVE, STOPPED), RESIZE_PREP),
     "confirm_resize": ((RESIZED,), RESIZE_CONFIRMING),
     "revert_resize": ((RESIZED,), RESIZE_REVERTING),
-    "live_migrate": ((ACTIVE, PAUSED), MIGRATING),
+    # Not PAUSED (Nova allows it): the drivers' post_live_migration_at_destination
+    # runs the guest, so a paused one would arrive running.
+    "live_migrate": ((ACTIVE,), MIGRATING),
     "evacuate": ((ACTIVE, STOPPED, ERROR), REBUILDING),
 }
 

@@ -220,6 +220,10 @@ def test_refusals_name_what_is_wrong(w):
     r = live_migrate(w, vm, host=B)
     assert r.status_code == 409 and "SHUTOFF" in r.text
     with w.db.transaction() as s:
+        db_api.instance_update_if(s, vm, {"vm_state": states.PAUSED})
+    r = live_migrate(w, vm, host=B)
+    assert r.status_code == 409 and "PAUSED" in r.text
+    with w.db.transaction() as s:
         db_api.instance_update_if(s, vm, {"vm_state": states.ACTIVE,
                                           "task_state": states.REBOOTING})
     r = live_migrate(w, vm, host=B)
