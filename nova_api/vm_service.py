@@ -11,7 +11,7 @@ from common.db import api as db_api
 from common.db import auth as db_auth
 from common.db import hosts as db_hosts
 from common.db import images as db_images
-from common.db import instance_metadata, keypairs, quota_sets
+from common.db import instance_metadata, keypairs, quota_sets, vm_migrations
 from common.timeline import DbSink, Timeline
 from nova_api import lookups, vm_fields
 
@@ -252,9 +252,14 @@ class VMService:
                 s.refresh(inst)  # locked meanwhile? (gone meanwhile: the host is told anyway)
                 _refuse_if_locked(ctxt, inst, "delete")
             host = inst.host
+            kept_on = _resize_source_kept(s, inst.id, host)
         LOG.info("VM %s: delete cast to compute.%s", inst.id, host)
         self.compute_rpcapi.terminate_instance(ctxt, host, inst.id)
         self.timeline.record(ctxt, inst.id, "accepted", details="cast to compute.%s" % host)
+        if kept_on is not None:  # what a revert would have needed goes too
+            self.compute_rpcapi.terminate_instance(ctxt, kept_on, inst.id)
+            self.timeline.record(ctxt, inst.id, "accepted",
+                                 details="cast to compute.%s (the resize's source)" % kept_on)
 
     # -- Nova's update, metadata and lock -------------------------------------
 
@@ -348,6 +353,19 @@ class VMService:
                                           "unlock it." % inst.name)
             db_api.instance_update_if(s, inst.id, {"locked": False, "locked_by": None})
         LOG.info("VM %s unlocked", inst.id)
+
+
+def _resize_source_kept(s, instance_id, host):
+    """A VM deleted in VERIFY_RESIZE: its resize or cold migration is
+    confirmed by the delete, as in Nova, and the source host that kept the
+    VM's shut-off domain and disk for a revert (when not ``host``) is
+    returned, to be told too."""
+    move = vm_migrations.in_progress_for_instance(s, instance_id)
+    if (move is None or move.migration_type not in ("resize", "migration")
+            or move.status != "finished"):
+        return None
+    vm_migrations.update_if(s, move.uuid, {"status": "confirmed"}, expected_status="finished")
+    return move.source_host if move.source_host != host else None
 
 
 def _lock_guard(ctxt):

@@ -18,6 +18,7 @@ from common.db.models import ComputeNode
 from common.timeline import DbSink, Timeline
 from mininova_lab.waiting import wait_for
 from nova_api.move_service import MoveService
+from nova_api.vm_service import VMService
 from nova_compute import rpcapi as compute_rpcapi
 from nova_compute.imagecache import ImageCache, read_file_chunks
 from nova_compute.manager import ComputeManager
@@ -436,3 +437,17 @@ def test_a_source_gone_after_the_copy_the_move_completes(conf, db, tmp_path):
         assert st.held(migration_uuid) == set()
     finally:
         st.stop()
+
+
+def test_a_delete_in_verify_resize_clears_both_hosts(stack, db, tmp_path):
+    vm = stack.boot(tmp_path)
+    migration_uuid = stack.api.resize(CTXT, vm, "big")
+    settled(db, vm, states.RESIZED)
+    service = VMService(db, None, compute_rpcapi.ComputeRPCAPI(stack.transport))
+    service.delete(CTXT, vm)
+    wait_for(lambda: row(db, vm) is None, DEADLINE, what="the VM deleted")
+    wait_for(lambda: stack.domains("h1") == {} and stack.domains("h2") == {}, DEADLINE,
+             what="no domain left on either host")
+    assert stack.migration(vm).status == "confirmed"
+    assert stack.held(vm) == set() and stack.held(migration_uuid) == set()
+    assert stack.usage() == (0, 0)
