@@ -168,3 +168,98 @@ class PgCluster:
 
     def drop_database(self, name):
         self._admin('DROP DATABASE IF EXISTS "%s" WITH (FORCE)' % name)
+
+
+class RabbitCluster:
+    """A RabbitMQ cluster of its own (deploy/lab/rabbit-cluster.sh): N nodes,
+    a user with a password; the interface of mininova_lab/services.py for a
+    Stack (its transport_url lists every node), and kill/start of a node."""
+
+    BASE = RabbitNode.BASE
+
+    def __init__(self, nodes=3):
+        self.size = nodes
+        os.makedirs(self.BASE, mode=0o755, exist_ok=True)
+        self.dir = os.path.join(self.BASE, "qc-" + uuid.uuid4().hex[:8])
+        self.killed = set()
+
+    def _script(self, *args, timeout=300):
+        return _run(["bash", os.path.join(LAB, "rabbit-cluster.sh"), *args], timeout=timeout)
+
+    def _node(self, *args, timeout=180):
+        return _run(["bash", os.path.join(LAB, "rabbit-node.sh"), *args], timeout=timeout)
+
+    def create(self):
+        """Up; on failure nothing is left behind."""
+        try:
+            out = self._script("up", self.dir, str(self.size))
+        except BaseException:
+            self.destroy()
+            raise
+        facts = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+        facts = {k: v.strip('"') for k, v in facts.items()}
+        self.url = facts["RABBIT_CLUSTER_URL"]
+        self.vhost = facts["RABBIT_CLUSTER_VHOST"]
+        self.user, self.password = facts["RABBIT_CLUSTER_USER"], facts["RABBIT_CLUSTER_PASSWORD"]
+        self.nodes = facts["RABBIT_CLUSTER_NODES"].split()
+        self.ports = [int(p) for p in facts["RABBIT_CLUSTER_PORTS"].split()]
+        self.node_dirs = facts["RABBIT_CLUSTER_NODE_DIRS"].split()
+        return self
+
+    def destroy(self):
+        self._script("down", self.dir, timeout=120)
+
+    def status(self):
+        return self._script("status", self.dir, timeout=120)
+
+    def ctl(self, *args, input=None):
+        """rabbitmqctl ARGS on a live node."""
+        live = next(d for i, d in enumerate(self.node_dirs) if i not in self.killed)
+        return _run(["bash", os.path.join(LAB, "rabbit-node.sh"), "ctl", live, "-q", *args],
+                    timeout=120, input=input)
+
+    def queues(self, vhost=None):
+        """{queue: (type, leader, sorted members)} as a live node sees them."""
+        out = self.ctl("list_queues", "-p", vhost or self.vhost, "name", "type", "leader",
+                       "members", "--no-table-headers")
+        found = {}
+        for line in out.splitlines():
+            name, qtype, leader, members = line.split("\t")
+            found[name] = (qtype, leader, sorted(
+                m.strip() for m in members.strip("[]").split(",") if m.strip()))
+        return found
+
+    def kill(self, node):
+        """kill -9 of ``node`` (a name of self.nodes)."""
+        index = self.nodes.index(node)
+        self._node("kill", self.node_dirs[index])
+        self.killed.add(index)
+
+    def revive(self):
+        """Start the killed nodes again; they rejoin the cluster (and their
+        quorum queues as followers)."""
+        for index in sorted(self.killed):
+            self._node("start", self.node_dirs[index])
+        self.killed.clear()
+
+    def amqp_urls(self, vhost=None):
+        return ["amqp://%s:%s@127.0.0.1:%d/%s" % (self.user, self.password, port,
+                                                   self.vhost if vhost is None else vhost)
+                for port in self.ports]
+
+    # -- the interface of mininova_lab/services.py ------------------------------------
+    def rabbit_url(self, vhost="", first=0):
+        """Every node, node ``first`` first."""
+        ports = self.ports[first:] + self.ports[:first]
+        return "rabbit://%s/%s" % (",".join("%s:%s@127.0.0.1:%d" % (
+            self.user, self.password, port) for port in ports), vhost)
+
+    def add_vhost(self, vhost):
+        self.ctl("add_vhost", vhost)
+        self.ctl("set_permissions", "-p", vhost, self.user, ".*", ".*", ".*")
+
+    def delete_vhost(self, vhost):
+        try:
+            self.ctl("delete_vhost", vhost)
+        except RuntimeError:
+            pass
