@@ -11,8 +11,10 @@ tiny guest (a real TCG boot), the whole stack on RabbitMQ and PostgreSQL.
 - B's compute killed (SIGKILL) while A powers the VM off: the conductor's
   finish_resize call on B times out, A defines the VM again (ACTIVE on A,
   migration "error"), B's allocation is freed; B's compute restarted refuses
-  the stale message and holds nothing of the VM; ``mininova-manage audit``
-  clean after each part.
+  the stale message and holds nothing of the VM;
+- A's compute killed once its disk is set aside: the move completes on B; a
+  confirm while A is away is undone, and done once A is back;
+  ``mininova-manage audit`` clean after each part.
 
 Cold migration copies the disk A set aside by its path: the lab hosts share
 this machine's filesystem (instances_path reachable from both hosts)."""
@@ -250,6 +252,48 @@ def test_destination_compute_killed_mid_move_leaves_the_vm_on_the_source(lab):
     wait_for(lambda: b.name in lab.computes_up(), 60, what="B up again")
     assert domain not in domains(b)
     assert not os.path.exists(os.path.join(lab.workdir, b.name, "instances", vm_id))
+    audit_clean(lab)
+    lab.delete("/v1/vms/" + vm_id)
+    lab.wait_gone(vm_id, timeout=120)
+
+
+def test_source_compute_killed_after_the_copy_the_move_completes(lab):
+    a, b = lab.sims
+    lab.set_disabled(b.name, True)
+    try:
+        r = lab.post("/v1/vms", {"name": "rz3", "image": "tiny", "flavor": "m1.tiny"})
+        assert r.status_code == 202, r.text
+        vm_id = r.json()["vm"]["id"]
+        settled(lab, vm_id, "ACTIVE", a.name)
+    finally:
+        lab.set_disabled(b.name, False)
+    booted(lab, vm_id)
+    domain = "mininova-" + vm_id
+
+    uuid = lab.action(vm_id, {"resize": {"flavor": "m1.grown"}}).json()["migration"]
+    # A powered the VM off and set its disk aside: its compute dies.
+    wait_for(lambda: migration(lab, uuid).status in ("post-migrating", "finished"), 120, 0.05,
+             what="the source's copy set aside")
+    lab.computes[a.name].kill()
+    lab.computes[a.name].wait(10)
+    settled(lab, vm_id, "VERIFY_RESIZE", b.name)  # B needs nothing more of A
+    assert domains(b)[domain] == "running"
+    assert domains(a)[domain] == "shut off"  # one copy runs
+    booted(lab, vm_id)
+
+    # A confirm while A is away is undone (the VM awaits one again) ...
+    lab.action(vm_id, {"confirm_resize": {}})
+    settled(lab, vm_id, "VERIFY_RESIZE", b.name, timeout=STEP_TIMEOUT * 4)
+    assert migration(lab, uuid).status == "finished"
+    actions = lab.get("/v1/vms/%s/actions" % vm_id).json()["actions"]
+    assert actions[0]["action"] == "confirm_resize" and actions[0]["result"] == "error"
+    # ... and done once A is back.
+    lab.computes[a.name] = start_compute(lab, a)
+    wait_for(lambda: a.name in lab.computes_up(), 60, what="A up again")
+    lab.action(vm_id, {"confirm_resize": {}})
+    settled(lab, vm_id, "ACTIVE", b.name)
+    assert domain not in domains(a) and migration(lab, uuid).status == "confirmed"
+    assert held(lab, uuid) == set() and held(lab, vm_id) == {(b.name, 1, 192, 2)}
     audit_clean(lab)
     lab.delete("/v1/vms/" + vm_id)
     lab.wait_gone(vm_id, timeout=120)
