@@ -138,6 +138,26 @@ class LiveMigrator:
             self.conductor.live_migration_failed(ctxt, instance_id, migration_uuid, self.host,
                                                  exception.describe(error), aborted)
 
+    def recover(self, ctxt):
+        """At start-up: the live migrations from this host whose copy a
+        restart cut short end as the hypervisor leaves them: failed when
+        the guest is still here (after stopping a copy libvirtd may still be
+        running), succeeded when it went."""
+        for row in self.conductor.instance_list_for_host(ctxt, self.host):
+            move = ownership.migration_in_progress(row)
+            if (move is None or move.get("type") != "live-migration"
+                    or move.get("source_host") != self.host or move.get("status") != "running"):
+                continue
+            with self.locks.lock(row["id"]):
+                here = self.driver.settle_live_migration(row["id"])
+            LOG.warning("VM %s: live migration %s to %s was cut short by a restart; the guest "
+                        "is %s", row["id"], move["uuid"], move.get("dest_host"),
+                        "still here" if here else "gone from here")
+            self._report(ctxt, row["id"], move["uuid"], move.get("dest_host"),
+                         exception.MigrationError(
+                             instance=row["id"], reason="the compute service of %s restarted "
+                             "during the copy" % self.host) if here else None, False)
+
     def live_migration_abort(self, ctxt, instance_id, migration_uuid):
         """Stop the copy of ``migration_uuid`` (now, or as soon as it starts)."""
         LOG.info("VM %s: abort of live migration %s asked", instance_id, migration_uuid)

@@ -92,6 +92,7 @@ class ComputeManager:
         """At start: settle interrupted tasks, reconcile with the hypervisor,
         and pick up the VMs of this host that still await an IP."""
         self.settler.settle(ctxt)
+        self.live_migrator.recover(ctxt)
         self.builder.reap_failed_builds(ctxt)
         self.reconciler.reconcile(ctxt)
         for inst in self.conductor.instance_list_for_host(ctxt, self.host):

@@ -344,6 +344,14 @@ class ComputeDriver(abc.ABC):
         rollback_live_migration_at_destination cleans the destination."""
         raise NotImplementedError
 
+    def settle_live_migration(self, instance_id):
+        """Source, at start-up, for a live migration that a restart of this
+        service cut short (the hypervisor may still be copying): stop the
+        copy if it can still be stopped, wait for its end. True when the
+        guest is (still) here, False when it went. Default: no copy outlives
+        this process (the fakes)."""
+        return self.instance_exists(instance_id)
+
     @abc.abstractmethod
     def post_live_migration_at_destination(self, instance_id):
         """Destination, after live_migration succeeded.

@@ -26,7 +26,7 @@ message (RPC is at-least-once) or a late report changes nothing twice.
 """
 import logging
 
-from common import exception, payloads, states
+from common import context, exception, payloads, states
 from common.db import actions, allocations, vm_migrations
 from common.db import api as db_api
 from common.db.models import utcnow
@@ -112,6 +112,7 @@ class LiveMigrationTask:
             move = vm_migrations.in_progress_by_uuid(s, migration_uuid)
             if move is None or move.source_host != host:
                 return False
+            ctxt = _of_action(ctxt, s, migration_uuid)
             if not vm_migrations.update_if(s, migration_uuid, {"status": "post-migrating"},
                                            expected_status=("running",)):
                 return False
@@ -138,7 +139,8 @@ class LiveMigrationTask:
             vm_migrations.update_if(s, migration_uuid, {"status": "completed"},
                                     expected_status=("post-migrating",))
             allocations.release(s, migration_uuid)  # the source's
-            _finish(s, ctxt, instance_id, "live-migration completed", dest, actions.SUCCESS)
+            _finish(s, ctxt, migration_uuid, instance_id, "live-migration completed", dest,
+                    actions.SUCCESS)
         LOG.info("VM %s live-migrated from %s to %s", instance_id, host, dest)
         if deleting:
             self.compute_rpcapi.terminate_instance(ctxt, dest, instance_id)
@@ -150,6 +152,7 @@ class LiveMigrationTask:
             move = vm_migrations.in_progress_by_uuid(s, migration_uuid)
             if move is None or move.source_host != host:
                 return False
+            ctxt = _of_action(ctxt, s, migration_uuid)
         return self._rollback(ctxt, instance_id, migration_uuid, move.dest_host, reason,
                               status="cancelled" if aborted else "error")
 
@@ -187,8 +190,8 @@ class LiveMigrationTask:
                 allocations.move_allocations(s, migration_uuid, instance_id)
             db_api.instance_update_if(s, instance_id, {"task_state": None},
                                       expected_task_state=states.MIGRATING)
-            _finish(s, ctxt, instance_id, "live-migration %s" % status, dest or source,
-                    actions.ERROR, reason)
+            _finish(s, ctxt, migration_uuid, instance_id, "live-migration %s" % status,
+                    dest or source, actions.ERROR, reason)
         LOG.warning("VM %s: live migration %s %s: %s", instance_id, migration_uuid, status,
                     reason)
         return True
@@ -203,11 +206,13 @@ def _image(s, image_id):
         return None
 
 
-def _finish(s, ctxt, instance_id, event, host, result, details=None):
+def _finish(s, ctxt, migration_uuid, instance_id, event, host, result, details=None):
     """Record ``event`` on the live migration's own action (the request that
-    started it, whose id travels with every message of the move: a delete
-    may have opened a newer one) and finish it."""
-    action_id = actions.action_id(s, instance_id, ctxt.request_id)
+    started it, kept on the record: a delete may have opened a newer one,
+    and a host's report after its restart carries a request id of its own)
+    and finish it."""
+    request_id = vm_migrations.get(s, migration_uuid).request_id or ctxt.request_id
+    action_id = actions.action_id(s, instance_id, request_id)
     if action_id is None:
         return
     now = utcnow()
@@ -216,3 +221,13 @@ def _finish(s, ctxt, instance_id, event, host, result, details=None):
                                        "details": details}])
     actions.action_finish_by_id(s, action_id, instance_id, result,
                                 details if result == actions.ERROR else None, now)
+
+
+def _of_action(ctxt, s, migration_uuid):
+    """``ctxt`` with the request id of the action that started the move (a
+    host reporting after its restart sends one of its own): the steps that
+    follow are recorded there."""
+    request_id = vm_migrations.get(s, migration_uuid).request_id
+    if not request_id or request_id == ctxt.request_id:
+        return ctxt
+    return context.RequestContext.from_dict(dict(ctxt.to_dict(), request_id=request_id))

@@ -13,7 +13,9 @@ second. Through the API:
   record meanwhile): the VM never stopped on A, no leftover on B, the record
   cancelled;
 - B's libvirtd stopped while the copy runs: the same, the record error, and
-  once B's libvirtd is back B holds nothing of the VM.
+  once B's libvirtd is back B holds nothing of the VM;
+- A's compute killed while libvirtd copies: restarted, it stops the copy
+  and reports it failed: the same.
 
 ``mininova-manage audit`` finds nothing after each. And openstacksdk's
 live_migrate_server at Nova 2.1 (block_migration false is a 400)."""
@@ -278,5 +280,36 @@ def test_openstacksdk_live_migration_at_2_1(lab):
     assert wait_migration(lab, uuid, ("completed", "error", "cancelled"))["status"] == \
         "completed"
     assert lab.wait_status(vm_id, "ACTIVE", timeout=60)["host"] == b.name
+    lab.delete("/v1/vms/" + vm_id)
+    lab.wait_gone(vm_id, timeout=60)
+
+
+def test_source_compute_killed_while_copying(lab):
+    """The compute of A dies (SIGKILL) while libvirtd copies; restarted, it
+    stops the copy libvirtd was still running and reports it failed: the VM
+    never stopped on A, nothing left on B."""
+    a, b = lab.sims
+    vm_id = running_vm_on(lab, a.name, "lm5")
+    domain = "mininova-" + vm_id
+    assert a.virsh("migrate-setspeed", domain, SLOW_MIB_S).returncode == 0
+    boot, _ = ticks(console(lab, vm_id))[-1]
+    uuid = live_migrate(lab, vm_id, host=b.name)
+    copying(lab, uuid)
+    lab.computes[a.name].kill()
+    lab.computes[a.name].wait(10)
+    lab.computes[a.name] = start_compute(lab, a)
+    m = wait_migration(lab, uuid, ("cancelled", "error", "completed"))
+    assert m["status"] == "error", m
+    vm = lab.wait_status(vm_id, "ACTIVE", timeout=60)
+    assert vm["host"] == a.name and domain in domains(a)
+    after = ticks(console(lab, vm_id))[-1]
+    wait_for(lambda: ticks(console(lab, vm_id))[-1][1] > after[1] + 1, 30, 0.5,
+             what="the heartbeat going on on A")
+    assert {t[0] for t in ticks(console(lab, vm_id))} == {boot}
+    wait_for(lambda: domain not in domains(b)
+             and not os.path.exists(instance_dir(lab, b, vm_id)), 60,
+             what="nothing of it left on B")
+    assert allocation_hosts(lab, vm_id) == [a.name] and allocation_hosts(lab, uuid) == []
+    assert json.loads(lab.manage("audit", "--json"))["findings"] == []
     lab.delete("/v1/vms/" + vm_id)
     lab.wait_gone(vm_id, timeout=60)

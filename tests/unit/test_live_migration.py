@@ -395,3 +395,38 @@ def test_an_abort_that_overtakes_the_start_of_the_copy_stops_it(w):
     assert migration(w.db, uuid).status == "cancelled"
     assert row(w.db, vm).host == A and domains(w.b, vm) == []
     assert w.a.live_migrator._aborts == {}  # nothing kept once the copy ended
+
+
+def start_copy_then_restart(w, vm):
+    """The migration to B placed, prepared and "running", as when A's compute
+    died during the copy: its outcome was never reported."""
+    w.computes.managers[A] = type("Dead", (), {"live_migration": lambda *a: None})()
+    uuid = live_migrate(w, vm, host=B).get_json()["migration"]
+    w.computes.managers[A] = w.a
+    assert migration(w.db, uuid).status == "running"
+    return uuid
+
+
+def test_a_copy_cut_short_by_a_restart_with_the_guest_still_here_fails(w):
+    vm = build_on(w, A)
+    uuid = start_copy_then_restart(w, vm)
+    assert len(domains(w.b, vm)) == 1   # prepared there
+    w.a.init_host(CTXT)
+    assert migration(w.db, uuid).status == "error"
+    inst = row(w.db, vm)
+    assert (inst.host, inst.vm_state, inst.task_state) == (A, states.ACTIVE, None)
+    assert domains(w.b, vm) == [] and held(w.db, vm) == [A] and held(w.db, uuid) == []
+    assert "restarted during the copy" in timeline(w, vm)["message"]
+
+
+def test_a_copy_cut_short_by_a_restart_after_the_guest_went_completes(w):
+    vm = build_on(w, A)
+    uuid = start_copy_then_restart(w, vm)
+    w.a.driver.live_migration(vm, B, {})   # libvirtd finished it alone meanwhile
+    w.a.init_host(CTXT)
+    assert migration(w.db, uuid).status == "completed"
+    inst = row(w.db, vm)
+    assert (inst.host, inst.vm_state, inst.task_state) == (B, states.ACTIVE, None)
+    assert [d["power_state"] for d in domains(w.b, vm)] == [states.RUNNING]
+    assert held(w.db, vm) == [B] and held(w.db, uuid) == []
+    assert timeline(w, vm)["result"] == "success"

@@ -376,6 +376,12 @@ class LibvirtDriver(LibvirtBase, driver.ComputeDriver):
             self._migrate_live(dom, migrate_data["dest_uri"], params, progress, abort)
             self.files.remove(instance_id, set_aside_too=False)
 
+    def settle_live_migration(self, instance_id):
+        dom, _owner = self._lookup(instance_id)
+        if dom is not None:
+            live_migration.settle(dom)
+        return self.instance_exists(instance_id)
+
     def post_live_migration_at_destination(self, instance_id):
         with self._owned(instance_id, "post live migration") as dom:
             if not dom.isPersistent():

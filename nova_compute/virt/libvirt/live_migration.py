@@ -9,6 +9,7 @@ disk copied incrementally over its base (the destination prepared an empty
 overlay on its own cached copy of the base)."""
 import logging
 import threading
+import time
 import xml.etree.ElementTree as ET
 
 import libvirt
@@ -105,3 +106,21 @@ def run(dom, dest_uri, params, flags=FLAGS, progress=None, abort=None,
             raise exception.MigrationAborted(instance=instance_id) from failure[0]
         raise exception.MigrationError(instance=instance_id,
                                        reason="libvirt: %s" % failure[0]) from failure[0]
+
+
+def settle(dom, timeout=120.0, interval=0.2):
+    """A migration job of ``dom`` that its client no longer watches (the
+    compute restarted; libvirtd goes on with a peer-to-peer migration on
+    its own): abort it (refused once past the switch-over: then it ends by
+    itself) and wait until no job is left, at most ``timeout`` s."""
+    if job_progress(dom) is None:
+        return
+    LOG.warning("VM %s: a live migration nobody watches any more; aborting it",
+                dom.UUIDString())
+    try:
+        dom.abortJob()
+    except libvirt.libvirtError as exc:
+        LOG.warning("VM %s: abortJob: %s", dom.UUIDString(), exc)
+    deadline = time.monotonic() + timeout
+    while job_progress(dom) is not None and time.monotonic() < deadline:
+        time.sleep(interval)
