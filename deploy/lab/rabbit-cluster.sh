@@ -50,6 +50,7 @@ up() {
     local n=${1:-3} base name i user password vhost url="" nodes="" ports="" dirs="" pids=()
     [[ $n =~ ^[0-9]+$ && $n -ge 1 ]] || die "N must be a positive number"
     [[ ! -e $dir/facts ]] || die "$dir already holds a cluster (down it first)"
+    [[ ! -e $dir ]] || [[ -z $(ls -A "$dir") ]] || die "$dir is not empty"
     mkdir -p "$dir/home"
     chmod 755 "$dir"
     base=$(pick_ports "$n")
@@ -123,6 +124,9 @@ status() {
 down() {
     local d epmd_port
     [[ -d $dir ]] || return 0
+    # Only ever remove a directory `up` made.
+    [[ -e $dir/facts || -e $dir/facts.partial || -e $dir/home/.erlang.cookie ]] \
+        || die "$dir holds no cluster of $PROG: not removing it"
     epmd_port=$(facts 2>/dev/null | sed -n 's/^RABBIT_CLUSTER_EPMD_PORT=//p')
     for d in "$dir"/n*/; do
         [[ -e ${d}rabbitmq-env.conf ]] && node destroy "${d%/}"
