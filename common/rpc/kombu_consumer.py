@@ -45,6 +45,16 @@ def jittered(delay):
     return delay * random.uniform(0.5, 1.0)
 
 
+def queue_mismatch(exc, transport):
+    """What to say when RabbitMQ refused to declare a queue as configured."""
+    return ("a queue exists with other arguments than this daemon declares "
+            "([oslo_messaging_rabbit] rabbit_quorum_queue = %s, rabbit_quorum_delivery_limit "
+            "= %s); every daemon of a vhost must agree, and switching queue type means "
+            "emptying and deleting the queues: %s"
+            % (transport.quorum_queues, transport.delivery_limit,
+               getattr(exc, "reply_text", None) or exc))
+
+
 class _ConsumerLoop:
     """Connect, consume, drain, run queued operations; reconnect on failure."""
 
@@ -122,7 +132,10 @@ class _ConsumerLoop:
                 self.ready.clear()
                 if self._finish.is_set():
                     break
-                if isinstance(exc, RECOVERABLE):
+                if isinstance(exc, amqp.exceptions.PreconditionFailed):
+                    LOG.error("Consumer of %s cannot declare its queue: %s; retrying in %.1f s",
+                              self.queue_name, queue_mismatch(exc, self.transport), delay)
+                elif isinstance(exc, RECOVERABLE):
                     LOG.warning("Consumer of %s lost the message broker (%s); "
                                 "reconnecting in %.1f s", self.queue_name, exc, delay)
                 else:

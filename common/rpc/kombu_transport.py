@@ -44,6 +44,7 @@ import time
 import uuid
 
 import amqp
+import amqp.exceptions
 import kombu
 
 from common import exception
@@ -254,6 +255,12 @@ class _Publisher:
             try:
                 self._publish_locked(body, exchange, routing_key, declare, deadline, properties)
                 return
+            except amqp.exceptions.PreconditionFailed as exc:
+                # The queue exists with other arguments (classic vs quorum):
+                # no retry mends that.
+                self._close_locked()
+                raise exception.ServiceUnavailable(
+                    reason=kombu_consumer.queue_mismatch(exc, self._transport))
             except RECOVERABLE as exc:
                 error = exc
                 self._close_locked()

@@ -279,3 +279,29 @@ def test_stack_on_quorum_queues_builds_through_the_loss_of_a_node(cluster, tmp_p
             stack.stop()
         finally:
             cluster.revive()
+
+
+def test_queue_type_mismatch_is_refused_at_once_naming_the_option(cluster):
+    """A daemon configured for quorum queues on a vhost whose queues are
+    classic (or the reverse): RabbitMQ refuses the declaration
+    (PRECONDITION_FAILED); the cast fails at once, saying what to do, rather
+    than retrying a refusal for its whole budget."""
+    vhost = "qmix-" + uuid.uuid4().hex[:8]
+    cluster.add_vhost(vhost)
+    ctxt = context.RequestContext(project_id="p1", user_id="u1")
+    classic = rpc.get_transport(cluster.rabbit_url(vhost))
+    quorum = rpc.get_transport(cluster.rabbit_url(vhost), quorum_queues=True,
+                               publish_retry_timeout=60.0)
+    try:
+        rpc.RPCClient(classic, rpc.Target("mixed")).cast(ctxt, "record", n=1)
+        started = time.monotonic()
+        with pytest.raises(exception.ServiceUnavailable) as raised:
+            rpc.RPCClient(quorum, rpc.Target("mixed")).cast(ctxt, "record", n=2)
+        assert time.monotonic() - started < 30  # not the 60 s budget of retries
+        text = str(raised.value)
+        assert "rabbit_quorum_queue = True" in text, text
+        assert "x-queue-type" in text, text
+    finally:
+        classic.cleanup()
+        quorum.cleanup()
+        cluster.delete_vhost(vhost)
