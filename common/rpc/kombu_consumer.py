@@ -8,12 +8,12 @@ consumer costs nothing (no polling), a queued ack runs at once. Replies are
 published through the transport's locked publisher connection instead, so a
 call's round trip does not wait for the consumer thread.
 
-When the broker goes away the consumer reconnects with a jittered backoff
-(by default 0.5, 1, 2, 4, 5, 5 ... s, each cut by up to half at random, so that
-the consumers of a whole cloud do not come back in step) - to the next host
-of a failover list (``KombuTransport.connect``) - and declares its topology
-again. Acks queued for a channel that
-died are dropped: RabbitMQ redelivers those messages anyway.
+When the broker goes away the consumer reconnects - to the next host of a
+failover list (``KombuTransport.connect``) - with a jittered backoff (by
+default 0.5, 1, 2, 4, 5, 5 ... s, each cut by up to half at random, so that the
+consumers of a whole cloud do not come back in step), and declares its
+topology again. Acks queued for a channel that died are dropped: RabbitMQ
+redelivers those messages anyway.
 """
 import logging
 import queue

@@ -39,8 +39,8 @@ by its own thread (see ``kombu_consumer``).
 import logging
 import os
 import threading
-import urllib.parse
 import time
+import urllib.parse
 import uuid
 
 import amqp
@@ -66,7 +66,7 @@ def parse_url(url):
     A host without credentials takes those of the first; ValueError for a
     url without a host.
     """
-    scheme, sep, rest = url.partition("://")
+    _, sep, rest = url.partition("://")
     if not sep:
         raise ValueError("transport url without scheme")
     netlocs, slash, path = rest.partition("/")
