@@ -68,6 +68,10 @@ def run(bench):
                 sample(bench, client, a, b, i, results)
     finally:
         stack.set_disabled(stack.host, False)
+        # The sim hosts go away, but their services would count as up for
+        # service_down_time: the next phases' VMs must not be placed there.
+        for sim in sims:
+            stack.set_disabled(sim.name, True)
         for proc in computes.values():
             if proc.poll() is None:
                 proc.terminate()
