@@ -3,11 +3,14 @@ its config (RabbitMQ and the API reached over the host's veth, its own
 instances and image cache under the stack's workdir, on this machine's
 filesystem, which every sim host shares) and its process in the host's
 network namespace."""
+import contextlib
 import os
 import sys
 
 from mininova_lab import services
+from mininova_lab.sim_host import SimHost
 from mininova_lab.stack import ROOT
+from mininova_lab.waiting import wait_for
 
 
 def compute_conf(stack, sim, extra="", network="mininova"):
@@ -53,3 +56,36 @@ def start_compute(stack, sim, extra="", network="mininova"):
                       stack.conf_path, "--config-file", compute_conf(stack, sim, extra, network),
                       "--log-file", os.path.join(stack.logs, "compute-%s.log" % sim.name)],
                      cwd=ROOT, stdout=log, stderr=log, stdin=open(os.devnull))
+
+
+@contextlib.contextmanager
+def lab_hosts(stack, names, indexes, base_dir, start=start_compute, guest_network=False,
+              timeout=60):
+    """Sim hosts named ``names`` (plus the stack's tag) at ``indexes``, each up
+    with the stack's API forwarded and a compute agent ``start(stack, sim)``
+    in ``stack.computes`` (a test may replace one there), all seen up by the
+    stack; yields the hosts. On exit the agents are stopped and the hosts
+    brought down, whatever happened."""
+    sims = []
+    stack.computes = {}
+    try:
+        for name, index in zip(names, indexes):
+            sim = SimHost("%s-%s" % (name, stack.tag[-4:]), index=index, base_dir=base_dir,
+                          guest_network=guest_network)
+            sim.up()
+            sim.forward(stack.port)
+            sims.append(sim)
+            stack.computes[sim.name] = start(stack, sim)
+        wait_for(lambda: {s.name for s in sims} <= stack.computes_up(), timeout,
+                 what="%d sim compute hosts up" % len(sims))
+        yield sims
+    finally:
+        for proc in stack.computes.values():
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(20)
+                except Exception:
+                    proc.kill()
+        for sim in sims:
+            sim.down()

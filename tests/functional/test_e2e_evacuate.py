@@ -16,9 +16,8 @@ import sys
 import pytest
 import sqlalchemy as sa
 
-from mininova_lab import services
-from mininova_lab.sim_host import SimHost
-from mininova_lab.stack import ROOT, Stack, qemu_img_create
+from mininova_lab import sim_compute
+from mininova_lab.stack import Stack, qemu_img_create
 from mininova_lab.waiting import wait_for
 
 pytestmark = pytest.mark.real_services("rabbitmq", "postgresql", "libvirt", "http")
@@ -35,7 +34,6 @@ def lab(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("evacuate")
     stack = Stack(workdir, network="mininova",
                   extra_conf="[scheduler]\nservice_down_time = %d\n" % DOWN_AFTER)
-    sims, stack.computes = [], {}
     try:
         stack.start(compute=False)
         stack.manage("user", "create", "osc-admin", "--project", "admin", "--role", "admin",
@@ -49,67 +47,24 @@ def lab(tmp_path_factory):
         base = os.path.join(stack.workdir, "blank.qcow2")
         qemu_img_create(base, "1G")
         stack.add_image("blank", base)
-        for name, index in zip(("eva", "evb"), INDEXES):
-            sim = SimHost("%s-%s" % (name, stack.tag[-4:]), index=index, base_dir=BASE_DIR,
-                          guest_network=True)
-            sim.up()
-            sim.forward(stack.port)
-            sims.append(sim)
-            stack.computes[sim.name] = start_compute(stack, sim)
-        wait_for(lambda: {s.name for s in sims} <= stack.computes_up(), 60,
-                 what="two sim compute hosts up")
-        stack.sims = sims
-        stack.engine = sa.create_engine(stack.db_url)
-        yield stack
+        with sim_compute.lab_hosts(stack, ("eva", "evb"), INDEXES, BASE_DIR,
+                                   start_compute, guest_network=True) as sims:
+            stack.sims = sims
+            stack.engine = sa.create_engine(stack.db_url)
+            try:
+                yield stack
+            finally:
+                stack.delete_all_vms(timeout=60)
     finally:
-        if stack.procs:
-            stack.delete_all_vms(timeout=60)
-        for proc in stack.computes.values():
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(20)
-                except Exception:
-                    proc.kill()
-        for sim in sims:
-            sim.down()
         if getattr(stack, "engine", None) is not None:
             stack.engine.dispose()
         stack.stop()
 
 
-def compute_conf(stack, sim):
-    """The config of a compute agent on ``sim`` whose VMs join its "mininova"
-    network (as tests/functional/test_e2e_multihost.py's, with a network)."""
-    workdir = os.path.join(stack.workdir, sim.name)
-    os.makedirs(workdir, exist_ok=True)
-    conf = os.path.join(workdir, "compute.conf")
-    with open(conf, "w") as f:
-        f.write(f"""[DEFAULT]
-host = {sim.name}
-transport_url = {services.rabbit_url(stack.vhost, host=sim.gateway_ip)}
-
-[compute]
-instances_path = {workdir}/instances
-image_cache_path = {workdir}/_base
-image_api_url = http://{sim.gateway_ip}:{stack.port}
-network_name = mininova
-
-[libvirt]
-connection_uri = {sim.libvirt_uri}
-virt_type = qemu
-""")
-    return conf
-
-
 def start_compute(stack, sim):
-    """The compute agent in ``sim``'s network namespace (RabbitMQ and the
-    API reached over its veth)."""
-    log = open(os.path.join(stack.logs, "compute-%s.out" % sim.name), "ab")
-    return sim.popen([sys.executable, "-m", "nova_compute.cmd", "--config-file",
-                      stack.conf_path, "--config-file", compute_conf(stack, sim),
-                      "--log-file", os.path.join(stack.logs, "compute-%s.log" % sim.name)],
-                     cwd=ROOT, stdout=log, stderr=log, stdin=open(os.devnull))
+    """The compute agent in ``sim``'s network namespace, its VMs on the
+    sim's "mininova" network."""
+    return sim_compute.start_compute(stack, sim)
 
 
 def osc(stack, *args):

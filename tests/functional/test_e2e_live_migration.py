@@ -31,7 +31,6 @@ import sqlalchemy as sa
 
 from mininova_lab import sim_compute
 from mininova_lab.raw_migration import BOOTED, ticks
-from mininova_lab.sim_host import SimHost
 from mininova_lab.stack import ROOT, Stack
 from mininova_lab.waiting import wait_for
 from tests.functional.test_lab_live_migration import build_image
@@ -48,35 +47,20 @@ SLOW_MIB_S = "4"  # migrate-setspeed: ~128 MiB of RAM then takes ~30 s to copy
 def lab(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("livemig")
     stack = Stack(workdir, network="")
-    sims, stack.computes = [], {}
     try:
         stack.start(compute=False)
         stack.add_image("tiny", build_image())
         stack.manage("user", "create", "sdk-admin", "--project", "admin", "--role", "admin",
                      "--password-stdin", stdin=SDK_PASSWORD + "\n")
-        for name, index in zip(("lva", "lvb"), INDEXES):
-            sim = SimHost("%s-%s" % (name, stack.tag[-4:]), index=index, base_dir=BASE_DIR)
-            sim.up()
-            sim.forward(stack.port)
-            sims.append(sim)
-            stack.computes[sim.name] = start_compute(stack, sim)
-        wait_for(lambda: {s.name for s in sims} <= stack.computes_up(), 60,
-                 what="two sim compute hosts up")
-        stack.sims = sims
-        stack.engine = sa.create_engine(stack.db_url)
-        yield stack
+        with sim_compute.lab_hosts(stack, ("lva", "lvb"), INDEXES, BASE_DIR,
+                                   start_compute) as sims:
+            stack.sims = sims
+            stack.engine = sa.create_engine(stack.db_url)
+            try:
+                yield stack
+            finally:
+                stack.delete_all_vms(timeout=60)
     finally:
-        if stack.procs:
-            stack.delete_all_vms(timeout=60)
-        for proc in stack.computes.values():
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(20)
-                except Exception:
-                    proc.kill()
-        for sim in sims:
-            sim.down()
         if getattr(stack, "engine", None) is not None:
             stack.engine.dispose()
         stack.stop()

@@ -26,7 +26,6 @@ import pytest
 import sqlalchemy as sa
 
 from mininova_lab import sim_compute
-from mininova_lab.sim_host import SimHost
 from mininova_lab.stack import Stack
 from mininova_lab.waiting import wait_for
 
@@ -47,36 +46,20 @@ def lab(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("resize")
     stack = Stack(workdir, network="mininova",
                   extra_conf="[conductor]\nmove_step_timeout = %d\n" % STEP_TIMEOUT)
-    sims, stack.computes = [], {}
     try:
         stack.start(compute=False)
         stack.add_image("tiny", tiny)
         stack.manage("flavor", "create", "m1.grown", "--vcpus", "1", "--ram", "192",
                      "--disk", "2")
-        for name, index in zip(("rza", "rzb"), INDEXES):
-            sim = SimHost("%s-%s" % (name, stack.tag[-4:]), index=index, base_dir=BASE_DIR,
-                          guest_network=True)
-            sim.up()
-            sim.forward(stack.port)
-            sims.append(sim)
-            stack.computes[sim.name] = start_compute(stack, sim)
-        wait_for(lambda: {s.name for s in sims} <= stack.computes_up(), 60,
-                 what="two sim compute hosts up")
-        stack.sims = sims
-        stack.engine = sa.create_engine(stack.db_url)
-        yield stack
+        with sim_compute.lab_hosts(stack, ("rza", "rzb"), INDEXES, BASE_DIR,
+                                   start_compute, guest_network=True) as sims:
+            stack.sims = sims
+            stack.engine = sa.create_engine(stack.db_url)
+            try:
+                yield stack
+            finally:
+                stack.delete_all_vms(timeout=120)
     finally:
-        if stack.procs:
-            stack.delete_all_vms(timeout=120)
-        for proc in stack.computes.values():
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(20)
-                except Exception:
-                    proc.kill()
-        for sim in sims:
-            sim.down()
         if getattr(stack, "engine", None) is not None:
             stack.engine.dispose()
         stack.stop()
