@@ -1,6 +1,7 @@
 """floor / P1 / P5, interleaved sample by sample so that both see the same
 host: one floor boot, one POST -> ACTIVE, one external ``virsh destroy`` ->
-SHUTOFF in the API.
+SHUTOFF in the API, timed from the start of ``virsh destroy`` and from
+libvirt's Stopped event (as virsh's own event listener stamped it).
 
 Each P1 and P5 sample also keeps what the daemons wrote in the VM's row
 (created_at by the API, launched_at and updated_at by the conductor) as
@@ -16,6 +17,7 @@ import time
 import sqlalchemy as sa
 
 from bench.harness import URI, log, ms, pct
+from bench.lifecycle_events import LifecycleEvents
 
 
 def run(bench):
@@ -23,6 +25,8 @@ def run(bench):
     log("floor / P1 / P5: %d samples each, interleaved", n)
     client = bench.client()
     floor_s, p1_s, p5_s, virsh_s, post_s, vm_ids = [], [], [], [], [], []
+    p5_event_s = []  # libvirt's Stopped event -> SHUTOFF in the API
+    lifecycle = LifecycleEvents(URI)
     floor_steps = []
     p1_evidence, p5_evidence = [], []
     with bench.profiler.phase("p1", bench.daemon_pids()):
@@ -43,21 +47,28 @@ def run(bench):
                                 "created_ms": _offset_ms(row.created_at, wall0),
                                 "launched_ms": _offset_ms(row.launched_at, wall0)})
 
-            # P5: an external destroy, seen in the API as SHUTOFF.
+            # P5: an external destroy, seen in the API as SHUTOFF. The domain's
+            # Started event seen first proves virsh's listener is registered.
+            domain = "mininova-" + vm_id
+            lifecycle.wait(domain, "Started")
             t0, wall0 = time.monotonic(), time.time()
-            proc = subprocess.run(["virsh", "-c", URI, "destroy", "mininova-" + vm_id],
+            proc = subprocess.run(["virsh", "-c", URI, "destroy", domain],
                                   capture_output=True, text=True)
             virsh_done = time.monotonic()
             if proc.returncode != 0:
                 raise RuntimeError("virsh destroy failed: %s" % proc.stderr)
             p5_s.append(bench.seen_in_api(client, [vm_id], "SHUTOFF", timeout=30) - t0)
             virsh_s.append(virsh_done - t0)
+            stopped = lifecycle.wait(domain, "Stopped", since=wall0)
+            p5_event_s.append(p5_s[-1] - (stopped - wall0))
             row = row_times(bench, vm_id)
             p5_evidence.append({"sample_ms": ms(p5_s[-1]), "power_state": row.power_state,
                                 "updated_ms": _offset_ms(row.updated_at, wall0)})
             bench.delete_and_wait([vm_id])
-            log("  sample %d/%d: floor %.0f ms, P1 %.0f ms, P5 %.0f ms", i + 1, n,
-                floor_s[-1] * 1000, p1_s[-1] * 1000, p5_s[-1] * 1000)
+            log("  sample %d/%d: floor %.0f ms, P1 %.0f ms, P5 %.0f ms (%.0f ms after the "
+                "event)", i + 1, n, floor_s[-1] * 1000, p1_s[-1] * 1000, p5_s[-1] * 1000,
+                p5_event_s[-1] * 1000)
+    lifecycle.close()
     client.close()
     r = bench.results
     r["floor_samples_ms"] = [ms(s) for s in floor_s]
@@ -76,6 +87,9 @@ def run(bench):
     r["p5_max_ms"] = ms(max(p5_s))
     r["p5_virsh_p50_ms"] = ms(pct(virsh_s, 50))
     r["p5_virsh_max_ms"] = ms(max(virsh_s))
+    r["p5_event_samples_ms"] = [ms(s) for s in p5_event_s]
+    r["p5_event_p50_ms"] = ms(pct(p5_event_s, 50))
+    r["p5_event_max_ms"] = ms(max(p5_event_s))
     r["p1_db_evidence"] = p1_evidence
     r["p5_db_evidence"] = p5_evidence
 

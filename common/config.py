@@ -213,8 +213,9 @@ compute_opts = [
                help="Seconds a guest gets to power off after an ACPI request before "
                     "it is forced off (soft stop and soft reboot)."),
     cfg.FloatOpt("stop_event_debounce", default=0.3, min=0.0,
-                 help="Seconds a stop event waits before the state is read back, so a "
-                      "reboot does not show a stray SHUTOFF."),
+                 help="A stop event's state is read back at once (after any task of this "
+                      "host on the VM); when the domain is not yet stopped (a reboot going "
+                      "on), it is read again after this many seconds."),
     cfg.IntOpt("sync_interval", default=30, min=1,
                help="Seconds between two reconciliations of the DB with the hypervisor."),
     cfg.BoolOpt("reap_orphans", default=False,

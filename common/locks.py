@@ -17,12 +17,29 @@ class KeyedLocks:
 
     @contextlib.contextmanager
     def lock(self, key):
+        with self._using(key) as lock:
+            with lock:
+                yield
+
+    @contextlib.contextmanager
+    def try_lock(self, key):
+        """``with locks.try_lock(key) as held:`` holds the lock of ``key`` if
+        it was free (``held`` True), else goes on at once (``held`` False)."""
+        with self._using(key) as lock:
+            held = lock.acquire(blocking=False)
+            try:
+                yield held
+            finally:
+                if held:
+                    lock.release()
+
+    @contextlib.contextmanager
+    def _using(self, key):
         with self._guard:
             lock = self._locks.setdefault(key, threading.Lock())
             self._users[key] += 1
         try:
-            with lock:
-                yield
+            yield lock
         finally:
             with self._guard:
                 self._users[key] -= 1

@@ -40,7 +40,7 @@ def main(argv=None):
                                      delay=conf.compute.heartbeat_interval)
     heartbeat.start()
     manager.init_host(admin)
-    events.start(manager.sync_power_state)
+    events.start(manager.sync_after_event)
     svc = service.Service("mininova-compute", servers=[
         rpc.RPCServer(transport, rpc.Target(rpcapi.TOPIC, server=conf.host,
                                             version=rpcapi.VERSION),

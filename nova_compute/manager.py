@@ -210,8 +210,14 @@ class ComputeManager:
     # -- this daemon's own work (not RPC) -------------------------------------
 
     def sync_power_state(self, ctxt, instance_id):
-        """After a lifecycle event (PowerEventSync)."""
+        """Read one VM's state and report it (the caller holds its lock or
+        needs none)."""
         self.reconciler.sync_power_state(ctxt, instance_id)
+
+    def sync_after_event(self, ctxt, instance_id, expected=None):
+        """After a lifecycle event (PowerEventSync): an answer of
+        nova_compute.events."""
+        return self.reconciler.sync_after_event(ctxt, instance_id, expected)
 
     def reconcile(self, ctxt):
         """The periodic reconcile. First the copies of VMs evacuated away

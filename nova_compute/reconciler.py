@@ -4,12 +4,12 @@ observe (the domains this host owns, then the rows that concern it),
 ``plan(desired, actual, host)`` (pure), apply (each step re-checked under the
 VM's lock against a fresh row, errors contained per VM). Runs at start-up,
 after settling interrupted tasks, and periodically to catch any event that
-was missed. ``sync_power_state`` is the same for one VM, after an event."""
+was missed. ``sync_after_event`` is the same for one VM, after an event."""
 import dataclasses
 import logging
 
 from common import exception, states
-from nova_compute import ownership
+from nova_compute import events, ownership
 
 LOG = logging.getLogger(__name__)
 
@@ -93,6 +93,30 @@ class Reconciler:
             return  # not ours, or gone: the reconcile loop sees to vanished VMs
         # The conductor adopts it only for a resting VM on this host.
         self.conductor.instance_power_sync(ctxt, instance_id, self.host, power)
+
+    def sync_after_event(self, ctxt, instance_id, expected=None):
+        """After a lifecycle event (PowerEventSync): read and report under
+        the VM's lock if it is free; an answer of nova_compute.events.
+
+        A task holding the lock reports its own end state: BUSY, asked
+        again shortly. A read not in ``expected`` (the states a stop-like
+        event announced) is a domain still changing: CHANGING, read again
+        after the debounce with ``expected`` None."""
+        with self.locks.try_lock(instance_id) as held:
+            if not held:
+                return events.BUSY
+            if self.builds.defer_sync(instance_id):
+                return events.DONE
+            try:
+                power = self.driver.get_info(instance_id)["power_state"]
+            except (exception.InstanceNotFound, exception.Invalid):
+                return events.DONE  # not ours, or gone: the reconcile loop sees to it
+            if expected is not None and power not in expected:
+                return events.CHANGING
+            # A call, under the lock: applied before any task of this VM
+            # here can start and report.
+            self.conductor.instance_power_sync(ctxt, instance_id, self.host, power)
+            return events.DONE
 
     def apply(self, ctxt, step):
         with self.locks.lock(step.instance_id):

@@ -75,6 +75,23 @@ def test_external_destroy_and_start_are_seen(stack, vm):
           % ", ".join("%.0f" % (x * 1000) for x in latencies))
 
 
+def test_hard_reboots_show_no_stray_shutoff(stack, vm):
+    """A stop event is read back at once, but not while the reboot (which
+    destroys and starts the domain) holds the VM: the API never shows
+    SHUTOFF, however closely it is watched."""
+    seen = set()
+    for _ in range(3):
+        stack.action(vm["id"], {"reboot": {"type": "hard"}})
+
+        def settled():
+            body = stack.get("/v1/vms/" + vm["id"]).json()["vm"]
+            seen.add(body["status"])
+            return body["status"] == "ACTIVE" and body["task_state"] is None
+        wait_for(settled, 30, interval=0.002, what="the reboot's end")
+    assert "SHUTOFF" not in seen, seen
+    assert domstate(vm) == "running"
+
+
 def test_compute_killed_while_vm_stopped_outside(stack, vm):
     stack.stop_daemon("compute", kill=True)
     assert virsh("destroy", "mininova-" + vm["id"]).returncode == 0

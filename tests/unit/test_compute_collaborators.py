@@ -10,6 +10,7 @@ from oslo_config import cfg
 from common import config, context, exception, states
 from common.timeline import Timeline
 from mininova_lab.waiting import wait_for
+from nova_compute import events
 from nova_compute.addresses import AddressWatcher
 from nova_compute.audit_responder import AuditResponder
 from nova_compute.builder import Builder
@@ -165,6 +166,45 @@ def test_an_event_sync_waits_for_the_build(world, base_image):
     reconciler(w).sync_power_state(CTXT, instance_id)
     assert w.reports("instance_power_sync") == [("instance_power_sync", instance_id, A,
                                                  "running")]
+
+
+def test_an_event_sync_reports_at_once_when_the_vm_is_idle(world, base_image):
+    w = world
+    instance_id = w.conductor.add()
+    w.domain(instance_id, base_image)
+    w.driver.power_off(instance_id)
+    answer = reconciler(w).sync_after_event(CTXT, instance_id, events.SETTLES_TO["stopped"])
+    assert answer == events.DONE
+    assert w.reports("instance_power_sync") == [("instance_power_sync", instance_id, A,
+                                                 "shutdown")]
+
+
+def test_an_event_sync_leaves_a_vm_to_the_task_holding_its_lock(world, base_image):
+    """A hard reboot's destroy sends "stopped" while it holds the lock: no
+    read then (it would be a stray SHUTOFF), the task reports its own end."""
+    w = world
+    instance_id = w.conductor.add()
+    w.domain(instance_id, base_image)
+    with w.locks.lock(instance_id):
+        w.driver.power_off(instance_id)
+        assert reconciler(w).sync_after_event(
+            CTXT, instance_id, events.SETTLES_TO["stopped"]) == events.BUSY
+        w.driver.power_on(instance_id)
+    assert w.reports("instance_power_sync") == []
+    assert reconciler(w).sync_after_event(CTXT, instance_id, None) == events.DONE
+    assert w.reports("instance_power_sync") == [("instance_power_sync", instance_id, A,
+                                                 "running")]
+
+
+def test_an_event_sync_waits_while_the_domain_still_changes(world, base_image):
+    """A "shutdown" event, but the domain reads running (a reboot going on):
+    nothing reported until the read after the debounce."""
+    w = world
+    instance_id = w.conductor.add()
+    w.domain(instance_id, base_image)
+    assert reconciler(w).sync_after_event(
+        CTXT, instance_id, events.SETTLES_TO["shutdown"]) == events.CHANGING
+    assert w.reports("instance_power_sync") == []
 
 
 # -- power tasks and deletes ---------------------------------------------------------------

@@ -173,21 +173,47 @@ def test_vm_state_for_power():
     assert states.vm_state_for_power("building", "shutdown") == "building"
 
 
-def test_events_debounce_and_collapse():
-    seen = []
-    done = threading.Event()
+class ScriptedSync:
+    """A sync answering from a script per call; every call recorded."""
 
-    def record(ctxt, uuid):
-        seen.append(uuid)
-        done.set()
+    def __init__(self, *answers):
+        self.answers, self.calls = list(answers), []
+        self.done = threading.Event()
+
+    def __call__(self, ctxt, uuid, expected):
+        self.calls.append((uuid, expected))
+        answer = self.answers.pop(0) if self.answers else events.DONE
+        if not self.answers:
+            self.done.set()
+        return answer
+
+
+def test_events_collapse_into_one_read_of_the_latest_hint():
+    sync = ScriptedSync(events.DONE)
     sync_ = events.PowerEventSync(debounce=0.2)
-    sync_.start(record)
+    # Noted before the reader starts: one read, of the latest event's kind.
+    sync_.on_event("vm-1", "stopped")
+    sync_.on_event("vm-1", "started")   # a reboot
+    sync_.on_event("vm-1", "defined")   # irrelevant
+    sync_.start(sync)
+    try:
+        wait_for(sync.done.is_set, 5, what="the read")
+        assert sync.calls == [("vm-1", None)]
+    finally:
+        sync_.stop()
+
+
+def test_a_stop_event_is_read_at_once_and_again_while_busy_or_changing():
+    """BUSY (a task holds the VM's lock): asked again with the same hint;
+    CHANGING (not stopped yet): read again after the debounce, reported as is."""
+    sync = ScriptedSync(events.BUSY, events.CHANGING, events.DONE)
+    sync_ = events.PowerEventSync(debounce=0.05)
+    sync_.start(sync)
     try:
         sync_.on_event("vm-1", "stopped")
-        sync_.on_event("vm-1", "started")   # a reboot: one read, after the debounce
-        sync_.on_event("vm-1", "defined")   # irrelevant
-        wait_for(done.is_set, 5, what="the debounced read")
-        assert seen == ["vm-1"]
+        wait_for(sync.done.is_set, 5, what="the reads")
+        stopped = events.SETTLES_TO["stopped"]
+        assert sync.calls == [("vm-1", stopped), ("vm-1", stopped), ("vm-1", None)]
     finally:
         sync_.stop()
 
