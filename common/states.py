@@ -99,9 +99,9 @@ ACTION_GUARDS = {
     "migrate": ((ACTIVE, STOPPED), RESIZE_PREP),
     "confirm_resize": ((RESIZED,), RESIZE_CONFIRMING),
     "revert_resize": ((RESIZED,), RESIZE_REVERTING),
-    # Not PAUSED (Nova allows it): the drivers' post_live_migration_at_destination
-    # runs the guest, so a paused one would arrive running.
-    "live_migrate": ((ACTIVE,), MIGRATING),
+    # A paused guest moves paused and stays paused on the destination (Nova's
+    # test_live_block_migration_paused).
+    "live_migrate": ((ACTIVE, PAUSED), MIGRATING),
     "evacuate": ((ACTIVE, STOPPED, ERROR), REBUILDING),
 }
 

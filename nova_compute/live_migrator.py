@@ -22,7 +22,7 @@ import logging
 import threading
 import time
 
-from common import exception
+from common import exception, states
 from nova_compute import builder, ownership
 from nova_compute.inflight import CancelRegistry
 
@@ -69,7 +69,9 @@ class LiveMigrator:
     def post_live_migration_at_destination(self, ctxt, instance_id, migration_uuid):
         """The VM's power state here once it is this host's domain."""
         with self.locks.lock(instance_id):
-            self.driver.post_live_migration_at_destination(instance_id)
+            current = self.conductor.instance_get(ctxt, instance_id)
+            paused = current is not None and current.get("vm_state") == states.PAUSED
+            self.driver.post_live_migration_at_destination(instance_id, paused=paused)
             return self.driver.get_info(instance_id)["power_state"]
 
     def rollback_live_migration_at_destination(self, ctxt, instance_id, migration_uuid):

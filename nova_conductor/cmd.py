@@ -11,6 +11,7 @@ from nova_compute.rpcapi import ComputeRPCAPI
 from nova_conductor import rpcapi
 from nova_conductor.db_metrics import DatabaseCollector
 from nova_conductor.manager import ConductorManager
+from nova_conductor.move_recovery import MoveRecovery
 from nova_conductor.tasks.build import BuildTask
 from nova_conductor.tasks.evacuate import EvacuateTask
 from nova_conductor.tasks.migrate import MigrateTask
@@ -57,6 +58,11 @@ def main(argv=None):
         service.PeriodicTask("watchdog", watchdog.run, conf.conductor.watchdog_interval,
                              delay=conf.conductor.watchdog_interval),
         # VMs in VERIFY_RESIZE past [compute] resize_confirm_window (0: never).
+        # Moves whose conductor died mid-way (nova_conductor/move_recovery.py);
+        # the first pass at start-up.
+        service.PeriodicTask("move-recovery",
+                             MoveRecovery(db, migrate_task, live_migration_task, conf).run,
+                             conf.conductor.watchdog_interval),
         service.PeriodicTask("resize-auto-confirm", migrate_task.confirm_expired,
                              conf.conductor.watchdog_interval,
                              delay=conf.conductor.watchdog_interval),

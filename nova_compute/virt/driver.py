@@ -353,11 +353,12 @@ class ComputeDriver(abc.ABC):
         return self.instance_exists(instance_id)
 
     @abc.abstractmethod
-    def post_live_migration_at_destination(self, instance_id):
+    def post_live_migration_at_destination(self, instance_id, paused=False):
         """Destination, after live_migration succeeded.
 
         Post: the domain is defined persistently here, with this host's
-        metadata, and runs. Idempotent."""
+        metadata, and runs (is paused if ``paused``: a guest that was
+        paused on the source). Idempotent."""
         raise NotImplementedError
 
     @abc.abstractmethod

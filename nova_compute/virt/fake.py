@@ -354,7 +354,7 @@ class FakeDriver(driver.ComputeDriver):
             del self._domains[instance_id]
             events.append((instance_id, "undefined"))
 
-    def post_live_migration_at_destination(self, instance_id):
+    def post_live_migration_at_destination(self, instance_id, paused=False):
         with self._events() as events:
             try:
                 dom = self._owned(instance_id)
@@ -362,8 +362,9 @@ class FakeDriver(driver.ComputeDriver):
                 raise exception.MigrationError(instance=instance_id,
                                                reason="no incoming domain here")
             dom.incoming = False
-            if dom.power_state != states.RUNNING:
-                set_power(dom, states.RUNNING, events)
+            want = states.PAUSED_POWER if paused else states.RUNNING
+            if dom.power_state != want:
+                set_power(dom, want, events)
 
     def rollback_live_migration_at_destination(self, instance_id):
         self.destroy(instance_id)

@@ -116,6 +116,17 @@ class LiveMigrationTask:
             if not vm_migrations.update_if(s, migration_uuid, {"status": "post-migrating"},
                                            expected_status=("running",)):
                 return False
+        return self.complete(ctxt, instance_id, migration_uuid)
+
+    def complete(self, ctxt, instance_id, migration_uuid):
+        """The move "post-migrating" (the guest left the source): the
+        destination settles it, the VM is its. Also the recovery's, when the
+        conductor that heard the success died before this ended."""
+        with self.db.transaction() as s:
+            move = vm_migrations.in_progress_by_uuid(s, migration_uuid)
+            if move is None or move.status != "post-migrating":
+                return False
+        host = move.source_host
         dest = move.dest_host
         power_state = states.RUNNING
         try:
@@ -155,6 +166,12 @@ class LiveMigrationTask:
             ctxt = _of_action(ctxt, s, migration_uuid)
         return self._rollback(ctxt, instance_id, migration_uuid, move.dest_host, reason,
                               status="cancelled" if aborted else "error")
+
+    def recover_roll_back(self, ctxt, instance_id, migration_uuid, dest, reason):
+        """The recovery's: the move ended before the copy started."""
+        if dest is None:
+            return self._end(ctxt, instance_id, migration_uuid, "error", reason)
+        return self._rollback(ctxt, instance_id, migration_uuid, dest, reason)
 
     # -- helpers ------------------------------------------------------------------
 

@@ -194,9 +194,49 @@ class MigrateTask:
         self.timeline.finish(ctxt, instance_id, "error", values.get("fault", message))
         return None
 
+    # -- recovery of a move whose conductor died (nova_conductor/move_recovery.py) --
+
+    def recover_roll_back(self, ctxt, instance_id, migration_uuid, reason):
+        """Before the source powered the VM off: end the move there."""
+        with self.db.transaction() as s:
+            old = _old_sizes(s, vm_migrations.get(s, migration_uuid))
+        return self._roll_back(ctxt, instance_id, migration_uuid, old, "recovery",
+                               exception.MigrationError(instance=instance_id, reason=reason))
+
+    def recover_revert_back(self, ctxt, instance_id, migration_uuid, reason):
+        """After the source powered the VM off (its disk set aside until a
+        confirm): the destination drops its copy if it answers (else it is
+        left shut off, which its reconcile finds an orphan), the source
+        takes the VM back, running if it ran (vm_state is the VM's before
+        the move until VERIFY_RESIZE)."""
+        with self.db.transaction() as s:
+            migration = vm_migrations.get(s, migration_uuid)
+            inst = db_api.instance_row(s, instance_id)
+            if inst is None:
+                return None
+            old = _old_sizes(s, migration)
+        if migration.dest_host is not None:
+            try:
+                self.compute.revert_resize(ctxt, migration.dest_host, instance_id,
+                                           migration_uuid, self.timeout)
+            except Exception as e:
+                LOG.warning("VM %s: destination %s did not drop its copy: %s", instance_id,
+                            migration.dest_host, exception.describe(e))
+        return self._roll_back(ctxt, instance_id, migration_uuid, old, "recovery",
+                               exception.MigrationError(instance=instance_id, reason=reason),
+                               revert_source=True, power_on=inst.vm_state == states.ACTIVE)
+
     def _given_up(self, ctxt, instance_id, migration_uuid, hosts):
         """The VM was deleted mid-move: its delete freed the allocations;
-        the move's ends drop what they hold of it."""
+        the move's ends drop what they hold of it. A VM still there and not
+        being deleted was taken over (a recovery that found this conductor silent too long):
+        nothing of it is touched."""
+        with self.db.transaction() as s:
+            inst = db_api.instance_row(s, instance_id)
+            if inst is not None and inst.task_state != states.DELETING:
+                LOG.warning("VM %s: move %s taken over meanwhile; leaving it", instance_id,
+                            migration_uuid)
+                return None
         LOG.info("VM %s: move %s overtaken (deleted?); cleaning up %s", instance_id,
                  migration_uuid, ", ".join(hosts))
         with self.db.transaction() as s:

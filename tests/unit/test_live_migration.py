@@ -174,6 +174,23 @@ def test_live_migration_there_and_back(w):
     assert domains(w.b, vm) == [] and len(domains(w.a, vm)) == 1
 
 
+def test_a_paused_vm_moves_paused_and_stays_paused(w):
+    """Nova's test_live_block_migration_paused."""
+    vm = build_on(w, A)
+    w.a.driver._domains[vm].power_state = states.PAUSED_POWER
+    with w.db.transaction() as s:
+        db_api.instance_update_if(s, vm, {"vm_state": states.PAUSED,
+                                          "power_state": states.PAUSED_POWER})
+    r = live_migrate(w, vm, host=B)
+    assert r.status_code == 202, r.text
+    inst = row(w.db, vm)
+    assert (inst.host, inst.vm_state, inst.task_state, inst.power_state) == (
+        B, states.PAUSED, None, states.PAUSED_POWER)
+    assert [d["power_state"] for d in domains(w.b, vm)] == [states.PAUSED_POWER]
+    assert domains(w.a, vm) == [] and held(w.db, vm) == [B]
+    assert migration(w.db, r.get_json()["migration"]).status == "completed"
+
+
 def test_nova_os_migrate_live(w):
     vm = build_on(w, A)
     url = "/compute/v2.1/servers/%s/action" % vm
@@ -219,10 +236,6 @@ def test_refusals_name_what_is_wrong(w):
         db_api.instance_update_if(s, vm, {"vm_state": states.STOPPED})
     r = live_migrate(w, vm, host=B)
     assert r.status_code == 409 and "SHUTOFF" in r.text
-    with w.db.transaction() as s:
-        db_api.instance_update_if(s, vm, {"vm_state": states.PAUSED})
-    r = live_migrate(w, vm, host=B)
-    assert r.status_code == 409 and "PAUSED" in r.text
     with w.db.transaction() as s:
         db_api.instance_update_if(s, vm, {"vm_state": states.ACTIVE,
                                           "task_state": states.REBOOTING})

@@ -382,12 +382,17 @@ class LibvirtDriver(LibvirtBase, driver.ComputeDriver):
             live_migration.settle(dom)
         return self.instance_exists(instance_id)
 
-    def post_live_migration_at_destination(self, instance_id):
+    def post_live_migration_at_destination(self, instance_id, paused=False):
         with self._owned(instance_id, "post live migration") as dom:
             if not dom.isPersistent():
                 self._define_domain(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_MIGRATABLE))
-            if dom.state()[0] not in guest.RUNNING_STATES:
+            state = dom.state()[0]
+            # libvirt keeps a guest paused at the source paused here.
+            if state not in guest.RUNNING_STATES and not (
+                    paused and state == libvirt.VIR_DOMAIN_PAUSED):
                 self._ensure_running(dom)
+            if paused and dom.state()[0] != libvirt.VIR_DOMAIN_PAUSED:
+                dom.suspend()
 
     def rollback_live_migration_at_destination(self, instance_id):
         self.destroy(instance_id)
