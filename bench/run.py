@@ -41,6 +41,12 @@ with what the same work costs without mininova:
   hosts, a stack of its own), against the same virsh migrate done directly
   (bench/p7_live_migration.py).
 
+Before each phase the machine's load is printed and the CPU others use
+over one second sampled (bench/quiet.py): a phase waits up to --quiet-wait
+seconds for at most --busy-threshold cores of others' use (another bench, a
+test run, a guest left running) and is refused (FAILED, with the top
+consumers named) when the machine stays busy, unless --busy-ok.
+
 A VM's status is watched in its DB row (a cheap primary-key SELECT every
 5 ms, see DB_POLL) and then confirmed through the API, whose answer times
 it: polling the API itself would take CPU from the guests being started.
@@ -73,7 +79,7 @@ import libvirt
 
 from bench import (p7_live_migration, p8_moves, p8_snapshot, phase_api, phase_burst,
                    phase_list, phase_memory, phase_openstack, phase_scale, phases_latency,
-                   profiling, report)
+                   profiling, quiet, report)
 from bench.harness import TINY, URI, Bench, log
 from common import exception
 
@@ -94,6 +100,10 @@ STACK_PHASES = (("floor+P1+P5", "p1", phases_latency), ("P8 snapshot", "p8", p8_
                 ("P10", "p10", phase_openstack), ("P4 list", "p4", phase_list),
                 ("P4 POST", "p4", phase_api),
                 ("P6", "p6", phase_memory))
+
+
+class MachineBusy(Exception):
+    """Others use the CPU: a phase measured now would not be comparable."""
 
 
 def environment():
@@ -161,6 +171,14 @@ def parse_args(argv):
                    default="active", help="with --profile: active (default: running "
                    "threads, waits in C calls included), gil (CPU of Python only) or idle "
                    "(every thread); --profile also samples pg_stat_activity during P4 POSTs")
+    p.add_argument("--busy-threshold", type=float, default=0.25,
+                   help="CPU cores others may use (over 1 s, before a phase) for the "
+                   "machine to count as quiet (default 0.25)")
+    p.add_argument("--quiet-wait", type=float, default=120,
+                   help="seconds a phase waits for a quiet machine before it is refused "
+                   "(default 120)")
+    p.add_argument("--busy-ok", action="store_true",
+                   help="measure a phase at once, busy machine or not (its load is reported)")
     args = p.parse_args(argv)
     args.only = {x.strip().lower() for x in args.only.split(",") if x.strip()}
     if args.skip_sim:
@@ -189,10 +207,29 @@ def main(argv=None):
 
     def attempt(phase, fn):
         """Run one phase; a failure is reported and the run goes on (this host
-        is shared: a broker or DB restart must not cost every figure)."""
+        is shared: a broker or DB restart must not cost every figure). A phase
+        (not the start) is refused while others use the CPU (bench/quiet.py)."""
         try:
+            if phase != "start":
+                own = [os.getpid()] + list(bench.daemon_pids().values() if bench.stack else ())
+                load = quiet.wait_quiet(own, args.busy_threshold,
+                                        0 if args.busy_ok else args.quiet_wait, log)
+                bench.results.setdefault("load_before", {})[phase] = load
+                log("%s: load average %s; CPU over 1 s: %.2f cores in all, %.2f the bench's, "
+                    "%.2f others'%s", phase, " ".join(load["loadavg"] or ()), load["machine"],
+                    load["own"], load["foreign"],
+                    "" if load["quiet"] else " (%s)" % quiet.describe_top(load["top"]))
+                if not load["quiet"] and not args.busy_ok:
+                    raise MachineBusy(
+                        "refused: %.2f cores used by others after waiting %.0f s (%s); "
+                        "figures would not be comparable (--busy-ok measures anyway)"
+                        % (load["foreign"], load["waited_s"], quiet.describe_top(load["top"])))
             fn()
             return True
+        except MachineBusy as exc:
+            errors[phase] = str(exc)
+            log("%s %s", phase, exc)
+            return False
         except Exception as exc:
             errors[phase] = exception.describe(exc)
             log("%s FAILED:\n%s", phase, traceback.format_exc())

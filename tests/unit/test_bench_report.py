@@ -77,6 +77,8 @@ def test_main_reports_a_phase_that_raises(monkeypatch, tmp_path):
     """run.main's wiring: one phase raises, the next still runs; the JSON, the
     table and the exit status all say so."""
     class StubBench:
+        stack = None
+
         def __init__(self, args, workdir):
             self.results = {}
             self.profiler = type("P", (), {"files": []})()
@@ -93,6 +95,7 @@ def test_main_reports_a_phase_that_raises(monkeypatch, tmp_path):
     monkeypatch.setattr(bench_run, "TINY", __file__)
     monkeypatch.setattr(bench_run, "environment", lambda: {
         "cpus": 2, "loadavg_at_start": ["0", "0", "0"], "other_guests_running_at_start": 0})
+    monkeypatch.setattr(bench_run.quiet, "wait_quiet", lambda *a: dict(QUIET))
     monkeypatch.setattr(bench_run.phase_list, "run", broken)
     monkeypatch.setattr(bench_run.phase_api, "run", lambda bench: bench.results.update(
         p4_post_p50_ms=10.0, p4_post_failures=0, p4_post_concurrency=10))
@@ -105,6 +108,42 @@ def test_main_reports_a_phase_that_raises(monkeypatch, tmp_path):
     assert r["goals_met"]["P4 GET /v1/vms @1000 p99, churn 5%/s"] is False
     assert r["goals_met"]["P4 POST /v1/vms p50, 10 clients"] is True
     assert r["p4_get_p99_ms"] is None
+
+
+def test_main_refuses_a_phase_while_others_use_the_cpu(monkeypatch, tmp_path):
+    """A phase is not measured on a busy machine: refused, the consumers named."""
+    class StubBench:
+        stack = None
+
+        def __init__(self, args, workdir):
+            self.results = {}
+            self.profiler = type("P", (), {"files": []})()
+
+        def start(self):
+            pass
+
+        def stop(self):
+            pass
+    ran = []
+    busy = dict(QUIET, foreign=1.4, quiet=False, waited_s=120.0,
+                top=[("qemu-system-x86", 4242, 0.9)])
+    monkeypatch.setattr(bench_run, "Bench", StubBench)
+    monkeypatch.setattr(bench_run, "TINY", __file__)
+    monkeypatch.setattr(bench_run, "environment", lambda: {
+        "cpus": 2, "loadavg_at_start": ["0", "0", "0"], "other_guests_running_at_start": 0})
+    monkeypatch.setattr(bench_run.quiet, "wait_quiet", lambda *a: dict(busy))
+    monkeypatch.setattr(bench_run.phase_list, "run", lambda bench: ran.append("list"))
+    monkeypatch.setattr(bench_run.phase_api, "run", lambda bench: ran.append("api"))
+    out = tmp_path / "r.json"
+    assert bench_run.main(["--only", "p4", "--json", str(out)]) == 1
+    r = json.loads(out.read_text())
+    assert ran == [] and r["phases"]["P4 list"] == "failed"
+    assert "qemu-system-x86[4242]" in r["errors"]["P4 list"]
+    assert r["load_before"]["P4 POST"]["foreign"] == 1.4
+
+
+QUIET = {"machine": 0.1, "own": 0.05, "foreign": 0.05, "top": [], "loadavg": ["0.1"] * 3,
+         "quiet": True, "waited_s": 0.0}
 
 
 # -- counting failed requests ------------------------------------------------
