@@ -97,6 +97,22 @@ api_opts = [
                       "noticed); mininova-manage waits that long (+1 s) at most, and must "
                       "see the same value as the API. With SQLite nothing is cached. 0: no "
                       "cache."),
+    cfg.FloatOpt("healthcheck_cache_seconds", default=1.0, min=0.0,
+                 help="GET /healthcheck (for a load balancer) answers from its last verdict "
+                      "for this long: the database and the broker are probed at most once "
+                      "per period, however many balancers poll."),
+    cfg.FloatOpt("healthcheck_timeout", default=2.0, min=0.1,
+                 help="Seconds GET /healthcheck gives the database and the broker to answer "
+                      "(a connect, SELECT 1, an AMQP channel opened) before it answers 503 "
+                      "naming the one that did not."),
+    cfg.StrOpt("healthcheck_disable_file", default="",
+               help="While this file exists GET /healthcheck answers 503 \"disabled by "
+                    "file\": the load balancer sends this API no new requests (drain it "
+                    "before a restart). Empty: none."),
+    cfg.IntOpt("idempotency_key_seconds", default=86400, min=60,
+               help="How long the X-Idempotency-Key of a POST /v1/vms holds: the same key "
+                    "from the same project within this time returns the VM the first "
+                    "request created (202, same id) instead of creating another."),
     cfg.StrOpt("unique_vm_name_scope", default="project", choices=["project", "global", ""],
                help="Where a new VM's name must be unique among live VMs: 'project' (its "
                     "project's), 'global' (all projects'), or empty: nowhere, names may "

@@ -178,6 +178,19 @@ class DuplicateName(Conflict):
     msg_fmt = "A %(kind)s named '%(name)s' already exists."
 
 
+class IdempotencyKeyReused(Conflict):
+    """An X-Idempotency-Key sent again within its window with another request."""
+    msg_fmt = ("X-Idempotency-Key '%(key)s' was used by this project within the last "
+               "%(seconds)d s for a create with another body (VM %(vm)s); use a new key "
+               "for a new request.")
+
+
+class IdempotentVMGone(Conflict):
+    """The VM an X-Idempotency-Key created is deleted: nothing to replay."""
+    msg_fmt = ("VM %(vm)s, which the create with X-Idempotency-Key '%(key)s' made, has "
+               "been deleted since; use a new key to create another.")
+
+
 class InvalidGlobalAPIVersion(MininovaException):
     """A microversion outside what the compute API serves (Nova's 406)."""
 

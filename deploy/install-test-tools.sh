@@ -2,7 +2,9 @@
 # What `make test` needs beyond a mininova host (deploy/install-host.sh):
 # the shellcheck linter (for the set-up scripts), ruby (`ruby -wc Vagrantfile`),
 # systemd-analyze (the units are verified), xorriso (reads config drives back),
-# OpenSSH's client (logs into guests), and cloud-init's own config-drive reader:
+# OpenSSH's client (logs into guests), HAProxy (in front of several APIs: the
+# lab's deploy/lab/ha-apis.sh runs its own haproxy process, never the system's
+# service), and cloud-init's own config-drive reader:
 # Debian's cloud-init package unpacked into $CLOUD_INIT_DIR, never installed (on
 # a host it would act at the next boot); its Python dependencies come with the
 # venv's test extras. Installs only what is missing.
@@ -14,6 +16,7 @@ command -v ruby >/dev/null || todo+=(ruby)
 command -v systemd-analyze >/dev/null || todo+=(systemd)
 command -v xorriso >/dev/null || todo+=(xorriso)
 command -v ssh >/dev/null && command -v ssh-keygen >/dev/null || todo+=(openssh-client)
+command -v haproxy >/dev/null || [[ -x /usr/sbin/haproxy ]] || todo+=(haproxy)
 apt_updated=0
 if ((${#todo[@]})); then
     echo "install-test-tools.sh: installing ${todo[*]}"

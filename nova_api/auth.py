@@ -27,7 +27,8 @@ from common import exception
 from common.db import auth as db_auth
 from common.db.models import utcnow
 
-PUBLIC = {("GET", "/"), ("GET", "/v1"), ("GET", "/v1/openapi.json"), ("GET", "/metrics")}
+PUBLIC = {("GET", "/"), ("GET", "/v1"), ("GET", "/v1/openapi.json"), ("GET", "/metrics"),
+          ("GET", "/healthcheck"), ("HEAD", "/healthcheck")}
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 MAX_ENTRIES = 10000
 

@@ -5,7 +5,7 @@ import sys
 from common import config, log, rpc, service
 from common.db.revocations import RevocationListener
 from common.db.session import Database
-from nova_api import http_server
+from nova_api import healthcheck, http_server
 from nova_api.app import create_app
 from nova_api.build_client import BuildClient
 from nova_compute.rpcapi import ComputeRPCAPI
@@ -27,7 +27,18 @@ def build_app(conf):
                          SchedulerRPCAPI(transport, version_cap=levels.scheduler))
     return create_app(conf, db, builds,
                       ComputeRPCAPI(transport, version_cap=levels.compute),
-                      revocations=revocations)
+                      revocations=revocations, health=health_check(conf))
+
+
+def health_check(conf):
+    """/healthcheck's probes: the database, and the broker unless the
+    transport is in-process (memory://, nothing to reach)."""
+    api = conf.api
+    probes = [healthcheck.DatabaseProbe(config.database_url(conf), api.healthcheck_timeout)]
+    if not conf.transport_url.startswith("memory://"):
+        probes.append(healthcheck.BrokerProbe(conf.transport_url, api.healthcheck_timeout))
+    return healthcheck.HealthCheck(probes, api.healthcheck_cache_seconds,
+                                   api.healthcheck_timeout, api.healthcheck_disable_file)
 
 
 def body_cap(api_conf):

@@ -11,7 +11,7 @@ import functools
 
 from common.db import auth as db_auth
 from common.db import hosts as db_hosts
-from nova_api import validation
+from nova_api import idempotency, validation
 from nova_api.blueprints import (images, migrations, quotas, server_groups, services,
                                   versions, vms)
 
@@ -224,6 +224,24 @@ def _op(op_id, summary, ok, errors, ok_schema=None, params=(), body=None, public
     return op
 
 
+def _healthcheck_op():
+    text = {"text/plain": {"schema": {"type": "string"}}}
+    op = _op("healthcheck", "For load balancers: OK while this API reaches the database "
+             "and the message broker (HEAD too)", 200, (), public=True, content=text)
+    op["responses"]["503"] = {"description": "What this API cannot reach, e.g. "
+                              "\"database unreachable (OperationalError)\", or \"disabled "
+                              "by file\" ([api] healthcheck_disable_file)",
+                              "headers": _REQUEST_ID, "content": text}
+    return op
+
+
+_IDEMPOTENCY_KEY = {
+    "name": idempotency.HEADER, "in": "header", "required": False,
+    "schema": {"type": "string", "pattern": idempotency.KEY_PATTERN},
+    "description": "Makes a retry safe: the same key from the same project within [api] "
+                   "idempotency_key_seconds creates one VM; the repeats answer 202 with that "
+                   "VM as it is now (header X-Idempotent-Replayed: true), or 409 if the key "
+                   "came with another body or the VM was deleted since."}
 _JSON_BODY_ERRORS = (400, 413, 415)
 _VM = {"$ref": "#/components/parameters/vm"}
 
@@ -245,10 +263,11 @@ def _paths():
         "/metrics": {"get": _op(
             "metrics", "Prometheus metrics of this API process (text format)", 200, (),
             public=True, content={"text/plain": {"schema": {"type": "string"}}})},
+        "/healthcheck": {"get": _healthcheck_op()},
         "/v1/vms": {
             "post": _op("createVM", "Create a VM: stored in BUILD, its build cast to the conductor",
                         202, _JSON_BODY_ERRORS + (403, 404, 409, 503), ok_schema=vm_wrap,
-                        headers=("Location",), body=_body(
+                        headers=("Location",), params=(_IDEMPOTENCY_KEY,), body=_body(
                             vms.CREATE_SCHEMA,
                             {"name": "web1", "image": "blank", "flavor": "m1.tiny"})),
             "get": _op("listVMs", "The caller's project's VMs, oldest first, a page at a "

@@ -4,6 +4,7 @@ Long work is never done here: create writes a BUILD row and casts its build
 to the conductor; delete marks the row and casts to the owning compute host."""
 import logging
 import secrets
+import uuid
 
 from common import exception, payloads, states
 from common.db import actions
@@ -13,7 +14,7 @@ from common.db import hosts as db_hosts
 from common.db import images as db_images
 from common.db import instance_metadata, keypairs, quota_sets, vm_migrations
 from common.timeline import DbSink, Timeline
-from nova_api import lookups, vm_fields
+from nova_api import idempotency, lookups, vm_fields
 
 LOG = logging.getLogger(__name__)
 UNSET = object()  # update(): a field not given (None clears an access IP)
@@ -26,9 +27,11 @@ def random_mac():
 
 class VMService:
     def __init__(self, db, build_client, compute_rpcapi, host="api", quota_defaults=None,
-                 name_scope="project"):
-        """``name_scope``: [api] unique_vm_name_scope (project, global or "")."""
+                 name_scope="project", idempotency_seconds=86400):
+        """``name_scope``: [api] unique_vm_name_scope (project, global or "");
+        ``idempotency_seconds``: [api] idempotency_key_seconds."""
         self.db = db
+        self.keys = idempotency.IdempotentCreates(db, idempotency_seconds)
         self.name_scope = name_scope
         self.host = host
         self.quota_defaults = quota_defaults or {"instances": -1, "cores": -1, "ram": -1}
@@ -39,11 +42,18 @@ class VMService:
 
     def create(self, ctxt, name, image_ref, flavor_ref, group_ref=None, *, metadata=None,
                key_name=None, user_data=None, access_ipv4=None, access_ipv6=None,
-               disk_config="MANUAL"):
+               disk_config="MANUAL", idempotency_key=None, request_hash=""):
         """Store a VM in BUILD and cast its build to the conductor; returns its
         fields as a dict (``db_api.instance_insert``) plus its ``metadata``.
         ``key_name``: one of the caller's keypairs, whose public key the VM
-        keeps (Invalid if the caller has none by that name)."""
+        keeps (Invalid if the caller has none by that name).
+        ``idempotency_key``: the project's create with that key (and
+        ``request_hash``, of its body) within ``idempotency_seconds`` made a
+        VM already: that VM is returned as it is now (an ORM object, plus
+        ``replayed = True``) instead of a second one (nova_api/idempotency.py)."""
+        held = self.keys.held(ctxt, idempotency_key) if idempotency_key is not None else None
+        if held is not None:  # a retry: no lookups, no quota
+            return self.keys.replay(ctxt, idempotency_key, request_hash, held)
         metadata = vm_fields.metadata_items(metadata or {})
         fields = {"user_data": vm_fields.user_data(user_data),
                   "access_ipv4": vm_fields.access_ip(access_ipv4, 4, "accessIPv4"),
@@ -60,14 +70,45 @@ class VMService:
         if flavor.root_gb < image.min_disk:
             raise exception.Invalid(reason="flavor %s has a %d GB disk; image %s needs %d GB"
                                     % (flavor.name, flavor.root_gb, image.name, image.min_disk))
+        vm_id = str(uuid.uuid4())
+        try:
+            vm, action_id = self._store(ctxt, vm_id, name, image, flavor, group_ref, key_name,
+                                        metadata, fields, idempotency_key, request_hash)
+        except idempotency.KeyHeld as e:
+            return self.keys.replay(ctxt, idempotency_key, request_hash, e.row)
+        LOG.info("VM %s (%s) accepted, scheduling", vm["id"], name)
+        try:
+            # The action id travels with the build: nobody looks it up again.
+            self.build_client.build_instances(ctxt, vm["id"], action_id=action_id)
+        except exception.ServiceUnavailable as e:
+            # Nothing may be left behind: the row goes, the user gets the 503,
+            # and a retry with the same key creates anew.
+            with self.db.transaction() as s:
+                db_api.instance_soft_delete(s, vm["id"])
+                if idempotency_key is not None:
+                    self.keys.release(s, ctxt, idempotency_key, vm["id"])
+            self.timeline.finish(ctxt, vm["id"], "error", e.message)
+            raise
+        if idempotency_key is not None:
+            self.keys.purge_expired()
+        return vm
+
+    def _store(self, ctxt, vm_id, name, image, flavor, group_ref, key_name, metadata, fields,
+               idempotency_key, request_hash):
+        """One transaction: the key claimed (first: a racing create with it
+        waits here, holding nothing), the VM, its metadata, its action, the
+        quota. (vm, action id); KeyHeld (rolled back) if the key is another
+        create's."""
         with self.db.transaction() as s:
+            if idempotency_key is not None:
+                self.keys.claim(s, ctxt, idempotency_key, vm_id, request_hash)
             group = db_hosts.group_get(s, ctxt.project_id, group_ref) if group_ref else None
             if key_name is not None:
                 fields.update(key_name=key_name, key_data=self._public_key(s, ctxt, key_name))
             if metadata:  # none: nothing to count against the limit, nothing to store
                 vm_fields.metadata_count(len(metadata), self._metadata_limit(s, ctxt.project_id))
             vm = db_api.instance_insert(
-                s, name=name, project_id=ctxt.project_id, user_id=ctxt.user_id,
+                s, id=vm_id, name=name, project_id=ctxt.project_id, user_id=ctxt.user_id,
                 image_id=image.id, flavor_id=flavor.id, vcpus=flavor.vcpus,
                 memory_mb=flavor.memory_mb, root_gb=flavor.root_gb,
                 vm_state=states.BUILDING, task_state=states.SCHEDULING,
@@ -83,17 +124,7 @@ class VMService:
             # which every create of the project waits for.
             db_auth.quota_reserve(s, ctxt.project_id, self.quota_defaults,
                                   flavor.vcpus, flavor.memory_mb)
-        LOG.info("VM %s (%s) accepted, scheduling", vm["id"], name)
-        try:
-            # The action id travels with the build: nobody looks it up again.
-            self.build_client.build_instances(ctxt, vm["id"], action_id=action_id)
-        except exception.ServiceUnavailable as e:
-            # Nothing may be left behind: the row goes, the user gets the 503.
-            with self.db.transaction() as s:
-                db_api.instance_soft_delete(s, vm["id"])
-            self.timeline.finish(ctxt, vm["id"], "error", e.message)
-            raise
-        return vm
+        return vm, action_id
 
     def _name_scope_key(self, ctxt):
         """The VM's ``name_scope``: a unique index on (name_scope, name) among

@@ -421,3 +421,15 @@ class AuthEpoch(Base):
     __tablename__ = "auth_epoch"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     n: Mapped[int] = mapped_column(BigInteger)
+
+
+class IdempotencyKey(Base):
+    """The VM a project's create with this X-Idempotency-Key made (common/db/idempotency.py)."""
+    __tablename__ = "idempotency_keys"
+    project_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    instance_id: Mapped[str] = mapped_column(String(36))
+    # sha256 of the create's body: the same key with another body is refused.
+    request_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime.datetime] = mapped_column(DateTime)
+    __table_args__ = (Index("ix_idempotency_keys_created_at", "created_at"),)

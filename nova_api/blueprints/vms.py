@@ -4,7 +4,7 @@ from flask import Blueprint, current_app, g, jsonify, request
 
 from common.db import api as db_api
 from common import exception
-from nova_api import validation, views, vm_fields
+from nova_api import idempotency, validation, views, vm_fields
 
 bp = Blueprint("vms", __name__, url_prefix="/v1/vms")
 bp.before_request(validation.check_path_params)
@@ -168,12 +168,20 @@ def _vm_detail(vm, metadata):
 
 @bp.post("")
 def create():
+    key = idempotency.parse_key(request.headers.get(idempotency.HEADER))
     body = validation.json_body(CREATE_SCHEMA)
     vm = _vm_service().create(g.context, body["name"], body["image"], body["flavor"],
                               group_ref=body.get("group"), metadata=body.get("metadata"),
-                              key_name=body.get("key_name"), user_data=body.get("user_data"))
-    response = _json_response(_vm_detail(vm, vm["metadata"]), 202)
-    response.headers["Location"] = "/v1/vms/%s" % vm["id"]
+                              key_name=body.get("key_name"), user_data=body.get("user_data"),
+                              idempotency_key=key,
+                              request_hash=idempotency.body_hash(body) if key else "")
+    if getattr(vm, "replayed", False):  # the key's first create made it: same answer
+        response = _json_response(_vm_detail(vm, vm.metadata_items), 202)
+        response.headers["X-Idempotent-Replayed"] = "true"
+    else:
+        response = _json_response(_vm_detail(vm, vm["metadata"]), 202)
+    vm_id = vm.id if hasattr(vm, "id") else vm["id"]
+    response.headers["Location"] = "/v1/vms/%s" % vm_id
     return response
 
 
