@@ -57,12 +57,19 @@ class Stack:
         self.debug = debug
         self.extra_conf = extra_conf
         self.procs = {}
+        self.haproxy = None
         self.http = requests.Session()
 
     # -- set-up -----------------------------------------------------------
-    def start(self, schedulers=1, compute=True, conductors=1):
+    def start(self, schedulers=1, compute=True, conductors=1, apis=1):
+        """``apis`` > 1: more API processes on ports of their own
+        (``api_urls``), HAProxy in front of them all (``haproxy``), and
+        ``url`` is HAProxy's."""
         self.configure()
         self.start_daemon("api")
+        self.api_urls = {"api": self.url}
+        for i in range(2, apis + 1):
+            self._start_extra_api("api%d" % i)
         for i in range(schedulers):
             self.start_daemon("scheduler" if i == 0 else "scheduler%d" % i, module="scheduler")
         for i in range(conductors):
@@ -70,9 +77,22 @@ class Stack:
         if compute:
             self.start_daemon("compute")
         wait_for(self._api_up, 30, what="the API")
+        if apis > 1:
+            from mininova_lab.haproxy import HAProxy
+            self.haproxy = HAProxy(os.path.join(self.workdir, "haproxy"), free_port(), {
+                name: url.split("//", 1)[1] for name, url in self.api_urls.items()}).start()
+            self.url = self.haproxy.url
         if compute:
             wait_for(self._compute_up, 30, what="compute heartbeat")
         return self
+
+    def _start_extra_api(self, name):
+        port = free_port()
+        conf = os.path.join(self.workdir, name + ".conf")
+        with open(conf, "w") as f:
+            f.write("[api]\nport = %d\n" % port)
+        self.start_daemon(name, module="api", extra_args=("--config-file", conf))
+        self.api_urls[name] = "http://127.0.0.1:%d" % port
 
     def configure(self):
         """The database, the vhost, the config file and the accounts: all
@@ -286,6 +306,8 @@ virt_type = auto
         return gone
 
     def stop(self):
+        if self.haproxy is not None:
+            self.haproxy.stop()
         for name in list(self.procs):
             self.stop_daemon(name)
         self.http.close()
