@@ -138,6 +138,11 @@ database_opts = [
                help="SQLAlchemy URL. Default: a SQLite file in state_path "
                     "(for trying things; use PostgreSQL for real)."),
     cfg.IntOpt("pool_size", default=10, min=1, help="Connections kept per process."),
+    cfg.FloatOpt("retry_seconds", default=3.0, min=0.0,
+                 help="How long a transaction waits for a database that went away (a "
+                      "restart, a failover) before failing with 503 (API) or being "
+                      "retried later (daemons): connecting again, and running again "
+                      "a transaction that the lost connection left unapplied."),
 ]
 
 scheduler_opts = [

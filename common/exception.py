@@ -234,6 +234,15 @@ class ServiceUnavailable(MininovaException):
     msg_fmt = "Service unavailable: %(reason)s"
 
 
+class DatabaseUnavailable(ServiceUnavailable):
+    """The database connection was lost; ``phase`` (common/db/retry.py: connect,
+    statement or commit) says whether the transaction may have been applied."""
+
+    def __init__(self, message=None, phase="connect", **kwargs):
+        self.phase = phase
+        super().__init__(message, **kwargs)
+
+
 class MessagingTimeout(ServiceUnavailable):
     msg_fmt = "No reply to RPC '%(method)s' on '%(topic)s' within %(timeout)s s."
 

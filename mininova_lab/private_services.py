@@ -144,6 +144,11 @@ class PgCluster:
     def stop(self):
         self._script("stop", self.name)
 
+    def kill(self):
+        """kill -9 of the postmaster and all its processes at once (a crash);
+        ``start`` then recovers from the WAL."""
+        return self._script("kill", self.name)
+
     def destroy(self):
         self._script("destroy", self.name)
 

@@ -17,7 +17,8 @@ GLANCE_UPLOAD = re.compile(r"^/image/v2/images/[^/]+/file/?\Z")
 
 
 def build_app(conf):
-    db = Database(config.database_url(conf), pool_size=conf.database.pool_size)
+    db = Database(config.database_url(conf), pool_size=conf.database.pool_size,
+                  retry_seconds=conf.database.retry_seconds)
     transport = rpc.get_transport(conf.transport_url, **config.transport_options(conf))
     # The token cache needs revocations announced: PostgreSQL's NOTIFY.
     revocations = (RevocationListener(db).start()

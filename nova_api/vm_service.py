@@ -99,7 +99,7 @@ class VMService:
         waits here, holding nothing), the VM, its metadata, its action, the
         quota. (vm, action id); KeyHeld (rolled back) if the key is another
         create's."""
-        with self.db.transaction() as s:
+        def store(s):
             if idempotency_key is not None:
                 self.keys.claim(s, ctxt, idempotency_key, vm_id, request_hash)
             group = db_hosts.group_get(s, ctxt.project_id, group_ref) if group_ref else None
@@ -124,7 +124,13 @@ class VMService:
             # which every create of the project waits for.
             db_auth.quota_reserve(s, ctxt.project_id, self.quota_defaults,
                                   flavor.vcpus, flavor.memory_mb)
-        return vm, action_id
+            return vm, action_id
+
+        # Run again if the database went away before the commit (nothing was
+        # stored); lost at the commit itself: 503 saying the outcome is unknown
+        # (a client retrying with its X-Idempotency-Key then gets the VM if it
+        # was made).
+        return self.db.run(store)
 
     def _name_scope_key(self, ctxt):
         """The VM's ``name_scope``: a unique index on (name_scope, name) among

@@ -25,7 +25,8 @@ def main(argv=None):
     conf = config.parse_args(sys.argv[1:] if argv is None else argv, prog="mininova-conductor")
     log.setup(conf, "mininova-conductor")
     rpc.protocol.set_sender("conductor", conf.host)  # "sender" in its messages
-    db = Database(config.database_url(conf), pool_size=conf.database.pool_size)
+    db = Database(config.database_url(conf), pool_size=conf.database.pool_size,
+                  retry_seconds=conf.database.retry_seconds)
     transport = rpc.get_transport(conf.transport_url, **config.transport_options(conf))
     levels = conf.upgrade_levels
     compute = ComputeRPCAPI(transport, version_cap=levels.compute)

@@ -66,9 +66,8 @@ EXIT_NOT_AUDITED = 4         # a compute host was down or did not answer (2: usa
 def observe_db(db):
     """A DbView from one consistent snapshot (REPEATABLE READ on PostgreSQL;
     SQLite transactions are serialized anyway)."""
-    with db.transaction() as s:
-        if db.dialect == "postgresql":
-            s.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+    with db.transaction(isolation_level="REPEATABLE READ"
+                        if db.dialect == "postgresql" else None) as s:
         now = utcnow()
         instances = {r.id: {"host": r.host, "vm_state": r.vm_state, "task_state": r.task_state,
                             "updated_at": r.updated_at}

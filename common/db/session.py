@@ -1,17 +1,23 @@
 """Engine and transactions.
 
 Callers hold an ``Database`` (injected into services) and do their work in
-``with db.transaction() as s:``. Database outages surface as
-``ServiceUnavailable`` so the API answers 503 instead of 500.
+``with db.transaction() as s:``, or ``db.run(fn)`` for a transaction that may
+be run again after a lost connection. Database outages surface as
+``DatabaseUnavailable`` (a ``ServiceUnavailable``: 503 from the API, a retry
+of the cast in the daemons) naming the phase the connection was lost in
+(common/db/retry.py).
 """
 import contextlib
 import logging
 import select
+import time
 
 import sqlalchemy as sa
 from sqlalchemy import event, exc, orm
 
 from common import exception
+from common.db import retry
+from common.db.retry import COMMIT, CONNECT, STATEMENT
 
 LOG = logging.getLogger(__name__)
 
@@ -19,6 +25,10 @@ LOG = logging.getLogger(__name__)
 # Recycle connections older than this at checkout (e.g. against idle timeouts
 # of something between us and the server that would cut them silently).
 POOL_RECYCLE_SECONDS = 3600
+# How long a transaction waits for the database to come back (a restart, a
+# failover) before giving up: connecting again, and for ``run`` running the
+# transaction again when that is safe.
+RETRY_SECONDS = 3.0
 
 
 def _dead_at_checkout(dbapi_conn, _record, _proxy):
@@ -51,8 +61,11 @@ def _sqlite_pragmas(dbapi_conn, _record):
 
 
 class Database:
-    def __init__(self, url, pool_size=10):
+    def __init__(self, url, pool_size=10, retry_seconds=RETRY_SECONDS,
+                 clock=time.monotonic, sleep=time.sleep):
         self.url = url
+        self.retry_seconds = retry_seconds
+        self._clock, self._sleep = clock, sleep
         kwargs = {"future": True}
         if url.startswith("sqlite"):
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": 10}
@@ -63,8 +76,8 @@ class Database:
         if not url.startswith("sqlite"):
             # A restarted PostgreSQL leaves dead pooled connections: found at
             # checkout by a look at the socket. One that dies while in use
-            # fails its statement (503 below); SQLAlchemy then invalidates the
-            # whole pool, so the next request reconnects.
+            # fails its statement (DatabaseUnavailable below); SQLAlchemy then
+            # invalidates the whole pool, so the next transaction reconnects.
             event.listen(self.engine, "checkout", _dead_at_checkout)
         if url.startswith("sqlite"):
             event.listen(self.engine, "connect", _sqlite_pragmas)
@@ -80,44 +93,93 @@ class Database:
         return self.engine.dialect.name
 
     @contextlib.contextmanager
-    def transaction(self):
-        """A session in a transaction: committed on success, rolled back on error."""
-        session = self._sessionmaker()
+    def transaction(self, isolation_level=None):
+        """A session in a transaction: committed on success, rolled back on error.
+        Its connection is had first, waiting up to ``retry_seconds`` for a
+        database that is restarting; a connection lost later raises
+        DatabaseUnavailable with the phase it was lost in. ``isolation_level``:
+        the transaction's, if not the default (e.g. "REPEATABLE READ")."""
+        session, phase = None, CONNECT
         try:
-            with session.begin():
-                yield session
-        except exc.InterfaceError as e:
-            raise exception.ServiceUnavailable(reason="database unreachable") from e
-        except exc.DBAPIError as e:
-            if _is_disconnect(e):
-                LOG.warning("database unreachable: %s", str(e.orig).strip())
-                raise exception.ServiceUnavailable(reason="database unreachable") from e
-            raise
-        except exc.TimeoutError as e:  # no pooled connection free in time
-            raise exception.ServiceUnavailable(reason="database busy: %s" % e) from e
+            session = self._connected_session(isolation_level)
+            phase = STATEMENT
+            yield session
+            session.flush()
+            phase = COMMIT
+            session.commit()
+        except BaseException as e:
+            if session is not None:
+                _rollback(session)
+            translated = _translated(e, phase)
+            if translated is e:
+                raise
+            raise translated from e
         finally:
-            session.close()
+            if session is not None:
+                session.close()
+
+    def run(self, fn, idempotent=False):
+        """``fn(session)`` in a transaction; its result. Run again, within
+        ``retry_seconds``, after a lost connection that left nothing applied,
+        and after one lost at commit when ``idempotent`` (``fn`` looks before
+        it writes). ``fn`` must not have effects outside the session."""
+        backoff = retry.Backoff(self._clock, self._clock() + self.retry_seconds)
+        while True:
+            try:
+                with self.transaction() as s:
+                    return fn(s)
+            except exception.DatabaseUnavailable as e:
+                if not retry.may_run_again(e.phase, idempotent):
+                    raise
+                pause = backoff.pause()
+                if pause is None:
+                    raise
+                LOG.warning("database connection lost (%s); running the transaction again",
+                            e.phase)
+                self._sleep(pause)
+
+    def _connected_session(self, isolation_level=None):
+        """A session holding a connection (nothing sent yet): connecting is
+        always safe to retry."""
+        options = {"isolation_level": isolation_level} if isolation_level else {}
+        if self.dialect == "sqlite" and not options:
+            return self._sessionmaker()  # the connection when first used (nothing to retry)
+        backoff = None
+        while True:
+            session = self._sessionmaker()
+            try:
+                session.connection(execution_options=options)
+                return session
+            except exc.DBAPIError as e:
+                session.close()
+                if not retry.is_disconnect(e):
+                    raise
+                if backoff is None:
+                    backoff = retry.Backoff(self._clock, self._clock() + self.retry_seconds)
+                pause = backoff.pause()
+                if pause is None:
+                    raise
+                self._sleep(pause)
 
     def dispose(self):
         self.engine.dispose()
 
 
-# SQLSTATEs of a server going away: class 08 (connection exception),
-# admin_shutdown, crash_shutdown, cannot_connect_now.
-_DISCONNECT_PGCODES = ("57P01", "57P02", "57P03")
-_DISCONNECT_TEXT = (
-    "could not connect", "connection refused", "server closed the connection",
-    "terminating connection", "the database system is", "connection to server",
-    "ssl syscall error", "ssl connection has been closed", "connection already closed",
-    "no connection to the server", "could not receive data", "could not send data",
-    "connection reset by peer", "broken pipe")
+def _rollback(session):
+    try:
+        session.rollback()
+    except exc.DBAPIError:  # the connection is gone: so is its transaction
+        pass
 
 
-def _is_disconnect(e):
-    if e.connection_invalidated:
-        return True
-    code = getattr(e.orig, "pgcode", None)
-    if code and (code.startswith("08") or code in _DISCONNECT_PGCODES):
-        return True
-    text = str(e.orig).lower()
-    return any(s in text for s in _DISCONNECT_TEXT)
+def _translated(e, phase):
+    """The exception a transaction that failed with ``e`` in ``phase`` raises."""
+    if isinstance(e, exception.MininovaException):
+        return e
+    if isinstance(e, exc.DBAPIError) and (isinstance(e, exc.InterfaceError)
+                                          or retry.is_disconnect(e)):
+        LOG.warning("database unreachable (%s): %s", phase, str(e.orig).strip())
+        return exception.DatabaseUnavailable(reason=retry.reason(phase), phase=phase)
+    if isinstance(e, exc.TimeoutError):  # no pooled connection free in time
+        return exception.ServiceUnavailable(reason="database busy: %s" % e)
+    return e

@@ -6,11 +6,13 @@
 #
 # Usage: pg-cluster.sh create NAME PORT   (creates it, stopped)
 #        pg-cluster.sh start|stop|destroy NAME   (start: unless it runs)
+#        pg-cluster.sh kill NAME   (kill -9 of the postmaster and every process
+#            it started, together: a crash of the server; start recovers from WAL)
 set -euo pipefail
 PROG=pg-cluster.sh
 die() { echo "$PROG: $*" >&2; exit 1; }
 action=${1:-} name=${2:-}
-[[ -n $action && -n $name ]] || die "usage: $PROG create NAME PORT | start|stop|destroy NAME"
+[[ -n $action && -n $name ]] || die "usage: $PROG create NAME PORT | start|stop|kill|destroy NAME"
 version=$(find /etc/postgresql -mindepth 1 -maxdepth 1 -printf '%f\n' 2>/dev/null | sort -V | tail -n1)
 [[ -n $version ]] || die "no PostgreSQL installed (/etc/postgresql is empty)"
 
@@ -27,6 +29,25 @@ start)  # (idempotent)
     fi
     ;;
 stop) pg_ctlcluster --skip-systemctl-redirect "$version" "$name" stop -m fast ;;
+kill)
+    [[ -d /etc/postgresql/$version/$name ]] || die "no cluster $version $name"
+    datadir=$(pg_lsclusters -h "$version" "$name" | awk '{print $6}')
+    pidfile=$datadir/postmaster.pid
+    [[ -s $pidfile ]] || die "cluster $version $name is not running (no $pidfile)"
+    pid=$(head -n1 "$pidfile")
+    if ! [[ $pid =~ ^[0-9]+$ ]] || ! kill -0 "$pid" 2>/dev/null; then
+        die "no postmaster $pid"
+    fi
+    # The children first listed, then all killed at once: none outlives the
+    # postmaster (an orphaned backend would keep the shared memory attached).
+    mapfile -t children < <(ps -o pid= --ppid "$pid")
+    kill -9 "$pid" "${children[@]}"
+    for _ in $(seq 100); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.05
+    done
+    echo "killed postmaster $pid and ${#children[@]} children"
+    ;;
 destroy)
     if [[ -d /etc/postgresql/$version/$name ]]; then
         pg_dropcluster --stop "$version" "$name"
