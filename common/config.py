@@ -330,6 +330,17 @@ upgrade_levels_opts = [
         ("compute", "mininova-compute", "nova_compute"))
 ]
 
+def _transport_url_opt(binary):
+    return cfg.StrOpt("transport_url", default="", secret=True,
+                      help="The message bus as %s reaches it: its own broker account "
+                           "(README, Broker accounts). Empty: [DEFAULT] transport_url." % binary)
+
+
+for _group, _binary in ((api_opts, "mininova-api"), (scheduler_opts, "mininova-scheduler"),
+                        (conductor_opts, "mininova-conductor"),
+                        (compute_opts, "mininova-compute")):
+    _group.append(_transport_url_opt(_binary))
+
 OPT_GROUPS = {
     "DEFAULT": default_opts,
     "api": api_opts,
@@ -373,6 +384,11 @@ def parse_args(argv, conf=CONF, prog=None, default_config_files=None):
     conf(argv, project="mininova", prog=prog,
          default_config_files=default_config_files)
     return conf
+
+
+def transport_url(conf, daemon):
+    """``[<daemon>] transport_url``, or ``[DEFAULT]``'s when that is empty."""
+    return getattr(conf, daemon).transport_url or conf.transport_url
 
 
 def transport_options(conf=CONF):

@@ -243,6 +243,13 @@ class DatabaseUnavailable(ServiceUnavailable):
         super().__init__(message, **kwargs)
 
 
+class BrokerAccessRefused(ServiceUnavailable):
+    """RabbitMQ refused this daemon's broker account something (ACCESS_REFUSED):
+    a message its role may not publish, or a queue it may not use."""
+
+    msg_fmt = "The message broker refused %(what)s: %(reason)s"
+
+
 class MessagingTimeout(ServiceUnavailable):
     msg_fmt = "No reply to RPC '%(method)s' on '%(topic)s' within %(timeout)s s."
 
@@ -267,6 +274,13 @@ class UnsupportedVersion(MalformedMessage):
 
 class NoSuchMethod(MalformedMessage):
     msg_fmt = "%(reason)s"
+
+
+class RPCForbidden(MalformedMessage):
+    """The sender's broker account (its role) may not send this message; see
+    ``common.rpc.policy``."""
+
+    msg_fmt = "%(sender)s may not send %(method)s: %(reason)s"
 
 
 class RPCVersionCapError(MininovaException):

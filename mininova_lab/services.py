@@ -8,7 +8,9 @@ databases, so each test makes and drops its own. RabbitMQ vhosts are made with
 ``rabbitmqctl``, which targets the node that RABBITMQ_CONF_ENV_FILE names when
 it is set (CI runs a node of its own)."""
 import functools
+import json
 import os
+import re
 import subprocess
 import urllib.parse
 
@@ -151,3 +153,30 @@ def add_vhost(vhost):
 
 def delete_vhost(vhost):
     rabbitmqctl("delete_vhost", vhost, check=False)
+
+
+def add_accounts(vhost, passwords, quorum=False, delivery_limit=None, ctl=None):
+    """Role accounts ({user: password}, common.rpc.accounts) on ``vhost``, in one
+    ``rabbitmqctl import_definitions`` (the passwords' hashes on its stdin).
+    ``ctl``: a rabbitmqctl(*args, input=) of another node (private_services)."""
+    from common.rpc import accounts
+    if delivery_limit is None:
+        delivery_limit = accounts.DEFAULT_DELIVERY_LIMIT
+    text = json.dumps(accounts.definitions(vhost, passwords, quorum, delivery_limit))
+    if ctl is None:
+        subprocess.run(["rabbitmqctl", "-q", "import_definitions"], input=text, text=True,
+                       capture_output=True, check=True, timeout=120)
+    else:
+        ctl("import_definitions", input=text)
+
+
+def delete_users(users, ctl=None):
+    """Delete broker ``users`` (names only on the command line) in one call."""
+    if not users:
+        return
+    names = ",".join('<<"%s">>' % u for u in users if re.fullmatch(r"[A-Za-z0-9_.-]+", u))
+    expr = "[rabbit_auth_backend_internal:delete_user(U, <<\"mininova-lab\">>) || U <- [%s]]." % names
+    if ctl is None:
+        rabbitmqctl("eval", expr, check=False)
+    else:
+        ctl("eval", expr)

@@ -1,8 +1,14 @@
 """A real mininova stack for end-to-end tests: the three daemons as processes,
 against the real RabbitMQ (a private vhost), PostgreSQL (a private database),
 both as mininova's own accounts (mininova_lab/services.py), and libvirtd. Several
-stacks can run at once without seeing each other."""
+stacks can run at once without seeing each other.
+
+With ``broker_accounts`` (or MININOVA_BROKER_ACCOUNTS=1) each daemon talks to
+RabbitMQ with its own least-privilege account (README "Broker accounts"):
+``<tag>.api``, ``.scheduler``, ``.conductor``, ``.manage`` (the config's
+[DEFAULT], for mininova-manage) and ``<tag>.compute.<host>`` per compute host."""
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -28,10 +34,11 @@ def free_port():
 
 class Stack:
     def __init__(self, workdir, compute_driver="libvirt", extra_conf="", network="mininova",
-                 debug=True, broker=services, database=services):
+                 debug=True, broker=services, database=services, broker_accounts=None):
         """``broker``/``database``: where the vhost and the database are made
         (mininova_lab/services.py: the shared ones; or a RabbitNode/PgCluster of
-        mininova_lab/private_services.py)."""
+        mininova_lab/private_services.py). ``broker_accounts``: see above
+        (None: MININOVA_BROKER_ACCOUNTS)."""
         self.tag = "e2e" + uuid.uuid4().hex[:8]
         self.broker, self.database = broker, database
         self.workdir = str(workdir)
@@ -59,6 +66,9 @@ class Stack:
         self.procs = {}
         self.haproxy = None
         self.http = requests.Session()
+        if broker_accounts is None:
+            broker_accounts = os.environ.get("MININOVA_BROKER_ACCOUNTS") == "1"
+        self.broker_passwords = {} if broker_accounts else None  # broker user -> password
 
     # -- set-up -----------------------------------------------------------
     def start(self, schedulers=1, compute=True, conductors=1, apis=1):
@@ -100,16 +110,24 @@ class Stack:
         os.makedirs(self.logs, exist_ok=True)
         self.database.create_database(self.db_name)
         self.broker.add_vhost(self.vhost)
+        urls = {}
+        if self.broker_passwords is not None:
+            users = {role: "%s.%s" % (self.tag, role)
+                     for role in ("api", "scheduler", "conductor", "manage")}
+            users["compute"] = "%s.compute.%s" % (self.tag, self.host)
+            self.add_broker_accounts(users.values())
+            urls = {role: self.broker_url(user) for role, user in users.items()}
         # It holds passwords and tokens: readable by the owner only.
         with open(os.open(self.conf_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
             f.write(f"""[DEFAULT]
 host = {self.host}
 state_path = {self.workdir}
-transport_url = {self.transport_url}
+transport_url = {urls.get("manage", self.transport_url)}
 debug = {str(self.debug).lower()}
 
 [api]
 port = {self.port}
+transport_url = {urls.get("api", "")}
 
 [database]
 connection = {self.db_url}
@@ -117,12 +135,15 @@ connection = {self.db_url}
 [scheduler]
 metrics_host = 127.0.0.1
 metrics_port = {self.metrics_ports["scheduler"]}
+transport_url = {urls.get("scheduler", "")}
 
 [conductor]
 metrics_host = 127.0.0.1
 metrics_port = {self.metrics_ports["conductor"]}
+transport_url = {urls.get("conductor", "")}
 
 [compute]
+transport_url = {urls.get("compute", "")}
 instances_path = {self.instances_path}
 image_cache_path = {self.cache_path}
 compute_driver = {self.compute_driver}
@@ -140,6 +161,34 @@ virt_type = auto
 """)
         self.manage("db", "sync")
         self.setup_credentials()
+
+    def _broker_ctl(self):
+        """None for the shared broker (services), else the private one's rabbitmqctl."""
+        if self.broker is services:
+            return None
+        return getattr(self.broker, "ctl", None) or self.broker.rabbitmqctl
+
+    def add_broker_accounts(self, users):
+        """Role accounts ``users`` (names as common.rpc.policy reads them) on
+        this stack's vhost, with new passwords, and the topology they may not
+        declare themselves."""
+        for user in users:
+            self.broker_passwords[user] = uuid.uuid4().hex
+        quorum = re.search(r"^\s*rabbit_quorum_queue\s*=\s*true", self.extra_conf, re.M | re.I)
+        limit = re.search(r"^\s*rabbit_quorum_delivery_limit\s*=\s*(\d+)", self.extra_conf,
+                          re.M)
+        services.add_accounts(self.vhost, self.broker_passwords, quorum=bool(quorum),
+                              delivery_limit=int(limit.group(1)) if limit else None,
+                              ctl=self._broker_ctl())
+
+    def broker_url(self, user):
+        """The stack's transport url as broker ``user`` (one of its accounts)."""
+        scheme, _, rest = self.transport_url.partition("://")
+        netlocs, slash, path = rest.partition("/")
+        password = self.broker_passwords[user]
+        hosts = [user + ":" + password + "@" + host.rpartition("@")[2]
+                 for host in netlocs.split(",")]
+        return scheme + "://" + ",".join(hosts) + slash + path
 
     def setup_credentials(self):
         """An admin (whose token this stack's HTTP session carries), unlimited
@@ -187,11 +236,17 @@ virt_type = auto
         workdir = os.path.join(self.workdir, host)
         conf = os.path.join(workdir, "compute.conf")
         os.makedirs(workdir, exist_ok=True)
-        with open(conf, "w") as f:
+        transport = ""
+        if self.broker_passwords is not None:
+            user = "%s.compute.%s" % (self.tag, host)
+            self.add_broker_accounts([user])
+            transport = "transport_url = %s\n" % self.broker_url(user)
+        with open(os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
             # metrics_port = 0: the first compute has the stack's metrics port.
             f.write("[DEFAULT]\nhost = %s\n\n[compute]\nmetrics_port = 0\ninstances_path = %s\n"
-                    "image_cache_path = %s\n%s\n" % (host, os.path.join(workdir, "instances"),
-                                                      os.path.join(workdir, "_base"), extra_conf))
+                    "image_cache_path = %s\n%s%s\n" % (host, os.path.join(workdir, "instances"),
+                                                        os.path.join(workdir, "_base"), transport,
+                                                        extra_conf))
         self.start_daemon("compute-" + host, module="compute", extra_args=("--config-file", conf))
         if wait:
             wait_for(lambda: self._compute_up(host), 30, what="compute %s heartbeat" % host)
@@ -313,6 +368,8 @@ virt_type = auto
         self.http.close()
         self.database.drop_database(self.db_name)
         self.broker.delete_vhost(self.vhost)
+        if self.broker_passwords:
+            services.delete_users(list(self.broker_passwords), ctl=self._broker_ctl())
 
     def logs_text(self):
         out = []

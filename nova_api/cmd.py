@@ -19,7 +19,8 @@ GLANCE_UPLOAD = re.compile(r"^/image/v2/images/[^/]+/file/?\Z")
 def build_app(conf):
     db = Database(config.database_url(conf), pool_size=conf.database.pool_size,
                   retry_seconds=conf.database.retry_seconds)
-    transport = rpc.get_transport(conf.transport_url, **config.transport_options(conf))
+    transport = rpc.get_transport(config.transport_url(conf, "api"),
+                                  **config.transport_options(conf))
     # The token cache needs revocations announced: PostgreSQL's NOTIFY.
     revocations = (RevocationListener(db).start()
                    if db.dialect == "postgresql" and conf.api.token_cache_seconds > 0 else None)
@@ -36,8 +37,9 @@ def health_check(conf):
     transport is in-process (memory://, nothing to reach)."""
     api = conf.api
     probes = [healthcheck.DatabaseProbe(config.database_url(conf), api.healthcheck_timeout)]
-    if not conf.transport_url.startswith("memory://"):
-        probes.append(healthcheck.BrokerProbe(conf.transport_url, api.healthcheck_timeout))
+    transport_url = config.transport_url(conf, "api")  # the API's own broker account
+    if not transport_url.startswith("memory://"):
+        probes.append(healthcheck.BrokerProbe(transport_url, api.healthcheck_timeout))
     return healthcheck.HealthCheck(probes, api.healthcheck_cache_seconds,
                                    api.healthcheck_timeout, api.healthcheck_disable_file)
 

@@ -18,7 +18,8 @@ def main(argv=None):
     rpc.protocol.set_sender("compute", conf.host)  # "sender" in its messages
     for path in (conf.compute.instances_path, conf.compute.image_cache_path):
         os.makedirs(path, exist_ok=True)
-    transport = rpc.get_transport(conf.transport_url, **config.transport_options(conf))
+    transport = rpc.get_transport(config.transport_url(conf, "compute"),
+                                  **config.transport_options(conf))
     events = PowerEventSync(conf.compute.stop_event_debounce)
     driver = get_driver(conf, lifecycle_callback=events.on_event)
     driver.init_host(conf.host)

@@ -12,6 +12,7 @@ import functools
 import logging
 
 from common import states
+from common.rpc import policy
 from common.timeline import Timeline
 from nova_compute import ownership
 from nova_compute.addresses import AddressWatcher
@@ -48,6 +49,25 @@ class ComputeManager:
         "finish_revert_resize", "pre_live_migration", "live_migration",
         "live_migration_abort", "post_live_migration_at_destination",
         "rollback_live_migration_at_destination"})
+    # Who may call each (common.rpc.policy): a user's actions come from the
+    # API (or the conductor acting on one), moves only from the conductor
+    # that orchestrates them, the audit from mininova-manage. Never another
+    # compute host.
+    RPC_POLICY = {
+        **dict.fromkeys(("terminate_instance", "get_console_output", "stop_instance",
+                         "start_instance", "reboot_instance", "pause_instance",
+                         "unpause_instance", "suspend_instance", "resume_instance",
+                         "rebuild_instance", "snapshot_instance", "backup_instance",
+                         "live_migration_abort"),
+                        policy.allow("api", "conductor", user_request=True)),
+        **dict.fromkeys(("build_instance", "evacuate_instance", "prep_resize",
+                         "resize_instance", "finish_resize", "confirm_resize", "revert_resize",
+                         "finish_revert_resize", "pre_live_migration", "live_migration",
+                         "post_live_migration_at_destination",
+                         "rollback_live_migration_at_destination"),
+                        policy.allow("conductor", user_request=True)),
+        **dict.fromkeys(("audit_report", "audit_fix"), policy.allow("manage")),
+    }
 
     def __init__(self, driver, conductor_api, image_cache, conf, report_deadline=120.0,
                  report_delay=0.5, image_uploader=None):

@@ -27,7 +27,8 @@ def main(argv=None):
     rpc.protocol.set_sender("conductor", conf.host)  # "sender" in its messages
     db = Database(config.database_url(conf), pool_size=conf.database.pool_size,
                   retry_seconds=conf.database.retry_seconds)
-    transport = rpc.get_transport(conf.transport_url, **config.transport_options(conf))
+    transport = rpc.get_transport(config.transport_url(conf, "conductor"),
+                                  **config.transport_options(conf))
     levels = conf.upgrade_levels
     compute = ComputeRPCAPI(transport, version_cap=levels.compute)
     # Uncapped: schedulers are upgraded together with the conductors

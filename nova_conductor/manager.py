@@ -20,6 +20,7 @@ from common.db import api as db_api
 from common.db import images as db_images
 from common.db.models import Instance, utcnow
 from common.fixed_networks import FixedNetwork
+from common.rpc import policy
 from common.timeline import DbSink, Timeline
 from nova_conductor.tasks.evacuate import EvacuateTask
 
@@ -39,6 +40,25 @@ class ConductorManager:
         "evacuation_failed", "evacuations_to_clean", "evacuation_source_cleaned",
         "migrate_server", "confirm_resize", "revert_resize", "live_migrate_instance",
         "live_migration_progress", "live_migration_succeeded", "live_migration_failed"})
+    # Who may call each (common.rpc.policy): the API's requests; the
+    # computes' reports, each about its own host.
+    _REPORT = policy.allow("compute", "conductor")
+    _REQUEST = policy.allow("api", "conductor", "scheduler", "manage", user_request=True)
+    RPC_POLICY = {
+        **dict.fromkeys(("build_instances", "evacuate_instance", "migrate_server",
+                         "confirm_resize", "revert_resize", "live_migrate_instance"), _REQUEST),
+        **dict.fromkeys(("service_heartbeat", "action_event", "action_finish"),
+                        policy.allow("compute", "conductor", "scheduler", "api")),
+        **dict.fromkeys(("instance_get", "instance_list_for_host", "instance_set_address",
+                         "instance_task_done", "instance_task_failed", "instance_power_sync",
+                         "instance_vanished", "instance_spawned",
+                         "instance_failed_builds_for_host", "instance_build_failed",
+                         "instance_build_interrupted", "instance_terminated",
+                         "fixed_ip_allocate", "evacuation_done", "evacuation_failed",
+                         "evacuations_to_clean", "evacuation_source_cleaned",
+                         "live_migration_progress", "live_migration_succeeded",
+                         "live_migration_failed"), _REPORT),
+    }
 
     def __init__(self, db, build_task=None, max_attempts=1, host="conductor",
                  evacuate_task=None, migrate_task=None, live_migration_task=None):

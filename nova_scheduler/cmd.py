@@ -16,7 +16,8 @@ def main(argv=None):
     rpc.protocol.set_sender("scheduler", conf.host)  # "sender" in its messages
     db = Database(config.database_url(conf), pool_size=conf.database.pool_size,
                   retry_seconds=conf.database.retry_seconds)
-    transport = rpc.get_transport(conf.transport_url, **config.transport_options(conf))
+    transport = rpc.get_transport(config.transport_url(conf, "scheduler"),
+                                  **config.transport_options(conf))
     # Uncapped: conductors are upgraded together with the schedulers (see rpcapi.py).
     scheduler = SchedulerManager(db, ConductorRPCAPI(transport), conf)
 

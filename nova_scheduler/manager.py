@@ -14,6 +14,7 @@ from common.db import api as db_api
 from common.db import hosts as db_hosts
 from common.db import images as db_images
 from common.db.models import utcnow
+from common.rpc import policy
 from nova_scheduler import filters
 from nova_scheduler.host_state import HostStateCache
 from nova_scheduler.move_placement import MovePlacement
@@ -25,6 +26,13 @@ class SchedulerManager:
     # What other daemons may call over the scheduler topic (see rpcapi.py).
     RPC_METHODS = frozenset({"select_destinations", "schedule_instance",
                              "select_move_destination"})
+    # Who may call each (common.rpc.policy): the conductor's placements;
+    # schedule_instance from APIs older than the conductor's build task.
+    RPC_POLICY = {
+        "select_destinations": policy.allow("conductor", user_request=True),
+        "select_move_destination": policy.allow("conductor", user_request=True),
+        "schedule_instance": policy.allow("api", "conductor", user_request=True),
+    }
 
     def __init__(self, db, conductor_rpcapi, conf):
         """``conductor_rpcapi``: where a create from an API older than the

@@ -102,7 +102,8 @@ class _ConsumerLoop:
         self._wakeup_w.close()
 
     # -- overridden by the two kinds of consumer ----------------------------
-    def _consume(self, channel):
+    def _consume(self, conn, channel):
+        """Start consuming; may return another channel of ``conn`` to use."""
         raise NotImplementedError
 
     def _should_connect(self):
@@ -120,7 +121,7 @@ class _ConsumerLoop:
             try:
                 conn = self.transport.connect(consumer=True, name="consumer of %s" % self.queue_name)
                 self._channel = conn.channel()
-                self._consume(self._channel)
+                self._channel = self._consume(conn, self._channel) or self._channel
                 self.ready.set()
                 if lost:
                     LOG.info("Reconnected to the message broker; consuming %s again",
@@ -206,6 +207,7 @@ class _KombuIncoming(base.Incoming):
         self.message_id = props.get("message_id")
         self.correlation_id = props.get("correlation_id")
         self.reply_to = props.get("reply_to")
+        self.user_id = props.get("user_id")  # checked by RabbitMQ against the publisher
         self.reply_exchange = (message.headers or {}).get("reply_exchange")
         self.redelivered = bool(message.delivery_info.get("redelivered"))
 
@@ -248,14 +250,15 @@ class ServerListener(_ConsumerLoop, base.Listener):
     def _should_connect(self):
         return not self._stopping.is_set()
 
-    def _consume(self, channel):
-        self._declare_queue(channel, self.queue_name)
+    def _consume(self, conn, channel):
+        channel = self._declare_queue(conn, channel, self.queue_name)
         channel.basic_qos(prefetch_size=0, prefetch_count=self.prefetch, a_global=False)
         self._consumer = kombu.Consumer(channel, queues=[kombu.Queue(self.queue_name)],
                                         on_message=self._deliver, no_ack=False,
                                         auto_declare=False,
                                         on_decode_error=self._undecodable)
         self._consumer.consume()
+        return channel
 
     def _before_drain(self):
         if self._stopping.is_set() and self._consumer is not None:
@@ -309,7 +312,10 @@ class ReplyListener(_ConsumerLoop):
     """The transport's reply queue; wakes the caller waiting on a correlation id."""
 
     def __init__(self, transport):
-        super().__init__(transport, "mininova.reply." + uuid.uuid4().hex)
+        # Named after the broker user: a role account may only make and read
+        # reply queues of its own name (README "Broker accounts").
+        super().__init__(transport, "mininova.reply.%s.%s" % (transport.user or "anonymous",
+                                                             uuid.uuid4().hex))
         self._waiters = {}
         self._lock = threading.Lock()
 
@@ -323,17 +329,18 @@ class ReplyListener(_ConsumerLoop):
         with self._lock:
             self._waiters.pop(correlation_id, None)
 
-    def _consume(self, channel):
+    def _consume(self, conn, channel):
         # Exclusive: deleted by RabbitMQ with our connection; re-declared on reconnect.
         # Bound to the topic exchange too, where replies travel (see kombu_transport).
-        exchange = kombu.Exchange(self.transport.reply_exchange, "topic", durable=True)
-        reply_queue = kombu.Queue(self.queue_name, exchange, routing_key=self.queue_name,
-                                  exclusive=True, auto_delete=True, durable=False)
-        reply_queue(channel).declare()
+        channel = self.transport.topology.declare_exchange(conn, channel)
+        channel.queue_declare(self.queue_name, durable=False, exclusive=True, auto_delete=True)
+        channel.queue_bind(self.queue_name, self.transport.reply_exchange, self.queue_name)
+        reply_queue = kombu.Queue(self.queue_name)
         consumer = kombu.Consumer(channel, queues=[reply_queue], on_message=self._deliver,
                                   no_ack=True, auto_declare=False,
                                   on_decode_error=self._undecodable)
         consumer.consume()
+        return channel
 
     def _undecodable(self, message, exc):
         LOG.error("Dropping an undecodable reply on %s (%s)", self.queue_name,

@@ -8,8 +8,9 @@ to a service that has not started yet waits in its queue):
   ``x-dead-letter-exchange: mininova.dlx``;
 - fanout exchange ``mininova.dlx`` -> queue ``mininova.dead``, where rejected
   (malformed, unknown method, wrong version) messages end for a person to read;
-- per transport, one exclusive auto-delete ``mininova.reply.<uuid>`` queue
-  for call replies, also bound to ``mininova`` (routing key = its name). A
+- per transport, one exclusive auto-delete ``mininova.reply.<user>.<uuid>``
+  queue (``user``: the broker user) for call replies, also bound to
+  ``mininova`` (routing key = its name). A
   call says so with the header ``reply_exchange: mininova``, and the server
   publishes its reply there, so that ``mininova trace`` sees replies too; a
   call without the header (an older caller) gets its reply on the default
@@ -26,6 +27,11 @@ quorum queue cannot be exclusive anyway). A caller whose node died re-declares
 its reply queue on another node and its pending calls time out. RabbitMQ
 refuses to re-declare a queue with another type (PRECONDITION_FAILED): every
 client and server of a vhost must agree on the option.
+
+Every message carries the AMQP ``user_id`` of its connection, which RabbitMQ
+checks: the receiving server knows which account sent it (``policy``). With
+per-role accounts (``accounts``) a daemon may declare only its own queues; the
+rest it only checks to exist (``kombu_topology.Topology``).
 
 ``url`` may name several brokers of one cluster,
 ``rabbit://u:p@h1:5672,u:p@h2:5672/vhost``: each connection goes to the first
@@ -49,14 +55,18 @@ import kombu
 
 from common import exception
 from common.rpc import kombu_consumer
+from common.rpc import kombu_topology
 from common.rpc import protocol
 from common.rpc import transport as base
 
 LOG = logging.getLogger(__name__)
 
-EXCHANGE = "mininova"
-DLX = "mininova.dlx"
-DEAD_QUEUE = "mininova.dead"
+EXCHANGE = kombu_topology.EXCHANGE
+DLX = kombu_topology.DLX
+DEAD_QUEUE = kombu_topology.DEAD_QUEUE
+queue_arguments = kombu_topology.queue_arguments
+declare_queue = kombu_topology.declare_queue
+Topology = kombu_topology.Topology
 RECOVERABLE = kombu_consumer.RECOVERABLE
 
 
@@ -80,30 +90,6 @@ def parse_url(url):
             host = credentials + "@" + host
         urls.append("amqp://" + host + slash + path)
     return urls
-
-
-def queue_arguments(quorum=False, delivery_limit=0):
-    """The arguments of a Target queue (see the module docstring)."""
-    arguments = {"x-dead-letter-exchange": DLX}
-    if quorum:
-        arguments["x-queue-type"] = "quorum"
-        if delivery_limit:
-            arguments["x-delivery-limit"] = delivery_limit
-    return arguments
-
-
-def declare_queue(channel, name, quorum=False, delivery_limit=0):
-    """Declare the exchanges, the dead-letter queue and queue ``name``.
-
-    Client and server call this with identical arguments: RabbitMQ refuses a
-    re-declaration with different ones (PRECONDITION_FAILED).
-    """
-    dlx = kombu.Exchange(DLX, "fanout", durable=True)
-    kombu.Queue(DEAD_QUEUE, dlx, routing_key="", durable=True,
-                queue_arguments={"x-queue-type": "quorum"} if quorum else None)(channel).declare()
-    exchange = kombu.Exchange(EXCHANGE, "topic", durable=True)
-    kombu.Queue(name, exchange, routing_key=name, durable=True,
-                queue_arguments=queue_arguments(quorum, delivery_limit))(channel).declare()
 
 
 def _safe(amqp_url):
@@ -144,6 +130,9 @@ class KombuTransport(base.Transport):
         self.connect_timeout = connect_timeout
         self.heartbeat = heartbeat
         self.poll_interval = poll_interval
+        self.user = urllib.parse.unquote(
+            urllib.parse.urlsplit(self._amqp_urls[0]).username or "") or None
+        self.topology = Topology(quorum_queues, delivery_limit)
         self._publisher = _Publisher(self)
         self._replies = None
         self._replies_lock = threading.Lock()
@@ -179,8 +168,10 @@ class KombuTransport(base.Transport):
             return conn
         raise AssertionError("unreachable")  # the loop returns or raises
 
-    def declare_queue(self, channel, name):
-        declare_queue(channel, name, self.quorum_queues, self.delivery_limit)
+    def declare_queue(self, conn, channel, name):
+        """Declare queue ``name`` (and the exchanges) where this user may;
+        returns the channel to go on with (see Topology)."""
+        return self.topology.declare_queue(conn, channel, name)
 
     def send(self, target, body, *, wait_for_reply=False, timeout=None):
         properties = {"message_id": uuid.uuid4().hex, "timestamp": _now(), "delivery_mode": 2}
@@ -261,6 +252,13 @@ class _Publisher:
                 self._close_locked()
                 raise exception.ServiceUnavailable(
                     reason=kombu_consumer.queue_mismatch(exc, self._transport))
+            except amqp.exceptions.AccessRefused as exc:
+                # This account may not publish there (README, Broker
+                # accounts): no retry mends that either.
+                self._close_locked()
+                raise exception.BrokerAccessRefused(
+                    what="publishing to %s" % (routing_key,),
+                    reason=getattr(exc, "reply_text", None) or exc) from None
             except RECOVERABLE as exc:
                 error = exc
                 self._close_locked()
@@ -287,7 +285,7 @@ class _Publisher:
             self._channel = self._conn.channel()
             self._declared = set()
         if declare is not None and declare not in self._declared:
-            self._transport.declare_queue(self._channel, declare)
+            self._channel = self._transport.declare_queue(self._conn, self._channel, declare)
             self._declared.add(declare)
         # py-amqp directly: kombu's Producer adds nothing used here, only its
         # own per-message work. The channel is in confirm mode
@@ -295,6 +293,9 @@ class _Publisher:
         headers = properties.pop("headers", None)
         if headers:
             properties["application_headers"] = headers
+        # user_id: RabbitMQ refuses it unless it is this connection's user, so
+        # the receiving server knows who sent the message (common.rpc.policy).
+        properties["user_id"] = self._conn.userid
         message = amqp.Message(body.encode("utf-8") if isinstance(body, str) else body,
                                content_type=protocol.CONTENT_TYPE, content_encoding="utf-8",
                                **properties)

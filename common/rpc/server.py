@@ -33,6 +33,7 @@ import time
 from common import context
 from common import exception
 from common import metrics
+from common.rpc import policy
 from common.rpc import protocol
 
 LOG = logging.getLogger(__name__)
@@ -47,6 +48,11 @@ class RPCServer:
     method goes to the first endpoint that declares it, as
     ``endpoint.method(ctxt, **args)`` with the request context also made
     current (``common.context.get_current()``).
+
+    Each endpoint also declares ``RPC_POLICY`` (``common.rpc.policy``): which
+    roles may call each entry point. A message whose sender (its broker
+    user, checked by RabbitMQ) may not send it is refused like a malformed
+    one: the caller gets RPCForbidden, the message is dead-lettered.
     """
 
     def __init__(self, transport, target, endpoints, workers=16, retry_delay=1.0,
@@ -57,8 +63,14 @@ class RPCServer:
         self.target = target
         self.endpoints = list(endpoints)
         self._entry_points = {}  # method name -> the first endpoint declaring it
+        self._rules = {}         # method name -> its policy.Rule (None: none declared)
         for endpoint in reversed(self.endpoints):
-            self._entry_points.update(dict.fromkeys(_declared(endpoint), endpoint))
+            methods = _declared(endpoint)
+            rules = policy.declared(endpoint, methods) or {}
+            self._entry_points.update(dict.fromkeys(methods, endpoint))
+            self._rules.update({method: rules.get(method) for method in methods})
+        # A server running with a role account refuses senders without one.
+        self._strict = policy.sender_of(getattr(transport, "user", None)) is not None
         self.workers = workers
         self.retry_delay = retry_delay
         self.retry_max_delay = retry_max_delay
@@ -132,6 +144,9 @@ class RPCServer:
                     version=request["version"], method=request["method"],
                     queue=self.target.queue, server_version=self.target.version)
             handler = self._find(request["method"])
+            policy.check(self._rules.get(request["method"]), request["method"],
+                         policy.sender_of(getattr(incoming, "user_id", None)),
+                         request["args"], self._strict)
             self._check_arguments(request["method"], handler, request["args"])
         except Exception as exc:  # MalformedMessage, or a bug: never let it loop
             if not isinstance(exc, exception.MalformedMessage):

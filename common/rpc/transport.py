@@ -18,6 +18,7 @@ class Incoming:
     correlation_id = None
     reply_to = None
     redelivered = False
+    user_id = None  # the sender's broker user, as the broker vouches for it (None: unknown)
 
     def ack(self):
         """The request is done; the broker forgets it."""
@@ -60,6 +61,7 @@ class Listener:
 
 class Transport:
     url = None
+    user = None  # this transport's broker user (who its messages say they are from)
 
     def send(self, target, body, *, wait_for_reply=False, timeout=None):
         """Publish ``body`` to ``target.queue``.
