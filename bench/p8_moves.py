@@ -13,8 +13,11 @@ and 63), each beside its raw floor on the same hosts.
   base, define and start on B until RUNNING (for the resize also grown to
   2 GB, with 192 MB). The copy + define + start part is reported alone too.
 
-Samples are interleaved (one floor, one mininova). The hosts share this
-machine's filesystem: the destination copies the set-aside disk by path."""
+Samples are interleaved (one floor, one mininova). mininova's destination
+downloads the set-aside overlay from the source's libvirtd (its MIGRATION_URI:
+a storage volume stream over TCP, as between separate machines) and checks it
+(qemu-img check); the floor copies the file by path, the cheapest way on one
+machine, so the stream and the check are in the overhead."""
 import os
 import shutil
 import statistics

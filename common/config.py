@@ -274,9 +274,10 @@ libvirt_opts = [
     cfg.StrOpt("virt_type", default="auto", choices=["auto", "kvm", "qemu"],
                help="Domain type; auto = kvm only where the CPU flags show vmx/svm."),
     cfg.StrOpt("live_migration_inbound_uri", default="",
-               help="libvirt URI by which other hosts' libvirtd reach this host's, to "
-                    "live-migrate a VM here (peer to peer); empty: "
-                    "qemu+tcp://<[DEFAULT] host>/system."),
+               help="libvirt URI by which other hosts reach this host's libvirtd: "
+                    "their libvirtd to live-migrate a VM here (peer to peer), their "
+                    "compute to download the disk of a VM resized or cold-migrated away "
+                    "from here; empty: qemu+tcp://<[DEFAULT] host>/system."),
 ]
 
 quota_opts = [

@@ -2,7 +2,10 @@
 its config (RabbitMQ and the API reached over the host's veth, its own
 instances and image cache under the stack's workdir, on this machine's
 filesystem, which every sim host shares) and its process in the host's
-network namespace."""
+network namespace. With ``private=True`` it runs in the host's mount
+namespace too, with its instances in PRIVATE_INSTANCES there: the same path
+on every host, each host's own directory (as separate machines have), which
+no other host's compute or libvirtd can see."""
 import contextlib
 import os
 import sys
@@ -13,12 +16,18 @@ from mininova_lab.stack import ROOT
 from mininova_lab.waiting import wait_for
 
 
-def compute_conf(stack, sim, extra="", network="mininova"):
+PRIVATE_INSTANCES = "/var/lib/libvirt/mininova/instances"
+
+
+def compute_conf(stack, sim, extra="", network="mininova", private=False):
     """The path of ``sim``'s compute config; ``extra``: more lines for its
     [compute] section; ``network``: the guests' libvirt network ("": no NIC,
     for a sim host made without guest_network). Other sim hosts' libvirtd
-    reach this one's at its MIGRATION_URI (live migration)."""
+    reach this one's at its MIGRATION_URI (live migration, and the disk of
+    a VM resized or migrated away); ``private``: its instances in
+    PRIVATE_INSTANCES of its own mount namespace."""
     workdir = os.path.join(stack.workdir, sim.name)
+    instances = PRIVATE_INSTANCES if private else os.path.join(workdir, "instances")
     os.makedirs(workdir, exist_ok=True)
     conf = os.path.join(workdir, "compute.conf")
     with open(conf, "w") as f:
@@ -27,7 +36,7 @@ host = {sim.name}
 transport_url = {services.rabbit_url(stack.vhost, host=sim.gateway_ip)}
 
 [compute]
-instances_path = {workdir}/instances
+instances_path = {instances}
 image_cache_path = {workdir}/_base
 image_api_url = http://{sim.gateway_ip}:{stack.port}
 network_name = {network}
@@ -41,7 +50,10 @@ live_migration_inbound_uri = {sim.facts.get("MIGRATION_URI", "")}
     return conf
 
 
-def instances_path(stack, sim):
+def instances_path(stack, sim, private=False):
+    """The host's instances directory, seen from here (the root namespaces)."""
+    if private:
+        return sim.private_path(PRIVATE_INSTANCES)
     return os.path.join(stack.workdir, sim.name, "instances")
 
 
@@ -49,13 +61,15 @@ def cache_path(stack, sim):
     return os.path.join(stack.workdir, sim.name, "_base")
 
 
-def start_compute(stack, sim, extra="", network="mininova"):
+def start_compute(stack, sim, extra="", network="mininova", private=False):
     """The compute agent's process (its logs in the stack's logs)."""
     log = open(os.path.join(stack.logs, "compute-%s.out" % sim.name), "ab")
+    conf = compute_conf(stack, sim, extra, network, private)
     return sim.popen([sys.executable, "-m", "nova_compute.cmd", "--config-file",
-                      stack.conf_path, "--config-file", compute_conf(stack, sim, extra, network),
+                      stack.conf_path, "--config-file", conf,
                       "--log-file", os.path.join(stack.logs, "compute-%s.log" % sim.name)],
-                     cwd=ROOT, stdout=log, stderr=log, stdin=open(os.devnull))
+                     private=private, cwd=ROOT, stdout=log, stderr=log,
+                     stdin=open(os.devnull))
 
 
 @contextlib.contextmanager

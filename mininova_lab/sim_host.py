@@ -132,8 +132,28 @@ class SimHost:
     def netns_argv(self, argv):
         return ["ip", "netns", "exec", self.netns, *argv]
 
-    def popen(self, argv, **kw):
-        """subprocess.Popen of argv inside this host's network namespace."""
+    def private_argv(self, argv, cwd=None):
+        """argv run in this host's network namespace and in its private mount
+        namespace (the one its libvirtd has: its own /var/lib/libvirt, ...),
+        in ``cwd`` (default: this process's)."""
+        with open(os.path.join(self.lab_dir, "pids", "libvirtd.pid")) as f:
+            pid = int(f.read().strip())
+        return ["nsenter", "--mount=/proc/%d/ns/mnt" % pid, "--net=/run/netns/%s" % self.netns,
+                "--wd=%s" % (cwd or os.getcwd()), "--", *argv]
+
+    def private_path(self, path):
+        """Where a path under /var/lib/libvirt of this host's mount namespace
+        is seen from the root one."""
+        rel = os.path.relpath(path, "/var/lib/libvirt")
+        if rel.startswith(".."):
+            raise ValueError("%s is not under /var/lib/libvirt" % path)
+        return os.path.join(self.lab_dir, "lib", rel)
+
+    def popen(self, argv, private=False, **kw):
+        """subprocess.Popen of argv inside this host's network namespace;
+        ``private``: and in its mount namespace (private_argv)."""
+        if private:
+            return subprocess.Popen(self.private_argv(argv, kw.get("cwd")), **kw)
         return subprocess.Popen(self.netns_argv(argv), **kw)
 
     def run(self, argv, **kw):

@@ -282,8 +282,13 @@ class ComputeDriver(abc.ABC):
 
         Post: the domain is shut off (as power_off with ``timeout`` and
         ``cancel``), still defined and owned here, and its disk is set aside
-        for the destination to take and for a revert. Returns ``disk_info``
-        for finish_migration. Idempotent."""
+        here, unchanged until confirm_migration or finish_revert_migration,
+        for the destination to fetch and for a revert. Returns ``disk_info``
+        for finish_migration: ``source_host``, ``instance_id``,
+        ``virtual_size``, ``actual_size`` and what another host needs to
+        fetch the disk from this one without sharing its filesystem (the
+        libvirt driver: ``source_uri``, the URI of this host's libvirtd, with
+        the set-aside ``path`` and ``file_size``). Idempotent."""
         raise NotImplementedError
 
     @abc.abstractmethod
@@ -294,10 +299,15 @@ class ComputeDriver(abc.ABC):
         cached copy of ``instance.image_id``.
 
         Post on success: the domain is defined here with this host's metadata
-        and the new flavor, on the source's disk grown to ``instance.root_gb``
-        (never shrunk: Invalid); running if ``power_on``, else shut off.
-        Post on failure: nothing of the instance is left here, MigrationError
-        says why. Idempotent."""
+        and the new flavor, on a disk of its own here with the source's data
+        (fetched from the source host, or copied when it is this host; never
+        read by path from another host), backed by ``base_image_path`` and
+        grown to ``instance.root_gb`` (never shrunk: Invalid); running if
+        ``power_on``, else shut off.
+        Post on failure (the source unreachable, the copy cut or corrupt...):
+        nothing of the instance is left here (no partial disk), the source's
+        set-aside disk is untouched for the revert, MigrationError says why.
+        Idempotent."""
         raise NotImplementedError
 
     @abc.abstractmethod

@@ -16,8 +16,9 @@ tiny guest (a real TCG boot), the whole stack on RabbitMQ and PostgreSQL.
   confirm while A is away is undone, and done once A is back;
   ``mininova-manage audit`` clean after each part.
 
-Cold migration copies the disk A set aside by its path: the lab hosts share
-this machine's filesystem (instances_path reachable from both hosts)."""
+The destination downloads the disk A set aside from A's libvirtd (its
+MIGRATION_URI); hosts that cannot see each other's instances_path:
+test_e2e_resize_remote.py."""
 import json
 import os
 import subprocess

@@ -7,8 +7,8 @@ the domain of an InstanceSpec and deletes one with its files. LibvirtDriver
 (driver.py) implements the driver contract on these. Steps that touch QEMU or
 disk images are small methods (_create_overlay, _create_config_drive,
 _define_domain, _launch_domain, _disk_sizes, _convert_disk, _adopt_disk,
-_migrate_live, _clean_shutdown) so the fake driver and its failure-injecting
-subclasses can replace one each.
+_fetch_disk, _migrate_live, _clean_shutdown) so the fake driver and its
+failure-injecting subclasses can replace one each.
 """
 import contextlib
 import datetime
@@ -23,6 +23,7 @@ from common import exception
 from common.locks import KeyedLocks
 from nova_compute.virt import configdrive, driver
 from nova_compute.virt.libvirt import config as vconfig
+from nova_compute.virt.libvirt import disk_transfer
 from nova_compute.virt.libvirt import guest
 from nova_compute.virt.libvirt import host as vhost
 from nova_compute.virt.libvirt import imagebackend
@@ -117,12 +118,36 @@ class LibvirtBase:
     def _convert_disk(self, path, target_path):
         imagebackend.convert_to_standalone(path, target_path)
 
-    def _adopt_disk(self, source_path, disk_path, base_image_path, size):
-        """Make ``disk_path`` a copy of another host's overlay, on this host's
-        copy of its base, grown to ``size`` bytes."""
-        shutil.copyfile(source_path, disk_path)
-        imagebackend.rebase_unsafe(disk_path, base_image_path)
-        imagebackend.grow(disk_path, size)
+    def _adopt_disk(self, disk_info, disk_path, base_image_path, size):
+        """Make ``disk_path`` a copy of the overlay the source set aside
+        (``disk_info``), on this host's copy of its base (the same image:
+        the same content), checked, grown to ``size`` bytes. Post on
+        failure: no ``disk_path`` and no part of it."""
+        part = disk_path + ".part"
+        try:
+            self._fetch_disk(disk_info, part)
+            imagebackend.rebase_unsafe(part, base_image_path)
+            imagebackend.check(part, disk_info["virtual_size"])
+            imagebackend.grow(part, size)
+            os.replace(part, disk_path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(part)
+            raise
+
+    def _fetch_disk(self, disk_info, target):
+        """Write the source's set-aside disk to ``target``: a local copy on a
+        resize on this host, else downloaded from the source's libvirtd
+        (never read by path: hosts share no filesystem)."""
+        if disk_info["source_host"] == self.host_name:
+            shutil.copyfile(disk_info["path"], target)
+            return
+        if not disk_info.get("source_uri"):
+            raise exception.MigrationError(instance=disk_info["instance_id"], reason=(
+                "%s named no libvirt URI to fetch the disk from" % disk_info["source_host"]))
+        directory, name = os.path.split(disk_info["path"])
+        disk_transfer.download(disk_info["source_uri"], disk_info["instance_id"], directory,
+                               name, target, disk_info["file_size"])
 
     def _migrate_live(self, dom, dest_uri, params, progress, abort):
         live_migration.run(dom, dest_uri, params, progress=progress, abort=abort)
@@ -213,6 +238,10 @@ class LibvirtBase:
         self.files.remove(instance_id)
 
     # -- helpers -----------------------------------------------------------------
+
+    def _peer_uri(self):
+        """How other hosts' libvirtd (and computes) reach this host's."""
+        return self._inbound_uri or "qemu+tcp://%s/system" % self.host_name
 
     def _connection(self):
         if self._host is None:

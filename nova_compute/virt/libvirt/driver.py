@@ -15,6 +15,7 @@ import libvirt
 
 from common import exception
 from nova_compute.virt import driver
+from nova_compute.virt.libvirt import disk_transfer
 from nova_compute.virt.libvirt import guest
 from nova_compute.virt.libvirt import host as vhost
 from nova_compute.virt.libvirt import imagebackend
@@ -283,9 +284,10 @@ class LibvirtDriver(LibvirtBase, driver.ComputeDriver):
                                                reason="setting its disk aside: %s" % exc)
             path = os.path.join(aside, "disk")
             virtual, actual = self._disk_sizes(path)
-            return {"source_host": self.host_name, "instance_id": instance_id, "path": path,
-                    "format": "qcow2", "virtual_size": virtual, "actual_size": actual,
-                    "image_id": self._metadata(dom).image_id}
+            return {"source_host": self.host_name, "source_uri": self._peer_uri(),
+                    "instance_id": instance_id, "path": path, "format": "qcow2",
+                    "file_size": os.path.getsize(path), "virtual_size": virtual,
+                    "actual_size": actual, "image_id": self._metadata(dom).image_id}
 
     def finish_migration(self, instance, disk_info, base_image_path, power_on=True):
         size = imagebackend.overlay_size(instance.root_gb, 0)
@@ -301,14 +303,9 @@ class LibvirtDriver(LibvirtBase, driver.ComputeDriver):
                 if power_on:
                     self._ensure_running(dom)
                 return
-            if not os.path.isfile(disk_info["path"]):
-                raise exception.MigrationError(
-                    instance=instance.id, reason="the disk %s of %s is not reachable here: "
-                    "resize and cold migration need the hosts to share the filesystem "
-                    "that holds instances_path" % (disk_info["path"], disk_info["source_host"]))
             try:
                 self.files.fresh_dir(instance.id)
-                self._adopt_disk(disk_info["path"], self.files.disk(instance.id),
+                self._adopt_disk(disk_info, self.files.disk(instance.id),
                                  base_image_path, max(size, disk_info["virtual_size"]))
                 dom = self._define(instance)
                 if power_on:
@@ -320,6 +317,7 @@ class LibvirtDriver(LibvirtBase, driver.ComputeDriver):
 
     def confirm_migration(self, instance_id):
         with self._instance(driver.validate_instance_id(instance_id), "confirm migration"):
+            disk_transfer.remove_pool(self._connection(), instance_id)  # a destination's leftover
             shutil.rmtree(self.files.set_aside_dir(instance_id), ignore_errors=True)
             dom, owner = self._lookup(instance_id)
             if (dom is not None and owner == self.host_name
@@ -337,6 +335,7 @@ class LibvirtDriver(LibvirtBase, driver.ComputeDriver):
                 guest.power_off(dom)
                 if dom.hasManagedSaveImage(0):  # saved with the flavor being reverted
                     dom.managedSaveRemove(0)
+            disk_transfer.remove_pool(self._connection(), instance.id)
             if not self.files.take_back(instance.id) and not self.files.has_disk(instance.id):
                 raise exception.MigrationError(instance=instance.id,
                                                reason="no disk was set aside here")
@@ -361,8 +360,7 @@ class LibvirtDriver(LibvirtBase, driver.ComputeDriver):
                 self.files.remove(instance.id, set_aside_too=False)
                 raise exception.MigrationError(instance=instance.id,
                                                reason=reason(exc)) from exc
-        uri = self._inbound_uri or "qemu+tcp://%s/system" % self.host_name
-        return dict(migrate_data or {}, dest_host=self.host_name, dest_uri=uri,
+        return dict(migrate_data or {}, dest_host=self.host_name, dest_uri=self._peer_uri(),
                     dest_dir=self.files.dir(instance.id))
 
     def live_migration(self, instance_id, dest_host, migrate_data, progress=None, abort=None):

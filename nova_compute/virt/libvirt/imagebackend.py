@@ -16,7 +16,7 @@ GiB = 1024 ** 3
 _PRLIMIT = ["prlimit", "--as=%d" % GiB, "--cpu=30", "--"]
 
 
-def _run(args, limit=False, timeout=QEMU_IMG_TIMEOUT):
+def _run(args, limit=False, timeout=QEMU_IMG_TIMEOUT, ok=(0,)):
     cmd = (_PRLIMIT if limit and shutil.which("prlimit") else []) + [QEMU_IMG] + list(args)
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True,
@@ -26,7 +26,7 @@ def _run(args, limit=False, timeout=QEMU_IMG_TIMEOUT):
     except subprocess.TimeoutExpired:
         raise exception.HypervisorError(
             reason="qemu-img %s did not finish within %d s" % (args[0], timeout))
-    if proc.returncode != 0:
+    if proc.returncode not in ok:
         raise exception.HypervisorError(
             reason="qemu-img %s failed (exit %d): %s"
             % (args[0], proc.returncode, proc.stderr.strip() or proc.stdout.strip()))
@@ -80,6 +80,17 @@ def rebase_unsafe(path, base_path):
     if not os.path.isabs(base_path):
         raise exception.Invalid(reason="base image path must be absolute: %s" % base_path)
     _run(["rebase", "-u", "-f", "qcow2", "-F", "qcow2", "-b", base_path, path])
+
+
+def check(path, virtual_size):
+    """Refuse (HypervisorError) a qcow2 at ``path`` that ``qemu-img check``
+    finds corrupt or that is not of ``virtual_size`` bytes. Leaked clusters
+    (exit 3: a guest powered off hard) only waste space."""
+    _run(["check", "-f", "qcow2", path], limit=True, timeout=CONVERT_TIMEOUT, ok=(0, 3))
+    got = int(image_info(path)["virtual-size"])
+    if got != virtual_size:
+        raise exception.HypervisorError(reason="%s is a disk of %d bytes, not %d"
+                                        % (path, got, virtual_size))
 
 
 def grow(path, size_bytes):
