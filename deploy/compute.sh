@@ -7,9 +7,10 @@
 # controller's API. Idempotent: a second run changes nothing and leaves one
 # daemon; a changed config restarts it.
 #
-# Usage: compute.sh --credentials-file compute.env [options]      (as root)
-#   --credentials-file F  the compute.env controller.sh wrote (CONTROLLER,
-#                         RABBIT_*, API_PORT, SERVICE_TOKEN)
+# Usage: compute.sh --credentials-file compute-NAME.env [options]      (as root)
+#   --credentials-file F  the compute-NAME.env that controller.sh --compute-host NAME
+#                         wrote (CONTROLLER, RABBIT_*: this host's own RabbitMQ
+#                         account, API_PORT, SERVICE_TOKEN)
 #   --controller IP       the controller's address as this host reaches it
 #                         (default: CONTROLLER from the file)
 #   --host NAME           this host's name in mininova (hostname)
@@ -28,7 +29,7 @@ PROG=compute.sh
 # shellcheck source=deploy/role-common.sh
 . "$(dirname "$(realpath "$0")")/role-common.sh"
 
-usage() { sed -n '10,25p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '10,26p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 
 ENV_FILE='' CONTROLLER='' HOST_NAME=$(hostname) URI=qemu:///system VIRT_TYPE=auto
 NETWORK=mininova STATE='' VENV=/opt/mininova/venv PACKAGES=1 STOP=0
@@ -60,9 +61,15 @@ while IFS='=' read -r key value; do
     [[ $key =~ ^(CONTROLLER|RABBIT_USER|RABBIT_PASSWORD|RABBIT_PORT|RABBIT_VHOST|API_PORT|SERVICE_TOKEN)$ ]] &&
         E[$key]=$value
 done < "$ENV_FILE"
-for key in CONTROLLER RABBIT_USER RABBIT_PASSWORD RABBIT_PORT RABBIT_VHOST API_PORT SERVICE_TOKEN; do
+for key in CONTROLLER RABBIT_PORT RABBIT_VHOST API_PORT SERVICE_TOKEN; do
     [[ -n ${E[$key]:-} ]] || die "$ENV_FILE has no $key"
 done
+# Each compute host has its own RabbitMQ account, which may use only its own
+# queue (README "Broker accounts"); the controller makes it.
+if [[ ${E[RABBIT_USER]:-} != *.compute."$HOST_NAME" || -z ${E[RABBIT_PASSWORD]:-} ]]; then
+    die "$ENV_FILE holds no RabbitMQ account of host $HOST_NAME: run controller.sh" \
+        "--compute-host $HOST_NAME on the controller and use its compute-$HOST_NAME.env"
+fi
 CONTROLLER=${CONTROLLER:-${E[CONTROLLER]}}
 [[ $CONTROLLER =~ ^[0-9a-fA-F.:]+$ ]] || die "bad --controller '$CONTROLLER' (an IP address)"
 [[ $HOST_NAME =~ ^[A-Za-z0-9][A-Za-z0-9_.-]*$ ]] || die "bad --host '$HOST_NAME'"

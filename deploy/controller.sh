@@ -19,7 +19,10 @@
 #   --host NAME         this host's name in mininova (hostname)
 #   --venv DIR          (/opt/mininova/venv; created from this checkout)
 #   --image NAME=PATH   register an image unless one of that name exists (repeatable)
-#   --compute-env FILE  also copy compute.env there (e.g. a folder the computes see)
+#   --compute-host NAME a compute host to join (repeatable): its own RabbitMQ account
+#                       and STATE_DIR/compute-NAME.env, the file its compute.sh takes
+#   --compute-env FILE  also copy compute.env there (e.g. a folder the computes see),
+#                       and each compute-NAME.env beside it
 #   --no-packages       no apt (fails later if something is missing)
 #   --no-rabbit-management  leave RabbitMQ's plugins alone
 #   --stop              stop this controller's daemons and exit
@@ -29,11 +32,11 @@ PROG=controller.sh
 # shellcheck source=deploy/role-common.sh
 . "$(dirname "$(realpath "$0")")/role-common.sh"
 
-usage() { sed -n '10,26p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '10,29p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 
 ADDRESS='' CREDS=/etc/mininova/credentials STATE='' API_PORT=8774 API_LISTEN=''
 DB_NAME=mininova VHOST=/ RABBIT_USER=mininova HOST_NAME=$(hostname)
-VENV=/opt/mininova/venv PACKAGES=1 MANAGEMENT=1 STOP=0 IMAGES=() ENV_COPY=''
+VENV=/opt/mininova/venv PACKAGES=1 MANAGEMENT=1 STOP=0 IMAGES=() ENV_COPY='' COMPUTES=()
 while (($#)); do
     case $1 in
     --address) ADDRESS=${2:?}; shift ;;
@@ -48,6 +51,7 @@ while (($#)); do
     --venv) VENV=${2:?}; shift ;;
     --image) IMAGES+=(--image "${2:?}"); shift ;;
     --compute-env) ENV_COPY=${2:?}; shift ;;
+    --compute-host) COMPUTES+=("${2:?}"); shift ;;
     --no-packages) PACKAGES=0 ;;
     --no-rabbit-management) MANAGEMENT=0 ;;
     --stop) STOP=1 ;;
@@ -70,6 +74,9 @@ fi
 [[ $VHOST == / || $VHOST =~ ^[A-Za-z0-9_.-]+$ ]] || die "bad --vhost '$VHOST' (/ or [A-Za-z0-9_.-])"
 [[ $RABBIT_USER =~ ^[A-Za-z0-9_.-]+$ ]] || die "bad --rabbit-user '$RABBIT_USER'"
 [[ $HOST_NAME =~ ^[A-Za-z0-9][A-Za-z0-9_.-]*$ ]] || die "bad --host '$HOST_NAME'"
+for name in "${COMPUTES[@]}"; do
+    [[ $name =~ ^[A-Za-z0-9][A-Za-z0-9_.-]*$ ]] || die "bad --compute-host '$name'"
+done
 API_LISTEN=${API_LISTEN:-$ADDRESS}
 API_URL=http://$ADDRESS:$API_PORT
 [[ $ADDRESS == *:* ]] && API_URL="http://[$ADDRESS]:$API_PORT"
@@ -93,19 +100,39 @@ port_open "$ADDRESS" "$RABBIT_PORT" ||
     log "warning: RabbitMQ does not answer at $ADDRESS:$RABBIT_PORT; compute hosts need it there" \
         "(RabbitMQ's listeners.tcp in /etc/rabbitmq/rabbitmq.conf)"
 
-# --- config ---------------------------------------------------------------------
+# --- broker accounts: one per role and per compute host (README "Broker accounts") --
 mkdir -p "$STATE" "$LOGS" "$RUN"
+ACCOUNTS=$STATE/creds/rabbit
+account_args=()
+for name in "${COMPUTES[@]}"; do account_args+=(--compute-host "$name"); done
+bash "$DEPLOY/broker-accounts.sh" --vhost "$VHOST" --base "$RABBIT_USER" \
+    --passwords-dir "$ACCOUNTS" --python "$VENV/bin/python" "${account_args[@]}" ||
+    die "creating the RabbitMQ accounts failed"
+role_url() {  # ROLE [HOST]: the transport url of account RABBIT_USER.ROLE
+    transport_url "$RABBIT_USER.$1" "$(<"$ACCOUNTS/$RABBIT_USER.$1")" "${2:-127.0.0.1}" \
+        "$RABBIT_PORT" "$VHOST"
+}
+
+# --- config ---------------------------------------------------------------------
 changed=0
 write_if_changed "$CONF" <<CONF && changed=1 && log "wrote $CONF"
 # Written by deploy/controller.sh; a re-run rewrites it.
 [DEFAULT]
 host = $HOST_NAME
 state_path = $STATE
-transport_url = $(transport_url "$RABBIT_USER" "$RABBIT_PASSWORD" 127.0.0.1 "$RABBIT_PORT" "$VHOST")
+# mininova-manage's account; each daemon has its own below.
+transport_url = $(role_url manage)
 
 [api]
 listen = $API_LISTEN
 port = $API_PORT
+transport_url = $(role_url api)
+
+[scheduler]
+transport_url = $(role_url scheduler)
+
+[conductor]
+transport_url = $(role_url conductor)
 
 [database]
 connection = postgresql+psycopg2://$DB_USER:$(urlencode "$DB_PASSWORD")@127.0.0.1:$DB_PORT/$DB_NAME
@@ -125,23 +152,37 @@ for binary in mininova-scheduler mininova-conductor; do
 done
 
 # --- what a compute host needs ----------------------------------------------------
-if write_if_changed "$STATE/compute.env" <<ENV; then log "wrote $STATE/compute.env"; fi
-# For deploy/compute.sh --credentials-file: this controller's address and the
-# secrets a compute host needs (RabbitMQ login, the service token). Keep it 0600.
+# compute.env: this controller's address and the service token; compute-NAME.env
+# adds host NAME's own RabbitMQ account. Keep them 0600.
+compute_env() {  # [HOST]
+    cat <<ENV
+# For deploy/compute.sh --credentials-file${1:+ on $1 (its own RabbitMQ account)}.
 CONTROLLER=$ADDRESS
-RABBIT_USER=$RABBIT_USER
-RABBIT_PASSWORD=$RABBIT_PASSWORD
 RABBIT_PORT=$RABBIT_PORT
 RABBIT_VHOST=$VHOST
 API_PORT=$API_PORT
-TRANSPORT_URL=$(transport_url "$RABBIT_USER" "$RABBIT_PASSWORD" "$ADDRESS" "$RABBIT_PORT" "$VHOST")
 IMAGE_API_URL=$API_URL
 SERVICE_TOKEN=$(<"$STATE/creds/compute.token")
 ENV
-if [[ -n $ENV_COPY ]]; then
-    if write_if_changed "$ENV_COPY" < "$STATE/compute.env"; then
-        log "copied compute.env to $ENV_COPY"
+    if [[ -n ${1:-} ]]; then
+        echo "RABBIT_USER=$RABBIT_USER.compute.$1"
+        echo "RABBIT_PASSWORD=$(<"$ACCOUNTS/$RABBIT_USER.compute.$1")"
     fi
+}
+envs=(compute.env)
+if compute_env | write_if_changed "$STATE/compute.env"; then log "wrote $STATE/compute.env"; fi
+for name in "${COMPUTES[@]}"; do
+    envs+=("compute-$name.env")
+    if compute_env "$name" | write_if_changed "$STATE/compute-$name.env"; then
+        log "wrote $STATE/compute-$name.env"
+    fi
+done
+if [[ -n $ENV_COPY ]]; then
+    for env in "${envs[@]}"; do
+        copy=$(dirname "$ENV_COPY")/$env
+        [[ $env == compute.env ]] && copy=$ENV_COPY
+        if write_if_changed "$copy" < "$STATE/$env"; then log "copied $env to $copy"; fi
+    done
 fi
 log "controller $HOST_NAME ready: API $API_URL; . $STATE/adminrc or . $STATE/demorc for the CLI"
 echo "$STATE/compute.env"

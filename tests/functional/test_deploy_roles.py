@@ -100,13 +100,14 @@ class Lab:
                 "--credentials", self.credentials, "--state-dir", self.controller_state,
                 "--api-port", str(self.api_port), "--db-name", self.db, "--vhost", self.vhost,
                 "--rabbit-user", self.rabbit_user, "--host", "ctl-" + self.tag, "--venv", VENV,
-                "--image", "blank=" + self.image]
+                "--image", "blank=" + self.image,
+                *[arg for sim in self.sims for arg in ("--compute-host", sim.name)]]
 
     def compute_state(self, sim):
         return os.path.join(self.workdir, sim.name)
 
     def compute_argv(self, sim):
-        return [os.path.join(DEPLOY, "compute.sh"), "--credentials-file", self.compute_env,
+        return [os.path.join(DEPLOY, "compute.sh"), "--credentials-file", self.host_env(sim),
                 "--controller", self.address, "--host", sim.name,
                 "--libvirt-uri", sim.libvirt_uri, "--virt-type", "qemu",
                 "--state-dir", self.compute_state(sim), "--venv", VENV]
@@ -114,6 +115,17 @@ class Lab:
     @property
     def compute_env(self):
         return os.path.join(self.controller_state, "compute.env")
+
+    def host_env(self, sim):
+        """compute.env plus the sim's own RabbitMQ account."""
+        return os.path.join(self.controller_state, "compute-%s.env" % sim.name)
+
+    @property
+    def broker_users(self):
+        """The role accounts controller.sh made (README, Broker accounts)."""
+        return ["%s.%s" % (self.rabbit_user, role) for role in
+                ("api", "scheduler", "conductor", "manage")] + [
+            "%s.compute.%s" % (self.rabbit_user, sim.name) for sim in self.sims]
 
     @property
     def url(self):
@@ -148,6 +160,7 @@ def teardown(lab):
     services.pg_superuser('DROP ROLE IF EXISTS "%s"' % lab.db)
     for args in (["delete_vhost", lab.vhost], ["delete_user", lab.rabbit_user]):
         services.rabbitmqctl(*args, check=False)
+    services.delete_users(lab.broker_users)
 
 
 @pytest.fixture(scope="module")
@@ -182,12 +195,16 @@ def test_controller_and_two_computes_up(lab):
         with open(os.path.join(lab.compute_state(sim), "mininova.conf")) as f:
             conf = f.read()
         assert "@%s:%d/%s\n" % (lab.address, services.rabbit_port(), lab.vhost) in conf
+        # with its own broker account
+        assert "transport_url = rabbit://%s.compute.%s:" % (lab.rabbit_user, sim.name) in conf
         assert "image_api_url = %s\n" % lab.url in conf
     assert lab.sims[1].gateway_ip != lab.address
     # compute.sh set up the guests' NAT network on the host's own libvirtd.
     assert "mininova" in lab.sims[0].virsh("net-list", "--name").stdout
-    # compute.env is for root only: it holds the RabbitMQ password and a token.
+    # compute.env is for root only: it holds a token; compute-NAME.env also a password.
     assert os.stat(lab.compute_env).st_mode & 0o077 == 0
+    assert all(os.stat(lab.host_env(sim)).st_mode & 0o077 == 0 for sim in lab.sims)
+    assert "RABBIT_PASSWORD" not in open(lab.compute_env).read()
     # RabbitMQ's management UI takes mininova's own RabbitMQ login.
     creds = dict(line.split("=", 1) for line in open(lab.credentials).read().split())
     r = requests.get("http://127.0.0.1:%d/api/whoami" % services.rabbit_management_port(),
@@ -199,6 +216,7 @@ def test_controller_and_two_computes_up(lab):
 def test_second_runs_change_nothing(lab):
     files = [os.path.join(lab.controller_state, n) for n in ("mininova.conf", "compute.env",
                                                               "adminrc", "creds/admin.token")]
+    files += [lab.host_env(s) for s in lab.sims]
     files += [os.path.join(lab.compute_state(s), "mininova.conf") for s in lab.sims]
     before = {f: os.stat(f).st_mtime_ns for f in files}
     daemons = [(binary, os.path.join(lab.controller_state, "mininova.conf"))
