@@ -30,13 +30,20 @@ def compute_conf(stack, sim, extra="", network="mininova", private=False):
     instances = PRIVATE_INSTANCES if private else os.path.join(workdir, "instances")
     os.makedirs(workdir, exist_ok=True)
     conf = os.path.join(workdir, "compute.conf")
+    # With the stack's broker accounts: this host's own (it overrides the
+    # stack's [compute] transport_url, the stack's own compute's account).
+    own_account = ""
+    if stack.broker_passwords is not None:
+        user = "%s.compute.%s" % (stack.tag, sim.name)
+        stack.add_broker_accounts([user])
+        own_account = "transport_url = %s\n" % stack.broker_url(user, host=sim.gateway_ip)
     with open(conf, "w") as f:
         f.write(f"""[DEFAULT]
 host = {sim.name}
 transport_url = {services.rabbit_url(stack.vhost, host=sim.gateway_ip)}
 
 [compute]
-instances_path = {instances}
+{own_account}instances_path = {instances}
 image_cache_path = {workdir}/_base
 image_api_url = http://{sim.gateway_ip}:{stack.port}
 network_name = {network}

@@ -181,13 +181,18 @@ virt_type = auto
                               delivery_limit=int(limit.group(1)) if limit else None,
                               ctl=self._broker_ctl())
 
-    def broker_url(self, user):
-        """The stack's transport url as broker ``user`` (one of its accounts)."""
+    def broker_url(self, user, host=None):
+        """The stack's transport url as broker ``user`` (one of its accounts);
+        ``host``: reached at that address (same port) instead."""
         scheme, _, rest = self.transport_url.partition("://")
         netlocs, slash, path = rest.partition("/")
         password = self.broker_passwords[user]
-        hosts = [user + ":" + password + "@" + host.rpartition("@")[2]
-                 for host in netlocs.split(",")]
+        hosts = []
+        for netloc in netlocs.split(","):
+            address = netloc.rpartition("@")[2]
+            if host is not None:
+                address = "%s:%s" % (host, address.rpartition(":")[2])
+            hosts.append(user + ":" + password + "@" + address)
         return scheme + "://" + ",".join(hosts) + slash + path
 
     def setup_credentials(self):

@@ -305,3 +305,30 @@ def test_queue_type_mismatch_is_refused_at_once_naming_the_option(cluster):
         classic.cleanup()
         quorum.cleanup()
         cluster.delete_vhost(vhost)
+
+
+@pytest.mark.real_services("rabbitmq", "postgresql", "http")
+def test_stack_on_role_accounts_and_quorum_queues(cluster, tmp_path):
+    """Each daemon on its own broker account (README, Broker accounts) on the
+    cluster: the queues made with the accounts are quorum queues replicated
+    on every node, and a VM is built and deleted through them."""
+    stack = Stack(tmp_path / "stack", compute_driver="fake-libvirt", network="", broker=cluster,
+                  broker_accounts=True,
+                  extra_conf="connection_uri = test:///default\n"
+                             "[oslo_messaging_rabbit]\nrabbit_quorum_queue = true\n")
+    try:
+        stack.start()
+        queues = cluster.queues(stack.vhost)
+        for name in ("scheduler", "conductor", "compute." + stack.host, "mininova.dead"):
+            assert queues[name][0] == "quorum", queues
+            assert queues[name][2] == sorted(cluster.nodes), queues
+        base = os.path.join(stack.workdir, "blank.qcow2")
+        qemu_img_create(base, "1G")
+        stack.add_image("blank", base)
+        r = stack.post("/v1/vms", {"name": "acct", "image": "blank", "flavor": "m1.tiny"})
+        assert r.status_code == 202, r.text
+        stack.wait_status(r.json()["vm"]["id"], "ACTIVE", timeout=120)
+        assert stack.delete_all_vms(timeout=60)
+        assert "RPCForbidden" not in stack.logs_text()
+    finally:
+        stack.stop()
