@@ -58,7 +58,7 @@ if ((STOP)); then stop_daemon compute; exit 0; fi
 # Read only the keys we know (the file is data, not a script to run).
 declare -A E=()
 while IFS='=' read -r key value; do
-    [[ $key =~ ^(CONTROLLER|RABBIT_USER|RABBIT_PASSWORD|RABBIT_PORT|RABBIT_VHOST|API_PORT|SERVICE_TOKEN)$ ]] &&
+    [[ $key =~ ^(CONTROLLER|RABBIT_USER|RABBIT_PASSWORD|RABBIT_PORT|RABBIT_VHOST|API_PORT|SERVICE_TOKEN|RABBIT_HOSTS)$ ]] &&
         E[$key]=$value
 done < "$ENV_FILE"
 for key in CONTROLLER RABBIT_PORT RABBIT_VHOST API_PORT SERVICE_TOKEN; do
@@ -106,7 +106,10 @@ wait_api "$API_URL" 30
 
 # --- config and daemon --------------------------------------------------------------
 mkdir -p "$STATE/instances" "$STATE/_base" "$LOGS" "$RUN"
-TRANSPORT_URL=$(transport_url "${E[RABBIT_USER]}" "${E[RABBIT_PASSWORD]}" "$HOST_PART" \
+# RABBIT_HOSTS (controller.sh --rabbit-hosts): every broker of the cluster.
+BROKERS=${E[RABBIT_HOSTS]:-$HOST_PART}
+[[ $BROKERS =~ ^[][0-9a-fA-F.:,]+$ ]] || die "bad RABBIT_HOSTS '$BROKERS' in $ENV_FILE"
+TRANSPORT_URL=$(transport_url "${E[RABBIT_USER]}" "${E[RABBIT_PASSWORD]}" "$BROKERS" \
                 "${E[RABBIT_PORT]}" "${E[RABBIT_VHOST]}")
 changed=0
 write_if_changed "$CONF" <<CONF && changed=1 && log "wrote $CONF"

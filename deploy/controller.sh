@@ -26,17 +26,32 @@
 #   --no-packages       no apt (fails later if something is missing)
 #   --no-rabbit-management  leave RabbitMQ's plugins alone
 #   --stop              stop this controller's daemons and exit
+# One of several controllers (README, "Several APIs behind HAProxy"):
+#   --peers IP,IP,...   every controller's address (this one's too): HAProxy here
+#                       balances the APIs at PEER:API_PORT, health-checked
+#   --lb-port P         where HAProxy listens, at --address (8780); clients,
+#                       compute hosts and the rc files then use it
+#   --rabbit-hosts IP,IP,...  the brokers of transport_url (a RabbitMQ cluster's
+#                       nodes, each at RABBIT_PORT; default: this controller)
+#   --broker-passwords DIR  the RabbitMQ accounts' passwords (STATE_DIR/creds/rabbit);
+#                       controllers sharing a broker share this directory
+#   --db-host IP        the PostgreSQL server (default: this controller's, set
+#                       up here; another must accept this controller's login)
+#   --db-clients CIDR   let controllers in CIDR log into this controller's
+#                       PostgreSQL as mininova's role (listen_addresses '*',
+#                       a pg_hba line; restarts PostgreSQL when it must listen anew)
 # Prints (last line) the path of compute.env (STATE_DIR/compute.env, 0600).
 set -euo pipefail
 PROG=controller.sh
 # shellcheck source=deploy/role-common.sh
 . "$(dirname "$(realpath "$0")")/role-common.sh"
 
-usage() { sed -n '10,29p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '10,44p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 
 ADDRESS='' CREDS=/etc/mininova/credentials STATE='' API_PORT=8774 API_LISTEN=''
 DB_NAME=mininova VHOST=/ RABBIT_USER=mininova HOST_NAME=$(hostname)
 VENV=/opt/mininova/venv PACKAGES=1 MANAGEMENT=1 STOP=0 IMAGES=() ENV_COPY='' COMPUTES=()
+PEERS='' LB_PORT=8780 RABBIT_HOSTS='' DB_HOST=127.0.0.1 DB_CLIENTS='' ACCOUNTS=''
 while (($#)); do
     case $1 in
     --address) ADDRESS=${2:?}; shift ;;
@@ -55,6 +70,12 @@ while (($#)); do
     --no-packages) PACKAGES=0 ;;
     --no-rabbit-management) MANAGEMENT=0 ;;
     --stop) STOP=1 ;;
+    --peers) PEERS=${2:?}; shift ;;
+    --lb-port) LB_PORT=${2:?}; shift ;;
+    --rabbit-hosts) RABBIT_HOSTS=${2:?}; shift ;;
+    --broker-passwords) ACCOUNTS=${2:?}; shift ;;
+    --db-host) DB_HOST=${2:?}; shift ;;
+    --db-clients) DB_CLIENTS=${2:?}; shift ;;
     -h|--help) usage ;;
     *) echo "$PROG: unknown option $1" >&2; usage ;;
     esac
@@ -63,6 +84,7 @@ done
 resolve_paths
 CREDS=$(realpath -m "$CREDS")
 if ((STOP)); then
+    stop_haproxy "$STATE/haproxy.cfg"
     stop_daemon api; stop_daemon scheduler; stop_daemon conductor; exit 0
 fi
 [[ -n $ADDRESS ]] || { echo "$PROG: --address is required" >&2; usage; }
@@ -77,14 +99,39 @@ fi
 for name in "${COMPUTES[@]}"; do
     [[ $name =~ ^[A-Za-z0-9][A-Za-z0-9_.-]*$ ]] || die "bad --compute-host '$name'"
 done
+ip_list() {  # NAME VALUE: a comma-separated list of IP addresses, or die
+    local ip
+    [[ -n $2 ]] || die "empty $1"
+    for ip in ${2//,/ }; do
+        [[ $ip =~ ^[0-9a-fA-F.:]+$ ]] || die "bad $1 '$2' (IP,IP,...)"
+    done
+}
+[[ -z $PEERS ]] || ip_list --peers "$PEERS"
+[[ -z $RABBIT_HOSTS ]] || ip_list --rabbit-hosts "$RABBIT_HOSTS"
+ip_list --db-host "$DB_HOST"
+[[ $DB_HOST != *,* ]] || die "--db-host takes one address"
+[[ -z $DB_CLIENTS || $DB_CLIENTS =~ ^[0-9a-fA-F.:]+/[0-9]{1,3}$ ]] ||
+    die "bad --db-clients '$DB_CLIENTS' (a CIDR, e.g. 192.168.56.0/24)"
+if ! [[ $LB_PORT =~ ^[0-9]+$ ]] || ((LB_PORT < 1 || LB_PORT > 65535 || LB_PORT == API_PORT)); then
+    die "bad --lb-port '$LB_PORT' (a port other than --api-port)"
+fi
+if [[ -n $PEERS && ,$PEERS, != *,$ADDRESS,* ]]; then
+    die "--peers '$PEERS' must name this controller's --address $ADDRESS too"
+fi
 API_LISTEN=${API_LISTEN:-$ADDRESS}
-API_URL=http://$ADDRESS:$API_PORT
-[[ $ADDRESS == *:* ]] && API_URL="http://[$ADDRESS]:$API_PORT"
+url_of() {  # HOST PORT
+    if [[ $1 == *:* ]]; then echo "http://[$1]:$2"; else echo "http://$1:$2"; fi
+}
+API_URL=$(url_of "$ADDRESS" "$API_PORT")
+# What clients and compute hosts use: HAProxy's address when there are peers.
+PUBLIC_URL=$API_URL
+[[ -z $PEERS ]] || PUBLIC_URL=$(url_of "$ADDRESS" "$LB_PORT")
 
 # --- packages and services ------------------------------------------------------
 if ((PACKAGES)); then
     # The venv builds libvirt-python (a dependency of the package) from source.
     apt_install python3 python3-venv python3-dev gcc libc6-dev pkg-config libvirt-dev
+    [[ -z $PEERS ]] || apt_install haproxy
 fi
 MGMT=''; ((MANAGEMENT)) && MGMT=1
 MININOVA_DB=$DB_NAME MININOVA_CREDENTIALS=$CREDS MININOVA_RABBIT_USER=$RABBIT_USER \
@@ -95,6 +142,32 @@ MININOVA_VHOST=$VHOST MININOVA_RABBIT_MANAGEMENT=$MGMT \
 RABBIT_PORT=${RABBIT_PORT:-5672} DB_PORT=${DB_PORT:-5432}
 setup_venv
 
+# The other controllers' mininova-api/-scheduler/-conductor log into this
+# controller's PostgreSQL (--db-clients): it listens on every address and
+# takes mininova's role, with its password, from that network only.
+allow_db_clients() {  # CIDR
+    local line hba cluster
+    psql_q() { su postgres -c "psql -p $DB_PORT -XAtc \"$1\""; }
+    hba=$(psql_q 'SHOW hba_file') || die "cannot ask PostgreSQL for its pg_hba.conf"
+    line="host $DB_NAME $DB_USER $1 scram-sha-256"
+    if ! grep -qxF "$line" "$hba"; then
+        echo "$line" >> "$hba"
+        psql_q 'SELECT pg_reload_conf()' >/dev/null
+        log "PostgreSQL: $DB_USER may log in from $1 ($hba)"
+    fi
+    if [[ $(psql_q 'SHOW listen_addresses') != '*' ]]; then
+        psql_q "ALTER SYSTEM SET listen_addresses = '*'" >/dev/null
+        cluster=$(psql_q 'SHOW cluster_name')   # VERSION/NAME, Debian's
+        if have_systemd; then
+            systemctl restart "postgresql@${cluster%%/*}-${cluster#*/}.service"
+        else
+            pg_ctlcluster --skip-systemctl-redirect "${cluster%%/*}" "${cluster#*/}" restart
+        fi
+        log "PostgreSQL restarted to listen on every address"
+    fi
+}
+[[ -z $DB_CLIENTS ]] || allow_db_clients "$DB_CLIENTS"
+
 port_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
 port_open "$ADDRESS" "$RABBIT_PORT" ||
     log "warning: RabbitMQ does not answer at $ADDRESS:$RABBIT_PORT; compute hosts need it there" \
@@ -102,14 +175,15 @@ port_open "$ADDRESS" "$RABBIT_PORT" ||
 
 # --- broker accounts: one per role and per compute host (README "Broker accounts") --
 mkdir -p "$STATE" "$LOGS" "$RUN"
-ACCOUNTS=$STATE/creds/rabbit
+ACCOUNTS=${ACCOUNTS:-$STATE/creds/rabbit}
 account_args=()
 for name in "${COMPUTES[@]}"; do account_args+=(--compute-host "$name"); done
 bash "$DEPLOY/broker-accounts.sh" --vhost "$VHOST" --base "$RABBIT_USER" \
     --passwords-dir "$ACCOUNTS" --python "$VENV/bin/python" "${account_args[@]}" ||
     die "creating the RabbitMQ accounts failed"
 role_url() {  # ROLE [HOST]: the transport url of account RABBIT_USER.ROLE
-    transport_url "$RABBIT_USER.$1" "$(<"$ACCOUNTS/$RABBIT_USER.$1")" "${2:-127.0.0.1}" \
+    # --rabbit-hosts: every broker, among which the daemons fail over.
+    transport_url "$RABBIT_USER.$1" "$(<"$ACCOUNTS/$RABBIT_USER.$1")" "${2:-${RABBIT_HOSTS:-127.0.0.1}}" \
         "$RABBIT_PORT" "$VHOST"
 }
 
@@ -135,11 +209,11 @@ transport_url = $(role_url scheduler)
 transport_url = $(role_url conductor)
 
 [database]
-connection = postgresql+psycopg2://$DB_USER:$(urlencode "$DB_PASSWORD")@127.0.0.1:$DB_PORT/$DB_NAME
+connection = postgresql+psycopg2://$DB_USER:$(urlencode "$DB_PASSWORD")@$DB_HOST:$DB_PORT/$DB_NAME
 CONF
 
 "$VENV/bin/python" "$DEPLOY/controller-bootstrap.py" --config-file "$CONF" \
-    --state-dir "$STATE" --api-url "$API_URL" "${IMAGES[@]}" ||
+    --state-dir "$STATE" --api-url "$PUBLIC_URL" "${IMAGES[@]}" ||
     die "database bootstrap failed"
 
 # --- daemons --------------------------------------------------------------------
@@ -147,6 +221,21 @@ start_daemon api "$changed"
 start_daemon scheduler "$changed"
 start_daemon conductor "$changed"
 wait_api "$API_URL" 60
+if [[ -n $PEERS ]]; then
+    servers=() i=0
+    for peer in ${PEERS//,/ }; do
+        i=$((i + 1))
+        if [[ $peer == *:* ]]; then servers+=("api$i=[$peer]:$API_PORT")
+        else servers+=("api$i=$peer:$API_PORT"); fi
+    done
+    bind=$ADDRESS:$LB_PORT
+    [[ $ADDRESS == *:* ]] && bind="[$ADDRESS]:$LB_PORT"
+    haproxy_changed=0
+    bash "$DEPLOY/haproxy-cfg.sh" --bind "$bind" --stats-socket "$RUN/haproxy.sock" \
+        "${servers[@]}" | write_if_changed "$STATE/haproxy.cfg" && haproxy_changed=1
+    start_haproxy "$STATE/haproxy.cfg" "$haproxy_changed"
+    wait_api "$PUBLIC_URL" 60
+fi
 for binary in mininova-scheduler mininova-conductor; do
     wait_service "$API_URL" "$(<"$STATE/creds/admin.token")" "$binary" "$HOST_NAME" 60
 done
@@ -160,8 +249,9 @@ compute_env() {  # [HOST]
 CONTROLLER=$ADDRESS
 RABBIT_PORT=$RABBIT_PORT
 RABBIT_VHOST=$VHOST
-API_PORT=$API_PORT
-IMAGE_API_URL=$API_URL
+API_PORT=${PUBLIC_URL##*:}
+RABBIT_HOSTS=$RABBIT_HOSTS
+IMAGE_API_URL=$PUBLIC_URL
 SERVICE_TOKEN=$(<"$STATE/creds/compute.token")
 ENV
     if [[ -n ${1:-} ]]; then
@@ -184,5 +274,5 @@ if [[ -n $ENV_COPY ]]; then
         if write_if_changed "$copy" < "$STATE/$env"; then log "copied $env to $copy"; fi
     done
 fi
-log "controller $HOST_NAME ready: API $API_URL; . $STATE/adminrc or . $STATE/demorc for the CLI"
+log "controller $HOST_NAME ready: API $PUBLIC_URL; . $STATE/adminrc or . $STATE/demorc for the CLI"
 echo "$STATE/compute.env"

@@ -66,10 +66,16 @@ urlencode() {  # (most values are plain: no python start-up for them)
     python3 -c 'import sys, urllib.parse; print(urllib.parse.quote(sys.argv[1], safe=""))' "$1"
 }
 
-transport_url() {  # USER PASSWORD HOST PORT VHOST
-    local path=/
+transport_url() {  # USER PASSWORD HOST[,HOST...] PORT VHOST
+    # Several hosts (a RabbitMQ cluster): rabbit://u:p@h1:P,u:p@h2:P/vhost,
+    # among which the daemons fail over.
+    local path=/ url='' sep='' host
     [[ $5 == / ]] || path=/$(urlencode "$5")
-    echo "rabbit://$(urlencode "$1"):$(urlencode "$2")@$3:$4$path"
+    for host in ${3//,/ }; do
+        url+="$sep$(urlencode "$1"):$(urlencode "$2")@$host:$4"
+        sep=,
+    done
+    echo "rabbit://$url$path"
 }
 
 # The venv: created, or updated by setup-venv.sh, from this checkout. A venv
@@ -92,7 +98,56 @@ setup_venv() {
 UNIT_DIR=${MININOVA_UNIT_DIR:-/etc/systemd/system}
 render_unit() {  # NAME -> the unit text for this VENV and CONF
     sed -e "s|/opt/mininova/venv|$VENV|g" -e "s|/etc/mininova/mininova.conf|$CONF|g" \
+        -e "s|/etc/mininova/haproxy.cfg|$(dirname "$CONF")/haproxy.cfg|g" \
         "$DEPLOY/systemd/mininova-$1.service"
+}
+
+# HAProxy in front of the APIs (controller.sh --peers): its own process (unit
+# mininova-haproxy, or haproxy -D with RUN/haproxy.pid), never the system's
+# haproxy service; (re)started when its configuration changed (RESTART=1).
+HAPROXY=/usr/sbin/haproxy
+haproxy_pid() {
+    local pid
+    [[ -s $RUN/haproxy.pid ]] || return 1
+    pid=$(head -n1 "$RUN/haproxy.pid")
+    [[ $pid =~ ^[0-9]+$ ]] && alive "$pid" || return 1
+    tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "-f $1" || return 1
+    echo "$pid"
+}
+start_haproxy() {  # CFG RESTART
+    local cfg=$1 restart=$2 unit pid
+    "$HAPROXY" -c -q -f "$cfg" || die "HAProxy refuses $cfg"
+    if have_systemd; then
+        unit=$UNIT_DIR/mininova-haproxy.service
+        if render_unit haproxy | write_if_changed "$unit"; then
+            chmod 644 "$unit"; systemctl daemon-reload; restart=1
+        fi
+        systemctl enable -q mininova-haproxy.service
+        if ((restart)); then
+            systemctl restart mininova-haproxy.service
+        else
+            systemctl start mininova-haproxy.service
+        fi
+        return 0
+    fi
+    if pid=$(haproxy_pid "$cfg"); then
+        ((restart)) || { log "haproxy already running (pid $pid)"; return 0; }
+        kill "$pid" 2>/dev/null || true
+    fi
+    mkdir -p "$RUN"
+    "$HAPROXY" -D -p "$RUN/haproxy.pid" -f "$cfg" || die "haproxy did not start ($cfg)"
+    log "haproxy started (pid $(head -n1 "$RUN/haproxy.pid"), config $cfg)"
+}
+stop_haproxy() {  # CFG
+    local pid
+    if have_systemd; then
+        systemctl stop mininova-haproxy.service 2>/dev/null || true
+        return 0
+    fi
+    pid=$(haproxy_pid "$1") || { rm -f "$RUN/haproxy.pid"; return 0; }
+    kill "$pid" 2>/dev/null || true
+    rm -f "$RUN/haproxy.pid"
+    log "haproxy stopped"
 }
 
 # alive PID, daemon_pid NAME

@@ -355,6 +355,15 @@ def test_systemd_units_verify_as_the_scripts_install_them(tmp_path):
         assert ({"libvirtd.service"} if name == "compute"
                 else {"rabbitmq-server.service", "postgresql.service"}) <= set(after)
         units.append(str(unit))
+    render = subprocess.run(
+        ["bash", "-c", '. "$1/role-common.sh"; VENV=$2 CONF=$3 render_unit haproxy', "render",
+         DEPLOY, VENV, str(conf)], capture_output=True, text=True, check=True)
+    assert "ExecStart=/usr/sbin/haproxy -Ws -f %s/haproxy.cfg\n" % tmp_path in render.stdout
+    (tmp_path / "haproxy.cfg").write_text(subprocess.run(
+        ["bash", os.path.join(DEPLOY, "haproxy-cfg.sh"), "--bind", "127.0.0.1:8780",
+         "api1=127.0.0.1:8774"], capture_output=True, text=True, check=True).stdout)
+    (tmp_path / "mininova-haproxy.service").write_text(render.stdout)
+    units.append(str(tmp_path / "mininova-haproxy.service"))
     proc = subprocess.run(["systemd-analyze", "verify", *units], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert "mininova" not in proc.stderr, proc.stderr   # no warnings about our units

@@ -243,3 +243,15 @@ def test_start_daemon_installs_units_and_restarts_only_on_change(tmp_path):
     assert run("stop_daemon compute") == ["stop mininova-compute.service"]
     # stopped (e.g. by hand): started again
     assert run("start_daemon compute 0")[-1] == "start mininova-compute.service"
+
+
+def test_transport_url_of_one_or_several_brokers():
+    """role-common.sh's transport_url: controller.sh --rabbit-hosts and the
+    RABBIT_HOSTS compute.sh reads from compute.env give a failover list."""
+    def url(*args):
+        return subprocess.run(
+            ["bash", "-c", 'PROG=test; . "$0/role-common.sh"; transport_url "$@"', DEPLOY,
+             *args], check=True, capture_output=True, text=True).stdout.strip()
+    assert url("u", "p w", "10.0.0.1", "5672", "/") == "rabbit://u:p%20w@10.0.0.1:5672/"
+    assert url("u", "p", "10.0.0.1,10.0.0.2,10.0.0.3", "5673", "v h") == (
+        "rabbit://u:p@10.0.0.1:5673,u:p@10.0.0.2:5673,u:p@10.0.0.3:5673/v%20h")
