@@ -31,9 +31,11 @@ def _bin(name):
     return os.path.join(os.path.dirname(sys.executable), name)
 
 
-def _load_accounts(password):
-    with open(os.path.join(TEMPEST_FILES, "accounts.yaml")) as f:
-        accounts = yaml.safe_load(f)
+def _load_accounts(password, names):
+    accounts = []
+    for name in names:
+        with open(os.path.join(TEMPEST_FILES, name)) as f:
+            accounts += yaml.safe_load(f)
     for account in accounts:
         account["password"] = password
     return accounts
@@ -62,15 +64,36 @@ def _flavor_ids(stack):
     return [by_name[name] for name, _ in FLAVORS]
 
 
-def prepare(stack, image_path, workdir):
+def override(conf, section, key, value):
+    """``conf`` (tempest.conf's text) with ``key = value`` in ``[section]``
+    (replacing the key's line there, else added at the section's end)."""
+    out, current, done = [], None, False
+    for line in conf.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("[") and stripped.endswith("]"):
+            if current == section and not done:
+                out.append("%s = %s" % (key, value))
+                done = True
+            current = stripped[1:-1]
+        elif current == section and stripped.partition("=")[0].strip() == key:
+            line, done = "%s = %s" % (key, value), True
+        out.append(line)
+    if not done:
+        out += ([] if current == section else ["[%s]" % section]) + ["%s = %s" % (key, value)]
+    return "\n".join(out) + "\n"
+
+
+def prepare(stack, image_path, workdir, accounts=("accounts.yaml",), overrides=()):
     """Provision ``stack`` for Tempest and make a workspace in ``workdir``;
-    the workspace's path."""
+    the workspace's path. ``accounts``: the files of tests/tempest/ whose
+    accounts are made; ``overrides``: (section, key, value) changes to
+    tempest.conf.in."""
     images = [stack.add_image(name, image_path)["id"]
               for name in ("tempest-image", "tempest-image-alt")]
     for name, ram in FLAVORS:
         stack.manage("flavor", "create", name, "--vcpus", "1", "--ram", str(ram), "--disk", "1")
     flavors = _flavor_ids(stack)
-    accounts = _load_accounts(secrets.token_urlsafe(16))
+    accounts = _load_accounts(secrets.token_urlsafe(16), accounts)
     _provision_accounts(stack, accounts)
     workspace = os.path.join(str(workdir), "tempest")
     subprocess.run([_bin("tempest"), "init", "--workspace-path",
@@ -86,6 +109,8 @@ def prepare(stack, image_path, workdir):
                        ("IMAGE_REF", images[0]), ("FLAVOR_REF_ALT", flavors[1]),
                        ("FLAVOR_REF", flavors[0])):
         conf = conf.replace(key, value)
+    for section, key, value in overrides:
+        conf = override(conf, section, key, value)
     with open(os.path.join(workspace, "etc", "tempest.conf"), "w") as f:
         f.write(conf)
     return workspace

@@ -22,8 +22,10 @@ from common import exception
 from common.db.models import (Project, QuotaClass, QuotaLimit, QuotaUsage, RoleAssignment, Token,
                               User, utcnow)
 
-# Lowest first; each role implies the ones before it (admin => member => reader).
-ROLES = ("reader", "member", "admin")
+# Lowest first; each role implies the ones before it (admin => manager =>
+# member => reader: Keystone's default roles). A manager has a member's rights
+# here (Nova's project-manager policies are not enforced).
+ROLES = ("reader", "member", "manager", "admin")
 IMPLIED_ROLES = {role: ROLES[:i + 1][::-1] for i, role in enumerate(ROLES)}
 RESOURCES = ("instances", "cores", "ram")
 DEFAULT_QUOTA_CLASS = "default"  # its limits replace the configured defaults

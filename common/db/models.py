@@ -355,8 +355,8 @@ class User(Base):
 
 
 class RoleAssignment(Base):
-    """A role a user holds in a project: reader, member or admin, each
-    implying the ones before it (common/db/auth.py IMPLIED_ROLES)."""
+    """A role a user holds in a project: reader, member, manager or admin,
+    each implying the ones before it (common/db/auth.py IMPLIED_ROLES)."""
     __tablename__ = "role_assignments"
     user_id: Mapped[str] = mapped_column(
         String(64), ForeignKey("users.id", ondelete="CASCADE",

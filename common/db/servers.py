@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 from common import exception
 from common.db.api import is_uuid
-from common.db.models import Instance, Flavor
+from common.db.models import Instance
 
 # The time one list may spend in its filters' regular expressions (the
 # ``regex`` module's search timeout; ``re`` has none): a pattern that
@@ -138,11 +138,3 @@ def page(s, project_id, filters, limit, marker=None, status_of=None):
             if len(found) >= limit:
                 break
     return found
-
-
-def existing_flavor_ids(s, flavor_ids):
-    """Those of ``flavor_ids`` that still exist (a VM keeps its sizes when
-    its flavor is deleted; its view then shows no flavor)."""
-    if not flavor_ids:
-        return set()
-    return set(s.scalars(sa.select(Flavor.id).where(Flavor.id.in_(set(flavor_ids)))))

@@ -124,9 +124,15 @@ def test_show_is_by_id_only_and_within_the_project(member, other, admin, make_vm
     assert admin.get("/servers/" + vm).get_json()["server"]["tenant_id"] == "p1"
 
 
-def test_a_deleted_flavor_shows_as_an_empty_object(member, make_vm):
+def test_a_deleted_flavor_still_shows_its_id(member, make_vm):
+    """As Nova's embedded flavor (MigrationsAdminTest.
+    test_resize_server_revert_deleted_flavor)."""
     vm = make_vm("vm1", flavor_id="gone")
-    assert check(schemas.get_server, member.get("/servers/" + vm))["server"]["flavor"] == {}
+    flavor = check(schemas.get_server, member.get("/servers/" + vm))["server"]["flavor"]
+    assert flavor["id"] == "gone"
+    assert flavor["links"][0]["href"].endswith("/compute/flavors/gone")
+    listed = check(schemas.list_servers_detail, member.get("/servers/detail"))["servers"]
+    assert listed[0]["flavor"] == flavor
 
 
 def test_filters(member, make_vm):

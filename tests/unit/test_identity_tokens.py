@@ -121,8 +121,23 @@ def test_roles_imply_each_other(client, users):
     def roles(name, project):
         token = issue(client, password_auth(name, project=project)).get_json()["token"]
         return [role["name"] for role in token["roles"]]
-    assert roles("a", "admin") == ["admin", "member", "reader"]
+    assert roles("a", "admin") == ["admin", "manager", "member", "reader"]
     assert roles("r", "demo") == ["reader"]
+
+
+def test_a_manager_has_a_members_rights_not_an_admins(client, db, users):
+    """Keystone's manager role (tempest's project_manager accounts): between
+    member and admin."""
+    password_user(db, "m", "demo", "manager")
+    token = issue(client, password_auth("m", project="demo")).get_json()["token"]
+    assert [role["name"] for role in token["roles"]] == ["manager", "member", "reader"]
+    headers = {"X-Auth-Token": issue(client, password_auth("m", project="demo"))
+               .headers["X-Subject-Token"]}
+    assert client.get("/compute/v2.1/os-migrations", headers=headers).status_code == 403
+    assert client.get("/compute/v2.1/servers", headers=headers).status_code == 200
+    r = client.post("/compute/v2.1/os-keypairs", headers=headers,
+                    json={"keypair": {"name": "k1"}})
+    assert r.status_code == 200, r.get_data(as_text=True)
 
 
 def test_rescope_with_the_token_method(client, db, users):

@@ -189,14 +189,20 @@ class MigratingDomain:
     """A domain whose live migration runs until it is aborted, reporting
     progress meanwhile (libvirt's calls as the job monitor makes them)."""
 
-    def __init__(self):
+    def __init__(self, state=libvirt.VIR_DOMAIN_RUNNING):
         self.aborted = threading.Event()
         self.polled = threading.Event()
+        self._state = state
+        self.flags = None
 
     def UUIDString(self):
         return "vm"
 
+    def state(self):
+        return [self._state, 0]
+
     def migrateToURI3(self, uri, params, flags):
+        self.flags = flags
         self.aborted.wait(30)
         raise libvirt.libvirtError("operation aborted: migration job: canceled by client")
 
@@ -220,3 +226,14 @@ def test_a_live_migration_job_reports_progress_and_aborts():
                            poll_interval=0.01)
     assert seen[0] == {"processed_bytes": 10, "remaining_bytes": 90, "total_bytes": 100}
     assert dom.aborted.is_set()
+    assert dom.flags == live_migration.FLAGS
+
+
+def test_a_paused_guest_is_migrated_to_stay_paused():
+    """VIR_MIGRATE_PAUSED: it never runs on the destination (tempest's
+    test_live_block_migration_paused)."""
+    dom, abort = MigratingDomain(libvirt.VIR_DOMAIN_PAUSED), threading.Event()
+    abort.set()
+    with pytest.raises(exception.MigrationAborted):
+        live_migration.run(dom, "qemu+tcp://b/system", {}, abort=abort, poll_interval=0.01)
+    assert dom.flags == live_migration.FLAGS | libvirt.VIR_MIGRATE_PAUSED

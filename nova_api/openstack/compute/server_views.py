@@ -80,13 +80,14 @@ def addresses(inst, network_name, extended=True):
 
 class ServerViews:
     """Views of VM rows for one request. ``network_name``: the one network
-    (``[compute] network_name``); ``flavor_ids``: the flavors that still
-    exist; ``metadata``: {instance id: {key: value}}."""
+    (``[compute] network_name``); ``metadata``: {instance id: {key: value}}.
+    A VM's flavor shows its id even once the flavor is deleted: the VM keeps
+    its sizes, as Nova's instance keeps its embedded flavor (a revert to a
+    deleted flavor shows it again)."""
 
-    def __init__(self, network_name, is_admin, flavor_ids=frozenset(), metadata=None):
+    def __init__(self, network_name, is_admin, metadata=None):
         self.network_name = network_name
         self.is_admin = is_admin
-        self.flavor_ids = flavor_ids
         self.metadata = metadata or {}
 
     def basic(self, inst):
@@ -102,7 +103,7 @@ class ServerViews:
             "image": {"id": inst.image_id, "links": views.bookmark("images", inst.image_id)},
             "flavor": ({"id": inst.flavor_id, "links": views.bookmark("flavors",
                                                                       inst.flavor_id)}
-                       if inst.flavor_id in self.flavor_ids else {}),
+                       if inst.flavor_id else {}),
             "created": views.isotime(inst.created_at),
             "updated": views.isotime(inst.updated_at),
             "addresses": addresses(inst, self.network_name, extended=False),

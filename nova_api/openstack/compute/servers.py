@@ -39,10 +39,9 @@ def _network_name():
 
 
 def views_for(s, instances):
-    """A ServerViews for ``instances`` (their metadata and flavors read at once)."""
+    """A ServerViews for ``instances`` (their metadata read at once)."""
     return server_views.ServerViews(
         _network_name(), g.context.is_admin,
-        flavor_ids=db_servers.existing_flavor_ids(s, [i.flavor_id for i in instances]),
         metadata=instance_metadata.get_many(s, [i.id for i in instances]))
 
 

@@ -74,6 +74,8 @@ def run(dom, dest_uri, params, flags=FLAGS, progress=None, abort=None,
     when an abort stopped it, MigrationError when it failed: libvirt then
     leaves the guest running here."""
     instance_id = dom.UUIDString()
+    if dom.state()[0] == libvirt.VIR_DOMAIN_PAUSED:
+        flags |= libvirt.VIR_MIGRATE_PAUSED  # it stays paused on the destination
     failure = []
 
     def migrate():
