@@ -48,12 +48,17 @@ def test_healthcheck_names_what_is_down(tmp_path):
         database.start()
         port = free_port()
         conf = tmp_path / "forwarded.conf"
+        # The API's own broker account when the stack has per-role accounts.
+        api_url = (stack.broker_url("%s.api" % stack.tag) if stack.broker_passwords
+                   else stack.transport_url)
+        forwarded = api_url.replace(":%d/" % services.rabbit_port(), ":%d/" % broker.port)
+        assert forwarded != api_url
         conf.write_text("[DEFAULT]\ntransport_url = %s\n[database]\nconnection = %s\n"
-                        "[api]\nport = %d\nhealthcheck_timeout = %s\n" % (
-                            services.rabbit_url(stack.vhost, port=broker.port),
+                        "[api]\nport = %d\nhealthcheck_timeout = %s\ntransport_url = %s\n" % (
+                            forwarded,
                             stack.db_url.replace(":%d/" % services.db_port(),
                                                  ":%d/" % database.port),
-                            port, TIMEOUT))
+                            port, TIMEOUT, forwarded))
         stack.start_daemon("api-fwd", module="api", extra_args=("--config-file", str(conf)))
         url = "http://127.0.0.1:%d/healthcheck" % port
         longest = [0.0]
