@@ -30,7 +30,6 @@ status and ``updated_at`` (so two conductors never both act) and applies
   allocations and the hosts' copies).
 """
 import dataclasses
-import datetime
 import logging
 
 import sqlalchemy as sa
@@ -194,7 +193,7 @@ class MoveRecovery:
                 sa.update(Migration)
                 .where(Migration.uuid == move.uuid, Migration.status == move.status,
                        Migration.updated_at == seen)
-                .values(dict(values, updated_at=utcnow() + datetime.timedelta(microseconds=1)))
+                .values(dict(values, updated_at=utcnow()))
                 .execution_options(synchronize_session=False))
             if result.rowcount != 1:
                 return False
