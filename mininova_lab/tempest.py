@@ -25,6 +25,12 @@ FLAVORS = (("tempest-1", 128), ("tempest-2", 192))
 # compute host, so a resize stays on it (as devstack's single node).
 STACK_CONF = ("[api]\nunique_vm_name_scope =\n"
               "[compute]\nallow_resize_to_same_host = True\n")
+# tempest.conf for a stack with two compute hosts (prepare's overrides): the
+# moves on (tests/functional/test_tempest_moves.py, m3.load-list).
+MOVES_CONF = (("compute", "min_compute_nodes", "2"),
+              ("compute-feature-enabled", "cold_migration", "True"),
+              ("compute-feature-enabled", "live_migration", "True"),
+              ("compute-feature-enabled", "block_migration_for_live_migration", "True"))
 
 
 def _bin(name):

@@ -5,7 +5,8 @@ configuration and pre-provisioned accounts of tests/tempest/.
 
 Every test id in tests/tempest/expected-pass must pass. That list grows as
 the OpenStack API does; the run's totals for each load list are printed, so
-the distance to the milestones is visible in every `make test`."""
+the distance to the milestones is visible in every `make test`. The move
+tests run on a stack with two compute hosts: test_tempest_moves.py."""
 import os
 
 import pytest

@@ -7,7 +7,8 @@ libvirtd listening on its own address with its own host UUID, and a compute
 agent in its network namespace), as live migration needs both ends; the
 guests have no NIC (Tempest checks no address in these tests). The
 configuration is tests/tempest/tempest.conf.in with the moves switched on
-(MOVES_CONF) and the accounts of accounts.yaml plus accounts-moves.yaml."""
+(mininova_lab.tempest.MOVES_CONF) and the accounts of accounts.yaml plus
+accounts-moves.yaml."""
 import os
 import time
 
@@ -21,10 +22,6 @@ pytestmark = pytest.mark.real_services("rabbitmq", "postgresql", "libvirt", "htt
 BASE_DIR = "/var/lib/mininova-lab-tempest"
 INDEXES = (100, 101)
 LIST = "m3.load-list"
-MOVES_CONF = (("compute", "min_compute_nodes", "2"),
-              ("compute-feature-enabled", "cold_migration", "True"),
-              ("compute-feature-enabled", "live_migration", "True"),
-              ("compute-feature-enabled", "block_migration_for_live_migration", "True"))
 
 
 def start_compute(stack, sim):
@@ -41,7 +38,8 @@ def results(tmp_path_factory):
             try:
                 workspace = tempest.prepare(
                     stack, os.environ["MININOVA_TINY_IMAGE"], workdir,
-                    accounts=("accounts.yaml", "accounts-moves.yaml"), overrides=MOVES_CONF)
+                    accounts=("accounts.yaml", "accounts-moves.yaml"),
+                    overrides=tempest.MOVES_CONF)
                 t0 = time.monotonic()
                 statuses = tempest.run(workspace, tempest.load_list(LIST), concurrency=3)
                 yield statuses, workspace, time.monotonic() - t0
