@@ -65,16 +65,18 @@ class Client:
         self.timeout = timeout
 
     def request(self, method, path, body=None, query=None, data=None, content_type=None,
-                length=None):
+                length=None, headers=None):
         """``body``: JSON to send; or ``data`` (bytes or a file object, then
-        with ``length``) sent as ``content_type``. Returns a ``Response``;
+        with ``length``) sent as ``content_type``; ``headers``: more headers.
+        Returns a ``Response``;
         raises ``APIError`` for 4xx/5xx and ``ConnectError`` when the API
         cannot be reached."""
         url = self.url + path
         if query:
             url += "?" + urllib.parse.urlencode(
                 [(k, v) for k, v in query.items() if v is not None])
-        headers = {"Accept": "application/json", "User-Agent": USER_AGENT}
+        headers = dict(headers or {}, **{"Accept": "application/json",
+                                         "User-Agent": USER_AGENT})
         if self.token:
             headers["X-Auth-Token"] = self.token
         if body is not None:

@@ -1,12 +1,14 @@
 """``mininova vm ...``: create, list, show, delete, power actions,
 evacuate, console and the action timeline. Each command is ``f(client, args, out)``."""
 import base64
+import time
 import urllib.parse
+import uuid
 
 from mininova_client import USAGE, CLIError
 from mininova_client import format as fmt
 from mininova_client import live_migration, moves, snapshots
-from mininova_client.api import quote
+from mininova_client.api import APIError, ConnectError, quote
 from mininova_client.wait import wait_vm
 
 POWER_ACTIONS = ("start", "stop", "reboot", "pause", "unpause", "suspend", "resume")
@@ -45,6 +47,23 @@ def _user_data(path):
         raise CLIError("error: --user-data %s: %s" % (path, e.strerror), USAGE) from None
 
 
+# A create is sent again (same key: never a second VM) when the API could not
+# be reached or a load balancer found none answering: after these pauses.
+CREATE_RETRY_PAUSES = (0.5, 1.0, 2.0)
+RETRY_STATUSES = (502, 503, 504)
+
+
+def _post_idempotent(client, body, key, pauses=CREATE_RETRY_PAUSES, sleep=time.sleep):
+    for pause in (*pauses, None):
+        try:
+            return client.post("/v1/vms", body, headers={"X-Idempotency-Key": key})
+        except (ConnectError, APIError) as e:
+            if pause is None or (isinstance(e, APIError) and e.status not in RETRY_STATUSES):
+                raise
+        sleep(pause)
+    raise AssertionError("unreachable")
+
+
 def create(client, args, out):
     body = {"name": args.name, "image": args.image, "flavor": args.flavor}
     if args.group:
@@ -55,7 +74,7 @@ def create(client, args, out):
         body["user_data"] = _user_data(args.user_data)
     if args.property:
         body["metadata"] = _metadata(args.property)
-    resp = client.post("/v1/vms", body)
+    resp = _post_idempotent(client, body, args.idempotency_key or str(uuid.uuid4()))
     vm = resp.body["vm"]
     if args.wait:
         vm = wait_vm(client, vm, "create", resp.request_id, args.timeout)
@@ -212,6 +231,11 @@ def add_parsers(sub, common, wait_opts):
                                                        "user_data (e.g. a cloud-init script)")
     p.add_argument("--property", action="append", default=[], metavar="KEY=VALUE",
                    help="a metadata item (repeat for more)")
+    p.add_argument("--idempotency-key", metavar="KEY",
+                   help="sent as X-Idempotency-Key (default: a new UUID): the create is "
+                        "retried with it when the API cannot be reached or answers "
+                        "502/503/504, and the same key never makes a second VM; give "
+                        "the same KEY again to repeat a create whose outcome you missed")
     p.set_defaults(func=create)
     p = vm.add_parser("rename", parents=[common], help="rename a VM")
     p.add_argument("name", help="VM name or id")
