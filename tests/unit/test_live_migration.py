@@ -91,8 +91,8 @@ class FailingPrepare(FakeDriver):
         raise exception.MigrationError(instance=instance.id, reason="no room for the overlay")
 
 
-def make_world(conf, db, base_image, drivers=(HookedDriver, HookedDriver)):
-    computes = Computes()
+def make_world(conf, db, base_image, drivers=(HookedDriver, HookedDriver), computes=None):
+    computes = computes or Computes()
     task = LiveMigrationTask(db, SchedulerManager(db, Recorder(), conf), computes,
                              Timeline(DbSink(db), "conductor"))
     conductor = ConductorManager(db, live_migration_task=task)
@@ -108,7 +108,7 @@ def make_world(conf, db, base_image, drivers=(HookedDriver, HookedDriver)):
         manager.heartbeat(CTXT)
     app = create_app(conf, db, ConductorClient(conductor), computes)
     w = type("World", (), {})()
-    w.db, w.computes, w.image = db, computes, (path, checksum)
+    w.db, w.computes, w.image, w.task = db, computes, (path, checksum), task
     w.a, w.b = computes.managers[A], computes.managers[B]
     w.client = app.test_client()
     w.admin = auth_headers(db, "p", "admin")

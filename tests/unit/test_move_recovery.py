@@ -1,7 +1,9 @@
 """Recovery of moves whose conductor died (nova_conductor/move_recovery.py):
 the pure plan over every status, type and VM, then the whole recovery in one
 process (test_resize's stack: the real scheduler, two fake compute hosts, the
-in-memory RPC) on a cold migration whose orchestrator hangs mid-way."""
+in-memory RPC) on a cold migration whose orchestrator hangs mid-way, and
+(test_live_migration's world) on live migrations whose conductor hangs
+while the destination prepares, or after the copy succeeded."""
 import datetime
 import itertools
 import threading
@@ -10,10 +12,19 @@ import pytest
 import sqlalchemy as sa
 
 from common import states
+from common.db import vm_migrations
 from common.db.models import Migration
 from nova_conductor import move_recovery as mr
 from nova_conductor.tasks import live_migrate
 from nova_conductor.tasks.migrate import MigrateTask
+from tests.unit.test_compute_manager import base_image  # noqa: F401
+from tests.unit.test_evacuate import A, B, build_on
+from tests.unit.test_evacuate import held as lm_held
+from tests.unit.test_evacuate import migration as lm_migration
+from tests.unit.test_evacuate import row as lm_row
+from tests.unit.test_live_migration import Computes, make_world
+from tests.unit.test_live_migration import live_migrate as api_live_migrate
+from tests.unit.test_live_migration import domains as lm_domains
 from tests.unit.test_resize import CTXT, Stack, row, settled
 
 LIMITS = mr.Limits(step_timeout=10, interval=2, queue_timeout=100)
@@ -153,3 +164,70 @@ def test_two_conductors_recover_a_move_once(stack, db, conf, tmp_path):
     assert first._claim(observed, seen, mr.REVERT_BACK)
     assert not first._claim(observed, seen, mr.REVERT_BACK)  # the other one loses
     assert row(db, vm).task_state == states.RESIZE_REVERTING
+
+
+class StallingComputes(Computes):
+    """The conductor's compute client; the first call of ``stall_on`` goes
+    through and its caller then hangs (a conductor killed while it waited)
+    until ``release``."""
+
+    def __init__(self, stall_on):
+        super().__init__()
+        self.stall_on, self.hung, self.release = stall_on, threading.Event(), threading.Event()
+
+    def _on(self, ctxt, host, method, *args):
+        result = super()._on(ctxt, host, method, *args)
+        if method == self.stall_on and not self.hung.is_set():
+            self.hung.set()
+            self.release.wait(30)
+        return result
+
+
+def stalled_live_migration(conf, db, base_image, method):
+    computes = StallingComputes(method)
+    w = make_world(conf, db, base_image, computes=computes)
+    vm = build_on(w, A)
+    started = threading.Thread(target=api_live_migrate, args=(w, vm), kwargs={"host": B},
+                               daemon=True)
+    started.start()
+    assert computes.hung.wait(30)
+    with db.transaction() as s:
+        uuid = vm_migrations.in_progress_for_instance(s, vm).uuid
+    return w, vm, uuid, started
+
+
+def test_a_live_migration_whose_conductor_died_preparing_ends_on_the_source(
+        conf, db, base_image):  # noqa: F811
+    w, vm, uuid, started = stalled_live_migration(conf, db, base_image, "pre_live_migration")
+    assert lm_migration(db, uuid).status == "preparing" and lm_held(db, vm) == [B]
+    recovery = mr.MoveRecovery(db, None, w.task, conf)
+    assert recovery.run() == {}
+    age(db, uuid, 3600)
+    assert recovery.run() == {uuid: mr.LIVE_ROLL_BACK}
+    inst = lm_row(db, vm)
+    assert (inst.host, inst.vm_state, inst.task_state) == (A, states.ACTIVE, None)
+    assert lm_held(db, vm) == [A] and lm_held(db, uuid) == []
+    assert lm_migration(db, uuid).status == "error"
+    assert (B, "rollback_live_migration_at_destination") in w.computes.sent
+    assert lm_domains(w.b, vm) == [] and len(lm_domains(w.a, vm)) == 1
+    w.computes.release.set()  # the old orchestrator finds the move ended
+    started.join(30)
+    assert all(method != "live_migration" for _host, method in w.computes.sent)
+    assert lm_row(db, vm).host == A
+
+
+def test_a_live_migration_whose_conductor_died_after_the_copy_completes(
+        conf, db, base_image):  # noqa: F811
+    w, vm, uuid, started = stalled_live_migration(conf, db, base_image,
+                                                  "post_live_migration_at_destination")
+    assert lm_migration(db, uuid).status == "post-migrating"
+    age(db, uuid, 3600)
+    assert mr.MoveRecovery(db, None, w.task, conf).run() == {uuid: mr.LIVE_COMPLETE}
+    inst = lm_row(db, vm)
+    assert (inst.host, inst.vm_state, inst.task_state) == (B, states.ACTIVE, None)
+    assert lm_held(db, vm) == [B] and lm_held(db, uuid) == []
+    assert lm_migration(db, uuid).status == "completed"
+    assert lm_domains(w.a, vm) == [] and len(lm_domains(w.b, vm)) == 1
+    w.computes.release.set()
+    started.join(30)
+    assert lm_row(db, vm).host == B and lm_migration(db, uuid).status == "completed"
