@@ -2,7 +2,8 @@
 as processes against the real app over loopback; the conductor's
 live-migrate task is faked a moment later in a thread, with a progress
 report half-way (tests/unit/test_live_migration.py runs the real one). A VM
-whose name starts with "stuck" has its copy aborted (back ACTIVE on h1)."""
+whose name starts with "stuck" has its copy aborted (back ACTIVE on h1); one
+whose name starts with "held" too, but only once the test sets ``release``."""
 import contextlib
 import threading
 import time
@@ -20,6 +21,10 @@ MIB = 1024 * 1024
 
 
 class LiveCloud(FakeCloud):
+    def __init__(self, db):
+        super().__init__(db)
+        self.release = threading.Event()
+
     def live_migrate_instance(self, ctxt, instance_id, migration_uuid, host=None):
         self.calls.append(("live_migrate_instance", instance_id, host))
         self._later(self._move, ctxt, instance_id, migration_uuid, host or "h2")
@@ -33,7 +38,10 @@ class LiveCloud(FakeCloud):
                 "status": "running", "dest_host": dest, "memory_total": 128 * MIB,
                 "memory_processed": 64 * MIB, "memory_remaining": 64 * MIB})
         time.sleep(STEP * 4)
-        stuck = self._name(instance_id).startswith("stuck")
+        name = self._name(instance_id)
+        if name.startswith("held"):
+            self.release.wait(60)
+        stuck = name.startswith(("stuck", "held"))
         with self.db.transaction() as s:
             vm_migrations.update_if(s, migration_uuid,
                                     {"status": "cancelled" if stuck else "completed"})
@@ -58,6 +66,7 @@ def served(conf, db):
     try:
         yield fake
     finally:
+        fake.release.set()
         server.shutdown()
         thread.join(5)
         for t in fake.threads:
@@ -88,15 +97,16 @@ def test_live_migrate_wait_shows_the_copy_and_ends_on_the_destination(cloud):
 
 
 def test_an_aborted_live_migration_exits_3_and_the_vm_stays(cloud):
-    assert run("vm", "create", "stuck1", "--image", "blank", "--flavor", "m1.tiny", "--wait",
+    assert run("vm", "create", "held1", "--image", "blank", "--flavor", "m1.tiny", "--wait",
                cloud=cloud).code == 0
-    r = run("vm", "live-migrate", "stuck1", cloud=cloud)
-    assert r.code == 0 and "Request to live-migrate VM stuck1 accepted" in r.out, r
-    r = run("vm", "live-migrate-abort", "stuck1", cloud=cloud)
+    r = run("vm", "live-migrate", "held1", cloud=cloud)
+    assert r.code == 0 and "Request to live-migrate VM held1 accepted" in r.out, r
+    r = run("vm", "live-migrate-abort", "held1", cloud=cloud)
     assert r.code == 0 and "Abort of live migration" in r.out, r
     assert cloud.calls[-1][:2] == ("live_migration_abort", "h1")
-    r = run("vm", "live-migrate", "stuck1", "--wait", cloud=cloud)
-    assert r.code == 1 and "cannot live-migrate VM stuck1" in r.err, r  # still migrating
+    r = run("vm", "live-migrate", "held1", "--wait", cloud=cloud)
+    assert r.code == 1 and "cannot live-migrate VM held1" in r.err, r  # still migrating
+    cloud.release.set()
 
 
 def test_live_migrate_wait_of_an_aborted_one(cloud):
