@@ -234,6 +234,13 @@ class ServiceUnavailable(MininovaException):
     msg_fmt = "Service unavailable: %(reason)s"
 
 
+class MigrationRefused(MininovaException):
+    """mininova-manage rabbit migrate-to-quorum would lose or race something."""
+
+    code = 409
+    msg_fmt = "Migration refused: %(reason)s"
+
+
 class DatabaseUnavailable(ServiceUnavailable):
     """The database connection was lost; ``phase`` (common/db/retry.py: connect,
     statement or commit) says whether the transaction may have been applied."""

@@ -8,7 +8,7 @@ from oslo_config import cfg
 
 from common import config, exception, passwords
 from nova_api import imagestore
-from nova_manage import audit
+from nova_manage import audit, rabbit_migrate
 from common.db import api as db_api
 from common.db import auth as db_auth
 from common.db import identity, migration, revocations
@@ -296,6 +296,7 @@ def _parser():
     aud.add_argument("--timeout", type=_positive, default=None,
                      help="seconds a compute host gets to answer")
     aud.set_defaults(fn=audit.audit_command)
+    rabbit_migrate.add_arguments(sub.add_parser("rabbit", help="the message broker's queues"))
     doctor_command.add_arguments(sub.add_parser(
         "doctor", help="check this host: what is wrong and the exact fix"))
     return p

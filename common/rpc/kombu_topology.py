@@ -60,6 +60,13 @@ def declare_queue(channel, name, quorum=False, delivery_limit=0):
         declare(channel, False)
 
 
+def declare_dead_queue(channel, quorum=False):
+    """The dead-letter exchange and ``mininova.dead`` alone (a classic to
+    quorum switch makes it first: every other queue's declaration repeats it)."""
+    for _, declare in _declarations("", quorum, 0)[:2]:
+        declare(channel, False)
+
+
 class Topology:
     """``declare_queue`` for a broker user that may not declare everything.
 
