@@ -42,7 +42,9 @@ defaults
     timeout client 120s
     timeout server 120s
     timeout http-request 20s
-    timeout check 2s
+    # Longer than the API's [api] healthcheck_timeout (2 s): a check gets the
+    # API's 503 naming what it cannot reach rather than a timeout of its own.
+    timeout check 3s
     retries 3
     option redispatch 1
     retry-on conn-failure
