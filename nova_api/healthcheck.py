@@ -18,6 +18,11 @@ import os
 import threading
 import time
 
+import kombu
+import sqlalchemy as sa
+
+from common.rpc import kombu_transport
+
 LOG = logging.getLogger(__name__)
 
 
@@ -39,20 +44,18 @@ class DatabaseProbe(Probe):
     name = "database"
 
     def __init__(self, url, timeout=2.0):
-        import sqlalchemy as sa
         kwargs = {}
         if url.startswith("postgresql"):
             # connect_timeout bounds a connect to an address that does not
             # answer; the probe thread's deadline bounds the rest.
             kwargs = {"pool_size": 1, "max_overflow": 0, "pool_timeout": timeout,
                       "connect_args": {"connect_timeout": max(1, int(timeout))}}
-        self._sa = sa
         self.engine = sa.create_engine(url, **kwargs)
 
     def check(self):
         try:
             with self.engine.connect() as conn:
-                conn.execute(self._sa.text("SELECT 1"))
+                conn.execute(sa.text("SELECT 1"))
         except Exception:
             self.engine.dispose()  # a dead pooled connection: connect anew next time
             raise
@@ -68,20 +71,19 @@ class BrokerProbe(Probe):
     name = "message broker"
 
     def __init__(self, transport_url, timeout=2.0):
-        from common.rpc import kombu_transport
         self.urls = kombu_transport.parse_url(transport_url)
         self.timeout = timeout
-        self._conn = None
+        self._conn = None  # kombu.Connection, connected
+        self._amqp = None  # its py-amqp connection: used directly, kombu would reconnect
         self._next = 0
 
     def check(self):
-        import kombu
-        if self._conn is not None:
+        if self._amqp is not None:
             try:
-                self._conn.channel().close()
+                self._amqp.channel().close()
                 return
             except Exception:
-                self.close()  # try the url from the start below
+                self.close()  # connect again below, from the broker that answered last
         errors = []
         for attempt in range(len(self.urls)):
             index = (self._next + attempt) % len(self.urls)
@@ -94,17 +96,18 @@ class BrokerProbe(Probe):
                                                          % os.getpid()}})
             try:
                 conn.ensure_connection(max_retries=0)
-                conn.channel().close()
+                raw = conn.connection
+                raw.channel().close()
             except Exception as e:
                 conn.collect()
                 errors.append(e)
                 continue
-            self._conn, self._next = conn, index
+            self._conn, self._amqp, self._next = conn, raw, index
             return
         raise errors[-1]
 
     def close(self):
-        conn, self._conn = self._conn, None
+        conn, self._conn, self._amqp = self._conn, None, None
         if conn is not None:
             try:
                 conn.collect()
