@@ -75,23 +75,34 @@ class VMService:
             vm, action_id = self._store(ctxt, vm_id, name, image, flavor, group_ref, key_name,
                                         metadata, fields, idempotency_key, request_hash)
         except idempotency.KeyHeld as e:
-            return self.keys.replay(ctxt, idempotency_key, request_hash, e.row)
+            held = self.keys.replay(ctxt, idempotency_key, request_hash, e.row)
+            if e.row.instance_id == vm_id:
+                # This create's own commit, whose answer was lost with the
+                # database connection (run again, it found its own key): the
+                # VM is stored, its build not yet cast.
+                with self.db.transaction() as s:
+                    action_id = actions.action_id(s, vm_id, ctxt.request_id)
+                self._cast_build(ctxt, vm_id, action_id, idempotency_key)
+            return held
         LOG.info("VM %s (%s) accepted, scheduling", vm["id"], name)
+        self._cast_build(ctxt, vm["id"], action_id, idempotency_key)
+        if idempotency_key is not None:
+            self.keys.purge_expired()
+        return vm
+
+    def _cast_build(self, ctxt, vm_id, action_id, idempotency_key):
         try:
             # The action id travels with the build: nobody looks it up again.
-            self.build_client.build_instances(ctxt, vm["id"], action_id=action_id)
+            self.build_client.build_instances(ctxt, vm_id, action_id=action_id)
         except exception.ServiceUnavailable as e:
             # Nothing may be left behind: the row goes, the user gets the 503,
             # and a retry with the same key creates anew.
             with self.db.transaction() as s:
-                db_api.instance_soft_delete(s, vm["id"])
+                db_api.instance_soft_delete(s, vm_id)
                 if idempotency_key is not None:
-                    self.keys.release(s, ctxt, idempotency_key, vm["id"])
-            self.timeline.finish(ctxt, vm["id"], "error", e.message)
+                    self.keys.release(s, ctxt, idempotency_key, vm_id)
+            self.timeline.finish(ctxt, vm_id, "error", e.message)
             raise
-        if idempotency_key is not None:
-            self.keys.purge_expired()
-        return vm
 
     def _store(self, ctxt, vm_id, name, image, flavor, group_ref, key_name, metadata, fields,
                idempotency_key, request_hash):
@@ -127,10 +138,10 @@ class VMService:
             return vm, action_id
 
         # Run again if the database went away before the commit (nothing was
-        # stored); lost at the commit itself: 503 saying the outcome is unknown
-        # (a client retrying with its X-Idempotency-Key then gets the VM if it
-        # was made).
-        return self.db.run(store)
+        # stored). Lost at the commit itself: run again too with a key (the
+        # claim, first, finds the key held by this VM if the commit was made:
+        # KeyHeld), else 503 saying the outcome is unknown.
+        return self.db.run(store, idempotent=idempotency_key is not None)
 
     def _name_scope_key(self, ctxt):
         """The VM's ``name_scope``: a unique index on (name_scope, name) among
@@ -281,15 +292,19 @@ class VMService:
                 self.timeline.record(ctxt, inst.id, "deleted", details="never reached a host")
                 self.timeline.finish(ctxt, inst.id, "success")
                 return
-        with self.db.transaction() as s:
+
+        def mark_deleting(s):
             # Re-read: the scheduler may have placed it meanwhile.
-            inst = db_api.instance_get(s, inst.id)
-            if not db_api.instance_update_if(s, inst.id, {"task_state": states.DELETING},
+            row = db_api.instance_get(s, inst.id)
+            if not db_api.instance_update_if(s, row.id, {"task_state": states.DELETING},
                                              **_lock_guard(ctxt)):
-                s.refresh(inst)  # locked meanwhile? (gone meanwhile: the host is told anyway)
-                _refuse_if_locked(ctxt, inst, "delete")
-            host = inst.host
-            kept_on = _resize_source_kept(s, inst.id, host)
+                s.refresh(row)  # locked meanwhile? (gone meanwhile: the host is told anyway)
+                _refuse_if_locked(ctxt, row, "delete")
+            return row.host, _resize_source_kept(s, row.id, row.host)
+
+        # Marking it deleting twice is harmless: run again after a lost
+        # connection, even one lost at the commit.
+        host, kept_on = self.db.run(mark_deleting, idempotent=True)
         LOG.info("VM %s: delete cast to compute.%s", inst.id, host)
         self.compute_rpcapi.terminate_instance(ctxt, host, inst.id)
         self.timeline.record(ctxt, inst.id, "accepted", details="cast to compute.%s" % host)

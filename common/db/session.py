@@ -73,6 +73,8 @@ class Database:
             kwargs.update(pool_size=pool_size, max_overflow=pool_size,
                           pool_recycle=POOL_RECYCLE_SECONDS)
         self.engine = sa.create_engine(url, **kwargs)
+        event.listen(self.engine, "begin", _began)
+        event.listen(self.engine, "before_cursor_execute", _note_write)
         if not url.startswith("sqlite"):
             # A restarted PostgreSQL leaves dead pooled connections: found at
             # checkout by a look at the socket. One that dies while in use
@@ -105,9 +107,15 @@ class Database:
             phase = STATEMENT
             yield session
             session.flush()
-            phase = COMMIT
+            phase = COMMIT if _wrote(session) else READ_COMMIT
             session.commit()
         except BaseException as e:
+            if phase == READ_COMMIT and _is_lost(e):
+                # Only reads, all answered: nothing to commit was lost. The
+                # pool reconnects for the next transaction.
+                LOG.info("database connection lost at the commit of a read-only transaction")
+                _rollback(session)
+                return
             if session is not None:
                 _rollback(session)
             translated = _translated(e, phase)
@@ -165,19 +173,45 @@ class Database:
         self.engine.dispose()
 
 
+# Whether the connection's transaction sent anything but reads, in its info.
+_WROTE = "mininova_wrote"
+_READS = ("SELECT", "BEGIN")
+# A commit after reads only: losing the connection there loses nothing.
+READ_COMMIT = "read-only commit"
+
+
+def _began(conn):
+    conn.info[_WROTE] = False
+
+
+def _note_write(conn, _cursor, statement, *_args):
+    if not statement.lstrip()[:6].upper().startswith(_READS):
+        conn.info[_WROTE] = True
+
+
+def _wrote(session):
+    if not session.in_transaction():
+        return False
+    return session.connection().info.get(_WROTE, True)
+
+
+def _is_lost(e):
+    return isinstance(e, exc.DBAPIError) and (isinstance(e, exc.InterfaceError)
+                                              or retry.is_disconnect(e))
+
+
 def _rollback(session):
     try:
         session.rollback()
-    except exc.DBAPIError:  # the connection is gone: so is its transaction
-        pass
+    except exc.SQLAlchemyError:  # the connection is gone (so is its transaction),
+        pass                     # or the commit was made before its answer was lost
 
 
 def _translated(e, phase):
     """The exception a transaction that failed with ``e`` in ``phase`` raises."""
     if isinstance(e, exception.MininovaException):
         return e
-    if isinstance(e, exc.DBAPIError) and (isinstance(e, exc.InterfaceError)
-                                          or retry.is_disconnect(e)):
+    if _is_lost(e):
         LOG.warning("database unreachable (%s): %s", phase, str(e.orig).strip())
         return exception.DatabaseUnavailable(reason=retry.reason(phase), phase=phase)
     if isinstance(e, exc.TimeoutError):  # no pooled connection free in time

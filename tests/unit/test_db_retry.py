@@ -5,10 +5,11 @@ through SQLAlchemy's own hooks; the real thing (kill -9 of PostgreSQL under
 load) is tests/functional/test_pg_failover.py."""
 import pytest
 import sqlalchemy as sa
-from sqlalchemy import event, exc
+from sqlalchemy import event, exc, orm
 
 from common import exception
 from common.db import retry
+from common.db import session as session_module
 from common.db.session import Database
 from nova_api.app import create_app
 from tests.unit.conftest import token_for
@@ -108,14 +109,19 @@ def rows(db):
         return sorted(c.exec_driver_sql("SELECT x FROM t").scalars())
 
 
-def lose_commits(db, times):
-    """The next ``times`` COMMITs lose their connection (before the server
-    commits, which the caller cannot tell from after)."""
+def wrote(conn):
+    return conn.info.get(session_module._WROTE)
+
+
+def lose_commits(db, times, reads=False):
+    """The next ``times`` COMMITs of transactions that wrote (or, with
+    ``reads``, of any) lose their connection (before the server commits,
+    which the caller cannot tell from after)."""
     left = [times]
 
     @event.listens_for(db.engine, "commit")
     def commit(conn):
-        if left[0] > 0:
+        if left[0] > 0 and (reads or wrote(conn)):
             left[0] -= 1
             raise lost()
 
@@ -161,6 +167,18 @@ def test_an_idempotent_transaction_is_run_again_after_a_loss_at_commit(tdb):
 
     tdb.run(insert_once, idempotent=True)
     assert len(tries) == 3 and rows(tdb) == [7]
+
+
+def test_a_read_only_transaction_keeps_what_it_read_when_its_commit_is_lost(tdb):
+    with tdb.transaction() as s:
+        s.execute(sa.text("INSERT INTO t VALUES (4)"))
+    lose_commits(tdb, 1, reads=True)
+    with tdb.transaction() as s:
+        seen = s.execute(sa.text("SELECT x FROM t")).scalars().all()
+    assert seen == [4]
+    with tdb.transaction() as s:  # the connection is usable (rolled back)
+        s.execute(sa.text("INSERT INTO t VALUES (5)"))
+    assert rows(tdb) == [4, 5]
 
 
 def test_the_retries_end_at_retry_seconds(tdb, clock):
@@ -244,3 +262,104 @@ def test_the_api_runs_a_create_again_that_lost_its_connection_before_the_commit(
     assert r.status_code == 202, r.get_json()
     [vm] = api.get("/v1/vms").get_json()["vms"]
     assert [args for _, args, _ in conductor.calls] == [(vm["id"],)]
+
+
+def lose_answers_to_commits(db, times, match=None):
+    """The next ``times`` COMMITs of transactions that wrote (with ``match``:
+    ran a statement starting so) are made, and their answer lost."""
+    left, chosen = [times], [False]
+
+    def statement(conn, cursor, text, *args):
+        if match is not None and text.lstrip().startswith(match):
+            conn.info["test_matched"] = True
+
+    def commit(conn):
+        chosen[0] = bool(conn.info.pop("test_matched", False) if match is not None
+                         else wrote(conn))
+
+    def after_commit(session):
+        if left[0] > 0 and chosen[0]:
+            left[0] -= 1
+            raise lost()
+    event.listen(db.engine, "before_cursor_execute", statement)
+    event.listen(db.engine, "commit", commit)
+    event.listen(orm.Session, "after_commit", after_commit)
+
+    def restore():
+        event.remove(orm.Session, "after_commit", after_commit)
+        event.remove(db.engine, "commit", commit)
+        event.remove(db.engine, "before_cursor_execute", statement)
+    return restore
+
+
+@pytest.fixture
+def keyed_api(conf, db, image, recorder):
+    conductor = recorder()
+    api = create_app(conf, db, conductor, recorder()).test_client()
+    api.environ_base["HTTP_X_AUTH_TOKEN"] = token_for(db, "default")
+    api.conductor = conductor
+    return api
+
+
+def post(api, key=None):
+    return api.post("/v1/vms", json={"name": "web1", "image": "blank", "flavor": "m1.tiny"},
+                    headers={"X-Idempotency-Key": key} if key else {})
+
+
+def test_a_keyed_create_whose_commit_was_lost_is_run_again(keyed_api, db):
+    lose_commits(db, 1)
+    r = post(keyed_api, key="k1")
+    assert r.status_code == 202, r.get_json()
+    [vm] = keyed_api.get("/v1/vms").get_json()["vms"]
+    assert [args for _, args, _ in keyed_api.conductor.calls] == [(vm["id"],)]
+
+
+def test_a_keyed_create_whose_commit_was_made_is_found_by_its_key(keyed_api, db):
+    """The answer to COMMIT lost after the server made it: run again, the
+    create finds its key held by its own VM, and casts the build it had not."""
+    restore = lose_answers_to_commits(db, 1, match="INSERT INTO instances")
+    try:
+        r = post(keyed_api, key="k2")
+    finally:
+        restore()
+    assert r.status_code == 202, r.get_json()
+    [vm] = keyed_api.get("/v1/vms").get_json()["vms"]
+    assert r.get_json()["vm"]["id"] == vm["id"]
+    [(method, args, kwargs)] = keyed_api.conductor.calls
+    assert (method, args) == ("build_instances", (vm["id"],))
+    with db.transaction() as s:
+        created = s.execute(sa.text("SELECT id FROM instance_actions WHERE instance_id = :i "
+                                    "AND action = 'create'"), {"i": vm["id"]}).scalar_one()
+    assert kwargs["action_id"] == created
+
+
+def test_an_unkeyed_create_whose_commit_was_made_says_the_outcome_is_unknown(keyed_api, db):
+    restore = lose_answers_to_commits(db, 1, match="INSERT INTO instances")
+    try:
+        r = post(keyed_api)
+    finally:
+        restore()
+    assert r.status_code == 503 and "unknown" in r.get_json()["error"]["message"]
+    # It was made: in BUILD, waiting for the conductor's watchdog to cast its build.
+    [vm] = keyed_api.get("/v1/vms").get_json()["vms"]
+    assert vm["status"] == "BUILD" and keyed_api.conductor.calls == []
+
+
+def test_a_delete_whose_commit_answer_was_lost_is_run_again(conf, db, image, recorder, caplog):
+    """Marking a VM deleting twice is harmless: run again, answered 202."""
+    compute = recorder()
+    api = create_app(conf, db, recorder(), compute).test_client()
+    api.environ_base["HTTP_X_AUTH_TOKEN"] = token_for(db, "default")
+    vm = post(api).get_json()["vm"]
+    with db.transaction() as s:
+        s.execute(sa.text("UPDATE instances SET host = 'h1', vm_state = 'active', "
+                          "task_state = NULL WHERE id = :i"), {"i": vm["id"]})
+    restore = lose_answers_to_commits(db, 1, match="UPDATE instances SET task_state")
+    try:
+        r = api.delete("/v1/vms/" + vm["id"])
+    finally:
+        restore()
+    assert r.status_code == 202, r.get_json()
+    assert [(m, a[:2]) for m, a, _ in compute.calls] == [("terminate_instance", ("h1", vm["id"]))]
+    assert api.get("/v1/vms/" + vm["id"]).get_json()["vm"]["task_state"] == "deleting"
+    assert "database connection lost (commit)" in caplog.text  # it was this one, run again
