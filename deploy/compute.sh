@@ -58,7 +58,7 @@ if ((STOP)); then stop_daemon compute; exit 0; fi
 # Read only the keys we know (the file is data, not a script to run).
 declare -A E=()
 while IFS='=' read -r key value; do
-    [[ $key =~ ^(CONTROLLER|RABBIT_USER|RABBIT_PASSWORD|RABBIT_PORT|RABBIT_VHOST|API_PORT|SERVICE_TOKEN|RABBIT_HOSTS)$ ]] &&
+    [[ $key =~ ^(CONTROLLER|RABBIT_USER|RABBIT_PASSWORD|RABBIT_PORT|RABBIT_VHOST|API_PORT|SERVICE_TOKEN|RABBIT_HOSTS|RABBIT_QUORUM)$ ]] &&
         E[$key]=$value
 done < "$ENV_FILE"
 for key in CONTROLLER RABBIT_PORT RABBIT_VHOST API_PORT SERVICE_TOKEN; do
@@ -129,6 +129,10 @@ network_name = $NETWORK
 [libvirt]
 connection_uri = $URI
 virt_type = $VIRT_TYPE
+
+[oslo_messaging_rabbit]
+# RABBIT_QUORUM (controller.sh --rabbit-cluster): as every daemon of the vhost.
+rabbit_quorum_queue = $([[ ${E[RABBIT_QUORUM]:-} == 1 ]] && echo true || echo false)
 CONF
 start_daemon compute "$changed"
 wait_service "$API_URL" "${E[SERVICE_TOKEN]}" mininova-compute "$HOST_NAME" 60

@@ -33,6 +33,15 @@
 #                       compute hosts and the rc files then use it
 #   --rabbit-hosts IP,IP,...  the brokers of transport_url (a RabbitMQ cluster's
 #                       nodes, each at RABBIT_PORT; default: this controller)
+#   --rabbit-cluster NAME=IP,NAME=IP,...  the controllers whose RabbitMQ nodes
+#                       (rabbit@NAME, NAME their `hostname -s`) form one cluster,
+#                       the first the seed: this one's gets the shared cookie and
+#                       pause_minority and joins the seed's (rabbit-cluster-member.sh);
+#                       names missing from DNS go to /etc/hosts; quorum queues
+#                       (rabbit_quorum_queue) for every daemon; --rabbit-hosts
+#                       defaults to these addresses
+#   --rabbit-cookie FILE  the cluster's Erlang cookie, the same file on every
+#                       controller (made by the first run when missing)
 #   --broker-passwords DIR  the RabbitMQ accounts' passwords (STATE_DIR/creds/rabbit);
 #                       controllers sharing a broker share this directory
 #   --db-host IP        the PostgreSQL server (default: this controller's, set
@@ -46,12 +55,13 @@ PROG=controller.sh
 # shellcheck source=deploy/role-common.sh
 . "$(dirname "$(realpath "$0")")/role-common.sh"
 
-usage() { sed -n '10,44p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '10,52p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 
 ADDRESS='' CREDS=/etc/mininova/credentials STATE='' API_PORT=8774 API_LISTEN=''
 DB_NAME=mininova VHOST=/ RABBIT_USER=mininova HOST_NAME=$(hostname)
 VENV=/opt/mininova/venv PACKAGES=1 MANAGEMENT=1 STOP=0 IMAGES=() ENV_COPY='' COMPUTES=()
 PEERS='' LB_PORT=8780 RABBIT_HOSTS='' DB_HOST=127.0.0.1 DB_CLIENTS='' ACCOUNTS=''
+RABBIT_CLUSTER='' RABBIT_COOKIE=''
 while (($#)); do
     case $1 in
     --address) ADDRESS=${2:?}; shift ;;
@@ -74,6 +84,8 @@ while (($#)); do
     --lb-port) LB_PORT=${2:?}; shift ;;
     --rabbit-hosts) RABBIT_HOSTS=${2:?}; shift ;;
     --broker-passwords) ACCOUNTS=${2:?}; shift ;;
+    --rabbit-cluster) RABBIT_CLUSTER=${2:?}; shift ;;
+    --rabbit-cookie) RABBIT_COOKIE=${2:?}; shift ;;
     --db-host) DB_HOST=${2:?}; shift ;;
     --db-clients) DB_CLIENTS=${2:?}; shift ;;
     -h|--help) usage ;;
@@ -107,6 +119,23 @@ ip_list() {  # NAME VALUE: a comma-separated list of IP addresses, or die
     done
 }
 [[ -z $PEERS ]] || ip_list --peers "$PEERS"
+# --rabbit-cluster: NAME=IP pairs; SEED the first name, SELF this controller's.
+SEED='' SELF='' QUORUM=0
+if [[ -n $RABBIT_CLUSTER ]]; then
+    [[ -n $RABBIT_COOKIE ]] || die "--rabbit-cluster needs --rabbit-cookie FILE"
+    cluster_ips=''
+    for pair in ${RABBIT_CLUSTER//,/ }; do
+        [[ $pair =~ ^([A-Za-z0-9][A-Za-z0-9-]*)=([0-9a-fA-F.:]+)$ ]] ||
+            die "bad --rabbit-cluster '$RABBIT_CLUSTER' (NAME=IP,NAME=IP,...)"
+        SEED=${SEED:-${BASH_REMATCH[1]}}
+        [[ ${BASH_REMATCH[2]} == "$ADDRESS" ]] && SELF=${BASH_REMATCH[1]}
+        cluster_ips+=${cluster_ips:+,}${BASH_REMATCH[2]}
+    done
+    [[ -n $SELF ]] || die "--rabbit-cluster '$RABBIT_CLUSTER' must name this controller's --address $ADDRESS"
+    RABBIT_HOSTS=${RABBIT_HOSTS:-$cluster_ips} QUORUM=1
+elif [[ -n $RABBIT_COOKIE ]]; then
+    die "--rabbit-cookie goes with --rabbit-cluster"
+fi
 [[ -z $RABBIT_HOSTS ]] || ip_list --rabbit-hosts "$RABBIT_HOSTS"
 ip_list --db-host "$DB_HOST"
 [[ $DB_HOST != *,* ]] || die "--db-host takes one address"
@@ -168,6 +197,28 @@ allow_db_clients() {  # CIDR
 }
 [[ -z $DB_CLIENTS ]] || allow_db_clients "$DB_CLIENTS"
 
+# --- this RabbitMQ in the cluster (README "High availability") -------------------
+if [[ -n $RABBIT_CLUSTER ]]; then
+    # RabbitMQ names its node rabbit@`hostname -s`; the others reach it by that name.
+    [[ $SELF == "$(hostname -s)" ]] ||
+        die "--rabbit-cluster names $ADDRESS '$SELF', but this host is '$(hostname -s)' (RabbitMQ's node rabbit@$(hostname -s))"
+    if [[ ! -s $RABBIT_COOKIE ]]; then
+        mkdir -p "$(dirname "$RABBIT_COOKIE")"
+        (umask 077; head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$RABBIT_COOKIE")
+        log "made the RabbitMQ cluster's cookie $RABBIT_COOKIE"
+    fi
+    for pair in ${RABBIT_CLUSTER//,/ }; do
+        if ! getent hosts "${pair%%=*}" >/dev/null; then
+            echo "${pair#*=} ${pair%%=*}" >> /etc/hosts
+            log "/etc/hosts: ${pair#*=} ${pair%%=*} (RabbitMQ's nodes reach one another by name)"
+        fi
+    done
+    join=()
+    [[ $SELF == "$SEED" ]] || join=(--join "rabbit@$SEED")
+    bash "$DEPLOY/rabbit-cluster-member.sh" --cookie "$RABBIT_COOKIE" "${join[@]}" ||
+        die "joining RabbitMQ's cluster failed"
+fi
+
 port_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
 port_open "$ADDRESS" "$RABBIT_PORT" ||
     log "warning: RabbitMQ does not answer at $ADDRESS:$RABBIT_PORT; compute hosts need it there" \
@@ -178,6 +229,7 @@ mkdir -p "$STATE" "$LOGS" "$RUN"
 ACCOUNTS=${ACCOUNTS:-$STATE/creds/rabbit}
 account_args=()
 for name in "${COMPUTES[@]}"; do account_args+=(--compute-host "$name"); done
+((QUORUM)) && account_args+=(--quorum)
 bash "$DEPLOY/broker-accounts.sh" --vhost "$VHOST" --base "$RABBIT_USER" \
     --passwords-dir "$ACCOUNTS" --python "$VENV/bin/python" "${account_args[@]}" ||
     die "creating the RabbitMQ accounts failed"
@@ -210,6 +262,10 @@ transport_url = $(role_url conductor)
 
 [database]
 connection = postgresql+psycopg2://$DB_USER:$(urlencode "$DB_PASSWORD")@$DB_HOST:$DB_PORT/$DB_NAME
+
+[oslo_messaging_rabbit]
+# --rabbit-cluster: quorum queues, replicated on every node.
+rabbit_quorum_queue = $( ((QUORUM)) && echo true || echo false)
 CONF
 
 "$VENV/bin/python" "$DEPLOY/controller-bootstrap.py" --config-file "$CONF" \
@@ -251,6 +307,7 @@ RABBIT_PORT=$RABBIT_PORT
 RABBIT_VHOST=$VHOST
 API_PORT=${PUBLIC_URL##*:}
 RABBIT_HOSTS=$RABBIT_HOSTS
+RABBIT_QUORUM=$QUORUM
 IMAGE_API_URL=$PUBLIC_URL
 SERVICE_TOKEN=$(<"$STATE/creds/compute.token")
 ENV
