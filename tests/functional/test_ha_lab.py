@@ -4,6 +4,7 @@ own, 3 APIs behind HAProxy, 3 schedulers, 2 conductors, a fake compute) comes
 up, builds and deletes a VM through HAProxy, reports its state, is brought up
 again idempotently, and `down` leaves no process, port, directory or
 PostgreSQL cluster behind."""
+import json
 import os
 import shlex
 import socket
@@ -111,6 +112,24 @@ def test_lab_comes_up_builds_a_vm_through_haproxy_and_goes_away(lab_dir):
                      "api3 UP", "scheduler3 running", "conductor2 running", "compute1 running"):
             assert line in status.stdout, status.stdout
         assert " online " in status.stdout, status.stdout
+
+        # Quorum queues on the three nodes, consumed by every daemon of its role,
+        # each daemon on its own broker account.
+        ctl = ["bash", os.path.join(ROOT, "deploy", "lab", "rabbit-node.sh"), "ctl",
+               os.path.join(lab_dir, "rabbit", "n1"), "-q"]
+        rows = json.loads(subprocess.run(
+            ctl + ["list_queues", "-p", "mininova", "name", "type", "consumers", "members",
+                   "--formatter", "json"], capture_output=True, text=True, check=True).stdout)
+        queues = {r["name"]: r for r in rows}
+        for name, consumers in (("scheduler", 3), ("conductor", 2), ("compute.lab-compute1", 1),
+                                ("mininova.dead", 0)):
+            assert queues[name]["type"] == "quorum", queues[name]
+            assert queues[name]["consumers"] == consumers, queues[name]
+            assert len(queues[name]["members"]) == 3, queues[name]
+        users = subprocess.run(ctl + ["list_users"], capture_output=True, text=True,
+                               check=True).stdout
+        for role in ("api", "scheduler", "conductor", "manage", "compute.lab-compute1"):
+            assert "mininova.%s\t" % role in users, users
 
         # A daemon gone: status says so; up again starts it and keeps the rest.
         os.kill(int(pids["scheduler2"]), 9)
