@@ -2,6 +2,11 @@
 
 Before building, the Builder asks the conductor whether the VM is still this
 host's and still spawning, so a redelivered or overtaken build does nothing.
+A build the scheduler has just placed (message 1.8 ``placed``: the instance
+carries its guest fields) skips that question on its first delivery: the VM
+was this host's and spawning when it was sent, and the build's report is
+conditional, so a VM deleted, given up or moved meanwhile is found out then
+and its domain destroyed (``given_up``).
 Builds are serialized per VM (the VM's lock) and idempotent: a redelivered
 build resumes the domain it finds (spawn is idempotent)."""
 import functools
@@ -10,6 +15,7 @@ import os
 import time
 
 from common import exception, payloads, states
+from common.rpc import server as rpc_server
 from common.timeline import EventBuffer, Timeline
 from nova_compute import guest_data, ownership
 from nova_compute.fixed_ips import FixedIps
@@ -56,9 +62,12 @@ class Builder:
         self.conf = conf
         self.host = conf.host
 
-    def build(self, ctxt, instance, image, action_id=None):
+    def build(self, ctxt, instance, image, action_id=None, placed=False):
         instance_id = instance["id"]
         with self.locks.lock(instance_id):
+            if placed and rpc_server.first_delivery():
+                self._run_build(ctxt, instance, image, action_id, checked=False)
+                return
             current = self.conductor.instance_get(ctxt, instance_id)
             if (ownership.relation(current, self.host) != ownership.OWNER
                     or current["task_state"] != states.SPAWNING):
@@ -73,15 +82,21 @@ class Builder:
             # what the build's payload carries stays.
             instance = dict(instance, **{k: current[k] for k in payloads.GUEST_FIELDS
                                          if current.get(k)})
-            self.builds.started(instance_id)
-            try:
-                self._build(ctxt, instance, image, action_id)
-            finally:
-                if self.builds.ended(instance_id):
-                    self._sync_after_build(ctxt, instance_id)
+            self._run_build(ctxt, instance, image, action_id)
 
-    def _build(self, ctxt, instance, image, action_id):
-        """The build proper, under the VM's lock."""
+    def _run_build(self, ctxt, instance, image, action_id, checked=True):
+        instance_id = instance["id"]
+        self.builds.started(instance_id)
+        try:
+            self._build(ctxt, instance, image, action_id, checked)
+        finally:
+            if self.builds.ended(instance_id):
+                self._sync_after_build(ctxt, instance_id)
+
+    def _build(self, ctxt, instance, image, action_id, checked=True):
+        """The build proper, under the VM's lock; ``checked``: the VM was
+        read as this host's and spawning just before (else a refused report
+        may mean it was deleted before it was built)."""
         instance_id = instance["id"]
         started = time.monotonic()
         steps = EventBuffer()  # sent with the outcome, in one message
@@ -125,11 +140,11 @@ class Builder:
             # Roll back as after a failed step, unless it went live after all.
             why = "the conductor refused the build's report: %s" % exception.describe(e)
             LOG.warning("VM %s: %s", instance_id, why)
-            if self.given_up(ctxt, instance_id):
+            if self.given_up(ctxt, instance_id, checked):
                 self.conductor.instance_build_failed(ctxt, instance_id, self.host, why,
                                                      steps.events, action_id)
             return
-        if spawned is False and self.given_up(ctxt, instance_id):
+        if spawned is False and self.given_up(ctxt, instance_id, checked):
             return
         if spec.mac_address and not instance.get("ip_address"):  # no fixed IP: DHCP
             self.addresses.expect(instance_id, spec.mac_address)
@@ -140,12 +155,14 @@ class Builder:
         except Exception:
             LOG.exception("VM %s: power sync after its build failed", instance_id)
 
-    def given_up(self, ctxt, instance_id):
+    def given_up(self, ctxt, instance_id, checked=True):
         """After a "spawned" report that was refused or answered with an
         error, under the VM's lock: True, and the domain destroyed, when the
         VM is not live here (its build was given up - ERROR -, it was deleted
         or moved, or it is still spawning); False when it is live here (the
-        report only repeated one that already made it so)."""
+        report only repeated one that already made it so). ``checked``
+        False (a build that did not read the VM first): a VM deleted
+        meanwhile gets its action finished as a skipped build's would."""
         current = self.conductor.instance_get(ctxt, instance_id)
         if (ownership.relation(current, self.host) == ownership.OWNER
                 and current["vm_state"] in states.RESTING):
@@ -154,6 +171,8 @@ class Builder:
                     "domain", instance_id, ownership.describe(current))
         destroy_quietly(self.driver, instance_id)
         self.fixed_ips.unplug_quietly(instance_id)
+        if not checked and (current is None or current["task_state"] == states.DELETING):
+            self.timeline.finish(ctxt, instance_id, "error", "VM was deleted before it was built")
         return True
 
     def reap_failed_builds(self, ctxt):

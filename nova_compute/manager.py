@@ -132,10 +132,12 @@ class ComputeManager:
 
     # -- RPC endpoints ------------------------------------------------------
 
-    def build_instance(self, ctxt, instance, image, action_id=None):
+    def build_instance(self, ctxt, instance, image, action_id=None, placed=False):
         """``action_id`` (message 1.1): the create's action, sent back with
-        the report so that the conductor does not look it up."""
-        self.builder.build(ctxt, instance, image, action_id)
+        the report so that the conductor does not look it up; ``placed``
+        (message 1.8): ``instance`` is as the scheduler placed it (see
+        Builder.build)."""
+        self.builder.build(ctxt, instance, image, action_id, placed=placed)
 
     def terminate_instance(self, ctxt, instance_id):
         self.deleter.terminate(ctxt, instance_id)

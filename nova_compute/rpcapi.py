@@ -17,11 +17,14 @@ Version history (a server at X.Y takes X.0 to X.Y; a client capped by
   live_migration, live_migration_abort, rollback_live_migration_at_destination
   (casts): the steps of a live migration, which the conductor orchestrates
 * 1.7 - backup_instance (a snapshot kept in a rotation of backups)
+* 1.8 - build_instance takes ``placed``: the instance is as the scheduler
+  placed it just now, with ``payloads.GUEST_FIELDS``, so that on its first
+  delivery the build skips its instance_get round trip to the conductor
 """
-from common import rpc
+from common import payloads, rpc
 
 TOPIC = "compute"
-VERSION = "1.7"
+VERSION = "1.8"
 
 
 class ComputeRPCAPI:
@@ -39,10 +42,18 @@ class ComputeRPCAPI:
         return client
 
     def build_instance(self, ctxt, host, instance, image, action_id=None):
-        """``action_id``: the create's action, for the build's report."""
+        """``action_id``: the create's action, for the build's report;
+        ``instance``: with every one of ``payloads.GUEST_FIELDS`` when it is
+        as the scheduler placed it just now (sent as 1.8 ``placed``)."""
+        placed = all(k in instance for k in payloads.GUEST_FIELDS)
         kwargs, version = {"instance": instance, "image": image}, "1.0"
         if self.client.can_send_version("1.1"):
             kwargs["action_id"], version = action_id, "1.1"
+        if placed and self.client.can_send_version("1.8"):
+            kwargs["placed"], version = True, "1.8"
+        elif placed:  # the older form: the compute reads them with instance_get
+            kwargs["instance"] = {k: v for k, v in instance.items()
+                                  if k not in payloads.GUEST_FIELDS}
         self._host_client(host, version).cast(ctxt, "build_instance", **kwargs)
 
     def terminate_instance(self, ctxt, host, instance_id):

@@ -13,6 +13,7 @@ from common.db import actions, allocations
 from common.db import api as db_api
 from common.db import hosts as db_hosts
 from common.db import images as db_images
+from common.db import instance_metadata
 from common.db.models import utcnow
 from common.rpc import policy
 from nova_scheduler import filters
@@ -58,7 +59,9 @@ class SchedulerManager:
     def select_destinations(self, ctxt, instance_id, action_id=None):
         """(message 1.2) Place the VM: {"host", "instance", "image",
         "action_id"} (what the compute's build needs, read here once), or None
-        when the VM no longer waits for a host. Raises InstanceNotFound,
+        when the VM no longer waits for a host. A fresh placement's instance
+        carries ``payloads.GUEST_FIELDS`` too (a repeated answer does not:
+        its build reads the VM first). Raises InstanceNotFound,
         ImageNotFound or NoValidHost; the conductor records those."""
         _check_instance_id(instance_id)
         try:
@@ -102,6 +105,9 @@ class SchedulerManager:
                 LOG.info("VM %s is %s/%s; not scheduling", instance_id, inst.vm_state, inst.task_state)
                 return None
             spec = self._request_spec(s, inst)
+            # Sent with a fresh placement only: the compute then builds
+            # without reading the VM again (compute message 1.8 ``placed``).
+            guest = instance_metadata.guest_data(s, instance_id)
             # The hosts as of the request or later: its creation, or its
             # return to 'scheduling' after a failed or interrupted build
             # (after which a restarted host has reported in: see
@@ -111,7 +117,7 @@ class SchedulerManager:
         host = self._place(ctxt, instance_id, spec, action_id, requested_at)
         if host is None:
             return None
-        instance.update(host=host, task_state=states.SPAWNING)
+        instance.update(guest, host=host, task_state=states.SPAWNING)
         return _selection(instance, image, action_id)
 
     def _place(self, ctxt, instance_id, spec, action_id, requested_at):

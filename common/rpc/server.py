@@ -22,6 +22,8 @@ What happens to a message whose handler did not succeed:
   signature but not the handler): logged with its traceback and dead-lettered,
   for a person to look at.
 """
+import contextlib
+import contextvars
 import functools
 import hashlib
 import inspect
@@ -37,6 +39,27 @@ from common.rpc import policy
 from common.rpc import protocol
 
 LOG = logging.getLogger(__name__)
+
+# Whether the message the current handler runs for is on its first delivery.
+# Outside a handler (a direct call, a periodic task) it is unknown: False.
+_FIRST_DELIVERY = contextvars.ContextVar("rpc_first_delivery", default=False)
+
+
+def first_delivery():
+    """True only inside a handler whose message was never delivered before
+    (no broker redelivery, no requeue after ServiceUnavailable): a handler
+    may then trust what its sender knew when it sent the message."""
+    return _FIRST_DELIVERY.get()
+
+
+@contextlib.contextmanager
+def delivery(redelivered):
+    """The delivery ``first_delivery()`` reports inside (tests use it too)."""
+    token = _FIRST_DELIVERY.set(not redelivered)
+    try:
+        yield
+    finally:
+        _FIRST_DELIVERY.reset(token)
 
 
 class RPCServer:
@@ -212,7 +235,8 @@ class RPCServer:
                       self.target.queue, ctxt.request_id, incoming.message_id,
                       ", redelivered" if incoming.redelivered else "")
             try:
-                result = handler(ctxt, **request["args"])
+                with delivery(incoming.redelivered):
+                    result = handler(ctxt, **request["args"])
                 reply = protocol.encode_result(result) if incoming.reply_to else None
             except Exception as exc:
                 if not incoming.reply_to:

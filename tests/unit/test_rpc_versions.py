@@ -268,3 +268,47 @@ def test_the_conductor_records_a_build_report_of_either_version(db, transport, s
         assert sorted(e.event for e in events) == ["domain started", "reported"]
         assert len(actions.action_list(s, vm)) == 1
         assert db_api.instance_get(s, vm).vm_state == states.ACTIVE
+
+
+class Compute17(Endpoint):
+    """A compute of 1.1 to 1.7: build_instance without ``placed``."""
+    RPC_METHODS = frozenset({"build_instance"})
+
+    def build_instance(self, ctxt, instance, image, action_id=None):
+        return self._got("build_instance", instance=instance, action_id=action_id)
+
+
+class Compute18(Endpoint):
+    """A 1.8 compute: records ``placed`` and whether it ran on a first delivery."""
+    RPC_METHODS = frozenset({"build_instance"})
+
+    def build_instance(self, ctxt, instance, image, action_id=None, placed=False):
+        return self._got("build_instance", instance=instance, placed=placed,
+                         first=rpc.server.first_delivery())
+
+
+PLACED = {"id": "vm-1", "host": "h1", "metadata": {"a": "b"}, "key_name": None,
+          "key_data": None, "user_data": None}
+
+
+def test_a_placed_build_is_sent_as_1_8_or_below_a_cap_without_its_guest_fields(transport,
+                                                                             serve):
+    sent = Recording(transport)
+    new = serve(Compute18(), "compute", compute_rpcapi.VERSION, server="h1")
+    old = serve(Compute17(), "compute", "1.7", server="h2")
+    compute_rpcapi.ComputeRPCAPI(sent).build_instance(CTXT, "h1", PLACED, {}, action_id=7)
+    assert sent.last()[:2] == ("compute.h1", "1.8") and sent.last()[3]["placed"] is True
+    compute_rpcapi.ComputeRPCAPI(sent, version_cap="1.7").build_instance(
+        CTXT, "h2", PLACED, {}, action_id=7)
+    assert sent.last() == ("compute.h2", "1.1", "build_instance",
+                           {"instance": {"id": "vm-1", "host": "h1"}, "image": {},
+                            "action_id": 7})
+    # Not placed just now (no guest fields): the 1.1 form, uncapped too.
+    compute_rpcapi.ComputeRPCAPI(sent).build_instance(CTXT, "h1", {"id": "vm-2"}, {})
+    assert sent.last()[:2] == ("compute.h1", "1.1") and "placed" not in sent.last()[3]
+    wait_for(lambda: len(new.got) == 2 and old.got, 10, what="the builds handled")
+    assert sorted(new.got, key=lambda g: g[1]["instance"]["id"]) == [
+        ("build_instance", {"instance": PLACED, "placed": True, "first": True}),
+        ("build_instance", {"instance": {"id": "vm-2"}, "placed": False, "first": True})]
+    assert old.got == [("build_instance", {"instance": {"id": "vm-1", "host": "h1"},
+                                           "action_id": 7})]

@@ -235,6 +235,23 @@ def test_reschedule_then_fault_lists_every_host(conf, db, recorder):
         assert all(n.memory_mb_used == 0 for _, n in db_api.compute_hosts(s))
 
 
+def test_a_fresh_placement_carries_the_guest_fields_a_repeated_answer_does_not(builds, db):
+    """The build of a fresh placement skips its instance_get (compute 1.8
+    ``placed``); one answered again reads the VM first, as it may be old."""
+    from common import payloads
+    from common.db import instance_metadata
+    add_host(db, "h1")
+    vm = add_vm(db)
+    with db.transaction() as s:
+        instance_metadata.replace(s, vm, {"role": "web"})
+    builds.build(CTXT, vm)
+    builds.build(CTXT, vm)  # redelivered: answered again
+    (_, fresh, _), (_, again, _) = builds.compute_rpcapi.calls
+    assert set(payloads.GUEST_FIELDS) <= set(fresh[1]) and fresh[1]["metadata"] == {"role": "web"}
+    assert (fresh[1]["host"], fresh[1]["task_state"]) == ("h1", states.SPAWNING)
+    assert not set(payloads.GUEST_FIELDS) & set(again[1])
+
+
 def test_action_id_travels_from_scheduler_to_conductor(builds, db):
     """The scheduler finds the create's action once and sends its id with the
     build; the report carries it back and the conductor writes by id."""
