@@ -101,20 +101,22 @@ class Database:
         database that is restarting; a connection lost later raises
         DatabaseUnavailable with the phase it was lost in. ``isolation_level``:
         the transaction's, if not the default (e.g. "REPEATABLE READ")."""
-        session, phase = None, CONNECT
+        session, conn, phase = None, None, CONNECT
         try:
             session = self._connected_session(isolation_level)
             phase = STATEMENT
             yield session
             session.flush()
-            phase = COMMIT if _wrote(session) else READ_COMMIT
+            conn = session.connection() if session.in_transaction() else None
+            phase = COMMIT if conn is not None and conn.info.get(_WROTE, True) else READ_COMMIT
             session.commit()
         except BaseException as e:
             if phase == READ_COMMIT and _is_lost(e):
-                # Only reads, all answered: nothing to commit was lost. The
-                # pool reconnects for the next transaction.
+                # Only reads, all answered: nothing to commit was lost. No
+                # rollback (it would expire the objects read, which the
+                # caller uses detached): the connection is dropped instead.
                 LOG.info("database connection lost at the commit of a read-only transaction")
-                _rollback(session)
+                _invalidate(conn)
                 return
             if session is not None:
                 _rollback(session)
@@ -189,10 +191,12 @@ def _note_write(conn, _cursor, statement, *_args):
         conn.info[_WROTE] = True
 
 
-def _wrote(session):
-    if not session.in_transaction():
-        return False
-    return session.connection().info.get(_WROTE, True)
+def _invalidate(conn):
+    try:
+        if conn is not None:
+            conn.invalidate()
+    except exc.SQLAlchemyError:
+        pass
 
 
 def _is_lost(e):

@@ -113,15 +113,22 @@ def wrote(conn):
     return conn.info.get(session_module._WROTE)
 
 
-def lose_commits(db, times, reads=False):
+def lose_commits(db, times, reads=False, match=None):
     """The next ``times`` COMMITs of transactions that wrote (or, with
-    ``reads``, of any) lose their connection (before the server commits,
-    which the caller cannot tell from after)."""
+    ``reads``, of any; with ``match``, that ran a statement starting so) lose
+    their connection (before the server commits, which the caller cannot tell
+    from after)."""
     left = [times]
+
+    @event.listens_for(db.engine, "before_cursor_execute")
+    def statement(conn, cursor, text, *args):
+        if match is not None and text.lstrip().startswith(match):
+            conn.info["test_matched"] = True
 
     @event.listens_for(db.engine, "commit")
     def commit(conn):
-        if left[0] > 0 and (reads or wrote(conn)):
+        matched = conn.info.pop("test_matched", False)
+        if left[0] > 0 and (matched if match is not None else reads or wrote(conn)):
             left[0] -= 1
             raise lost()
 
@@ -363,3 +370,15 @@ def test_a_delete_whose_commit_answer_was_lost_is_run_again(conf, db, image, rec
     assert [(m, a[:2]) for m, a, _ in compute.calls] == [("terminate_instance", ("h1", vm["id"]))]
     assert api.get("/v1/vms/" + vm["id"]).get_json()["vm"]["task_state"] == "deleting"
     assert "database connection lost (commit)" in caplog.text  # it was this one, run again
+
+
+def test_what_a_read_only_transaction_read_stays_loaded_when_its_commit_is_lost(keyed_api, db):
+    """Its ORM objects are used after the transaction: not expired by a
+    rollback (they could not be loaded again, detached)."""
+    vm = post(keyed_api).get_json()["vm"]
+    lose_commits(db, 1, match="SELECT instances.")
+    r = keyed_api.get("/v1/vms/" + vm["id"])
+    assert r.status_code == 200, r.get_json()
+    lose_commits(db, 1, match="SELECT instances.")
+    r = keyed_api.delete("/v1/vms/" + vm["id"])  # reads the row, then uses it
+    assert r.status_code == 202, r.get_json()
