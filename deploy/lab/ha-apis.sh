@@ -14,6 +14,7 @@
 #              HA_API_PIDS="pid1 pid2 pid3"  HA_HAPROXY_PID=pid  HA_SOCKET=DIR/haproxy.sock
 #        ha-apis.sh status DIR: each API's state as HAProxy sees it (UP, DOWN ...)
 #        ha-apis.sh kill DIR I: kill -9 API number I (1..N)
+#        ha-apis.sh start DIR I: start API I again (same port) unless it runs
 #        ha-apis.sh down DIR: stop HAProxy and the APIs, remove DIR
 # Env: PYTHON (default: the venv's next to this checkout, else python3);
 #      HA_INTER, HA_FALL, HA_RISE (deploy/haproxy-cfg.sh); HA_TIMEOUT (30 s).
@@ -27,7 +28,7 @@ PYTHON=${PYTHON:-$REPO/.venv/bin/python}
 TIMEOUT=${HA_TIMEOUT:-30}
 
 action=${1:-} dir=${2:-}
-[[ -n $action && -n $dir ]] || die "usage: $PROG up DIR CONFIG [N [LB_PORT]] | status DIR | kill DIR I | down DIR"
+[[ -n $action && -n $dir ]] || die "usage: $PROG up DIR CONFIG [N [LB_PORT]] | status DIR | kill|start DIR I | down DIR"
 dir=$(realpath -m "$dir")
 
 free_port() {
@@ -51,6 +52,31 @@ for row in csv.DictReader(io.StringIO(data.decode().lstrip("# "))):
 PY
 }
 
+start_api() {  # I: API I with CONFIG and its DIR/apiI.conf, in the background
+    (cd "$REPO" && exec setsid "$PYTHON" -m nova_api.cmd --config-file "$(<"$dir/config")" \
+        --config-file "$dir/api$1.conf" --log-file "$dir/api$1.log" \
+        </dev/null >>"$dir/api$1.out" 2>&1) &
+    echo $! > "$dir/api$1.pid"
+}
+
+# API I again, on its port, unless it runs; the facts get its new pid. Waits
+# until HAProxy sees it up.
+restart() {  # I
+    local i=$1 pid n j pids="" deadline=$((SECONDS + TIMEOUT))
+    [[ $i =~ ^[0-9]+$ && -f $dir/api$i.conf && -f $dir/facts ]] || die "no API $i in $dir"
+    pid=$(<"$dir/api$i.pid")
+    if ! [[ -e /proc/$pid && $(awk '{print $3}' "/proc/$pid/stat") != Z ]]; then
+        start_api "$i"
+        n=$(sed -n 's/^HA_API_PORTS=//p' "$dir/facts" | tr -d '"' | wc -w)
+        for ((j = 1; j <= n; j++)); do pids+="${pids:+ }$(<"$dir/api$j.pid")"; done
+        sed -i "s/^HA_API_PIDS=.*/HA_API_PIDS=\"$pids\"/" "$dir/facts"
+    fi
+    until states | grep -qx "api$i UP"; do
+        ((SECONDS < deadline)) || die "API $i not up behind HAProxy within $TIMEOUT s"
+        sleep 0.2
+    done
+}
+
 up() {
     local conf=${1:-} n=${2:-3} lb=${3:-} i port ports=() pids=() servers=() deadline
     [[ -f $conf ]] || die "CONFIG '$conf' is not a file"
@@ -61,14 +87,12 @@ up() {
         die "haproxy is not installed (apt-get install haproxy; deploy/install-test-tools.sh)"
     mkdir -p "$dir"
     touch "$dir/.ha-apis"   # down removes only a DIR that up made
+    echo "$conf" > "$dir/config"
     for ((i = 1; i <= n; i++)); do
         port=$(free_port)
         printf '[api]\nlisten = 127.0.0.1\nport = %s\n' "$port" > "$dir/api$i.conf"
-        (cd "$REPO" && exec setsid "$PYTHON" -m nova_api.cmd --config-file "$conf" \
-            --config-file "$dir/api$i.conf" --log-file "$dir/api$i.log" \
-            </dev/null >>"$dir/api$i.out" 2>&1) &
-        echo $! > "$dir/api$i.pid"
-        ports+=("$port") pids+=("$!") servers+=("api$i=127.0.0.1:$port")
+        start_api "$i"
+        ports+=("$port") pids+=("$(<"$dir/api$i.pid")") servers+=("api$i=127.0.0.1:$port")
     done
     lb=${lb:-$(free_port)}
     bash "$(dirname "$LAB")/haproxy-cfg.sh" --bind "127.0.0.1:$lb" \
@@ -104,11 +128,12 @@ up) shift 2; up "$@" ;;
 status) [[ -S $dir/haproxy.sock ]] || die "no HAProxy in $dir"; states ;;
 kill) [[ ${3:-} =~ ^[0-9]+$ && -f $dir/api$3.pid ]] || die "usage: $PROG kill DIR I (an API of DIR)"
       kill -KILL "$(<"$dir/api$3.pid")" ;;
+start) restart "${3:-}" ;;
 down)
     [[ -e $dir ]] || exit 0
     [[ -e $dir/.ha-apis ]] || die "$dir was not made by $PROG up: left alone"
     stop_pid "$dir/haproxy.pid"
     for f in "$dir"/api*.pid; do [[ -e $f ]] && stop_pid "$f"; done
     rm -rf "$dir" ;;
-*) die "unknown action '$action' (up, status, kill, down)" ;;
+*) die "unknown action '$action' (up, status, kill, start, down)" ;;
 esac

@@ -164,15 +164,16 @@ credentials() {
 }
 
 up_apis() {
-    local lb=$1 p
+    local lb=$1 p i
     if [[ -e $dir/apis/facts ]]; then
-        for p in $(fact HA_API_PIDS "$dir/apis/facts") $(fact HA_HAPROXY_PID "$dir/apis/facts"); do
-            [[ -e /proc/$p ]] && [[ $(awk '{print $3}' "/proc/$p/stat") != Z ]] && continue
-            bash "$LAB/ha-apis.sh" down "$dir/apis"   # one gone: all again, same port
-            break
-        done
+        p=$(fact HA_HAPROXY_PID "$dir/apis/facts")
+        if [[ -e /proc/$p && $(awk '{print $3}' "/proc/$p/stat") != Z ]]; then
+            for ((i = 1; i <= APIS; i++)); do bash "$LAB/ha-apis.sh" start "$dir/apis" "$i"; done
+            return
+        fi
+        bash "$LAB/ha-apis.sh" down "$dir/apis"   # HAProxy gone: all again, same port
     fi
-    [[ -e $dir/apis/facts ]] || bash "$LAB/ha-apis.sh" up "$dir/apis" "$CONF" "$APIS" "$lb" >/dev/null
+    bash "$LAB/ha-apis.sh" up "$dir/apis" "$CONF" "$APIS" "$lb" >/dev/null
 }
 
 start_daemons() {

@@ -1,14 +1,16 @@
 """deploy/lab/ha-lab.sh: the whole HA layout on this machine (3-node RabbitMQ
 cluster with quorum queues and role accounts, a PostgreSQL cluster of its
 own, 3 APIs behind HAProxy, 3 schedulers, 2 conductors, a fake compute) comes
-up, builds and deletes a VM through HAProxy, reports its state, is brought up
-again idempotently, and `down` leaves no process, port, directory or
+up, builds and deletes a VM through HAProxy, reports its state; with a broker
+node, an API, a scheduler and a conductor killed at once a VM is still built,
+status names them, and `up` again starts just those; `down` leaves no process, port, directory or
 PostgreSQL cluster behind."""
 import json
 import os
 import shlex
 import socket
 import subprocess
+import time
 import uuid
 
 import pytest
@@ -61,6 +63,36 @@ def pg_clusters():
     return subprocess.run(["pg_lsclusters", "-h"], capture_output=True, text=True).stdout
 
 
+def create_with_retries(http, url, name, timeout=60):
+    """POST /v1/vms with an X-Idempotency-Key, sent again with the same key
+    while the connection fails or the answer is 502/503/504 (as a client of a
+    replicated API does): the VM's id."""
+    key = str(uuid.uuid4())
+    failures = []
+
+    def attempt():
+        try:
+            r = http.post(url + "/v1/vms", headers={"X-Idempotency-Key": key}, timeout=30,
+                          json={"name": name, "image": "tiny", "flavor": "m1.tiny"})
+        except requests.RequestException as e:
+            failures.append(type(e).__name__)
+            return None
+        if r.status_code in (502, 503, 504):
+            failures.append(r.status_code)
+            return None
+        assert r.status_code == 202, r.text
+        return r.json()["vm"]["id"]
+    return wait_for(attempt, timeout, what="a create answered (failures: %s)" % failures)
+
+
+def active_vm(http, url, vm_id):
+    def check():
+        vm = http.get(url + "/v1/vms/" + vm_id, timeout=30).json()["vm"]
+        assert vm["status"] != "ERROR", vm
+        return vm if vm["status"] == "ACTIVE" else None
+    return check
+
+
 @pytest.fixture
 def lab_dir():
     # Not under pytest's tmp dir: the rabbitmq user must reach the nodes' dirs.
@@ -69,7 +101,7 @@ def lab_dir():
     lab("down", path)
 
 
-def test_lab_comes_up_builds_a_vm_through_haproxy_and_goes_away(lab_dir):
+def test_lab_comes_up_builds_a_vm_through_haproxy_survives_kills_and_goes_away(lab_dir):
     proc = lab("up", lab_dir)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     facts = parse_facts(proc.stdout)
@@ -131,17 +163,44 @@ def test_lab_comes_up_builds_a_vm_through_haproxy_and_goes_away(lab_dir):
         for role in ("api", "scheduler", "conductor", "manage", "compute.lab-compute1"):
             assert "mininova.%s\t" % role in users, users
 
-        # A daemon gone: status says so; up again starts it and keeps the rest.
-        os.kill(int(pids["scheduler2"]), 9)
-        wait_for(lambda: lab("status", lab_dir).returncode == 1, 30,
-                 what="status to notice the killed scheduler")
+        # One of each gone at once (kill -9): a broker node, an API, a scheduler,
+        # a conductor. A client retrying with its idempotency key still gets
+        # its VM built; status names what is down; up starts just those again.
+        node_dir = os.path.join(lab_dir, "rabbit", "n1")
+        subprocess.run(["bash", os.path.join(ROOT, "deploy", "lab", "rabbit-node.sh"), "kill",
+                        node_dir], check=True)
+        subprocess.run(["bash", os.path.join(ROOT, "deploy", "lab", "ha-apis.sh"), "kill",
+                        os.path.join(lab_dir, "apis"), "1"], check=True)
+        for name in ("scheduler2", "conductor1"):
+            os.kill(int(pids[name]), 9)
+        killed_at = time.monotonic()
+        vm_id = create_with_retries(http, url, "after-kills")
+        answered = time.monotonic() - killed_at
+        wait_for(active_vm(http, url, vm_id), 60, what="the VM built after the kills")
+        print("\nha-lab: after the kills (node n1, api1, scheduler2, conductor1): create "
+              "answered %.3f s, VM ACTIVE %.3f s after the last kill"
+              % (answered, time.monotonic() - killed_at))
+        r = http.delete(url + "/v1/vms/" + vm_id, timeout=30)
+        assert r.status_code in (202, 204), r.text
+        wait_for(lambda: http.get(url + "/v1/vms/" + vm_id, timeout=30).status_code == 404,
+                 60, what="the VM gone")
+        status = lab("status", lab_dir)
+        assert status.returncode == 1, status.stdout + status.stderr
+        for line in ("n1: not running", "scheduler2 not running", "conductor1 not running"):
+            assert line in status.stdout, status.stdout
+
         again = lab("up", lab_dir)
         assert again.returncode == 0, again.stdout + again.stderr
         pids2 = dict(item.split("=") for item in parse_facts(again.stdout)["HA_LAB_PIDS"].split())
-        assert pids2["scheduler2"] != pids["scheduler2"]
-        assert {k: v for k, v in pids2.items() if k != "scheduler2"} == \
-            {k: v for k, v in pids.items() if k != "scheduler2"}
+        restarted = {"api1", "scheduler2", "conductor1"}
+        assert all(pids2[name] != pids[name] for name in restarted), (pids, pids2)
+        assert {k: v for k, v in pids2.items() if k not in restarted} == \
+            {k: v for k, v in pids.items() if k not in restarted}
         assert parse_facts(again.stdout)["HA_LAB_URL"] == url
+        status = lab("status", lab_dir)
+        assert status.returncode == 0, status.stdout + status.stderr
+        vm_id = create_with_retries(http, url, "after-up")
+        wait_for(active_vm(http, url, vm_id), 60, what="a VM built after up")
     finally:
         down = lab("down", lab_dir)
     assert down.returncode == 0, down.stdout + down.stderr
