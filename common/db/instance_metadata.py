@@ -55,11 +55,20 @@ def delete_item(s, instance_id, key):
         raise exception.MetadataItemNotFound(instance=instance_id, key=key)
 
 
+# One statement, built once: read for every build (scheduler, conductor).
+_GUEST = (sa.select(*_GUEST_COLUMNS, _TABLE.c.key, _TABLE.c.value)
+          .select_from(Instance.__table__.outerjoin(_TABLE, _TABLE.c.instance_id == Instance.id))
+          .where(Instance.id == sa.bindparam("instance_id")))
+
+
 def guest_data(s, instance_id):
     """What a VM's config drive carries beyond its row's usual fields
     (``payloads.GUEST_FIELDS``): its metadata, keypair and user_data; {}
     if there is no such VM."""
-    row = s.execute(sa.select(*_GUEST_COLUMNS).where(Instance.id == instance_id)).first()
-    if row is None:
+    rows = s.execute(_GUEST, {"instance_id": instance_id}).all()
+    if not rows:
         return {}
-    return dict(row._mapping, metadata=get(s, instance_id))
+    first = rows[0]
+    return {"key_name": first.key_name, "key_data": first.key_data,
+            "user_data": first.user_data,
+            "metadata": {r.key: r.value for r in rows if r.key is not None}}
