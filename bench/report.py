@@ -32,7 +32,7 @@ GOALS = {
 # The phases of a run in order: (name in results["phases"], --only key).
 PHASES = (("floor+P1+P5", "p1"), ("P8 snapshot", "p8"), ("P8 moves", "p8"), ("P2", "p2"),
           ("P10", "p10"), ("P4 list", "p4"), ("P4 POST", "p4"), ("P6", "p6"), ("P3", "p3"),
-          ("P7", "p7"))
+          ("P7", "p7"), ("P9", "p9"))
 OK, FAILED, NOT_RUN = "ok", "failed", "not run"
 
 # Keys the JSON always has (null when their phase failed).
@@ -178,7 +178,7 @@ def _rows(r):
     ]
     rows += _p8_snapshot_rows(v)
     rows += _p8_moves_rows(v)
-    rows += _p10_rows(v, g) + _p7_rows(v, g)
+    rows += _p10_rows(v, g) + _p7_rows(v, g) + _p9_rows(v)
     for daemon in ("api", "scheduler", "conductor", "compute"):
         x = (v("p6_rss_mb") or {}).get(daemon)
         goal = g["p6_rss_mb"][daemon]
@@ -247,6 +247,21 @@ def _p10_rows(v, g):
     return rows
 
 
+def _p9_rows(v):
+    """P9: quorum queues on 3 nodes (the "mininova" column) against classic
+    queues on one node (the "floor" column), same run; no goal."""
+    p9 = v("p9") or {}
+    burst = "(%s hosts, %s VMs)" % (v("params", {}).get("p9_hosts", "N"),
+                                    v("params", {}).get("p9_vms", "N"))
+    rows = []
+    for key, what, unit, fmt in (("create_p50_ms", "POST → ACTIVE p50, fake driver", "ms", "%.0f"),
+                                 ("vms_per_s", "burst VMs/s " + burst, "/s", "%.1f")):
+        q, c = (p9.get("quorum") or {}).get(key), (p9.get("classic") or {}).get(key)
+        rows.append(_Row("P9", "P9 %s: 3-node quorum / 1-node classic" % what,
+                         _num(q, unit, fmt), _num(c, unit, fmt), _ratio(q, c)))
+    return rows
+
+
 def _p7_rows(v, g):
     """P7: a live migration between two lab hosts against virsh migrate done
     directly (bench/p7_live_migration.py), medians."""
@@ -291,7 +306,7 @@ def phase_status(only, errors):
     for name, key in PHASES:
         if key not in only:
             out[name] = NOT_RUN
-        elif name in errors or (key != "p3" and "start" in errors):
+        elif name in errors or (key not in ("p3", "p9") and "start" in errors):
             out[name] = FAILED
         else:
             out[name] = OK

@@ -37,6 +37,9 @@ with what the same work costs without mininova:
   between two lab sim hosts beside the raw copy + define + start (bench/p8_moves.py);
 - P6: resident memory (VmRSS) of each daemon after all of the above;
 - P3: the scale simulation (bench.scale_sim), after the stack is gone;
+- P9: POST -> ACTIVE one at a time and the burst of P3 (smaller), each on the
+  fake driver, on a 3-node RabbitMQ cluster with quorum queues against the
+  machine's one-node broker with classic queues (bench/phase_ha.py);
 - P7: live migration of a running tiny guest between two lab hosts (sim
   hosts, a stack of its own), against the same virsh migrate done directly
   (bench/p7_live_migration.py).
@@ -78,8 +81,8 @@ import traceback
 import libvirt
 
 from bench import (p7_live_migration, p8_moves, p8_snapshot, phase_api, phase_burst,
-                   phase_list, phase_memory, phase_openstack, phase_scale, phases_latency,
-                   profiling, quiet, report)
+                   phase_ha, phase_list, phase_memory, phase_openstack, phase_scale,
+                   phases_latency, profiling, quiet, report)
 from bench.harness import TINY, URI, Bench, log
 from common import exception
 
@@ -88,10 +91,12 @@ RESULTS = os.path.join(ROOT, "bench", "results")
 
 FULL = dict(samples=20, p2_vms=20, p2_rounds=3, p4_vms=1000, p4_gets=200, p4_idle_posts=50,
             p4_posts=400, p4_concurrency=10, p4_churn_pct=5.0, p4_get_interval=0.2,
-            fake_hosts=3, hosts=50, vms=1000, p10_samples=10, p10_loops=10, p7_samples=6)
+            fake_hosts=3, hosts=50, vms=1000, p10_samples=10, p10_loops=10, p7_samples=6,
+            p9_samples=20, p9_hosts=10, p9_vms=200)
 QUICK = dict(samples=5, p2_vms=5, p2_rounds=1, p4_vms=1000, p4_gets=50, p4_idle_posts=10,
              p4_posts=100, p4_concurrency=10, p4_churn_pct=5.0, p4_get_interval=0.2,
-             fake_hosts=1, hosts=10, vms=200, p10_samples=2, p10_loops=2, p7_samples=2)
+             fake_hosts=1, hosts=10, vms=200, p10_samples=2, p10_loops=2, p7_samples=2,
+             p9_samples=2, p9_hosts=1, p9_vms=10)
 # The stack's phases, in order: (name, --only key, module).
 # P10 runs before P4, which fills the DB and moves the builds to fake hosts.
 STACK_PHASES = (("floor+P1+P5", "p1", phases_latency), ("P8 snapshot", "p8", p8_snapshot),
@@ -156,9 +161,14 @@ def parse_args(argv):
     p.add_argument("--vms", type=int, help="P3 VMs (default 1000)")
     p.add_argument("--sim-threads", type=int, default=32, help="P3 concurrent POSTs")
     p.add_argument("--skip-sim", action="store_true", help="no P3")
-    p.add_argument("--only", default="p1,p2,p3,p4,p6,p8,p10,p7",
+    p.add_argument("--p9-samples", type=int, help="P9 creates one at a time on each bus "
+                   "(default 20)")
+    p.add_argument("--p9-hosts", type=int, help="P9 burst: simulated hosts (default 10)")
+    p.add_argument("--p9-vms", type=int, help="P9 burst: VMs (default 200)")
+    p.add_argument("--only", default="p1,p2,p3,p4,p6,p8,p10,p7,p9",
                    help="comma-separated phases to run (default: all): p1 (with the floor "
-                   "and P5), p2, p3, p4, p6, p8 (P8 snapshot and moves), p10, p7")
+                   "and P5), p2, p3, p4, p6, p8 (P8 snapshot and moves), p10, p7, p9 (3-node "
+                   "quorum queues against 1-node classic)")
     p.add_argument("--network", default="", help="libvirt network of the VMs' NIC, "
                    "'' (default): no NIC (nor on the floor's domains)")
     p.add_argument("--json", default=os.path.join(RESULTS, "latest.json"),
@@ -187,9 +197,10 @@ def parse_args(argv):
     for key, value in defaults.items():
         if getattr(args, key) is None:
             setattr(args, key, value)
-    if min(args.samples, args.p2_vms, args.p2_rounds, args.p10_loops, args.p7_samples) < 1:
-        p.error("--samples, --p2-vms, --p2-rounds, --p10-loops and --p7-samples must be at "
-                "least 1")
+    if min(args.samples, args.p2_vms, args.p2_rounds, args.p10_loops, args.p7_samples,
+           args.p9_samples, args.p9_hosts, args.p9_vms) < 1:
+        p.error("--samples, --p2-vms, --p2-rounds, --p10-loops, --p7-samples and --p9-* "
+                "must be at least 1")
     if args.p10_samples < 2:
         p.error("--p10-samples must be at least 2 (the first of each path is the cold one)")
     return args
@@ -247,6 +258,8 @@ def main(argv=None):
             attempt("P3", lambda: phase_scale.run(bench))
         if "p7" in args.only:
             attempt("P7", lambda: p7_live_migration.run(bench))
+        if "p9" in args.only:
+            attempt("P9", lambda: phase_ha.run(bench))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     r = bench.results

@@ -24,6 +24,7 @@ import requests
 import sqlalchemy as sa
 
 from bench.load import percentile
+from mininova_lab import services
 from mininova_lab.stack import Stack, qemu_img_create
 from mininova_lab.waiting import wait_for
 
@@ -69,10 +70,13 @@ def service_cpu_seconds(db_name):
     return backends, rabbit
 
 
-def run(hosts, vms, schedulers, workdir, threads, observer=None, compute_driver="fake"):
+def run(hosts, vms, schedulers, workdir, threads, observer=None, compute_driver="fake",
+        broker=services, extra_conf=""):
     """``observer`` (optional): burst_started(stack) and burst_settled(stack)
-    are called around the burst (bench.run profiles the daemons there)."""
-    stack = Stack(workdir, compute_driver=compute_driver, network="", debug=False)
+    are called around the burst (bench.run profiles the daemons there).
+    ``broker``, ``extra_conf``: as Stack's (P9: a RabbitCluster, quorum queues)."""
+    stack = Stack(workdir, compute_driver=compute_driver, network="", debug=False,
+                  broker=broker, extra_conf=extra_conf)
     # Sim hosts: no memory reserved, slow periodic work (they have no guests).
     sim_conf = ("reserved_host_memory_mb = 0\nsync_interval = 300\n"
                 "address_poll_interval = 5\nheartbeat_interval = 5\n")

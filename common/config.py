@@ -313,6 +313,14 @@ oslo_messaging_rabbit_opts = [
                       "come back in step."),
     cfg.FloatOpt("rabbit_interval_max", default=5.0, min=0.01,
                  help="Longest pause, in seconds, between two reconnection attempts."),
+    cfg.FloatOpt("rabbit_publish_timeout", default=2.0, min=0.1,
+                 help="Seconds a cast or call keeps retrying to publish (each attempt waits "
+                      "for the broker's confirm) before it fails (the API then answers "
+                      "503). On a cluster with quorum queues, more than the time the "
+                      "surviving nodes take to see a node cut off by the network and elect "
+                      "new queue leaders (net_ticktime, 7.5-12.5 s at net_ticktime = 10): "
+                      "no publish is confirmed meanwhile. A node killed outright is seen at "
+                      "once; its queues have new leaders in well under a second."),
 ]
 
 # As Nova's: during a rolling upgrade, old and new daemons share the queues.
@@ -399,7 +407,8 @@ def transport_options(conf=CONF):
     return {"quorum_queues": group.rabbit_quorum_queue,
             "delivery_limit": group.rabbit_quorum_delivery_limit,
             "reconnect_interval": group.rabbit_retry_interval,
-            "reconnect_max": group.rabbit_interval_max}
+            "reconnect_max": group.rabbit_interval_max,
+            "publish_retry_timeout": group.rabbit_publish_timeout}
 
 
 def database_url(conf=CONF):

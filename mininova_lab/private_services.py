@@ -187,6 +187,7 @@ class RabbitCluster:
         os.makedirs(self.BASE, mode=0o755, exist_ok=True)
         self.dir = os.path.join(self.BASE, "qc-" + uuid.uuid4().hex[:8])
         self.killed = set()
+        self.cut = set()  # indices of nodes cut off by the network (mininova_lab.netcut)
 
     def _script(self, *args, timeout=300):
         return _run(["bash", os.path.join(LAB, "rabbit-cluster.sh"), *args], timeout=timeout)
@@ -217,11 +218,29 @@ class RabbitCluster:
     def status(self):
         return self._script("status", self.dir, timeout=120)
 
-    def ctl(self, *args, input=None):
-        """rabbitmqctl ARGS on a live node."""
-        live = next(d for i, d in enumerate(self.node_dirs) if i not in self.killed)
-        return _run(["bash", os.path.join(LAB, "rabbit-node.sh"), "ctl", live, "-q", *args],
-                    timeout=120, input=input)
+    def ctl(self, *args, input=None, node=None):
+        """rabbitmqctl ARGS on node index ``node``, default the first live
+        one that is not cut off."""
+        if node is None:
+            node = next(i for i in range(len(self.node_dirs))
+                        if i not in self.killed and i not in self.cut)
+        return _run(["bash", os.path.join(LAB, "rabbit-node.sh"), "ctl", self.node_dirs[node],
+                     "-q", *args], timeout=120, input=input)
+
+    def log_tail(self, node, lines=40):
+        """The last lines of node index ``node``'s logs."""
+        import glob
+        out = []
+        for path in sorted(glob.glob(os.path.join(self.node_dirs[node], "log", "*.log"))):
+            with open(path, errors="replace") as f:
+                out.append("== %s\n%s" % (path, "".join(f.readlines()[-lines:])))
+        return "\n".join(out)
+
+    def running_nodes(self, node=None):
+        """The nodes running in the cluster as node index ``node`` sees it."""
+        import json
+        return json.loads(self.ctl("cluster_status", "--formatter", "json",
+                                   node=node))["running_nodes"]
 
     def queues(self, vhost=None):
         """{queue: (type, leader, sorted members)} as a live node sees them."""

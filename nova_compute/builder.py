@@ -65,7 +65,11 @@ class Builder:
     def build(self, ctxt, instance, image, action_id=None, placed=False):
         instance_id = instance["id"]
         with self.locks.lock(instance_id):
-            if placed and rpc_server.first_delivery():
+            # A domain already here means this build came twice (a publish
+            # retried after a lost confirm is a first delivery too): read the
+            # VM first, as for a redelivery, rather than spawn it again.
+            if (placed and rpc_server.first_delivery()
+                    and not self.driver.instance_exists(instance_id)):
                 self._run_build(ctxt, instance, image, action_id, checked=False)
                 return
             current = self.conductor.instance_get(ctxt, instance_id)

@@ -168,6 +168,10 @@ class KombuTransport(base.Transport):
             return conn
         raise AssertionError("unreachable")  # the loop returns or raises
 
+    def skip_broker(self):
+        """The next connection starts with the broker after the current one."""
+        self._next_host = (self._next_host + 1) % len(self._amqp_urls)
+
     def declare_queue(self, conn, channel, name):
         """Declare queue ``name`` (and the exchanges) where this user may;
         returns the channel to go on with (see Topology)."""
@@ -262,6 +266,11 @@ class _Publisher:
             except RECOVERABLE as exc:
                 error = exc
                 self._close_locked()
+                if isinstance(exc, TimeoutError):
+                    # Connected, but no confirm in time: a node cut off from
+                    # its peers (or very slow) keeps the socket open and says
+                    # nothing. The next attempt goes to another node.
+                    self._transport.skip_broker()
             except BaseException:
                 self._close_locked()
                 raise
@@ -299,8 +308,14 @@ class _Publisher:
         message = amqp.Message(body.encode("utf-8") if isinstance(body, str) else body,
                                content_type=protocol.CONTENT_TYPE, content_encoding="utf-8",
                                **properties)
+        # A confirm waited for a part of the budget only, so that a node gone
+        # silent leaves time to publish on another (a duplicate of a message
+        # the silent node did keep is what at-least-once allows).
         self._channel.basic_publish(message, exchange=exchange, routing_key=routing_key,
-                                    confirm_timeout=remaining())
+                                    confirm_timeout=min(remaining(), self._confirm_timeout()))
+
+    def _confirm_timeout(self):
+        return max(1.0, self._transport.publish_retry_timeout / 4)
 
     def _close_locked(self):
         conn, self._conn = self._conn, None

@@ -29,6 +29,7 @@ SMOKE = ["--quick", "--samples", "2", "--p2-vms", "2", "--p4-vms", "1000",
          "--p4-idle-posts", "2", "--p4-posts", "10", "--p4-concurrency", "2",
          "--fake-hosts", "1", "--hosts", "2", "--vms", "10", "--sim-threads", "4",
          "--p10-samples", "2", "--p10-loops", "2",
+         "--p9-samples", "2", "--p9-hosts", "1", "--p9-vms", "10",
          # The smoke checks the harness, not figures: measured whatever else runs.
          "--busy-ok"]
 # Python's clock and the DB's timestamps (microseconds, written by the
@@ -60,6 +61,11 @@ def test_bench_quickest_run_writes_every_figure(tmp_path):
     assert all(0 < e <= p for e, p in zip(r["p5_event_samples_ms"], r["p5_samples_ms"]))
     # The machine's load before every phase that ran.
     assert set(r["load_before"]) == set(r["phases"]), r["load_before"].keys()
+    # P9: both buses measured in the same run, every VM of each burst ACTIVE.
+    for setup in ("classic", "quorum"):
+        assert positive(r["p9_%s_create_p50_ms" % setup]), r["p9"]
+        assert positive(r["p9_%s_vms_per_s" % setup]), r["p9"]
+        assert r["p9"][setup]["active"] == r["p9"][setup]["accepted"] == 10, r["p9"]
     for load in r["load_before"].values():
         assert load["machine"] >= 0 and load["foreign"] >= 0 and load["loadavg"]
 

@@ -47,6 +47,19 @@ def test_a_placed_build_on_its_first_delivery_reads_nothing_first(build, db):
     assert domains(manager) == [instance["id"]]
 
 
+def test_a_placed_build_published_twice_spawns_once(build, db):
+    """A publish retried after a lost confirm: the same build again, also on
+    a first delivery; the domain it finds makes it read the VM, now ACTIVE."""
+    manager, instance, image = build(conductor_cls=CountingConductor)
+    for _ in range(2):
+        with rpc_server.delivery(redelivered=False):
+            manager.build_instance(CTXT, dict(instance, **GUEST), image, placed=True)
+    assert manager.reported_to.gets == 1
+    inst = row(db, instance["id"])
+    assert (inst.vm_state, inst.task_state) == (states.ACTIVE, None)
+    assert domains(manager) == [instance["id"]]
+
+
 @pytest.mark.parametrize("redelivered", [True, None])
 def test_a_placed_build_redelivered_or_called_directly_reads_the_vm_first(build, db,
                                                                            redelivered):

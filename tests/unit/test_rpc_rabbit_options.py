@@ -20,7 +20,8 @@ def parse(tmp_path, text=""):
 def test_defaults_keep_classic_queues_and_todays_backoff(tmp_path):
     options = config.transport_options(parse(tmp_path))
     assert options == {"quorum_queues": False, "delivery_limit": 50,
-                       "reconnect_interval": 0.5, "reconnect_max": 5.0}
+                       "reconnect_interval": 0.5, "reconnect_max": 5.0,
+                       "publish_retry_timeout": 2.0}
     transport = rpc.get_transport("rabbit://u:p@127.0.0.1:5672/", **options)
     assert not transport.quorum_queues
     assert transport._amqp_urls == ["amqp://u:p@127.0.0.1:5672/"]
@@ -31,10 +32,11 @@ def test_options_from_the_config_file(tmp_path):
                  "transport_url = rabbit://u:p@h1:5001,u:p@h2:5002,u:p@h3:5003/cloud\n"
                  "[oslo_messaging_rabbit]\nrabbit_quorum_queue = true\n"
                  "rabbit_quorum_delivery_limit = 7\nrabbit_retry_interval = 0.2\n"
-                 "rabbit_interval_max = 3\n")
+                 "rabbit_interval_max = 3\nrabbit_publish_timeout = 15\n")
     transport = rpc.get_transport(conf.transport_url, **config.transport_options(conf))
     assert (transport.quorum_queues, transport.delivery_limit) == (True, 7)
     assert (transport.reconnect_interval, transport.reconnect_max) == (0.2, 3.0)
+    assert transport.publish_retry_timeout == 15.0
     assert transport._amqp_urls == ["amqp://u:p@h1:5001/cloud", "amqp://u:p@h2:5002/cloud",
                                     "amqp://u:p@h3:5003/cloud"]
 
