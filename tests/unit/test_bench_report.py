@@ -73,21 +73,24 @@ def test_a_fast_figure_with_failures_or_too_little_churn_is_not_met(change, figu
     assert code == 0   # the phase ran: the goal is not met, the run did not fail
 
 
+class StubBench:
+    """bench.harness.Bench as run.main uses it, with no stack."""
+    stack = None
+
+    def __init__(self, args, workdir):
+        self.results = {}
+        self.profiler = type("P", (), {"files": []})()
+
+    def start(self):
+        pass
+
+    def stop(self):
+        pass
+
+
 def test_main_reports_a_phase_that_raises(monkeypatch, tmp_path):
     """run.main's wiring: one phase raises, the next still runs; the JSON, the
     table and the exit status all say so."""
-    class StubBench:
-        stack = None
-
-        def __init__(self, args, workdir):
-            self.results = {}
-            self.profiler = type("P", (), {"files": []})()
-
-        def start(self):
-            pass
-
-        def stop(self):
-            pass
 
     def broken(bench):
         raise RuntimeError("the broker went away")
@@ -112,18 +115,6 @@ def test_main_reports_a_phase_that_raises(monkeypatch, tmp_path):
 
 def test_main_refuses_a_phase_while_others_use_the_cpu(monkeypatch, tmp_path):
     """A phase is not measured on a busy machine: refused, the consumers named."""
-    class StubBench:
-        stack = None
-
-        def __init__(self, args, workdir):
-            self.results = {}
-            self.profiler = type("P", (), {"files": []})()
-
-        def start(self):
-            pass
-
-        def stop(self):
-            pass
     ran = []
     busy = dict(QUIET, foreign=1.4, quiet=False, waited_s=120.0,
                 top=[("qemu-system-x86", 4242, 0.9)])
