@@ -19,22 +19,35 @@ LOG = logging.getLogger(__name__)
 GC_GEN0_THRESHOLD = 50000
 
 
-# glibc's mallopt parameter for the number of malloc arenas.
+# glibc's mallopt parameters: the number of malloc arenas, and the size from
+# which a block gets its own mapping.
 M_ARENA_MAX = -8
+M_MMAP_THRESHOLD = -3
 MALLOC_ARENAS = 2
 
 
-def tune_malloc(arenas=MALLOC_ARENAS):
+def _libc():
+    return ctypes.CDLL(ctypes.util.find_library("c"))
+
+
+def tune_malloc(arenas=MALLOC_ARENAS, mmap_threshold=None):
     """Call first in a daemon's main, before it starts threads: glibc gives
     each new thread its own malloc arena (up to 8 per CPU), and memory freed
     in one is not reused by the others, so a thread pool's daemon keeps the
     peak of every thread's allocations resident. A few shared arenas keep
-    its RSS near what it uses; the GIL serializes allocation anyway. Not on
-    glibc: nothing."""
-    path = ctypes.util.find_library("c")
+    its RSS near what it uses; the GIL serializes allocation anyway.
+
+    ``mmap_threshold`` (bytes): blocks from that size get a mapping of their
+    own, returned to the system when freed. Left alone, glibc raises its
+    threshold to the largest block freed so far (up to 32 MB), after which
+    big transient blocks (a long list's JSON) are carved from the heap and
+    leave it fragmented. Not on glibc: nothing."""
     try:
-        libc = ctypes.CDLL(path)
-        return bool(libc.mallopt(M_ARENA_MAX, arenas))
+        libc = _libc()
+        done = bool(libc.mallopt(M_ARENA_MAX, arenas))
+        if mmap_threshold is not None:
+            done = bool(libc.mallopt(M_MMAP_THRESHOLD, mmap_threshold)) and done
+        return done
     except (OSError, AttributeError, TypeError):
         return False
 

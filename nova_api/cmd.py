@@ -13,6 +13,9 @@ from nova_conductor.rpcapi import ConductorRPCAPI
 from nova_scheduler.rpcapi import SchedulerRPCAPI
 
 IMAGE_UPLOAD = ("POST", "/v1/images")
+# Blocks from this size get their own mapping, given back when freed: a long
+# list's body (0.6 MB for 1000 VMs) then leaves no hole in the heap.
+LARGE_BLOCK = 256 * 1024
 GLANCE_UPLOAD = re.compile(r"^/image/v2/images/[^/]+/file/?\Z")
 
 
@@ -58,7 +61,7 @@ def body_cap(api_conf):
 
 
 def main(argv=None):
-    service.tune_malloc()
+    service.tune_malloc(mmap_threshold=LARGE_BLOCK)
     conf = config.parse_args(sys.argv[1:] if argv is None else argv, prog="mininova-api")
     log.setup(conf, "mininova-api")
     rpc.protocol.set_sender("api", conf.host)  # "sender" in its messages

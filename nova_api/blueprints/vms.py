@@ -200,12 +200,15 @@ def index():
     lookups = _lookups()
     images = lookups.image_names({r.image_id for r in rows})
     flavors = lookups.flavor_names({r.flavor_id for r in rows})
-    text = '{"vms":' + _VM_LIST.encode(rows, images, flavors)
+    chunks = _VM_LIST.chunks(rows, images, flavors)
+    chunks.insert(0, b'{"vms":')
     if more:
         # As Nova: where the next page starts, while more remain.
-        text += ',"vms_links":' + views.ENCODER.encode(
-            [{"rel": "next", "href": _next_link(rows[-1].id)}])
-    return _response(text + "}")
+        chunks.append(b',"vms_links":' + views.ENCODER.encode(
+            [{"rel": "next", "href": _next_link(rows[-1].id)}]).encode())
+    chunks.append(b"}\n")
+    # One join: the body is the only full copy of the list the API makes.
+    return current_app.response_class(b"".join(chunks), mimetype="application/json")
 
 
 @bp.get("/<ref>")
