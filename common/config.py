@@ -36,6 +36,12 @@ cli_opts = [
 api_opts = [
     cfg.HostAddressOpt("listen", default="127.0.0.1", help="Address the API binds to."),
     cfg.PortOpt("port", default=8774, help="Port the API listens on."),
+    cfg.IntOpt("workers", default=1, min=1, max=64,
+               help="API processes (as Nova's osapi_compute_workers). 1: one process "
+                    "serves. More: a parent binds the port and forks that many "
+                    "workers sharing it, each with its own threads, database and "
+                    "broker connections; it restarts a worker that dies. /metrics "
+                    "and /healthcheck answer for the worker that serves the request."),
     cfg.IntOpt("threads", default=16, min=1,
                help="WSGI worker threads: requests served at once. Connections are read "
                     "and written by one event loop, so idle or slow clients hold none."),

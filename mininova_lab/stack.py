@@ -79,7 +79,7 @@ class Stack:
         self.start_daemon("api")
         self.api_urls = {"api": self.url}
         for i in range(2, apis + 1):
-            self._start_extra_api("api%d" % i)
+            self.start_extra_api("api%d" % i)
         for i in range(schedulers):
             self.start_daemon("scheduler" if i == 0 else "scheduler%d" % i, module="scheduler")
         for i in range(conductors):
@@ -96,11 +96,13 @@ class Stack:
             wait_for(self._compute_up, 30, what="compute heartbeat")
         return self
 
-    def _start_extra_api(self, name):
+    def start_extra_api(self, name, api_conf=""):
+        """Another API on a port of its own (``api_urls[name]``); ``api_conf``:
+        more [api] lines (e.g. ``workers = 2``)."""
         port = free_port()
         conf = os.path.join(self.workdir, name + ".conf")
         with open(conf, "w") as f:
-            f.write("[api]\nport = %d\n" % port)
+            f.write("[api]\nport = %d\n%s\n" % (port, api_conf))
         self.start_daemon(name, module="api", extra_args=("--config-file", conf))
         self.api_urls[name] = "http://127.0.0.1:%d" % port
 

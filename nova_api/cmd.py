@@ -1,16 +1,19 @@
 """``mininova-api``: the REST API on waitress, a production WSGI server."""
+import logging
 import re
 import sys
 
 from common import config, log, rpc, service
 from common.db.revocations import RevocationListener
 from common.db.session import Database
-from nova_api import healthcheck, http_server
+from nova_api import healthcheck, http_server, workers
 from nova_api.app import create_app
 from nova_api.build_client import BuildClient
 from nova_compute.rpcapi import ComputeRPCAPI
 from nova_conductor.rpcapi import ConductorRPCAPI
 from nova_scheduler.rpcapi import SchedulerRPCAPI
+
+LOG = logging.getLogger(__name__)
 
 IMAGE_UPLOAD = ("POST", "/v1/images")
 # Blocks from this size get their own mapping, given back when freed: a long
@@ -65,10 +68,31 @@ def main(argv=None):
     conf = config.parse_args(sys.argv[1:] if argv is None else argv, prog="mininova-api")
     log.setup(conf, "mininova-api")
     rpc.protocol.set_sender("api", conf.host)  # "sender" in its messages
+    if conf.api.workers > 1:
+        serve_workers(conf)
+        return
     server = http_server.create_server(build_app(conf), conf.api, body_cap(conf.api))
     service.tune_gc()  # the tail of GET /v1/vms was the garbage collector
     server.print_listen("Serving on http://{}:{}")
     server.run()
+
+
+def serve_workers(conf):
+    """[api] workers > 1: bind once, fork the workers (nova_api/workers.py);
+    everything with threads or connections is made in each worker."""
+    api = conf.api
+    sock = workers.bind_socket(api.listen, api.port, api.backlog)
+    host, port = sock.getsockname()[:2]
+    print("Serving on http://%s:%d with %d workers" % (host, port, api.workers), flush=True)
+
+    def serve(slot):
+        server = http_server.create_server(build_app(conf), api, body_cap(api), sockets=[sock])
+        service.tune_gc()
+        LOG.info("API worker %d serving", slot)
+        server.run()
+
+    workers.Workers(api.workers, serve).run()
+    sock.close()
 
 
 if __name__ == "__main__":

@@ -152,14 +152,18 @@ def fit_fd_limit(connection_limit, getrlimit=resource.getrlimit,
     return connection_limit
 
 
-def create_server(app, api_conf, body_cap):
-    """A waitress server for ``app`` configured by ``[api]`` (call .run())."""
+def create_server(app, api_conf, body_cap, sockets=None):
+    """A waitress server for ``app`` configured by ``[api]`` (call .run());
+    ``sockets``: listening sockets already bound (in place of [api] listen
+    and port), as [api] workers share theirs."""
     opts = api_conf
     limits = RequestLimits(opts.client_header_timeout, opts.client_body_timeout,
                            opts.client_body_min_rate, body_cap)
-    sockets = {}
+    where = ({"sockets": sockets} if sockets
+             else {"host": opts.listen, "port": opts.port})
+    dispatchers = {}
     server = waitress_server(
-        app, map=sockets, host=opts.listen, port=opts.port, threads=opts.threads,
+        app, map=dispatchers, **where, threads=opts.threads,
         connection_limit=fit_fd_limit(opts.connection_limit),
         channel_timeout=opts.channel_timeout, cleanup_interval=opts.cleanup_interval,
         backlog=opts.backlog, recv_bytes=opts.recv_bytes,
@@ -168,7 +172,7 @@ def create_server(app, api_conf, body_cap):
         max_request_body_size=2 * max(opts.max_image_bytes, opts.max_body_bytes),
         asyncore_use_poll=True, ident="mininova", clear_untrusted_proxy_headers=True)
     channel = _channel_class(limits)
-    for dispatcher in list(sockets.values()):  # one listening server per address
+    for dispatcher in list(dispatchers.values()):  # one listening server per address
         if isinstance(dispatcher, BaseWSGIServer):
             dispatcher.channel_class = channel
     return server
