@@ -10,9 +10,11 @@ import contextlib
 import os
 import sys
 
+import sqlalchemy as sa
+
 from mininova_lab import services
 from mininova_lab.sim_host import SimHost
-from mininova_lab.stack import ROOT
+from mininova_lab.stack import ROOT, Stack
 from mininova_lab.waiting import wait_for
 
 
@@ -110,3 +112,49 @@ def lab_hosts(stack, names, indexes, base_dir, start=start_compute, guest_networ
                     proc.kill()
         for sim in sims:
             sim.down()
+
+
+def tiny_image():
+    """The bootable test guest (deploy/build-tiny-image.sh), which lab tests need."""
+    tiny = os.environ.get("MININOVA_TINY_IMAGE", "/var/cache/mininova/tiny.qcow2")
+    if not os.path.exists(tiny):
+        raise RuntimeError("%s is missing: deploy/build-tiny-image.sh builds it" % tiny)
+    return tiny
+
+
+def with_grown_flavor(tiny):
+    """A lab_stack ``setup``: the image "tiny" and a flavor "m1.grown" (1 vCPU,
+    192 MB, 2 GB) that resizes resize to."""
+    def setup(stack):
+        stack.add_image("tiny", tiny)
+        stack.manage("flavor", "create", "m1.grown", "--vcpus", "1", "--ram", "192",
+                     "--disk", "2")
+    return setup
+
+
+@contextlib.contextmanager
+def lab_stack(workdir, names, indexes, base_dir, start=start_compute, guest_network=False,
+              stack_options=None, start_options=None, setup=None, delete_timeout=120):
+    """A Stack with no compute of its own (``Stack(workdir, **stack_options)``,
+    ``start(compute=False, **start_options)``), ``setup(stack)`` run once it
+    is up, then lab_hosts' sim hosts in ``stack.sims`` and an engine on its
+    database in ``stack.engine``; yields the stack. On exit its VMs are
+    deleted, the hosts brought down and the stack stopped, whatever happened."""
+    stack = Stack(workdir, **(stack_options or {}))
+    stack.engine = None
+    try:
+        stack.start(compute=False, **(start_options or {}))
+        if setup is not None:
+            setup(stack)
+        with lab_hosts(stack, names, indexes, base_dir, start,
+                       guest_network=guest_network) as sims:
+            stack.sims = sims
+            stack.engine = sa.create_engine(stack.db_url)
+            try:
+                yield stack
+            finally:
+                stack.delete_all_vms(timeout=delete_timeout)
+    finally:
+        if stack.engine is not None:
+            stack.engine.dispose()
+        stack.stop()

@@ -24,7 +24,6 @@ import pytest
 import sqlalchemy as sa
 
 from mininova_lab import sim_compute
-from mininova_lab.stack import Stack
 from mininova_lab.waiting import wait_for
 
 pytestmark = pytest.mark.real_services("rabbitmq", "postgresql", "libvirt", "http")
@@ -40,30 +39,17 @@ BOOT = 240
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
-    tiny = os.environ.get("MININOVA_TINY_IMAGE", "/var/cache/mininova/tiny.qcow2")
-    if not os.path.exists(tiny):
-        pytest.fail("%s is missing: deploy/build-tiny-image.sh builds it" % tiny)
-    workdir = tmp_path_factory.mktemp("movestruth")
-    stack = Stack(workdir, network="", extra_conf=(
-        "[scheduler]\ncpu_allocation_ratio = 1.0\n"
-        "[conductor]\nmove_step_timeout = %d\nwatchdog_interval = 2\n" % STEP_TIMEOUT))
-    try:
-        stack.start(compute=False, schedulers=2)
-        stack.add_image("tiny", tiny)
-        stack.manage("flavor", "create", "m1.grown", "--vcpus", "1", "--ram", "192",
-                     "--disk", "2")
-        with sim_compute.lab_hosts(stack, ("mta", "mtb"), INDEXES, BASE_DIR,
-                                   start_compute) as sims:
-            stack.sims = sims
-            stack.engine = sa.create_engine(stack.db_url)
-            try:
-                yield stack
-            finally:
-                stack.delete_all_vms(timeout=120)
-    finally:
-        if getattr(stack, "engine", None) is not None:
-            stack.engine.dispose()
-        stack.stop()
+    tiny = sim_compute.tiny_image()
+    with sim_compute.lab_stack(
+            tmp_path_factory.mktemp("movestruth"), ("mta", "mtb"), INDEXES, BASE_DIR,
+            start_compute,
+            stack_options=dict(network="", extra_conf=(
+                "[scheduler]\ncpu_allocation_ratio = 1.0\n"
+                "[conductor]\nmove_step_timeout = %d\nwatchdog_interval = 2\n"
+                % STEP_TIMEOUT)),
+            start_options=dict(schedulers=2),
+            setup=sim_compute.with_grown_flavor(tiny)) as stack:
+        yield stack
 
 
 def start_compute(stack, sim):

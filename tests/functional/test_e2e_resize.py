@@ -27,7 +27,6 @@ import pytest
 import sqlalchemy as sa
 
 from mininova_lab import sim_compute
-from mininova_lab.stack import Stack
 from mininova_lab.waiting import wait_for
 
 pytestmark = pytest.mark.real_services("rabbitmq", "postgresql", "libvirt", "http")
@@ -41,29 +40,14 @@ BOOT = 240             # a TCG boot while other helpers' tests run
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
-    tiny = os.environ.get("MININOVA_TINY_IMAGE", "/var/cache/mininova/tiny.qcow2")
-    if not os.path.exists(tiny):
-        pytest.fail("%s is missing: deploy/build-tiny-image.sh builds it" % tiny)
-    workdir = tmp_path_factory.mktemp("resize")
-    stack = Stack(workdir, network="mininova",
-                  extra_conf="[conductor]\nmove_step_timeout = %d\n" % STEP_TIMEOUT)
-    try:
-        stack.start(compute=False)
-        stack.add_image("tiny", tiny)
-        stack.manage("flavor", "create", "m1.grown", "--vcpus", "1", "--ram", "192",
-                     "--disk", "2")
-        with sim_compute.lab_hosts(stack, ("rza", "rzb"), INDEXES, BASE_DIR,
-                                   start_compute, guest_network=True) as sims:
-            stack.sims = sims
-            stack.engine = sa.create_engine(stack.db_url)
-            try:
-                yield stack
-            finally:
-                stack.delete_all_vms(timeout=120)
-    finally:
-        if getattr(stack, "engine", None) is not None:
-            stack.engine.dispose()
-        stack.stop()
+    tiny = sim_compute.tiny_image()
+    with sim_compute.lab_stack(
+            tmp_path_factory.mktemp("resize"), ("rza", "rzb"), INDEXES, BASE_DIR,
+            start_compute, guest_network=True,
+            stack_options=dict(network="mininova", extra_conf=(
+                "[conductor]\nmove_step_timeout = %d\n" % STEP_TIMEOUT)),
+            setup=sim_compute.with_grown_flavor(tiny)) as stack:
+        yield stack
 
 
 def start_compute(stack, sim):
