@@ -6,6 +6,7 @@ import pytest
 from common.db import migration
 from common.db.session import Database
 from mininova_lab import services
+from mininova_lab.private_services import PgCluster, RabbitNode
 from mininova_lab.stack import Stack, qemu_img_create, virsh
 
 
@@ -24,6 +25,26 @@ def pg_db():
         if db is not None:
             db.dispose()
         services.drop_database(name)
+
+
+@pytest.fixture
+def rabbit_node():
+    """A RabbitMQ node of this test's own, to stop, kill and start."""
+    node = RabbitNode()
+    try:
+        yield node.create()
+    finally:
+        node.destroy()
+
+
+@pytest.fixture
+def pg_cluster():
+    """A PostgreSQL cluster of this test's own, to stop, kill and start."""
+    cluster = PgCluster()
+    try:
+        yield cluster.create()
+    finally:
+        cluster.destroy()
 
 
 def libvirt_available():

@@ -7,6 +7,7 @@ import signal
 
 import pytest
 
+from bench.phase_api import child_pids
 from mininova_lab.stack import Stack, qemu_img_create
 from mininova_lab.waiting import wait_for
 
@@ -14,18 +15,8 @@ pytestmark = pytest.mark.real_services("rabbitmq", "postgresql", "http")
 
 
 def children(pid):
-    """PIDs of ``pid``'s live child processes (from /proc)."""
-    out = set()
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open("/proc/%s/stat" % entry) as f:
-                    fields = f.read().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == pid and fields[0] != "Z":
-                out.add(int(entry))
-    return out
+    """PIDs of ``pid``'s live child processes."""
+    return set(child_pids(pid))
 
 
 def alive(pid):

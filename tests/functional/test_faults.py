@@ -64,26 +64,6 @@ def fast_conf(build_timeout=120, **groups):
 
 
 @pytest.fixture
-def rabbit_node():
-    """A RabbitMQ node of this test's own, to stop and start."""
-    node = RabbitNode()
-    try:
-        yield node.create()
-    finally:
-        node.destroy()
-
-
-@pytest.fixture
-def pg_cluster():
-    """A PostgreSQL cluster of this test's own, to stop and start."""
-    cluster = PgCluster()
-    try:
-        yield cluster.create()
-    finally:
-        cluster.destroy()
-
-
-@pytest.fixture
 def make_stack(tmp_path):
     """Start a stack of our own (with the 'blank' image); at the end make sure
     its RabbitMQ and PostgreSQL run, destroy any domain of its VMs, drop it all."""

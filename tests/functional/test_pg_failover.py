@@ -23,22 +23,12 @@ import pytest
 import requests
 import sqlalchemy as sa
 
-from mininova_lab.private_services import PgCluster
 from mininova_lab.stack import Stack, qemu_img_create
 from mininova_lab.waiting import wait_for
 
 pytestmark = pytest.mark.real_services("rabbitmq", "postgresql", "http")
 
 WRITERS = 3
-
-
-@pytest.fixture
-def pg_cluster():
-    cluster = PgCluster()
-    try:
-        yield cluster.create()
-    finally:
-        cluster.destroy()
 
 
 @pytest.fixture

@@ -13,22 +13,12 @@ import pytest
 import sqlalchemy as sa
 
 from common.rpc import kombu_transport
-from mininova_lab.private_services import RabbitNode
 from mininova_lab.stack import Stack, domain_names, qemu_img_create, virsh
 from mininova_lab.waiting import wait_for
 
 pytestmark = pytest.mark.real_services("rabbitmq", "postgresql", "libvirt", "http")
 
 DAEMONS = ("api", "scheduler", "conductor", "compute")
-
-
-@pytest.fixture
-def rabbit_node():
-    node = RabbitNode()
-    try:
-        yield node.create()
-    finally:
-        node.destroy()
 
 
 @pytest.fixture
