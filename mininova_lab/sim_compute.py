@@ -158,3 +158,14 @@ def lab_stack(workdir, names, indexes, base_dir, start=start_compute, guest_netw
         if stack.engine is not None:
             stack.engine.dispose()
         stack.stop()
+
+
+def settled(stack, vm_id, status, host, timeout):
+    """Wait until VM ``vm_id`` is ``status`` with no task on ``host``; its
+    body. An ERROR on the way fails at once."""
+    def check():
+        vm = stack.vm(vm_id)
+        assert vm is not None and vm["status"] != "ERROR", vm
+        return vm if (vm["status"], vm["task_state"], vm["host"]) == (status, None, host) \
+            else None
+    return wait_for(check, timeout, 0.5, what="VM %s %s on %s" % (vm_id, status, host))

@@ -84,12 +84,7 @@ def domains(sim):
 
 
 def settled(lab, vm_id, status, host, timeout=BOOT):
-    def check():
-        vm = lab.vm(vm_id)
-        assert vm is not None and vm["status"] != "ERROR", vm
-        return vm if (vm["status"], vm["task_state"], vm["host"]) == (status, None, host) \
-            else None
-    return wait_for(check, timeout, 0.5, what="VM %s %s on %s" % (vm_id, status, host))
+    return sim_compute.settled(lab, vm_id, status, host, timeout)
 
 
 def console(lab, vm_id):
