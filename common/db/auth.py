@@ -7,10 +7,12 @@ roles the user holds there now. Every change to tokens, users and role
 assignments is announced to the API's token cache (common/db/revocations.py):
 revoking needs nothing more here. Passwords and the identity API's tokens:
 common/db/identity.py.
-Quotas: a project's usage row changes only by conditional UPDATEs inside the
+Quotas: a project's usage rows change only by conditional UPDATEs inside the
 transaction that creates or deletes a VM, so a concurrent burst cannot
-overshoot a limit (the same pattern as the scheduler's claims)."""
+overshoot a limit (the same pattern as the scheduler's claims; USAGE_SHARDS
+says why there are several)."""
 import hashlib
+import random
 import re
 import secrets
 import uuid
@@ -44,9 +46,10 @@ def project_create(s, name, project_id=None):
         raise exception.DuplicateName(kind="project", name=name)
     project = Project(id=project_id or uuid.uuid4().hex, name=name, created_at=utcnow())
     s.add(project)
-    # The usage row exists from the start: creating a VM only updates it.
-    s.add(QuotaUsage(project_id=project.id, instances=0, cores=0, ram=0))
     s.flush()
+    # The usage rows exist from the start: creating a VM only updates one
+    # (a release before the project existed may have made them).
+    _ensure_usage_rows(s, project.id)
     return project
 
 
@@ -212,22 +215,42 @@ def quota_set(s, project_id, limits):
 
 
 def quota_usage(s, project_id):
-    row = s.get(QuotaUsage, project_id)
-    return {r: getattr(row, r) if row else 0 for r in RESOURCES}
+    """{resource: amount} a project's live VMs hold: the sum of its rows."""
+    row = s.execute(_USAGE, {"project_id": project_id}).one()
+    return dict(zip(RESOURCES, row))
 
 
-def _ensure_usage_row(s, project_id):
+_USAGE = sa.text("SELECT coalesce(sum(instances), 0), coalesce(sum(cores), 0), "
+                 "coalesce(sum(ram), 0) FROM quota_usages WHERE project_id = :project_id")
+
+
+def _ensure_usage_rows(s, project_id):
+    """Make the project's missing usage rows (older projects have one)."""
     insert = postgresql.insert if s.get_bind().dialect.name == "postgresql" else sqlite.insert
-    s.execute(insert(QuotaUsage).values(project_id=project_id, instances=0, cores=0, ram=0)
-              .on_conflict_do_nothing(index_elements=["project_id"]))
+    s.execute(insert(QuotaUsage).values([
+        {"project_id": project_id, "shard": shard, "instances": 0, "cores": 0, "ram": 0}
+        for shard in range(USAGE_SHARDS)]).on_conflict_do_nothing(
+            index_elements=["project_id", "shard"]))
 
 
-# The conditional UPDATE that reserves quota, in plain SQL (PostgreSQL and
-# SQLite): built once, it costs no statement construction per create. The
-# limits are the project's overrides (tier 0), else the default quota
-# class's (tier 1), else the configured defaults, read by the statement
-# itself (nothing cached to go stale, no extra round trip); below 0 means
-# unlimited. One aggregate row even when there is no override at all.
+# A project's usage is the sum of USAGE_SHARDS rows (project_id, shard).
+# A change that grows no limited resource (any change of a project without
+# limits, any release) adds to one row picked per transaction, so concurrent
+# creates of one project seldom wait for each other's row lock: with a
+# single row each create of the project waited for the commit of the one
+# before. A change that grows a limited resource goes to row 0 and is
+# checked against row 0 (re-read after waiting for its lock) plus the other
+# rows as the statement's snapshot saw them: those change only by releases
+# (a stale sum is too high, never too low) or by growth of resources without
+# a limit, which the check ignores; so a burst cannot overshoot a limit.
+USAGE_SHARDS = 8
+
+# The conditional UPDATE, in plain SQL (PostgreSQL and SQLite): built once,
+# it costs no statement construction per create. The limits are the
+# project's overrides (tier 0), else the default quota class's (tier 1),
+# else the configured defaults, read by the statement itself (nothing cached
+# to go stale, no extra round trip); below 0 means unlimited. One aggregate
+# row even when there is no override at all.
 _RESERVE = sa.text("""
 UPDATE quota_usages
 SET instances = quota_usages.instances + :instances, cores = quota_usages.cores + :cores,
@@ -245,47 +268,57 @@ FROM (SELECT coalesce(max(CASE WHEN tier = 0 AND resource = 'instances' THEN har
             WHERE project_id = :project_id
             UNION ALL
             SELECT 1 AS tier, resource, hard_limit FROM quota_classes
-            WHERE class_name = 'default') AS overrides) AS lim
+            WHERE class_name = 'default') AS overrides) AS lim,
+     (SELECT coalesce(sum(instances), 0) AS instances, coalesce(sum(cores), 0) AS cores,
+             coalesce(sum(ram), 0) AS ram
+      FROM quota_usages WHERE project_id = :project_id AND shard <> 0) AS others
 WHERE quota_usages.project_id = :project_id
-  AND (lim.instances < 0 OR quota_usages.instances + :instances <= lim.instances)
-  AND (lim.cores < 0 OR quota_usages.cores + :cores <= lim.cores)
-  AND (lim.ram < 0 OR quota_usages.ram + :ram <= lim.ram)
+  AND quota_usages.shard = CASE
+      WHEN (lim.instances < 0 OR :instances <= 0) AND (lim.cores < 0 OR :cores <= 0)
+           AND (lim.ram < 0 OR :ram <= 0) THEN :shard
+      ELSE 0 END
+  AND (lim.instances < 0 OR :instances <= 0
+       OR quota_usages.instances + others.instances + :instances <= lim.instances)
+  AND (lim.cores < 0 OR :cores <= 0 OR quota_usages.cores + others.cores + :cores <= lim.cores)
+  AND (lim.ram < 0 OR :ram <= 0 OR quota_usages.ram + others.ram + :ram <= lim.ram)
 """)
+_UNLIMITED = {r: -1 for r in RESOURCES}
 
 
 def _reserve(s, project_id, defaults, cores, ram, instances=1):
-    """The conditional UPDATE: True if it fit."""
+    """The conditional UPDATE: True if it fit (False also when the row it
+    goes to is missing)."""
+    shard = s.info.setdefault("quota_shard", random.randrange(USAGE_SHARDS))
     result = s.connection().execute(_RESERVE, {
-        "project_id": project_id, "cores": cores, "ram": ram, "instances": instances,
-        "default_instances": defaults["instances"], "default_cores": defaults["cores"],
-        "default_ram": defaults["ram"]})
+        "project_id": project_id, "shard": shard, "cores": cores, "ram": ram,
+        "instances": instances, "default_instances": defaults["instances"],
+        "default_cores": defaults["cores"], "default_ram": defaults["ram"]})
     return result.rowcount == 1
+
+
+def _apply(s, project_id, defaults, cores, ram, instances):
+    """``_reserve``, making the project's usage rows first if one was
+    missing. True if it fit."""
+    if _reserve(s, project_id, defaults, cores, ram, instances):
+        return True
+    if s.execute(sa.select(sa.func.count()).select_from(QuotaUsage)
+                 .where(QuotaUsage.project_id == project_id)).scalar() == USAGE_SHARDS:
+        return False
+    _ensure_usage_rows(s, project_id)
+    return _reserve(s, project_id, defaults, cores, ram, instances)
 
 
 def quota_reserve(s, project_id, defaults, cores, ram):
     """Count one more VM of ``cores`` vCPUs and ``ram`` MB against the
     project, or raise QuotaExceeded naming what would be exceeded.
 
-    One conditional UPDATE of the project's usage row: it takes the row lock
-    that serializes concurrent creates of the project, so callers make it the
-    last statement before COMMIT (the lock is then held for one round trip
-    and the commit, not for the whole transaction). The row is made with the
-    project; a project without one (older ones) gets it here, once."""
-    if _reserve(s, project_id, defaults, cores, ram):
+    One conditional UPDATE of one of the project's usage rows (see
+    USAGE_SHARDS): its row lock is held until the COMMIT, so callers make it
+    the last statement before it. The rows are made with the project; a
+    project without them (older ones) gets them here, once."""
+    if _apply(s, project_id, defaults, cores, ram, 1):
         return
-    if s.get(QuotaUsage, project_id) is None:
-        _ensure_usage_row(s, project_id)
-        if _reserve(s, project_id, defaults, cores, ram):
-            return
-    want = {"instances": 1, "cores": cores, "ram": ram}
-    limits = quota_limits(s, project_id, defaults)
-    used = quota_usage(s, project_id)
-    for resource, amount in want.items():
-        if 0 <= limits[resource] < used[resource] + amount:
-            raise exception.QuotaExceeded(resource=resource, requested=amount,
-                                          used=used[resource], limit=limits[resource])
-    raise exception.QuotaExceeded(resource="instances", requested=1, used=used["instances"],
-                                  limit=limits["instances"])
+    _raise_exceeded(s, project_id, defaults, {"instances": 1, "cores": cores, "ram": ram})
 
 
 def quota_resize(s, project_id, defaults, cores, ram):
@@ -293,25 +326,25 @@ def quota_resize(s, project_id, defaults, cores, ram):
     ``ram`` more (negative: fewer; a shrink always fits), or QuotaExceeded
     naming what would be exceeded. The same conditional UPDATE as a create's
     (last before the COMMIT, for the same reason)."""
-    if (cores <= 0 and ram <= 0) or _reserve(s, project_id, defaults, cores, ram, 0):
-        if cores <= 0 and ram <= 0:
-            quota_release(s, project_id, -cores, -ram, instances=0)
+    if _apply(s, project_id, defaults, cores, ram, 0):
         return
-    if s.get(QuotaUsage, project_id) is None:
-        _ensure_usage_row(s, project_id)
-        if _reserve(s, project_id, defaults, cores, ram, 0):
-            return
-    limits = quota_limits(s, project_id, defaults)
-    used = quota_usage(s, project_id)
-    for resource, amount in (("cores", cores), ("ram", ram)):
-        if amount > 0 and 0 <= limits[resource] < used[resource] + amount:
-            raise exception.QuotaExceeded(resource=resource, requested=amount,
-                                          used=used[resource], limit=limits[resource])
-    raise exception.QuotaExceeded(resource="cores", requested=cores, used=used["cores"],
-                                  limit=limits["cores"])
+    _raise_exceeded(s, project_id, defaults, {"cores": cores, "ram": ram})
 
 
 def quota_release(s, project_id, cores, ram, instances=1):
-    s.execute(sa.update(QuotaUsage).where(QuotaUsage.project_id == project_id).values(
-        instances=QuotaUsage.instances - instances, cores=QuotaUsage.cores - cores,
-        ram=QuotaUsage.ram - ram).execution_options(synchronize_session=False))
+    """Count ``instances`` VMs of ``cores`` and ``ram`` fewer (always fits)."""
+    _apply(s, project_id, _UNLIMITED, -cores, -ram, -instances)
+
+
+def _raise_exceeded(s, project_id, defaults, want):
+    limits = quota_limits(s, project_id, defaults)
+    used = quota_usage(s, project_id)
+    for resource, amount in want.items():
+        if amount > 0 and 0 <= limits[resource] < used[resource] + amount:
+            raise exception.QuotaExceeded(resource=resource, requested=amount,
+                                          used=used[resource], limit=limits[resource])
+    # Refused by a limit lowered meanwhile, or by a concurrent change: the
+    # first limited resource asked for is named.
+    resource = next((r for r, a in want.items() if a > 0 and limits[r] >= 0), "instances")
+    raise exception.QuotaExceeded(resource=resource, requested=want.get(resource, 1),
+                                  used=used[resource], limit=limits[resource])

@@ -405,10 +405,12 @@ class QuotaClass(Base):
 
 
 class QuotaUsage(Base):
-    """What a project's live VMs hold, changed only by conditional UPDATEs in
-    the transaction that creates or deletes a VM (see common.db.quotas)."""
+    """A part of what a project's live VMs hold (the sum of the project's
+    rows is), changed only by conditional UPDATEs in the transaction that
+    creates or deletes a VM (see common.db.auth.USAGE_SHARDS)."""
     __tablename__ = "quota_usages"
     project_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    shard: Mapped[int] = mapped_column(Integer, primary_key=True, default=0)
     instances: Mapped[int] = mapped_column(Integer, default=0)
     cores: Mapped[int] = mapped_column(Integer, default=0)
     ram: Mapped[int] = mapped_column(Integer, default=0)

@@ -53,7 +53,7 @@ def test_racing_creates_with_one_key_make_one_vm(pg_db, conf, tmp_path):
         with pg_db.transaction() as s:
             live = s.execute(sa.select(Instance.id, Instance.name)
                              .where(Instance.deleted_at.is_(None))).all()
-            used = s.execute(sa.select(QuotaUsage.instances)
+            used = s.execute(sa.select(sa.func.sum(QuotaUsage.instances))
                              .where(QuotaUsage.project_id == "p1")).scalar()
         assert sorted(i for i, _ in live) == sorted(v.pop() for v in ids.values())
         assert len(live) == KEYS and used == KEYS

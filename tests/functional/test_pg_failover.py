@@ -163,7 +163,8 @@ def half_written(stack):
             problems.append("host %s uses %s/%s MB, its VMs %s/%s MB" % (
                 node.host, node.vcpus_used, node.memory_mb_used,
                 sum(v.vcpus for v in mine), sum(v.memory_mb for v in mine)))
-    for usage in rows(stack, "SELECT project_id, instances, cores, ram FROM quota_usages"):
+    for usage in rows(stack, "SELECT project_id, sum(instances) AS instances, sum(cores) AS cores, "
+                             "sum(ram) AS ram FROM quota_usages GROUP BY project_id"):
         mine = [v for v in live.values() if v.project_id == usage.project_id]
         if (usage.instances, usage.cores, usage.ram) != (
                 len(mine), sum(v.vcpus for v in mine), sum(v.memory_mb for v in mine)):

@@ -52,7 +52,8 @@ def live_vms(db):
 
 def instances_used(db):
     with db.transaction() as s:
-        return dict(s.execute(sa.select(QuotaUsage.project_id, QuotaUsage.instances)).all())
+        return dict(s.execute(sa.select(QuotaUsage.project_id, sa.func.sum(QuotaUsage.instances))
+                              .group_by(QuotaUsage.project_id)).all())
 
 
 def test_project_scope_one_winner_per_project(creates, pg_db):
