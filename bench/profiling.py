@@ -49,7 +49,8 @@ class Profiler:
         for daemon, pid in pids.items():
             path = os.path.join(self.outdir, "%s-%s.txt" % (name, daemon))
             cmd = [self.exe, "record", "--pid", str(pid), "--rate", str(self.rate),
-                   "--format", "raw", "--nonblocking", "--threads", "-o", path]
+                   "--format", "raw", "--nonblocking", "--threads", "--subprocesses",
+                   "-o", path]
             cmd += self.mode_args
             procs.append((path, subprocess.Popen(cmd, stdout=subprocess.DEVNULL,
                                                  stderr=subprocess.DEVNULL)))

@@ -19,7 +19,11 @@ GOALS = {
     "p4_get_p99_ms": 50.0,        # GET /v1/vms at 1000 VMs while 5%/s of them change
     "p4_page_p99_ms": 15.0,       # GET /v1/vms?limit=100 under the same churn
     "p4_churn_min_fraction": 0.95,  # of the target rate of changes, for the two above
-    "p4_post_p50_ms": 20.0,       # under concurrent load
+    # POST /v1/vms from 10 clients while the VMs build (issue 17; it replaces
+    # the first bench issue's p50 <= 20 ms, which with 10 clients in a closed
+    # loop takes about 500 POST/s: Little's law).
+    "p4_post_rate_per_s": 300.0,
+    "p4_post_p99_ms": 100.0,
     "p5_ms": 1000.0,
     "p5_event_ms": 100.0,         # libvirt's Stopped event -> SHUTOFF in the API
     "p6_rss_mb": {"api": 120.0, "scheduler": 120.0, "conductor": 120.0, "compute": 80.0},
@@ -154,15 +158,23 @@ def _rows(r):
              "≤ %.0f ms, 0 failed" % g["p4_page_p99_ms"],
              (v("p4_page_p99_ms"), v("p4_page_failures"), achieved),
              churned(g["p4_page_p99_ms"])),
+        _Row("P4 POST", "P4 POST /v1/vms accepted/s, %s clients" % clients,
+             _num(v("p4_post_rate_per_s"), "/s", "%.1f"), "", "",
+             "≥ %.0f/s, 0 failed" % g["p4_post_rate_per_s"],
+             (v("p4_post_rate_per_s"), v("p4_post_failures")),
+             lambda rate, failures: rate >= g["p4_post_rate_per_s"] and failures == 0),
         _Row("P4 POST", "P4 POST /v1/vms p50, %s clients" % clients,
              _num(v("p4_post_p50_ms"), "ms", "%.1f"), _num(v("p4_post_sql_p50_ms"), "ms", "%.1f"),
-             _ratio(v("p4_post_p50_ms"), v("p4_post_sql_p50_ms")),
-             "≤ %.0f ms, 0 failed" % g["p4_post_p50_ms"],
-             (v("p4_post_p50_ms"), v("p4_post_failures")),
-             lambda p50, failures: p50 <= g["p4_post_p50_ms"] and failures == 0),
+             _ratio(v("p4_post_p50_ms"), v("p4_post_sql_p50_ms"))),
+        _Row("P4 POST", "P4 POST /v1/vms p99, %s clients, the API's first %s (cold)"
+             % (clients, v("p4_post_cold_posts") or "—"),
+             _num(v("p4_post_cold_p99_ms"), "ms", "%.1f")),
         _Row("P4 POST", "P4 POST /v1/vms p99, %s clients" % clients,
              _num(v("p4_post_p99_ms"), "ms", "%.1f"), _num(v("p4_post_sql_p99_ms"), "ms", "%.1f"),
-             _ratio(v("p4_post_p99_ms"), v("p4_post_sql_p99_ms"))),
+             _ratio(v("p4_post_p99_ms"), v("p4_post_sql_p99_ms")),
+             "≤ %.0f ms, 0 failed" % g["p4_post_p99_ms"],
+             (v("p4_post_p99_ms"), v("p4_post_failures")),
+             lambda p99, failures: p99 <= g["p4_post_p99_ms"] and failures == 0),
         _Row("floor+P1+P5", "P5 virsh destroy → SHUTOFF p50", _num(v("p5_p50_ms"), "ms"),
              _num(v("p5_virsh_p50_ms"), "ms"), _ratio(v("p5_p50_ms"), v("p5_virsh_p50_ms")),
              "≤ %.0f ms" % g["p5_ms"], (v("p5_p50_ms"),), _at_most(g["p5_ms"])),
