@@ -8,7 +8,7 @@ import uuid
 
 import sqlalchemy as sa
 
-from bench import load, profiling
+from bench import load, profiling, quiet
 from bench.harness import log, ms, pct
 from mininova_lab.stack import qemu_img_create
 from mininova_lab.waiting import wait_for
@@ -104,6 +104,7 @@ def post_load(bench, client, project, url):
           else contextlib.nullcontext())
     with bench.profiler.phase("p4-post", pids), pg:
         cpu0 = tree_cpu_seconds(api_pid)
+        procs0, machine0 = quiet.processes(), quiet.machine_cpu_seconds()[0]
         wall, results = load.closed_loop(
             url, bench.stack.http.headers["X-Auth-Token"], a.p4_posts,
             a.p4_concurrency, lambda i: ("POST", "/v1/vms", {
@@ -113,6 +114,8 @@ def post_load(bench, client, project, url):
         log("P4: PostgreSQL backends during the POST load (mean count):\n%s",
             "\n".join("  %5.2f  %s" % (n, what) for what, n in pg.top()))
     post_cpu = (tree_cpu_seconds(api_pid) - cpu0) / max(1, len(results))
+    per_post = cpu_by_component(procs0, quiet.processes(), machine0,
+                                quiet.machine_cpu_seconds()[0], len(results))
     # A POST that failed is counted (no goal is met with one), not a sample.
     failed = [(s, b) for _, _, s, b in results + cold_results if s != 202]
     if failed:
@@ -128,6 +131,7 @@ def post_load(bench, client, project, url):
         # makes faster.
         "p4_post_api_cpu_ms": ms(post_cpu),
         "p4_post_api_workers": POST_API_WORKERS,
+        "p4_post_cpu_ms_per_post": per_post,
         "p4_post_concurrency": a.p4_concurrency, "p4_posts": len(posts),
         "p4_post_failures": len(failed),
         "p4_post_failure_examples": [str(f)[:300] for f in failed[:5]],
@@ -141,6 +145,28 @@ def post_load(bench, client, project, url):
         "p4_post_sql_p99_ms": ms(pct(sql_post, 99)),
         "p4_built": settled,
     })
+
+
+# What each process is, for the CPU of the POST load by component.
+COMPONENTS = (("api", "nova_api"), ("scheduler", "nova_scheduler"),
+              ("conductor", "nova_conductor"), ("computes", "nova_compute"),
+              ("load generator", "bench.run"), ("postgres", "postgres"),
+              ("rabbitmq", "beam.smp"))
+
+
+def cpu_by_component(before, after, machine_before, machine_after, posts):
+    """ms of CPU per POST of each component (every process of its kind on
+    the machine: PostgreSQL and RabbitMQ host-wide) and of the whole machine
+    between two ``quiet.processes()`` samples."""
+    out = dict.fromkeys([name for name, _ in COMPONENTS] + ["other"], 0.0)
+    for pid, (_, name, cpu) in after.items():
+        used = cpu - before.get(pid, (0, name, 0.0))[2]
+        if used <= 0:
+            continue
+        label = quiet.label(pid, name)
+        out[next((n for n, mark in COMPONENTS if mark in label), "other")] += used
+    out["machine"] = machine_after - machine_before
+    return {k: round(1000.0 * v / max(1, posts), 2) for k, v in out.items()}
 
 
 def sql_floor_post(bench, project, n):

@@ -314,6 +314,7 @@ def main(argv=None):
             "conductor"),
            ("POST /v1/vms", r.get("p4_post_api_cpu_ms"), "API")]
     cpu += [("a VM of the simulation", v, k) for k, v in (r.get("p3_cpu_ms_per_vm") or {}).items()]
+    cpu += [("a POST of the load", v, k) for k, v in (r.get("p4_post_cpu_ms_per_post") or {}).items()]
     if any(v is not None for _, v, _ in cpu):
         print("\nCPU per request / VM: " + "; ".join(
             "%s %.1f ms (%s)" % (what, v, who) for what, v, who in cpu if v is not None))

@@ -242,3 +242,13 @@ def test_p8_moves_rows_beside_their_floor():
     assert [(r["mininova"], r["floor"], r["ratio"]) for r in moves] == [
         ("9000 ms", "6000 ms", "1.50×"), ("9500 ms", "", ""), ("900 ms", "", ""),
         ("9200 ms", "6100 ms", "1.51×")]
+
+
+def test_the_post_load_cpu_is_split_by_component():
+    from bench import phase_api
+    before = {1: (0, "postgres", 1.0), 2: (0, "beam.smp", 5.0), 3: (0, "kworker/0:1", 0.0)}
+    after = {1: (0, "postgres", 1.5), 2: (0, "beam.smp", 5.25), 3: (0, "kworker/0:1", 0.05),
+             4: (0, "postgres", 0.2)}   # a backend started meanwhile: all its CPU counts
+    split = phase_api.cpu_by_component(before, after, 10.0, 11.5, 100)
+    assert split["postgres"] == 7.0 and split["rabbitmq"] == 2.5 and split["other"] == 0.5
+    assert split["machine"] == 15.0 and split["api"] == 0.0
