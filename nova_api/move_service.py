@@ -82,7 +82,7 @@ class MoveService:
                     s, inst.id, migration_type, inst.host, status="accepted",
                     old_flavor_id=inst.flavor_id,
                     new_flavor_id=new_flavor, request_id=ctxt.request_id)
-                if sizes is not None:  # last: it locks the project's usage row
+                if sizes is not None:  # last: it locks a usage row of the project
                     db_auth.quota_resize(s, inst.project_id, self.quota_defaults,
                                          sizes["vcpus"] - inst.vcpus,
                                          sizes["memory_mb"] - inst.memory_mb)

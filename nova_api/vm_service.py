@@ -131,8 +131,8 @@ class VMService:
             action_id = self._action_accepted(s, ctxt, vm["id"], "create",
                                               "stored; cast to the conductor")
             # Quota and row in one transaction: a burst cannot overshoot. Last
-            # before the commit: the UPDATE locks the project's usage row,
-            # which every create of the project waits for.
+            # before the commit: the UPDATE locks one of the project's usage
+            # rows (with a limit, the one every limited create waits for).
             db_auth.quota_reserve(s, ctxt.project_id, self.quota_defaults,
                                   flavor.vcpus, flavor.memory_mb)
             return vm, action_id

@@ -228,7 +228,8 @@ def test_action_timeline_of_create_and_delete(stack):
 
 def test_quota_burst_and_paging_on_postgresql(stack):
     """20 concurrent creates against a limit of 5 on PostgreSQL: exactly 5
-    pass (the usage row's lock, taken last in each create, serializes them);
+    pass (the lock of the project's usage row 0, taken last in each limited
+    create, serializes them);
     the 5 then page through ?limit=2 in order, following the next links."""
     headers = {"X-Auth-Token": stack.token("burst5")}
     stack.manage("quota", "set", "burst5", "--instances", "5")
