@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 from mininova_lab import services
 from mininova_lab.sim_host import SimHost
-from mininova_lab.stack import ROOT, Stack
+from mininova_lab.stack import ROOT, Stack, qemu_img_create
 from mininova_lab.waiting import wait_for
 
 
@@ -169,3 +169,20 @@ def settled(stack, vm_id, status, host, timeout):
         return vm if (vm["status"], vm["task_state"], vm["host"]) == (status, None, host) \
             else None
     return wait_for(check, timeout, 0.5, what="VM %s %s on %s" % (vm_id, status, host))
+
+
+@contextlib.contextmanager
+def fake_stack(workdir, extra_conf="", apis=1):
+    """A started Stack whose compute runs the fake driver (no network), with
+    a 64 MB image "tiny"; stopped on exit. ``extra_conf``: more config lines;
+    ``apis``: API processes (behind HAProxy when > 1)."""
+    stack = Stack(os.path.join(str(workdir), "stack"), compute_driver="fake", network="",
+                  debug=False, extra_conf=extra_conf)
+    try:
+        stack.start(apis=apis)
+        image = os.path.join(str(workdir), "tiny.qcow2")
+        qemu_img_create(image, "64M")
+        stack.add_image("tiny", image)
+        yield stack
+    finally:
+        stack.stop()

@@ -8,7 +8,7 @@ import signal
 import pytest
 
 from bench.phase_api import child_pids
-from mininova_lab.stack import Stack, qemu_img_create
+from mininova_lab.sim_compute import fake_stack
 from mininova_lab.waiting import wait_for
 
 pytestmark = pytest.mark.real_services("rabbitmq", "postgresql", "http")
@@ -41,15 +41,8 @@ def serving_pids(stack, requests_made):
 
 @pytest.fixture
 def stack(tmp_path):
-    s = Stack(tmp_path / "stack", compute_driver="fake", network="", debug=False,
-              extra_conf="\n[api]\nworkers = 2\n")
-    try:
-        s.start()
-        qemu_img_create(str(tmp_path / "tiny.qcow2"), "64M")
-        s.add_image("tiny", str(tmp_path / "tiny.qcow2"))
+    with fake_stack(tmp_path, extra_conf="\n[api]\nworkers = 2\n") as s:
         yield s
-    finally:
-        s.stop()
 
 
 def test_two_workers_serve_survive_a_kill_and_stop_cleanly(stack):

@@ -10,7 +10,8 @@ import time
 import pytest
 import requests
 
-from mininova_lab.stack import Stack, qemu_img_create
+from mininova_lab.sim_compute import fake_stack
+from mininova_lab.stack import Stack
 from mininova_lab.waiting import wait_for
 
 pytestmark = pytest.mark.real_services("rabbitmq", "postgresql", "http")
@@ -86,14 +87,8 @@ class Load:
 
 @pytest.fixture
 def stack(tmp_path):
-    s = Stack(tmp_path / "stack", compute_driver="fake", network="", debug=False)
-    try:
-        s.start(apis=2)
-        qemu_img_create(str(tmp_path / "tiny.qcow2"), "64M")
-        s.add_image("tiny", str(tmp_path / "tiny.qcow2"))
+    with fake_stack(tmp_path, apis=2) as s:
         yield s
-    finally:
-        s.stop()
 
 
 def test_kill_one_api_behind_haproxy_under_load(stack):
