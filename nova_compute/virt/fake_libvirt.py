@@ -128,3 +128,25 @@ class HangingStartDriver(FakeLibvirtDriver):
 
     def _launch_domain(self, dom):
         self.release.wait(timeout=300)
+
+
+class BusyHostStartDriver(FakeLibvirtDriver):
+    """Starting fails with EAGAIN ``failures`` times before it works, as libvirt
+    does when a host resource is short for a moment (a cgroup BPF program
+    while many domains start at once): spawn must try again."""
+    failures = 2
+
+    def __init__(self, conf, **kwargs):
+        super().__init__(conf, **kwargs)
+        self.starts = 0
+
+    def _launch_domain(self, dom):
+        self.starts += 1
+        if self.starts <= self.failures:
+            raise libvirt.libvirtError("failed to load cgroup BPF prog: "
+                                       "Resource temporarily unavailable")
+        super()._launch_domain(dom)
+
+
+class BusyForeverStartDriver(BusyHostStartDriver):
+    failures = 1000

@@ -188,6 +188,23 @@ def test_failed_spawn_leaves_nothing(make_driver, base_image, cls, timeout, reas
     assert drv.list_instances() == []
 
 
+def test_a_start_refused_for_a_moment_is_tried_again(make_driver, base_image):
+    drv = make_driver(fake_libvirt.BusyHostStartDriver)
+    inst = spec()
+    drv.spawn(inst, base_image)
+    assert drv.starts == 3
+    assert drv.get_info(inst.id)["power_state"] == states.RUNNING
+
+
+def test_a_start_refused_every_time_fails_and_leaves_nothing(make_driver, base_image):
+    drv = make_driver(fake_libvirt.BusyForeverStartDriver)
+    inst = spec()
+    with pytest.raises(exception.BuildFailed, match="Resource temporarily unavailable"):
+        drv.spawn(inst, base_image)
+    assert drv.starts == 4
+    assert_nothing_left(drv, inst.id)
+
+
 def test_spawn_of_missing_base_fails_cleanly(make_driver, tmp_path):
     drv = make_driver()
     inst = spec()

@@ -205,8 +205,11 @@ class LibvirtBase:
         if state == libvirt.VIR_DOMAIN_PAUSED:
             dom.resume()
         else:
-            guest.run_before(deadline, self.spawn_timeout, lambda: self._launch_domain(dom),
-                             "starting the domain")
+            guest.run_before(
+                deadline, self.spawn_timeout,
+                lambda: guest.start_retrying(lambda: self._launch_domain(dom), deadline,
+                                             "starting %s" % dom.name()),
+                "starting the domain")
         guest.wait_until_running(dom, deadline, self.spawn_timeout)
 
     def _clean_up_failed_spawn(self, instance_id, exc):

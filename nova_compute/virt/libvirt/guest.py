@@ -1,6 +1,9 @@
 """Operations on one libvirt domain: power state, waiting with deadlines,
 starting that cannot hang past a deadline, power-off and undefine with the
 retries and fallbacks libvirt needs."""
+import errno
+import logging
+import os
 import threading
 import time
 
@@ -31,6 +34,13 @@ _UNDEFINE_FLAGS = (
 )
 _UNSUPPORTED = (libvirt.VIR_ERR_INVALID_ARG, libvirt.VIR_ERR_NO_SUPPORT)
 _POWER_OFF_ATTEMPTS = 3
+# A start that failed for want of a host resource for a moment (EAGAIN, e.g.
+# "failed to load cgroup BPF prog" while many domains start at once) is tried
+# again: a failed start leaves the domain defined and shut off.
+_START_ATTEMPTS = 4
+_EAGAIN_TEXT = os.strerror(errno.EAGAIN)
+
+LOG = logging.getLogger(__name__)
 
 
 def power_state(state):
@@ -73,6 +83,23 @@ def run_before(deadline, timeout, func, what):
                                         % (what, timeout))
     if outcome:
         raise outcome[0]
+
+
+def start_retrying(start, deadline, what):
+    """``start()``, again after a short pause while it fails with EAGAIN and
+    the deadline allows; any other failure, or the last, is raised."""
+    delay = 0.1
+    for attempt in range(1, _START_ATTEMPTS + 1):
+        try:
+            return start()
+        except libvirt.libvirtError as exc:
+            if (_EAGAIN_TEXT not in str(exc) or attempt == _START_ATTEMPTS
+                    or time.monotonic() + delay >= deadline):
+                raise
+            LOG.warning("%s failed (attempt %d of %d), again in %.1f s: %s",
+                        what, attempt, _START_ATTEMPTS, delay, exc)
+        time.sleep(delay)
+        delay *= 2
 
 
 def wait_until_running(dom, deadline, timeout):
