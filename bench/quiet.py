@@ -3,20 +3,40 @@ samples the CPU time of the whole machine and of its own processes (itself,
 its stack's daemons and their children) over one second: what else used is
 ``foreign`` CPU (another bench, another test run, a guest left running). A
 phase waits for ``foreign`` to fall to the threshold and is refused when it
-does not (its figures would not be comparable between runs)."""
+does not (its figures would not be comparable between runs).
+
+A quiet machine can still be slow: a virtual CPU shares its physical core
+with other machines' (seen here: the same loop 2.5 to 4.4 s, minutes apart).
+``reference_loop_ms`` times a fixed loop before each phase, and ``steal`` is
+the time the hypervisor says it kept, so figures in CPU ms per request or VM
+can be set against the machine's speed when they were taken."""
 import os
 import time
 
 TICK = os.sysconf("SC_CLK_TCK")
 
 
+REFERENCE_LOOP = 2_000_000
+
+
 def machine_cpu_seconds():
-    """(busy, total) CPU seconds of the whole machine since boot."""
+    """(busy, total, steal) CPU seconds of the whole machine since boot."""
     with open("/proc/stat") as f:
         fields = [int(x) for x in f.readline().split()[1:]]
     idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
     total = sum(fields[:8])  # guest time is already in user
-    return (total - idle) / TICK, total / TICK
+    steal = fields[7] if len(fields) > 7 else 0
+    return (total - idle) / TICK, total / TICK, steal / TICK
+
+
+def reference_loop_ms(n=REFERENCE_LOOP):
+    """This thread's CPU time for ``n`` additions in a Python loop: the
+    machine's speed for interpreted code (the daemons' and the bench's)."""
+    start = time.thread_time()
+    total = 0
+    for i in range(n):
+        total += i
+    return round((time.thread_time() - start) * 1000.0, 1)
 
 
 def processes():
@@ -68,12 +88,12 @@ def descendants(roots, table):
 def sample(own_roots, seconds=1.0, read_machine=machine_cpu_seconds, read_processes=processes,
            sleep=time.sleep):
     """The CPU used during ``seconds``, in cores: {"machine", "own",
-    "foreign", "top": [(name, pid, cores)] of the busiest foreign
-    processes}, plus the load average."""
-    busy0, total0 = read_machine()
+    "foreign", "steal", "top": [(name, pid, cores)] of the busiest
+    foreign processes}, plus the load average."""
+    busy0, total0, steal0 = read_machine()
     before = read_processes()
     sleep(seconds)
-    busy1, total1 = read_machine()
+    busy1, total1, steal1 = read_machine()
     after = read_processes()
     cpus = os.cpu_count() or 1
     wall = (total1 - total0) / cpus or seconds
@@ -91,7 +111,8 @@ def sample(own_roots, seconds=1.0, read_machine=machine_cpu_seconds, read_proces
     except OSError:
         loadavg = None
     return {"machine": round(machine, 2), "own": round(own_cores, 2),
-            "foreign": round(max(0.0, machine - own_cores), 2), "top": top,
+            "foreign": round(max(0.0, machine - own_cores), 2),
+            "steal": round((steal1 - steal0) / wall, 2), "top": top,
             "loadavg": loadavg}
 
 

@@ -225,10 +225,12 @@ def main(argv=None):
                 own = [os.getpid()] + list(bench.daemon_pids().values() if bench.stack else ())
                 load = quiet.wait_quiet(own, args.busy_threshold,
                                         0 if args.busy_ok else args.quiet_wait, log)
+                load["reference_loop_ms"] = quiet.reference_loop_ms()
                 bench.results.setdefault("load_before", {})[phase] = load
                 log("%s: load average %s; CPU over 1 s: %.2f cores in all, %.2f the bench's, "
-                    "%.2f others'%s", phase, " ".join(load["loadavg"] or ()), load["machine"],
-                    load["own"], load["foreign"],
+                    "%.2f others', %.2f stolen; reference loop %.0f ms%s", phase,
+                    " ".join(load["loadavg"] or ()), load["machine"], load["own"],
+                    load["foreign"], load["steal"], load["reference_loop_ms"],
                     "" if load["quiet"] else " (%s)" % quiet.describe_top(load["top"]))
                 if not load["quiet"] and not args.busy_ok:
                     raise MachineBusy(
@@ -326,6 +328,12 @@ def main(argv=None):
           "run time %.0f s; results in %s" % (
               env["cpus"], " ".join(env["loadavg_at_start"]), " ".join(env["loadavg_at_end"]),
               env["other_guests_running_at_start"], r["run_time_s"], args.json))
+    refs = {phase: load["reference_loop_ms"]
+            for phase, load in (r.get("load_before") or {}).items()}
+    if refs:
+        print("the machine's speed before each phase (CPU ms of a loop of %d additions in "
+              "Python; CPU figures above scale with it): %s" % (
+                  quiet.REFERENCE_LOOP, ", ".join("%s %.0f" % kv for kv in refs.items())))
     for phase, error in errors.items():
         print("FAILED %s: %s" % (phase, error))
     return report.exit_status(status) or (1 if errors else 0)  # errors: also the start

@@ -139,8 +139,8 @@ def test_main_refuses_a_phase_while_others_use_the_cpu(monkeypatch, tmp_path):
     assert r["load_before"]["P4 POST"]["foreign"] == 1.4
 
 
-QUIET = {"machine": 0.1, "own": 0.05, "foreign": 0.05, "top": [], "loadavg": ["0.1"] * 3,
-         "quiet": True, "waited_s": 0.0}
+QUIET = {"machine": 0.1, "own": 0.05, "foreign": 0.05, "steal": 0.0, "top": [],
+         "loadavg": ["0.1"] * 3, "quiet": True, "waited_s": 0.0}
 
 
 # -- counting failed requests ------------------------------------------------
