@@ -6,7 +6,7 @@ from flask import Flask, Response, g, request
 
 from common import context, metrics
 from nova_api import (auth, errors, evacuation, healthcheck, live_migrations, move_service,
-                      vm_service, vm_snapshots)
+                      vm_metadata, vm_service, vm_snapshots)
 from nova_api import openstack
 from nova_api.blueprints import (actions, flavors, images, migrations, openapi, quotas,
                                   server_groups, services, versions, vms)
@@ -33,6 +33,7 @@ def create_app(conf, db, build_client, compute_rpcapi, revocations=None, health=
                                            host=conf.host, quota_defaults=quota_defaults(conf),
                                            name_scope=conf.api.unique_vm_name_scope,
                                            idempotency_seconds=conf.api.idempotency_key_seconds),
+        "vm_metadata": vm_metadata.VMMetadata(db, quota_defaults(conf)),
         "evacuations": evacuation.EvacuationService(db, build_client, conf,
                                                     host=conf.host),
         "snapshot_service": vm_snapshots.SnapshotService(db, compute_rpcapi, host=conf.host),

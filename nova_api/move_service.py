@@ -15,7 +15,7 @@ from common.db import hosts as db_hosts
 from common.db import vm_migrations
 from common.db.models import Instance
 from common.timeline import DbSink, Timeline
-from nova_api import lookups
+from nova_api import lookups, vm_locks
 
 LOG = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ class MoveService:
                 values.update(sizes)
             moved = inst.host is not None and db_api.instance_update_if(
                 s, inst.id, values, expected_task_state=None,
-                expected_vm_state=tuple(allowed), **_lock_guard(ctxt))
+                expected_vm_state=tuple(allowed), **vm_locks.guard(ctxt))
             if moved:
                 new_flavor = sizes["flavor_id"] if sizes else inst.flavor_id
                 migration_uuid = vm_migrations.create(
@@ -130,7 +130,7 @@ class MoveService:
             migration = vm_migrations.in_progress_for_instance(s, inst.id)
             moved = migration is not None and db_api.instance_update_if(
                 s, inst.id, {"task_state": task}, expected_task_state=None,
-                expected_vm_state=tuple(allowed), **_lock_guard(ctxt))
+                expected_vm_state=tuple(allowed), **vm_locks.guard(ctxt))
             if moved:
                 moved = vm_migrations.update_if(s, migration.uuid, {"status": status},
                                                 expected_status="finished")
@@ -184,14 +184,9 @@ def find(s, ctxt, ref):
         return inst
 
 
-def _lock_guard(ctxt):
-    return {} if ctxt.is_admin else {"expected_locked": False}
-
-
 def _refuse(ctxt, inst, action):
     what = action.replace("_", " ")
-    if inst.locked and not ctxt.is_admin:
-        raise exception.InstanceLocked(instance=inst.name, action=what)
+    vm_locks.refuse_if_locked(ctxt, inst, what)
     if inst.host is None:
         raise exception.Conflict(reason="cannot %s VM %s: it is not on a host" % (what,
                                                                                   inst.name))

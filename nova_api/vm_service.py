@@ -12,9 +12,9 @@ from common.db import api as db_api
 from common.db import auth as db_auth
 from common.db import hosts as db_hosts
 from common.db import images as db_images
-from common.db import instance_metadata, keypairs, quota_sets, vm_migrations
+from common.db import instance_metadata, keypairs, vm_migrations
 from common.timeline import DbSink, Timeline
-from nova_api import idempotency, lookups, vm_fields
+from nova_api import idempotency, lookups, vm_fields, vm_locks, vm_metadata
 
 LOG = logging.getLogger(__name__)
 UNSET = object()  # update(): a field not given (None clears an access IP)
@@ -117,7 +117,7 @@ class VMService:
             if key_name is not None:
                 fields.update(key_name=key_name, key_data=self._public_key(s, ctxt, key_name))
             if metadata:  # none: nothing to count against the limit, nothing to store
-                vm_fields.metadata_count(len(metadata), self._metadata_limit(s, ctxt.project_id))
+                vm_fields.metadata_count(len(metadata), vm_metadata.metadata_limit(s, ctxt.project_id, self.quota_defaults))
             vm = db_api.instance_insert(
                 s, id=vm_id, name=name, project_id=ctxt.project_id, user_id=ctxt.user_id,
                 image_id=image.id, flavor_id=flavor.id, vcpus=flavor.vcpus,
@@ -157,9 +157,6 @@ class VMService:
                 field="key_name", reason="you have no keypair named %r" % str(key_name)[:255]
             ) from None
 
-    def _metadata_limit(self, s, project_id):
-        return quota_sets.project_limits(s, project_id, self.quota_defaults)["metadata_items"]
-
     def _action_accepted(self, s, ctxt, instance_id, action, details):
         return actions.action_begin(s, instance_id, ctxt.request_id, action, ctxt.project_id,
                              ctxt.user_id, "accepted", self.host, details)
@@ -174,11 +171,11 @@ class VMService:
             moved = inst.host is not None and db_api.instance_update_if(
                 s, inst.id, {"task_state": task, "fault": None},
                 expected_task_state=None, expected_vm_state=tuple(allowed),
-                **_lock_guard(ctxt))
+                **vm_locks.guard(ctxt))
             if not moved:
                 s.refresh(inst)  # why not: as it is now
         if not moved:
-            _refuse_if_locked(ctxt, inst, name.replace("_", " "))
+            vm_locks.refuse_if_locked(ctxt, inst, name.replace("_", " "))
             status = states.status(inst.vm_state, inst.task_state)
             why = ("while task %s is in progress" % inst.task_state if inst.task_state
                    else "while it is %s" % status)
@@ -227,15 +224,15 @@ class VMService:
             moved = inst.host is not None and db_api.instance_update_if(
                 s, inst.id, {"task_state": task, "fault": None, "image_id": image.id},
                 expected_task_state=None, expected_vm_state=tuple(allowed),
-                **_lock_guard(ctxt))
+                **vm_locks.guard(ctxt))
             if moved and name is not UNSET and name != inst.name:
                 db_api.instance_rename(s, inst.id, name)
             if moved and metadata is not None:
                 instance_metadata.replace(s, inst.id, metadata)
-                vm_fields.metadata_count(len(metadata), self._metadata_limit(s, inst.project_id))
+                vm_fields.metadata_count(len(metadata), vm_metadata.metadata_limit(s, inst.project_id, self.quota_defaults))
             s.refresh(inst)
         if not moved:
-            _refuse_if_locked(ctxt, inst, "rebuild")
+            vm_locks.refuse_if_locked(ctxt, inst, "rebuild")
             why = ("while task %s is in progress" % inst.task_state if inst.task_state
                    else "while it is %s" % states.status(inst.vm_state, inst.task_state))
             raise exception.Conflict(reason="cannot rebuild VM %s %s" % (inst.name, why))
@@ -281,12 +278,12 @@ class VMService:
         A locked VM: InstanceLocked (409) unless the caller is an admin."""
         with self.db.transaction() as s:
             inst = db_api.instance_get_by_ref(s, ctxt.project_id, ref)
-        _refuse_if_locked(ctxt, inst, "delete")
+        vm_locks.refuse_if_locked(ctxt, inst, "delete")
         self.timeline.start_action(ctxt, inst.id, "delete")
         if inst.host is None:
             with self.db.transaction() as s:
                 deleted = db_api.instance_soft_delete(s, inst.id, expected_host=None,
-                                                      **_lock_guard(ctxt))
+                                                      **vm_locks.guard(ctxt))
             if deleted:
                 LOG.info("VM %s never reached a host; deleted by the API", inst.id)
                 self.timeline.record(ctxt, inst.id, "deleted", details="never reached a host")
@@ -297,9 +294,9 @@ class VMService:
             # Re-read: the scheduler may have placed it meanwhile.
             row = db_api.instance_get(s, inst.id)
             if not db_api.instance_update_if(s, row.id, {"task_state": states.DELETING},
-                                             **_lock_guard(ctxt)):
+                                             **vm_locks.guard(ctxt)):
                 s.refresh(row)  # locked meanwhile? (gone meanwhile: the host is told anyway)
-                _refuse_if_locked(ctxt, row, "delete")
+                vm_locks.refuse_if_locked(ctxt, row, "delete")
             return row.host, _resize_source_kept(s, row.id, row.host)
 
         # Marking it deleting twice is harmless: run again after a lost
@@ -333,59 +330,6 @@ class VMService:
             s.refresh(inst)
             return inst
 
-    def metadata_get(self, ctxt, ref):
-        with self.db.transaction() as s:
-            inst = db_api.instance_get_by_ref(s, ctxt.project_id, ref)
-            return instance_metadata.get(s, inst.id)
-
-    def metadata_get_item(self, ctxt, ref, key):
-        """One value; MetadataItemNotFound (404) for a key the VM has not."""
-        metadata = self.metadata_get(ctxt, ref)
-        if key not in metadata:
-            raise exception.MetadataItemNotFound(instance=ref, key=key)
-        return metadata[key]
-
-    def metadata_replace(self, ctxt, ref, metadata):
-        """The VM's metadata becomes exactly ``metadata``; returns it."""
-        metadata = vm_fields.metadata_items(metadata)
-        return self._metadata_write(ctxt, ref, lambda s, vm_id: instance_metadata.replace(
-            s, vm_id, metadata))
-
-    def metadata_merge(self, ctxt, ref, metadata):
-        """Set the keys of ``metadata``, keep the others; the whole metadata after."""
-        metadata = vm_fields.metadata_items(metadata)
-        return self._metadata_write(ctxt, ref, lambda s, vm_id: instance_metadata.merge(
-            s, vm_id, metadata))
-
-    def metadata_set_item(self, ctxt, ref, key, value):
-        """Set one key; returns {key: value}."""
-        item = vm_fields.metadata_items({key: value})
-        self._metadata_write(ctxt, ref, lambda s, vm_id: instance_metadata.merge(
-            s, vm_id, item))
-        return item
-
-    def metadata_delete_item(self, ctxt, ref, key):
-        """Drop one key; MetadataItemNotFound (404) if the VM has no such key."""
-        self._metadata_write(ctxt, ref, lambda s, vm_id: instance_metadata.delete_item(
-            s, vm_id, key))
-
-    def _metadata_write(self, ctxt, ref, write):
-        """``write(s, instance_id)`` in one transaction with the checks: the
-        lock (non-admins), then the count against ``metadata_items``."""
-        with self.db.transaction() as s:
-            inst = db_api.instance_get_by_ref(s, ctxt.project_id, ref)
-            # Updating the row first (its updated_at) holds its row lock to the
-            # commit: this VM's metadata writers go one at a time, so the count
-            # below is the one that gets committed.
-            if not db_api.instance_update_if(s, inst.id, {}, **_lock_guard(ctxt)):
-                s.refresh(inst)
-                _refuse_if_locked(ctxt, inst, "change the metadata of")
-                raise exception.InstanceNotFound(instance=ref)  # deleted meanwhile
-            result = write(s, inst.id)
-            vm_fields.metadata_count(len(instance_metadata.get(s, inst.id)),
-                                     self._metadata_limit(s, inst.project_id))
-            return result
-
     def lock(self, ctxt, ref):
         """Lock a VM: non-admins can neither act on it, change its metadata
         nor delete it until it is unlocked. Locking a locked VM changes nothing."""
@@ -418,14 +362,3 @@ def _resize_source_kept(s, instance_id, host):
         return None
     vm_migrations.update_if(s, move.uuid, {"status": "confirmed"}, expected_status="finished")
     return move.source_host if move.source_host != host else None
-
-
-def _lock_guard(ctxt):
-    """Conditions of a guarded UPDATE: the VM unlocked, unless the caller is
-    an admin (admins act on locked VMs, as in Nova)."""
-    return {} if ctxt.is_admin else {"expected_locked": False}
-
-
-def _refuse_if_locked(ctxt, inst, what):
-    if inst.locked and not ctxt.is_admin:
-        raise exception.InstanceLocked(instance=inst.name, action=what)

@@ -214,14 +214,14 @@ def index():
 @bp.get("/<ref>")
 def show(ref):
     vm = _vm_service().get(g.context, ref)
-    return _json_response(_vm_detail(vm, _vm_service().metadata_get(g.context, vm.id)))
+    return _json_response(_vm_detail(vm, _ext()["vm_metadata"].get(g.context, vm.id)))
 
 
 @bp.put("/<ref>")
 def update(ref):
     body = validation.json_body(UPDATE_SCHEMA)
     vm = _vm_service().update(g.context, ref, name=body["name"])
-    return _json_response(_vm_detail(vm, _vm_service().metadata_get(g.context, vm.id)))
+    return _json_response(_vm_detail(vm, _ext()["vm_metadata"].get(g.context, vm.id)))
 
 
 @bp.delete("/<ref>")

@@ -8,7 +8,7 @@ import pytest
 
 from common import context, exception
 from common.db import auth, quota_sets
-from nova_api import vm_service
+from nova_api import vm_metadata, vm_service
 from tests.conftest import Recorder
 from tests.unit.conftest import register_blank_image
 
@@ -16,6 +16,12 @@ pytestmark = pytest.mark.real_services("postgresql")
 
 MEMBER = context.RequestContext(project_id="p", user_id="u")
 LIMIT = 5
+
+
+def metadata(svc):
+    """The API's metadata service on the same database and quota defaults."""
+    return vm_metadata.VMMetadata(svc.db, svc.quota_defaults)
+
 
 
 def test_concurrent_metadata_writers_never_pass_the_limit(pg_db, conf, tmp_path):
@@ -28,11 +34,11 @@ def test_concurrent_metadata_writers_never_pass_the_limit(pg_db, conf, tmp_path)
 
     def set_item(i):
         try:
-            svc.metadata_set_item(MEMBER, vm, "k%02d" % i, "v")
+            metadata(svc).set_item(MEMBER, vm, "k%02d" % i, "v")
             return "k%02d" % i
         except exception.MetadataLimitExceeded:
             return None
     with concurrent.futures.ThreadPoolExecutor(16) as pool:
         won = [k for k in pool.map(set_item, range(40)) if k]
     assert len(won) == LIMIT
-    assert svc.metadata_get(MEMBER, vm) == {k: "v" for k in won}
+    assert metadata(svc).get(MEMBER, vm) == {k: "v" for k in won}

@@ -7,10 +7,16 @@ import pytest
 from common import context, exception, states
 from common.db import api as db_api
 from common.db import auth, quota_sets
-from nova_api import vm_service
+from nova_api import vm_metadata, vm_service
 
 MEMBER = context.RequestContext(project_id="p", user_id="u1")
 ADMIN = context.RequestContext(project_id="p", user_id="a1", is_admin=True)
+
+
+def metadata(svc):
+    """The API's metadata service on the same database and quota defaults."""
+    return vm_metadata.VMMetadata(svc.db, svc.quota_defaults)
+
 
 
 @pytest.fixture
@@ -53,38 +59,38 @@ def test_update_refuses_bad_values_and_a_taken_name(svc, db):
 
 def test_metadata_operations(svc, db):
     vm = on_host(svc, db, metadata={"a": "1"})
-    assert svc.metadata_get(MEMBER, vm) == {"a": "1"}
-    assert svc.metadata_merge(MEMBER, vm, {"b": "2", "a": "one"}) == {"a": "one", "b": "2"}
-    assert svc.metadata_set_item(MEMBER, vm, "c", "3") == {"c": "3"}
-    assert svc.metadata_get_item(MEMBER, vm, "c") == "3"
-    svc.metadata_delete_item(MEMBER, vm, "a")
-    assert svc.metadata_get(MEMBER, vm) == {"b": "2", "c": "3"}
-    assert svc.metadata_replace(MEMBER, vm, {"z": ""}) == {"z": ""}
-    assert svc.metadata_get(MEMBER, "web1") == {"z": ""}
+    assert metadata(svc).get(MEMBER, vm) == {"a": "1"}
+    assert metadata(svc).merge(MEMBER, vm, {"b": "2", "a": "one"}) == {"a": "one", "b": "2"}
+    assert metadata(svc).set_item(MEMBER, vm, "c", "3") == {"c": "3"}
+    assert metadata(svc).get_item(MEMBER, vm, "c") == "3"
+    metadata(svc).delete_item(MEMBER, vm, "a")
+    assert metadata(svc).get(MEMBER, vm) == {"b": "2", "c": "3"}
+    assert metadata(svc).replace(MEMBER, vm, {"z": ""}) == {"z": ""}
+    assert metadata(svc).get(MEMBER, "web1") == {"z": ""}
     with pytest.raises(exception.MetadataItemNotFound):
-        svc.metadata_delete_item(MEMBER, vm, "nope")
+        metadata(svc).delete_item(MEMBER, vm, "nope")
     with pytest.raises(exception.MetadataItemNotFound):
-        svc.metadata_get_item(MEMBER, vm, "nope")
+        metadata(svc).get_item(MEMBER, vm, "nope")
     with pytest.raises(exception.Invalid, match="metadata"):
-        svc.metadata_merge(MEMBER, vm, {"bad/key": "v"})
+        metadata(svc).merge(MEMBER, vm, {"bad/key": "v"})
     with pytest.raises(exception.Invalid, match="metadata"):
-        svc.metadata_set_item(MEMBER, vm, "k", "v" * 256)
+        metadata(svc).set_item(MEMBER, vm, "k", "v" * 256)
     with pytest.raises(exception.InstanceNotFound):
-        svc.metadata_get(MEMBER, "no-such-vm")
+        metadata(svc).get(MEMBER, "no-such-vm")
 
 
 def test_metadata_past_the_quota_is_refused_and_nothing_changes(svc, db):
     vm = on_host(svc, db, metadata={"a": "1", "b": "2"})
     with db.transaction() as s:
         quota_sets.project_set(s, "p", {"metadata_items": 3})
-    assert svc.metadata_merge(MEMBER, vm, {"c": "3", "a": "x"}) == {"a": "x", "b": "2",
+    assert metadata(svc).merge(MEMBER, vm, {"c": "3", "a": "x"}) == {"a": "x", "b": "2",
                                                                      "c": "3"}
     with pytest.raises(exception.MetadataLimitExceeded) as e:
-        svc.metadata_set_item(MEMBER, vm, "d", "4")
+        metadata(svc).set_item(MEMBER, vm, "d", "4")
     assert e.value.code == 403
     with pytest.raises(exception.MetadataLimitExceeded):
-        svc.metadata_replace(MEMBER, vm, {k: "v" for k in "wxyz"})
-    assert svc.metadata_get(MEMBER, vm) == {"a": "x", "b": "2", "c": "3"}
+        metadata(svc).replace(MEMBER, vm, {k: "v" for k in "wxyz"})
+    assert metadata(svc).get(MEMBER, vm) == {"a": "x", "b": "2", "c": "3"}
 
 
 def test_a_locked_vm_refuses_members_and_admins_may_act(svc, db):
@@ -94,15 +100,15 @@ def test_a_locked_vm_refuses_members_and_admins_may_act(svc, db):
     assert (row.locked, row.locked_by) == (True, "owner")
     for attempt in (lambda: svc.action(MEMBER, vm, "stop"),
                     lambda: svc.action(MEMBER, vm, "reboot", hard=True),
-                    lambda: svc.metadata_set_item(MEMBER, vm, "k", "v"),
-                    lambda: svc.metadata_replace(MEMBER, vm, {}),
+                    lambda: metadata(svc).set_item(MEMBER, vm, "k", "v"),
+                    lambda: metadata(svc).replace(MEMBER, vm, {}),
                     lambda: svc.delete(MEMBER, vm)):
         with pytest.raises(exception.InstanceLocked, match="VM web1 is locked") as e:
             attempt()
         assert e.value.code == 409
     assert svc.get(MEMBER, vm).task_state is None
     assert svc.compute_rpcapi.calls == []
-    svc.metadata_set_item(ADMIN, vm, "k", "v")
+    metadata(svc).set_item(ADMIN, vm, "k", "v")
     svc.action(ADMIN, vm, "stop")
     assert [c[0] for c in svc.compute_rpcapi.calls] == ["stop_instance"]
     svc.unlock(MEMBER, vm)

@@ -14,6 +14,10 @@ def vm_service():
     return current_app.extensions["mininova"]["vm_service"]
 
 
+def vm_metadata():
+    return current_app.extensions["mininova"]["vm_metadata"]
+
+
 def live_migrations():
     return current_app.extensions["mininova"]["live_migrations"]
 

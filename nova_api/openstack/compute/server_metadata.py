@@ -42,14 +42,14 @@ def _server_and_context(server_id):
 @bp.get("/servers/<server_id>/metadata")
 def index(server_id):
     inst, ctxt = _server_and_context(server_id)
-    return jsonify({"metadata": server_lookup.vm_service().metadata_get(ctxt, inst.id)})
+    return jsonify({"metadata": server_lookup.vm_metadata().get(ctxt, inst.id)})
 
 
 @bp.put("/servers/<server_id>/metadata")
 def replace(server_id):
     metadata = validation.json_body(ALL_SCHEMA)["metadata"]
     inst, ctxt = _server_and_context(server_id)
-    return jsonify({"metadata": server_lookup.vm_service().metadata_replace(
+    return jsonify({"metadata": server_lookup.vm_metadata().replace(
         ctxt, inst.id, metadata)})
 
 
@@ -57,14 +57,14 @@ def replace(server_id):
 def merge(server_id):
     metadata = validation.json_body(ALL_SCHEMA)["metadata"]
     inst, ctxt = _server_and_context(server_id)
-    return jsonify({"metadata": server_lookup.vm_service().metadata_merge(
+    return jsonify({"metadata": server_lookup.vm_metadata().merge(
         ctxt, inst.id, metadata)})
 
 
 @bp.get("/servers/<server_id>/metadata/<key>")
 def show(server_id, key):
     inst, ctxt = _server_and_context(server_id)
-    metadata = server_lookup.vm_service().metadata_get(ctxt, inst.id)
+    metadata = server_lookup.vm_metadata().get(ctxt, inst.id)
     if key not in metadata:
         raise exception.MetadataItemNotFound(instance=inst.id, key=key[:_SHOWN])
     return jsonify({"meta": {key: metadata[key]}})
@@ -77,15 +77,15 @@ def set_item(server_id, key):
         raise exception.Invalid("Request body and URI mismatch: the body must set exactly "
                                 "the key of the URL")
     inst, ctxt = _server_and_context(server_id)
-    return jsonify({"meta": server_lookup.vm_service().metadata_set_item(
+    return jsonify({"meta": server_lookup.vm_metadata().set_item(
         ctxt, inst.id, key, meta[key])})
 
 
 @bp.delete("/servers/<server_id>/metadata/<key>")
 def delete_item(server_id, key):
     inst, ctxt = _server_and_context(server_id)
-    metadata = server_lookup.vm_service().metadata_get(ctxt, inst.id)
+    metadata = server_lookup.vm_metadata().get(ctxt, inst.id)
     if key not in metadata:
         raise exception.MetadataItemNotFound(instance=inst.id, key=key[:_SHOWN])
-    server_lookup.vm_service().metadata_delete_item(ctxt, inst.id, key)
+    server_lookup.vm_metadata().delete_item(ctxt, inst.id, key)
     return "", 204
