@@ -1,6 +1,6 @@
 """P4 POST: POST /v1/vms under a concurrent closed-loop load (VMs built on
 fake-driver hosts, the real host disabled meanwhile) against one INSERT +
-COMMIT in psycopg2. The list half of P4 is bench/phase_list.py."""
+COMMIT in psycopg. The list half of P4 is bench/phase_list.py."""
 import contextlib
 import os
 import time
@@ -170,7 +170,7 @@ def cpu_by_component(before, after, machine_before, machine_after, posts):
 
 
 def sql_floor_post(bench, project, n):
-    """One INSERT of a VM row and its COMMIT, straight through psycopg2
+    """One INSERT of a VM row and its COMMIT, straight through the driver the daemons use (psycopg)
     (the rows are removed after)."""
     raw = bench.engine.raw_connection()
     names = []

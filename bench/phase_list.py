@@ -1,6 +1,7 @@
 """P4 list: GET /v1/vms with 1000 VM rows in the DB, measured under three
 conditions, each request interleaved with its floor (the same SQL, same
-columns, straight through psycopg2) so that both see the same host:
+columns, straight through the daemons' driver, psycopg) so that both see the
+same host:
 
 - churn, P4's figure: a background load changes the state of 5% of the VMs
   each second through the conductor (bench/churn.py), so the API's per-VM
@@ -83,7 +84,7 @@ def analyze(bench, vacuum=False):
 
 
 class Lister:
-    """The timed requests: one API client, one psycopg2 connection."""
+    """The timed requests: one API client, one psycopg connection."""
 
     def __init__(self, bench, project, expected):
         self.client = bench.client()

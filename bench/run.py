@@ -22,10 +22,10 @@ with what the same work costs without mininova:
   while 5% of them change state each second through the conductor (P4's
   figure), also warm (nothing changing) and cold (every row changed), and
   ?limit=100 pages under the same churn; each request interleaved with the
-  same SQL (same columns) in psycopg2 (bench/phase_list.py);
+  same SQL (same columns) in psycopg (bench/phase_list.py);
 - P4 POST: POST /v1/vms latency under a concurrent closed-loop load (VMs
   built on fake-driver hosts, the real host disabled meanwhile), against one
-  INSERT + COMMIT in psycopg2;
+  INSERT + COMMIT in psycopg;
 - P5: external ``virsh destroy`` -> SHUTOFF in the API, against virsh itself;
 - P10: ``openstack server create --wait`` and openstacksdk's
   create_server(wait=True) -> ACTIVE beside POST /v1/vms -> ACTIVE, the

@@ -261,7 +261,7 @@ transport_url = $(role_url scheduler)
 transport_url = $(role_url conductor)
 
 [database]
-connection = postgresql+psycopg2://$DB_USER:$(urlencode "$DB_PASSWORD")@$DB_HOST:$DB_PORT/$DB_NAME
+connection = postgresql+psycopg://$DB_USER:$(urlencode "$DB_PASSWORD")@$DB_HOST:$DB_PORT/$DB_NAME
 
 [oslo_messaging_rabbit]
 # --rabbit-cluster: quorum queues, replicated on every node.

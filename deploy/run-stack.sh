@@ -21,7 +21,7 @@ state_path = $STATE
 transport_url = rabbit://$RABBIT_USER:$RABBIT_PASSWORD@${RABBIT_HOST:-127.0.0.1}:${RABBIT_PORT:-5672}/
 
 [database]
-connection = postgresql+psycopg2://$DB_USER:$DB_PASSWORD@${DB_HOST:-127.0.0.1}:${DB_PORT:-5432}/${DB_NAME:-mininova}
+connection = postgresql+psycopg://$DB_USER:$DB_PASSWORD@${DB_HOST:-127.0.0.1}:${DB_PORT:-5432}/${DB_NAME:-mininova}
 
 [compute]
 instances_path = $STATE/instances

@@ -154,7 +154,7 @@ class PgCluster:
 
     # -- the interface of mininova_lab/services.py ------------------------------------
     def db_url(self, name, host="127.0.0.1", password=None):
-        return "postgresql+psycopg2://%s:%s@%s:%d/%s" % (
+        return "postgresql+psycopg://%s:%s@%s:%d/%s" % (
             self.user, password or self.password, host, self.port, name)
 
     def _admin(self, sql):

@@ -81,7 +81,7 @@ def rabbit_url(vhost=None, host="127.0.0.1", port=None, password=None):
 def db_url(name, host="127.0.0.1", password=None):
     """SQLAlchemy URL of database ``name`` as mininova's PostgreSQL role."""
     c = credentials()
-    return "postgresql+psycopg2://%s:%s@%s:%d/%s" % (
+    return "postgresql+psycopg://%s:%s@%s:%d/%s" % (
         urllib.parse.quote(c["DB_USER"], safe=""),
         urllib.parse.quote(c["DB_PASSWORD"] if password is None else password, safe=""),
         host, db_port(), name)

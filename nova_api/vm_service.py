@@ -117,7 +117,8 @@ class VMService:
             if key_name is not None:
                 fields.update(key_name=key_name, key_data=self._public_key(s, ctxt, key_name))
             if metadata:  # none: nothing to count against the limit, nothing to store
-                vm_fields.metadata_count(len(metadata), vm_metadata.metadata_limit(s, ctxt.project_id, self.quota_defaults))
+                vm_fields.metadata_count(len(metadata), vm_metadata.metadata_limit(
+                    s, ctxt.project_id, self.quota_defaults))
             vm = db_api.instance_insert(
                 s, id=vm_id, name=name, project_id=ctxt.project_id, user_id=ctxt.user_id,
                 image_id=image.id, flavor_id=flavor.id, vcpus=flavor.vcpus,
@@ -229,7 +230,8 @@ class VMService:
                 db_api.instance_rename(s, inst.id, name)
             if moved and metadata is not None:
                 instance_metadata.replace(s, inst.id, metadata)
-                vm_fields.metadata_count(len(metadata), vm_metadata.metadata_limit(s, inst.project_id, self.quota_defaults))
+                vm_fields.metadata_count(len(metadata), vm_metadata.metadata_limit(
+                    s, inst.project_id, self.quota_defaults))
             s.refresh(inst)
         if not moved:
             vm_locks.refuse_if_locked(ctxt, inst, "rebuild")

@@ -30,7 +30,9 @@ _DISCONNECT_TEXT = (
     "ssl syscall error", "ssl connection has been closed", "connection already closed",
     "no connection to the server", "could not receive data", "could not send data",
     "connection reset by peer", "broken pipe", "server closed the connection unexpectedly",
-    "lost synchronization with server", "connection has been closed unexpectedly")
+    "lost synchronization with server", "connection has been closed unexpectedly",
+    "the connection is closed", "the connection is lost", "consuming input failed",
+    "sending query failed")
 
 
 def is_disconnect(e):
@@ -39,7 +41,7 @@ def is_disconnect(e):
     if getattr(e, "connection_invalidated", False):
         return True
     orig = getattr(e, "orig", e)
-    code = getattr(orig, "pgcode", None)
+    code = getattr(orig, "pgcode", None) or getattr(orig, "sqlstate", None)  # psycopg2, 3
     if code and (code.startswith("08") or code in _DISCONNECT_PGCODES):
         return True
     text = str(orig).lower()

@@ -108,6 +108,7 @@ class RevocationListener:
         if db.dialect != "postgresql":
             raise ValueError("LISTEN/NOTIFY needs PostgreSQL, not %s" % db.dialect)
         self.db = db
+        self._psycopg2 = sa.create_engine("postgresql+psycopg2://").dialect  # no connection
         self.retry_seconds = retry_seconds
         self.generation = 0
         self.connects = 0         # connections made so far (tests wait on it)
@@ -174,8 +175,11 @@ class RevocationListener:
             self._stop.wait(self.retry_seconds)
 
     def _connect(self):
-        dialect = self.db.engine.dialect
-        cargs, cparams = dialect.create_connect_args(self.db.engine.url)
+        # psycopg2's notification API (notifies, poll) whatever driver the
+        # engine's URL names: this one connection is opened with psycopg2.
+        dialect = self._psycopg2
+        cargs, cparams = dialect.create_connect_args(
+            self.db.engine.url.set(drivername="postgresql+psycopg2"))
         params = dict(KEEPALIVE, **cparams)
         params["application_name"] = APP_NAME  # no number: nothing confirmed yet
         conn = dialect.dbapi.connect(*cargs, **params)

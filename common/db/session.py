@@ -66,7 +66,10 @@ class Database:
         self.url = url
         self.retry_seconds = retry_seconds
         self._clock, self._sleep = clock, sleep
-        kwargs = {"future": True}
+        # rowcount kept for every statement: psycopg 3 forgets it when its
+        # cursor closes, which SQLAlchemy does at once after an INSERT (an
+        # INSERT ... ON CONFLICT DO NOTHING tells by its rowcount what it did).
+        kwargs = {"future": True, "execution_options": {"preserve_rowcount": True}}
         if url.startswith("sqlite"):
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": 10}
         else:

@@ -13,7 +13,7 @@
 #            eval-able facts (also DIR/facts):
 #              HA_LAB_URL=http://127.0.0.1:LB  (HAProxy)  HA_LAB_TOKEN=admin token
 #              HA_LAB_TRANSPORT_URL=rabbit://...  (the operator's account, every node)
-#              HA_LAB_DB_URL=postgresql+psycopg2://...  HA_LAB_CONF=DIR/mininova.conf
+#              HA_LAB_DB_URL=postgresql+psycopg://...  HA_LAB_CONF=DIR/mininova.conf
 #              HA_LAB_PIDS="scheduler1=pid ... api1=pid ... haproxy=pid"
 #              HA_LAB_RABBIT_DIR, HA_LAB_APIS_DIR (for rabbit-cluster.sh / ha-apis.sh
 #              status|kill), HA_LAB_PG_CLUSTER="VERSION NAME"
@@ -116,7 +116,7 @@ transport_url = $(account_url manage)
 transport_url = $(account_url api)
 
 [database]
-connection = postgresql+psycopg2://mininova:$(fact PG_PASSWORD "$dir/pg.env")@127.0.0.1:$(fact PG_PORT "$dir/pg.env")/mininova
+connection = postgresql+psycopg://mininova:$(fact PG_PASSWORD "$dir/pg.env")@127.0.0.1:$(fact PG_PORT "$dir/pg.env")/mininova
 
 [scheduler]
 transport_url = $(account_url scheduler)

@@ -93,7 +93,7 @@ def check_database(url, timeout=3):
         engine = sa.create_engine(url, **engine_args)
     except Exception as exc:
         return [fail(name, "bad [database] connection %s: %s" % (shown, exc),
-                     "fix [database] connection (postgresql+psycopg2://USER:PASSWORD@HOST/DB)")]
+                     "fix [database] connection (postgresql+psycopg://USER:PASSWORD@HOST/DB)")]
     try:
         with engine.connect() as conn:
             conn.execute(sa.text("SELECT 1"))

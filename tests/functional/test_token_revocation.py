@@ -219,7 +219,8 @@ def test_manage_returns_only_once_the_api_has_heard_the_revocation(pg_db, listen
 
 def test_manage_names_an_api_that_never_confirms(pg_db, tmp_path, capsys):
     secret = make_token(pg_db, "p1")
-    mute = psycopg2.connect(pg_db.url.replace("postgresql+psycopg2", "postgresql"),
+    mute = psycopg2.connect(pg_db.engine.url.set(drivername="postgresql").render_as_string(
+                                hide_password=False),
                             application_name=revocations.APP_NAME + " 0")
     try:
         assert revocations.listeners(pg_db) == {mute.get_backend_pid(): 0}
