@@ -23,6 +23,14 @@ class PgError(Exception):
         self.pgcode = pgcode
 
 
+class Pg3Error(Exception):
+    """What psycopg 3 raises: its SQLSTATE is ``sqlstate``."""
+
+    def __init__(self, text, sqlstate=None):
+        super().__init__(text)
+        self.sqlstate = sqlstate
+
+
 def lost(text="server closed the connection unexpectedly"):
     return exc.OperationalError("COMMIT", {}, PgError(text))
 
@@ -47,6 +55,9 @@ class Clock:
     lost("FATAL:  the database system is in recovery mode"),
     exc.OperationalError("x", {}, PgError("terminating", pgcode="57P01")),
     exc.OperationalError("x", {}, PgError("?", pgcode="08006")),
+    exc.OperationalError("x", {}, Pg3Error("terminating", sqlstate="57P01")),
+    exc.OperationalError("x", {}, Pg3Error("consuming input failed: EOF")),
+    exc.OperationalError("x", {}, Pg3Error("the connection is lost")),
 ])
 def test_a_lost_connection_is_recognised(error):
     assert retry.is_disconnect(error)
@@ -56,6 +67,7 @@ def test_a_lost_connection_is_recognised(error):
     exc.IntegrityError("x", {}, PgError("duplicate key value", pgcode="23505")),
     exc.OperationalError("x", {}, PgError("deadlock detected", pgcode="40P01")),
     exc.ProgrammingError("x", {}, PgError('relation "nope" does not exist', pgcode="42P01")),
+    exc.IntegrityError("x", {}, Pg3Error("duplicate key value", sqlstate="23505")),
 ])
 def test_a_refused_statement_is_not_a_lost_connection(error):
     assert not retry.is_disconnect(error)
