@@ -6,7 +6,7 @@ phase waits for ``foreign`` to fall to the threshold and is refused when it
 does not (its figures would not be comparable between runs).
 
 A quiet machine can still be slow: a virtual CPU shares its physical core
-with other machines' (seen here: the same loop 2.5 to 4.4 s, minutes apart).
+with other machines' (seen here: one loop 2.5 to 4.4 s, minutes apart).
 ``reference_loop_ms`` times a fixed loop before each phase, and ``steal`` is
 the time the hypervisor says it kept, so figures in CPU ms per request or VM
 can be set against the machine's speed when they were taken."""
